@@ -1,0 +1,111 @@
+"""Command line: ``emotune run | show`` (and ``serve``, ``validate``, ``estimate`` as they arrive)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from .errors import EmotuneError
+
+
+def _parse_assignments(items: list[str]) -> dict:
+    import yaml
+
+    out = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        if not sep or not name:
+            raise EmotuneError(f"-p takes NAME=VALUE, got {item!r}")
+        out[name.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+    return out
+
+
+def _load_params_file(path: str) -> dict:
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text("utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise EmotuneError(f"{path}: cannot read parameters ({exc})") from None
+    if not isinstance(data, dict):
+        raise EmotuneError(f"{path}: parameters must be a mapping of name: value")
+    return data
+
+
+def cmd_run(args) -> int:
+    from .runs import Run
+    from .series import run_series
+
+    params = _load_params_file(args.params) if args.params else {}
+    params |= _parse_assignments(args.p or [])
+    if args.run_dir:
+        run_path = Path(args.run_dir)
+    elif params.get("run_name"):
+        run_path = Path("runs") / str(params["run_name"])
+    else:
+        run_path = Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
+    run = Run(run_path)
+    run.path.mkdir(parents=True, exist_ok=True)
+    print(f"run directory: {run.path}")
+    results = run_series(run, params, start=args.from_, stop=args.to,
+                         notebooks_dir=Path(args.notebooks) if args.notebooks else None)
+    total = sum(r.seconds for r in results)
+    print(f"done: {len(results)} notebook(s) in {total:.1f} s; manifest: {run.manifest_path}")
+    return 0
+
+
+def cmd_show(args) -> int:
+    from .runs import Run
+
+    manifest = Run(args.run).manifest()
+    if not manifest:
+        raise EmotuneError(f"{args.run}: no manifest.json (is this a run directory?)")
+    if args.json:
+        print(json.dumps(manifest, indent=2, sort_keys=True))
+        return 0
+    print(f"run {manifest['run']['name']}  (updated {manifest['run']['updated_at']})")
+    for name, stage in sorted(manifest.get("stages", {}).items()):
+        print(f"  {name:<22} {stage.get('status', '?'):<8} {stage.get('seconds', '')}")
+    for key in ("data", "samples"):
+        if key in manifest:
+            print(f"{key}: {json.dumps(manifest[key], sort_keys=True)[:300]}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="emotune", description="Labelled text -> fine-tuned LLM classifier, with honest numbers.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the notebook series headless (papermill)")
+    run.add_argument("--run-dir", help="run directory (default runs/<run_name> or runs/<timestamp>)")
+    run.add_argument("--params", help="YAML file of parameters")
+    run.add_argument("-p", action="append", metavar="NAME=VALUE", help="one parameter (repeatable)")
+    run.add_argument("--from", dest="from_", metavar="NN", help="first notebook, e.g. 02")
+    run.add_argument("--to", metavar="NN", help="last notebook, e.g. 04")
+    run.add_argument("--notebooks", help=argparse.SUPPRESS)
+    run.set_defaults(func=cmd_run)
+
+    show = sub.add_parser("show", help="one-screen summary of a run directory")
+    show.add_argument("run", help="run directory")
+    show.add_argument("--json", action="store_true", help="print the whole manifest")
+    show.set_defaults(func=cmd_show)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except EmotuneError as exc:
+        print(f"emotune: error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # a --from/--to that names no notebook
+        print(f"emotune: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

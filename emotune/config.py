@@ -1,0 +1,67 @@
+"""Configuration is read here and nowhere else: explicit argument, then environment, then default.
+
+Environment variables:
+
+- ``EMOTUNE_DATA_DIR``: a folder in the GoEmotions release format (train.tsv, dev.tsv, test.tsv);
+  when unset, data comes from the Hugging Face hub.
+- ``EMOTUNE_RUN_DIR``: the run directory notebooks use when their ``run_dir`` parameter is empty.
+- ``EMOTUNE_BACKEND``: ``auto`` (default), ``openai`` or ``local``.
+- ``EMOTUNE_LOCAL_LATENCY_MS``, ``EMOTUNE_LOCAL_FAIL_429``, ``EMOTUNE_LOCAL_FAIL_500``: fault injection
+  for the local backend (off by default).
+- ``OPENAI_API_KEY``, ``OPENAI_BASE_URL``: read only to decide and build the client; never stored.
+- ``TIKTOKEN_CACHE_DIR``: where tiktoken finds its encodings offline (read by tiktoken itself).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_RUNS_ROOT = Path("runs")
+
+
+def env(name: str, default: str | None = None) -> str | None:
+    """Return an environment variable, treating an empty value as unset."""
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def data_dir(explicit: str | os.PathLike | None = None) -> Path | None:
+    """The local data folder: the argument, else ``EMOTUNE_DATA_DIR``, else None (use the hub)."""
+    value = explicit if explicit not in (None, "") else env("EMOTUNE_DATA_DIR")
+    return Path(value).expanduser() if value else None
+
+
+def run_dir(explicit: str | os.PathLike | None = None, name: str = "tutorial") -> Path:
+    """The run directory: the argument, else ``EMOTUNE_RUN_DIR``, else ``runs/<name>``."""
+    value = explicit if explicit not in (None, "") else env("EMOTUNE_RUN_DIR")
+    return Path(value).expanduser() if value else DEFAULT_RUNS_ROOT / name
+
+
+def backend_choice(explicit: str | None = None) -> str:
+    """The backend asked for: the argument, else ``EMOTUNE_BACKEND``, else ``auto``."""
+    value = explicit if explicit not in (None, "", "auto") else env("EMOTUNE_BACKEND", "auto")
+    if value not in ("auto", "openai", "local"):
+        from .errors import ConfigError
+
+        raise ConfigError(f"backend must be 'auto', 'openai' or 'local', not {value!r}")
+    return value
+
+
+def openai_key() -> str | None:
+    """The OpenAI key from the environment; emotune never stores or prints it."""
+    return env("OPENAI_API_KEY")
+
+
+def openai_base_url() -> str | None:
+    """``OPENAI_BASE_URL``: any OpenAI-compatible server."""
+    return env("OPENAI_BASE_URL")
+
+
+def fault_settings() -> dict[str, float]:
+    """Fault injection for the local backend, from the environment (all zero by default)."""
+    return {
+        "latency_ms": float(env("EMOTUNE_LOCAL_LATENCY_MS", "0")),
+        "fail_429": float(env("EMOTUNE_LOCAL_FAIL_429", "0")),
+        "fail_500": float(env("EMOTUNE_LOCAL_FAIL_500", "0")),
+    }

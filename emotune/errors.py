@@ -1,0 +1,53 @@
+"""The exception tree. Library code raises these; notebooks and the CLI show them.
+
+    EmotuneError
+    ├── ConfigError             a setting is missing or wrong (names the variable or parameter)
+    ├── DataError               input data breaks a rule (names file, line and rule)
+    │   └── ChecksumError       a known file does not match its published sha256
+    ├── BudgetError             an estimate exceeds the budget; nothing was spent
+    ├── LifecycleError          the model or date makes the request impossible (OpenAI's wind-down)
+    ├── BackendError            the API answered with an error we cannot recover from
+    └── JobError                a fine-tuning job failed or was cancelled
+"""
+
+from __future__ import annotations
+
+
+class EmotuneError(Exception):
+    """Root of every error emotune raises on purpose."""
+
+
+class ConfigError(EmotuneError):
+    """A setting is missing or wrong."""
+
+
+class DataError(EmotuneError):
+    """Input data breaks a rule; the message names file, line and rule."""
+
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None, rule: str | None = None):
+        where = ""
+        if path is not None:
+            where = f"{path}:{line}: " if line is not None else f"{path}: "
+        tag = f" [{rule}]" if rule else ""
+        super().__init__(f"{where}{message}{tag}")
+        self.path, self.line, self.rule = path, line, rule
+
+
+class ChecksumError(DataError):
+    """A file with a published checksum does not match it."""
+
+
+class BudgetError(EmotuneError):
+    """The estimated cost exceeds the budget; raised before anything is spent."""
+
+
+class LifecycleError(EmotuneError):
+    """The chosen model or today's date makes the request impossible."""
+
+
+class BackendError(EmotuneError):
+    """The API answered with an error that retrying will not fix."""
+
+
+class JobError(EmotuneError):
+    """A fine-tuning job ended failed or cancelled."""

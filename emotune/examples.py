@@ -1,0 +1,199 @@
+"""Chat examples: one labelled row in, one chat example out; one model answer in, labels out.
+
+The same functions build training files and evaluation prompts, and the same parser reads training
+targets (in the local backend's learner) and model answers (in evaluation), so the two can't drift.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from .errors import ConfigError
+from .taxonomy import Taxonomy, get_taxonomy
+
+LABEL_FORMATS = ("comma", "json")
+
+
+@dataclass(frozen=True)
+class PromptStyle:
+    """A system prompt template and a user message template.
+
+    ``system`` may use ``{labels}`` (the label list), ``{taxonomy}`` and ``{format_rule}``;
+    ``user`` must use ``{text}``.
+    """
+
+    name: str
+    system: str
+    user: str = "{text}"
+
+
+VERBOSE = PromptStyle(
+    "verbose",
+    "You are a highly intelligent emotion classification assistant. You carefully read a comment from "
+    "Reddit and label it with one or more emotions from a fixed list. The emotion labels are: {labels}. "
+    "A comment can express several emotions at once; choose every label that clearly applies, and choose "
+    "'neutral' only when no emotion is expressed. Do not invent labels that are not in the list. "
+    "{format_rule}",
+    "Label the emotions of this comment: {text}",
+)
+COMPACT = PromptStyle("compact", "Label the emotions ({taxonomy}).")
+PROMPT_STYLES = {s.name: s for s in (VERBOSE, COMPACT)}
+
+_FORMAT_RULES = {
+    "comma": "Answer with the labels only, separated by commas.",
+    "json": 'Answer with JSON only, in the form {"labels": ["label", ...]}.',
+}
+
+
+def get_style(style: str | PromptStyle) -> PromptStyle:
+    """A prompt style by name (``verbose``, ``compact``) or your own :class:`PromptStyle`."""
+    if isinstance(style, PromptStyle):
+        if "{text}" not in style.user:
+            raise ConfigError(f"prompt style {style.name!r}: the user template must contain {{text}}")
+        return style
+    try:
+        return PROMPT_STYLES[style]
+    except KeyError:
+        raise ConfigError(f"unknown prompt style {style!r}; use one of {sorted(PROMPT_STYLES)} or a PromptStyle") from None
+
+
+def _check_format(label_format: str) -> str:
+    if label_format not in LABEL_FORMATS:
+        raise ConfigError(f"label_format must be one of {LABEL_FORMATS}, not {label_format!r}")
+    return label_format
+
+
+def prompt_messages(text: str, *, style: str | PromptStyle = "compact", label_format: str = "comma",
+                    taxonomy: str | Taxonomy = "goemotions") -> list[dict]:
+    """The system and user messages that ask a model to label ``text``."""
+    s, tax = get_style(style), get_taxonomy(taxonomy)
+    system = s.system.format(labels=", ".join(tax.labels), taxonomy=tax.name,
+                             format_rule=_FORMAT_RULES[_check_format(label_format)])
+    return [{"role": "system", "content": system}, {"role": "user", "content": s.user.format(text=text)}]
+
+
+def format_answer(labels: Sequence[str], label_format: str = "comma") -> str:
+    """The assistant answer for a label set."""
+    if _check_format(label_format) == "json":
+        return json.dumps({"labels": list(labels)})
+    return ", ".join(labels)
+
+
+def render_example(text: str, labels: Sequence[str], *, style: str | PromptStyle = "compact",
+                   label_format: str = "comma", taxonomy: str | Taxonomy = "goemotions") -> dict:
+    """One chat fine-tuning example: system, user and the assistant's target answer."""
+    messages = prompt_messages(text, style=style, label_format=label_format, taxonomy=taxonomy)
+    messages.append({"role": "assistant", "content": format_answer(labels, label_format)})
+    return {"messages": messages}
+
+
+@dataclass(frozen=True)
+class ParsedAnswer:
+    """Labels read from an answer; ``status`` is ok, partial (some unknown), unknown or unparseable."""
+
+    labels: tuple[str, ...]
+    unknown: tuple[str, ...] = ()
+    status: str = "ok"
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+_SPLIT = re.compile(r"[,;\n|]+")
+_WORD = re.compile(r"^[a-z][a-z _-]{0,40}$")
+_STRIP = " \t\"'`.!?:*-[](){}"
+
+
+def _candidates(answer: str) -> tuple[list[str] | None, str]:
+    text = answer.strip()
+    if text.startswith("```"):
+        text = text.strip("`").removeprefix("json").strip()
+    if text[:1] in "{[":
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            return None, f"invalid JSON ({exc.msg})"
+        if isinstance(obj, dict):
+            obj = obj.get("labels")
+        if not isinstance(obj, list) or not all(isinstance(x, str) for x in obj):
+            return None, 'JSON without a "labels" list of strings'
+        return obj, ""
+    parts = [p.strip(_STRIP) for p in _SPLIT.split(text)]
+    words = [p for chunk in parts for p in re.split(r"\s+and\s+", chunk)]
+    return [w.strip(_STRIP) for w in words if w.strip(_STRIP)], ""
+
+
+def parse_answer(answer: str | None, taxonomy: str | Taxonomy | None = "goemotions") -> ParsedAnswer:
+    """Read labels from a model answer, forgiving case, spacing, order, repeats and known misspellings.
+
+    With a taxonomy, words outside it are reported as ``unknown``, never dropped silently or turned
+    into 'neutral'. With ``taxonomy=None`` any label-like word is accepted (the open vocabulary the
+    local backend's learner uses when it reads training targets).
+    """
+    if answer is None or not answer.strip():
+        return ParsedAnswer((), (), "unparseable", "empty answer")
+    words, problem = _candidates(answer)
+    if words is None:
+        return ParsedAnswer((), (), "unparseable", problem)
+    tax = get_taxonomy(taxonomy) if taxonomy is not None else None
+    found, unknown = [], []
+    for word in words:
+        key = " ".join(word.lower().split())
+        label = tax.normalise(key) if tax else (key if _WORD.match(key) else None)
+        if label is None:
+            unknown.append(key)
+        elif label not in found:
+            found.append(label)
+    if tax:
+        found.sort(key=tax.index)
+    if not found and not unknown:
+        return ParsedAnswer((), (), "unparseable", "no labels in answer")
+    status = "ok" if not unknown else ("partial" if found else "unknown")
+    return ParsedAnswer(tuple(found), tuple(dict.fromkeys(unknown)), status)
+
+
+@dataclass
+class ParseSummary:
+    """Counts over many parsed answers."""
+
+    total: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+    unknown_words: dict[str, int] = field(default_factory=dict)
+
+
+def summarise_parses(parsed: Iterable[ParsedAnswer]) -> ParseSummary:
+    """How many answers parsed cleanly, partly, or not at all, and which unknown words appeared."""
+    out = ParseSummary()
+    for p in parsed:
+        out.total += 1
+        out.by_status[p.status] = out.by_status.get(p.status, 0) + 1
+        for w in p.unknown:
+            out.unknown_words[w] = out.unknown_words.get(w, 0) + 1
+    return out
+
+
+def last_user_text(messages: Sequence[dict]) -> str:
+    """The text of the last user message (content parts joined)."""
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, list):
+                return " ".join(part.get("text", "") for part in content if isinstance(part, dict))
+            return content or ""
+    return ""
+
+
+def assistant_text(messages: Sequence[dict]) -> str | None:
+    """The text of the last assistant message, if any."""
+    for message in reversed(messages):
+        if message.get("role") == "assistant":
+            content = message.get("content")
+            if isinstance(content, list):
+                return " ".join(part.get("text", "") for part in content if isinstance(part, dict))
+            return content
+    return None

@@ -1,0 +1,156 @@
+"""Run the numbered notebooks headless with papermill, on one run directory and one parameter set."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ConfigError, EmotuneError
+from .runs import Run, atomic_write_json, now_iso
+
+# The parameters every notebook declares in its `parameters` cell, with the tutorial's defaults.
+DEFAULT_PARAMETERS: dict[str, object] = {
+    "run_name": "tutorial",
+    "run_dir": "",
+    "data_source": "",
+    "seed": 42,
+    "taxonomy": "goemotions",
+    "n_train": 1000,
+    "n_validation": 300,
+    "n_eval": 500,
+    "prompt_style": "compact",
+    "label_format": "comma",
+    "backend": "auto",
+    "base_model": "gpt-4.1-mini-2025-04-14",
+    "budget_usd": 5.0,
+}
+
+
+class NotebookFailed(EmotuneError):
+    """A notebook in the series raised; the message names the notebook and the failing cell."""
+
+
+@dataclass
+class StageResult:
+    """One executed notebook: where its output is and how long it took."""
+
+    notebook: str
+    output: Path
+    seconds: float
+
+
+def default_notebooks_dir() -> Path:
+    """The repository's notebooks/ folder (beside the package in a source checkout)."""
+    return Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def list_notebooks(folder: Path | None = None) -> list[Path]:
+    """The numbered notebooks (``NN_name.ipynb``) in name order."""
+    folder = folder or default_notebooks_dir()
+    found = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+    if not found:
+        raise ConfigError(f"no numbered notebooks (NN_name.ipynb) in {folder}")
+    return found
+
+
+def select(notebooks: list[Path], start: str | None = None, stop: str | None = None) -> list[Path]:
+    """The notebooks from ``start`` to ``stop`` inclusive, by number (``02``) or name prefix."""
+    numbers = [p.name[:2] for p in notebooks]
+    lo = numbers.index(start[:2].zfill(2)) if start else 0
+    hi = numbers.index(stop[:2].zfill(2)) if stop else len(notebooks) - 1
+    return notebooks[lo:hi + 1]
+
+
+def coerce(name: str, value: object) -> object:
+    """Give a parameter the type of its default (``-p seed=7`` is an int, ``-p run_dir=2024`` stays a string)."""
+    default = DEFAULT_PARAMETERS.get(name)
+    if isinstance(default, bool) or default is None or isinstance(value, type(default)):
+        return value
+    try:
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        if isinstance(default, str):
+            return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"parameter {name}: {value!r} is not a {type(default).__name__}") from None
+    return value
+
+
+def check_parameters(params: dict, notebooks: list[Path]) -> set[str]:
+    """Reject parameter names that no selected notebook declares (papermill would only log them)."""
+    import papermill as pm
+
+    declared: set[str] = set()
+    for nb in notebooks:
+        declared |= set(pm.inspect_notebook(str(nb)))
+    unknown = sorted(set(params) - declared)
+    if unknown:
+        raise ConfigError(f"unknown parameter(s): {', '.join(unknown)}. Known: {', '.join(sorted(declared))}")
+    return declared
+
+
+def run_series(run: Run, params: dict, *, start: str | None = None, stop: str | None = None,
+               notebooks_dir: Path | None = None, on_event: Callable[[str], None] = print) -> list[StageResult]:
+    """Execute the selected notebooks in order into ``<run>/notebooks/``; stop at the first failure."""
+    import papermill as pm
+
+    selected = select(list_notebooks(notebooks_dir), start, stop)
+    params = {k: coerce(k, v) for k, v in params.items()}
+    declared = check_parameters(params, selected)
+    # The run directory decides where everything goes; the notebooks get it as given to us.
+    params |= {k: v for k, v in {"run_dir": str(run.path.resolve()), "run_name": run.name}.items() if k in declared}
+    out_dir = run.path / "notebooks"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for i, nb in enumerate(selected, start=1):
+        on_event(f"[{i}/{len(selected)}] {nb.stem} ...")
+        final, partial = out_dir / nb.name, out_dir / f".{nb.stem}.running.ipynb"
+        t0 = time.perf_counter()
+        try:
+            pm.execute_notebook(str(nb), str(partial), parameters=params, cwd=str(nb.parent),
+                                progress_bar=False, record_timing=False, kernel_name="python3")
+        except pm.PapermillExecutionError as exc:
+            failed = out_dir / f"{nb.stem}.failed.ipynb"
+            partial.replace(failed)
+            raise NotebookFailed(f"{nb.name} failed in cell {exc.exec_count or exc.cell_index}: {exc.ename}: "
+                                 f"{exc.evalue}\n(executed notebook with the error: {failed})") from None
+        partial.replace(final)
+        seconds = time.perf_counter() - t0
+        run.update(stages={nb.stem: {"seconds": round(seconds, 2), "notebook": f"notebooks/{nb.name}"}})
+        on_event(f"[{i}/{len(selected)}] {nb.stem} done in {seconds:.1f} s")
+        results.append(StageResult(nb.stem, final, seconds))
+    atomic_write_json(out_dir / "series.json", {"finished_at": now_iso(), "parameters": params,
+                                                "notebooks": [r.notebook for r in results]})
+    return results
+
+
+def collect_parameters(namespace: dict) -> dict:
+    """The series parameters as a notebook's namespace holds them (after papermill's injection)."""
+    return {name: namespace[name] for name in DEFAULT_PARAMETERS if name in namespace}
+
+
+def refresh_committed(notebooks: list[Path]) -> None:
+    """Re-execute notebooks in place with their default parameters (how the committed outputs are made).
+
+    No parameters are injected, timing and papermill metadata are dropped, and widget state is stripped,
+    so the committed files hold only what a reader should see.
+    """
+    import nbformat
+    import papermill as pm
+
+    for nb in notebooks:
+        tmp = nb.with_name(f".{nb.stem}.refresh.ipynb")
+        pm.execute_notebook(str(nb), str(tmp), cwd=str(nb.parent), progress_bar=False, record_timing=False,
+                            kernel_name="python3")
+        out = nbformat.read(tmp, as_version=4)
+        out.metadata.pop("papermill", None)
+        out.metadata.pop("widgets", None)
+        for cell in out.cells:
+            cell.metadata.pop("papermill", None)
+            cell.metadata.pop("execution", None)
+        nbformat.write(out, tmp)
+        tmp.replace(nb)

@@ -1,0 +1,54 @@
+"""Shared fixtures. Every test runs with the user's OpenAI settings removed and its own run directory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+MIRROR = os.environ.get("EMOTUNE_DATA_DIR", "")
+SEED_TUTORIAL = os.environ.get("EMOTUNE_SEED_TUTORIAL_DIR", "")
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(monkeypatch, tmp_path):
+    """No test sees a real key or writes into the user's runs/."""
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID", "EMOTUNE_BACKEND",
+                 "EMOTUNE_LOCAL_LATENCY_MS", "EMOTUNE_LOCAL_FAIL_429", "EMOTUNE_LOCAL_FAIL_500"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("EMOTUNE_RUN_DIR", str(tmp_path / "run"))
+    yield
+
+
+@pytest.fixture(scope="session")
+def mirror() -> Path:
+    """The offline GoEmotions mirror (EMOTUNE_DATA_DIR, set by .ci/run)."""
+    if not MIRROR or not Path(MIRROR).is_dir():
+        pytest.skip("EMOTUNE_DATA_DIR is not set to the GoEmotions mirror")
+    return Path(MIRROR)
+
+
+@pytest.fixture(scope="session")
+def seed_tutorial() -> Path:
+    """The hand-made tutorial JSONL pair (EMOTUNE_SEED_TUTORIAL_DIR, set by .ci/run)."""
+    if not SEED_TUTORIAL or not Path(SEED_TUTORIAL).is_dir():
+        pytest.skip("EMOTUNE_SEED_TUTORIAL_DIR is not set")
+    return Path(SEED_TUTORIAL)
+
+
+@pytest.fixture(scope="session")
+def loaded_mirror(mirror):
+    """The mirror loaded once for the session."""
+    from emotune import data
+
+    return data.load_local(mirror)
+
+
+def write_tsv(folder: Path, rows_by_split: dict[str, list[str]]) -> Path:
+    """Write a tiny release-format folder: one TSV per split from raw lines."""
+    folder.mkdir(parents=True, exist_ok=True)
+    names = {"train": "train.tsv", "validation": "dev.tsv", "test": "test.tsv"}
+    for split, lines in rows_by_split.items():
+        (folder / names[split]).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return folder

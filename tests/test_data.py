@@ -1,0 +1,130 @@
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import write_tsv
+
+from emotune import ChecksumError, DataError, data
+
+GOOD = {"train": ["I love it\t18\ta1", "meh\t27\ta2", "wow, thanks!\t15,26\ta3"],
+        "validation": ["so sad\t25\tb1"], "test": ["why?\t7\tc1", "   \t27\tc2"]}
+
+
+def test_local_fixture_loads_as_datasetdict(tmp_path):
+    loaded = data.load_local(write_tsv(tmp_path / "d", GOOD), verify=False)
+    dd = loaded.dataset
+    assert set(dd) == {"train", "validation", "test"}
+    assert dd["train"].column_names == ["text", "labels", "id"]
+    assert dd["train"][2] == {"text": "wow, thanks!", "labels": [15, 26], "id": "a3"}
+    assert dd["train"].features["labels"].feature.names[18] == "love"
+    assert loaded.split_sizes() == {"train": 3, "validation": 1, "test": 2}
+    assert loaded.checksums["train.tsv"] == data.sha256_file(tmp_path / "d" / "train.tsv")
+
+
+def test_env_var_chooses_the_local_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMOTUNE_DATA_DIR", str(write_tsv(tmp_path / "d", GOOD)))
+    assert data.load(verify=False).source == "local:d"
+
+
+def test_checksum_mismatch_names_the_file(tmp_path):
+    folder = write_tsv(tmp_path / "d", GOOD)
+    with pytest.raises(ChecksumError, match=r"train\.tsv.*does not match the published"):
+        data.load_local(folder, verify=True)
+
+
+def test_quotes_and_na_survive(tmp_path):
+    rows = dict(GOOD, train=['He said "NA" and left\t27\tq1', "NA\t27\tq2", 'a "quote\t27\tq3'])
+    dd = data.load_local(write_tsv(tmp_path / "d", rows), verify=False).dataset
+    assert dd["train"]["text"] == ['He said "NA" and left', "NA", 'a "quote']
+
+
+@pytest.mark.parametrize("line, rule", [
+    ("only text", "columns"),
+    ("text\t27\tid\textra", "columns"),
+    ("text\t\tid", "labels-missing"),
+    ("text\tjoy\tid", "label-not-integer"),
+    ("text\t1.5\tid", "label-not-integer"),
+    ("text\t28\tid", "label-out-of-range"),
+    ("text\t-1\tid", "label-out-of-range"),
+    ("text\t3\t ", "id-missing"),
+])
+def test_bad_rows_name_file_line_and_rule(tmp_path, line, rule):
+    rows = dict(GOOD, validation=["fine\t1\tv1", line])
+    with pytest.raises(DataError) as info:
+        data.load_local(write_tsv(tmp_path / "d", rows), verify=False)
+    err = info.value
+    assert err.rule == rule and err.line == 2 and err.path.endswith("dev.tsv")
+    assert "dev.tsv:2:" in str(err)
+
+
+def test_missing_split_file(tmp_path):
+    folder = write_tsv(tmp_path / "d", {"train": GOOD["train"], "validation": GOOD["validation"]})
+    with pytest.raises(DataError, match="missing test.tsv"):
+        data.load_local(folder, verify=False)
+
+
+def test_no_local_data_and_no_network_gives_one_clear_message(monkeypatch):
+    monkeypatch.delenv("EMOTUNE_DATA_DIR", raising=False)
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DataError) as info:
+        data.load(source="no-such-org/no-such-dataset")
+    msg = str(info.value)
+    assert "EMOTUNE_DATA_DIR" in msg and "network" in msg
+
+
+def test_clean_drops_empty_and_reports_cross_split_ids(tmp_path):
+    rows = dict(GOOD, test=["why?\t7\ta1", "   \t27\tc2"])
+    dd = data.load_local(write_tsv(tmp_path / "d", rows), verify=False).dataset
+    cleaned, report = data.clean(dd)
+    assert report.dropped_empty == {"train": 0, "validation": 0, "test": 1}
+    assert report.duplicate_ids_across_splits == ["a1"]
+    assert len(cleaned["test"]) == 1
+
+
+def test_real_mirror_checksums_and_sizes(loaded_mirror):
+    assert loaded_mirror.split_sizes() == {"train": 43410, "validation": 5426, "test": 5427}
+    for name, digest in data.KNOWN_SHA256.items():
+        if name in loaded_mirror.checksums:
+            assert loaded_mirror.checksums[name] == digest
+
+
+@pytest.fixture(scope="module")
+def train_frame(loaded_mirror):
+    return data.to_frame(loaded_mirror.dataset["train"])
+
+
+def test_sampling_is_deterministic_and_seed_dependent(train_frame):
+    a = data.stratified_sample(train_frame, 1000, seed=1, n_labels=28)
+    b = data.stratified_sample(train_frame, 1000, seed=1, n_labels=28)
+    c = data.stratified_sample(train_frame, 1000, seed=2, n_labels=28)
+    assert len(a) == 1000 and a["id"].tolist() == b["id"].tolist()
+    assert set(a["id"]) != set(c["id"])
+    assert a["id"].is_unique
+
+
+def test_sampling_keeps_label_shares_within_tolerance(train_frame):
+    sample = data.stratified_sample(train_frame, 1000, seed=7, n_labels=28)
+    table = data.support_table(train_frame, sample)
+    # Stated tolerance: every label's share within 0.75 percentage points of the population's.
+    assert table["difference (pp)"].abs().max() <= 0.75
+    # every label present in the population is present in the sample
+    assert (table.loc[table["population %"] > 0, "sample %"] > 0).all()
+
+
+def test_sampling_keeps_rare_labels_present():
+    # 200 rows; label 2 appears on 3 rows only; a 20-row sample must still hold it.
+    labels = [[0]] * 120 + [[1]] * 77 + [[2]] * 3
+    frame = pd.DataFrame({"text": [f"t{i}" for i in range(200)], "labels": labels, "id": [f"i{i}" for i in range(200)]})
+    for seed in range(5):
+        sample = data.stratified_sample(frame, 20, seed=seed, n_labels=3)
+        assert any(2 in ids for ids in sample["labels"])
+
+
+def test_sample_size_errors():
+    frame = pd.DataFrame({"text": ["a"], "labels": [[0]], "id": ["1"]})
+    with pytest.raises(DataError, match="cannot sample 2 rows from 1"):
+        data.stratified_sample(frame, 2, seed=0, n_labels=1)
+
+
+def test_multi_hot():
+    assert np.array_equal(data.multi_hot([[0, 2], [1]], 3), np.array([[1, 0, 1], [0, 1, 0]]))

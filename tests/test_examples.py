@@ -1,0 +1,88 @@
+import json
+
+import pytest
+
+from emotune import ConfigError, PromptStyle, format_answer, parse_answer, prompt_messages, render_example
+from emotune.examples import assistant_text, last_user_text, summarise_parses
+from emotune.taxonomy import taxonomy_names
+
+
+@pytest.mark.parametrize("level, labels", [("goemotions", ["embarrassment", "joy"]), ("ekman", ["fear", "neutral"]),
+                                           ("sentiment", ["ambiguous"])])
+@pytest.mark.parametrize("style", ["verbose", "compact"])
+@pytest.mark.parametrize("fmt", ["comma", "json"])
+def test_render_then_parse_round_trips(level, labels, style, fmt):
+    ex = render_example("some comment", labels, style=style, label_format=fmt, taxonomy=level)
+    roles = [m["role"] for m in ex["messages"]]
+    assert roles == ["system", "user", "assistant"]
+    assert last_user_text(ex["messages"]).endswith("some comment")
+    parsed = parse_answer(assistant_text(ex["messages"]), level)
+    assert parsed.ok and list(parsed.labels) == labels
+
+
+def test_verbose_lists_every_label_and_compact_is_short():
+    verbose = prompt_messages("x", style="verbose")[0]["content"]
+    compact = prompt_messages("x", style="compact")[0]["content"]
+    assert all(label in verbose for label in ("admiration", "embarrassment", "neutral"))
+    assert len(compact) < 60 < len(verbose)
+
+
+def test_custom_style():
+    mine = PromptStyle("mine", "Emotions please, {format_rule}", "Comment: {text}")
+    msgs = prompt_messages("hi", style=mine, label_format="json")
+    assert msgs[1]["content"] == "Comment: hi" and '"labels"' in msgs[0]["content"]
+    with pytest.raises(ConfigError, match="must contain"):
+        prompt_messages("hi", style=PromptStyle("bad", "s", "no placeholder"))
+    with pytest.raises(ConfigError, match="unknown prompt style"):
+        prompt_messages("hi", style="chatty")
+    with pytest.raises(ConfigError, match="label_format"):
+        format_answer(["joy"], "xml")
+
+
+@pytest.mark.parametrize("answer, labels", [
+    ("joy, love", ("joy", "love")),
+    ("Love,JOY", ("joy", "love")),
+    ("  joy ,  joy , love. ", ("joy", "love")),
+    ("Embarassment", ("embarrassment",)),
+    ("gratitude; admiration", ("admiration", "gratitude")),
+    ("anger and annoyance", ("anger", "annoyance")),
+    ('{"labels": ["Joy", "love"]}', ("joy", "love")),
+    ('```json\n{"labels": ["fear"]}\n```', ("fear",)),
+    ('["sadness"]', ("sadness",)),
+    ("neutral!", ("neutral",)),
+])
+def test_parser_forgives_what_is_safe(answer, labels):
+    parsed = parse_answer(answer)
+    assert parsed.ok and parsed.labels == labels
+
+
+@pytest.mark.parametrize("answer, status, unknown", [
+    ("happy", "unknown", ("happy",)),
+    ("joy, happy, HAPPY", "partial", ("happy",)),
+    ("", "unparseable", ()),
+    (None, "unparseable", ()),
+    ('{"labels": "joy"}', "unparseable", ()),
+    ('{"labels": [', "unparseable", ()),
+    (",,,", "unparseable", ()),
+    ("I think this comment expresses joy", "unknown", ("i think this comment expresses joy",)),
+])
+def test_parser_is_strict_where_it_must_be(answer, status, unknown):
+    parsed = parse_answer(answer)
+    assert parsed.status == status and parsed.unknown == unknown
+    assert "neutral" not in parsed.labels
+
+
+def test_open_vocabulary_keeps_words_as_written():
+    assert parse_answer("Spam, ham", None).labels == ("spam", "ham")
+    assert parse_answer("embarassment", None).labels == ("embarassment",)
+
+
+def test_summary_counts():
+    s = summarise_parses([parse_answer("joy"), parse_answer("happy"), parse_answer("joy, happy"), parse_answer("")])
+    assert s.total == 4 and s.by_status == {"ok": 1, "unknown": 1, "partial": 1, "unparseable": 1}
+    assert s.unknown_words == {"happy": 2}
+
+
+def test_json_answer_is_json():
+    assert json.loads(format_answer(["joy"], "json")) == {"labels": ["joy"]}
+    assert set(taxonomy_names()) >= {"goemotions", "ekman", "sentiment"}

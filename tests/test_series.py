@@ -1,0 +1,108 @@
+"""`emotune run` and the notebook parameters, executed for real with papermill."""
+
+import json
+import tomllib
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from emotune import DEFAULT_PARAMETERS, ConfigError, cli, series
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_notebook_declares_the_common_parameters():
+    import papermill as pm
+
+    for nb in series.list_notebooks():
+        declared = {name: p["default"] for name, p in pm.inspect_notebook(str(nb)).items()}
+        assert {k: eval(v) for k, v in declared.items()} == DEFAULT_PARAMETERS, nb.name
+
+
+def test_committed_notebooks_have_counts_kernel_and_no_injected_cell():
+    for nb_path in series.list_notebooks():
+        nb = nbformat.read(nb_path, as_version=4)
+        assert nb.metadata.kernelspec.name == "python3"
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert all(c.execution_count for c in code), f"{nb_path.name} has unrun cells"
+        assert not any("injected-parameters" in c.metadata.get("tags", []) for c in code)
+        body = [c for c in code if "parameters" not in c.metadata.get("tags", [])]
+        assert all(c.source.count("\n") < 10 for c in body), f"{nb_path.name} has a cell over 10 lines"
+        assert not any(c.source.lstrip().startswith(("def ", "class ")) for c in code)
+        text = json.dumps(nb)
+        assert "/work/" not in text and "/home/" not in text and "/tmp/" not in text
+
+
+def test_coerce_and_select():
+    assert series.coerce("seed", "7") == 7 and series.coerce("run_dir", 2024) == "2024"
+    assert series.coerce("budget_usd", "2.5") == 2.5
+    with pytest.raises(ConfigError, match="not a int"):
+        series.coerce("seed", "seven")
+    nbs = [Path("01_a.ipynb"), Path("02_b.ipynb"), Path("03_c.ipynb")]
+    assert series.select(nbs, "02", None) == nbs[1:] and series.select(nbs, None, "2") == nbs[:2]
+
+
+def test_unknown_parameter_is_rejected_before_anything_runs(tmp_path, capsys):
+    rc = cli.main(["run", "--run-dir", str(tmp_path / "r"), "-p", "seeed=3"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "unknown parameter(s): seeed" in err and "seed" in err
+    assert not (tmp_path / "r" / "notebooks" / "01_explore.ipynb").exists()
+
+
+def test_emotune_run_executes_01_with_parameters(tmp_path, mirror, capsys):
+    params = tmp_path / "p.yaml"
+    params.write_text(yaml.safe_dump({"n_train": 200, "n_validation": 60}))
+    run_dir = tmp_path / "myrun"
+    rc = cli.main(["run", "--run-dir", str(run_dir), "--params", str(params), "-p", "seed=7", "-p", "n_eval=80",
+                   "--to", "01"])
+    assert rc == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "[1/1] 01_explore" in out
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["parameters"]["seed"] == 7 and manifest["parameters"]["n_train"] == 200
+    assert manifest["samples"]["train"]["rows"] == 200 and manifest["samples"]["eval"]["rows"] == 80
+    assert manifest["stages"]["01_explore"]["status"] == "done" and manifest["stages"]["01_explore"]["seconds"] > 0
+    assert manifest["data"]["split_sizes"]["train"] == 43410
+    assert (run_dir / "notebooks" / "01_explore.ipynb").exists()
+    assert len((run_dir / "train_sample.jsonl").read_text().splitlines()) == 200
+    # `emotune show` summarises it
+    assert cli.main(["show", str(run_dir)]) == 0
+    assert "01_explore" in capsys.readouterr().out
+
+
+def test_failing_notebook_shows_the_cell_and_exits_nonzero(tmp_path, capsys):
+    nb_dir = tmp_path / "nbs"
+    nb_dir.mkdir()
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("seed = 1")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell("raise ValueError('boom ' + str(seed))")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, nb_dir / "01_fail.ipynb")
+    rc = cli.main(["run", "--run-dir", str(tmp_path / "r"), "--notebooks", str(nb_dir), "-p", "seed=5"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "01_fail.ipynb failed" in err and "ValueError: boom 5" in err
+    assert (tmp_path / "r" / "notebooks" / "01_fail.failed.ipynb").exists()
+    assert not (tmp_path / "r" / "notebooks" / "01_fail.ipynb").exists()
+
+
+def test_environment_yml_installs_what_pyproject_declares():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    conda = [d for d in env["dependencies"] if isinstance(d, str)]
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert "conda-forge" in env["channels"]
+    # Python deps live in pyproject only; conda adds just python (same floor) and pip.
+    assert sorted(d.split(">")[0].split("=")[0] for d in conda) == ["pip", "python"]
+    assert f"python{project['project']['requires-python']}" in conda
+    assert pip == ["-e .[dev]"] and "dev" in project["project"]["optional-dependencies"]
+
+
+def test_ci_calls_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in readme and ci.strip().splitlines()[-1] == "make test"

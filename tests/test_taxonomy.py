@@ -1,0 +1,61 @@
+import pytest
+
+from emotune import (
+    EKMAN,
+    GOEMOTIONS,
+    SENTIMENT,
+    ConfigError,
+    Taxonomy,
+    get_taxonomy,
+    map_labels,
+    register_taxonomy,
+)
+
+
+def test_goemotions_labels_match_release_order(mirror):
+    assert GOEMOTIONS.labels == tuple((mirror / "emotions.txt").read_text().split("\n"))
+    assert len(GOEMOTIONS) == 28 and "embarrassment" in GOEMOTIONS.labels and "embarassment" not in GOEMOTIONS.labels
+
+
+def test_coarse_levels():
+    assert EKMAN.labels == ("anger", "disgust", "fear", "joy", "sadness", "surprise", "neutral")
+    assert SENTIMENT.labels == ("positive", "negative", "ambiguous", "neutral")
+    # every base label belongs to exactly one group at each level
+    for level in (EKMAN, SENTIMENT):
+        members = [m for lab in level.labels for m in level.base_members(lab)]
+        assert sorted(members) == sorted(GOEMOTIONS.labels)
+
+
+def test_map_labels_down_and_across():
+    assert map_labels(["annoyance", "grief", "neutral"], "goemotions", "ekman") == ["anger", "sadness", "neutral"]
+    assert map_labels(["curiosity", "admiration"], "goemotions", "sentiment") == ["positive", "ambiguous"]
+    assert map_labels(["joy", "surprise", "anger"], "ekman", "sentiment") == ["positive", "negative", "ambiguous"]
+    assert map_labels(["joy", "joy"], "goemotions", "goemotions") == ["joy"]
+
+
+def test_round_trip_every_label_to_each_level_is_consistent():
+    for label in GOEMOTIONS.labels:
+        ekman = map_labels([label], GOEMOTIONS, EKMAN)
+        assert map_labels(ekman, EKMAN, SENTIMENT) == map_labels([label], GOEMOTIONS, SENTIMENT)
+
+
+def test_mapping_towards_a_finer_level_is_an_error():
+    with pytest.raises(ConfigError, match="maps to"):
+        map_labels(["negative"], "sentiment", "ekman")
+    with pytest.raises(ConfigError, match="not a goemotions label"):
+        map_labels(["happy"], "goemotions", "ekman")
+
+
+def test_normalise_forgives_case_spacing_and_misspellings():
+    assert GOEMOTIONS.normalise("  Embarassment ") == "embarrassment"
+    assert GOEMOTIONS.normalise("JOY") == "joy"
+    assert GOEMOTIONS.normalise("happy") is None
+
+
+def test_another_dataset_plugs_in():
+    spam = register_taxonomy(Taxonomy("spam", ("spam", "ham")))
+    assert get_taxonomy("spam") is spam and spam.index("ham") == 1
+    with pytest.raises(ConfigError, match="unknown taxonomy"):
+        get_taxonomy("nope")
+    with pytest.raises(ConfigError, match="do not share"):
+        map_labels(["spam"], "spam", "ekman")
