@@ -23,7 +23,7 @@ run: setup
 	$(BIN)/emotune run $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(RUN_ARGS)
 
 lint: setup
-	$(BIN)/ruff check emotune tests benchmarks
+	$(BIN)/ruff check .
 
 unit: setup
 	$(BIN)/python -m pytest tests

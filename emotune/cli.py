@@ -75,6 +75,14 @@ def cmd_show(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from .local import serve
+
+    serve(args.port, args.state_dir, latency_ms=args.latency_ms, fail_429=args.fail_429, fail_500=args.fail_500,
+          max_upload_bytes=args.max_upload_mb * 1024 * 1024)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="emotune", description="Labelled text -> fine-tuned LLM classifier, with honest numbers.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -92,6 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("run", help="run directory")
     show.add_argument("--json", action="store_true", help="print the whole manifest")
     show.set_defaults(func=cmd_show)
+
+    serve = sub.add_parser("serve", help="run the local OpenAI-compatible backend on 127.0.0.1")
+    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--state-dir", default="runs/local-backend", help="where files, jobs and models live")
+    serve.add_argument("--latency-ms", type=float, default=0.0, help="added latency per request")
+    serve.add_argument("--fail-429", type=float, default=0.0, help="fraction of requests answered 429 (Retry-After)")
+    serve.add_argument("--fail-500", type=float, default=0.0, help="fraction of requests answered 500")
+    serve.add_argument("--max-upload-mb", type=int, default=512, help="upload size limit (413 above it)")
+    serve.set_defaults(func=cmd_serve)
     return parser
 
 

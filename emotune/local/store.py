@@ -1,0 +1,111 @@
+"""On-disk state of the local backend: files, jobs, events, models and batches, one JSON record each.
+
+Everything lives under one state directory, so a model trained in one process answers in the next.
+Writes are atomic (temp file + rename) and serialised by one lock.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from pathlib import Path
+
+from ..runs import atomic_write_bytes, atomic_write_json
+
+KINDS = ("files", "jobs", "batches", "models")
+
+
+def new_id(prefix: str) -> str:
+    """An OpenAI-style id: ``file-…``, ``ftjob-…``, ``batch_…``."""
+    return f"{prefix}{secrets.token_hex(12)}"
+
+
+class Store:
+    """Records and blobs under ``state_dir``."""
+
+    def __init__(self, state_dir: str | Path):
+        self.root = Path(state_dir)
+        for kind in (*KINDS, "blobs", "events", "weights"):
+            (self.root / kind).mkdir(parents=True, exist_ok=True)
+        self.lock = threading.RLock()
+
+    # records -------------------------------------------------------------------------------
+    def _path(self, kind: str, rid: str) -> Path:
+        if "/" in rid or "\\" in rid or rid.startswith("."):
+            raise KeyError(rid)
+        return self.root / kind / f"{rid.replace(':', '~')}.json"
+
+    def put(self, kind: str, record: dict) -> dict:
+        with self.lock:
+            atomic_write_json(self._path(kind, record["id"]), record)
+        return record
+
+    def get(self, kind: str, rid: str) -> dict | None:
+        try:
+            path = self._path(kind, rid)
+        except KeyError:
+            return None
+        with self.lock:
+            if not path.exists():
+                return None
+            return json.loads(path.read_text("utf-8"))
+
+    def update(self, kind: str, rid: str, **changes) -> dict:
+        with self.lock:
+            record = self.get(kind, rid)
+            if record is None:
+                raise KeyError(rid)
+            record.update(changes)
+            return self.put(kind, record)
+
+    def delete(self, kind: str, rid: str) -> bool:
+        with self.lock:
+            path = self._path(kind, rid)
+            if not path.exists():
+                return False
+            path.unlink()
+            return True
+
+    def all(self, kind: str) -> list[dict]:
+        """Every record of a kind, newest first (ties broken by id for a stable order)."""
+        with self.lock:
+            records = [json.loads(p.read_text("utf-8")) for p in (self.root / kind).glob("*.json")]
+        return sorted(records, key=lambda r: (r.get("created_at", 0), r.get("_seq", 0), r["id"]), reverse=True)
+
+    # blobs ----------------------------------------------------------------------------------
+    def write_blob(self, rid: str, data: bytes) -> Path:
+        return atomic_write_bytes(self.root / "blobs" / rid, data)
+
+    def read_blob(self, rid: str) -> bytes:
+        return (self.root / "blobs" / rid).read_bytes()
+
+    def delete_blob(self, rid: str) -> None:
+        (self.root / "blobs" / rid).unlink(missing_ok=True)
+
+    # events ---------------------------------------------------------------------------------
+    def add_event(self, job_id: str, message: str, *, level: str = "info", data: dict | None = None,
+                  type_: str = "message") -> dict:
+        event = {"id": new_id("ftevent-"), "object": "fine_tuning.job.event", "created_at": int(time.time()),
+                 "level": level, "message": message, "data": data or {}, "type": type_}
+        with self.lock, open(self.root / "events" / f"{job_id}.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(event) + "\n")
+        return event
+
+    def events(self, job_id: str) -> list[dict]:
+        """A job's events, oldest first."""
+        path = self.root / "events" / f"{job_id}.jsonl"
+        with self.lock:
+            if not path.exists():
+                return []
+            return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
+
+    def clear_events(self, job_id: str) -> None:
+        with self.lock:
+            (self.root / "events" / f"{job_id}.jsonl").unlink(missing_ok=True)
+
+    def weights_dir(self, name: str) -> Path:
+        path = self.root / "weights" / name.replace(":", "~")
+        path.mkdir(parents=True, exist_ok=True)
+        return path
