@@ -61,26 +61,6 @@ def create_app(state_dir, *, max_upload_bytes: int = 512 * 1024 * 1024, latency_
     async def http_error(request: Request, exc: StarletteHTTPException):
         return _json(ApiError(exc.status_code, f"Invalid URL ({request.method} {request.url.path})").body(), exc.status_code)
 
-    @app.middleware("http")
-    async def count_and_inject(request: Request, call_next):
-        path = request.url.path
-        if path.startswith("/v1/"):
-            app.state.stats[f"{request.method} {_ID.sub('/{id}', path)}"] += 1
-            faults = app.state.faults
-            if faults["latency_ms"]:
-                await asyncio.sleep(faults["latency_ms"] / 1000)
-            roll = rng.random()
-            if roll < faults["fail_429"]:
-                app.state.stats["injected 429"] += 1
-                return _json(ApiError(429, "Rate limit reached (injected by the emotune local backend).",
-                                      type_="requests", code="rate_limit_exceeded").body(), 429,
-                             {"retry-after-ms": str(int(retry_after_s * 1000)), "retry-after": str(max(1, round(retry_after_s)))})
-            if roll < faults["fail_429"] + faults["fail_500"]:
-                app.state.stats["injected 500"] += 1
-                return _json(ApiError(500, "The server had an error (injected by the emotune local backend).",
-                                      type_="server_error").body(), 500)
-        return await call_next(request)
-
     async def body_of(request: Request) -> dict:
         try:
             body = json.loads(await request.body() or b"{}")
@@ -191,4 +171,32 @@ def create_app(state_dir, *, max_upload_bytes: int = 512 * 1024 * 1024, latency_
     async def cancel_batch(batch_id: str):
         return _json(engine.cancel_batch(batch_id))
 
+    app.add_middleware(_CountAndInject, stats=app.state.stats, faults=app.state.faults, rng=rng, retry_after_s=retry_after_s)
     return app
+
+
+class _CountAndInject:
+    """Plain ASGI middleware (cheaper than Starlette's BaseHTTPMiddleware): counts every /v1 request by
+    route and injects the configured latency, 429s (with Retry-After) and 500s."""
+
+    def __init__(self, app, *, stats: Counter, faults: dict, rng: random.Random, retry_after_s: float):
+        self.app, self.stats, self.faults, self.rng, self.retry_after_s = app, stats, faults, rng, retry_after_s
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+            return await self.app(scope, receive, send)
+        self.stats[f"{scope['method']} {_ID.sub('/{id}', scope['path'])}"] += 1
+        if self.faults["latency_ms"]:
+            await asyncio.sleep(self.faults["latency_ms"] / 1000)
+        roll = self.rng.random()
+        if roll < self.faults["fail_429"]:
+            self.stats["injected 429"] += 1
+            error = ApiError(429, "Rate limit reached (injected by the emotune local backend).", type_="requests",
+                             code="rate_limit_exceeded")
+            headers = {"retry-after-ms": str(int(self.retry_after_s * 1000)), "retry-after": str(max(1, round(self.retry_after_s)))}
+            return await _json(error.body(), 429, headers)(scope, receive, send)
+        if roll < self.faults["fail_429"] + self.faults["fail_500"]:
+            self.stats["injected 500"] += 1
+            error = ApiError(500, "The server had an error (injected by the emotune local backend).", type_="server_error")
+            return await _json(error.body(), 500)(scope, receive, send)
+        return await self.app(scope, receive, send)
