@@ -75,6 +75,41 @@ def cmd_show(args) -> int:
     return 0
 
 
+def cmd_validate(args) -> int:
+    from .pricing import load_catalog
+    from .validate import check_overlap, validate_file
+
+    limit = load_catalog().model(args.model).example_token_limit
+    reports = [validate_file(p, args.model, taxonomy=args.taxonomy or None, token_limit=limit,
+                             training=i == 0) for i, p in enumerate(args.files)]
+    if len(reports) == 2:
+        check_overlap(*reports)
+    for report in reports:
+        print(report.summary())
+        frame = report.to_frame()
+        if len(frame):
+            print(frame.drop(columns=["rule"]).to_string(index=False))
+            for issue in report.issues[: args.show]:
+                print(f"  {report.path}:{issue.line}: {issue.severity} [{issue.code}] {issue.message}")
+    return 1 if any(r.errors for r in reports) else 0
+
+
+def cmd_estimate(args) -> int:
+    from .pricing import check_budget, estimate_training, lifecycle, load_catalog
+    from .validate import validate_file
+
+    catalog = load_catalog(args.catalog)
+    report = validate_file(args.file, args.model, taxonomy=None, token_limit=catalog.model(args.model).example_token_limit)
+    est = estimate_training(report.tokens, args.model, args.epochs if args.epochs == "auto" else int(args.epochs), catalog)
+    print(f"{est.n_examples} examples x {est.n_epochs} epochs = {est.billed_tokens:,} billed tokens on {est.model}: "
+          f"${est.training_usd:,.2f} (prices as of {catalog.as_of})")
+    print(lifecycle(args.model, catalog=catalog).message)
+    if args.budget is not None:
+        check_budget(est.training_usd, args.budget, "training")
+        print(f"within the budget of ${args.budget:,.2f}")
+    return 0
+
+
 def cmd_serve(args) -> int:
     from .local import serve
 
@@ -100,6 +135,21 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("run", help="run directory")
     show.add_argument("--json", action="store_true", help="print the whole manifest")
     show.set_defaults(func=cmd_show)
+
+    val = sub.add_parser("validate", help="check chat JSONL files against OpenAI's rules (exit 1 on errors)")
+    val.add_argument("files", nargs="+", help="training file, and optionally the validation file")
+    val.add_argument("--model", default="gpt-4.1-mini-2025-04-14", help="the model whose encoding and limit apply")
+    val.add_argument("--taxonomy", default="goemotions", help="label set for answer checks ('' to skip)")
+    val.add_argument("--show", type=int, default=20, help="issues to list per file")
+    val.set_defaults(func=cmd_validate)
+
+    est = sub.add_parser("estimate", help="tokens and training cost of a chat JSONL")
+    est.add_argument("file")
+    est.add_argument("--model", default="gpt-4.1-mini-2025-04-14")
+    est.add_argument("--epochs", default="auto")
+    est.add_argument("--budget", type=float, help="fail (exit 2) when the estimate exceeds this many USD")
+    est.add_argument("--catalog", help="your own pricing catalogue (JSON, same shape as the built-in one)")
+    est.set_defaults(func=cmd_estimate)
 
     serve = sub.add_parser("serve", help="run the local OpenAI-compatible backend on 127.0.0.1")
     serve.add_argument("--port", type=int, default=8765)

@@ -128,12 +128,14 @@ def _candidates(answer: str) -> tuple[list[str] | None, str]:
     return [w.strip(_STRIP) for w in words if w.strip(_STRIP)], ""
 
 
-def parse_answer(answer: str | None, taxonomy: str | Taxonomy | None = "goemotions") -> ParsedAnswer:
+def parse_answer(answer: str | None, taxonomy: str | Taxonomy | None = "goemotions", *,
+                 forgive_misspellings: bool = True) -> ParsedAnswer:
     """Read labels from a model answer, forgiving case, spacing, order, repeats and known misspellings.
 
     With a taxonomy, words outside it are reported as ``unknown``, never dropped silently or turned
     into 'neutral'. With ``taxonomy=None`` any label-like word is accepted (the open vocabulary the
-    local backend's learner uses when it reads training targets).
+    local backend's learner uses when it reads training targets). ``forgive_misspellings=False``
+    reports a known misspelling as unknown (what a training-file check wants: the model would learn it).
     """
     if answer is None or not answer.strip():
         return ParsedAnswer((), (), "unparseable", "empty answer")
@@ -144,7 +146,10 @@ def parse_answer(answer: str | None, taxonomy: str | Taxonomy | None = "goemotio
     found, unknown = [], []
     for word in words:
         key = " ".join(word.lower().split())
-        label = tax.normalise(key) if tax else (key if _WORD.match(key) else None)
+        if tax is None:
+            label = key if _WORD.match(key) else None
+        else:
+            label = tax.normalise(key) if forgive_misspellings else (key if key in tax.labels else None)
         if label is None:
             unknown.append(key)
         elif label not in found:
@@ -197,3 +202,105 @@ def assistant_text(messages: Sequence[dict]) -> str | None:
                 return " ".join(part.get("text", "") for part in content if isinstance(part, dict))
             return content
     return None
+
+
+JSONL_FILES = {"train": "train.jsonl", "validation": "val.jsonl"}
+
+
+def example_labels(ids: Sequence[int], taxonomy: str | Taxonomy = "goemotions", base: str = "goemotions") -> list[str]:
+    """A row's label ids (base taxonomy) as names at the chosen level."""
+    from .taxonomy import map_labels
+
+    src = get_taxonomy(base)
+    return map_labels(src.names(ids), src, taxonomy)
+
+
+def render_jsonl(frame, *, style: str | PromptStyle = "compact", label_format: str = "comma",
+                 taxonomy: str | Taxonomy = "goemotions", seed: int | None = None) -> bytes:
+    """A chat JSONL (one example per row), rows shuffled by ``seed`` when given; deterministic."""
+    import numpy as np
+
+    order = np.arange(len(frame)) if seed is None else np.random.default_rng(seed).permutation(len(frame))
+    texts, labels = frame["text"].tolist(), frame["labels"].tolist()
+    lines = [json.dumps(render_example(texts[i], example_labels(labels[i], taxonomy), style=style,
+                                       label_format=label_format, taxonomy=taxonomy), ensure_ascii=False)
+             for i in order]
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def build_training_files(run, samples: dict, *, style: str | PromptStyle = "compact", label_format: str = "comma",
+                         taxonomy: str | Taxonomy = "goemotions", seed: int = 0) -> dict[str, dict]:
+    """Write train.jsonl (training sample, shuffled by seed) and val.jsonl (validation sample) atomically.
+
+    The test split is never touched here. Checksums go into the run manifest.
+    """
+    import hashlib
+
+    from .runs import atomic_write_bytes
+
+    record = {}
+    for split, name in JSONL_FILES.items():
+        raw = render_jsonl(samples[split], style=style, label_format=label_format, taxonomy=taxonomy,
+                           seed=seed if split == "train" else None)
+        atomic_write_bytes(run.file(name), raw)
+        record[split] = {"file": name, "examples": len(samples[split]), "bytes": len(raw),
+                         "sha256": hashlib.sha256(raw).hexdigest()}
+    style_name = get_style(style).name
+    run.update(jsonl={"files": record, "prompt_style": style_name, "label_format": label_format,
+                      "taxonomy": get_taxonomy(taxonomy).name, "seed": seed})
+    return record
+
+
+def prompt_tax(frame, model: str, *, label_format: str = "comma", taxonomy: str | Taxonomy = "goemotions",
+               styles: Sequence[str | PromptStyle] = ("verbose", "compact")):
+    """Mean billed tokens per example for each style, next to the irreducible minimum.
+
+    The minimum is the comment and the answer with OpenAI's per-message overhead and no system prompt.
+    """
+    import pandas as pd
+
+    from .tokens import count_chat_tokens, encoding_for
+
+    enc = encoding_for(model)
+    texts, labels = frame["text"].tolist(), [example_labels(ids, taxonomy) for ids in frame["labels"]]
+    answers = [format_answer(labs, label_format) for labs in labels]
+    minimum = sum(count_chat_tokens([{"role": "user", "content": t}, {"role": "assistant", "content": a}], enc)
+                  for t, a in zip(texts, answers, strict=True)) / len(texts)
+    rows = [{"style": "minimum (comment + answer)", "tokens per example": round(minimum, 1), "x minimum": 1.0}]
+    for style in styles:
+        total = sum(count_chat_tokens(render_example(t, labs, style=style, label_format=label_format, taxonomy=taxonomy)
+                                      ["messages"], enc) for t, labs in zip(texts, labels, strict=True))
+        mean = total / len(texts)
+        rows.append({"style": get_style(style).name, "tokens per example": round(mean, 1), "x minimum": round(mean / minimum, 2)})
+    return pd.DataFrame(rows)
+
+
+def style_tokens(frame, model: str, *, style: str | PromptStyle, label_format: str = "comma",
+                 taxonomy: str | Taxonomy = "goemotions"):
+    """Billed tokens of each example of a frame rendered in one style (OpenAI's counting method)."""
+    from .validate import validate_bytes
+
+    raw = render_jsonl(frame, style=style, label_format=label_format, taxonomy=taxonomy)
+    return validate_bytes(raw, "style", model, taxonomy=None, training=False).tokens
+
+
+def example_gallery(text: str, labels: Sequence[str], taxonomy: str | Taxonomy = "goemotions"):
+    """One comment rendered in every built-in style and label format, as a table."""
+    import pandas as pd
+
+    rows = []
+    for style in PROMPT_STYLES:
+        for fmt in LABEL_FORMATS:
+            msgs = render_example(text, labels, style=style, label_format=fmt, taxonomy=taxonomy)["messages"]
+            rows.append({"style": style, "format": fmt, "system": msgs[0]["content"], "user": msgs[1]["content"],
+                         "assistant": msgs[2]["content"]})
+    return pd.DataFrame(rows)
+
+
+def parse_table(answers: Sequence[str], taxonomy: str | Taxonomy = "goemotions"):
+    """How the parser reads each answer: labels, unknown words and status."""
+    import pandas as pd
+
+    parsed = [parse_answer(a, taxonomy) for a in answers]
+    return pd.DataFrame({"answer": list(answers), "labels": [", ".join(p.labels) for p in parsed],
+                         "unknown": [", ".join(p.unknown) for p in parsed], "status": [p.status for p in parsed]})

@@ -81,3 +81,25 @@ def plot_support_comparison(table: pd.DataFrame, title: str = "Label share: popu
     ax.set_xticks(x, table["label"], rotation=90)
     ax.legend()
     return _finish(fig, ax, title, "label", "share of comments (%)")
+
+
+def plot_token_distribution(tokens_by_file: dict[str, np.ndarray], model: str, title: str | None = None):
+    """Histogram of billed tokens per example, one series per file."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.4))
+    for name, tokens in tokens_by_file.items():
+        ax.hist(tokens, bins=40, alpha=0.6, label=f"{name} (median {int(np.median(tokens))})")
+    ax.legend()
+    return _finish(fig, ax, title or f"Billed tokens per example ({model})", "tokens per example", "examples")
+
+
+def plot_prompt_tax(table: pd.DataFrame, title: str = "Training cost by model and prompt style"):
+    """Grouped bars: training cost of the same examples per model, one bar per prompt style."""
+    pivot = table.pivot(index="model", columns="style", values="training $")
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    x = np.arange(len(pivot))
+    width = 0.8 / len(pivot.columns)
+    for i, style in enumerate(pivot.columns):
+        ax.bar(x + i * width - 0.4 + width / 2, pivot[style], width=width, label=style)
+    ax.set_xticks(x, pivot.index, rotation=20, ha="right")
+    ax.legend(title="prompt style")
+    return _finish(fig, ax, title, "model", "training cost (USD)")

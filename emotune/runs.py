@@ -128,6 +128,15 @@ class Run:
         """A path inside the run directory."""
         return self.path / name
 
+    def require(self, *names: str) -> list[Path]:
+        """Paths of files an earlier stage must have written; a clear error names the first missing one."""
+        paths = [self.file(n) for n in names]
+        for name, path in zip(names, paths, strict=True):
+            if not path.exists():
+                raise ConfigError(f"{name} is not in run {self.name!r} yet: run the notebook that writes it first "
+                                  "(or `emotune run --run-dir` on this run)")
+        return paths
+
     def write_frame(self, name: str, frame: pd.DataFrame) -> Path:
         """Write a DataFrame as JSON lines, atomically."""
         return atomic_write_text(self.file(name), frame.to_json(orient="records", lines=True, force_ascii=False))

@@ -86,3 +86,44 @@ def test_summary_counts():
 def test_json_answer_is_json():
     assert json.loads(format_answer(["joy"], "json")) == {"labels": ["joy"]}
     assert set(taxonomy_names()) >= {"goemotions", "ekman", "sentiment"}
+
+
+def test_build_files_are_deterministic_atomic_and_recorded(tmp_path):
+    import hashlib
+
+    import pandas as pd
+
+    from emotune import Run, build_training_files
+
+    frame = pd.DataFrame({"text": [f"t{i}" for i in range(20)], "labels": [[i % 28] for i in range(20)],
+                          "id": [str(i) for i in range(20)]})
+    samples = {"train": frame, "validation": frame.head(5), "eval": frame.tail(3)}
+    run = Run(tmp_path / "r")
+    a = build_training_files(run, samples, style="compact", label_format="json", taxonomy="ekman", seed=1)
+    first = (tmp_path / "r" / "train.jsonl").read_bytes()
+    b = build_training_files(run, samples, style="compact", label_format="json", taxonomy="ekman", seed=1)
+    assert a == b and a["train"]["sha256"] == hashlib.sha256(first).hexdigest()
+    build_training_files(run, samples, style="compact", label_format="json", taxonomy="ekman", seed=2)
+    assert (tmp_path / "r" / "train.jsonl").read_bytes() != first  # another seed, another order
+    lines = [json.loads(x) for x in first.decode().splitlines()]
+    assert len(lines) == 20 and all(json.loads(x["messages"][-1]["content"])["labels"][0] in
+                                    ("anger", "disgust", "fear", "joy", "sadness", "surprise", "neutral") for x in lines)
+    m = run.manifest()["jsonl"]
+    assert m["files"]["validation"]["examples"] == 5 and m["taxonomy"] == "ekman" and m["prompt_style"] == "compact"
+    assert not any(p.name.endswith(".tmp") for p in (tmp_path / "r").iterdir())
+
+
+def test_prompt_tax_and_gallery():
+    import pandas as pd
+
+    from emotune import example_gallery, prompt_tax
+
+    frame = pd.DataFrame({"text": ["I love this so much", "what?"], "labels": [[18], [7]], "id": ["a", "b"]})
+    tax = prompt_tax(frame, "gpt-4o-mini")
+    ratios = dict(zip(tax["style"], tax["x minimum"], strict=True))
+    assert ratios["minimum (comment + answer)"] == 1.0 and ratios["compact"] < 2 < 4 < ratios["verbose"]
+    assert len(example_gallery("hi", ["joy"])) == 4
+
+
+def test_misspellings_can_be_reported_for_training_checks():
+    assert parse_answer("embarassment", forgive_misspellings=False).unknown == ("embarassment",)

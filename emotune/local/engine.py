@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from .. import pricing, tokens
 from ..errors import DataError
+from ..validate import RULES_BY_CODE, validate_bytes
 from . import learner
 from .store import Store, new_id
 
@@ -260,6 +261,12 @@ class Engine:
             return
         try:
             train_bytes = self.store.read_blob(job["training_file"])
+            report = validate_bytes(train_bytes, job["training_file"], job["model"], taxonomy=None)
+            if report.errors:
+                first = report.errors[0]
+                where = f"line {first.line}: " if first.line else ""
+                raise DataError(f"{where}{first.message} ({first.code}: {RULES_BY_CODE[first.code].description}); "
+                                f"{len(report.errors)} error(s) in all", path=job["training_file"], rule=first.code)
             train = learner.parse_jsonl(train_bytes, job["training_file"])
             valid = (learner.parse_jsonl(self.store.read_blob(job["validation_file"]), job["validation_file"])
                      if job["validation_file"] else None)
