@@ -4,6 +4,7 @@ The notebooks import everything they use from here; the public API is pinned by
 ``tests/test_public_api.py``.
 """
 
+from .backend import Connection, connect
 from .data import (
     CleaningReport,
     LoadedData,
@@ -49,6 +50,14 @@ from .explore import (
     token_lengths,
     top_pairs,
 )
+from .finetune import (
+    checkpoints_frame,
+    launch_or_resume,
+    reconcile,
+    step_metrics,
+    upload_training_files,
+    watch,
+)
 from .plots import (
     plot_cooccurrence,
     plot_label_frequency,
@@ -58,6 +67,7 @@ from .plots import (
     plot_support_comparison,
     plot_token_distribution,
     plot_token_lengths,
+    plot_training_curves,
 )
 from .pricing import (
     CostEstimate,
@@ -83,6 +93,7 @@ __all__ = [
     "ChecksumError",
     "CleaningReport",
     "ConfigError",
+    "Connection",
     "CostEstimate",
     "DEFAULT_PARAMETERS",
     "DataError",
@@ -101,8 +112,10 @@ __all__ = [
     "build_training_files",
     "check_budget",
     "check_overlap",
+    "checkpoints_frame",
     "clean",
     "collect_parameters",
+    "connect",
     "cooccurrence",
     "cost_table",
     "count_chat_tokens",
@@ -117,6 +130,7 @@ __all__ = [
     "inference_table",
     "label_frequency",
     "labels_per_comment",
+    "launch_or_resume",
     "length_summary",
     "level_breakdown",
     "lifecycle",
@@ -137,19 +151,24 @@ __all__ = [
     "plot_support_comparison",
     "plot_token_distribution",
     "plot_token_lengths",
+    "plot_training_curves",
     "prompt_messages",
     "prompt_tax",
+    "reconcile",
     "register_taxonomy",
     "render_example",
     "rules_frame",
     "run_series",
     "sample_table",
     "save_samples",
+    "step_metrics",
     "stratified_sample",
     "style_tokens",
     "support_table",
     "to_frame",
     "token_lengths",
     "top_pairs",
+    "upload_training_files",
     "validate_file",
+    "watch",
 ]

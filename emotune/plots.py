@@ -103,3 +103,22 @@ def plot_prompt_tax(table: pd.DataFrame, title: str = "Training cost by model an
     ax.set_xticks(x, pivot.index, rotation=20, ha="right")
     ax.legend(title="prompt style")
     return _finish(fig, ax, title, "model", "training cost (USD)")
+
+
+def plot_training_curves(metrics: pd.DataFrame, title: str = "Training and validation, per step"):
+    """Loss (left) and accuracy (right) per step: training every step, validation where it was measured."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, (train_col, valid_col, name) in zip(
+            (left, right), (("train_loss", "valid_loss", "loss"), ("train_accuracy", "valid_mean_token_accuracy", "accuracy")),
+            strict=True):
+        ax.plot(metrics["step"], metrics[train_col], color="#4c72b0", alpha=0.5, linewidth=0.8, label=f"train {name}")
+        if valid_col in metrics and metrics[valid_col].notna().any():
+            valid = metrics.dropna(subset=[valid_col])
+            ax.plot(valid["step"], valid[valid_col], "o-", color="#c44e52", markersize=3, label=f"validation {name}")
+        ax.set_title(f"{name} per step")
+        ax.set_xlabel("step")
+        ax.set_ylabel(name)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

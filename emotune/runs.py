@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import tempfile
+import uuid
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -94,6 +95,11 @@ class Run:
         return self.path.resolve().name
 
     @property
+    def id(self) -> str:
+        """A stable id for the run (created with the manifest); it tags remote jobs as this run's."""
+        return self.get("run", "id") or self.update()["run"]["id"]
+
+    @property
     def manifest_path(self) -> Path:
         return self.path / MANIFEST
 
@@ -110,6 +116,7 @@ class Run:
         """Merge sections into the manifest and write it atomically; returns the new manifest."""
         merged = deep_merge(self.manifest(), sections)
         merged.setdefault("run", {}).update({"name": self.name, "updated_at": now_iso()})
+        merged["run"].setdefault("id", uuid.uuid4().hex)
         merged["run"].setdefault("created_at", merged["run"]["updated_at"])
         merged["versions"] = package_versions()
         atomic_write_json(self.manifest_path, merged)

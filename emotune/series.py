@@ -24,6 +24,10 @@ DEFAULT_PARAMETERS: dict[str, object] = {
     "label_format": "comma",
     "backend": "auto",
     "base_model": "gpt-4.1-mini-2025-04-14",
+    "n_epochs": "auto",
+    "batch_size": "auto",
+    "learning_rate_multiplier": "auto",
+    "suffix": "emotune",
     "budget_usd": 5.0,
 }
 
@@ -66,6 +70,10 @@ def select(notebooks: list[Path], start: str | None = None, stop: str | None = N
 def coerce(name: str, value: object) -> object:
     """Give a parameter the type of its default (``-p seed=7`` is an int, ``-p run_dir=2024`` stays a string)."""
     default = DEFAULT_PARAMETERS.get(name)
+    if default == "auto":  # a hyperparameter: "auto" or a number
+        if value == "auto" or (isinstance(value, int | float) and not isinstance(value, bool)):
+            return value
+        raise ConfigError(f"parameter {name}: {value!r} is neither 'auto' nor a number")
     if isinstance(default, bool) or default is None or isinstance(value, type(default)):
         return value
     try:

@@ -39,8 +39,13 @@ def _page(items: list[dict], after: str | None, limit: int | None, default_limit
 
 
 def create_app(state_dir, *, max_upload_bytes: int = 512 * 1024 * 1024, latency_ms: float = 0.0,
-               fail_429: float = 0.0, fail_500: float = 0.0, fault_seed: int = 0, retry_after_s: float = 0.05) -> FastAPI:
-    """The local OpenAI-compatible app over a state directory, with optional fault injection."""
+               fail_429: float = 0.0, fail_500: float = 0.0, fault_seed: int = 0, retry_after_s: float = 0.05,
+               fine_tuning_closed: bool = False) -> FastAPI:
+    """The local OpenAI-compatible app over a state directory, with optional fault injection.
+
+    ``fine_tuning_closed=True`` answers job creation with the 403 OpenAI gives an organisation that can
+    no longer fine-tune, so the wind-down path can be exercised offline.
+    """
     engine = Engine(state_dir, max_upload_bytes=max_upload_bytes)
     @contextlib.asynccontextmanager
     async def lifespan(_app):
@@ -131,6 +136,9 @@ def create_app(state_dir, *, max_upload_bytes: int = 512 * 1024 * 1024, latency_
     # fine-tuning
     @app.post("/v1/fine_tuning/jobs")
     async def create_job(request: Request):
+        if fine_tuning_closed:
+            raise ApiError(403, "Fine-tuning is not available for your organization (simulated by the emotune local "
+                                "backend: fine_tuning_closed).", code="fine_tuning_unavailable")
         return _json(engine.create_job(await body_of(request)))
 
     @app.get("/v1/fine_tuning/jobs")

@@ -306,7 +306,7 @@ class ClassicalTrainer:
                 step += 1
                 decided = (probs >= 0.5).astype(np.float32)
                 metrics = StepMetrics(step, total, epoch, _bce(probs, yb), _exact(decided, yb))
-                if xv is not None and (step % eval_every == 0 or step == total):
+                if xv is not None and (step % eval_every == 0 or start + batch >= n):  # and at every epoch end
                     pv = _sigmoid(np.asarray(xv @ w) + b)
                     metrics.valid_loss, metrics.valid_accuracy = _bce(pv, yv), _exact((pv >= 0.5), yv)
                 result.steps.append(metrics)
