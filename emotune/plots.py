@@ -122,3 +122,59 @@ def plot_training_curves(metrics: pd.DataFrame, title: str = "Training and valid
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def plot_headline(scores: pd.DataFrame, level: str = "goemotions", reference: float | None = None,
+                  title: str | None = None, metrics=("macro_f1", "micro_f1", "weighted_f1", "exact_match", "jaccard")):
+    """Headline metrics per comparator with 95% bootstrap error bars; an optional reference line (BERT-base)."""
+    table = scores[(scores["level"] == level) & scores["metric"].isin(metrics)]
+    models = list(dict.fromkeys(table["model"]))
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    x = np.arange(len(metrics))
+    width = 0.8 / len(models)
+    for i, model in enumerate(models):
+        rows = table[table["model"] == model].set_index("metric").loc[list(metrics)]
+        err = np.vstack([rows["value"] - rows["ci_low"], rows["ci_high"] - rows["value"]])
+        ax.bar(x + i * width - 0.4 + width / 2, rows["value"], width=width, yerr=err, capsize=3, label=model)
+    if reference is not None:
+        ax.axhline(reference, color="black", linestyle="--", linewidth=1, label=f"BERT-base macro-F1 ({reference:.2f})")
+    ax.set_xticks(x, [m.replace("_", "-") for m in metrics])
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    return _finish(fig, ax, title or f"Headline metrics ({level}), 95% bootstrap intervals", "metric", "score")
+
+
+def plot_per_label_f1(per_label: dict[str, pd.DataFrame], title: str = "F1 per label"):
+    """Per-label F1, one bar per comparator, labels ordered by support."""
+    first = next(iter(per_label.values())).sort_values("support", ascending=False)
+    order = list(first["label"])
+    fig, ax = plt.subplots(figsize=(10, 0.28 * len(order) + 1.5))
+    y = np.arange(len(order))
+    height = 0.8 / len(per_label)
+    for i, (name, table) in enumerate(per_label.items()):
+        f1 = table.set_index("label").loc[order, "f1"]
+        ax.barh(y + i * height - 0.4 + height / 2, f1, height=height, label=name)
+    ax.set_yticks(y, [f"{lab} ({s})" for lab, s in zip(order, first["support"], strict=True)])
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.legend(fontsize=8)
+    return _finish(fig, ax, title, "F1", "label (support in the evaluation sample)")
+
+
+def plot_confusions(confusions: pd.DataFrame, title: str = "Most frequent confusions"):
+    """Bars of (gold label missed -> label predicted instead) pairs."""
+    fig, ax = plt.subplots(figsize=(7, 0.3 * max(len(confusions), 1) + 1.3))
+    names = [f"{g} -> {p}" for g, p in zip(confusions["gold label"], confusions["predicted instead"], strict=True)]
+    ax.barh(names[::-1], confusions["comments"][::-1], color="#dd8452")
+    return _finish(fig, ax, title, "comments", "gold label -> predicted instead")
+
+
+def plot_cost_vs_quality(points: pd.DataFrame, title: str = "Cost per 1,000 predictions vs macro-F1"):
+    """One point per comparator: USD per 1,000 predictions (OpenAI prices) against macro-F1 with its interval."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for _, row in points.iterrows():
+        ax.errorbar(row["usd_per_1000"], row["macro_f1"], yerr=[[row["macro_f1"] - row["ci_low"]], [row["ci_high"] - row["macro_f1"]]],
+                    fmt="o", capsize=4)
+        ax.annotate(row["comparator"], (row["usd_per_1000"], row["macro_f1"]), textcoords="offset points", xytext=(6, 4))
+    ax.set_xlim(left=-0.02 * max(points["usd_per_1000"].max(), 0.01))
+    return _finish(fig, ax, title, "USD per 1,000 predictions (OpenAI prices, online)", "macro-F1 (95% CI)")

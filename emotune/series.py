@@ -17,7 +17,7 @@ DEFAULT_PARAMETERS: dict[str, object] = {
     "data_source": "",
     "seed": 42,
     "taxonomy": "goemotions",
-    "n_train": 1000,
+    "n_train": 3000,
     "n_validation": 300,
     "n_eval": 500,
     "prompt_style": "compact",

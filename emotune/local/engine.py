@@ -248,6 +248,15 @@ class Engine:
         return self._public(self.store.update("jobs", job_id, status=status, finished_at=int(time.time()),
                                               estimated_finish=None, **changes))
 
+    def _advance(self, job_id: str, **changes) -> bool:
+        """Move a job on, unless it was cancelled meanwhile (the check and the write hold one lock)."""
+        with self.store.lock:
+            record = self.store.get("jobs", job_id)
+            if record is None or record["status"] in TERMINAL:
+                return False
+            self.store.update("jobs", job_id, **changes)
+            return True
+
     def _resolve_hp(self, hp: dict, n_examples: int) -> dict:
         return {
             "n_epochs": pricing.default_epochs(n_examples) if hp["n_epochs"] == "auto" else int(hp["n_epochs"]),
@@ -274,19 +283,20 @@ class Engine:
                 raise DataError(f"has {len(train.texts)} examples; at least {MIN_EXAMPLES} are required",
                                 path=job["training_file"], rule="min_examples")
         except (DataError, FileNotFoundError) as exc:
+            if self.store.get("jobs", job_id)["status"] in TERMINAL:
+                return
             self._finish(job_id, "failed", error={"code": "invalid_training_file", "param": "training_file",
                                                   "message": f"The job failed due to an invalid training file. {exc}"})
             return
         hp = self._resolve_hp(job["hyperparameters"], len(train.texts))
-        self.store.update("jobs", job_id, status="queued", hyperparameters=hp,
-                          method={"type": "supervised", "supervised": {"hyperparameters": hp}})
-        self.store.add_event(job_id, "Files validated, moving job to queued state")
-        if job_id in self._cancel:
-            self._finish(job_id, "cancelled")
+        if not self._advance(job_id, status="queued", hyperparameters=hp,
+                             method={"type": "supervised", "supervised": {"hyperparameters": hp}}):
             return
+        self.store.add_event(job_id, "Files validated, moving job to queued state")
         trainer = learner.trainer_for(job["model"])
         started = time.time()
-        self.store.update("jobs", job_id, status="running")
+        if not self._advance(job_id, status="running"):
+            return
         self.store.add_event(job_id, f"Fine-tuning job started (local {trainer.name} trainer)")
 
         def on_step(m: learner.StepMetrics) -> None:
@@ -304,6 +314,8 @@ class Engine:
 
         try:
             result = trainer.train(train, valid, hp, job["seed"], on_step)
+            if self.store.get("jobs", job_id)["status"] in TERMINAL:  # cancelled during the last step
+                return
         except learner.Cancelled:
             self._finish(job_id, "cancelled")
             return

@@ -230,19 +230,25 @@ def _exact(decisions: np.ndarray, y: np.ndarray) -> float:
     return float((decisions == y).all(axis=1).mean())
 
 
-def _tune_thresholds(probs: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Per-label threshold that maximises that label's F1 on held-out data (0.5 where it has no positives)."""
+def tune_thresholds(probs: np.ndarray, y: np.ndarray, min_positives: int = 20) -> np.ndarray:
+    """Decision thresholds tuned on held-out data.
+
+    One global threshold maximises micro-F1; a label with at least ``min_positives`` held-out positives
+    gets its own threshold (the one that maximises its F1). With fewer positives a per-label threshold
+    just memorises a handful of comments, so the global one is used.
+    """
     grid = np.linspace(0.05, 0.9, 35)
-    out = np.full(y.shape[1], 0.5)
-    for j in range(y.shape[1]):
-        pos = y[:, j] == 1
-        if pos.sum() == 0:
-            continue
-        pred = probs[:, j][:, None] >= grid[None, :]
-        tp = (pred & pos[:, None]).sum(axis=0)
-        f1 = 2 * tp / (pred.sum(axis=0) + pos.sum())
-        best = np.flatnonzero(f1 == f1.max())
-        out[j] = grid[best[len(best) // 2]]  # the middle of a tie, not its lowest edge
+
+    def best(pred: np.ndarray, pos: np.ndarray) -> float:
+        tp = (pred & pos[..., None]).reshape(-1, len(grid)).sum(axis=0)
+        f1 = 2 * tp / (pred.reshape(-1, len(grid)).sum(axis=0) + pos.sum())
+        ties = np.flatnonzero(f1 == f1.max())
+        return float(grid[ties[len(ties) // 2]])  # the middle of a tie, not its lowest edge
+
+    positives = y.astype(bool)
+    out = np.full(y.shape[1], best(probs[..., None] >= grid, positives) if positives.any() else 0.5)
+    for j in np.flatnonzero(positives.sum(axis=0) >= min_positives):
+        out[j] = best(probs[:, j][:, None] >= grid, positives[:, j])
     return out
 
 
@@ -311,7 +317,7 @@ class ClassicalTrainer:
                     metrics.valid_loss, metrics.valid_accuracy = _bce(pv, yv), _exact((pv >= 0.5), yv)
                 result.steps.append(metrics)
                 on_step(metrics)
-            thresholds = (_tune_thresholds(_sigmoid(np.asarray(xv @ w) + b), yv) if xv is not None
+            thresholds = (tune_thresholds(_sigmoid(np.asarray(xv @ w) + b), yv) if xv is not None
                           else np.full(n_lab, 0.5))
             snapshot = ClassicalModel(vectorizer, w.copy(), b.copy(), classes, thresholds, train.label_format)
             result.checkpoints.append((step, snapshot, result.steps[-1]))

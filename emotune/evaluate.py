@@ -1,0 +1,158 @@
+"""Notebook 05's steps: predictions for every comparator, the free baseline, error analysis, the verdict."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .examples import example_labels
+from .metrics import BERT_BASE_MACRO_F1, paired_test, to_matrix
+from .predict import PredictionCache, Predictions, classify
+from .pricing import load_catalog
+from .taxonomy import get_taxonomy
+from .tokens import base_model as strip_ft
+
+CACHE_FILE = "predictions/cache.jsonl"
+
+
+def gold_labels(frame: pd.DataFrame, taxonomy: str = "goemotions") -> list[list[str]]:
+    """Each row's gold labels as names at the chosen level."""
+    return [example_labels(ids, taxonomy) for ids in frame["labels"]]
+
+
+def open_cache(run) -> PredictionCache:
+    """The run's prediction cache (``predictions/cache.jsonl``)."""
+    return PredictionCache(run.file(CACHE_FILE))
+
+
+def predict_models(conn, run, models: dict[str, str], frame: pd.DataFrame, *, cache: PredictionCache, style: str,
+                   label_format: str, taxonomy: str, seed: int, **kw) -> dict[str, Predictions]:
+    """Ask every model about every row with the same prompt and sampling; only uncached rows cost anything."""
+    out = {}
+    for name, model in models.items():
+        out[name] = classify(conn, model, frame, cache=cache, style=style, label_format=label_format,
+                             taxonomy=taxonomy, seed=seed, **kw)
+        missing = len(frame) - len(out[name].frame)
+        if missing:
+            raise RuntimeError(f"{name}: {missing} predictions failed after retries ({out[name].failures[:3]}); "
+                               "run the cell again to ask for just those")
+    run.update(evaluation={"usage": {name: p.summary() for name, p in out.items()}})
+    return out
+
+
+def usage_table(predictions: dict[str, Predictions]) -> pd.DataFrame:
+    """Requests sent, answers from the cache, tokens and parse rates per model."""
+    return pd.DataFrame([p.summary() | {"comparator": name} for name, p in predictions.items()]).set_index("comparator")
+
+
+@dataclass
+class Baseline:
+    """TF-IDF + one-vs-rest logistic regression (liblinear), thresholds tuned on the validation sample."""
+
+    pipeline: object
+    thresholds: np.ndarray
+    labels: tuple[str, ...]
+
+    def predict(self, texts) -> list[list[str]]:
+        probs = self.pipeline.predict_proba(list(texts))
+        decided = probs >= self.thresholds
+        empty = ~decided.any(axis=1)
+        decided[empty, probs[empty].argmax(axis=1)] = True
+        return [[self.labels[j] for j in np.flatnonzero(row)] for row in decided]
+
+
+def train_baseline(train: pd.DataFrame, validation: pd.DataFrame, taxonomy: str = "goemotions", seed: int = 0) -> Baseline:
+    """The free classical comparator, trained on the same training sample as the fine-tune."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.pipeline import make_pipeline
+
+    from .local.learner import tune_thresholds
+
+    tax = get_taxonomy(taxonomy)
+    y = to_matrix(gold_labels(train, taxonomy), tax)
+    keep = y.sum(axis=0) > 0  # a label never seen in training can't be learned
+    pipe = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
+                         OneVsRestClassifier(LogisticRegression(C=4.0, solver="liblinear", random_state=seed)))
+    pipe.fit(train["text"].tolist(), y[:, keep])
+    yv = to_matrix(gold_labels(validation, taxonomy), tax)[:, keep]
+    thresholds = tune_thresholds(pipe.predict_proba(validation["text"].tolist()), yv)
+    return Baseline(pipe, thresholds, tuple(np.array(tax.labels)[keep]))
+
+
+def error_analysis(frame: pd.DataFrame, gold, base, tuned, k: int = 8) -> pd.DataFrame:
+    """Comments the fine-tune fixed (base wrong, fine-tuned exactly right) and broke (the reverse)."""
+    rows = []
+    for text, g, b, t in zip(frame["text"], gold, base, tuned, strict=True):
+        g, b, t = set(g), set(b), set(t)
+        if (b == g) != (t == g):
+            rows.append({"change": "fixed" if t == g else "broke", "comment": text, "gold": ", ".join(sorted(g)),
+                         "base": ", ".join(sorted(b)), "fine-tuned": ", ".join(sorted(t))})
+    out = pd.DataFrame(rows, columns=["change", "comment", "gold", "base", "fine-tuned"])
+    return pd.concat([out[out.change == "fixed"].head(k), out[out.change == "broke"].head(k)], ignore_index=True)
+
+
+def cost_per_1000(predictions: dict[str, Predictions], models: dict[str, str]) -> pd.DataFrame:
+    """What 1,000 predictions cost at OpenAI's prices, from the tokens the answers used (online and Batch).
+
+    The free baseline is added by the caller at $0; a model outside the catalogue shows NaN.
+    """
+    cat = load_catalog()
+    rows = []
+    for name, p in predictions.items():
+        model = models.get(name)
+        n = max(len(p.frame), 1)
+        prompt, completion = p.prompt_tokens / n, p.completion_tokens / n
+        try:
+            price = cat.model(strip_ft(model))
+        except Exception:
+            rows.append({"comparator": name, "USD per 1,000 (online)": np.nan, "USD per 1,000 (batch)": np.nan, "items": n})
+            continue
+        tuned = model.startswith("ft:")
+        per_in, per_out = (price.ft_input_per_1m, price.ft_output_per_1m) if tuned else (price.base_input_per_1m, price.base_output_per_1m)
+        online = 1000 * (prompt * per_in + completion * per_out) / 1e6
+        rows.append({"comparator": name, "USD per 1,000 (online)": round(online, 4),
+                     "USD per 1,000 (batch)": round(online * (1 - cat.batch_discount), 4), "items": n})
+    return pd.DataFrame(rows).set_index("comparator")
+
+
+def verdict(gold, base, tuned, *, taxonomy: str, cost: pd.DataFrame, training_usd: float | None, seed: int = 0) -> dict:
+    """The headline: macro- and micro-F1 gain with 95% intervals, significance, and the price of it."""
+    tax = get_taxonomy(taxonomy)
+    y, yb, yt = to_matrix(gold, tax), to_matrix(base, tax), to_matrix(tuned, tax)
+    tests = {m: paired_test(y, yb, yt, m, seed=seed) for m in ("macro_f1", "micro_f1")}
+    macro = tests["macro_f1"]
+    words = "significant" if macro.significant else "not significant"
+    per_1000 = float(cost.loc["fine-tuned", "USD per 1,000 (online)"]) if "fine-tuned" in cost.index else None
+    out = {
+        "taxonomy": tax.name, "n_items": len(gold),
+        "macro_f1": {"base": macro.a, "fine_tuned": macro.b, "gain": macro.difference, "ci_low": macro.ci_low,
+                     "ci_high": macro.ci_high, "p_value": macro.p_value, "significant": macro.significant},
+        "micro_f1": {k: getattr(tests["micro_f1"], k) for k in ("a", "b", "difference", "ci_low", "ci_high", "p_value")},
+        "fine_tuned_usd_per_1000": per_1000, "training_usd_estimate": training_usd,
+        "bert_base_macro_f1": BERT_BASE_MACRO_F1 if tax.name == "goemotions" else None,
+    }
+    out["sentence"] = (f"Fine-tuning changed macro-F1 by {macro.difference:+.3f} (95% CI {macro.ci_low:+.3f} to "
+                       f"{macro.ci_high:+.3f}, paired bootstrap p = {macro.p_value:.3f}, {words}) on {len(gold)} test "
+                       f"comments, from {macro.a:.3f} to {macro.b:.3f}"
+                       + (f"; at OpenAI's prices 1,000 predictions would cost ${per_1000:.3f}" if per_1000 is not None else "")
+                       + (f" after ${training_usd:.2f} of training." if training_usd is not None else "."))
+    return out
+
+
+def paired_table(gold, predictions: dict[str, list], taxonomy: str, reference: str = "base", seed: int = 0) -> pd.DataFrame:
+    """Every comparator against the reference: difference in macro/micro-F1, 95% CI, p-value."""
+    tax = get_taxonomy(taxonomy)
+    y, ref = to_matrix(gold, tax), to_matrix(predictions[reference], tax)
+    rows = []
+    for name, preds in predictions.items():
+        if name == reference:
+            continue
+        for metric in ("macro_f1", "micro_f1"):
+            r = paired_test(y, ref, to_matrix(preds, tax), metric, seed=seed)
+            rows.append({"comparison": f"{name} - {reference}", "metric": metric, "difference": r.difference,
+                         "ci_low": r.ci_low, "ci_high": r.ci_high, "p_value": r.p_value, "significant": r.significant})
+    return pd.DataFrame(rows)
