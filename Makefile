@@ -9,7 +9,7 @@ STAMP := $(VENV)/.emotune-installed
 RUN_DIR ?=
 RUN_ARGS ?=
 
-.PHONY: setup run test lint unit notebooks lab bench clean
+.PHONY: setup run test lint unit notebooks lab bench clean browser refresh-notebooks
 
 setup: $(STAMP)
 
@@ -35,13 +35,20 @@ notebooks: setup
 		$(BIN)/python -m pytest --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg \
 		-p no:cacheprovider notebooks
 
-test: lint unit notebooks
+# The rendered-tutorial test drives a real headless Chromium (Debian's chromium + chromium-driver).
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else echo "note: install chromium and chromium-driver to run the browser test (it is skipped without them)"; fi
+
+test: lint browser unit notebooks
 
 lab: setup
 	$(BIN)/jupyter lab notebooks/
 
 bench: setup
-	$(BIN)/python benchmarks/run_all.py
+	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) runs/_nbval .pytest_cache

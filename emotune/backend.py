@@ -72,12 +72,13 @@ def stop_local_servers() -> None:
 
 
 def connect(backend: str | None = "auto", *, state_dir: str | Path | None = None, max_retries: int = DEFAULT_MAX_RETRIES,
-            timeout: float = DEFAULT_TIMEOUT_S, announce: bool = True, **local_options) -> Connection:
+            timeout: float = DEFAULT_TIMEOUT_S, announce: bool = True, run=None, **local_options) -> Connection:
     """A client for the chosen backend; the local one is started (once per state directory) if needed.
 
     ``state_dir`` is where the local backend keeps files, jobs and models (default: the run
     directory's ``local-backend/``). ``local_options`` go to the local server (fault injection:
-    ``latency_ms``, ``fail_429``, ``fail_500``; defaults from ``EMOTUNE_LOCAL_*``).
+    ``latency_ms``, ``fail_429``, ``fail_500``; defaults from ``EMOTUNE_LOCAL_*``). With ``run``, the
+    backend (kind and URL, never the key) is recorded in the run's manifest.
     """
     import openai
 
@@ -93,10 +94,13 @@ def connect(backend: str | None = "auto", *, state_dir: str | Path | None = None
         client = openai.OpenAI(api_key=key, base_url=config.openai_base_url(), **options)
         conn = Connection(client, "openai", str(client.base_url), options=options)
     else:
-        state = Path(state_dir) if state_dir else config.run_dir() / "local-backend"
+        state = Path(state_dir) if state_dir else (run.file("local-backend") if run is not None else config.run_dir() / "local-backend")
         server = _local_server(state, **(config.fault_settings() | local_options))
         client = openai.OpenAI(api_key=LOCAL_API_KEY, base_url=server.base_url, **options)
         conn = Connection(client, "local", server.base_url, server=server, options=options)
+    if run is not None:
+        run.update(backend={"kind": conn.backend, "base_url": conn.base_url, "max_retries": max_retries,
+                            "timeout_s": timeout})
     if announce:
         print(conn.describe())
     return conn

@@ -66,13 +66,35 @@ def cmd_show(args) -> int:
     if args.json:
         print(json.dumps(manifest, indent=2, sort_keys=True))
         return 0
-    print(f"run {manifest['run']['name']}  (updated {manifest['run']['updated_at']})")
-    for name, stage in sorted(manifest.get("stages", {}).items()):
-        print(f"  {name:<22} {stage.get('status', '?'):<8} {stage.get('seconds', '')}")
-    for key in ("data", "samples"):
-        if key in manifest:
-            print(f"{key}: {json.dumps(manifest[key], sort_keys=True)[:300]}")
+    for line in summary_lines(manifest):
+        print(line)
     return 0
+
+
+def summary_lines(m: dict) -> list[str]:
+    """A one-screen summary of a manifest."""
+    p = m.get("parameters", {})
+    lines = [f"run {m['run']['name']}  (created {m['run'].get('created_at')}, updated {m['run']['updated_at']})",
+             f"parameters: base_model={p.get('base_model')} taxonomy={p.get('taxonomy')} n_train={p.get('n_train')} "
+             f"n_eval={p.get('n_eval')} style={p.get('prompt_style')} format={p.get('label_format')} seed={p.get('seed')}"]
+    if "backend" in m:
+        lines.append(f"backend: {m['backend']['kind']}")
+    if "data" in m:
+        lines.append(f"data: {m['data']['source']} {m['data'].get('split_sizes')}")
+    stages = m.get("stages", {})
+    if stages:
+        lines.append("stages: " + ", ".join(f"{k} {v.get('status', '?')} {v.get('seconds', '?')} s" for k, v in sorted(stages.items())))
+    if "estimate" in m:
+        e = m["estimate"]
+        lines.append(f"estimate: {e.get('billed_tokens'):,} billed tokens, ${e.get('training_usd'):.2f} training on {e.get('model')}")
+    job = m.get("job") or {}
+    if job:
+        lines.append(f"job: {job.get('id')} {job.get('status', '')} -> {job.get('fine_tuned_model')} "
+                     f"(trained_tokens {job.get('trained_tokens')}, estimate off by {job.get('difference_pct')}%)")
+    verdict = (m.get("evaluation") or {}).get("verdict")
+    if verdict:
+        lines.append("verdict: " + verdict["sentence"])
+    return lines
 
 
 def cmd_validate(args) -> int:

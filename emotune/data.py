@@ -172,7 +172,9 @@ def clean(dd) -> tuple[object, CleaningReport]:
 
 def to_frame(split) -> pd.DataFrame:
     """A split as a DataFrame (text, labels as list of ids, id)."""
-    return pd.DataFrame({"text": split["text"], "labels": split["labels"], "id": split["id"]})
+    frame = split.to_pandas()
+    frame["labels"] = [list(map(int, ids)) for ids in frame["labels"]]
+    return frame[["text", "labels", "id"]]
 
 
 def multi_hot(label_lists, n_labels: int) -> np.ndarray:

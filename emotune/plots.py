@@ -178,3 +178,14 @@ def plot_cost_vs_quality(points: pd.DataFrame, title: str = "Cost per 1,000 pred
         ax.annotate(row["comparator"], (row["usd_per_1000"], row["macro_f1"]), textcoords="offset points", xytext=(6, 4))
     ax.set_xlim(left=-0.02 * max(points["usd_per_1000"].max(), 0.01))
     return _finish(fig, ax, title, "USD per 1,000 predictions (OpenAI prices, online)", "macro-F1 (95% CI)")
+
+
+def plot_prompt_tokens(tax: pd.DataFrame, title: str = "Billed tokens per example by prompt style"):
+    """Bars of mean tokens per example for each style next to the irreducible minimum."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.2))
+    colors = ["#8c8c8c"] + ["#4c72b0"] * (len(tax) - 1)
+    ax.barh(tax["style"][::-1], tax["tokens per example"][::-1], color=colors[::-1])
+    for y, (tokens, ratio) in enumerate(zip(tax["tokens per example"][::-1], tax["x minimum"][::-1], strict=True)):
+        ax.annotate(f"{tokens:.0f} ({ratio:.2f}x)", (tokens, y), textcoords="offset points", xytext=(4, -3))
+    ax.set_xlim(0, tax["tokens per example"].max() * 1.25)
+    return _finish(fig, ax, title, "mean billed tokens per example", "prompt style")

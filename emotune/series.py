@@ -32,6 +32,9 @@ DEFAULT_PARAMETERS: dict[str, object] = {
 }
 
 
+HYPERPARAMETERS = ("n_epochs", "batch_size", "learning_rate_multiplier")
+
+
 class NotebookFailed(EmotuneError):
     """A notebook in the series raised; the message names the notebook and the failing cell."""
 
@@ -70,7 +73,7 @@ def select(notebooks: list[Path], start: str | None = None, stop: str | None = N
 def coerce(name: str, value: object) -> object:
     """Give a parameter the type of its default (``-p seed=7`` is an int, ``-p run_dir=2024`` stays a string)."""
     default = DEFAULT_PARAMETERS.get(name)
-    if default == "auto":  # a hyperparameter: "auto" or a number
+    if name in HYPERPARAMETERS:  # "auto" or a number
         if value == "auto" or (isinstance(value, int | float) and not isinstance(value, bool)):
             return value
         raise ConfigError(f"parameter {name}: {value!r} is neither 'auto' nor a number")
@@ -133,6 +136,10 @@ def run_series(run: Run, params: dict, *, start: str | None = None, stop: str | 
         results.append(StageResult(nb.stem, final, seconds))
     atomic_write_json(out_dir / "series.json", {"finished_at": now_iso(), "parameters": params,
                                                 "notebooks": [r.notebook for r in results]})
+    from .report import render_html
+
+    index = render_html(run)
+    on_event(f"rendered tutorial: {index}")
     return results
 
 

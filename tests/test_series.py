@@ -38,6 +38,10 @@ def test_committed_notebooks_have_counts_kernel_and_no_injected_cell():
 def test_coerce_and_select():
     assert series.coerce("seed", "7") == 7 and series.coerce("run_dir", 2024) == "2024"
     assert series.coerce("budget_usd", "2.5") == 2.5
+    assert series.coerce("backend", "local") == "local" and series.coerce("n_epochs", 4) == 4
+    assert series.coerce("n_epochs", "auto") == "auto"
+    with pytest.raises(ConfigError, match="neither 'auto' nor a number"):
+        series.coerce("batch_size", "big")
     with pytest.raises(ConfigError, match="not a int"):
         series.coerce("seed", "seven")
     nbs = [Path("01_a.ipynb"), Path("02_b.ipynb"), Path("03_c.ipynb")]

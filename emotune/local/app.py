@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .engine import ApiError, Engine
 
 _ID = re.compile(r"/(file-|ftjob-|batch_|ft:|ftckpt_)[^/]+")
+REQUEST_LOG = "requests.log"  # every POST the backend received, across processes: what a re-run would have bought
 
 
 def _json(obj, status: int = 200, headers: dict | None = None) -> Response:
@@ -179,21 +180,28 @@ def create_app(state_dir, *, max_upload_bytes: int = 512 * 1024 * 1024, latency_
     async def cancel_batch(batch_id: str):
         return _json(engine.cancel_batch(batch_id))
 
-    app.add_middleware(_CountAndInject, stats=app.state.stats, faults=app.state.faults, rng=rng, retry_after_s=retry_after_s)
+    app.add_middleware(_CountAndInject, stats=app.state.stats, faults=app.state.faults, rng=rng, retry_after_s=retry_after_s,
+                       log_path=engine.store.root / REQUEST_LOG)
     return app
 
 
 class _CountAndInject:
     """Plain ASGI middleware (cheaper than Starlette's BaseHTTPMiddleware): counts every /v1 request by
-    route and injects the configured latency, 429s (with Retry-After) and 500s."""
+    route, logs each POST to the state directory's request log, and injects the configured latency,
+    429s (with Retry-After) and 500s."""
 
-    def __init__(self, app, *, stats: Counter, faults: dict, rng: random.Random, retry_after_s: float):
+    def __init__(self, app, *, stats: Counter, faults: dict, rng: random.Random, retry_after_s: float, log_path):
         self.app, self.stats, self.faults, self.rng, self.retry_after_s = app, stats, faults, rng, retry_after_s
+        self.log = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 (one append handle for the app's life)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
             return await self.app(scope, receive, send)
-        self.stats[f"{scope['method']} {_ID.sub('/{id}', scope['path'])}"] += 1
+        route = f"{scope['method']} {_ID.sub('/{id}', scope['path'])}"
+        self.stats[route] += 1
+        if scope["method"] == "POST":
+            self.log.write(route + "\n")
+            self.log.flush()
         if self.faults["latency_ms"]:
             await asyncio.sleep(self.faults["latency_ms"] / 1000)
         roll = self.rng.random()

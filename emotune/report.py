@@ -1,0 +1,71 @@
+"""The rendered tutorial: each executed notebook as HTML, and an index page with the headline results."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+from .runs import atomic_write_text
+
+DESCRIPTIONS = {
+    "01_explore": "Label frequencies, labels per comment, co-occurrence, token lengths, Ekman and sentiment levels; "
+                  "the stratified samples the series uses.",
+    "02_build_jsonl": "Chat examples in each prompt style and label format; train.jsonl and val.jsonl; the prompt tax.",
+    "03_validate_cost": "OpenAI's file rules by line, tokens per example, cost across models and prompt styles, the budget guard.",
+    "04_launch_job": "Upload once, launch or resume, watch to the end; loss curves, checkpoints, billed-token reconciliation.",
+    "05_evaluate": "Base vs fine-tuned vs a free baseline: scores with 95% intervals at three levels, paired test, cost, verdict.",
+}
+
+
+def _headlines(manifest: dict) -> list[str]:
+    out = []
+    est = manifest.get("estimate") or {}
+    if est:
+        out.append(f"Estimated training cost on OpenAI: ${est.get('training_usd', 0):.2f} for {est.get('billed_tokens', 0):,} "
+                   f"billed tokens ({est.get('model')}).")
+    job = manifest.get("job") or {}
+    if job.get("fine_tuned_model"):
+        out.append(f"Fine-tuned model: {job['fine_tuned_model']} ({job.get('trained_tokens')} trained tokens).")
+    verdict = (manifest.get("evaluation") or {}).get("verdict") or {}
+    if verdict.get("sentence"):
+        out.append(verdict["sentence"])
+    backend = manifest.get("backend") or {}
+    if backend:
+        out.append(f"Backend: {backend.get('kind')}.")
+    return out
+
+
+def render_html(run) -> Path:
+    """Export ``<run>/notebooks/*.ipynb`` to ``<run>/html/`` with an ``index.html``; returns the index path."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter()
+    out_dir = run.file("html")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pages = []
+    for nb_path in sorted(run.file("notebooks").glob("[0-9][0-9]_*.ipynb")):
+        body, _ = exporter.from_notebook_node(nbformat.read(nb_path, as_version=4))
+        atomic_write_text(out_dir / f"{nb_path.stem}.html", body)
+        pages.append(nb_path.stem)
+    manifest = run.manifest()
+    items = "\n".join(f'<li><a href="{p}.html">{p}</a>: {html.escape(DESCRIPTIONS.get(p, ""))}</li>' for p in pages)
+    heads = "\n".join(f"<li>{html.escape(h)}</li>" for h in _headlines(manifest))
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>emotune run {html.escape(run.name)}</title>
+<style>body{{font-family:sans-serif;max-width:52rem;margin:2rem auto;line-height:1.5}}</style></head>
+<body>
+<h1>emotune run <code>{html.escape(run.name)}</code></h1>
+<p>From a labelled dataset to a fine-tuned classifier, and whether it was worth its cost. Each notebook below was
+executed headless for this run; its manifest is <code>manifest.json</code> beside this folder.</p>
+<h2>Headline results</h2>
+<ul id="headlines">
+{heads}
+</ul>
+<h2>Notebooks</h2>
+<ol id="notebooks">
+{items}
+</ol>
+</body></html>
+"""
+    return atomic_write_text(out_dir / "index.html", page)

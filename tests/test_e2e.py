@@ -1,0 +1,132 @@
+"""The whole series end to end on the local backend, headless, twice: what a team would automate.
+
+One run with OPENAI_API_KEY set to a sentinel (the local backend forced) proves the key leaks nowhere;
+a second identical run proves nothing is bought twice; a real headless Chromium reads the rendered tutorial.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from emotune import cli
+
+SENTINEL = f"sk-emotune-sentinel-{uuid.uuid4().hex}"
+PARAMS = ["-p", "backend=local", "-p", "n_train=600", "-p", "n_validation=150", "-p", "n_eval=150", "-p", "seed=7"]
+BILLABLE = ("POST /v1/files", "POST /v1/fine_tuning/jobs", "POST /v1/chat/completions", "POST /v1/batches")
+
+
+def emotune_run(run_dir: Path, log: Path, *extra: str) -> subprocess.CompletedProcess:
+    env = os.environ | {"OPENAI_API_KEY": SENTINEL, "TQDM_DISABLE": "1"}
+    with open(log, "w") as f:
+        return subprocess.run([sys.executable, "-m", "emotune.cli", "run", "--run-dir", str(run_dir), *PARAMS, *extra],
+                              stdout=f, stderr=subprocess.STDOUT, env=env, timeout=900)
+
+
+def posts(run_dir: Path) -> Counter:
+    return Counter((run_dir / "local-backend" / "requests.log").read_text().splitlines())
+
+
+@pytest.fixture(scope="module")
+def series(tmp_path_factory, mirror):
+    root = tmp_path_factory.mktemp("e2e")
+    run_dir = root / "run"
+    first = emotune_run(run_dir, root / "first.log")
+    assert first.returncode == 0, (root / "first.log").read_text()[-3000:]
+    after_first = posts(run_dir)
+    manifest_first = json.loads((run_dir / "manifest.json").read_text())
+    second = emotune_run(run_dir, root / "second.log")
+    assert second.returncode == 0, (root / "second.log").read_text()[-3000:]
+    return {"root": root, "run": run_dir, "after_first": after_first, "after_second": posts(run_dir),
+            "manifest_first": manifest_first, "manifest": json.loads((run_dir / "manifest.json").read_text())}
+
+
+def test_the_key_appears_nowhere(series):
+    leaks = []
+    for path in series["root"].rglob("*"):
+        if path.is_file() and SENTINEL.encode() in path.read_bytes():
+            leaks.append(str(path.relative_to(series["root"])))
+    repo_notebooks = Path(__file__).resolve().parent.parent / "notebooks"
+    leaks += [p.name for p in repo_notebooks.glob("*.ipynb") if SENTINEL in p.read_text()]
+    assert leaks == []
+    assert series["manifest"]["backend"]["kind"] == "local"  # forced local even with a key set
+
+
+def test_a_second_identical_run_buys_nothing_and_reproduces_the_scores(series):
+    first, second = series["after_first"], series["after_second"]
+    assert first["POST /v1/files"] == 3 and first["POST /v1/fine_tuning/jobs"] == 1  # train, val, batch input
+    assert first["POST /v1/chat/completions"] == 2 * 150 and first["POST /v1/batches"] == 1
+    for route in BILLABLE:
+        assert second[route] == first[route], route
+    v1 = series["manifest_first"]["evaluation"]["verdict"]
+    v2 = series["manifest"]["evaluation"]["verdict"]
+    assert v1 == v2 and series["manifest_first"]["job"]["id"] == series["manifest"]["job"]["id"]
+
+
+def test_the_manifest_alone_records_the_run(series):
+    m = series["manifest"]
+    for key in ("parameters", "data", "samples", "jsonl", "estimate", "uploads", "job", "evaluation", "backend",
+                "versions", "stages"):
+        assert key in m, key
+    assert m["data"]["checksums"]["train.tsv"] and m["jsonl"]["files"]["train"]["sha256"]
+    assert m["job"]["trained_tokens"] == m["estimate"]["billed_tokens"]
+    assert len(m["evaluation"]["sample_ids"]) == 150 and m["evaluation"]["scores"]
+    assert all(m["stages"][f"0{i}_" + name]["seconds"] > 0
+               for i, name in enumerate(["explore", "build_jsonl", "validate_cost", "launch_job", "evaluate"], start=1))
+    assert "verdict:" in "\n".join(cli.summary_lines(m))
+
+
+def test_from_to_reruns_a_range_without_paying_again(series, tmp_path):
+    before = posts(series["run"])
+    log = tmp_path / "range.log"
+    assert emotune_run(series["run"], log, "--from", "04", "--to", "05").returncode == 0, log.read_text()[-2000:]
+    assert "[1/2] 04_launch_job" in log.read_text()
+    after = posts(series["run"])
+    assert all(after[r] == before[r] for r in BILLABLE)
+
+
+def chromium_driver(tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = shutil.which("chromium")
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={tmp_path / 'profile'}"):
+        opts.add_argument(flag)
+    return webdriver.Chrome(options=opts, service=Service(executable_path=shutil.which("chromedriver")))
+
+
+@pytest.mark.skipif(not (shutil.which("chromium") and shutil.which("chromedriver")),
+                    reason="needs Debian's chromium and chromium-driver (make browser installs them)")
+def test_rendered_tutorial_in_a_real_browser(series, tmp_path):
+    index = series["run"] / "html" / "index.html"
+    driver = chromium_driver(tmp_path)
+    try:
+        driver.get(index.as_uri())
+        assert "emotune run" in driver.title
+        assert "Fine-tuning changed macro-F1" in driver.find_element("id", "headlines").text
+        links = [a.get_attribute("href") for a in driver.find_elements("css selector", "#notebooks a")]
+        assert len(links) == 5
+        for link in links:
+            driver.get(link)
+            state = driver.execute_script(
+                "return {ready: document.readyState, images: Array.from(document.images).map("
+                "i => i.complete && i.naturalWidth > 0), errors: document.querySelectorAll('.jp-RenderedText[data-mime-type="
+                "\"application/vnd.jupyter.stderr\"] .ansi-red-fg').length, h1: document.querySelector('h1') && "
+                "document.querySelector('h1').textContent}")
+            name = link.rsplit("/", 1)[-1]
+            assert state["ready"] == "complete" and state["h1"], name
+            assert state["images"] and all(state["images"]), f"{name}: a figure did not render"
+            assert state["errors"] == 0, f"{name}: an error output"
+    finally:
+        driver.quit()
