@@ -83,7 +83,8 @@ def summary_lines(m: dict) -> list[str]:
         lines.append(f"data: {m['data']['source']} {m['data'].get('split_sizes')}")
     stages = m.get("stages", {})
     if stages:
-        lines.append("stages: " + ", ".join(f"{k} {v.get('status', '?')} {v.get('seconds', '?')} s" for k, v in sorted(stages.items())))
+        lines.append("stages: " + ", ".join(f"{k} {v.get('status', '?')}" + (f" {v['seconds']} s" if "seconds" in v else "")
+                                          for k, v in sorted(stages.items())))
     if "estimate" in m:
         e = m["estimate"]
         lines.append(f"estimate: {e.get('billed_tokens'):,} billed tokens, ${e.get('training_usd'):.2f} training on {e.get('model')}")
