@@ -9,7 +9,7 @@ STAMP := $(VENV)/.emotune-installed
 RUN_DIR ?=
 RUN_ARGS ?=
 
-.PHONY: setup run test lint unit notebooks lab bench clean browser refresh-notebooks
+.PHONY: setup run test lint unit notebooks lab bench clean browser refresh-notebooks open-weights
 
 setup: $(STAMP)
 
@@ -19,13 +19,22 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --progress-bar off -e '.[dev]'
 	touch $(STAMP)
 
+# The open-weights extra (torch, transformers, peft) for its tests; torch 2.13.0 is the CPU build on these machines.
+OPEN_WEIGHTS := $(VENV)/.emotune-open-weights
+$(OPEN_WEIGHTS): $(STAMP)
+	$(BIN)/python -m pip install --quiet --progress-bar off torch==2.13.0
+	$(BIN)/python -m pip install --quiet --progress-bar off -e '.[dev,open-weights]'
+	touch $(OPEN_WEIGHTS)
+
+open-weights: $(OPEN_WEIGHTS)
+
 run: setup
 	$(BIN)/emotune run $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(RUN_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .
 
-unit: setup
+unit: setup $(OPEN_WEIGHTS)
 	$(BIN)/python -m pytest tests
 
 # Notebooks run in name order, one after another, on one fresh run directory.

@@ -91,7 +91,8 @@ def summary_lines(m: dict) -> list[str]:
     job = m.get("job") or {}
     if job:
         lines.append(f"job: {job.get('id')} {job.get('status', '')} -> {job.get('fine_tuned_model')} "
-                     f"(trained_tokens {job.get('trained_tokens')}, estimate off by {job.get('difference_pct')}%)")
+                     f"(trained_tokens {job.get('trained_tokens')}, estimate off by {job.get('difference_pct')}%, "
+                     f"{job.get('training_seconds')} s of training)")
     verdict = (m.get("evaluation") or {}).get("verdict")
     if verdict:
         lines.append("verdict: " + verdict["sentence"])

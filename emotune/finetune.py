@@ -218,6 +218,9 @@ def reconcile(run, job) -> pd.DataFrame:
                     "n_epochs": job.hyperparameters.n_epochs, "batch_size": job.hyperparameters.batch_size,
                     "learning_rate_multiplier": job.hyperparameters.learning_rate_multiplier,
                     "estimated_billed_tokens": estimated, "difference_pct": diff})
+    seconds = (job.finished_at - job.created_at) if job.finished_at else None
+    run.update(job={"training_seconds": seconds})
     return pd.DataFrame([{"estimated billed tokens": estimated, "trained_tokens": trained, "difference %": diff,
-                          "epochs (estimate)": est.get("n_epochs"), "epochs (job)": job.hyperparameters.n_epochs}])
+                          "epochs (estimate)": est.get("n_epochs"), "epochs (job)": job.hyperparameters.n_epochs,
+                          "estimated USD (OpenAI prices)": est.get("training_usd")}])
 

@@ -71,6 +71,10 @@ class Catalog:
         key = base_model(name)
         if key in self.models:
             return self.models[key]
+        from .local.open_weights import is_open_weights
+
+        if is_open_weights(key):  # your own hardware: no per-token bill, no OpenAI dates; compute time is the cost
+            return ModelPrice(key, "open-weights", 10**9, 0.0, 0.0, 0.0, 0.0, 0.0, date.max)
         matches = [m for m in self.models.values() if m.family == key]
         if len(matches) == 1:
             return matches[0]
@@ -158,6 +162,9 @@ def lifecycle(model: str, today: date | None = None, catalog: Catalog | None = N
     cat = catalog or load_catalog()
     today = today or date.today()
     p = cat.model(model)
+    if p.family == "open-weights":
+        return Lifecycle(p.name, today, True, 10**6, f"{p.name} is an open-weights model fine-tuned on your own hardware "
+                         "through the local backend: OpenAI's wind-down dates do not apply; compute time is the cost.")
     days = (p.shutdown - today).days
     window = (cat.no_new_jobs_after - today).days
     if days < 0:

@@ -91,3 +91,12 @@ def test_cli_estimate_budget(tmp_path, capsys):
     assert cli.main(["estimate", str(f), "--model", "gpt-4o-mini", "--budget", "10"]) == 0
     assert "within the budget" in capsys.readouterr().out
     assert cli.main(["estimate", str(f), "--model", "gpt-4o-mini", "--budget", "0.000001"]) == 2
+
+
+def test_open_weights_models_cost_compute_time_not_dollars():
+    cat = pricing.load_catalog()
+    qwen = cat.model("Qwen/Qwen2.5-0.5B-Instruct")
+    assert qwen.family == "open-weights" and qwen.training_per_1m == 0.0
+    assert pricing.estimate_training([100, 200], "Qwen/Qwen2.5-0.5B-Instruct").training_usd == 0.0
+    state = pricing.lifecycle("Qwen/Qwen2.5-0.5B-Instruct", date(2027, 6, 1))
+    assert state.can_create_job and "compute time" in state.message

@@ -9,11 +9,13 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from .. import pricing, tokens
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..validate import RULES_BY_CODE, validate_bytes
 from . import learner
+from .open_weights import OpenWeightsModel, is_open_weights
 from .store import Store, new_id
 
 OWNER = "emotune-local"
@@ -115,6 +117,8 @@ class Engine:
     def model_record(self, model: str) -> dict:
         if model in FINE_TUNABLE or model in ALIASES:
             return {"id": model, "object": "model", "created": 0, "owned_by": "system"}
+        if is_open_weights(model):
+            return {"id": model, "object": "model", "created": 0, "owned_by": "open-weights"}
         record = self.store.get("models", model)
         if record is None:
             raise ApiError(404, f"The model `{model}` does not exist or you do not have access to it.",
@@ -127,6 +131,13 @@ class Engine:
         record = self.model_record(model)
         if record["owned_by"] == "system":
             return self.zero_shot
+        if record["owned_by"] == "open-weights":
+            try:
+                loaded = OpenWeightsModel.base_model(model)
+            except ConfigError as exc:
+                raise ApiError(404, str(exc), param="model", code="model_not_found") from None
+            self._models[model] = loaded
+            return loaded
         loaded = learner.load_model(self.store.weights_dir(model))
         self._models[model] = loaded
         return loaded
@@ -145,14 +156,18 @@ class Engine:
         if limit is not None and (not isinstance(limit, int) or limit < 1):
             raise ApiError(400, "max_completion_tokens must be a positive integer", param="max_completion_tokens")
         model = self.chat_model(model_name)
-        answer = model.answer(messages, body.get("response_format"))
-        enc = tokens.encoding_for(model_name)
-        out_tokens = enc.encode(answer, disallowed_special=())
-        finish = "stop"
-        if limit is not None and len(out_tokens) > limit:
-            out_tokens, finish = out_tokens[:limit], "length"
-            answer = enc.decode(out_tokens)
-        prompt_tokens = tokens.count_chat_tokens(messages, enc)
+        if hasattr(model, "complete"):  # a language model counts its own tokens and stops at the limit
+            answer, prompt_tokens, n_out, finish = model.complete(messages, body.get("response_format"), limit)
+            out_tokens = [0] * n_out
+        else:
+            answer = model.answer(messages, body.get("response_format"))
+            enc = tokens.encoding_for(model_name)
+            out_tokens = enc.encode(answer, disallowed_special=())
+            finish = "stop"
+            if limit is not None and len(out_tokens) > limit:
+                out_tokens, finish = out_tokens[:limit], "length"
+                answer = enc.decode(out_tokens)
+            prompt_tokens = tokens.count_chat_tokens(messages, enc)
         return {
             "id": new_id("chatcmpl-"), "object": "chat.completion", "created": int(time.time()), "model": model_name,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": answer, "refusal": None},
@@ -313,11 +328,14 @@ class Engine:
                 self.store.update("jobs", job_id, estimated_finish=int(eta) + 1)
 
         try:
-            result = trainer.train(train, valid, hp, job["seed"], on_step)
+            result = trainer.train(train, valid, hp, job["seed"], on_step, base=job["model"])
             if self.store.get("jobs", job_id)["status"] in TERMINAL:  # cancelled during the last step
                 return
         except learner.Cancelled:
             self._finish(job_id, "cancelled")
+            return
+        except ConfigError as exc:  # a missing extra or missing weights: the user's to fix, said plainly
+            self._finish(job_id, "failed", error={"code": "invalid_model", "param": "model", "message": str(exc)})
             return
         except Exception as exc:  # a trainer bug must fail the job, not leave it running
             self._finish(job_id, "failed", error={"code": "server_error", "param": None, "message": f"Training failed: {exc}"})
@@ -327,7 +345,8 @@ class Engine:
     def _publish(self, job: dict, result: learner.TrainResult, hp: dict, train_bytes: bytes) -> None:
         job_id = job["id"]
         suffix = job.get("_suffix") or ""
-        name = f"ft:{job['model']}:{OWNER}:{suffix}:{job_id.removeprefix('ftjob-')[:8]}"
+        base_name = Path(job["model"]).name if "/" in job["model"] else job["model"]  # ids can't hold a path
+        name = f"ft:{base_name}:{OWNER}:{suffix}:{job_id.removeprefix('ftjob-')[:8]}"
         enc = tokens.encoding_for(job["model"])
         per_epoch = sum(tokens.count_chat_tokens(json.loads(line)["messages"], enc)
                         for line in train_bytes.decode("utf-8-sig").splitlines())
@@ -355,7 +374,7 @@ class Engine:
         self.store.add_event(job_id, f"New fine-tuned model created: {name}")
         self.store.update("jobs", job_id, _checkpoints=checkpoints)
         self._finish(job_id, "succeeded", fine_tuned_model=name, result_files=[results["id"]],
-                     trained_tokens=per_epoch * hp["n_epochs"])
+                     trained_tokens=result.trained_tokens or per_epoch * hp["n_epochs"])
 
     # batches --------------------------------------------------------------------------------
     def create_batch(self, body: dict) -> dict:

@@ -43,6 +43,7 @@ class Dataset:
     texts: list[str]
     labels: list[tuple[str, ...]]
     label_format: str = "comma"
+    messages: list[list[dict]] = field(default_factory=list)  # the raw conversations (for LLM trainers)
 
 
 @dataclass
@@ -70,7 +71,7 @@ class Trainer(Protocol):
     def supports(self, model: str) -> bool: ...
 
     def train(self, train: Dataset, valid: Dataset | None, hp: dict, seed: int,
-              on_step: Callable[[StepMetrics], None]) -> TrainResult: ...
+              on_step: Callable[[StepMetrics], None], base: str = "") -> TrainResult: ...
 
 
 def parse_jsonl(data: bytes, filename: str = "training_file") -> Dataset:
@@ -79,7 +80,7 @@ def parse_jsonl(data: bytes, filename: str = "training_file") -> Dataset:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DataError(f"not UTF-8 (byte {exc.start})", path=filename, rule="encoding") from None
-    texts, labels, formats = [], [], set()
+    texts, labels, formats, conversations = [], [], set(), []
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             raise DataError("blank line", path=filename, line=lineno, rule="blank_line")
@@ -100,9 +101,10 @@ def parse_jsonl(data: bytes, filename: str = "training_file") -> Dataset:
         formats.add("json" if answer.strip().startswith("{") else "comma")
         texts.append(last_user_text(messages))
         labels.append(parsed.labels)
+        conversations.append(messages)
     if not texts:
         raise DataError("no examples", path=filename, rule="empty_file")
-    return Dataset(texts, labels, "json" if formats == {"json"} else "comma")
+    return Dataset(texts, labels, "json" if formats == {"json"} else "comma", conversations)
 
 
 def _taxonomy_for(labels: set[str]):
@@ -212,6 +214,10 @@ class ClassicalModel:
 
 def load_model(folder: Path) -> ChatModel:
     """A trained model saved by a trainer (the state directory is the backend's own, hence pickle)."""
+    from .open_weights import MARKER, OpenWeightsModel
+
+    if (folder / MARKER).exists():
+        return OpenWeightsModel.load(folder)
     with open(folder / "model.pkl", "rb") as f:
         return pickle.load(f)
 
@@ -266,7 +272,7 @@ class ClassicalTrainer:
         return True
 
     def train(self, train: Dataset, valid: Dataset | None, hp: dict, seed: int,
-              on_step: Callable[[StepMetrics], None]) -> TrainResult:
+              on_step: Callable[[StepMetrics], None], base: str = "") -> TrainResult:
         from sklearn.feature_extraction.text import TfidfVectorizer
 
         classes, canon = _canonical_classes([d for d in (train, valid) if d])
@@ -325,7 +331,13 @@ class ClassicalTrainer:
         return result
 
 
-_TRAINERS: list[Trainer] = [ClassicalTrainer()]
+def _default_trainers() -> list[Trainer]:
+    from .open_weights import OpenWeightsTrainer
+
+    return [OpenWeightsTrainer(), ClassicalTrainer()]
+
+
+_TRAINERS: list[Trainer] = _default_trainers()
 
 
 def register_trainer(trainer: Trainer, first: bool = True) -> None:

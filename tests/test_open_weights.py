@@ -1,0 +1,138 @@
+"""Open-weights LoRA fine-tuning through the local backend, on a tiny Llama built here (no download)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+torch = pytest.importorskip("torch", reason="needs the open-weights extra: pip install 'emotune[open-weights]'")
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("peft")
+
+import openai  # noqa: E402
+
+from emotune.examples import parse_answer, prompt_messages, render_example  # noqa: E402
+from emotune.local import LocalServer  # noqa: E402
+
+TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
+            "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+DATA = [("thank you so much", ["gratitude"]), ("that is hilarious lol", ["amusement"]),
+        ("I am furious about this", ["anger"]), ("it is a table", ["neutral"])]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A 2-layer Llama with a word-level tokenizer trained on the test data, and a chat template."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    specials = ["<pad>", "<unk>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>"]
+    raw = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.Whitespace()
+    corpus = [json.dumps(render_example(t, labels)) for t, labels in DATA] + ["Label the emotions (goemotions)."]
+    raw.train_from_iterator(corpus, trainers.WordLevelTrainer(special_tokens=specials))
+    tok = PreTrainedTokenizerFast(tokenizer_object=raw, pad_token="<pad>", unk_token="<unk>", eos_token="<|end|>")
+    tok.chat_template = TEMPLATE
+    tok.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128,
+                         pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=tok.eos_token_id,
+                         initializer_range=1.0)  # a wide random init, so a frozen head can still separate tokens
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+def jsonl(rows) -> bytes:
+    return "".join(json.dumps(render_example(t, labels)) + "\n" for t, labels in rows).encode()
+
+
+def wait(client, job_id, timeout=240):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.fine_tuning.jobs.retrieve(job_id)
+        if job.status in ("succeeded", "failed", "cancelled"):
+            return job
+        time.sleep(0.2)
+    raise AssertionError("job did not finish")
+
+
+def test_lora_job_learns_serves_and_survives_a_new_process(tiny_model, tmp_path):
+    state = tmp_path / "state"
+    with LocalServer(state) as srv:
+        c = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0)
+        train = c.files.create(file=("t.jsonl", jsonl(DATA * 5)), purpose="fine-tune").id
+        valid = c.files.create(file=("v.jsonl", jsonl(DATA)), purpose="fine-tune").id
+        job = c.fine_tuning.jobs.create(model=str(tiny_model), training_file=train, validation_file=valid, seed=0,
+                                        suffix="tiny", hyperparameters={"n_epochs": 12, "batch_size": 4,
+                                                                        "learning_rate_multiplier": 100})
+        job = wait(c, job.id)
+        assert job.status == "succeeded", job.error
+        assert job.fine_tuned_model.startswith(f"ft:{tiny_model.name}:emotune-local:tiny:")
+        csv = c.files.content(job.result_files[0]).text.splitlines()[1:]
+        losses = [float(line.split(",")[1]) for line in csv]
+        assert len(losses) == 12 * 5 and sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 * 0.5  # it learns
+        assert [x for x in csv if x.split(",")[3]]  # validation loss measured
+        ckpts = c.fine_tuning.jobs.checkpoints.list(job.id).data
+        assert len(ckpts) == 3 and (state / "weights").exists()
+        base = c.chat.completions.create(model=str(tiny_model), messages=prompt_messages("thank you so much"),
+                                         max_completion_tokens=3)
+        assert base.usage.completion_tokens <= 3
+    # a fresh server process loads the saved adapter and answers, online and through a batch
+    port = __import__("emotune.local.server", fromlist=["free_port"]).free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "emotune.cli", "serve", "--port", str(port), "--state-dir", str(state)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        c = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="k", max_retries=20)
+        for _ in range(100):
+            try:
+                c.models.list()
+                break
+            except openai.APIConnectionError:
+                time.sleep(0.2)
+        reply = c.chat.completions.create(model=job.fine_tuned_model, messages=prompt_messages("thank you so much"),
+                                          temperature=0, max_completion_tokens=8)
+        assert reply.choices[0].message.content == "gratitude"
+        assert reply.usage.prompt_tokens > 0 and reply.usage.completion_tokens >= 1
+        lines = [{"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
+                  "body": {"model": job.fine_tuned_model, "messages": prompt_messages(t), "max_completion_tokens": 8}}
+                 for i, (t, _) in enumerate(DATA)]
+        f = c.files.create(file=("b.jsonl", "".join(json.dumps(x) + "\n" for x in lines).encode()), purpose="batch")
+        batch = c.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
+        while batch.status not in ("completed", "failed"):
+            time.sleep(0.2)
+            batch = c.batches.retrieve(batch.id)
+        out = {json.loads(x)["custom_id"]: json.loads(x)["response"]["body"]["choices"][0]["message"]["content"]
+               for x in c.files.content(batch.output_file_id).text.splitlines()}
+        online = {f"r{i}": c.chat.completions.create(**line["body"]).choices[0].message.content
+                  for i, line in enumerate(lines)}
+        assert out == online and out["r0"] == "gratitude"  # greedy: the batch path answers as the online one
+        assert all(parse_answer(answer).ok for answer in out.values())  # it learned to answer with labels
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_missing_weights_fail_the_job_clearly(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with LocalServer(tmp_path / "state") as srv:
+        c = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0)
+        train = c.files.create(file=("t.jsonl", jsonl(DATA * 3)), purpose="fine-tune").id
+        job = wait(c, c.fine_tuning.jobs.create(model="no-such-org/no-such-model", training_file=train).id, 60)
+        assert job.status == "failed" and job.error.code == "invalid_model"
+        assert "no weights for 'no-such-org/no-such-model'" in job.error.message
+        with pytest.raises(openai.NotFoundError, match="no weights"):
+            c.chat.completions.create(model="no-such-org/no-such-model", messages=[{"role": "user", "content": "hi"}])
+
+
+def test_a_missing_extra_names_the_install_command():
+    code = ("import sys; sys.modules['peft'] = None\n"
+            "from emotune.local.open_weights import _require_extra\n"
+            "try:\n    _require_extra()\nexcept Exception as e:\n    print(e)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
+    assert "pip install 'emotune[open-weights]'" in out and "peft" in out
