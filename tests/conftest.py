@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,31 @@ def write_tsv(folder: Path, rows_by_split: dict[str, list[str]]) -> Path:
     for split, lines in rows_by_split.items():
         (folder / names[split]).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     return folder
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A local backend on a free port over a fresh state directory, stopped after the test."""
+    from emotune.local import LocalServer
+
+    with LocalServer(tmp_path / "state") as srv:
+        yield srv
+
+
+@pytest.fixture
+def client(server):
+    """The official client pointed at ``server``, with the client's own retries off."""
+    import openai
+
+    return openai.OpenAI(base_url=server.base_url, api_key="anything", max_retries=0)
+
+
+def wait_job(client, job_id: str, timeout: float = 60):
+    """Poll a fine-tuning job until it ends (tests only; the product's loop is finetune.watch)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.fine_tuning.jobs.retrieve(job_id)
+        if job.status in ("succeeded", "failed", "cancelled"):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} still {job.status} after {timeout} s")

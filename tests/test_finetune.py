@@ -40,17 +40,6 @@ def launch(client, run, **kw):
     return finetune.launch_or_resume(client, run, **args)
 
 
-@pytest.fixture
-def server(tmp_path):
-    with LocalServer(tmp_path / "state") as srv:
-        yield srv
-
-
-@pytest.fixture
-def client(server):
-    return openai.OpenAI(base_url=server.base_url, api_key="k", max_retries=0)
-
-
 def fast_watch(client, job_id, **kw):
     return finetune.watch(client, job_id, poll_s=0.02, max_poll_s=0.1, on_event=lambda m: None, progress=False, **kw)
 

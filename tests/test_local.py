@@ -9,6 +9,7 @@ import time
 import numpy as np
 import openai
 import pytest
+from conftest import wait_job
 from openai.types import Batch, FileDeleted, FileObject, Model
 from openai.types.chat import ChatCompletion
 from openai.types.fine_tuning import FineTuningJob, FineTuningJobEvent
@@ -38,27 +39,6 @@ TOY = [("thank you so much", ["gratitude"]), ("lol that is hilarious", ["amuseme
        ("thanks, love it", ["gratitude", "love"]), ("haha funny", ["amusement"]),
        ("furious and angry", ["anger"]), ("ok then", ["neutral"]), ("many thanks", ["gratitude"]),
        ("so funny lol", ["amusement"]), ("angry about this", ["anger"]), ("it is what it is", ["neutral"])]
-
-
-@pytest.fixture
-def server(tmp_path):
-    with LocalServer(tmp_path / "state") as srv:
-        yield srv
-
-
-@pytest.fixture
-def client(server):
-    return openai.OpenAI(base_url=server.base_url, api_key="anything", max_retries=0)
-
-
-def wait_job(client, job_id, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.fine_tuning.jobs.retrieve(job_id)
-        if job.status in ("succeeded", "failed", "cancelled"):
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} still {job.status}")
 
 
 def wait_batch(client, batch_id, timeout=60):

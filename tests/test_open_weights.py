@@ -14,6 +14,7 @@ transformers = pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
 import openai  # noqa: E402
+from conftest import wait_job  # noqa: E402
 
 from emotune.examples import parse_answer, prompt_messages, render_example  # noqa: E402
 from emotune.local import LocalServer  # noqa: E402
@@ -52,16 +53,6 @@ def jsonl(rows) -> bytes:
     return "".join(json.dumps(render_example(t, labels)) + "\n" for t, labels in rows).encode()
 
 
-def wait(client, job_id, timeout=240):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.fine_tuning.jobs.retrieve(job_id)
-        if job.status in ("succeeded", "failed", "cancelled"):
-            return job
-        time.sleep(0.2)
-    raise AssertionError("job did not finish")
-
-
 def test_lora_job_learns_serves_and_survives_a_new_process(tiny_model, tmp_path):
     state = tmp_path / "state"
     with LocalServer(state) as srv:
@@ -71,7 +62,7 @@ def test_lora_job_learns_serves_and_survives_a_new_process(tiny_model, tmp_path)
         job = c.fine_tuning.jobs.create(model=str(tiny_model), training_file=train, validation_file=valid, seed=0,
                                         suffix="tiny", hyperparameters={"n_epochs": 12, "batch_size": 4,
                                                                         "learning_rate_multiplier": 100})
-        job = wait(c, job.id)
+        job = wait_job(c, job.id, 240)
         assert job.status == "succeeded", job.error
         assert job.fine_tuned_model.startswith(f"ft:{tiny_model.name}:emotune-local:tiny:")
         csv = c.files.content(job.result_files[0]).text.splitlines()[1:]
@@ -123,7 +114,7 @@ def test_missing_weights_fail_the_job_clearly(tmp_path, monkeypatch):
     with LocalServer(tmp_path / "state") as srv:
         c = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0)
         train = c.files.create(file=("t.jsonl", jsonl(DATA * 3)), purpose="fine-tune").id
-        job = wait(c, c.fine_tuning.jobs.create(model="no-such-org/no-such-model", training_file=train).id, 60)
+        job = wait_job(c, c.fine_tuning.jobs.create(model="no-such-org/no-such-model", training_file=train).id, 60)
         assert job.status == "failed" and job.error.code == "invalid_model"
         assert "no weights for 'no-such-org/no-such-model'" in job.error.message
         with pytest.raises(openai.NotFoundError, match="no weights"):
