@@ -192,7 +192,7 @@ class OpenWeightsTrainer:
                 loss.backward()
                 optimizer.step()
                 step += 1
-                metrics = learner.StepMetrics(step, total, epoch, float(loss), acc)
+                metrics = learner.StepMetrics(step, total, epoch, loss.item(), acc)
                 if held_out and (step % max(1, total // 10) == 0 or step % steps_per_epoch == 0):
                     metrics.valid_loss, metrics.valid_accuracy = self._evaluate(model, held_out, batch, tok.pad_token_id, device)
                 result.steps.append(metrics)
