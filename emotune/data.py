@@ -247,11 +247,12 @@ SAMPLE_FILES = {"train": "train_sample.jsonl", "validation": "validation_sample.
 def make_samples(dd, *, n_train: int, n_validation: int, n_eval: int, seed: int, n_labels: int = 28) -> dict[str, pd.DataFrame]:
     """Stratified, seeded samples: train from train, validation from the dev split, eval from test.
 
-    Only the eval sample touches the test split, and only notebook 05 reads it.
+    Only the eval sample touches the test split, and only notebook 05 reads it. A size of 0 takes the whole split.
     """
     plan = {"train": ("train", n_train), "validation": ("validation", n_validation), "eval": ("test", n_eval)}
-    return {name: stratified_sample(to_frame(dd[split]), n, seed=seed, n_labels=n_labels)
-            for name, (split, n) in plan.items()}
+    frames = {name: to_frame(dd[split]) for name, (split, _) in plan.items()}
+    return {name: stratified_sample(frames[name], n or len(frames[name]), seed=seed, n_labels=n_labels)
+            for name, (_, n) in plan.items()}
 
 
 def save_samples(run, samples: dict[str, pd.DataFrame]) -> dict[str, dict]:
