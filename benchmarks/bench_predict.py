@@ -15,7 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from emotune import backend, data, examples, predict
+from emotune import data, examples, predict
+from emotune import providers as backend
 from emotune.taxonomy import GOEMOTIONS
 
 BASE = "gpt-4.1-mini-2025-04-14"

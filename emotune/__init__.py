@@ -4,7 +4,6 @@ The notebooks import everything they use from here; the public API is pinned by
 ``tests/test_public_api.py``.
 """
 
-from .backend import Connection, connect
 from .data import (
     CleaningReport,
     LoadedData,
@@ -106,6 +105,7 @@ from .pricing import (
     lifecycle,
     load_catalog,
 )
+from .providers import Provider, connect
 from .runs import Run, begin_stage, finish_stage, open_run, package_versions
 from .series import DEFAULT_PARAMETERS, collect_parameters, run_series
 from .taxonomy import EKMAN, GOEMOTIONS, SENTIMENT, Taxonomy, get_taxonomy, map_labels, register_taxonomy
@@ -121,7 +121,6 @@ __all__ = [
     "ChecksumError",
     "CleaningReport",
     "ConfigError",
-    "Connection",
     "CostEstimate",
     "DEFAULT_PARAMETERS",
     "DataError",
@@ -134,6 +133,7 @@ __all__ = [
     "PredictionCache",
     "Predictions",
     "PromptStyle",
+    "Provider",
     "Run",
     "SENTIMENT",
     "Taxonomy",

@@ -5,7 +5,8 @@ Environment variables:
 - ``EMOTUNE_DATA_DIR``: a folder in the GoEmotions release format (train.tsv, dev.tsv, test.tsv);
   when unset, data comes from the Hugging Face hub.
 - ``EMOTUNE_RUN_DIR``: the run directory notebooks use when their ``run_dir`` parameter is empty.
-- ``EMOTUNE_BACKEND``: ``auto`` (default), ``openai`` or ``local``.
+- ``EMOTUNE_BACKEND``: ``auto`` (default), ``openai``, ``compatible``, ``local`` or a provider you added.
+- ``EMOTUNE_PROVIDERS``: a JSON file of extra providers (name -> ``module:Class``).
 - ``EMOTUNE_LOCAL_LATENCY_MS``, ``EMOTUNE_LOCAL_FAIL_429``, ``EMOTUNE_LOCAL_FAIL_500``: fault injection
   for the local backend (off by default).
 - ``OPENAI_API_KEY``, ``OPENAI_BASE_URL``: read only to decide and build the client; never stored.
@@ -39,13 +40,15 @@ def run_dir(explicit: str | os.PathLike | None = None, name: str = "tutorial") -
 
 
 def backend_choice(explicit: str | None = None) -> str:
-    """The backend asked for: the argument, else ``EMOTUNE_BACKEND``, else ``auto``."""
+    """The backend asked for: the argument, else ``EMOTUNE_BACKEND``, else ``auto`` (names are checked by
+    :func:`emotune.providers.connect` against the provider catalogue)."""
     value = explicit if explicit not in (None, "", "auto") else env("EMOTUNE_BACKEND", "auto")
-    if value not in ("auto", "openai", "local"):
-        from .errors import ConfigError
+    return str(value)
 
-        raise ConfigError(f"backend must be 'auto', 'openai' or 'local', not {value!r}")
-    return value
+
+def providers_file() -> str | None:
+    """``EMOTUNE_PROVIDERS``: a JSON file adding your own providers (name -> ``module:Class``)."""
+    return env("EMOTUNE_PROVIDERS")
 
 
 def openai_key() -> str | None:

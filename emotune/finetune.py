@@ -1,7 +1,7 @@
-"""Upload once, launch or resume, watch, and read the results of a fine-tuning job.
+"""Upload once, launch or resume, watch, and read the results of a fine-tuning job (notebook 04).
 
-Every function takes the client; the run manifest is the memory that keeps a re-run, a dead kernel or a
-lost notebook from paying twice:
+Every function takes the provider (what ``emotune.connect`` returns); the run manifest is the memory that
+keeps a re-run, a dead kernel or a lost notebook from paying twice:
 
 - a file is content-addressed (its sha256 is in the uploaded file's name) and reused when the manifest or
   the server already has it;
@@ -22,16 +22,13 @@ from pathlib import Path
 import pandas as pd
 
 from .errors import JobError, LifecycleError
-from .pricing import check_budget, require_can_fine_tune
-
-TERMINAL = ("succeeded", "failed", "cancelled")
-WIND_DOWN = ("OpenAI closed self-serve fine-tuning to new organisations on 2026-05-07 and to everyone after "
-             "2027-01-06; gpt-4o, gpt-4o-mini, gpt-4.1, gpt-4.1-mini and their fine-tunes shut down on 2027-01-14. "
-             "Run the same series on the local backend (backend='local', or unset OPENAI_API_KEY).")
+from .manifest import EstimateRecord, JobRecord, UploadRecord
+from .openai_spec import JOB_TERMINAL
+from .pricing import check_budget, wind_down_summary
 
 
 @dataclass
-class UploadRecord:
+class Upload:
     key: str
     file_id: str
     sha256: str
@@ -44,31 +41,32 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def upload_once(client, run, path: str | Path, key: str, *, purpose: str = "fine-tune",
-                wait: Callable[[float], None] = time.sleep) -> UploadRecord:
+def upload_once(provider, run, path: str | Path, key: str, *, purpose: str = "fine-tune",
+                wait: Callable[[float], None] = time.sleep) -> Upload:
     """The remote file id for ``path``: from the manifest, else a matching remote file, else a new upload."""
     import openai
 
+    client = provider.client
     path = Path(path)
     sha, size = _sha256(path), path.stat().st_size
     filename = f"{run.name}-{key}-{sha[:16]}.jsonl"
-    known = run.get("uploads", key) or {}
+    known = run.read(UploadRecord, key, required=False)
     record = None
-    if known.get("sha256") == sha and known.get("file_id"):
+    if known is not None and known.sha256 == sha and known.file_id:
         try:
-            remote = client.files.retrieve(known["file_id"])
+            remote = client.files.retrieve(known.file_id)
             if remote.bytes == size:
-                record = UploadRecord(key, remote.id, sha, size, filename, "reused (manifest)")
+                record = Upload(key, remote.id, sha, size, filename, "reused (manifest)")
         except openai.NotFoundError:
             pass
     if record is None:
         match = next((f for f in client.files.list(purpose=purpose) if f.filename == filename and f.bytes == size), None)
         if match is not None:
-            record = UploadRecord(key, match.id, sha, size, filename, "reused (found on server)")
+            record = Upload(key, match.id, sha, size, filename, "reused (found on server)")
     if record is None:
         created = client.files.create(file=(filename, path.read_bytes()), purpose=purpose)
-        record = UploadRecord(key, created.id, sha, size, filename, "uploaded")
-    run.update(uploads={key: {"file_id": record.file_id, "sha256": sha, "bytes": size, "filename": filename}})
+        record = Upload(key, created.id, sha, size, filename, "uploaded")
+    run.put(UploadRecord(file_id=record.file_id, sha256=sha, bytes=size, filename=filename), key)
     for _ in range(600):  # wait until the server has processed it (immediate on the local backend)
         status = client.files.retrieve(record.file_id).status
         if status != "uploaded":
@@ -79,15 +77,17 @@ def upload_once(client, run, path: str | Path, key: str, *, purpose: str = "fine
     return record
 
 
-def upload_training_files(client, run) -> pd.DataFrame:
+def upload_training_files(provider, run) -> pd.DataFrame:
     """Upload train.jsonl and val.jsonl once; a table of what was uploaded or reused."""
     train, val = run.require("train.jsonl", "val.jsonl")
-    records = [upload_once(client, run, train, "train"), upload_once(client, run, val, "validation")]
+    if not provider.fine_tuning:  # nothing to upload for: say so before sending a byte
+        provider.check_can_fine_tune("")
+    records = [upload_once(provider, run, train, "train"), upload_once(provider, run, val, "validation")]
     return pd.DataFrame([r.__dict__ for r in records])[["key", "file_id", "bytes", "action"]]
 
 
 @dataclass
-class JobRecord:
+class JobLaunch:
     job: object  # openai FineTuningJob
     action: str  # "created", "resumed (manifest)" or "adopted (found on server)"
 
@@ -100,43 +100,43 @@ def _hyperparameters(n_epochs, batch_size, learning_rate_multiplier) -> dict:
     return {"n_epochs": n_epochs, "batch_size": batch_size, "learning_rate_multiplier": learning_rate_multiplier}
 
 
-def launch_or_resume(client, run, *, base_model: str, backend: str, seed: int, budget_usd: float,
-                     n_epochs="auto", batch_size="auto", learning_rate_multiplier="auto", suffix: str = "emotune",
-                     today: date | None = None) -> JobRecord:
-    """Resume the run's job, adopt a matching remote one, or (after the budget and lifecycle checks) create one."""
+def launch_or_resume(provider, run, *, base_model: str, seed: int, budget_usd: float, n_epochs="auto",
+                     batch_size="auto", learning_rate_multiplier="auto", suffix: str = "emotune",
+                     today: date | None = None) -> JobLaunch:
+    """Resume the run's job, adopt a matching remote one, or (after the budget and provider checks) create one."""
     import openai
 
-    job_id = run.get("job", "id")
-    if job_id:
-        return JobRecord(client.fine_tuning.jobs.retrieve(job_id), "resumed (manifest)")
-    uploads = run.get("uploads") or {}
-    if "train" not in uploads:
+    client = provider.client
+    known = run.read(JobRecord, required=False)
+    if known is not None and known.id:
+        return JobLaunch(client.fine_tuning.jobs.retrieve(known.id), "resumed (manifest)")
+    train = run.read(UploadRecord, "train", required=False)
+    if train is None:
         raise JobError("no uploaded training file in the manifest: run upload_training_files first")
-    meta = {"emotune_run": run.id, "train_sha256": uploads["train"]["sha256"][:32],
-            "validation_sha256": (uploads.get("validation") or {}).get("sha256", "")[:32]}
+    validation = run.read(UploadRecord, "validation", required=False)
+    meta = {"emotune_run": run.id, "train_sha256": train.sha256[:32],
+            "validation_sha256": validation.sha256[:32] if validation else ""}
     for job in client.fine_tuning.jobs.list(limit=100, metadata={"emotune_run": run.id}):
         if job.metadata and all(job.metadata.get(k) == v for k, v in meta.items()):
-            run.update(job={"id": job.id, "adopted": True})
-            return JobRecord(job, "adopted (found on server)")
-    estimate = run.get("estimate", "training_usd")
-    if estimate is None:
-        raise JobError("no cost estimate in the manifest: run notebook 03 (validate and cost) first")
-    check_budget(float(estimate), budget_usd, "training")
-    if backend == "openai":
-        require_can_fine_tune(base_model, today)
+            run.put(JobRecord(id=job.id, adopted=True))
+            return JobLaunch(job, "adopted (found on server)")
+    estimate = run.read(EstimateRecord)
+    if estimate.training_usd is not None:
+        check_budget(float(estimate.training_usd), budget_usd, "training")
+    provider.check_can_fine_tune(base_model, today)
     hp = _hyperparameters(n_epochs, batch_size, learning_rate_multiplier)
     try:
         job = client.fine_tuning.jobs.create(
-            model=base_model, training_file=uploads["train"]["file_id"],
-            validation_file=(uploads.get("validation") or {}).get("file_id"), suffix=suffix, seed=seed, metadata=meta,
-            method={"type": "supervised", "supervised": {"hyperparameters": hp}})
+            model=base_model, training_file=train.file_id, validation_file=validation.file_id if validation else None,
+            suffix=suffix, seed=seed, metadata=meta, method={"type": "supervised", "supervised": {"hyperparameters": hp}})
     except openai.PermissionDeniedError as exc:
-        raise LifecycleError(f"OpenAI refused to create the job ({exc.status_code}: {exc.message}). {WIND_DOWN}") from None
-    run.update(job={"id": job.id, "created_at": job.created_at, "base_model": base_model, "hyperparameters": hp})
-    return JobRecord(job, "created")
+        raise LifecycleError(f"OpenAI refused to create the job ({exc.status_code}: {exc.message}). "
+                             f"{wind_down_summary()}") from None
+    run.put(JobRecord(id=job.id, created_at=job.created_at, base_model=base_model, hyperparameters=hp))
+    return JobLaunch(job, "created")
 
 
-def watch(client, job_id: str, *, poll_s: float = 1.0, max_poll_s: float = 30.0, timeout_s: float = 6 * 3600,
+def watch(provider, job_id: str, *, poll_s: float = 1.0, max_poll_s: float = 30.0, timeout_s: float = 6 * 3600,
           sleep: Callable[[float], None] = time.sleep, on_event: Callable[[str], None] = print,
           progress: bool = True):
     """Follow a job until it ends: each new event printed once, a progress bar from step events.
@@ -147,6 +147,7 @@ def watch(client, job_id: str, *, poll_s: float = 1.0, max_poll_s: float = 30.0,
     """
     from tqdm.auto import tqdm
 
+    client = provider.client
     seen: set[str] = set()
     status, interval, waited, bar = None, poll_s, 0.0, None
     try:
@@ -167,7 +168,7 @@ def watch(client, job_id: str, *, poll_s: float = 1.0, max_poll_s: float = 30.0,
             if job.status != status:
                 status = job.status
                 on_event(f"status: {status}" + (" (resume it with client.fine_tuning.jobs.resume)" if status == "paused" else ""))
-            if status in TERMINAL:
+            if status in JOB_TERMINAL:
                 break
             if waited >= timeout_s:
                 raise JobError(f"job {job_id} still {status} after {timeout_s:.0f} s; it keeps running, watch it again later")
@@ -188,8 +189,9 @@ def watch(client, job_id: str, *, poll_s: float = 1.0, max_poll_s: float = 30.0,
     return job
 
 
-def step_metrics(client, job) -> pd.DataFrame:
+def step_metrics(provider, job) -> pd.DataFrame:
     """Per-step metrics from the job's result file (OpenAI's CSV), or from its events when there is none."""
+    client = provider.client
     if job.result_files:
         text = client.files.content(job.result_files[0]).text
         frame = pd.read_csv(io.StringIO(text))
@@ -200,8 +202,9 @@ def step_metrics(client, job) -> pd.DataFrame:
     return frame.sort_values("step").reset_index(drop=True)
 
 
-def checkpoints_frame(client, job_id: str) -> pd.DataFrame:
+def checkpoints_frame(provider, job_id: str) -> pd.DataFrame:
     """The job's checkpoints with their metrics, newest first."""
+    client = provider.client
     rows = [{"step": c.step_number, "model": c.fine_tuned_model_checkpoint, "train_loss": c.metrics.train_loss,
              "valid_loss": c.metrics.valid_loss, "valid_accuracy": c.metrics.valid_mean_token_accuracy}
             for c in client.fine_tuning.jobs.checkpoints.list(job_id).data]
@@ -210,17 +213,14 @@ def checkpoints_frame(client, job_id: str) -> pd.DataFrame:
 
 def reconcile(run, job) -> pd.DataFrame:
     """The billed-token estimate from notebook 03 next to the job's ``trained_tokens``; both into the manifest."""
-    est = run.get("estimate") or {}
-    estimated = est.get("billed_tokens")
-    trained = job.trained_tokens
+    est = run.read(EstimateRecord)
+    estimated, trained = est.billed_tokens, job.trained_tokens
     diff = None if not estimated or trained is None else round(100 * (trained - estimated) / estimated, 2)
-    run.update(job={"id": job.id, "status": job.status, "fine_tuned_model": job.fine_tuned_model, "trained_tokens": trained,
-                    "n_epochs": job.hyperparameters.n_epochs, "batch_size": job.hyperparameters.batch_size,
-                    "learning_rate_multiplier": job.hyperparameters.learning_rate_multiplier,
-                    "estimated_billed_tokens": estimated, "difference_pct": diff})
     seconds = (job.finished_at - job.created_at) if job.finished_at else None
-    run.update(job={"training_seconds": seconds})
+    hp = job.hyperparameters
+    run.put(JobRecord(id=job.id, status=job.status, fine_tuned_model=job.fine_tuned_model, trained_tokens=trained,
+                      n_epochs=hp.n_epochs, batch_size=hp.batch_size, learning_rate_multiplier=hp.learning_rate_multiplier,
+                      estimated_billed_tokens=estimated, difference_pct=diff, training_seconds=seconds))
     return pd.DataFrame([{"estimated billed tokens": estimated, "trained_tokens": trained, "difference %": diff,
-                          "epochs (estimate)": est.get("n_epochs"), "epochs (job)": job.hyperparameters.n_epochs,
-                          "estimated USD (OpenAI prices)": est.get("training_usd")}])
-
+                          "epochs (estimate)": est.n_epochs, "epochs (job)": hp.n_epochs,
+                          "estimated USD (OpenAI prices)": est.training_usd, "training seconds": seconds}])

@@ -16,28 +16,10 @@ import numpy as np
 import pandas as pd
 
 from .errors import BudgetError, ConfigError, LifecycleError
+from .openai_spec import default_epochs
 from .tokens import base_model
 
-# OpenAI's default-epochs rule, as the openai-cookbook's Chat_finetuning_data_prep states it (2024-2026):
-# aim for 3 epochs, but keep n_examples x epochs within [100, 25,000] and epochs within [1, 25].
-TARGET_EPOCHS = 3
-MIN_TARGET_EXAMPLES = 100
-MAX_TARGET_EXAMPLES = 25_000
-MIN_DEFAULT_EPOCHS = 1
-MAX_DEFAULT_EPOCHS = 25
 WARN_DAYS = 30  # warn when a model or the job window closes within this many days
-
-
-def default_epochs(n_examples: int) -> int:
-    """Epochs OpenAI picks for ``n_epochs="auto"``."""
-    if n_examples <= 0:
-        raise ValueError("n_examples must be positive")
-    epochs = TARGET_EPOCHS
-    if n_examples * epochs < MIN_TARGET_EXAMPLES:
-        epochs = min(MAX_DEFAULT_EPOCHS, -(-MIN_TARGET_EXAMPLES // n_examples))
-    elif n_examples * epochs > MAX_TARGET_EXAMPLES:
-        epochs = max(MIN_DEFAULT_EPOCHS, MAX_TARGET_EXAMPLES // n_examples)
-    return epochs
 
 
 @dataclass(frozen=True)
@@ -71,10 +53,6 @@ class Catalog:
         key = base_model(name)
         if key in self.models:
             return self.models[key]
-        from .local.open_weights import is_open_weights
-
-        if is_open_weights(key):  # your own hardware: no per-token bill, no OpenAI dates; compute time is the cost
-            return ModelPrice(key, "open-weights", 10**9, 0.0, 0.0, 0.0, 0.0, 0.0, date.max)
         matches = [m for m in self.models.values() if m.family == key]
         if len(matches) == 1:
             return matches[0]
@@ -102,8 +80,41 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
 
 
 @dataclass(frozen=True)
+class Pricing:
+    """How a model is paid for on a provider: ``usd`` per token (with its catalogue prices),
+    ``compute-seconds`` (your own hardware) or ``not-priced`` (emotune does not know the price)."""
+
+    unit: str
+    model: str
+    note: str
+    price: ModelPrice | None = None
+
+    @classmethod
+    def compute(cls, model: str, note: str) -> Pricing:
+        return cls("compute-seconds", model, note)
+
+    @classmethod
+    def not_priced(cls, model: str, note: str) -> Pricing:
+        return cls("not-priced", model, note)
+
+    @property
+    def in_dollars(self) -> bool:
+        return self.unit == "usd" and self.price is not None
+
+    def usd_per_1000(self, prompt_tokens: float, completion_tokens: float, *, fine_tuned: bool,
+                     batch: bool = False, catalog: Catalog | None = None) -> float | None:
+        """Dollars for 1,000 requests of the given mean prompt and completion tokens; None when not in dollars."""
+        if not self.in_dollars:
+            return None
+        p = self.price
+        per_in, per_out = (p.ft_input_per_1m, p.ft_output_per_1m) if fine_tuned else (p.base_input_per_1m, p.base_output_per_1m)
+        discount = (catalog or load_catalog()).batch_discount if batch else 0.0
+        return 1000 * (prompt_tokens * per_in + completion_tokens * per_out) / 1e6 * (1 - discount)
+
+
+@dataclass(frozen=True)
 class CostEstimate:
-    """What a training job on a file would bill."""
+    """What a training job on a file would bill (``training_usd`` is None when the model is not priced in dollars)."""
 
     model: str
     n_examples: int
@@ -111,32 +122,40 @@ class CostEstimate:
     tokens_per_epoch: int
     billed_tokens: int
     truncated_examples: int
-    training_usd: float
+    training_usd: float | None
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame([self.__dict__])
 
 
-def estimate_training(example_tokens, model: str, n_epochs: int | str = "auto", catalog: Catalog | None = None) -> CostEstimate:
-    """Training cost: each example capped at the model's limit, times epochs; validation is not billed."""
-    cat = catalog or load_catalog()
-    price = cat.model(model)
+def estimate_training(example_tokens, model: str | Pricing, n_epochs: int | str = "auto",
+                      catalog: Catalog | None = None) -> CostEstimate:
+    """Training cost: each example capped at the model's limit, times epochs; validation is not billed.
+
+    ``model`` is an OpenAI model name (priced from the catalogue) or a provider's :class:`Pricing`.
+    """
+    pricing = model if isinstance(model, Pricing) else Pricing("usd", model, "catalogue", (catalog or load_catalog()).model(model))
+    price = pricing.price if pricing.in_dollars else None
     tokens = np.asarray(example_tokens, dtype=np.int64)
     epochs = default_epochs(len(tokens)) if n_epochs == "auto" else int(n_epochs)
-    per_epoch = int(np.minimum(tokens, price.example_token_limit).sum())
+    if epochs < 1:
+        raise ConfigError(f"n_epochs must be a positive integer or 'auto', not {n_epochs!r}")
+    limit = price.example_token_limit if price else None
+    capped = np.minimum(tokens, limit) if limit else tokens
+    per_epoch = int(capped.sum())
     billed = per_epoch * epochs
-    return CostEstimate(price.name, len(tokens), epochs, per_epoch, billed,
-                        int((tokens > price.example_token_limit).sum()), round(billed / 1e6 * price.training_per_1m, 4))
+    usd = round(billed / 1e6 * price.training_per_1m, 4) if price else None
+    return CostEstimate(price.name if price else pricing.model, len(tokens), epochs, per_epoch, billed,
+                        int((tokens > limit).sum()) if limit else 0, usd)
 
 
 def estimate_inference(n_requests: int, prompt_tokens: float, completion_tokens: float, model: str, *,
                        fine_tuned: bool, batch: bool = False, catalog: Catalog | None = None) -> float:
     """USD for n requests of the given mean prompt and completion tokens (Batch API: discounted)."""
     cat = catalog or load_catalog()
-    p = cat.model(model)
-    per_in, per_out = (p.ft_input_per_1m, p.ft_output_per_1m) if fine_tuned else (p.base_input_per_1m, p.base_output_per_1m)
-    usd = n_requests * (prompt_tokens * per_in + completion_tokens * per_out) / 1e6
-    return round(usd * (1 - cat.batch_discount if batch else 1), 6)
+    pricing = Pricing("usd", model, "catalogue", cat.model(model))
+    return round(n_requests / 1000 * pricing.usd_per_1000(prompt_tokens, completion_tokens, fine_tuned=fine_tuned,
+                                                           batch=batch, catalog=cat), 6)
 
 
 def check_budget(estimated_usd: float, budget_usd: float, what: str = "this step") -> None:
@@ -162,9 +181,6 @@ def lifecycle(model: str, today: date | None = None, catalog: Catalog | None = N
     cat = catalog or load_catalog()
     today = today or date.today()
     p = cat.model(model)
-    if p.family == "open-weights":
-        return Lifecycle(p.name, today, True, 10**6, f"{p.name} is an open-weights model fine-tuned on your own hardware "
-                         "through the local backend: OpenAI's wind-down dates do not apply; compute time is the cost.")
     days = (p.shutdown - today).days
     window = (cat.no_new_jobs_after - today).days
     if days < 0:
@@ -180,6 +196,19 @@ def lifecycle(model: str, today: date | None = None, catalog: Catalog | None = N
     if window <= WARN_DAYS or days <= WARN_DAYS:
         msg = "Warning: " + msg
     return Lifecycle(p.name, today, True, days, msg)
+
+
+def wind_down_summary(catalog: Catalog | None = None) -> str:
+    """OpenAI's fine-tuning wind-down in one sentence, from the catalogue's dates (the one home of those dates)."""
+    cat = catalog or load_catalog()
+    by_date: dict[date, list[str]] = {}
+    for m in cat.models.values():
+        by_date.setdefault(m.shutdown, []).append(m.family)
+    shutdowns = "; ".join(f"{', '.join(sorted(set(fams)))} and their fine-tunes shut down on {d}"
+                          for d, fams in sorted(by_date.items()))
+    return (f"OpenAI closed self-serve fine-tuning to new organisations on {cat.closed_to_new_orgs} and allows no new "
+            f"job after {cat.no_new_jobs_after}; {shutdowns}. Run the same series on the local backend "
+            "(backend='local', or unset OPENAI_API_KEY), with an open-weights model for a real LLM.")
 
 
 def require_can_fine_tune(model: str, today: date | None = None, catalog: Catalog | None = None) -> Lifecycle:

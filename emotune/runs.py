@@ -14,12 +14,15 @@ import uuid
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 
 from . import config
 from .errors import ConfigError
+from .manifest import KEYED, Record
+
+R = TypeVar("R", bound=Record)
 
 MANIFEST = "manifest.json"
 TRACKED_PACKAGES = ("emotune", "openai", "pandas", "numpy", "datasets", "tiktoken", "scikit-learn",
@@ -121,6 +124,27 @@ class Run:
         merged["versions"] = package_versions()
         atomic_write_json(self.manifest_path, merged)
         return merged
+
+    def put(self, record: Record, key: str | None = None) -> Record:
+        """Write a typed section (merged into what is there); ``key`` names the entry of a keyed section."""
+        body = record.to_dict()
+        if record.section in KEYED:
+            if not key:
+                raise ConfigError(f"manifest section {record.section!r} holds one record per key; pass key=")
+            body = {key: body}
+        self.update(**{record.section: body})
+        return record
+
+    def read(self, kind: type[R], key: str | None = None, *, required: bool = True) -> R | None:
+        """A typed section; when it is missing, an error names the notebook that writes it (or None)."""
+        data = self.get(kind.section, *([key] if key else []))
+        if not data:
+            if not required:
+                return None
+            raise ConfigError(f"the manifest of run {self.name!r} has no {kind.section}"
+                              + (f" for {key!r}" if key else "") + f" yet: run notebook {kind.written_by} first "
+                              "(or `emotune run --run-dir` on this run)")
+        return kind.from_dict(data)
 
     def get(self, *keys: str, default: Any = None) -> Any:
         """A nested manifest value, e.g. ``run.get("files", "train", "sha256")``."""

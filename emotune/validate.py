@@ -8,7 +8,6 @@ Chat_finetuning_data_prep (format checks), read 2026-11.
 from __future__ import annotations
 
 import json
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,11 +15,10 @@ import numpy as np
 import pandas as pd
 
 from .examples import assistant_text, last_user_text, parse_answer
+from .openai_spec import MAX_FILE_BYTES, MIN_TRAINING_EXAMPLES
 from .taxonomy import Taxonomy, get_taxonomy
 from .tokens import TOKENS_PER_EXAMPLE, TOKENS_PER_MESSAGE, TOKENS_PER_NAME, encoding_for
 
-MAX_FILE_BYTES = 512 * 1024 * 1024  # OpenAI's upload limit for fine-tuning files
-MIN_EXAMPLES = 10  # OpenAI rejects a training file with fewer examples
 ROLES = {"system", "user", "assistant", "tool", "function"}
 MESSAGE_KEYS = {"role", "content", "weight", "name", "tool_calls", "tool_call_id", "function_call", "refusal"}
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|endofprompt|>", "<|fim_prefix|>",
@@ -53,7 +51,7 @@ RULES: tuple[Rule, ...] = (
     Rule("bad_weight", "error", "weight must be 0 or 1"),
     Rule("weight_not_assistant", "error", "weight is allowed on assistant messages only"),
     Rule("special_tokens", "error", "content must not contain special tokens such as <|endoftext|>"),
-    Rule("too_few_examples", "error", f"a training file needs at least {MIN_EXAMPLES} examples"),
+    Rule("too_few_examples", "error", f"a training file needs at least {MIN_TRAINING_EXAMPLES} examples"),
     Rule("too_many_tokens", "warning", "an example over the model's token limit is truncated in training"),
     Rule("unknown_label", "warning", "the assistant answer holds a label outside the taxonomy"),
     Rule("unparseable_answer", "warning", "the assistant answer holds no label the parser can read"),
@@ -258,7 +256,7 @@ def validate_bytes(raw: bytes, path: str, model: str, *, taxonomy: str | Taxonom
         a_start = len(strings)
         strings.extend(asst)
         spans.append((start, a_start, fixed, a_start, len(strings)))
-    if training and report.n_examples < MIN_EXAMPLES:
+    if training and report.n_examples < MIN_TRAINING_EXAMPLES:
         issues.append(Issue("too_few_examples", None, f"{report.n_examples} examples"))
     lengths = _token_lengths(strings, model)
     csum = np.concatenate([[0], np.cumsum(lengths)]) if lengths else np.zeros(1, dtype=np.int64)
@@ -288,8 +286,3 @@ def check_overlap(train: ValidationReport, valid: ValidationReport) -> list[Issu
              for i, t in enumerate(valid.user_texts) if t in train_texts]
     valid.issues.extend(found)
     return found
-
-
-def count_codes(report: ValidationReport) -> Counter:
-    """How many times each code fired."""
-    return Counter(i.code for i in report.issues)

@@ -12,7 +12,8 @@ import textwrap
 import pandas as pd
 import pytest
 
-from emotune import Run, backend, predict
+from emotune import Run, predict
+from emotune import providers as backend
 
 BASE = "gpt-4.1-mini-2025-04-14"
 
@@ -68,7 +69,8 @@ def test_a_rerun_buys_nothing_twice(tmp_path):
 
 SCRIPT = textwrap.dedent("""
     import sys, pandas as pd
-    from emotune import backend, predict
+    from emotune import predict
+    from emotune import providers as backend
     conn = backend.connect("local", state_dir=sys.argv[1], announce=False, latency_ms=50)
     cache = predict.PredictionCache(sys.argv[2])
     texts = pd.DataFrame({"id": [f"c{i}" for i in range(400)], "text": [f"I am grateful #{i}" for i in range(400)]})

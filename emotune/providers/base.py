@@ -1,0 +1,85 @@
+"""The provider interface: what a backend can do, asked in one place.
+
+A :class:`Provider` wraps the official ``openai`` client pointed at one server and declares its
+capabilities: whether it runs fine-tuning jobs and batches, how a model is priced there (dollars per
+token, compute seconds, or not priced), which tokenizer counts its tokens, and whether OpenAI's
+lifecycle dates apply. Stages never test a backend's name; they ask its provider.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from typing import ClassVar
+
+from ..errors import ConfigError, LifecycleError
+from ..pricing import Pricing, lifecycle, load_catalog
+
+DEFAULT_MAX_RETRIES = 5  # 429s and 5xx are retried with back-off that honours Retry-After (openai client)
+DEFAULT_TIMEOUT_S = 60.0
+
+
+@dataclass
+class Provider:
+    """One OpenAI-compatible endpoint and what it can do. Subclasses set the class-level capabilities."""
+
+    kind: ClassVar[str] = "abstract"
+    fine_tuning: ClassVar[bool] = False  # runs /v1/fine_tuning/jobs
+    batches: ClassVar[bool] = False  # runs /v1/batches
+    lifecycle_applies: ClassVar[bool] = False  # OpenAI's wind-down dates gate job creation
+
+    client: object  # openai.OpenAI
+    base_url: str
+    options: dict = field(default_factory=dict)
+
+    @property
+    def backend(self) -> str:
+        """The provider's kind (``openai``, ``compatible``, ``local``...), as recorded in the manifest."""
+        return self.kind
+
+    def async_client(self):
+        """An ``openai.AsyncOpenAI`` with the same endpoint, key, retries and timeout.
+
+        It runs on aiohttp (``openai[aiohttp]``): at 64 requests in flight the default httpx transport
+        spends about twice the CPU per request (benchmarks/bench_local.py).
+        """
+        import openai
+
+        return openai.AsyncOpenAI(base_url=self.base_url, api_key=self.client.api_key,
+                                  http_client=openai.DefaultAioHttpClient(), **self.options)
+
+    def describe(self, model: str | None = None) -> str:
+        """One line saying what answers (and, given a model, what that model really is)."""
+        raise NotImplementedError
+
+    def pricing(self, model: str) -> Pricing:
+        """How ``model`` is paid for on this provider."""
+        return Pricing.not_priced(model, f"{self.kind} server: no price list")
+
+    def encoding_model(self, model: str) -> str:
+        """The model name whose tiktoken encoding counts this model's tokens for estimates."""
+        return model
+
+    def check_can_fine_tune(self, model: str, today: date | None = None) -> None:
+        """Raise before any upload-to-job step when this provider cannot fine-tune ``model`` today."""
+        if not self.fine_tuning:
+            raise ConfigError(f"the {self.kind} provider at {self.base_url} runs no fine-tuning jobs; fine-tune with "
+                              "backend='local' (free, offline) or backend='openai', then evaluate here")
+        if self.lifecycle_applies:
+            state = lifecycle(model, today)
+            if not state.can_create_job:
+                raise LifecycleError(state.message)
+
+    def record(self) -> dict:
+        """What the manifest keeps about this provider (never the key)."""
+        return {"kind": self.kind, "base_url": self.base_url, "fine_tuning": self.fine_tuning, "batches": self.batches,
+                "max_retries": self.options.get("max_retries"), "timeout_s": self.options.get("timeout")}
+
+
+def catalog_pricing(model: str, note: str) -> Pricing:
+    """Dollars per token from the model catalogue (fine-tuned names priced at their base's fine-tuned rates)."""
+    try:
+        price = load_catalog().model(model)
+    except ConfigError:
+        return Pricing.not_priced(model, f"{model} is not in the pricing catalogue")
+    return Pricing("usd", model, note, price)

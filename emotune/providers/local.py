@@ -1,0 +1,79 @@
+"""emotune's own local backend: an OpenAI-compatible server on 127.0.0.1, started in-process, free and offline.
+
+It answers OpenAI model names with a classical stand-in (a label-name matcher as the base model, a TF-IDF
+learner as the fine-tune) and open-weights models with a real LLM (LoRA adapters). Nothing is billed:
+OpenAI model names are priced at what OpenAI *would* charge, so the notebooks can show that figure, and
+open-weights models cost compute seconds.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..pricing import Pricing
+from ..tokens import base_model
+from .base import Provider, catalog_pricing
+
+LOCAL_API_KEY = "emotune-local"  # the local backend accepts any key; this keeps a real one from reaching it
+
+_servers: dict[Path, object] = {}
+_servers_lock = threading.Lock()
+
+
+def _is_open_weights(model: str) -> bool:
+    from ..local.open_weights import is_open_weights
+
+    return is_open_weights(base_model(model))
+
+
+def local_server(state_dir: Path, **options):
+    """The in-process local server for a state directory (started once per process)."""
+    from ..local import LocalServer
+
+    key = Path(state_dir).resolve()
+    with _servers_lock:
+        server = _servers.get(key)
+        if server is None:
+            server = LocalServer(key, **options).start()
+            _servers[key] = server
+        return server
+
+
+def stop_local_servers() -> None:
+    """Stop every local backend this process started."""
+    with _servers_lock:
+        for server in _servers.values():
+            server.stop()
+        _servers.clear()
+
+
+@dataclass
+class LocalProvider(Provider):
+    kind = "local"
+    fine_tuning = True
+    batches = True
+    server: object | None = None  # the LocalServer
+
+    def model_kind(self, model: str) -> str:
+        """What really answers for ``model`` here."""
+        tuned = model.startswith("ft:")
+        if _is_open_weights(model):
+            return "open-weights LLM, LoRA fine-tune" if tuned else "open-weights LLM, base"
+        return ("classical stand-in: TF-IDF + logistic regression fine-tune" if tuned
+                else "classical stand-in: label-name matcher (not an LLM)")
+
+    def describe(self, model: str | None = None) -> str:
+        head = "local backend: emotune's OpenAI-compatible server on 127.0.0.1 (free, offline)"
+        if model is None:
+            return head + "; OpenAI model names are answered by a classical stand-in, open-weights models by the LLM"
+        return f"{head}; {model} is a {self.model_kind(model)}"
+
+    def pricing(self, model: str) -> Pricing:
+        if _is_open_weights(model):
+            return Pricing.compute(model, "open-weights model on your hardware: the cost is compute time")
+        return catalog_pricing(model, "what OpenAI would charge; the local backend is free")
+
+    def encoding_model(self, model: str) -> str:
+        return model

@@ -1,0 +1,24 @@
+"""OpenAI itself (api.openai.com): billed in dollars per token, and subject to the fine-tuning wind-down."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..pricing import Pricing
+from .base import Provider, catalog_pricing
+
+OPENAI_HOSTS = ("api.openai.com",)
+
+
+@dataclass
+class OpenAIProvider(Provider):
+    kind = "openai"
+    fine_tuning = True
+    batches = True
+    lifecycle_applies = True
+
+    def describe(self, model: str | None = None) -> str:
+        return f"OpenAI backend: {self.base_url}" + (f"; model {model}" if model else "")
+
+    def pricing(self, model: str) -> Pricing:
+        return catalog_pricing(model, "billed by OpenAI")
