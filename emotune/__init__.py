@@ -4,6 +4,7 @@ The notebooks import everything they use from here; the public API is pinned by
 ``tests/test_public_api.py``.
 """
 
+from .costs import CostPlan, estimate_line, plan_costs, token_limit
 from .data import (
     CleaningReport,
     LoadedData,
@@ -122,6 +123,7 @@ __all__ = [
     "CleaningReport",
     "ConfigError",
     "CostEstimate",
+    "CostPlan",
     "DEFAULT_PARAMETERS",
     "DataError",
     "EKMAN",
@@ -156,6 +158,7 @@ __all__ = [
     "encoding_for",
     "error_analysis",
     "estimate_inference",
+    "estimate_line",
     "estimate_training",
     "example_gallery",
     "example_labels",
@@ -183,6 +186,7 @@ __all__ = [
     "parse_answer",
     "parse_table",
     "per_label",
+    "plan_costs",
     "plot_confusions",
     "plot_cooccurrence",
     "plot_cost_vs_quality",
@@ -216,6 +220,7 @@ __all__ = [
     "to_frame",
     "to_matrix",
     "token_lengths",
+    "token_limit",
     "top_confusions",
     "top_pairs",
     "train_baseline",

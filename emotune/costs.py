@@ -40,6 +40,12 @@ class CostPlan:
                 f"${self.training.training_usd + online:.2f}, within the ${self.budget_usd:.2f} budget.")
 
 
+def token_limit(provider, model: str) -> int | None:
+    """The per-example token limit the provider trains ``model`` with (None: emotune knows of none)."""
+    pricing = provider.pricing(model)
+    return pricing.price.example_token_limit if pricing.in_dollars else None
+
+
 def plan_costs(provider, run, train: ValidationReport, val: ValidationReport, *, base_model: str, budget_usd: float,
                n_epochs: int | str = "auto") -> CostPlan:
     """Estimate training and evaluation on ``provider``, check the budget, and record both in the manifest.
@@ -66,3 +72,12 @@ def plan_costs(provider, run, train: ValidationReport, val: ValidationReport, *,
                            truncated_examples=estimate.truncated_examples, training_usd=estimate.training_usd,
                            evaluation=evaluation.to_dict("records"), budget_usd=budget_usd))
     return CostPlan(pricing, estimate, evaluation, n_eval, budget_usd)
+
+
+def estimate_line(run) -> str:
+    """Notebook 03's estimate in one line, for the notebooks that act on it."""
+    est = run.read(EstimateRecord)
+    if est.training_usd is None:
+        return f"training {est.model}: {est.billed_tokens:,} tokens over {est.n_epochs} epochs ({est.pricing_note})"
+    return (f"estimated training cost of {est.model}: ${est.training_usd:.2f} for {est.billed_tokens:,} billed tokens "
+            f"({est.pricing_note}; budget ${est.budget_usd:.2f})")

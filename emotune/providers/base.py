@@ -70,6 +70,10 @@ class Provider:
             if not state.can_create_job:
                 raise LifecycleError(state.message)
 
+    def lifecycle_note(self, model: str, today: date | None = None) -> str:
+        """What OpenAI's wind-down means for ``model`` on this provider, in one or two sentences."""
+        return f"{self.kind} server, not OpenAI: OpenAI's fine-tuning wind-down dates do not apply to it."
+
     def record(self) -> dict:
         """What the manifest keeps about this provider (never the key)."""
         return {"kind": self.kind, "base_url": self.base_url, "fine_tuning": self.fine_tuning, "batches": self.batches,

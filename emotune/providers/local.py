@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
-from ..pricing import Pricing
+from ..errors import ConfigError
+from ..pricing import Pricing, lifecycle
 from ..tokens import base_model
 from .base import Provider, catalog_pricing
 
@@ -75,5 +77,12 @@ class LocalProvider(Provider):
             return Pricing.compute(model, "open-weights model on your hardware: the cost is compute time")
         return catalog_pricing(model, "what OpenAI would charge; the local backend is free")
 
-    def encoding_model(self, model: str) -> str:
-        return model
+    def lifecycle_note(self, model: str, today: date | None = None) -> str:
+        if _is_open_weights(model):
+            return (f"{model} is an open-weights model fine-tuned on your own hardware: OpenAI's wind-down dates do "
+                    "not apply, and the adapters stay yours.")
+        try:
+            on_openai = lifecycle(model, today).message
+        except ConfigError:
+            return f"{model} is not an OpenAI catalogue model; the local backend answers it with its classical stand-in."
+        return f"On OpenAI: {on_openai} The local backend is not affected."

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
-from ..pricing import Pricing
+from ..pricing import Pricing, lifecycle
 from .base import Provider, catalog_pricing
 
 OPENAI_HOSTS = ("api.openai.com",)
@@ -22,3 +23,6 @@ class OpenAIProvider(Provider):
 
     def pricing(self, model: str) -> Pricing:
         return catalog_pricing(model, "billed by OpenAI")
+
+    def lifecycle_note(self, model: str, today: date | None = None) -> str:
+        return lifecycle(model, today).message
