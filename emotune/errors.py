@@ -7,7 +7,12 @@
     ├── BudgetError             an estimate exceeds the budget; nothing was spent
     ├── LifecycleError          the model or date makes the request impossible (OpenAI's wind-down)
     ├── BackendError            the API answered with an error we cannot recover from
-    └── JobError                a fine-tuning job failed or was cancelled
+    │   └── PredictionError     some predictions still failed after retries (what was answered is cached)
+    ├── JobError                a fine-tuning job failed or was cancelled
+    └── NotebookFailed          a notebook of the series raised (names the notebook and the cell)
+
+Every exception emotune raises on purpose is one of these; the CLI prints them as one line and exits 2.
+The local server answers its own errors in OpenAI's wire shape and never raises them to a client.
 """
 
 from __future__ import annotations
@@ -51,3 +56,11 @@ class BackendError(EmotuneError):
 
 class JobError(EmotuneError):
     """A fine-tuning job ended failed or cancelled."""
+
+
+class PredictionError(BackendError):
+    """Some predictions failed after retries; the answered ones are cached and a re-run asks only for the rest."""
+
+
+class NotebookFailed(EmotuneError):
+    """A notebook in the series raised; the message names the notebook and the failing cell."""

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ConfigError, EmotuneError
+from .errors import ConfigError, NotebookFailed
 from .runs import Run, atomic_write_json, now_iso
 
 # The parameters every notebook declares in its `parameters` cell, with the tutorial's defaults.
@@ -39,10 +39,6 @@ DEFAULT_PARAMETERS: dict[str, object] = {
 
 
 HYPERPARAMETERS = ("n_epochs", "batch_size", "learning_rate_multiplier")
-
-
-class NotebookFailed(EmotuneError):
-    """A notebook in the series raised; the message names the notebook and the failing cell."""
 
 
 @dataclass
