@@ -17,7 +17,7 @@ import pandas as pd
 from .examples import assistant_text, last_user_text, parse_answer
 from .openai_spec import MAX_FILE_BYTES, MIN_TRAINING_EXAMPLES
 from .taxonomy import Taxonomy, get_taxonomy
-from .tokens import TOKENS_PER_EXAMPLE, TOKENS_PER_MESSAGE, TOKENS_PER_NAME, encoding_for
+from .tokens import chat_token_parts, encoding_for
 
 ROLES = {"system", "user", "assistant", "tool", "function"}
 MESSAGE_KEYS = {"role", "content", "weight", "name", "tool_calls", "tool_call_id", "function_call", "refusal"}
@@ -154,25 +154,6 @@ def _check_message(m, lineno: int, issues: list[Issue]) -> None:
             break
 
 
-def _strings_for_tokens(messages: list) -> tuple[list[str], int]:
-    """The strings OpenAI's counting method encodes for one example, and its fixed overhead."""
-    strings, fixed = [], TOKENS_PER_EXAMPLE
-    for m in messages:
-        if not isinstance(m, dict):
-            continue
-        fixed += TOKENS_PER_MESSAGE
-        for key, value in m.items():
-            if key == "weight":
-                continue
-            if key == "content" and isinstance(value, list):
-                value = "".join(p.get("text", "") for p in value if isinstance(p, dict))
-            if isinstance(value, str):
-                strings.append(value)
-            if key == "name":
-                fixed += TOKENS_PER_NAME
-    return strings, fixed
-
-
 def _token_lengths(strings: list[str], model: str) -> list[int]:
     """Token count of each string; repeated strings (system prompts, role names) are encoded once."""
     enc = encoding_for(model)
@@ -248,7 +229,7 @@ def validate_bytes(raw: bytes, path: str, model: str, *, taxonomy: str | Taxonom
         else:
             seen[key] = lineno
         report.user_texts.append(last_user_text([m for m in messages if isinstance(m, dict)]))
-        ex_strings, fixed = _strings_for_tokens(messages)
+        ex_strings, fixed = chat_token_parts(messages)
         asst = [m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == "assistant"]
         asst = [a if isinstance(a, str) else "" for a in asst]
         start = len(strings)
