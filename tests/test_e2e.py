@@ -130,3 +130,45 @@ def test_rendered_tutorial_in_a_real_browser(series, tmp_path):
             assert state["errors"] == 0, f"{name}: an error output"
     finally:
         driver.quit()
+
+
+FAKE_PROVIDER = '''
+from emotune.providers.compatible import CompatibleProvider
+
+
+class FakeProvider(CompatibleProvider):
+    """Test-only: an OpenAI-compatible server without fine-tuning or batches, priced by nobody."""
+
+    kind = "fake"
+'''
+
+
+def test_a_new_provider_is_one_module_and_one_catalogue_entry(series, tmp_path):
+    """Notebook 05 evaluates through a provider emotune has never seen: not priced, and no Batch call."""
+    from emotune.local import LocalServer
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(series["run"], run_dir)
+    shutil.rmtree(run_dir / "predictions")  # ask the new server for every answer
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "fake_provider.py").write_text(FAKE_PROVIDER)
+    (tmp_path / "providers.json").write_text(json.dumps({"fake": "fake_provider:FakeProvider"}))
+    with LocalServer(tmp_path / "fake-state") as srv:
+        # the server answers the same fine-tuned model: give it the trained weights, nothing else
+        shutil.copytree(run_dir / "local-backend" / "weights", tmp_path / "fake-state" / "weights", dirs_exist_ok=True)
+        shutil.copytree(run_dir / "local-backend" / "models", tmp_path / "fake-state" / "models", dirs_exist_ok=True)
+        env = os.environ | {"TQDM_DISABLE": "1", "EMOTUNE_PROVIDERS": str(tmp_path / "providers.json"),
+                            "PYTHONPATH": os.pathsep.join([str(tmp_path / "plugins"), os.environ.get("PYTHONPATH", "")]),
+                            "OPENAI_BASE_URL": srv.base_url, "OPENAI_API_KEY": "not-a-real-key"}
+        log = tmp_path / "fake.log"
+        with open(log, "w") as f:
+            done = subprocess.run([sys.executable, "-m", "emotune.cli", "run", "--run-dir", str(run_dir), *PARAMS[2:],
+                                   "-p", "backend=fake", "--from", "05"], stdout=f, stderr=subprocess.STDOUT, env=env,
+                                  timeout=900)
+        assert done.returncode == 0, log.read_text()[-3000:]
+        stats = srv.stats()
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["backend"]["kind"] == "fake" and manifest["backend"]["batches"] is False
+    assert stats.get("POST /v1/chat/completions", 0) >= 2 * 150
+    assert stats.get("POST /v1/batches", 0) == 0 and stats.get("POST /v1/files", 0) == 0
+    assert "not priced" in json.dumps(manifest["evaluation"]).replace("not-priced", "not priced")
