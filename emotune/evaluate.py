@@ -70,7 +70,7 @@ def train_baseline(train: pd.DataFrame, validation: pd.DataFrame, taxonomy: str 
     from sklearn.multiclass import OneVsRestClassifier
     from sklearn.pipeline import make_pipeline
 
-    from .local.learner import tune_thresholds
+    from .thresholds import tune_thresholds
 
     tax = get_taxonomy(taxonomy)
     y = to_matrix(gold_labels(train, taxonomy), tax)

@@ -123,7 +123,7 @@ def test_missing_weights_fail_the_job_clearly(tmp_path, monkeypatch):
 
 def test_a_missing_extra_names_the_install_command():
     code = ("import sys; sys.modules['peft'] = None\n"
-            "from emotune.local.open_weights import _require_extra\n"
+            "from emotune.local.trainers.open_weights import _require_extra\n"
             "try:\n    _require_extra()\nexcept Exception as e:\n    print(e)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
     assert "pip install 'emotune[open-weights]'" in out and "peft" in out

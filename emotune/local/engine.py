@@ -14,9 +14,9 @@ from pathlib import Path
 from .. import pricing, tokens
 from ..errors import ConfigError, DataError
 from ..validate import RULES_BY_CODE, validate_bytes
-from . import learner
-from .open_weights import OpenWeightsModel, is_open_weights
+from . import trainers as learner
 from .store import Store, new_id
+from .trainers import OpenWeightsModel, is_open_weights
 
 OWNER = "emotune-local"
 ORG = "org-emotune-local"

@@ -25,7 +25,7 @@ _servers_lock = threading.Lock()
 
 
 def _is_open_weights(model: str) -> bool:
-    from ..local.open_weights import is_open_weights
+    from ..local.trainers.open_weights import is_open_weights
 
     return is_open_weights(base_model(model))
 

@@ -18,8 +18,8 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ..errors import ConfigError
-from . import learner
+from ...errors import ConfigError
+from .base import Dataset, StepMetrics, TrainResult
 
 INSTALL = "pip install 'emotune[open-weights]'"
 BASE_LEARNING_RATE = 2e-4  # a common LoRA learning rate; scaled by learning_rate_multiplier
@@ -163,8 +163,8 @@ class OpenWeightsTrainer:
     def supports(self, model: str) -> bool:
         return is_open_weights(model)
 
-    def train(self, train: learner.Dataset, valid: learner.Dataset | None, hp: dict, seed: int,
-              on_step: Callable[[learner.StepMetrics], None], base: str = "") -> learner.TrainResult:
+    def train(self, train: Dataset, valid: Dataset | None, hp: dict, seed: int,
+              on_step: Callable[[StepMetrics], None], base: str = "") -> TrainResult:
         import torch
         from peft import LoraConfig, get_peft_model
 
@@ -181,7 +181,7 @@ class OpenWeightsTrainer:
         steps_per_epoch = math.ceil(len(examples) / batch)
         total = epochs * steps_per_epoch
         generator = torch.Generator().manual_seed(seed)
-        result = learner.TrainResult(model=None, trained_tokens=epochs * sum(len(ids) for ids, _ in examples))
+        result = TrainResult(model=None, trained_tokens=epochs * sum(len(ids) for ids, _ in examples))
         step = 0
         for epoch in range(1, epochs + 1):
             model.train()
@@ -192,7 +192,7 @@ class OpenWeightsTrainer:
                 loss.backward()
                 optimizer.step()
                 step += 1
-                metrics = learner.StepMetrics(step, total, epoch, loss.item(), acc)
+                metrics = StepMetrics(step, total, epoch, loss.item(), acc)
                 if held_out and (step % max(1, total // 10) == 0 or step % steps_per_epoch == 0):
                     metrics.valid_loss, metrics.valid_accuracy = self._evaluate(model, held_out, batch, tok.pad_token_id, device)
                 result.steps.append(metrics)
