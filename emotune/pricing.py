@@ -59,6 +59,11 @@ class Catalog:
         raise ConfigError(f"{name!r} is not in the pricing catalogue (as of {self.as_of}); known: "
                           f"{', '.join(sorted(self.models))}. Pass your own catalogue to load_catalog().")
 
+    def fine_tunable(self) -> dict[str, str]:
+        """Models still fine-tunable as of the catalogue's date: dated name and family alias -> dated name."""
+        live = [m for m in self.models.values() if m.shutdown > self.as_of]
+        return {m.name: m.name for m in live} | {m.family: m.name for m in live}
+
     def to_frame(self) -> pd.DataFrame:
         """The catalogue as a table."""
         return pd.DataFrame([{"model": m.name, "training $/1M": m.training_per_1m, "base in $/1M": m.base_input_per_1m,

@@ -8,35 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import logging
 import random
 import re
+import secrets
 from collections import Counter
 
 from fastapi import FastAPI, Request
-from fastapi.responses import Response
-from starlette.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .engine import ApiError, Engine
+from .api_error import ApiError
+from .engine import Engine
+from .routes import ROUTERS
+from .routes.common import json_response
 
 _ID = re.compile(r"/(file-|ftjob-|batch_|ft:|ftckpt_)[^/]+")
 REQUEST_LOG = "requests.log"  # every POST the backend received, across processes: what a re-run would have bought
-
-
-def _json(obj, status: int = 200, headers: dict | None = None) -> Response:
-    return Response(json.dumps(obj), status_code=status, media_type="application/json", headers=headers)
-
-
-def _page(items: list[dict], after: str | None, limit: int | None, default_limit: int = 20) -> dict:
-    """OpenAI's cursor page: items after the one with id ``after``, at most ``limit``."""
-    if after:
-        ids = [i["id"] for i in items]
-        items = items[ids.index(after) + 1:] if after in ids else []
-    limit = max(1, min(int(limit or default_limit), 10_000))
-    page = items[:limit]
-    return {"object": "list", "data": page, "has_more": len(items) > limit,
-            "first_id": page[0]["id"] if page else None, "last_id": page[-1]["id"] if page else None}
+log = logging.getLogger("emotune.local")
 
 
 def create_app(state_dir, *, max_upload_bytes: int = 512 * 1024 * 1024, latency_ms: float = 0.0,
@@ -48,6 +37,7 @@ def create_app(state_dir, *, max_upload_bytes: int = 512 * 1024 * 1024, latency_
     no longer fine-tune, so the wind-down path can be exercised offline.
     """
     engine = Engine(state_dir, max_upload_bytes=max_upload_bytes)
+
     @contextlib.asynccontextmanager
     async def lifespan(_app):
         yield
@@ -57,24 +47,29 @@ def create_app(state_dir, *, max_upload_bytes: int = 512 * 1024 * 1024, latency_
     app.state.engine = engine
     app.state.stats = Counter()
     app.state.faults = {"latency_ms": latency_ms, "fail_429": fail_429, "fail_500": fail_500}
-    rng = random.Random(fault_seed)
+    app.state.fine_tuning_closed = fine_tuning_closed
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError):
-        return _json(exc.body(), exc.status, exc.headers)
+        return json_response(exc.body(), exc.status, exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
-        return _json(ApiError(exc.status_code, f"Invalid URL ({request.method} {request.url.path})").body(), exc.status_code)
+        return json_response(ApiError(exc.status_code, f"Invalid URL ({request.method} {request.url.path})").body(),
+                             exc.status_code)
 
-    async def body_of(request: Request) -> dict:
-        try:
-            body = json.loads(await request.body() or b"{}")
-        except json.JSONDecodeError as exc:
-            raise ApiError(400, f"We could not parse the JSON body of your request ({exc.msg}).") from None
-        if not isinstance(body, dict):
-            raise ApiError(400, "The request body must be a JSON object.")
-        return body
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError):
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        param = ".".join(str(p) for p in first["loc"][1:]) or None
+        return json_response(ApiError(400, f"Invalid value for '{param}': {first['msg']}.", param=param).body(), 400)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):
+        request_id = f"req_{secrets.token_hex(8)}"
+        log.error("%s %s failed (%s): %s: %s", request.method, request.url.path, request_id, type(exc).__name__, exc)
+        return json_response(ApiError(500, f"The server had an error while processing your request ({request_id}).",
+                                      type_="server_error").body(), 500)
 
     @app.get("/health")
     async def health():
@@ -84,104 +79,10 @@ def create_app(state_dir, *, max_upload_bytes: int = 512 * 1024 * 1024, latency_
     async def stats():
         return dict(app.state.stats)
 
-    # files
-    @app.post("/v1/files")
-    async def create_file(request: Request):
-        declared = int(request.headers.get("content-length") or 0)
-        if declared > engine.max_upload_bytes + 1024 * 1024:
-            raise ApiError(413, f"Request is too large: {declared} bytes; the upload limit is {engine.max_upload_bytes} bytes.",
-                           param="file", code="file_too_large")
-        form = await request.form()
-        upload, purpose = form.get("file"), form.get("purpose")
-        if upload is None or not hasattr(upload, "read"):
-            raise ApiError(400, "Missing required parameter: 'file'.", param="file")
-        if not purpose:
-            raise ApiError(400, "Missing required parameter: 'purpose'.", param="purpose")
-        data = await upload.read()
-        return _json(await run_in_threadpool(engine.create_file, upload.filename or "upload", str(purpose), data))
-
-    @app.get("/v1/files")
-    async def list_files(purpose: str | None = None, after: str | None = None, limit: int | None = None, order: str = "desc"):
-        items = engine.list_files(purpose)
-        return _json(_page(items if order == "desc" else items[::-1], after, limit, 10_000))
-
-    @app.get("/v1/files/{file_id}")
-    async def get_file(file_id: str):
-        return _json(engine.file(file_id))
-
-    @app.delete("/v1/files/{file_id}")
-    async def delete_file(file_id: str):
-        return _json(engine.delete_file(file_id))
-
-    @app.get("/v1/files/{file_id}/content")
-    async def file_content(file_id: str):
-        return Response(engine.file_content(file_id), media_type="application/octet-stream")
-
-    # models
-    @app.get("/v1/models")
-    async def list_models():
-        return _json({"object": "list", "data": engine.list_models()})
-
-    @app.get("/v1/models/{model_id}")
-    async def get_model(model_id: str):
-        return _json(engine.model_record(model_id))
-
-    # chat
-    @app.post("/v1/chat/completions")
-    async def chat(request: Request):
-        body = await body_of(request)
-        if body.get("stream"):
-            raise ApiError(400, "the local backend does not stream", param="stream")
-        return _json(engine.chat(body))
-
-    # fine-tuning
-    @app.post("/v1/fine_tuning/jobs")
-    async def create_job(request: Request):
-        if fine_tuning_closed:
-            raise ApiError(403, "Fine-tuning is not available for your organization (simulated by the emotune local "
-                                "backend: fine_tuning_closed).", code="fine_tuning_unavailable")
-        return _json(engine.create_job(await body_of(request)))
-
-    @app.get("/v1/fine_tuning/jobs")
-    async def list_jobs(request: Request, after: str | None = None, limit: int | None = None):
-        meta = {k[len("metadata["):-1]: v for k, v in request.query_params.items() if k.startswith("metadata[")}
-        return _json(_page(engine.list_jobs(meta or None), after, limit))
-
-    @app.get("/v1/fine_tuning/jobs/{job_id}")
-    async def get_job(job_id: str):
-        return _json(engine.job(job_id))
-
-    @app.post("/v1/fine_tuning/jobs/{job_id}/cancel")
-    async def cancel_job(job_id: str):
-        return _json(engine.cancel_job(job_id))
-
-    @app.get("/v1/fine_tuning/jobs/{job_id}/events")
-    async def job_events(job_id: str, after: str | None = None, limit: int | None = None):
-        return _json(_page(engine.events(job_id), after, limit))
-
-    @app.get("/v1/fine_tuning/jobs/{job_id}/checkpoints")
-    async def job_checkpoints(job_id: str, after: str | None = None, limit: int | None = None):
-        return _json(_page(engine.checkpoints(job_id), after, limit, 10))
-
-    # batches
-    @app.post("/v1/batches")
-    async def create_batch(request: Request):
-        return _json(engine.create_batch(await body_of(request)))
-
-    @app.get("/v1/batches")
-    async def list_batches(after: str | None = None, limit: int | None = None):
-        return _json(_page(engine.list_batches(), after, limit))
-
-    @app.get("/v1/batches/{batch_id}")
-    async def get_batch(batch_id: str):
-        return _json(engine.batch(batch_id))
-
-    @app.post("/v1/batches/{batch_id}/cancel")
-    async def cancel_batch(batch_id: str):
-        return _json(engine.cancel_batch(batch_id))
-
-    app.add_middleware(_CountAndInject, stats=app.state.stats, faults=app.state.faults, rng=rng, retry_after_s=retry_after_s,
-                       log_path=engine.store.root / REQUEST_LOG)
+    for router in ROUTERS:
+        app.include_router(router)
+    app.add_middleware(_CountAndInject, stats=app.state.stats, faults=app.state.faults, rng=random.Random(fault_seed),
+                       retry_after_s=retry_after_s, log_path=engine.store.root / REQUEST_LOG)
     return app
 
 
@@ -210,9 +111,9 @@ class _CountAndInject:
             error = ApiError(429, "Rate limit reached (injected by the emotune local backend).", type_="requests",
                              code="rate_limit_exceeded")
             headers = {"retry-after-ms": str(int(self.retry_after_s * 1000)), "retry-after": str(max(1, round(self.retry_after_s)))}
-            return await _json(error.body(), 429, headers)(scope, receive, send)
+            return await json_response(error.body(), 429, headers)(scope, receive, send)
         if roll < self.faults["fail_429"] + self.faults["fail_500"]:
             self.stats["injected 500"] += 1
             error = ApiError(500, "The server had an error (injected by the emotune local backend).", type_="server_error")
-            return await _json(error.body(), 500)(scope, receive, send)
+            return await json_response(error.body(), 500)(scope, receive, send)
         return await self.app(scope, receive, send)

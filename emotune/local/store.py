@@ -7,6 +7,7 @@ Writes are atomic (temp file + rename) and serialised by one lock.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import threading
 import time
@@ -15,11 +16,17 @@ from pathlib import Path
 from ..runs import atomic_write_bytes, atomic_write_json
 
 KINDS = ("files", "jobs", "batches", "models")
+RECORD_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_:.~-]{0,255}$")  # ids and model names; checked before any disk access
 
 
 def new_id(prefix: str) -> str:
     """An OpenAI-style id: ``file-…``, ``ftjob-…``, ``batch_…``."""
     return f"{prefix}{secrets.token_hex(12)}"
+
+
+def public(record: dict) -> dict:
+    """A record as the API shows it: without the store's private ``_`` fields."""
+    return {k: v for k, v in record.items() if not k.startswith("_")}
 
 
 class Store:
@@ -30,10 +37,17 @@ class Store:
         for kind in (*KINDS, "blobs", "events", "weights"):
             (self.root / kind).mkdir(parents=True, exist_ok=True)
         self.lock = threading.RLock()
+        self._seq = 0
+
+    def next_seq(self) -> int:
+        """A per-process sequence number that orders records created within the same second."""
+        with self.lock:
+            self._seq += 1
+            return self._seq
 
     # records -------------------------------------------------------------------------------
     def _path(self, kind: str, rid: str) -> Path:
-        if "/" in rid or "\\" in rid or rid.startswith("."):
+        if not isinstance(rid, str) or not RECORD_ID.match(rid) or ".." in rid:
             raise KeyError(rid)
         return self.root / kind / f"{rid.replace(':', '~')}.json"
 

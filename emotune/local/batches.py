@@ -1,0 +1,120 @@
+"""Batches: a file of chat requests answered in the background, as OpenAI's /v1/batches does."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from ..openai_spec import BATCH_TERMINAL
+from .api_error import ApiError
+from .chat import Chat
+from .files import Files
+from .schemas import BatchRequest, ChatRequest, parse
+from .store import Store, new_id, public
+
+OPEN = ("validating", "in_progress", "finalizing", "cancelling")
+
+
+def _jsonl(rows: list[dict]) -> bytes:
+    return "".join(json.dumps(r) + "\n" for r in rows).encode()
+
+
+class Batches:
+    """Batch records; :meth:`run` is the worker's body for one batch."""
+
+    def __init__(self, store: Store, files: Files, chat: Chat, enqueue):
+        self.store, self.files, self.chat, self.enqueue = store, files, chat, enqueue
+        self.cancelled: set[str] = set()
+
+    def create(self, req: BatchRequest) -> dict:
+        self.files.require(req.input_file_id, "batch", "input_file_id")
+        now = int(time.time())
+        batch = {"id": new_id("batch_"), "object": "batch", "endpoint": req.endpoint, "errors": None,
+                 "input_file_id": req.input_file_id, "completion_window": req.completion_window, "status": "validating",
+                 "output_file_id": None, "error_file_id": None, "created_at": now, "in_progress_at": None,
+                 "expires_at": now + 86400, "finalizing_at": None, "completed_at": None, "failed_at": None,
+                 "expired_at": None, "cancelling_at": None, "cancelled_at": None,
+                 "request_counts": {"total": 0, "completed": 0, "failed": 0}, "metadata": req.metadata,
+                 "_seq": self.store.next_seq()}
+        self.store.put("batches", batch)
+        self.enqueue(batch["id"])
+        return public(batch)
+
+    def get(self, batch_id: str) -> dict:
+        record = self.store.get("batches", batch_id)
+        if record is None:
+            raise ApiError(404, f"No batch found with id '{batch_id}'.", param="batch_id", code="batch_not_found")
+        return public(record)
+
+    def list(self) -> list[dict]:
+        return [public(r) for r in self.store.all("batches")]
+
+    def cancel(self, batch_id: str) -> dict:
+        b = self.get(batch_id)
+        if b["status"] in BATCH_TERMINAL:
+            raise ApiError(409, f"Cannot cancel a batch with status {b['status']}.", code="invalid_state")
+        self.cancelled.add(batch_id)
+        return public(self.store.update("batches", batch_id, status="cancelling", cancelling_at=int(time.time())))
+
+    def recover(self) -> None:
+        for b in self.store.all("batches"):
+            if b["status"] in OPEN:
+                self.enqueue(b["id"])
+
+    def _answer(self, lineno: int, line: str) -> tuple[str | None, dict | None, ApiError | None]:
+        custom_id = None
+        try:
+            req = json.loads(line)
+            if not isinstance(req, dict):
+                raise ApiError(400, f"line {lineno}: each line must be a JSON object")
+            custom_id = req.get("custom_id") if isinstance(req.get("custom_id"), str) else None
+            if req.get("url") != "/v1/chat/completions" or not isinstance(req.get("body"), dict):
+                raise ApiError(400, f"line {lineno}: url must be /v1/chat/completions with a JSON body")
+            return custom_id, self.chat.complete(parse(ChatRequest, req["body"])), None
+        except ApiError as exc:
+            return custom_id, None, exc
+        except (json.JSONDecodeError, RecursionError):
+            return custom_id, None, ApiError(400, f"line {lineno}: invalid JSON request")
+
+    def run(self, batch_id: str) -> None:
+        """Answer one batch; whatever happens, the batch ends and the worker lives on."""
+        try:
+            self._run(batch_id)
+        except Exception as exc:  # a bug must fail this batch, never the queue
+            self.store.update("batches", batch_id, status="failed", failed_at=int(time.time()),
+                              errors={"object": "list", "data": [{"code": "server_error", "line": None, "param": None,
+                                                                  "message": f"{type(exc).__name__}: {exc}"}]})
+
+    def _run(self, batch_id: str) -> None:
+        b = self.store.get("batches", batch_id)
+        if b is None or b["status"] not in ("validating", "in_progress", "cancelling"):
+            return
+        try:
+            lines = self.store.read_blob(b["input_file_id"]).decode("utf-8-sig").splitlines()
+        except (UnicodeDecodeError, FileNotFoundError) as exc:
+            self.store.update("batches", batch_id, status="failed", failed_at=int(time.time()),
+                              errors={"object": "list", "data": [{"code": "invalid_input_file", "line": None,
+                                                                  "param": "input_file_id", "message": str(exc)}]})
+            return
+        self.store.update("batches", batch_id, status="in_progress", in_progress_at=int(time.time()),
+                          request_counts={"total": len(lines), "completed": 0, "failed": 0})
+        out, err = [], []
+        for lineno, line in enumerate(lines, start=1):
+            if batch_id in self.cancelled:
+                break
+            custom_id, body, error = self._answer(lineno, line)
+            if error is None:
+                out.append({"id": new_id("batch_req_"), "custom_id": custom_id, "error": None,
+                            "response": {"status_code": 200, "request_id": new_id("req_"), "body": body}})
+            else:
+                err.append({"id": new_id("batch_req_"), "custom_id": custom_id, "error": None,
+                            "response": {"status_code": error.status, "request_id": new_id("req_"), "body": error.body()}})
+        if batch_id in self.cancelled:
+            self.cancelled.discard(batch_id)
+            self.store.update("batches", batch_id, status="cancelled", cancelled_at=int(time.time()))
+            return
+        self.store.update("batches", batch_id, status="finalizing", finalizing_at=int(time.time()))
+        out_id = self.files.create(f"{batch_id}_output.jsonl", "batch_output", _jsonl(out))["id"] if out else None
+        err_id = self.files.create(f"{batch_id}_error.jsonl", "batch_output", _jsonl(err))["id"] if err else None
+        self.store.update("batches", batch_id, status="completed", completed_at=int(time.time()), output_file_id=out_id,
+                          error_file_id=err_id, request_counts={"total": len(lines), "completed": len(out), "failed": len(err)})

@@ -1,0 +1,225 @@
+"""Fine-tuning jobs: create, follow, cancel; the worker that validates, trains and publishes the model."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from pathlib import Path
+
+from .. import tokens
+from ..errors import ConfigError, DataError
+from ..openai_spec import JOB_TERMINAL, MIN_TRAINING_EXAMPLES, default_epochs
+from ..validate import RULES_BY_CODE, validate_bytes
+from . import trainers
+from .api_error import ApiError
+from .files import Files
+from .models import OWNER, Models
+from .schemas import JobRequest
+from .store import Store, new_id, public
+
+ORG = "org-emotune-local"
+RESULT_COLUMNS = ("step", "train_loss", "train_accuracy", "valid_loss", "valid_mean_token_accuracy")
+
+
+class Jobs:
+    """Job records and their events and checkpoints; :meth:`run` is the worker's body for one job."""
+
+    def __init__(self, store: Store, files: Files, models: Models, enqueue):
+        self.store, self.files, self.models, self.enqueue = store, files, models, enqueue
+        self.cancelled: set[str] = set()
+
+    def create(self, req: JobRequest) -> dict:
+        base = self.models.resolve(req.model)
+        if not self.models.can_fine_tune(base):
+            raise ApiError(400, f"Model {req.model} is not available for fine-tuning or does not exist.",
+                           param="model", code="model_not_available")
+        self.files.require(req.training_file, "fine-tune", "training_file")
+        if req.validation_file:
+            self.files.require(req.validation_file, "fine-tune", "validation_file")
+        hp = req.resolved_hyperparameters()
+        seed = req.seed if req.seed is not None else int(time.time()) % 2**31
+        job = {"id": new_id("ftjob-"), "object": "fine_tuning.job", "created_at": int(time.time()), "error": None,
+               "fine_tuned_model": None, "finished_at": None, "hyperparameters": hp, "model": base,
+               "organization_id": ORG, "result_files": [], "seed": seed, "status": "validating_files",
+               "trained_tokens": None, "training_file": req.training_file, "validation_file": req.validation_file,
+               "estimated_finish": None, "integrations": [], "metadata": req.metadata,
+               "method": {"type": "supervised", "supervised": {"hyperparameters": hp}}, "_suffix": req.suffix,
+               "_seq": self.store.next_seq()}
+        self.store.put("jobs", job)
+        self.store.add_event(job["id"], f"Validating training file: {req.training_file}"
+                             + (f" and validation file: {req.validation_file}" if req.validation_file else ""))
+        self.enqueue(job["id"])
+        return public(job)
+
+    def get(self, job_id: str) -> dict:
+        record = self.store.get("jobs", job_id)
+        if record is None:
+            raise ApiError(404, f"Could not find fine-tuning job {job_id}.", param="fine_tuning_job_id",
+                           code="fine_tuning_job_not_found")
+        return public(record)
+
+    def list(self, metadata: dict | None = None) -> list[dict]:
+        return [public(r) for r in self.store.all("jobs")
+                if not metadata or all((r.get("metadata") or {}).get(k) == v for k, v in metadata.items())]
+
+    def cancel(self, job_id: str) -> dict:
+        job = self.get(job_id)
+        if job["status"] in JOB_TERMINAL:
+            raise ApiError(400, f"Job {job_id} has already {job['status']}; it cannot be cancelled.", code="invalid_state")
+        self.cancelled.add(job_id)
+        self.store.add_event(job_id, "Job cancellation requested")
+        if job["status"] in ("validating_files", "queued"):
+            return self._finish(job_id, "cancelled")
+        return self.get(job_id)
+
+    def events(self, job_id: str) -> list[dict]:
+        self.get(job_id)
+        return list(reversed(self.store.events(job_id)))
+
+    def checkpoints(self, job_id: str) -> list[dict]:
+        self.get(job_id)
+        return list(reversed(self.store.get("jobs", job_id).get("_checkpoints", [])))
+
+    def recover(self) -> None:
+        """Jobs caught mid-way by a crash start again; none stays 'running' forever."""
+        for job in sorted(self.store.all("jobs"), key=lambda r: r["created_at"]):
+            if job["status"] not in JOB_TERMINAL:
+                self.store.clear_events(job["id"])
+                self.store.add_event(job["id"], "The local backend restarted while this job was "
+                                     f"{job['status']}; training again from the start (same seed, same result)")
+                self.store.update("jobs", job["id"], status="validating_files")
+                self.enqueue(job["id"])
+
+    # the worker -----------------------------------------------------------------------------
+    def _finish(self, job_id: str, status: str, **changes) -> dict:
+        self.cancelled.discard(job_id)
+        self.store.add_event(job_id, {"succeeded": "The job has successfully completed", "cancelled": "Job cancelled",
+                                      "failed": "The job failed"}[status], level="error" if status == "failed" else "info")
+        return public(self.store.update("jobs", job_id, status=status, finished_at=int(time.time()),
+                                        estimated_finish=None, **changes))
+
+    def _advance(self, job_id: str, **changes) -> bool:
+        """Move a job on, unless it was cancelled meanwhile (the check and the write hold one lock)."""
+        with self.store.lock:
+            record = self.store.get("jobs", job_id)
+            if record is None or record["status"] in JOB_TERMINAL:
+                return False
+            self.store.update("jobs", job_id, **changes)
+            return True
+
+    @staticmethod
+    def _resolve_hp(hp: dict, n_examples: int) -> dict:
+        return {
+            "n_epochs": default_epochs(n_examples) if hp["n_epochs"] == "auto" else int(hp["n_epochs"]),
+            "batch_size": max(8, min(256, n_examples // 500)) if hp["batch_size"] == "auto" else int(hp["batch_size"]),
+            "learning_rate_multiplier": 1.0 if hp["learning_rate_multiplier"] == "auto" else float(hp["learning_rate_multiplier"]),
+        }
+
+    def _read_training_data(self, job: dict):
+        train_bytes = self.store.read_blob(job["training_file"])
+        report = validate_bytes(train_bytes, job["training_file"], job["model"], taxonomy=None)
+        if report.errors:
+            first = report.errors[0]
+            where = f"line {first.line}: " if first.line else ""
+            raise DataError(f"{where}{first.message} ({first.code}: {RULES_BY_CODE[first.code].description}); "
+                            f"{len(report.errors)} error(s) in all", path=job["training_file"], rule=first.code)
+        train = trainers.parse_jsonl(train_bytes, job["training_file"])
+        valid = (trainers.parse_jsonl(self.store.read_blob(job["validation_file"]), job["validation_file"])
+                 if job["validation_file"] else None)
+        if len(train.texts) < MIN_TRAINING_EXAMPLES:
+            raise DataError(f"has {len(train.texts)} examples; at least {MIN_TRAINING_EXAMPLES} are required",
+                            path=job["training_file"], rule="min_examples")
+        return train_bytes, train, valid
+
+    def run(self, job_id: str) -> None:
+        """Validate, train and publish one job; whatever happens, the job ends and the worker lives on."""
+        job = self.store.get("jobs", job_id)
+        if job is None or job["status"] in JOB_TERMINAL:
+            return
+        try:
+            self._train(job)
+        except Exception as exc:  # a bug must fail this job, never the queue
+            if self._advance(job_id):
+                self._finish(job_id, "failed", error={"code": "server_error", "param": None,
+                                                      "message": f"Training failed: {type(exc).__name__}: {exc}"})
+
+    def _train(self, job: dict) -> None:
+        job_id = job["id"]
+        try:
+            train_bytes, train, valid = self._read_training_data(job)
+        except (DataError, FileNotFoundError, UnicodeDecodeError, RecursionError) as exc:
+            if self._advance(job_id):
+                self._finish(job_id, "failed", error={"code": "invalid_training_file", "param": "training_file",
+                                                      "message": f"The job failed due to an invalid training file. {exc}"})
+            return
+        hp = self._resolve_hp(job["hyperparameters"], len(train.texts))
+        if not self._advance(job_id, status="queued", hyperparameters=hp,
+                             method={"type": "supervised", "supervised": {"hyperparameters": hp}}):
+            return
+        self.store.add_event(job_id, "Files validated, moving job to queued state")
+        trainer = trainers.trainer_for(job["model"])
+        started = time.time()
+        if not self._advance(job_id, status="running"):
+            return
+        self.store.add_event(job_id, f"Fine-tuning job started (local {trainer.name} trainer)")
+
+        def on_step(m: trainers.StepMetrics) -> None:
+            if job_id in self.cancelled:
+                raise trainers.Cancelled
+            data = {"step": m.step, "train_loss": m.train_loss, "train_mean_token_accuracy": m.train_accuracy,
+                    "total_steps": m.total_steps}
+            if m.valid_loss is not None:
+                data |= {"valid_loss": m.valid_loss, "valid_mean_token_accuracy": m.valid_accuracy}
+            self.store.add_event(job_id, f"Step {m.step}/{m.total_steps}: training loss={m.train_loss:.4f}",
+                                 data=data, type_="metrics")
+            if m.step in (1, m.total_steps // 2):
+                eta = started + (time.time() - started) / m.step * m.total_steps
+                self.store.update("jobs", job_id, estimated_finish=int(eta) + 1)
+
+        try:
+            result = trainer.train(train, valid, hp, job["seed"], on_step, base=job["model"])
+        except trainers.Cancelled:
+            self._finish(job_id, "cancelled")
+            return
+        except ConfigError as exc:  # a missing extra or missing weights: the user's to fix, said plainly
+            self._finish(job_id, "failed", error={"code": "invalid_model", "param": "model", "message": str(exc)})
+            return
+        if self.store.get("jobs", job_id)["status"] in JOB_TERMINAL:  # cancelled during the last step
+            return
+        self._publish(job, result, hp, train_bytes)
+
+    def _publish(self, job: dict, result: trainers.TrainResult, hp: dict, train_bytes: bytes) -> None:
+        job_id = job["id"]
+        suffix = job.get("_suffix") or ""
+        base_name = Path(job["model"]).name if "/" in job["model"] else job["model"]  # ids can't hold a path
+        name = f"ft:{base_name}:{OWNER}:{suffix}:{job_id.removeprefix('ftjob-')[:8]}"
+        enc = tokens.encoding_for(job["model"])
+        per_epoch = sum(tokens.count_chat_tokens(json.loads(line)["messages"], enc)
+                        for line in train_bytes.decode("utf-8-sig").splitlines())
+        checkpoints = []
+        for step, model, metrics in result.checkpoints[-3:]:
+            ckpt_name = f"{name}:ckpt-step-{step}" if step != result.checkpoints[-1][0] else name
+            model.save(self.store.weights_dir(ckpt_name))
+            self.store.put("models", {"id": ckpt_name, "object": "model", "created": int(time.time()), "owned_by": OWNER})
+            checkpoints.append({"id": new_id("ftckpt_"), "object": "fine_tuning.job.checkpoint", "created_at": int(time.time()),
+                                "fine_tuned_model_checkpoint": ckpt_name, "fine_tuning_job_id": job_id, "step_number": step,
+                                "metrics": {"step": step, "train_loss": metrics.train_loss,
+                                            "train_mean_token_accuracy": metrics.train_accuracy,
+                                            "valid_loss": metrics.valid_loss, "valid_mean_token_accuracy": metrics.valid_accuracy,
+                                            "full_valid_loss": metrics.valid_loss,
+                                            "full_valid_mean_token_accuracy": metrics.valid_accuracy}})
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(RESULT_COLUMNS)
+        for m in result.steps:
+            writer.writerow([m.step, f"{m.train_loss:.5f}", f"{m.train_accuracy:.5f}",
+                             "" if m.valid_loss is None else f"{m.valid_loss:.5f}",
+                             "" if m.valid_accuracy is None else f"{m.valid_accuracy:.5f}"])
+        results = self.files.create("step_metrics.csv", "fine-tune-results", buf.getvalue().encode())
+        self.store.add_event(job_id, f"Checkpoint created at step {result.checkpoints[-1][0]}")
+        self.store.add_event(job_id, f"New fine-tuned model created: {name}")
+        self.store.update("jobs", job_id, _checkpoints=checkpoints)
+        self._finish(job_id, "succeeded", fine_tuned_model=name, result_files=[results["id"]],
+                     trained_tokens=result.trained_tokens or per_epoch * hp["n_epochs"])

@@ -1,0 +1,78 @@
+"""Models: what the backend serves, and the served model behind each name."""
+
+from __future__ import annotations
+
+import threading
+
+from ..errors import ConfigError
+from ..pricing import load_catalog
+from . import trainers
+from .api_error import ApiError
+from .store import Store, public
+
+OWNER = "emotune-local"
+# The local stand-in serves the catalogue's models that were still fine-tunable on the catalogue's date,
+# by dated name and by alias (the catalogue is the one home of that list).
+_FINE_TUNABLE = load_catalog().fine_tunable()
+ALIASES = {k: v for k, v in _FINE_TUNABLE.items() if k != v}
+CATALOGUE = tuple(sorted(set(_FINE_TUNABLE.values())))
+
+
+class Models:
+    """Model records (catalogue models, open-weights bases, fine-tunes) and their loaded chat models."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.zero_shot = trainers.ZeroShotModel()
+        self._loaded: dict[str, trainers.ChatModel] = {}
+        self._lock = threading.Lock()
+
+    def resolve(self, name: str) -> str:
+        """The dated snapshot behind an alias (``gpt-4o-mini`` -> ``gpt-4o-mini-2024-07-18``)."""
+        return ALIASES.get(name, name)
+
+    def list(self) -> list[dict]:
+        base = [{"id": m, "object": "model", "created": 0, "owned_by": "system"} for m in (*CATALOGUE, *ALIASES)]
+        return base + [public(r) for r in self.store.all("models")]
+
+    def record(self, name: str) -> dict:
+        if name in CATALOGUE or name in ALIASES:
+            return {"id": name, "object": "model", "created": 0, "owned_by": "system"}
+        if trainers.is_open_weights(name):
+            return {"id": name, "object": "model", "created": 0, "owned_by": "open-weights"}
+        record = self.store.get("models", name)
+        if record is None:
+            raise ApiError(404, f"The model `{name}` does not exist or you do not have access to it.",
+                           param="model", code="model_not_found")
+        return public(record)
+
+    def can_fine_tune(self, name: str) -> bool:
+        base = self.resolve(name)
+        return base in CATALOGUE or trainers.trainer_for(base).name != "classical"
+
+    def chat_model(self, name: str) -> trainers.ChatModel:
+        """The model that answers for ``name`` (loaded once, then kept)."""
+        with self._lock:
+            if name in self._loaded:
+                return self._loaded[name]
+        owner = self.record(name)["owned_by"]
+        if owner == "system":
+            return self.zero_shot
+        if owner == "open-weights":
+            try:
+                loaded = trainers.OpenWeightsModel.base_model(name)
+            except ConfigError as exc:
+                raise ApiError(404, str(exc), param="model", code="model_not_found") from None
+        else:
+            loaded = trainers.load_model(self.store.weights_dir(name))
+        with self._lock:
+            return self._loaded.setdefault(name, loaded)
+
+    @staticmethod
+    def fingerprint(model) -> str:
+        """``system_fingerprint``: says what really answered."""
+        if isinstance(model, trainers.ZeroShotModel):
+            return "emotune-local-zero-shot"
+        if isinstance(model, trainers.OpenWeightsModel):
+            return "emotune-local-open-weights"
+        return "emotune-local-fine-tuned"

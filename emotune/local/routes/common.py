@@ -1,0 +1,53 @@
+"""What every route shares: JSON responses, OpenAI's cursor pages, reading a JSON body, the engine."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import Request
+from fastapi.responses import Response
+
+from ..api_error import ApiError
+
+MAX_JSON_BODY = 32 * 1024 * 1024  # a chat or job body larger than this is refused with a 413
+MAX_PAGE = 10_000
+
+
+def json_response(obj, status: int = 200, headers: dict | None = None) -> Response:
+    return Response(json.dumps(obj), status_code=status, media_type="application/json", headers=headers)
+
+
+def engine(request: Request):
+    return request.app.state.engine
+
+
+def page(items: list[dict], after: str | None, limit: str | None, default_limit: int = 20) -> dict:
+    """OpenAI's cursor page: items after the one with id ``after``, at most ``limit``."""
+    if limit in (None, ""):
+        n = default_limit
+    else:
+        try:
+            n = int(limit)
+        except ValueError:
+            raise ApiError(400, f"Invalid value for 'limit': {limit!r} is not an integer.", param="limit") from None
+    if after:
+        ids = [i["id"] for i in items]
+        items = items[ids.index(after) + 1:] if after in ids else []
+    n = max(1, min(n, MAX_PAGE))
+    chunk = items[:n]
+    return {"object": "list", "data": chunk, "has_more": len(items) > n,
+            "first_id": chunk[0]["id"] if chunk else None, "last_id": chunk[-1]["id"] if chunk else None}
+
+
+async def json_body(request: Request) -> dict:
+    """The request's JSON object, or an OpenAI-shaped 400/413."""
+    raw = await request.body()
+    if len(raw) > MAX_JSON_BODY:
+        raise ApiError(413, f"Request body is too large: {len(raw)} bytes; the limit is {MAX_JSON_BODY}.")
+    try:
+        body = json.loads(raw or b"{}")
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise ApiError(400, f"We could not parse the JSON body of your request ({type(exc).__name__}).") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "The request body must be a JSON object.")
+    return body

@@ -1,0 +1,51 @@
+"""Routes of /v1/files."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from ..api_error import ApiError
+from .common import engine, json_response, page
+
+router = APIRouter()
+
+
+@router.post("/v1/files")
+async def create_file(request: Request):
+    files = engine(request).files
+    declared = request.headers.get("content-length") or "0"
+    if declared.isdigit() and int(declared) > files.max_upload_bytes + 1024 * 1024:
+        raise ApiError(413, f"Request is too large: {declared} bytes; the upload limit is {files.max_upload_bytes} bytes.",
+                       param="file", code="file_too_large")
+    form = await request.form()
+    upload, purpose = form.get("file"), form.get("purpose")
+    if upload is None or not hasattr(upload, "read"):
+        raise ApiError(400, "Missing required parameter: 'file'.", param="file")
+    if not purpose or not isinstance(purpose, str):
+        raise ApiError(400, "Missing required parameter: 'purpose'.", param="purpose")
+    data = await upload.read()
+    return json_response(await run_in_threadpool(files.create, upload.filename or "upload", purpose, data))
+
+
+@router.get("/v1/files")
+async def list_files(request: Request, purpose: str | None = None, after: str | None = None, limit: str | None = None,
+                     order: str = "desc"):
+    items = engine(request).files.list(purpose)
+    return json_response(page(items if order != "asc" else items[::-1], after, limit, 10_000))
+
+
+@router.get("/v1/files/{file_id}")
+async def get_file(request: Request, file_id: str):
+    return json_response(engine(request).files.get(file_id))
+
+
+@router.delete("/v1/files/{file_id}")
+async def delete_file(request: Request, file_id: str):
+    return json_response(engine(request).files.delete(file_id))
+
+
+@router.get("/v1/files/{file_id}/content")
+async def file_content(request: Request, file_id: str):
+    return Response(await run_in_threadpool(engine(request).files.content, file_id), media_type="application/octet-stream")
