@@ -23,7 +23,9 @@ from sklearn.metrics import f1_score
 
 from emotune import data, examples
 from emotune.local.server import free_port
-from emotune.taxonomy import GOEMOTIONS
+from emotune.taxonomy import get_taxonomy
+
+GOEMOTIONS = get_taxonomy("goemotions")
 
 BASE = "gpt-4.1-mini-2025-04-14"
 

@@ -17,7 +17,9 @@ from pathlib import Path
 
 from emotune import data, examples, predict
 from emotune import providers as backend
-from emotune.taxonomy import GOEMOTIONS
+from emotune.taxonomy import get_taxonomy
+
+GOEMOTIONS = get_taxonomy("goemotions")
 
 BASE = "gpt-4.1-mini-2025-04-14"
 

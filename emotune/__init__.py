@@ -70,7 +70,6 @@ from .finetune import (
     watch,
 )
 from .metrics import (
-    BERT_BASE_MACRO_F1,
     confidence_intervals,
     paired_test,
     per_label,
@@ -109,14 +108,13 @@ from .pricing import (
 from .providers import Provider, connect
 from .runs import Run, begin_stage, finish_stage, open_run, package_versions
 from .series import DEFAULT_PARAMETERS, collect_parameters, run_series
-from .taxonomy import EKMAN, GOEMOTIONS, SENTIMENT, Taxonomy, get_taxonomy, map_labels, register_taxonomy
+from .taxonomy import Taxonomy, get_taxonomy, map_labels, register_taxonomy
 from .tokens import count_chat_tokens, encoding_for
 from .validate import ValidationReport, check_overlap, rules_frame, validate_file
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "BERT_BASE_MACRO_F1",
     "BackendError",
     "BudgetError",
     "ChecksumError",
@@ -126,9 +124,7 @@ __all__ = [
     "CostPlan",
     "DEFAULT_PARAMETERS",
     "DataError",
-    "EKMAN",
     "EmotuneError",
-    "GOEMOTIONS",
     "JobError",
     "LifecycleError",
     "LoadedData",
@@ -137,7 +133,6 @@ __all__ = [
     "PromptStyle",
     "Provider",
     "Run",
-    "SENTIMENT",
     "Taxonomy",
     "ValidationReport",
     "begin_stage",

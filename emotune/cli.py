@@ -163,7 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="check chat JSONL files against OpenAI's rules (exit 1 on errors)")
     val.add_argument("files", nargs="+", help="training file, and optionally the validation file")
     val.add_argument("--model", default="gpt-4.1-mini-2025-04-14", help="the model whose encoding and limit apply")
-    val.add_argument("--taxonomy", default="goemotions", help="label set for answer checks ('' to skip)")
+    val.add_argument("--taxonomy", default="default", help="label set for answer checks (default: the default "
+                     "dataset's; '' to skip)")
     val.add_argument("--show", type=int, default=20, help="issues to list per file")
     val.set_defaults(func=cmd_validate)
 

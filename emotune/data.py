@@ -104,7 +104,7 @@ def _features(taxonomy: Taxonomy):
     })
 
 
-def load_local(folder: str | Path, *, taxonomy: str | Taxonomy = "goemotions", verify: bool = True) -> LoadedData:
+def load_local(folder: str | Path, *, taxonomy: str | Taxonomy | None = None, verify: bool = True) -> LoadedData:
     """Load train/dev/test TSVs from a folder; files with a published checksum must match it."""
     import datasets
 
@@ -136,7 +136,7 @@ def load_hub(hub_id: str = HUB_ID, hub_config: str = HUB_CONFIG) -> LoadedData:
     return LoadedData(dd, source=f"hub:{hub_id}/{hub_config}", checksums=checksums)
 
 
-def load(source: str | Path | None = None, *, taxonomy: str | Taxonomy = "goemotions", verify: bool = True) -> LoadedData:
+def load(source: str | Path | None = None, *, taxonomy: str | Taxonomy | None = None, verify: bool = True) -> LoadedData:
     """Load the dataset: a local folder (argument or ``EMOTUNE_DATA_DIR``), else the hub.
 
     When neither works, one :class:`DataError` names both remedies.
@@ -228,7 +228,7 @@ def _ensure_every_label(chosen: np.ndarray, y: np.ndarray, rng: np.random.Genera
     return chosen
 
 
-def support_table(population: pd.DataFrame, sample: pd.DataFrame, taxonomy: str | Taxonomy = "goemotions") -> pd.DataFrame:
+def support_table(population: pd.DataFrame, sample: pd.DataFrame, taxonomy: str | Taxonomy | None = None) -> pd.DataFrame:
     """Per-label share of rows in the population and the sample, side by side."""
     tax = get_taxonomy(taxonomy)
     pop = multi_hot(population["labels"].tolist(), len(tax)).mean(axis=0)

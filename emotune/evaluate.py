@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .datasets import dataset_spec
 from .examples import example_labels
-from .metrics import BERT_BASE_MACRO_F1, paired_test, to_matrix
+from .metrics import paired_test, to_matrix
 from .predict import PredictionCache, Predictions, classify
 from .pricing import load_catalog
 from .taxonomy import get_taxonomy
@@ -17,7 +18,7 @@ from .tokens import base_model as strip_ft
 CACHE_FILE = "predictions/cache.jsonl"
 
 
-def gold_labels(frame: pd.DataFrame, taxonomy: str = "goemotions") -> list[list[str]]:
+def gold_labels(frame: pd.DataFrame, taxonomy: str | None = None) -> list[list[str]]:
     """Each row's gold labels as names at the chosen level."""
     return [example_labels(ids, taxonomy) for ids in frame["labels"]]
 
@@ -63,7 +64,7 @@ class Baseline:
         return [[self.labels[j] for j in np.flatnonzero(row)] for row in decided]
 
 
-def train_baseline(train: pd.DataFrame, validation: pd.DataFrame, taxonomy: str = "goemotions", seed: int = 0) -> Baseline:
+def train_baseline(train: pd.DataFrame, validation: pd.DataFrame, taxonomy: str | None = None, seed: int = 0) -> Baseline:
     """The free classical comparator, trained on the same training sample as the fine-tune."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
@@ -133,7 +134,7 @@ def verdict(gold, base, tuned, *, taxonomy: str, cost: pd.DataFrame, training_us
                      "ci_high": macro.ci_high, "p_value": macro.p_value, "significant": macro.significant},
         "micro_f1": {k: getattr(tests["micro_f1"], k) for k in ("a", "b", "difference", "ci_low", "ci_high", "p_value")},
         "fine_tuned_usd_per_1000": per_1000, "training_usd_estimate": training_usd,
-        "bert_base_macro_f1": BERT_BASE_MACRO_F1 if tax.name == "goemotions" else None,
+        "reference_macro_f1": dataset_spec().reference_score("macro_f1", tax.name),
     }
     out["sentence"] = (f"Fine-tuning changed macro-F1 by {macro.difference:+.3f} (95% CI {macro.ci_low:+.3f} to "
                        f"{macro.ci_high:+.3f}, paired bootstrap p = {macro.p_value:.3f}, {words}) on {len(gold)} test "

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from .errors import ConfigError
-from .taxonomy import Taxonomy, get_taxonomy
+from .taxonomy import DEFAULT, Taxonomy, get_taxonomy
 
 LABEL_FORMATS = ("comma", "json")
 
@@ -67,7 +67,7 @@ def _check_format(label_format: str) -> str:
 
 
 def prompt_messages(text: str, *, style: str | PromptStyle = "compact", label_format: str = "comma",
-                    taxonomy: str | Taxonomy = "goemotions") -> list[dict]:
+                    taxonomy: str | Taxonomy | None = None) -> list[dict]:
     """The system and user messages that ask a model to label ``text``."""
     s, tax = get_style(style), get_taxonomy(taxonomy)
     system = s.system.format(labels=", ".join(tax.labels), taxonomy=tax.name,
@@ -83,7 +83,7 @@ def format_answer(labels: Sequence[str], label_format: str = "comma") -> str:
 
 
 def render_example(text: str, labels: Sequence[str], *, style: str | PromptStyle = "compact",
-                   label_format: str = "comma", taxonomy: str | Taxonomy = "goemotions") -> dict:
+                   label_format: str = "comma", taxonomy: str | Taxonomy | None = None) -> dict:
     """One chat fine-tuning example: system, user and the assistant's target answer."""
     messages = prompt_messages(text, style=style, label_format=label_format, taxonomy=taxonomy)
     messages.append({"role": "assistant", "content": format_answer(labels, label_format)})
@@ -128,7 +128,7 @@ def _candidates(answer: str) -> tuple[list[str] | None, str]:
     return [w.strip(_STRIP) for w in words if w.strip(_STRIP)], ""
 
 
-def parse_answer(answer: str | None, taxonomy: str | Taxonomy | None = "goemotions", *,
+def parse_answer(answer: str | None, taxonomy: str | Taxonomy | None = DEFAULT, *,
                  forgive_misspellings: bool = True) -> ParsedAnswer:
     """Read labels from a model answer, forgiving case, spacing, order, repeats and known misspellings.
 
@@ -207,16 +207,17 @@ def assistant_text(messages: Sequence[dict]) -> str | None:
 JSONL_FILES = {"train": "train.jsonl", "validation": "val.jsonl"}
 
 
-def example_labels(ids: Sequence[int], taxonomy: str | Taxonomy = "goemotions", base: str = "goemotions") -> list[str]:
-    """A row's label ids (base taxonomy) as names at the chosen level."""
+def example_labels(ids: Sequence[int], taxonomy: str | Taxonomy | None = None) -> list[str]:
+    """A row's label ids (of the level's base label set) as names at the chosen level."""
     from .taxonomy import map_labels
 
-    src = get_taxonomy(base)
+    level = get_taxonomy(taxonomy)
+    src = get_taxonomy(level.base) if level.base else level
     return map_labels(src.names(ids), src, taxonomy)
 
 
 def render_jsonl(frame, *, style: str | PromptStyle = "compact", label_format: str = "comma",
-                 taxonomy: str | Taxonomy = "goemotions", seed: int | None = None) -> bytes:
+                 taxonomy: str | Taxonomy | None = None, seed: int | None = None) -> bytes:
     """A chat JSONL (one example per row), rows shuffled by ``seed`` when given; deterministic."""
     import numpy as np
 
@@ -229,7 +230,7 @@ def render_jsonl(frame, *, style: str | PromptStyle = "compact", label_format: s
 
 
 def build_training_files(run, samples: dict, *, style: str | PromptStyle = "compact", label_format: str = "comma",
-                         taxonomy: str | Taxonomy = "goemotions", seed: int = 0) -> dict[str, dict]:
+                         taxonomy: str | Taxonomy | None = None, seed: int = 0) -> dict[str, dict]:
     """Write train.jsonl (training sample, shuffled by seed) and val.jsonl (validation sample) atomically.
 
     The test split is never touched here. Checksums go into the run manifest.
@@ -251,7 +252,7 @@ def build_training_files(run, samples: dict, *, style: str | PromptStyle = "comp
     return record
 
 
-def prompt_tax(frame, model: str, *, label_format: str = "comma", taxonomy: str | Taxonomy = "goemotions",
+def prompt_tax(frame, model: str, *, label_format: str = "comma", taxonomy: str | Taxonomy | None = None,
                styles: Sequence[str | PromptStyle] = ("verbose", "compact")):
     """Mean billed tokens per example for each style, next to the irreducible minimum.
 
@@ -276,7 +277,7 @@ def prompt_tax(frame, model: str, *, label_format: str = "comma", taxonomy: str 
 
 
 def style_tokens(frame, model: str, *, style: str | PromptStyle, label_format: str = "comma",
-                 taxonomy: str | Taxonomy = "goemotions"):
+                 taxonomy: str | Taxonomy | None = None):
     """Billed tokens of each example of a frame rendered in one style (OpenAI's counting method)."""
     from .validate import validate_bytes
 
@@ -284,7 +285,7 @@ def style_tokens(frame, model: str, *, style: str | PromptStyle, label_format: s
     return validate_bytes(raw, "style", model, taxonomy=None, training=False).tokens
 
 
-def example_gallery(text: str, labels: Sequence[str], taxonomy: str | Taxonomy = "goemotions"):
+def example_gallery(text: str, labels: Sequence[str], taxonomy: str | Taxonomy | None = None):
     """One comment rendered in every built-in style and label format, as a table."""
     import pandas as pd
 
@@ -297,7 +298,7 @@ def example_gallery(text: str, labels: Sequence[str], taxonomy: str | Taxonomy =
     return pd.DataFrame(rows)
 
 
-def parse_table(answers: Sequence[str], taxonomy: str | Taxonomy = "goemotions"):
+def parse_table(answers: Sequence[str], taxonomy: str | Taxonomy | None = None):
     """How the parser reads each answer: labels, unknown words and status."""
     import pandas as pd
 

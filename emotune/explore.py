@@ -10,13 +10,13 @@ from .taxonomy import Taxonomy, get_taxonomy, map_labels
 from .tokens import encoding_for
 
 
-def label_names(frame: pd.DataFrame, taxonomy: str | Taxonomy = "goemotions") -> pd.Series:
+def label_names(frame: pd.DataFrame, taxonomy: str | Taxonomy | None = None) -> pd.Series:
     """Each row's labels as names instead of ids."""
     tax = get_taxonomy(taxonomy)
     return frame["labels"].map(tax.names)
 
 
-def label_frequency(frame: pd.DataFrame, taxonomy: str | Taxonomy = "goemotions") -> pd.DataFrame:
+def label_frequency(frame: pd.DataFrame, taxonomy: str | Taxonomy | None = None) -> pd.DataFrame:
     """Comments per label and their share of all comments, most frequent first."""
     tax = get_taxonomy(taxonomy)
     counts = multi_hot(frame["labels"].tolist(), len(tax)).sum(axis=0)
@@ -31,7 +31,7 @@ def labels_per_comment(frame: pd.DataFrame) -> pd.DataFrame:
                          "share %": np.round(100 * counts.to_numpy() / len(frame), 2)})
 
 
-def cooccurrence(frame: pd.DataFrame, taxonomy: str | Taxonomy = "goemotions") -> pd.DataFrame:
+def cooccurrence(frame: pd.DataFrame, taxonomy: str | Taxonomy | None = None) -> pd.DataFrame:
     """Label-by-label counts of comments that carry both labels (diagonal: the label alone or not)."""
     tax = get_taxonomy(taxonomy)
     y = multi_hot(frame["labels"].tolist(), len(tax)).astype(np.int64)
@@ -61,7 +61,7 @@ def length_summary(lengths: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame([row])
 
 
-def level_breakdown(frame: pd.DataFrame, level: str, base: str = "goemotions") -> pd.DataFrame:
+def level_breakdown(frame: pd.DataFrame, level: str, base: str | None = None) -> pd.DataFrame:
     """Comments per label after mapping each comment's labels to a coarser level (Ekman, sentiment)."""
     src, dst = get_taxonomy(base), get_taxonomy(level)
     mapped = [map_labels(src.names(ids), src, dst) for ids in frame["labels"]]
@@ -69,7 +69,7 @@ def level_breakdown(frame: pd.DataFrame, level: str, base: str = "goemotions") -
     return label_frequency(pd.DataFrame({"labels": ids}), dst)
 
 
-def sample_table(frame: pd.DataFrame, n: int = 5, taxonomy: str | Taxonomy = "goemotions") -> pd.DataFrame:
+def sample_table(frame: pd.DataFrame, n: int = 5, taxonomy: str | Taxonomy | None = None) -> pd.DataFrame:
     """The first n rows with label names, for reading."""
     head = frame.head(n)
     return pd.DataFrame({"id": head["id"], "text": head["text"], "labels": label_names(head, taxonomy).map(", ".join)})

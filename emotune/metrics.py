@@ -8,9 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .taxonomy import Taxonomy, get_taxonomy, map_labels
+from .taxonomy import Taxonomy, get_taxonomy, map_labels, taxonomy_names
 
-BERT_BASE_MACRO_F1 = 0.46  # GoEmotions paper (Demszky et al., ACL 2020), Table 4, BERT-base on 28 labels
 HEADLINE = ("macro_f1", "micro_f1", "weighted_f1", "exact_match", "hamming_loss", "jaccard")
 
 
@@ -139,14 +138,16 @@ def paired_test(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, metr
 
 
 def score_models(gold: Sequence[Sequence[str]], predictions: dict[str, Sequence[Sequence[str]]], *,
-                 base: str = "goemotions", levels: Sequence[str] = ("goemotions", "ekman", "sentiment"),
+                 base: str | None = None, levels: Sequence[str] | None = None,
                  source: str | None = None, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Every model at every level: headline metrics with 95% bootstrap intervals (one row per model/level/metric).
 
     ``gold`` and the predictions are label names at ``source`` level (default: ``base``); levels coarser
     than the source are scored by mapping both through the taxonomy.
     """
+    base = get_taxonomy(base).name
     source = source or base
+    levels = levels or _levels_of(base)
     rows = []
     for level in levels:
         try:
@@ -158,6 +159,11 @@ def score_models(gold: Sequence[Sequence[str]], predictions: dict[str, Sequence[
             rows.append(table.assign(model=name, level=level))
     out = pd.concat(rows, ignore_index=True)
     return out[["level", "model", "metric", "value", "ci_low", "ci_high"]]
+
+
+def _levels_of(base: str) -> tuple[str, ...]:
+    """The label set and every registered level that groups it (e.g. Ekman and sentiment)."""
+    return (base, *(n for n in taxonomy_names() if get_taxonomy(n).base == base))
 
 
 def top_confusions(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], k: int = 10) -> pd.DataFrame:

@@ -124,9 +124,10 @@ def plot_training_curves(metrics: pd.DataFrame, title: str = "Training and valid
     return fig
 
 
-def plot_headline(scores: pd.DataFrame, level: str = "goemotions", reference: float | None = None,
+def plot_headline(scores: pd.DataFrame, level: str | None = None, reference: float | None = None,
                   title: str | None = None, metrics=("macro_f1", "micro_f1", "weighted_f1", "exact_match", "jaccard")):
     """Headline metrics per comparator with 95% bootstrap error bars; an optional reference line (BERT-base)."""
+    level = level or scores["level"].iloc[0]
     table = scores[(scores["level"] == level) & scores["metric"].isin(metrics)]
     models = list(dict.fromkeys(table["model"]))
     fig, ax = plt.subplots(figsize=(9, 3.8))

@@ -169,7 +169,7 @@ async def _ask_all(conn, model: str, todo, params: dict, concurrency: int, cache
 
 
 def classify(conn, model: str, frame: pd.DataFrame, *, cache: PredictionCache, style="compact", label_format="comma",
-             taxonomy="goemotions", seed: int = 0, temperature: float = 0.0, concurrency: int = DEFAULT_CONCURRENCY,
+             taxonomy=None, seed: int = 0, temperature: float = 0.0, concurrency: int = DEFAULT_CONCURRENCY,
              max_completion_tokens: int = MAX_COMPLETION_TOKENS, progress: bool = True) -> Predictions:
     """Answers for every row of ``frame`` (columns id, text), asking only for those not cached."""
     params = sampling_params(seed, temperature, max_completion_tokens)
@@ -181,7 +181,7 @@ def classify(conn, model: str, frame: pd.DataFrame, *, cache: PredictionCache, s
 
 
 def classify_batch(conn, run, model: str, frame: pd.DataFrame, *, key: str, cache: PredictionCache, style="compact",
-                   label_format="comma", taxonomy="goemotions", seed: int = 0, temperature: float = 0.0,
+                   label_format="comma", taxonomy=None, seed: int = 0, temperature: float = 0.0,
                    max_completion_tokens: int = MAX_COMPLETION_TOKENS, poll_s: float = 1.0, max_poll_s: float = 60.0,
                    timeout_s: float = 25 * 3600, sleep: Callable[[float], None] = time.sleep) -> Predictions:
     """The same classification through ``/v1/batches`` (50% cheaper on OpenAI), resumable from the manifest."""

@@ -1,4 +1,4 @@
-"""Label sets as data: GoEmotions' 28 labels, Ekman's 6 + neutral, 3 sentiments + neutral, and yours.
+"""Label sets as data (``emotune/catalog/taxonomies.json``): a dataset's labels, coarser levels, and yours.
 
 A :class:`Taxonomy` is a name, its labels in id order, and (for a coarse level) the groups of base
 labels each of its labels stands for. Mapping a label set between levels goes through the base.
@@ -66,9 +66,6 @@ def _load_builtin() -> dict[str, Taxonomy]:
 
 
 _REGISTRY: dict[str, Taxonomy] = _load_builtin()
-GOEMOTIONS = _REGISTRY["goemotions"]
-EKMAN = _REGISTRY["ekman"]
-SENTIMENT = _REGISTRY["sentiment"]
 
 
 def register_taxonomy(taxonomy: Taxonomy) -> Taxonomy:
@@ -79,10 +76,18 @@ def register_taxonomy(taxonomy: Taxonomy) -> Taxonomy:
     return taxonomy
 
 
-def get_taxonomy(name: str | Taxonomy) -> Taxonomy:
-    """A registered taxonomy by name (``goemotions``, ``ekman``, ``sentiment`` or one you registered)."""
+DEFAULT = "default"  # the label set of the catalogue's default dataset (where None means something else)
+
+
+def get_taxonomy(name: str | Taxonomy | None = None) -> Taxonomy:
+    """A registered taxonomy by name (``ekman``, ``sentiment``, a dataset's label set or one you registered);
+    None means the label set of the catalogue's default dataset."""
     if isinstance(name, Taxonomy):
         return name
+    if name is None or name == DEFAULT:
+        from .datasets import dataset_spec
+
+        name = dataset_spec().label_set
     try:
         return _REGISTRY[name]
     except KeyError:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from .examples import assistant_text, last_user_text, parse_answer
 from .openai_spec import MAX_FILE_BYTES, MIN_TRAINING_EXAMPLES
-from .taxonomy import Taxonomy, get_taxonomy
+from .taxonomy import DEFAULT, Taxonomy, get_taxonomy
 from .tokens import chat_token_parts, encoding_for
 
 ROLES = {"system", "user", "assistant", "tool", "function"}
@@ -167,7 +167,7 @@ def _token_lengths(strings: list[str], model: str) -> list[int]:
     return out
 
 
-def validate_bytes(raw: bytes, path: str, model: str, *, taxonomy: str | Taxonomy | None = "goemotions",
+def validate_bytes(raw: bytes, path: str, model: str, *, taxonomy: str | Taxonomy | None = DEFAULT,
                    token_limit: int | None = None, training: bool = True) -> ValidationReport:
     """Check a chat JSONL held in memory; every problem becomes an :class:`Issue` naming its line."""
     report = ValidationReport(path=path, model=model)
@@ -187,7 +187,7 @@ def validate_bytes(raw: bytes, path: str, model: str, *, taxonomy: str | Taxonom
     ends_with_newline = text.endswith("\n")
     if ends_with_newline:
         lines = lines[:-1]
-    tax = get_taxonomy(taxonomy) if taxonomy else None
+    tax = get_taxonomy(taxonomy) if taxonomy else None  # None or '': no label checks
     seen: dict[str, int] = {}
     strings: list[str] = []
     spans: list[tuple[int, int, int, int, int]] = []  # example index -> (start, end, fixed, asst_start, asst_end)
@@ -252,7 +252,7 @@ def validate_bytes(raw: bytes, path: str, model: str, *, taxonomy: str | Taxonom
     return report
 
 
-def validate_file(path: str | Path, model: str, *, taxonomy: str | Taxonomy | None = "goemotions",
+def validate_file(path: str | Path, model: str, *, taxonomy: str | Taxonomy | None = DEFAULT,
                   token_limit: int | None = None, training: bool = True) -> ValidationReport:
     """Check a chat JSONL file against OpenAI's rules and the task's checks."""
     path = Path(path)

@@ -44,6 +44,6 @@ def test_cost_and_verdict():
     assert cost.loc["fine-tuned", "USD per 1,000 (batch)"] == pytest.approx(cost.loc["fine-tuned", "USD per 1,000 (online)"] / 2)
     v = evaluate.verdict(gold, base, tuned, taxonomy="goemotions", cost=cost, training_usd=1.5)
     assert v["macro_f1"]["gain"] > 0 and v["macro_f1"]["significant"] and "significant" in v["sentence"]
-    assert "$1.50 of training" in v["sentence"] and v["bert_base_macro_f1"] == 0.46
+    assert "$1.50 of training" in v["sentence"] and v["reference_macro_f1"] == 0.46
     table = evaluate.paired_table(gold, {"base": base, "fine-tuned": tuned}, "goemotions")
     assert table["comparison"].tolist() == ["fine-tuned - base"] * 2 and table["significant"].all()

@@ -17,7 +17,9 @@ from openai.types.fine_tuning.jobs import FineTuningJobCheckpoint
 
 from emotune import data, examples
 from emotune.local import LocalServer
-from emotune.taxonomy import GOEMOTIONS
+from emotune.taxonomy import get_taxonomy
+
+GOEMOTIONS = get_taxonomy("goemotions")
 
 BASE = "gpt-4.1-mini-2025-04-14"
 

@@ -1,15 +1,14 @@
 import pytest
 
 from emotune import (
-    EKMAN,
-    GOEMOTIONS,
-    SENTIMENT,
     ConfigError,
     Taxonomy,
     get_taxonomy,
     map_labels,
     register_taxonomy,
 )
+
+GOEMOTIONS, EKMAN, SENTIMENT = (get_taxonomy(n) for n in ("goemotions", "ekman", "sentiment"))
 
 
 def test_goemotions_labels_match_release_order(mirror):

@@ -8,14 +8,19 @@ from functools import lru_cache
 from importlib import resources
 
 from ...examples import format_answer, last_user_text
-from ...taxonomy import GOEMOTIONS, get_taxonomy, map_labels, taxonomy_names
+from ...taxonomy import get_taxonomy, map_labels, taxonomy_names
 from .base import wants_json
 
 
 @lru_cache(maxsize=1)
-def _lexicon() -> dict[str, list[str]]:
+def _lexicons() -> dict[str, dict[str, list[str]]]:
+    """Word forms per label, per label set (``catalog/lexicon.json``); a label set without one matches label names."""
     raw = json.loads(resources.files("emotune").joinpath("catalog/lexicon.json").read_text("utf-8"))
-    return raw["goemotions"]
+    return {k: v for k, v in raw.items() if not k.startswith("_")}
+
+
+def _pattern(words: list[str]) -> re.Pattern:
+    return re.compile(r"(?<![a-z])(" + "|".join(re.escape(w) for w in words) + r")(?![a-z])")
 
 
 class ZeroShotModel:
@@ -24,24 +29,27 @@ class ZeroShotModel:
     kind = "zero-shot label-word matcher"
 
     def __init__(self):
-        self._patterns = {label: re.compile(r"(?<![a-z])(" + "|".join(re.escape(w) for w in words) + r")(?![a-z])")
-                          for label, words in _lexicon().items() if words}
+        self._patterns = {name: {label: _pattern(words) for label, words in lex.items() if words}
+                          for name, lex in _lexicons().items()}
 
     @staticmethod
     def detect_taxonomy(system: str):
+        """The label set the prompt asks for: named in it, else the one whose labels it lists most, else the default."""
         lowered = system.lower()
         for name in taxonomy_names():
             if re.search(rf"\b{re.escape(name)}\b", lowered):
                 return get_taxonomy(name)
         scored = [(sum(lab in lowered for lab in get_taxonomy(n).labels) / len(get_taxonomy(n)), n) for n in taxonomy_names()]
         best, name = max(scored)
-        return get_taxonomy(name) if best >= 0.5 else GOEMOTIONS
+        return get_taxonomy(name) if best >= 0.5 else get_taxonomy(None)
 
     def predict(self, text: str, taxonomy) -> list[str]:
         lowered = text.lower()
-        if taxonomy.base == GOEMOTIONS.name or taxonomy is GOEMOTIONS:
-            hits = [label for label, pat in self._patterns.items() if pat.search(lowered)] or ["neutral"]
-            return map_labels(hits, GOEMOTIONS, taxonomy)
+        base = get_taxonomy(taxonomy.base) if taxonomy.base else taxonomy
+        patterns = self._patterns.get(base.name)
+        if patterns:
+            hits = [label for label, pat in patterns.items() if pat.search(lowered)] or [base.labels[-1]]
+            return map_labels(hits, base, taxonomy)
         hits = [lab for lab in taxonomy.labels if re.search(rf"\b{re.escape(lab)}\b", lowered)]
         return hits or [taxonomy.labels[-1]]
 
