@@ -6,6 +6,7 @@ Both sources give the same ``datasets.DatasetDict``: splits train/validation/tes
 
 from __future__ import annotations
 
+import csv
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,19 +15,14 @@ import numpy as np
 import pandas as pd
 
 from . import config
+from .datasets import dataset_spec
 from .errors import ChecksumError, DataError
 from .taxonomy import Taxonomy, get_taxonomy
 
-HUB_ID = "google-research-datasets/go_emotions"
-HUB_CONFIG = "simplified"
-SPLIT_FILES = {"train": "train.tsv", "validation": "dev.tsv", "test": "test.tsv"}
-# Published sha256 of the "simplified" release files (google-research/goemotions, data/).
-KNOWN_SHA256 = {
-    "train.tsv": "1c254a142be5c00e80d819b9ae1bbd36d94b2eeb8f4b1271846508d57e57d9c5",
-    "dev.tsv": "575489c079c9de1097062a01738f998590d6b7ead66dd1c9fd1d2ba01fd8bc62",
-    "test.tsv": "0587b2dd8b27b97352adbfc3fb083d46005c8946657fdc2b1ca8b1cc7f1f8be4",
-    "emotions.txt": "45c3ef86782d2a4d7fedcd6d8c111aa0d0e94720689bd164fac94fefb4495a89",
-}
+SPEC = dataset_spec()  # the catalogue's default dataset, in its release format (the one this loader reads)
+HUB_ID, HUB_CONFIG = SPEC.hub_id, SPEC.hub_config
+SPLIT_FILES = SPEC.release_files
+KNOWN_SHA256 = SPEC.release_sha256  # published checksums of the release files
 
 
 @dataclass
@@ -64,33 +60,41 @@ def sha256_file(path: Path) -> str:
 
 
 def read_split_tsv(path: Path, taxonomy: Taxonomy) -> pd.DataFrame:
-    """Read one release-format TSV (no header: text, comma-separated label ids, id), checking every row."""
+    """Read one release-format TSV (no header: text, comma-separated label ids, id), checking every row.
+
+    The release is CSV-quoted: a comment holding a quote or a tab is wrapped in quotes with inner quotes
+    doubled, so it is read with the csv module's default quoting (words such as "NA" stay text). Read that
+    way every text equals the Hugging Face copy.
+    """
     texts, labels, ids = [], [], []
     n = len(taxonomy)
-    with open(path, encoding="utf-8", newline="\n") as f:
-        for lineno, raw in enumerate(f, start=1):
-            line = raw.rstrip("\n").rstrip("\r")
-            parts = line.split("\t")
-            if len(parts) != 3:
-                raise DataError(f"expected 3 tab-separated columns (text, labels, id), found {len(parts)}",
-                                path=str(path), line=lineno, rule="columns")
-            text, label_field, row_id = parts
-            if not label_field.strip():
-                raise DataError("no label ids", path=str(path), line=lineno, rule="labels-missing")
-            try:
-                row = [int(tok) for tok in label_field.split(",")]
-            except ValueError:
-                raise DataError(f"label ids must be integers, got {label_field!r}",
-                                path=str(path), line=lineno, rule="label-not-integer") from None
-            bad = [i for i in row if not 0 <= i < n]
-            if bad:
-                raise DataError(f"label id {bad[0]} is outside 0-{n - 1} for taxonomy {taxonomy.name}",
-                                path=str(path), line=lineno, rule="label-out-of-range")
-            if not row_id.strip():
-                raise DataError("empty id", path=str(path), line=lineno, rule="id-missing")
-            texts.append(text)
-            labels.append(sorted(set(row)))
-            ids.append(row_id)
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            for lineno, parts in enumerate(csv.reader(f, delimiter="\t"), start=1):
+                if len(parts) != 3:
+                    raise DataError(f"expected 3 tab-separated columns (text, labels, id), found {len(parts)}",
+                                    path=str(path), line=lineno, rule="columns")
+                text, label_field, row_id = parts
+                if not label_field.strip():
+                    raise DataError("no label ids", path=str(path), line=lineno, rule="labels-missing")
+                try:
+                    row = [int(tok) for tok in label_field.split(",")]
+                except ValueError:
+                    raise DataError(f"label ids must be integers, got {label_field!r}",
+                                    path=str(path), line=lineno, rule="label-not-integer") from None
+                bad = [i for i in row if not 0 <= i < n]
+                if bad:
+                    raise DataError(f"label id {bad[0]} is outside 0-{n - 1} for taxonomy {taxonomy.name}",
+                                    path=str(path), line=lineno, rule="label-out-of-range")
+                if not row_id.strip():
+                    raise DataError("empty id", path=str(path), line=lineno, rule="id-missing")
+                texts.append(text)
+                labels.append(sorted(set(row)))
+                ids.append(row_id)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"not UTF-8 (byte {exc.start} of a chunk): {exc.reason}", path=str(path), rule="encoding") from None
+    except csv.Error as exc:
+        raise DataError(f"unreadable as tab-separated text ({exc})", path=str(path), rule="columns") from None
     return pd.DataFrame({"text": texts, "labels": labels, "id": ids})
 
 
@@ -108,7 +112,7 @@ def load_local(folder: str | Path, *, taxonomy: str | Taxonomy | None = None, ve
     """Load train/dev/test TSVs from a folder; files with a published checksum must match it."""
     import datasets
 
-    tax = get_taxonomy(taxonomy)
+    tax = get_taxonomy(taxonomy or SPEC.label_set)
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError("is not a folder", path=str(folder), rule="data-dir")
@@ -244,13 +248,14 @@ def support_table(population: pd.DataFrame, sample: pd.DataFrame, taxonomy: str 
 SAMPLE_FILES = {"train": "train_sample.jsonl", "validation": "validation_sample.jsonl", "eval": "eval_sample.jsonl"}
 
 
-def make_samples(dd, *, n_train: int, n_validation: int, n_eval: int, seed: int, n_labels: int = 28) -> dict[str, pd.DataFrame]:
+def make_samples(dd, *, n_train: int, n_validation: int, n_eval: int, seed: int) -> dict[str, pd.DataFrame]:
     """Stratified, seeded samples: train from train, validation from the dev split, eval from test.
 
     Only the eval sample touches the test split, and only notebook 05 reads it. A size of 0 takes the whole split.
     """
     plan = {"train": ("train", n_train), "validation": ("validation", n_validation), "eval": ("test", n_eval)}
     frames = {name: to_frame(dd[split]) for name, (split, _) in plan.items()}
+    n_labels = len(dd["train"].features["labels"].feature.names)
     return {name: stratified_sample(frames[name], n or len(frames[name]), seed=seed, n_labels=n_labels)
             for name, (_, n) in plan.items()}
 

@@ -128,3 +128,24 @@ def test_sample_size_errors():
 
 def test_multi_hot():
     assert np.array_equal(data.multi_hot([[0, 2], [1]], 3), np.array([[1, 0, 1], [0, 1, 0]]))
+
+
+def test_the_release_is_read_with_its_csv_quoting(loaded_mirror):
+    """Quoted comments read as the Hugging Face copy has them (the release wraps 1,383 texts in quotes)."""
+    frames = {split: data.to_frame(loaded_mirror.dataset[split]) for split in ("train", "validation", "test")}
+    texts = {row_id: text for frame in frames.values() for row_id, text in zip(frame["id"], frame["text"], strict=True)}
+    assert texts["eetq9g0"] == 'Three words, no subtlety. "Dude. Stop. Seriously." '
+    assert sum(len(f) for f in frames.values()) == 43_410 + 5_426 + 5_427
+    assert not any(t.startswith('"') and t.endswith('"') and '""' in t for t in texts.values())
+
+
+def test_a_bom_is_dropped_and_invalid_utf8_is_a_data_error(tmp_path):
+    from emotune.errors import DataError
+    from emotune.taxonomy import get_taxonomy
+
+    path = tmp_path / "t.tsv"
+    path.write_bytes(b"\xef\xbb\xbfhello there\t27\tid1\n")
+    assert data.read_split_tsv(path, get_taxonomy("goemotions"))["text"].tolist() == ["hello there"]
+    path.write_bytes(b"caf\xe9\t27\tid1\n")
+    with pytest.raises(DataError, match="not UTF-8"):
+        data.read_split_tsv(path, get_taxonomy("goemotions"))
