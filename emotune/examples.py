@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from .errors import ConfigError
 from .taxonomy import DEFAULT, Taxonomy, get_taxonomy
@@ -73,6 +73,56 @@ def prompt_messages(text: str, *, style: str | PromptStyle = "compact", label_fo
     system = s.system.format(labels=", ".join(tax.labels), taxonomy=tax.name,
                              format_rule=_FORMAT_RULES[_check_format(label_format)])
     return [{"role": "system", "content": system}, {"role": "user", "content": s.user.format(text=text)}]
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    """What a model is asked with, resolved once: the prompt style, the answer format and the label set.
+
+    The spec a model was fine-tuned with is recorded in the manifest by :func:`build_training_files`;
+    evaluation reads it back (:func:`trained_prompt_spec`) so a fine-tuned model is never asked differently.
+    """
+
+    style: PromptStyle
+    label_format: str
+    taxonomy: str
+
+    def messages(self, text: str) -> list[dict]:
+        return prompt_messages(text, style=self.style, label_format=self.label_format, taxonomy=self.taxonomy)
+
+    def record(self) -> dict:
+        return {"prompt_style": self.style.name, "label_format": self.label_format, "taxonomy": self.taxonomy,
+                "system_template": self.style.system, "user_template": self.style.user}
+
+    def describe(self) -> str:
+        return f"style {self.style.name!r}, {self.label_format} answers, {self.taxonomy} labels"
+
+
+def prompt_spec(style: str | PromptStyle = "compact", label_format: str = "comma",
+                taxonomy: str | Taxonomy | None = None) -> PromptSpec:
+    """A checked :class:`PromptSpec` (unknown styles, formats and label sets are errors here, once)."""
+    return PromptSpec(get_style(style), _check_format(label_format), get_taxonomy(taxonomy).name)
+
+
+def trained_prompt_spec(run) -> PromptSpec:
+    """The spec the run's training files were built with (from the manifest's ``jsonl`` section)."""
+    from .manifest import JsonlRecord
+
+    rec = run.read(JsonlRecord)
+    known = PROMPT_STYLES.get(rec.prompt_style)
+    style = known if known is not None else PromptStyle(rec.prompt_style or "custom", rec.system_template or "",
+                                                        rec.user_template or "{text}")
+    return PromptSpec(style, rec.label_format or "comma", get_taxonomy(rec.taxonomy).name)
+
+
+def check_prompt_spec(trained: PromptSpec, asked: PromptSpec) -> PromptSpec:
+    """The trained spec, or an error when a fine-tuned model would be asked with another one."""
+    if (trained.style.system, trained.style.user, trained.label_format, trained.taxonomy) != (
+            asked.style.system, asked.style.user, asked.label_format, asked.taxonomy):
+        raise ConfigError(f"the fine-tuned model was trained with {trained.describe()}, but this run asks with "
+                          f"{asked.describe()}; evaluate it with the prompt it learned (drop the -p overrides, or "
+                          "rebuild the training files with notebook 02 and fine-tune again)")
+    return trained
 
 
 def format_answer(labels: Sequence[str], label_format: str = "comma") -> str:
@@ -162,26 +212,6 @@ def parse_answer(answer: str | None, taxonomy: str | Taxonomy | None = DEFAULT, 
     return ParsedAnswer(tuple(found), tuple(dict.fromkeys(unknown)), status)
 
 
-@dataclass
-class ParseSummary:
-    """Counts over many parsed answers."""
-
-    total: int = 0
-    by_status: dict[str, int] = field(default_factory=dict)
-    unknown_words: dict[str, int] = field(default_factory=dict)
-
-
-def summarise_parses(parsed: Iterable[ParsedAnswer]) -> ParseSummary:
-    """How many answers parsed cleanly, partly, or not at all, and which unknown words appeared."""
-    out = ParseSummary()
-    for p in parsed:
-        out.total += 1
-        out.by_status[p.status] = out.by_status.get(p.status, 0) + 1
-        for w in p.unknown:
-            out.unknown_words[w] = out.unknown_words.get(w, 0) + 1
-    return out
-
-
 def last_user_text(messages: Sequence[dict]) -> str:
     """The text of the last user message (content parts joined)."""
     for message in reversed(messages):
@@ -246,9 +276,10 @@ def build_training_files(run, samples: dict, *, style: str | PromptStyle = "comp
         atomic_write_bytes(run.file(name), raw)
         record[split] = {"file": name, "examples": len(samples[split]), "bytes": len(raw),
                          "sha256": hashlib.sha256(raw).hexdigest()}
-    style_name = get_style(style).name
-    run.update(jsonl={"files": record, "prompt_style": style_name, "label_format": label_format,
-                      "taxonomy": get_taxonomy(taxonomy).name, "seed": seed})
+    from .manifest import JsonlRecord
+
+    spec = prompt_spec(style, label_format, taxonomy)
+    run.put(JsonlRecord(files=record, seed=seed, **spec.record()))
     return record
 
 
@@ -279,10 +310,13 @@ def prompt_tax(frame, model: str, *, label_format: str = "comma", taxonomy: str 
 def style_tokens(frame, model: str, *, style: str | PromptStyle, label_format: str = "comma",
                  taxonomy: str | Taxonomy | None = None):
     """Billed tokens of each example of a frame rendered in one style (OpenAI's counting method)."""
-    from .validate import validate_bytes
+    import numpy as np
 
-    raw = render_jsonl(frame, style=style, label_format=label_format, taxonomy=taxonomy)
-    return validate_bytes(raw, "style", model, taxonomy=None, training=False).tokens
+    from .tokens import count_many, encoding_for
+
+    examples = [render_example(t, example_labels(ids, taxonomy), style=style, label_format=label_format,
+                               taxonomy=taxonomy)["messages"] for t, ids in zip(frame["text"], frame["labels"], strict=True)]
+    return np.asarray(count_many(examples, encoding_for(model)), dtype=np.int64)
 
 
 def example_gallery(text: str, labels: Sequence[str], taxonomy: str | Taxonomy | None = None):

@@ -80,6 +80,8 @@ class JsonlRecord(Record):
     prompt_style: str | None = None
     label_format: str | None = None
     taxonomy: str | None = None
+    system_template: str | None = None
+    user_template: str | None = None
     seed: int | None = None
 
 

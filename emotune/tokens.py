@@ -90,6 +90,19 @@ def count_chat_tokens(messages: Sequence[dict], enc) -> int:
     return fixed + sum(len(enc.encode_ordinary(s)) for s in strings)
 
 
+def count_many(examples: Sequence[Sequence[dict]], enc) -> list[int]:
+    """:func:`count_chat_tokens` for many examples; a string repeated across them (a system prompt) is encoded once."""
+    cache: dict[str, int] = {}
+    out = []
+    for messages in examples:
+        strings, fixed = chat_token_parts(messages)
+        for s in strings:
+            if s not in cache:
+                cache[s] = len(enc.encode_ordinary(s))
+        out.append(fixed + sum(cache[s] for s in strings))
+    return out
+
+
 def count_assistant_tokens(messages: Sequence[dict], enc) -> int:
     """Tokens in assistant messages' content (what the model is trained to write)."""
     return sum(len(enc.encode_ordinary(content_text(m.get("content")))) for m in messages if m.get("role") == "assistant")

@@ -3,7 +3,13 @@ import json
 import pytest
 
 from emotune import ConfigError, PromptStyle, format_answer, parse_answer, prompt_messages, render_example
-from emotune.examples import assistant_text, last_user_text, summarise_parses
+from emotune.examples import (
+    assistant_text,
+    check_prompt_spec,
+    last_user_text,
+    prompt_spec,
+    trained_prompt_spec,
+)
 from emotune.taxonomy import taxonomy_names
 
 
@@ -77,10 +83,20 @@ def test_open_vocabulary_keeps_words_as_written():
     assert parse_answer("embarassment", None).labels == ("embarassment",)
 
 
-def test_summary_counts():
-    s = summarise_parses([parse_answer("joy"), parse_answer("happy"), parse_answer("joy, happy"), parse_answer("")])
-    assert s.total == 4 and s.by_status == {"ok": 1, "unknown": 1, "partial": 1, "unparseable": 1}
-    assert s.unknown_words == {"happy": 2}
+def test_the_trained_prompt_spec_is_recorded_and_a_different_one_is_refused(tmp_path):
+    import pandas as pd
+
+    from emotune import ConfigError, Run, build_training_files
+
+    frame = pd.DataFrame({"text": ["I love it", "so sad"], "labels": [[18], [25]], "id": ["a", "b"]})
+    run = Run(tmp_path / "run")
+    build_training_files(run, {"train": frame, "validation": frame}, style="verbose", label_format="json",
+                         taxonomy="ekman", seed=1)
+    trained = trained_prompt_spec(run)
+    assert trained == prompt_spec("verbose", "json", "ekman")
+    assert check_prompt_spec(trained, prompt_spec("verbose", "json", "ekman")) is trained
+    with pytest.raises(ConfigError, match="trained with style 'verbose', json answers, ekman labels.*style 'compact'"):
+        check_prompt_spec(trained, prompt_spec("compact", "json", "ekman"))
 
 
 def test_json_answer_is_json():
