@@ -1,22 +1,12 @@
 """emotune: from a labelled text dataset to a fine-tuned LLM classifier, with honest numbers.
 
 The notebooks import everything they use from here; the public API is pinned by
-``tests/test_public_api.py``.
+``tests/test_public_api.py``. The layers behind it are described in ``docs/architecture.md``.
 """
 
-from .costs import CostPlan, estimate_line, plan_costs, token_limit
-from .data import (
-    CleaningReport,
-    LoadedData,
-    clean,
-    load,
-    load_samples,
-    make_samples,
-    save_samples,
-    stratified_sample,
-    support_table,
-    to_frame,
-)
+from .costs import estimate_line, estimate_usd, plan_costs, token_limit
+from .data import clean, load, load_samples, make_samples, save_samples, support_table, to_frame
+from .datasets import dataset_spec
 from .errors import (
     BackendError,
     BudgetError,
@@ -26,30 +16,36 @@ from .errors import (
     EmotuneError,
     JobError,
     LifecycleError,
+    NotebookFailed,
+    PredictionError,
 )
 from .evaluate import (
+    batch_agreement,
     cost_per_1000,
     error_analysis,
     gold_labels,
     open_cache,
     paired_table,
     predict_models,
+    record_evaluation,
     train_baseline,
     usage_table,
     verdict,
 )
 from .examples import (
+    PromptSpec,
     PromptStyle,
     build_training_files,
+    check_prompt_spec,
     example_gallery,
     example_labels,
-    format_answer,
     parse_answer,
     parse_table,
     prompt_messages,
+    prompt_spec,
     prompt_tax,
-    render_example,
     style_tokens,
+    trained_prompt_spec,
 )
 from .explore import (
     cooccurrence,
@@ -63,21 +59,14 @@ from .explore import (
 )
 from .finetune import (
     checkpoints_frame,
+    fine_tuned_model,
     launch_or_resume,
     reconcile,
     step_metrics,
     upload_training_files,
     watch,
 )
-from .metrics import (
-    confidence_intervals,
-    paired_test,
-    per_label,
-    score_models,
-    scores,
-    to_matrix,
-    top_confusions,
-)
+from .metrics import per_label, score_models, to_matrix, top_confusions
 from .plots import (
     plot_confusions,
     plot_cooccurrence,
@@ -94,23 +83,12 @@ from .plots import (
     plot_token_lengths,
     plot_training_curves,
 )
-from .predict import PredictionCache, Predictions, classify, classify_batch
-from .pricing import (
-    CostEstimate,
-    check_budget,
-    cost_table,
-    estimate_inference,
-    estimate_training,
-    inference_table,
-    lifecycle,
-    load_catalog,
-)
+from .pricing import cost_table, load_catalog
 from .providers import Provider, connect
 from .runs import Run, begin_stage, finish_stage, open_run, package_versions
-from .series import DEFAULT_PARAMETERS, collect_parameters, run_series
-from .taxonomy import Taxonomy, get_taxonomy, map_labels, register_taxonomy
-from .tokens import count_chat_tokens, encoding_for
-from .validate import ValidationReport, check_overlap, rules_frame, validate_file
+from .series import collect_parameters, run_series
+from .taxonomy import Taxonomy, get_taxonomy
+from .validate import check_overlap, rules_frame, validate_file
 
 __version__ = "0.1.0"
 
@@ -118,66 +96,53 @@ __all__ = [
     "BackendError",
     "BudgetError",
     "ChecksumError",
-    "CleaningReport",
     "ConfigError",
-    "CostEstimate",
-    "CostPlan",
-    "DEFAULT_PARAMETERS",
     "DataError",
     "EmotuneError",
     "JobError",
     "LifecycleError",
-    "LoadedData",
-    "PredictionCache",
-    "Predictions",
+    "NotebookFailed",
+    "PredictionError",
+    "PromptSpec",
     "PromptStyle",
     "Provider",
     "Run",
     "Taxonomy",
-    "ValidationReport",
+    "batch_agreement",
     "begin_stage",
     "build_training_files",
-    "check_budget",
     "check_overlap",
+    "check_prompt_spec",
     "checkpoints_frame",
-    "classify",
-    "classify_batch",
     "clean",
     "collect_parameters",
-    "confidence_intervals",
     "connect",
     "cooccurrence",
     "cost_per_1000",
     "cost_table",
-    "count_chat_tokens",
-    "encoding_for",
+    "dataset_spec",
     "error_analysis",
-    "estimate_inference",
     "estimate_line",
-    "estimate_training",
+    "estimate_usd",
     "example_gallery",
     "example_labels",
+    "fine_tuned_model",
     "finish_stage",
-    "format_answer",
     "get_taxonomy",
     "gold_labels",
-    "inference_table",
     "label_frequency",
     "labels_per_comment",
     "launch_or_resume",
     "length_summary",
     "level_breakdown",
-    "lifecycle",
     "load",
     "load_catalog",
     "load_samples",
     "make_samples",
-    "map_labels",
     "open_cache",
     "open_run",
     "package_versions",
     "paired_table",
-    "paired_test",
     "parse_answer",
     "parse_table",
     "per_label",
@@ -198,18 +163,16 @@ __all__ = [
     "plot_training_curves",
     "predict_models",
     "prompt_messages",
+    "prompt_spec",
     "prompt_tax",
     "reconcile",
-    "register_taxonomy",
-    "render_example",
+    "record_evaluation",
     "rules_frame",
     "run_series",
     "sample_table",
     "save_samples",
     "score_models",
-    "scores",
     "step_metrics",
-    "stratified_sample",
     "style_tokens",
     "support_table",
     "to_frame",
@@ -219,6 +182,7 @@ __all__ = [
     "top_confusions",
     "top_pairs",
     "train_baseline",
+    "trained_prompt_spec",
     "upload_training_files",
     "usage_table",
     "validate_file",

@@ -81,3 +81,8 @@ def estimate_line(run) -> str:
         return f"training {est.model}: {est.billed_tokens:,} tokens over {est.n_epochs} epochs ({est.pricing_note})"
     return (f"estimated training cost of {est.model}: ${est.training_usd:.2f} for {est.billed_tokens:,} billed tokens "
             f"({est.pricing_note}; budget ${est.budget_usd:.2f})")
+
+
+def estimate_usd(run) -> float | None:
+    """Notebook 03's training estimate in dollars (None when the model is not priced in dollars)."""
+    return run.read(EstimateRecord).training_usd

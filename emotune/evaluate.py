@@ -8,14 +8,15 @@ import numpy as np
 import pandas as pd
 
 from .datasets import dataset_spec
-from .examples import example_labels
+from .errors import PredictionError
+from .examples import PromptSpec, example_labels
+from .manifest import EvaluationRecord
 from .metrics import paired_test, to_matrix
-from .predict import PredictionCache, Predictions, classify
-from .pricing import load_catalog
+from .predict import PredictionCache, Predictions, classify, classify_batch
 from .taxonomy import get_taxonomy
-from .tokens import base_model as strip_ft
 
 CACHE_FILE = "predictions/cache.jsonl"
+BATCH_CHECK_FILE = "predictions/batch-check.jsonl"
 
 
 def gold_labels(frame: pd.DataFrame, taxonomy: str | None = None) -> list[list[str]]:
@@ -28,18 +29,17 @@ def open_cache(run) -> PredictionCache:
     return PredictionCache(run.file(CACHE_FILE))
 
 
-def predict_models(conn, run, models: dict[str, str], frame: pd.DataFrame, *, cache: PredictionCache, style: str,
-                   label_format: str, taxonomy: str, seed: int, **kw) -> dict[str, Predictions]:
+def predict_models(conn, run, models: dict[str, str], frame: pd.DataFrame, *, cache: PredictionCache, spec: PromptSpec,
+                   seed: int, **kw) -> dict[str, Predictions]:
     """Ask every model about every row with the same prompt and sampling; only uncached rows cost anything."""
     out = {}
     for name, model in models.items():
-        out[name] = classify(conn, model, frame, cache=cache, style=style, label_format=label_format,
-                             taxonomy=taxonomy, seed=seed, **kw)
+        out[name] = classify(conn, model, frame, cache=cache, spec=spec, seed=seed, **kw)
         missing = len(frame) - len(out[name].frame)
         if missing:
-            raise RuntimeError(f"{name}: {missing} predictions failed after retries ({out[name].failures[:3]}); "
-                               "run the cell again to ask for just those")
-    run.update(evaluation={"usage": {name: p.summary() for name, p in out.items()}})
+            raise PredictionError(f"{name}: {missing} predictions failed after retries ({out[name].failures[:3]}); "
+                                  "run the cell again to ask for just those")
+    run.put(EvaluationRecord(usage={name: p.summary() for name, p in out.items()}))
     return out
 
 
@@ -96,31 +96,29 @@ def error_analysis(frame: pd.DataFrame, gold, base, tuned, k: int = 8) -> pd.Dat
     return pd.concat([out[out.change == "fixed"].head(k), out[out.change == "broke"].head(k)], ignore_index=True)
 
 
-def cost_per_1000(predictions: dict[str, Predictions], models: dict[str, str]) -> pd.DataFrame:
-    """What 1,000 predictions cost at OpenAI's prices, from the tokens the answers used (online and Batch).
+def cost_per_1000(conn, predictions: dict[str, Predictions], models: dict[str, str]) -> pd.DataFrame:
+    """What 1,000 predictions cost on this provider, from the tokens the answers used (online and Batch).
 
-    The free baseline is added by the caller at $0; a model outside the catalogue shows NaN.
+    The price comes from the provider: OpenAI's dollars, what OpenAI would charge (local backend), or
+    nothing ("not priced": an open-weights model costs compute time, an unknown server has no price list).
     """
-    cat = load_catalog()
     rows = []
     for name, p in predictions.items():
-        model = models.get(name)
+        model = models[name]
+        pricing = conn.pricing(model)
         n = max(len(p.frame), 1)
         prompt, completion = p.prompt_tokens / n, p.completion_tokens / n
-        try:
-            price = cat.model(strip_ft(model))
-        except Exception:
-            rows.append({"comparator": name, "USD per 1,000 (online)": np.nan, "USD per 1,000 (batch)": np.nan, "items": n})
-            continue
         tuned = model.startswith("ft:")
-        per_in, per_out = (price.ft_input_per_1m, price.ft_output_per_1m) if tuned else (price.base_input_per_1m, price.base_output_per_1m)
-        online = 1000 * (prompt * per_in + completion * per_out) / 1e6
-        rows.append({"comparator": name, "USD per 1,000 (online)": round(online, 4),
-                     "USD per 1,000 (batch)": round(online * (1 - cat.batch_discount), 4), "items": n})
+        online = pricing.usd_per_1000(prompt, completion, fine_tuned=tuned)
+        batch = pricing.usd_per_1000(prompt, completion, fine_tuned=tuned, batch=True)
+        rows.append({"comparator": name, "USD per 1,000 (online)": np.nan if online is None else round(online, 4),
+                     "USD per 1,000 (batch)": np.nan if batch is None else round(batch, 4),
+                     "pricing": pricing.note if pricing.in_dollars else f"not priced ({pricing.note})", "items": n})
     return pd.DataFrame(rows).set_index("comparator")
 
 
-def verdict(gold, base, tuned, *, taxonomy: str, cost: pd.DataFrame, training_usd: float | None, seed: int = 0) -> dict:
+def verdict(gold, base, tuned, *, taxonomy: str, cost: pd.DataFrame, training_usd: float | None, seed: int = 0,
+            compared: str = "") -> dict:
     """The headline: macro- and micro-F1 gain with 95% intervals, significance, and the price of it."""
     tax = get_taxonomy(taxonomy)
     y, yb, yt = to_matrix(gold, tax), to_matrix(base, tax), to_matrix(tuned, tax)
@@ -128,6 +126,8 @@ def verdict(gold, base, tuned, *, taxonomy: str, cost: pd.DataFrame, training_us
     macro = tests["macro_f1"]
     words = "significant" if macro.significant else "not significant"
     per_1000 = float(cost.loc["fine-tuned", "USD per 1,000 (online)"]) if "fine-tuned" in cost.index else None
+    per_1000 = None if per_1000 is not None and np.isnan(per_1000) else per_1000
+    note = str(cost.loc["fine-tuned", "pricing"]) if "fine-tuned" in cost.index else ""
     out = {
         "taxonomy": tax.name, "n_items": len(gold),
         "macro_f1": {"base": macro.a, "fine_tuned": macro.b, "gain": macro.difference, "ci_low": macro.ci_low,
@@ -136,12 +136,30 @@ def verdict(gold, base, tuned, *, taxonomy: str, cost: pd.DataFrame, training_us
         "fine_tuned_usd_per_1000": per_1000, "training_usd_estimate": training_usd,
         "reference_macro_f1": dataset_spec().reference_score("macro_f1", tax.name),
     }
-    out["sentence"] = (f"Fine-tuning changed macro-F1 by {macro.difference:+.3f} (95% CI {macro.ci_low:+.3f} to "
+    out["compared"], out["pricing"] = compared, note
+    out["sentence"] = ((f"{compared}: " if compared else "") + f"Fine-tuning changed macro-F1 by {macro.difference:+.3f} (95% CI {macro.ci_low:+.3f} to "
                        f"{macro.ci_high:+.3f}, paired bootstrap p = {macro.p_value:.3f}, {words}) on {len(gold)} test "
                        f"comments, from {macro.a:.3f} to {macro.b:.3f}"
-                       + (f"; at OpenAI's prices 1,000 predictions would cost ${per_1000:.3f}" if per_1000 is not None else "")
-                       + (f" after ${training_usd:.2f} of training." if training_usd is not None else "."))
+                       + (f"; 1,000 predictions cost ${per_1000:.3f} ({note})" if per_1000 is not None else f"; {note}")
+                       + (f", after ${training_usd:.2f} of training." if training_usd is not None else "."))
     return out
+
+
+def batch_agreement(conn, run, model: str, frame: pd.DataFrame, online: list[list[str]], *, spec: PromptSpec,
+                    seed: int) -> str:
+    """Ask ``model`` again through the Batch API (where the provider has one) and say how often it agrees online."""
+    if not conn.batches:
+        return f"the {conn.kind} provider has no Batch API: skipped (online answers only, no batch request sent)"
+    cache = PredictionCache(run.file(BATCH_CHECK_FILE))
+    via_batch = classify_batch(conn, run, model, frame, key="fine-tuned", cache=cache, spec=spec, seed=seed)
+    same = sum(a == b for a, b in zip(via_batch.labels(), online, strict=True))
+    return f"batch and online answers agree on {same} of {len(frame)} comments"
+
+
+def record_evaluation(run, result: dict, scores: pd.DataFrame, frame: pd.DataFrame) -> dict:
+    """Write the verdict, the score table and the evaluated ids into the manifest (this stage's section)."""
+    run.put(EvaluationRecord(verdict=result, scores=scores.to_dict("records"), sample_ids=frame["id"].tolist()))
+    return result
 
 
 def paired_table(gold, predictions: dict[str, list], taxonomy: str, reference: str = "base", seed: int = 0) -> pd.DataFrame:

@@ -211,6 +211,14 @@ def checkpoints_frame(provider, job_id: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["step", "model", "train_loss", "valid_loss", "valid_accuracy"])
 
 
+def fine_tuned_model(run) -> str:
+    """The run's fine-tuned model (from notebook 04's job record); an error says to run notebook 04 first."""
+    job = run.read(JobRecord)
+    if not job.fine_tuned_model:
+        raise JobError(f"job {job.id} has no fine-tuned model yet: run notebook 04 to the end (it resumes the job)")
+    return job.fine_tuned_model
+
+
 def reconcile(run, job) -> pd.DataFrame:
     """The billed-token estimate from notebook 03 next to the job's ``trained_tokens``; both into the manifest."""
     est = run.read(EstimateRecord)

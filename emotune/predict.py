@@ -19,7 +19,8 @@ from pathlib import Path
 import pandas as pd
 
 from .errors import BackendError, ConfigError
-from .examples import parse_answer, prompt_messages
+from .examples import PromptSpec, parse_answer, prompt_spec
+from .manifest import BatchRecord
 
 DEFAULT_CONCURRENCY = 32
 MAX_COMPLETION_TOKENS = 60
@@ -99,10 +100,10 @@ def _run(coro):
         return pool.submit(asyncio.run, coro).result()
 
 
-def _build(frame: pd.DataFrame, model: str, params: dict, style, label_format, taxonomy):
+def _build(frame: pd.DataFrame, model: str, params: dict, spec: PromptSpec):
     items = []
     for row_id, text in zip(frame["id"], frame["text"], strict=True):
-        messages = prompt_messages(text, style=style, label_format=label_format, taxonomy=taxonomy)
+        messages = spec.messages(text)
         items.append((str(row_id), messages, PredictionCache.key(model, messages, params)))
     return items
 
@@ -168,40 +169,44 @@ async def _ask_all(conn, model: str, todo, params: dict, concurrency: int, cache
     return failures, sent
 
 
-def classify(conn, model: str, frame: pd.DataFrame, *, cache: PredictionCache, style="compact", label_format="comma",
-             taxonomy=None, seed: int = 0, temperature: float = 0.0, concurrency: int = DEFAULT_CONCURRENCY,
+def classify(conn, model: str, frame: pd.DataFrame, *, cache: PredictionCache, spec: PromptSpec | None = None,
+             seed: int = 0, temperature: float = 0.0, concurrency: int = DEFAULT_CONCURRENCY,
              max_completion_tokens: int = MAX_COMPLETION_TOKENS, progress: bool = True) -> Predictions:
     """Answers for every row of ``frame`` (columns id, text), asking only for those not cached."""
     params = sampling_params(seed, temperature, max_completion_tokens)
-    items = _build(frame, model, params, style, label_format, taxonomy)
+    spec = spec or prompt_spec()
+    items = _build(frame, model, params, spec)
     cached = {key for _, _, key in items if cache.get(key) is not None}
     todo = [item for item in items if item[2] not in cached]
     failures, sent = _run(_ask_all(conn, model, todo, params, concurrency, cache, progress)) if todo else ({}, 0)
-    return _assemble(model, items, cache, cached, failures, taxonomy, sent)
+    return _assemble(model, items, cache, cached, failures, spec.taxonomy, sent)
 
 
-def classify_batch(conn, run, model: str, frame: pd.DataFrame, *, key: str, cache: PredictionCache, style="compact",
-                   label_format="comma", taxonomy=None, seed: int = 0, temperature: float = 0.0,
+def classify_batch(conn, run, model: str, frame: pd.DataFrame, *, key: str, cache: PredictionCache,
+                   spec: PromptSpec | None = None, seed: int = 0, temperature: float = 0.0,
                    max_completion_tokens: int = MAX_COMPLETION_TOKENS, poll_s: float = 1.0, max_poll_s: float = 60.0,
                    timeout_s: float = 25 * 3600, sleep: Callable[[float], None] = time.sleep) -> Predictions:
     """The same classification through ``/v1/batches`` (50% cheaper on OpenAI), resumable from the manifest."""
     client = conn.client
     params = sampling_params(seed, temperature, max_completion_tokens)
-    items = _build(frame, model, params, style, label_format, taxonomy)
+    if not conn.batches:
+        raise ConfigError(f"the {conn.kind} provider runs no batches; classify online instead")
+    spec = spec or prompt_spec()
+    items = _build(frame, model, params, spec)
     lines = [{"custom_id": row_id, "method": "POST", "url": "/v1/chat/completions",
               "body": {"model": model, "messages": messages, **params}} for row_id, messages, _ in items]
     if len({x["custom_id"] for x in lines}) != len(lines):
         raise ConfigError("ids must be unique to join batch results on custom_id")
     raw = "".join(json.dumps(x) + "\n" for x in lines).encode()
     sha = hashlib.sha256(raw).hexdigest()
-    known = run.get("batches", key) or {}
-    if known.get("sha256") == sha and known.get("batch_id"):
-        batch = client.batches.retrieve(known["batch_id"])
+    known = run.read(BatchRecord, key, required=False)
+    if known is not None and known.sha256 == sha and known.batch_id:
+        batch = client.batches.retrieve(known.batch_id)
     else:
         upload = client.files.create(file=(f"{run.name}-batch-{key}-{sha[:16]}.jsonl", raw), purpose="batch")
         batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h",
                                       metadata={"emotune_run": run.id, "key": key})
-        run.update(batches={key: {"batch_id": batch.id, "input_file_id": upload.id, "sha256": sha, "model": model}})
+        run.put(BatchRecord(batch_id=batch.id, input_file_id=upload.id, sha256=sha, model=model), key)
     waited, interval = 0.0, poll_s
     while batch.status not in ("completed", "failed", "expired", "cancelled"):
         if waited >= timeout_s:
@@ -233,6 +238,5 @@ def classify_batch(conn, run, model: str, frame: pd.DataFrame, *, key: str, cach
             err = json.loads(line)
             body = (err.get("response") or {}).get("body") or {}
             failures[err["custom_id"]] = (body.get("error") or err.get("error") or {}).get("message", "batch error")
-    run.update(batches={key: {"status": batch.status, "output_file_id": batch.output_file_id,
-                              "error_file_id": batch.error_file_id}})
-    return _assemble(model, items, cache, cached_before, failures, taxonomy, len(fresh))
+    run.put(BatchRecord(status=batch.status, output_file_id=batch.output_file_id, error_file_id=batch.error_file_id), key)
+    return _assemble(model, items, cache, cached_before, failures, spec.taxonomy, len(fresh))

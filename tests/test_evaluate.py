@@ -1,8 +1,11 @@
+import openai
 import pandas as pd
 import pytest
 
 from emotune import evaluate, metrics
 from emotune.predict import Predictions
+from emotune.providers.compatible import CompatibleProvider
+from emotune.providers.openai_api import OpenAIProvider
 
 
 def test_error_analysis_finds_fixed_and_broken_comments():
@@ -39,7 +42,11 @@ def test_cost_and_verdict():
     base = [["neutral"]] * 100
     tuned = [["joy"]] * 50 + [["anger"]] * 40 + [["fear"]] * 10
     preds = {"base": fake("gpt-4o-mini-2024-07-18", base), "fine-tuned": fake("ft:gpt-4o-mini-2024-07-18:o:x:1", tuned)}
-    cost = evaluate.cost_per_1000(preds, {"base": "gpt-4o-mini-2024-07-18", "fine-tuned": "ft:gpt-4o-mini-2024-07-18:o:x:1"})
+    models = {"base": "gpt-4o-mini-2024-07-18", "fine-tuned": "ft:gpt-4o-mini-2024-07-18:o:x:1"}
+    client = openai.OpenAI(api_key="k", base_url="http://127.0.0.1:9/v1")
+    cost = evaluate.cost_per_1000(OpenAIProvider(client, "https://api.openai.com/v1"), preds, models)
+    unpriced = evaluate.cost_per_1000(CompatibleProvider(client, "http://127.0.0.1:9/v1"), preds, models)
+    assert unpriced["USD per 1,000 (online)"].isna().all() and unpriced["pricing"].str.startswith("not priced").all()
     assert cost.loc["fine-tuned", "USD per 1,000 (online)"] == pytest.approx(1000 * (100 * 0.3 + 5 * 1.2) / 1e6)
     assert cost.loc["fine-tuned", "USD per 1,000 (batch)"] == pytest.approx(cost.loc["fine-tuned", "USD per 1,000 (online)"] / 2)
     v = evaluate.verdict(gold, base, tuned, taxonomy="goemotions", cost=cost, training_usd=1.5)

@@ -52,6 +52,10 @@ class Provider:
         """One line saying what answers (and, given a model, what that model really is)."""
         raise NotImplementedError
 
+    def model_kind(self, model: str) -> str:
+        """What really answers for ``model`` here, in a few words."""
+        return f"{model} on the {self.kind} server"
+
     def pricing(self, model: str) -> Pricing:
         """How ``model`` is paid for on this provider."""
         return Pricing.not_priced(model, f"{self.kind} server: no price list")

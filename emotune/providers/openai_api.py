@@ -21,6 +21,9 @@ class OpenAIProvider(Provider):
     def describe(self, model: str | None = None) -> str:
         return f"OpenAI backend: {self.base_url}" + (f"; model {model}" if model else "")
 
+    def model_kind(self, model: str) -> str:
+        return f"OpenAI {'fine-tuned ' if model.startswith('ft:') else ''}model {model}"
+
     def pricing(self, model: str) -> Pricing:
         return catalog_pricing(model, "billed by OpenAI")
 
