@@ -21,9 +21,10 @@ import httpx
 import openai
 from sklearn.metrics import f1_score
 
-from emotune import data, examples
+from emotune.core import prompts as examples
+from emotune.core.taxonomy import get_taxonomy
 from emotune.local.server import free_port
-from emotune.taxonomy import get_taxonomy
+from emotune.stages import data
 
 GOEMOTIONS = get_taxonomy("goemotions")
 

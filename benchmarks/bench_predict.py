@@ -15,9 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from emotune import data, examples, predict
 from emotune import providers as backend
-from emotune.taxonomy import get_taxonomy
+from emotune.core import prompts as examples
+from emotune.core.taxonomy import get_taxonomy
+from emotune.stages import data, predict
 
 GOEMOTIONS = get_taxonomy("goemotions")
 

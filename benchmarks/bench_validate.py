@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import time
 
-from emotune import data, examples, validate
+from emotune.core import file_rules as validate
+from emotune.core import prompts as examples
+from emotune.stages import data
 
 MODEL = "gpt-4.1-mini-2025-04-14"
 

@@ -4,10 +4,8 @@ The notebooks import everything they use from here; the public API is pinned by
 ``tests/test_public_api.py``. The layers behind it are described in ``docs/architecture.md``.
 """
 
-from .costs import estimate_line, estimate_usd, plan_costs, token_limit
-from .data import clean, load, load_samples, make_samples, save_samples, support_table, to_frame
-from .datasets import dataset_spec
-from .errors import (
+from .core.datasets import dataset_spec
+from .core.errors import (
     BackendError,
     BudgetError,
     ChecksumError,
@@ -19,20 +17,9 @@ from .errors import (
     NotebookFailed,
     PredictionError,
 )
-from .evaluate import (
-    batch_agreement,
-    cost_per_1000,
-    error_analysis,
-    gold_labels,
-    open_cache,
-    paired_table,
-    predict_models,
-    record_evaluation,
-    train_baseline,
-    usage_table,
-    verdict,
-)
-from .examples import (
+from .core.file_rules import check_overlap, rules_frame, validate_file
+from .core.pricing import cost_table, load_catalog
+from .core.prompts import (
     PromptSpec,
     PromptStyle,
     build_training_files,
@@ -47,26 +34,8 @@ from .examples import (
     style_tokens,
     trained_prompt_spec,
 )
-from .explore import (
-    cooccurrence,
-    label_frequency,
-    labels_per_comment,
-    length_summary,
-    level_breakdown,
-    sample_table,
-    token_lengths,
-    top_pairs,
-)
-from .finetune import (
-    checkpoints_frame,
-    fine_tuned_model,
-    launch_or_resume,
-    reconcile,
-    step_metrics,
-    upload_training_files,
-    watch,
-)
-from .metrics import per_label, score_models, to_matrix, top_confusions
+from .core.runs import Run, begin_stage, finish_stage, open_run, package_versions
+from .core.taxonomy import Taxonomy, get_taxonomy
 from .plots import (
     plot_confusions,
     plot_cooccurrence,
@@ -83,12 +52,43 @@ from .plots import (
     plot_token_lengths,
     plot_training_curves,
 )
-from .pricing import cost_table, load_catalog
 from .providers import Provider, connect
-from .runs import Run, begin_stage, finish_stage, open_run, package_versions
 from .series import collect_parameters, run_series
-from .taxonomy import Taxonomy, get_taxonomy
-from .validate import check_overlap, rules_frame, validate_file
+from .stages.costs import estimate_line, estimate_usd, plan_costs, token_limit
+from .stages.data import clean, load, load_samples, make_samples, save_samples, support_table, to_frame
+from .stages.evaluate import (
+    batch_agreement,
+    cost_per_1000,
+    error_analysis,
+    gold_labels,
+    open_cache,
+    paired_table,
+    predict_models,
+    record_evaluation,
+    train_baseline,
+    usage_table,
+    verdict,
+)
+from .stages.explore import (
+    cooccurrence,
+    label_frequency,
+    labels_per_comment,
+    length_summary,
+    level_breakdown,
+    sample_table,
+    token_lengths,
+    top_pairs,
+)
+from .stages.finetune import (
+    checkpoints_frame,
+    fine_tuned_model,
+    launch_or_resume,
+    reconcile,
+    step_metrics,
+    upload_training_files,
+    watch,
+)
+from .stages.metrics import per_label, score_models, to_matrix, top_confusions
 
 __version__ = "0.1.0"
 

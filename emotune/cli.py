@@ -8,7 +8,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from .errors import EmotuneError
+from .core.errors import EmotuneError
 
 
 def _parse_assignments(items: list[str]) -> dict:
@@ -36,7 +36,7 @@ def _load_params_file(path: str) -> dict:
 
 
 def cmd_run(args) -> int:
-    from .runs import Run
+    from .core.runs import Run
     from .series import run_series
 
     params = _load_params_file(args.params) if args.params else {}
@@ -58,7 +58,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_show(args) -> int:
-    from .runs import Run
+    from .core.runs import Run
 
     manifest = Run(args.run).manifest()
     if not manifest:
@@ -100,8 +100,8 @@ def summary_lines(m: dict) -> list[str]:
 
 
 def cmd_validate(args) -> int:
-    from .pricing import load_catalog
-    from .validate import check_overlap, validate_file
+    from .core.file_rules import check_overlap, validate_file
+    from .core.pricing import load_catalog
 
     limit = load_catalog().model(args.model).example_token_limit
     reports = [validate_file(p, args.model, taxonomy=args.taxonomy or None, token_limit=limit,
@@ -119,8 +119,8 @@ def cmd_validate(args) -> int:
 
 
 def cmd_estimate(args) -> int:
-    from .pricing import check_budget, estimate_training, lifecycle, load_catalog
-    from .validate import validate_file
+    from .core.file_rules import validate_file
+    from .core.pricing import check_budget, estimate_training, lifecycle, load_catalog
 
     catalog = load_catalog(args.catalog)
     report = validate_file(args.file, args.model, taxonomy=None, token_limit=catalog.model(args.model).example_token_limit)

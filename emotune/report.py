@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from .runs import atomic_write_text
+from .core.runs import atomic_write_text
 
 DESCRIPTIONS = {
     "01_explore": "Label frequencies, labels per comment, co-occurrence, token lengths, Ekman and sentiment levels; "

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ConfigError, NotebookFailed
-from .runs import Run, atomic_write_json, now_iso
+from .core.errors import ConfigError, NotebookFailed
+from .core.runs import Run, atomic_write_json, now_iso
 
 # The parameters every notebook declares in its `parameters` cell, with the tutorial's defaults.
 DEFAULT_PARAMETERS: dict[str, object] = {

@@ -41,7 +41,7 @@ def seed_tutorial() -> Path:
 @pytest.fixture(scope="session")
 def loaded_mirror(mirror):
     """The mirror loaded once for the session."""
-    from emotune import data
+    from emotune.stages import data
 
     return data.load_local(mirror)
 

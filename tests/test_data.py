@@ -3,7 +3,8 @@ import pandas as pd
 import pytest
 from conftest import write_tsv
 
-from emotune import ChecksumError, DataError, data
+from emotune import ChecksumError, DataError
+from emotune.stages import data
 
 GOOD = {"train": ["I love it\t18\ta1", "meh\t27\ta2", "wow, thanks!\t15,26\ta3"],
         "validation": ["so sad\t25\tb1"], "test": ["why?\t7\tc1", "   \t27\tc2"]}
@@ -140,8 +141,8 @@ def test_the_release_is_read_with_its_csv_quoting(loaded_mirror):
 
 
 def test_a_bom_is_dropped_and_invalid_utf8_is_a_data_error(tmp_path):
-    from emotune.errors import DataError
-    from emotune.taxonomy import get_taxonomy
+    from emotune.core.errors import DataError
+    from emotune.core.taxonomy import get_taxonomy
 
     path = tmp_path / "t.tsv"
     path.write_bytes(b"\xef\xbb\xbfhello there\t27\tid1\n")

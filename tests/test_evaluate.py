@@ -2,10 +2,10 @@ import openai
 import pandas as pd
 import pytest
 
-from emotune import evaluate, metrics
-from emotune.predict import Predictions
 from emotune.providers.compatible import CompatibleProvider
 from emotune.providers.openai_api import OpenAIProvider
+from emotune.stages import evaluate, metrics
+from emotune.stages.predict import Predictions
 
 
 def test_error_analysis_finds_fixed_and_broken_comments():
@@ -18,7 +18,7 @@ def test_error_analysis_finds_fixed_and_broken_comments():
 
 
 def test_baseline_learns_on_the_real_mirror(loaded_mirror):
-    from emotune import data
+    from emotune.stages import data
 
     dd = loaded_mirror.dataset
     train = data.stratified_sample(data.to_frame(dd["train"]), 2000, seed=0, n_labels=28)

@@ -2,15 +2,17 @@ import json
 
 import pytest
 
-from emotune import ConfigError, PromptStyle, format_answer, parse_answer, prompt_messages, render_example
-from emotune.examples import (
+from emotune import ConfigError, PromptStyle, parse_answer, prompt_messages
+from emotune.core.prompts import (
     assistant_text,
     check_prompt_spec,
+    format_answer,
     last_user_text,
     prompt_spec,
+    render_example,
     trained_prompt_spec,
 )
-from emotune.taxonomy import taxonomy_names
+from emotune.core.taxonomy import taxonomy_names
 
 
 @pytest.mark.parametrize("level, labels", [("goemotions", ["embarrassment", "joy"]), ("ekman", ["fear", "neutral"]),

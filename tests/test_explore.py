@@ -1,7 +1,8 @@
 import numpy as np
 import pandas as pd
 
-from emotune import explore, plots
+from emotune import plots
+from emotune.stages import explore
 
 FRAME = pd.DataFrame({"text": ["a b", "c", "d e f"], "labels": [[0, 15], [27], [0]], "id": ["1", "2", "3"]})
 

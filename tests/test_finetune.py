@@ -14,12 +14,13 @@ import openai
 import pandas as pd
 import pytest
 
-from emotune import BudgetError, JobError, LifecycleError, Run, finetune, providers
-from emotune.examples import render_example
+from emotune import BudgetError, JobError, LifecycleError, Run, providers
+from emotune.core.manifest import EstimateRecord, SamplesRecord
+from emotune.core.prompts import render_example
 from emotune.local import LocalServer
-from emotune.manifest import EstimateRecord, SamplesRecord
 from emotune.providers.local import LocalProvider
 from emotune.providers.openai_api import OpenAIProvider
+from emotune.stages import finetune
 
 BASE = "gpt-4.1-mini-2025-04-14"
 TOY = [("thank you so much", ["gratitude"]), ("lol that is hilarious", ["amusement"]),
@@ -170,7 +171,8 @@ def test_watch_is_one_bounded_loop_with_back_off(tmp_path, client):
 
 SCRIPT = textwrap.dedent("""
     import sys
-    from emotune import Run, connect, finetune
+    from emotune import Run, connect
+    from emotune.stages import finetune
     run = Run(sys.argv[1])
     conn = connect("local", state_dir=sys.argv[2], announce=False)
     finetune.upload_training_files(conn, run)

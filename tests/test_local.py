@@ -15,9 +15,10 @@ from openai.types.chat import ChatCompletion
 from openai.types.fine_tuning import FineTuningJob, FineTuningJobEvent
 from openai.types.fine_tuning.jobs import FineTuningJobCheckpoint
 
-from emotune import data, examples
+from emotune.core import prompts as examples
+from emotune.core.taxonomy import get_taxonomy
 from emotune.local import LocalServer
-from emotune.taxonomy import get_taxonomy
+from emotune.stages import data
 
 GOEMOTIONS = get_taxonomy("goemotions")
 
@@ -86,8 +87,10 @@ def test_models_and_chat(client):
     chat = strict(ChatCompletion, raw.http_response.json())
     assert chat.system_fingerprint == "emotune-local-zero-shot"
     assert examples.parse_answer(chat.choices[0].message.content).labels == ("amusement", "gratitude")
-    enc = __import__("emotune").encoding_for(BASE)
-    assert chat.usage.prompt_tokens == __import__("emotune").count_chat_tokens(examples.prompt_messages("so grateful, and amused"), enc)
+    from emotune.core.tokens import count_chat_tokens, encoding_for
+
+    enc = encoding_for(BASE)
+    assert chat.usage.prompt_tokens == count_chat_tokens(examples.prompt_messages("so grateful, and amused"), enc)
     assert chat.usage.completion_tokens == len(enc.encode(chat.choices[0].message.content))
     short = client.chat.completions.create(model=BASE, messages=examples.prompt_messages("grateful and amused"), max_completion_tokens=1)
     assert short.choices[0].finish_reason == "length" and short.usage.completion_tokens == 1

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from conftest import wait_job
 
-from emotune.examples import render_example
+from emotune.core.prompts import render_example
 
 BASE = "gpt-4.1-mini-2025-04-14"
 GOOD = "".join(json.dumps(render_example(f"thank you {i}", ["gratitude"])) + "\n" for i in range(12)).encode()

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, hamming_loss, jaccard_score
 
-from emotune import metrics
+from emotune.stages import metrics
 
 
 def random_case(seed, n=300, labels=12, p=0.15, noise=0.2):

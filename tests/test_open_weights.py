@@ -16,7 +16,7 @@ pytest.importorskip("peft")
 import openai  # noqa: E402
 from conftest import wait_job  # noqa: E402
 
-from emotune.examples import parse_answer, prompt_messages, render_example  # noqa: E402
+from emotune.core.prompts import parse_answer, prompt_messages, render_example  # noqa: E402
 from emotune.local import LocalServer  # noqa: E402
 
 TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"

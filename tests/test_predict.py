@@ -12,8 +12,9 @@ import textwrap
 import pandas as pd
 import pytest
 
-from emotune import Run, predict
+from emotune import Run
 from emotune import providers as backend
+from emotune.stages import predict
 
 BASE = "gpt-4.1-mini-2025-04-14"
 
@@ -69,7 +70,7 @@ def test_a_rerun_buys_nothing_twice(tmp_path):
 
 SCRIPT = textwrap.dedent("""
     import sys, pandas as pd
-    from emotune import predict
+    from emotune.stages import predict
     from emotune import providers as backend
     conn = backend.connect("local", state_dir=sys.argv[1], announce=False, latency_ms=50)
     cache = predict.PredictionCache(sys.argv[2])

@@ -3,7 +3,8 @@ from datetime import date
 import numpy as np
 import pytest
 
-from emotune import BudgetError, ConfigError, LifecycleError, pricing
+from emotune import BudgetError, ConfigError, LifecycleError
+from emotune.core import pricing
 
 
 @pytest.mark.parametrize("n, epochs", [(1, 25), (3, 25), (4, 25), (5, 20), (33, 4), (34, 3), (100, 3),
@@ -84,7 +85,7 @@ def test_cli_estimate_budget(tmp_path, capsys):
     import json
 
     from emotune import cli
-    from emotune.examples import render_example
+    from emotune.core.prompts import render_example
 
     f = tmp_path / "t.jsonl"
     f.write_text("".join(json.dumps(render_example(f"c{i}", ["joy"])) + "\n" for i in range(20)))

@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from emotune import ConfigError, Run, providers
-from emotune.manifest import BackendRecord
+from emotune.core.manifest import BackendRecord
 from emotune.providers.compatible import CompatibleProvider
 from emotune.providers.local import LOCAL_API_KEY, LocalProvider
 from emotune.providers.openai_api import OpenAIProvider

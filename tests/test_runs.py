@@ -4,7 +4,8 @@ import os
 import pandas as pd
 import pytest
 
-from emotune import ConfigError, Run, begin_stage, finish_stage, open_run, runs
+from emotune import ConfigError, Run, begin_stage, finish_stage, open_run
+from emotune.core import runs
 
 
 def test_open_run_uses_env_then_default(tmp_path, monkeypatch):

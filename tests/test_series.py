@@ -8,7 +8,8 @@ import nbformat
 import pytest
 import yaml
 
-from emotune import DEFAULT_PARAMETERS, ConfigError, cli, series
+from emotune import ConfigError, cli, series
+from emotune.series import DEFAULT_PARAMETERS
 
 ROOT = Path(__file__).resolve().parent.parent
 

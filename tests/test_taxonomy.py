@@ -1,12 +1,7 @@
 import pytest
 
-from emotune import (
-    ConfigError,
-    Taxonomy,
-    get_taxonomy,
-    map_labels,
-    register_taxonomy,
-)
+from emotune import ConfigError, Taxonomy, get_taxonomy
+from emotune.core.taxonomy import map_labels, register_taxonomy
 
 GOEMOTIONS, EKMAN, SENTIMENT = (get_taxonomy(n) for n in ("goemotions", "ekman", "sentiment"))
 

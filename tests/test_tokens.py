@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from emotune import ConfigError, tokens
+from emotune import ConfigError
+from emotune.core import tokens
 
 
 @pytest.mark.parametrize("model, enc", [

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from emotune import validate
-from emotune.examples import render_example
+from emotune.core import file_rules as validate
+from emotune.core.prompts import render_example
 
 MODEL = "gpt-4o-mini-2024-07-18"
 
@@ -72,7 +72,7 @@ def test_a_good_file_has_no_issues_and_exact_token_counts():
     raw = as_bytes(good_lines())
     report = validate.validate_bytes(raw, "ok.jsonl", MODEL)
     assert report.ok and report.issues == [] and report.n_examples == 12
-    from emotune import count_chat_tokens, encoding_for
+    from emotune.core.tokens import count_chat_tokens, encoding_for
 
     enc = encoding_for(MODEL)
     assert report.tokens.tolist() == [count_chat_tokens(json.loads(x)["messages"], enc) for x in good_lines()]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from ..openai_spec import BATCH_TERMINAL
+from ..core.openai_spec import BATCH_TERMINAL
 from .api_error import ApiError
 from .chat import Chat
 from .files import Files

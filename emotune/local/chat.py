@@ -6,7 +6,7 @@ import time
 
 from openai.types.chat import ChatCompletion
 
-from .. import tokens
+from ..core import tokens
 from .models import Models
 from .schemas import ChatRequest
 from .store import new_id

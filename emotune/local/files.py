@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from ..openai_spec import FILE_PURPOSES
+from ..core.openai_spec import FILE_PURPOSES
 from .api_error import ApiError
 from .store import Store, new_id, public
 

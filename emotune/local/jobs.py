@@ -8,10 +8,10 @@ import json
 import time
 from pathlib import Path
 
-from .. import tokens
-from ..errors import ConfigError, DataError
-from ..openai_spec import JOB_TERMINAL, MIN_TRAINING_EXAMPLES, default_epochs
-from ..validate import RULES_BY_CODE, validate_bytes
+from ..core import tokens
+from ..core.errors import ConfigError, DataError
+from ..core.file_rules import RULES_BY_CODE, validate_bytes
+from ..core.openai_spec import JOB_TERMINAL, MIN_TRAINING_EXAMPLES, default_epochs
 from . import trainers
 from .api_error import ApiError
 from .files import Files

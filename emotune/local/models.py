@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from ..errors import ConfigError
-from ..pricing import load_catalog
+from ..core.errors import ConfigError
+from ..core.pricing import load_catalog
 from . import trainers
 from .api_error import ApiError
 from .store import Store, public

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-from ..errors import BackendError
+from ..core.errors import BackendError
 from .app import create_app
 
 HOST = "127.0.0.1"  # loopback only: the local backend is never reachable from another machine

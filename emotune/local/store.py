@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from ..runs import atomic_write_bytes, atomic_write_json
+from ..core.runs import atomic_write_bytes, atomic_write_json
 
 KINDS = ("files", "jobs", "batches", "models")
 RECORD_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_:.~-]{0,255}$")  # ids and model names; checked before any disk access

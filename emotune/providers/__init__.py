@@ -18,8 +18,8 @@ from importlib import resources
 from pathlib import Path
 from urllib.parse import urlparse
 
-from .. import config
-from ..errors import ConfigError
+from ..core import config
+from ..core.errors import ConfigError
 from .base import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S, Provider
 from .local import LOCAL_API_KEY, LocalProvider, local_server, stop_local_servers
 from .openai_api import OPENAI_HOSTS
@@ -96,7 +96,7 @@ def connect(backend: str | None = "auto", *, state_dir: str | Path | None = None
         client = openai.OpenAI(api_key=key or "not-needed", base_url=config.openai_base_url(), **options)
         provider = cls(client, str(client.base_url), options)
     if run is not None:
-        from ..manifest import BackendRecord
+        from ..core.manifest import BackendRecord
 
         run.put(BackendRecord(**provider.record()))
     if announce:

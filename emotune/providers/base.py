@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import ClassVar
 
-from ..errors import ConfigError, LifecycleError
-from ..pricing import Pricing, lifecycle, load_catalog
+from ..core.errors import ConfigError, LifecycleError
+from ..core.pricing import Pricing, lifecycle, load_catalog
 
 DEFAULT_MAX_RETRIES = 5  # 429s and 5xx are retried with back-off that honours Retry-After (openai client)
 DEFAULT_TIMEOUT_S = 60.0

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from ..errors import ConfigError
-from ..pricing import Pricing, lifecycle
-from ..tokens import base_model
+from ..core.errors import ConfigError
+from ..core.pricing import Pricing, lifecycle
+from ..core.tokens import base_model
 from .base import Provider, catalog_pricing
 
 LOCAL_API_KEY = "emotune-local"  # the local backend accepts any key; this keeps a real one from reaching it

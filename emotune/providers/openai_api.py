@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from ..pricing import Pricing, lifecycle
+from ..core.pricing import Pricing, lifecycle
 from .base import Provider, catalog_pricing
 
 OPENAI_HOSTS = ("api.openai.com",)

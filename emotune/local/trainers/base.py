@@ -8,8 +8,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ...errors import DataError
-from ...examples import assistant_text, last_user_text, parse_answer
+from ...core.errors import DataError
+from ...core.prompts import assistant_text, last_user_text, parse_answer
 
 
 class Cancelled(Exception):

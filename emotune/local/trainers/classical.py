@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ...examples import format_answer, last_user_text
-from ...taxonomy import get_taxonomy, taxonomy_names
-from ...thresholds import tune_thresholds
+from ...core.prompts import format_answer, last_user_text
+from ...core.taxonomy import get_taxonomy, taxonomy_names
+from ...core.thresholds import tune_thresholds
 from .base import Dataset, StepMetrics, TrainResult, wants_json
 
 MODEL_FILE = "model.pkl"

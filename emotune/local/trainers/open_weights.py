@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ...errors import ConfigError
+from ...core.errors import ConfigError
 from .base import Dataset, StepMetrics, TrainResult
 
 INSTALL = "pip install 'emotune[open-weights]'"

@@ -7,8 +7,8 @@ import re
 from functools import lru_cache
 from importlib import resources
 
-from ...examples import format_answer, last_user_text
-from ...taxonomy import get_taxonomy, map_labels, taxonomy_names
+from ...core.prompts import format_answer, last_user_text
+from ...core.taxonomy import get_taxonomy, map_labels, taxonomy_names
 from .base import wants_json
 
 

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .datasets import dataset_spec
-from .errors import PredictionError
-from .examples import PromptSpec, example_labels
-from .manifest import EvaluationRecord
+from ..core.datasets import dataset_spec
+from ..core.errors import PredictionError
+from ..core.manifest import EvaluationRecord
+from ..core.prompts import PromptSpec, example_labels
+from ..core.taxonomy import get_taxonomy
 from .metrics import paired_test, to_matrix
 from .predict import PredictionCache, Predictions, classify, classify_batch
-from .taxonomy import get_taxonomy
 
 CACHE_FILE = "predictions/cache.jsonl"
 BATCH_CHECK_FILE = "predictions/batch-check.jsonl"
@@ -71,7 +71,7 @@ def train_baseline(train: pd.DataFrame, validation: pd.DataFrame, taxonomy: str 
     from sklearn.multiclass import OneVsRestClassifier
     from sklearn.pipeline import make_pipeline
 
-    from .thresholds import tune_thresholds
+    from ..core.thresholds import tune_thresholds
 
     tax = get_taxonomy(taxonomy)
     y = to_matrix(gold_labels(train, taxonomy), tax)

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import JobError, LifecycleError
-from .manifest import EstimateRecord, JobRecord, UploadRecord
-from .openai_spec import JOB_TERMINAL
-from .pricing import check_budget, wind_down_summary
+from ..core.errors import JobError, LifecycleError
+from ..core.manifest import EstimateRecord, JobRecord, UploadRecord
+from ..core.openai_spec import JOB_TERMINAL
+from ..core.pricing import check_budget, wind_down_summary
 
 
 @dataclass

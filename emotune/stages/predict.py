@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import BackendError, ConfigError
-from .examples import PromptSpec, parse_answer, prompt_spec
-from .manifest import BatchRecord
+from ..core.errors import BackendError, ConfigError
+from ..core.manifest import BatchRecord
+from ..core.prompts import PromptSpec, parse_answer, prompt_spec
 
 DEFAULT_CONCURRENCY = 32
 MAX_COMPLETION_TOKENS = 60

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from .manifest import EstimateRecord, SamplesRecord, ValidationRecord
-from .pricing import CostEstimate, Pricing, check_budget, estimate_training, inference_table
-from .validate import ValidationReport
+from ..core.file_rules import ValidationReport
+from ..core.manifest import EstimateRecord, SamplesRecord, ValidationRecord
+from ..core.pricing import CostEstimate, Pricing, check_budget, estimate_training, inference_table
 
 
 @dataclass
@@ -50,7 +50,7 @@ def plan_costs(provider, run, train: ValidationReport, val: ValidationReport, *,
                n_epochs: int | str = "auto") -> CostPlan:
     """Estimate training and evaluation on ``provider``, check the budget, and record both in the manifest.
 
-    Raises :class:`~emotune.errors.BudgetError` (nothing spent) when training plus the dearer evaluation
+    Raises :class:`~emotune.core.errors.BudgetError` (nothing spent) when training plus the dearer evaluation
     path exceeds ``budget_usd``.
     """
     pricing = provider.pricing(base_model)

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .examples import assistant_text, last_user_text, parse_answer
 from .openai_spec import MAX_FILE_BYTES, MIN_TRAINING_EXAMPLES
+from .prompts import assistant_text, last_user_text, parse_answer
 from .taxonomy import DEFAULT, Taxonomy, get_taxonomy
 from .tokens import chat_token_parts, encoding_for
 

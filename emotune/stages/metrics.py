@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .taxonomy import Taxonomy, get_taxonomy, map_labels, taxonomy_names
+from ..core.taxonomy import Taxonomy, get_taxonomy, map_labels, taxonomy_names
 
 HEADLINE = ("macro_f1", "micro_f1", "weighted_f1", "exact_match", "hamming_loss", "jaccard")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..core.taxonomy import Taxonomy, get_taxonomy, map_labels
+from ..core.tokens import encoding_for
 from .data import multi_hot
-from .taxonomy import Taxonomy, get_taxonomy, map_labels
-from .tokens import encoding_for
 
 
 def label_names(frame: pd.DataFrame, taxonomy: str | Taxonomy | None = None) -> pd.Series:

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import config
-from .datasets import dataset_spec
-from .errors import ChecksumError, DataError
-from .taxonomy import Taxonomy, get_taxonomy
+from ..core import config
+from ..core.datasets import dataset_spec
+from ..core.errors import ChecksumError, DataError
+from ..core.taxonomy import Taxonomy, get_taxonomy
 
 SPEC = dataset_spec()  # the catalogue's default dataset, in its release format (the one this loader reads)
 HUB_ID, HUB_CONFIG = SPEC.hub_id, SPEC.hub_config
