@@ -16,7 +16,7 @@ import pandas as pd
 
 from ..core import config
 from ..core.datasets import dataset_spec
-from ..core.errors import ChecksumError, DataError
+from ..core.errors import ChecksumError, ConfigError, DataError
 from ..core.taxonomy import Taxonomy, get_taxonomy
 
 SPEC = dataset_spec()  # the catalogue's default dataset, in its release format (the one this loader reads)
@@ -140,11 +140,16 @@ def load_hub(hub_id: str = HUB_ID, hub_config: str = HUB_CONFIG) -> LoadedData:
     return LoadedData(dd, source=f"hub:{hub_id}/{hub_config}", checksums=checksums)
 
 
-def load(source: str | Path | None = None, *, taxonomy: str | Taxonomy | None = None, verify: bool = True) -> LoadedData:
-    """Load the dataset: a local folder (argument or ``EMOTUNE_DATA_DIR``), else the hub.
+def load(source: str | Path | None = None, *, dataset: str | None = None, taxonomy: str | Taxonomy | None = None,
+         verify: bool = True) -> LoadedData:
+    """Load a catalogue dataset (the default one unless ``dataset`` names another): its release files from a
+    local folder (``source`` or ``EMOTUNE_DATA_DIR``), else the hub.
 
     When neither works, one :class:`DataError` names both remedies.
     """
+    spec = dataset_spec(dataset)
+    if spec.name != SPEC.name:
+        raise ConfigError(f"dataset {spec.name!r} has no loader here; this loader reads {SPEC.name!r} only")
     folder = config.data_dir(source if source and Path(source).exists() else None)
     if folder is not None:
         return load_local(folder, taxonomy=taxonomy, verify=verify)

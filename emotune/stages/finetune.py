@@ -231,4 +231,4 @@ def reconcile(run, job) -> pd.DataFrame:
                       estimated_billed_tokens=estimated, difference_pct=diff, training_seconds=seconds))
     return pd.DataFrame([{"estimated billed tokens": estimated, "trained_tokens": trained, "difference %": diff,
                           "epochs (estimate)": est.n_epochs, "epochs (job)": hp.n_epochs,
-                          "estimated USD (OpenAI prices)": est.training_usd, "training seconds": seconds}])
+                          "estimated USD (OpenAI prices)": est.training_usd}])
