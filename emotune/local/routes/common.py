@@ -17,6 +17,15 @@ def json_response(obj, status: int = 200, headers: dict | None = None) -> Respon
     return Response(json.dumps(obj), status_code=status, media_type="application/json", headers=headers)
 
 
+def typed(kind, obj: dict) -> dict:
+    """A response built through the ``openai`` package's own type: what the official client parses, no more."""
+    return kind.model_validate(obj).model_dump(mode="json", exclude_unset=True)
+
+
+def typed_list(kind, items: list[dict]) -> list[dict]:
+    return [typed(kind, item) for item in items]
+
+
 def engine(request: Request):
     return request.app.state.engine
 
