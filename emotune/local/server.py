@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
 import socket
 import threading
 import time
@@ -16,6 +19,67 @@ from .app import create_app
 HOST = "127.0.0.1"  # loopback only: the local backend is never reachable from another machine
 
 
+LOCK_FILE = "server.lock"
+
+
+class StateLock:
+    """One server per state directory: an exclusive lock file holding the owner's pid and URL.
+
+    The operating system releases the lock when the owning process ends, however it ends, so a lock held
+    means a live server.
+    """
+
+    def __init__(self, state_dir: Path):
+        self.path = Path(state_dir) / LOCK_FILE
+        self._fd: int | None = None
+
+    def acquire(self, url: str) -> StateLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            owner = holder(self.path.parent) or {}
+            raise BackendError(f"the state directory {self.path.parent} is in use by another emotune server "
+                               f"(pid {owner.get('pid', '?')}, {owner.get('url', '?')}); stop it or use another "
+                               "state directory") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"pid": os.getpid(), "url": url}).encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the lock
+            self._fd = None
+
+
+def holder(state_dir: str | Path) -> dict | None:
+    """The pid and URL of the live server holding ``state_dir``'s lock, or None when no server holds it."""
+    path = Path(state_dir) / LOCK_FILE
+    if not path.exists():
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None  # nobody holds it
+    except BlockingIOError:
+        try:
+            return json.loads(path.read_text("utf-8") or "{}")
+        except json.JSONDecodeError:
+            return {}
+    finally:
+        os.close(fd)
+
+
+def running_server(state_dir: str | Path) -> str | None:
+    """The base URL of a live emotune server on ``state_dir`` (in another process), if there is one."""
+    owner = holder(state_dir)
+    return f"{owner['url']}/v1" if owner and owner.get("url") else None
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
@@ -28,7 +92,13 @@ class LocalServer:
     def __init__(self, state_dir: str | Path, port: int | None = None, **app_options):
         self.state_dir = Path(state_dir)
         self.port = port or free_port()
-        self.app = create_app(self.state_dir, **app_options)
+        # the lock comes first: a second server on this directory must not even recover its jobs
+        self._lock = StateLock(self.state_dir).acquire(f"http://{HOST}:{self.port}")
+        try:
+            self.app = create_app(self.state_dir, **app_options)
+        except BaseException:
+            self._lock.release()
+            raise
         self._server = uvicorn.Server(uvicorn.Config(self.app, host=HOST, port=self.port, log_level="warning",
                                                      access_log=False, lifespan="on"))
         self._thread: threading.Thread | None = None
@@ -63,6 +133,7 @@ class LocalServer:
         if self._thread is not None:
             self._thread.join(timeout=10)
         self.engine.close()
+        self._lock.release()
 
     def stats(self) -> dict:
         return dict(self.app.state.stats)
@@ -76,6 +147,10 @@ class LocalServer:
 
 def serve(port: int, state_dir: str | Path, **app_options) -> None:
     """Run the local backend in the foreground until interrupted (``emotune serve``)."""
+    lock = StateLock(Path(state_dir)).acquire(f"http://{HOST}:{port}")  # a second server exits here, naming the first
     app = create_app(Path(state_dir), **app_options)
     print(f"emotune local backend on http://{HOST}:{port}/v1 (state: {state_dir}); any API key is accepted")
-    uvicorn.run(app, host=HOST, port=port, log_level="warning", access_log=False)
+    try:
+        uvicorn.run(app, host=HOST, port=port, log_level="warning", access_log=False)
+    finally:
+        lock.release()

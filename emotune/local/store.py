@@ -7,6 +7,7 @@ Writes are atomic (temp file + rename) and serialised by one lock.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import secrets
 import threading
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from ..core.runs import atomic_write_bytes, atomic_write_json
 
+log = logging.getLogger("emotune.local")
 KINDS = ("files", "jobs", "batches", "models")
 RECORD_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_:.~-]{0,255}$")  # ids and model names; checked before any disk access
 
@@ -38,6 +40,28 @@ class Store:
             (self.root / kind).mkdir(parents=True, exist_ok=True)
         self.lock = threading.RLock()
         self._seq = 0
+        self._clean_partial_writes()
+
+    def _clean_partial_writes(self) -> None:
+        """Remove the temporary files of writes a crash cut short (an upload's can be large)."""
+        for tmp in self.root.glob("*/.*.tmp"):
+            tmp.unlink(missing_ok=True)
+            log.warning("removed %s, a write cut short by an earlier crash", tmp.relative_to(self.root))
+
+    def _read(self, path: Path) -> dict | None:
+        """A record file, or None after moving a corrupt one aside (``*.corrupt``) with a log line naming it."""
+        try:
+            record = json.loads(path.read_text("utf-8"))
+            if isinstance(record, dict) and isinstance(record.get("id"), str):
+                return record
+            problem = "not a record object"
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+        aside = path.with_name(path.name + ".corrupt")
+        path.replace(aside)
+        log.error("moved corrupt record %s aside to %s (%s); the server goes on without it",
+                  path.relative_to(self.root), aside.name, problem)
+        return None
 
     def next_seq(self) -> int:
         """A per-process sequence number that orders records created within the same second."""
@@ -64,7 +88,7 @@ class Store:
         with self.lock:
             if not path.exists():
                 return None
-            return json.loads(path.read_text("utf-8"))
+            return self._read(path)
 
     def update(self, kind: str, rid: str, **changes) -> dict:
         with self.lock:
@@ -85,7 +109,7 @@ class Store:
     def all(self, kind: str) -> list[dict]:
         """Every record of a kind, newest first (ties broken by id for a stable order)."""
         with self.lock:
-            records = [json.loads(p.read_text("utf-8")) for p in (self.root / kind).glob("*.json")]
+            records = [r for p in (self.root / kind).glob("*.json") if (r := self._read(p)) is not None]
         return sorted(records, key=lambda r: (r.get("created_at", 0), r.get("_seq", 0), r["id"]), reverse=True)
 
     # blobs ----------------------------------------------------------------------------------
@@ -113,7 +137,13 @@ class Store:
         with self.lock:
             if not path.exists():
                 return []
-            return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
+            out = []
+            for line in path.read_text("utf-8", errors="replace").splitlines():
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:  # a line cut short by a crash: the other events still count
+                    log.warning("skipped a damaged line in events/%s.jsonl", job_id)
+            return out
 
     def clear_events(self, job_id: str) -> None:
         with self.lock:

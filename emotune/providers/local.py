@@ -30,15 +30,28 @@ def _is_open_weights(model: str) -> bool:
     return is_open_weights(base_model(model))
 
 
+@dataclass
+class RunningServer:
+    """A local server another process (another notebook's kernel, ``emotune serve``) already runs here."""
+
+    base_url: str
+
+    def stop(self) -> None:
+        """Not ours to stop."""
+
+
 def local_server(state_dir: Path, **options):
-    """The in-process local server for a state directory (started once per process)."""
+    """The local server for a state directory: this process's (started once), or the live one another
+    process holds the directory with (two kernels on one run share one server, never run a job twice)."""
     from ..local import LocalServer
+    from ..local.server import running_server
 
     key = Path(state_dir).resolve()
     with _servers_lock:
         server = _servers.get(key)
         if server is None:
-            server = LocalServer(key, **options).start()
+            url = running_server(key)
+            server = RunningServer(url) if url else LocalServer(key, **options).start()
             _servers[key] = server
         return server
 

@@ -1,0 +1,57 @@
+"""State the local backend can trust: one server per directory, corrupt records moved aside, crash leftovers removed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from emotune import BackendError
+from emotune.local import LocalServer
+from emotune.local.server import holder, running_server
+
+
+def test_a_second_server_on_the_same_directory_is_refused_naming_the_first(tmp_path):
+    with LocalServer(tmp_path / "s") as first:
+        with pytest.raises(BackendError, match=rf"in use by another emotune server \(pid \d+, {first.base_url[:-3]}"):
+            LocalServer(tmp_path / "s")
+        assert holder(tmp_path / "s")["url"] == first.base_url.removesuffix("/v1")
+    assert holder(tmp_path / "s") is None  # released on stop
+    with LocalServer(tmp_path / "s"):
+        pass
+
+
+def test_another_process_attaches_to_the_running_server(tmp_path):
+    with LocalServer(tmp_path / "s") as srv:
+        script = textwrap.dedent(f"""
+            from emotune import connect
+            conn = connect("local", state_dir={str(tmp_path / "s")!r}, announce=False)
+            print(conn.base_url)
+            print(conn.client.models.retrieve("gpt-4o-mini").id)
+        """)
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert out.stdout.split() == [srv.base_url, "gpt-4o-mini"]
+        assert running_server(tmp_path / "s") == srv.base_url
+
+
+def test_corrupt_records_are_moved_aside_and_the_rest_is_served(tmp_path, caplog):
+    state = tmp_path / "s"
+    with LocalServer(state) as srv:
+        import openai
+
+        c = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0)
+        good = c.files.create(file=("a.jsonl", b"{}\n"), purpose="batch")
+        bad = c.files.create(file=("b.jsonl", b"{}\n"), purpose="batch")
+    (state / "files" / f"{bad.id}.json").write_text('{"id": "file-tru')  # cut short
+    (state / "blobs" / ".big-upload.tmp").write_bytes(b"x" * 1000)  # an upload a crash cut short
+    with LocalServer(state) as srv:
+        c = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0)
+        assert [f.id for f in c.files.list()] == [good.id]
+        with pytest.raises(openai.NotFoundError):
+            c.files.retrieve(bad.id)
+    assert (state / "files" / f"{bad.id}.json.corrupt").exists()
+    assert not (state / "blobs" / ".big-upload.tmp").exists()
+    assert "moved corrupt record" in caplog.text
