@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .errors import DataError
 from .openai_spec import MAX_FILE_BYTES, MIN_TRAINING_EXAMPLES
 from .prompts import assistant_text, last_user_text, parse_answer
 from .taxonomy import DEFAULT, Taxonomy, get_taxonomy
@@ -254,10 +255,19 @@ def validate_bytes(raw: bytes, path: str, model: str, *, taxonomy: str | Taxonom
 
 def validate_file(path: str | Path, model: str, *, taxonomy: str | Taxonomy | None = DEFAULT,
                   token_limit: int | None = None, training: bool = True) -> ValidationReport:
-    """Check a chat JSONL file against OpenAI's rules and the task's checks."""
+    """Check a chat JSONL file against OpenAI's rules and the task's checks.
+
+    Reads at most one byte more than OpenAI's upload limit, so a device or a huge file cannot exhaust memory.
+    """
     path = Path(path)
-    return validate_bytes(path.read_bytes(), str(path), model, taxonomy=taxonomy, token_limit=token_limit,
-                          training=training)
+    if not path.is_file():
+        raise DataError("is not a file" if path.exists() else "no such file", path=str(path), rule="file")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise DataError(f"cannot read it ({exc.strerror})", path=str(path), rule="file") from None
+    return validate_bytes(raw, str(path), model, taxonomy=taxonomy, token_limit=token_limit, training=training)
 
 
 def check_overlap(train: ValidationReport, valid: ValidationReport) -> list[Issue]:
