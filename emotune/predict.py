@@ -186,8 +186,7 @@ def _refused(exc: BaseException) -> bool:
     """Whether a connection error means nothing listens (refused, unreachable) rather than slowness."""
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, ConnectionRefusedError | ConnectionResetError) or "refused" in str(seen).lower() \
-                or "cannot connect" in str(seen).lower():
+        if isinstance(seen, ConnectionRefusedError) or "refused" in str(seen).lower():
             return True
         seen = seen.__cause__ or seen.__context__
     return False
@@ -213,9 +212,11 @@ async def _ask_all(conn, model: str, todo, params: dict, concurrency: int | None
 
     async def attempt(messages, cost):
         await lim.acquire(cost)
-        stats["attempts"] += 1
         t0 = time.monotonic()
         try:
+            if lim.down:  # tripped while this request waited for its turn
+                return None, b"", 0.0
+            stats["attempts"] += 1
             r = await client.post("/chat/completions", cast_to=httpx.Response,
                                   body={"model": model, "messages": messages, **params},
                                   options={"timeout": lim.timeout()})
@@ -241,13 +242,13 @@ async def _ask_all(conn, model: str, todo, params: dict, concurrency: int | None
                 failures[row_id] = f"RateLimitError: {exc.message}"
                 throttled += 1
                 continue  # a 429 is the server's pacing, not the item's fault: it does not use up a retry
-            except openai.APITimeoutError as exc:
-                lim.on_overloaded()
-                failures[row_id] = f"APITimeoutError: {exc.message} after {lim.timeout():.0f} s"
-            except openai.APIConnectionError as exc:
+            except openai.APIConnectionError as exc:  # timeouts included (aiohttp reports a refusal as one)
                 if _refused(exc):
                     lim.on_connection_error()
                     failures[row_id] = f"connection refused at {conn.base_url}"
+                elif isinstance(exc, openai.APITimeoutError):
+                    lim.on_overloaded()
+                    failures[row_id] = f"APITimeoutError: {exc.message} after {lim.timeout():.0f} s"
                 else:
                     lim.on_overloaded()
                     failures[row_id] = f"APIConnectionError: {exc.message}"
@@ -257,6 +258,8 @@ async def _ask_all(conn, model: str, todo, params: dict, concurrency: int | None
                     return  # the request itself is wrong; asking again will not help
                 lim.on_overloaded()
             else:
+                if r is None:
+                    continue
                 lim.observe_headers(r.headers)
                 try:
                     record = read_completion(raw, max_tokens)
