@@ -207,7 +207,7 @@ def test_a_stopped_server_is_reported_down_after_a_few_attempts_and_the_cache_is
     url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
     cache = predict.PredictionCache(tmp_path / "cache.jsonl")
     kept = frame(200).iloc[:2]
-    for row_id, text in zip(kept["id"], kept["text"], strict=True):
+    for text in kept["text"]:
         key = predict.PredictionCache.key(BASE, predict.prompt_messages(text), predict.sampling_params(0))
         cache.put(key, {"model": BASE, "content": "joy", "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
     out = predict.classify(conn_at(url, max_retries=5), BASE, frame(200), cache=cache, progress=False)
