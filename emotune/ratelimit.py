@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 
 START_CONCURRENCY = 8
 MAX_CONCURRENCY = 128
-SAFETY = 0.95  # fraction of an advertised budget the predictor aims for
-LATENCY_SLACK = 2.0  # answers slower than this x the fastest seen mean the backend is saturated
+SAFETY = 0.97  # fraction of an advertised budget the predictor aims for
+LATENCY_SLACK = 2.0  # answers slower than this x the fastest seen mean the backend is saturated...
+LATENCY_MARGIN = 0.25  # ...once they are also this many seconds slower (a fast local server jitters)
 TIMEOUT_FACTOR = 10.0  # a request's timeout: at least this x the typical latency
 BREAKER_AFTER = 5  # consecutive connection failures that mean the server is down
 
@@ -87,6 +88,7 @@ class Limiter:
     in_flight: int = 0
     throttled: int = 0  # 429s seen
     consecutive_connection_errors: int = 0
+    slow_start: bool = True  # until the first sign of a limit, concurrency grows fast
     fastest: float | None = None
     typical: float | None = None  # moving average of latency
     _paused_until: float = 0.0
@@ -165,16 +167,19 @@ class Limiter:
     def _fit_concurrency(self) -> None:
         """With a request budget known, keep just enough in flight to meet it at the typical latency."""
         if self.requests.limit and self.typical:
-            needed = self.requests.limit / 60.0 * self.typical * 1.5 + 2
-            self.concurrency = min(self.concurrency, max(needed, 2.0))
+            needed = self.requests.limit / 60.0 * self.typical * 3 + 8
+            self.concurrency = min(self.concurrency, needed)
 
     def on_success(self, latency: float) -> None:
         self.consecutive_connection_errors = 0
         self._done.append(time.monotonic())
         self.fastest = latency if self.fastest is None else min(self.fastest, latency)
         self.typical = latency if self.typical is None else 0.9 * self.typical + 0.1 * latency
-        if self.typical > LATENCY_SLACK * self.fastest + 0.005:
+        if self.typical > LATENCY_SLACK * self.fastest and self.typical - self.fastest > LATENCY_MARGIN:
             self.concurrency = max(1.0, self.concurrency * 0.98)  # saturated backend: fewer in flight
+            self.slow_start = False
+        elif self.slow_start:  # no sign of a limit yet: one more in flight per answer (doubling per round trip)
+            self.concurrency = min(self.max_concurrency, self.concurrency + 1.0)
         else:
             self.concurrency = min(self.max_concurrency, self.concurrency + 1.0 / max(1.0, self.concurrency))
         self._fit_concurrency()
@@ -182,6 +187,7 @@ class Limiter:
     def on_throttled(self, wait: float | None, headers=None) -> None:
         """A 429: fewer in flight, and everyone pauses for the time the server asked."""
         self.throttled += 1
+        self.slow_start = False
         self.observe_headers(headers)
         self.concurrency = max(1.0, self.concurrency / 2)
         self._paused_until = max(self._paused_until, time.monotonic() + (wait if wait is not None else 1.0))
@@ -189,6 +195,7 @@ class Limiter:
     def on_overloaded(self) -> None:
         """A timeout or a 5xx: the backend struggles, so send less at once."""
         self.consecutive_connection_errors = 0
+        self.slow_start = False
         self.concurrency = max(1.0, self.concurrency / 2)
 
     def on_connection_error(self) -> None:
