@@ -2,7 +2,7 @@
 
     python benchmarks/bench_ratelimit.py [--requests 3000] [--sequential 150]
 
-One run, two servers (``emotune serve``'s app in-process, on 127.0.0.1):
+One run, two ``emotune serve`` processes on 127.0.0.1:
 
 - ``limited``: ``--rpm 6000 --tpm 2000000`` (OpenAI's x-ratelimit-* headers and 429s), no added latency;
 - ``slow``: no limit and 100 ms of latency per request.
@@ -17,15 +17,19 @@ it reached, lost predictions and 429s. Target: >= 90% of the binding limit, 0 lo
 from __future__ import annotations
 
 import argparse
+import contextlib
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+import httpx
 import openai
 import pandas as pd
 
 from emotune import backend, predict
-from emotune.local import LocalServer
+from emotune.local.server import free_port
 
 BASE = "gpt-4.1-mini-2025-04-14"
 RPM, TPM = 6000, 2_000_000
@@ -45,10 +49,31 @@ def texts(n: int) -> pd.DataFrame:
     return frame[["id", "text"]]
 
 
-def connection(server: LocalServer) -> backend.Connection:
+@contextlib.contextmanager
+def emotune_serve(state_dir: Path, *flags: str):
+    """``emotune serve`` in its own process (as a user runs it), stopped on exit."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "emotune.cli", "serve", "--port", str(port),
+                             "--state-dir", str(state_dir), *flags], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            if proc.poll() is not None:
+                raise SystemExit(f"emotune serve {' '.join(flags)} exited with {proc.returncode}")
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def connection(base_url: str) -> backend.Connection:
     options = {"max_retries": backend.DEFAULT_MAX_RETRIES, "timeout": backend.DEFAULT_TIMEOUT_S}
-    client = openai.OpenAI(base_url=server.base_url, api_key="bench", **options)
-    return backend.Connection(client, "local", server.base_url, server=server, options=options)
+    client = openai.OpenAI(base_url=base_url, api_key="bench", **options)
+    return backend.Connection(client, "local", base_url, options=options)
 
 
 def sequential(conn: backend.Connection, frame: pd.DataFrame) -> tuple[float, int]:
@@ -80,14 +105,14 @@ def main() -> None:
     frame = texts(args.requests + args.sequential)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, options in (("limited (rpm 6000, tpm 2M)", {"rpm": RPM, "tpm": TPM}),
-                              ("slow (no limit, 100 ms)", {"latency_ms": 100.0})):
-            with LocalServer(Path(tmp) / name[:4], **options) as server:
-                conn = connection(server)
+        for name, flags in (("limited (rpm 6000, tpm 2M)", ("--rpm", str(RPM), "--tpm", str(TPM))),
+                            ("slow (no limit, 100 ms)", ("--latency-ms", "100"))):
+            with emotune_serve(Path(tmp) / name[:4], *flags) as base_url:
+                conn = connection(base_url)
                 conn.client.chat.completions.create(model=BASE, messages=predict.prompt_messages("warm up"))
                 ours = adaptive(conn, frame.iloc[:args.requests], Path(tmp) / f"{name[:4]}.jsonl")
                 loop_rate, loop_lost = sequential(conn, frame.iloc[args.requests:])
-            if "rpm" in options:
+            if "--rpm" in flags:
                 limit = min(RPM / 60, TPM / 60 / ours["tokens/request"])
                 binding = f"{limit:.1f}/s ({'requests' if limit == RPM / 60 else 'tokens'})"
             else:

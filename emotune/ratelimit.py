@@ -110,37 +110,42 @@ class Limiter:
         """A request's timeout: the connection's, or longer when the backend is slow."""
         return max(self.base_timeout, TIMEOUT_FACTOR * (self.typical or 0.0))
 
-    def _pace_delay(self, cost: int, now: float) -> float:
-        """Seconds until the request and token budgets allow one more request of ``cost`` tokens."""
+    def _blocked_for(self, now: float) -> float:
+        """Seconds until a 429's pause ends and no advertised budget is used up."""
         wait = max(0.0, self._paused_until - now)
         for budget in (self.requests, self.tokens):
             if budget.remaining is not None and budget.remaining <= 0 and budget.reset_at > now:
                 wait = max(wait, budget.reset_at - now)
-        wait = max(wait, self._next_request_at - now, self._next_token_at - now)
         return wait
 
+    def _reserve(self, cost: int, now: float) -> float:
+        """Book the next send time that keeps both budgets at ``SAFETY``; returns it (no thundering herd)."""
+        at = now
+        if self.requests.limit:
+            at = max(at, self._next_request_at)
+        if self.tokens.limit:
+            at = max(at, self._next_token_at)
+        if self.requests.limit:
+            self._next_request_at = at + 60.0 / (self.requests.limit * SAFETY)
+        if self.tokens.limit:
+            self._next_token_at = at + 60.0 * cost / (self.tokens.limit * SAFETY)
+        return at
+
     async def acquire(self, cost: int) -> None:
-        """Wait for a free slot and the budgets, then count the request as in flight."""
+        """Wait for a free slot, the end of any pause and a booked send time; the request is then in flight."""
         cond = self._condition()
         async with cond:
             await cond.wait_for(lambda: self.in_flight < max(1, int(self.concurrency)))
             self.in_flight += 1
-        while True:
-            now = time.monotonic()
-            delay = self._pace_delay(cost, now)
-            if delay <= 0:
-                break
-            await asyncio.sleep(delay)
+        while (blocked := self._blocked_for(time.monotonic())) > 0:
+            await asyncio.sleep(blocked)
         now = time.monotonic()
-        if self.requests.limit:
-            step = 60.0 / (self.requests.limit * SAFETY)
-            self._next_request_at = max(self._next_request_at, now - step) + step
-        if self.tokens.limit:
-            step = 60.0 * cost / (self.tokens.limit * SAFETY)
-            self._next_token_at = max(self._next_token_at, now - step) + step
-        for budget in (self.requests, self.tokens):
+        at = self._reserve(cost, now)
+        if at > now:
+            await asyncio.sleep(at - now)
+        for budget, used in ((self.requests, 1), (self.tokens, cost)):
             if budget.remaining is not None:
-                budget.remaining -= 1 if budget is self.requests else cost
+                budget.remaining -= used
 
     async def release(self) -> None:
         cond = self._condition()
