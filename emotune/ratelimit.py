@@ -172,7 +172,7 @@ class Limiter:
     def _fit_concurrency(self) -> None:
         """With a request budget known, keep just enough in flight to meet it at the typical latency."""
         if self.requests.limit and self.typical:
-            needed = self.requests.limit / 60.0 * self.typical * 3 + 8
+            needed = self.requests.limit / 60.0 * self.typical * 4 + 16
             self.concurrency = min(self.concurrency, needed)
 
     def on_success(self, latency: float) -> None:
