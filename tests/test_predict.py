@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pandas as pd
 import pytest
@@ -81,8 +82,6 @@ def test_after_a_kill_mid_run_only_the_missing_predictions_are_requested(tmp_pat
     proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(tmp_path / "s1"), str(cache_path)],
                             env=os.environ | {"PYTHONUNBUFFERED": "1"})
     try:
-        import time
-
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if cache_path.exists() and len(cache_path.read_text().splitlines()) >= 60:
@@ -147,7 +146,6 @@ GARBAGE = {  # model name -> (content type, body)
 def garbage_url():
     """A real HTTP server (uvicorn, in a thread) whose chat answer depends on the requested model."""
     import threading
-    import time
 
     import uvicorn
     from starlette.applications import Starlette
@@ -225,3 +223,31 @@ def test_the_predictor_runs_at_a_servers_rate_limit_without_losing_anything(tmp_
         out = predict.classify(conn, BASE, frame(150), cache=predict.PredictionCache(tmp_path / "c.jsonl"), progress=False)
     assert out.failures == [] and len(out.frame) == 150
     assert out.rate["rpm limit"] == 1200 and out.rate.get("429s", 0) <= 0.05 * out.attempts
+
+
+def test_rate_limit_headers_and_429s_steer_the_limiter():
+    assert [ratelimit.parse_duration(x) for x in ("1s", "6m0s", "120ms", "1h2m3.5s", "2", "soon", "")] == \
+        [1.0, 360.0, 0.12, 3723.5, 2.0, None, None]
+    assert ratelimit.retry_after({"retry-after-ms": "250", "retry-after": "1"}) == 0.25
+    assert ratelimit.retry_after({"retry-after": "3"}) == 3.0 and ratelimit.retry_after({}) is None
+    lim = ratelimit.Limiter()
+    lim.observe_headers({"x-ratelimit-limit-requests": "600", "x-ratelimit-remaining-requests": "0",
+                         "x-ratelimit-reset-requests": "2s", "x-ratelimit-limit-tokens": "90000"})
+    assert lim.requests.limit == 600 and lim.tokens.limit == 90000 and lim._blocked_for(time.monotonic()) > 1.5
+    first = lim._reserve(100, 0.0)  # booked send times keep both budgets at SAFETY
+    second = lim._reserve(100, 0.0)
+    assert second - first == pytest.approx(max(60 / (600 * ratelimit.SAFETY), 60 * 100 / (90000 * ratelimit.SAFETY)))
+    before = lim.concurrency
+    lim.on_throttled(0.5, {})
+    assert lim.concurrency == before / 2 and lim.throttled == 1 and not lim.slow_start
+    for _ in range(ratelimit.BREAKER_AFTER):
+        lim.on_connection_error()
+    assert lim.down
+
+
+def test_a_slow_backend_gets_fewer_requests_in_flight_and_longer_timeouts():
+    lim = ratelimit.Limiter(concurrency=16, base_timeout=10)
+    lim.on_success(1.0)
+    for _ in range(200):  # answers queue behind each other: latency grows with what is in flight
+        lim.on_success(1.0 + 0.5 * lim.concurrency)
+    assert lim.concurrency < 4 and lim.timeout() > 10
