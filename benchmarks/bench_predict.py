@@ -1,5 +1,5 @@
 """Benchmark issue 6: the full 5,427-comment test split for two models on the local backend, with 100 ms
-of injected latency per request, at emotune's default concurrency.
+of injected latency per request, at emotune's adaptive concurrency (or a fixed cap with --concurrency).
 
     python benchmarks/bench_predict.py [--latency-ms 100] [--concurrency 32]
 
@@ -28,7 +28,7 @@ BASE = "gpt-4.1-mini-2025-04-14"
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--latency-ms", type=float, default=100.0)
-    parser.add_argument("--concurrency", type=int, default=predict.DEFAULT_CONCURRENCY)
+    parser.add_argument("--concurrency", type=int, default=None, help="cap on requests in flight (default: adaptive)")
     args = parser.parse_args()
     dd = data.load().dataset
     train, test = data.to_frame(dd["train"]), data.to_frame(dd["test"])
@@ -48,7 +48,8 @@ def main() -> None:
                    for name, model in (("base", BASE), ("fine-tuned", job.fine_tuned_model))}
         seconds = time.perf_counter() - t0
         sent = sum(r.sent for r in results.values())
-        print(f"{sent} requests ({len(test)} comments x 2 models) at concurrency {args.concurrency} with "
+        shown = args.concurrency or f"adaptive (ended at {results['base'].rate.get('in flight')} in flight)"
+        print(f"{sent} requests ({len(test)} comments x 2 models) at concurrency {shown} with "
               f"{args.latency_ms:.0f} ms latency: {seconds:.1f} s = {sent / seconds:.0f} requests/s; "
               f"failures {sum(len(r.failures) for r in results.values())}")
         t0 = time.perf_counter()

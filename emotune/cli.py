@@ -37,21 +37,28 @@ def _load_params_file(path: str) -> dict:
 
 def cmd_run(args) -> int:
     from .core.runs import Run
-    from .series import run_series
+    from .series import prepare, run_series
 
     params = _load_params_file(args.params) if args.params else {}
     params |= _parse_assignments(args.p or [])
+    notebooks_dir = Path(args.notebooks) if args.notebooks else None
+    prepare(params, start=args.from_, stop=args.to, notebooks_dir=notebooks_dir)  # reject before creating anything
     if args.run_dir:
         run_path = Path(args.run_dir)
     elif params.get("run_name"):
         run_path = Path("runs") / str(params["run_name"])
     else:
         run_path = Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
+    if run_path.exists() and not run_path.is_dir():
+        raise EmotuneError(f"--run-dir {run_path}: exists and is not a directory")
+    try:
+        run_path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EmotuneError(f"cannot create the run directory {run_path}: {exc.strerror or exc}; "
+                           "pick a writable one with --run-dir") from None
     run = Run(run_path)
-    run.path.mkdir(parents=True, exist_ok=True)
     print(f"run directory: {run.path}")
-    results = run_series(run, params, start=args.from_, stop=args.to,
-                         notebooks_dir=Path(args.notebooks) if args.notebooks else None)
+    results = run_series(run, params, start=args.from_, stop=args.to, notebooks_dir=notebooks_dir)
     total = sum(r.seconds for r in results)
     print(f"done: {len(results)} notebook(s) in {total:.1f} s; manifest: {run.manifest_path}")
     return 0
@@ -60,13 +67,22 @@ def cmd_run(args) -> int:
 def cmd_show(args) -> int:
     from .core.runs import Run
 
+    if not Path(args.run).is_dir():
+        raise EmotuneError(f"{args.run}: not a directory (give a run directory, e.g. runs/tutorial)")
     manifest = Run(args.run).manifest()
     if not manifest:
         raise EmotuneError(f"{args.run}: no manifest.json (is this a run directory?)")
+    if not isinstance(manifest, dict):
+        raise EmotuneError(f"{args.run}/manifest.json: not a JSON object; the run's manifest is damaged")
     if args.json:
         print(json.dumps(manifest, indent=2, sort_keys=True))
         return 0
-    for line in summary_lines(manifest):
+    try:
+        lines = summary_lines(manifest)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise EmotuneError(f"{args.run}/manifest.json: malformed ({type(exc).__name__}: {exc}); "
+                           "`emotune show --json` prints it as it is") from None
+    for line in lines:
         print(line)
     return 0
 
@@ -103,6 +119,8 @@ def cmd_validate(args) -> int:
     from .core.file_rules import check_overlap, validate_file
     from .core.pricing import load_catalog
 
+    for path in args.files:
+        _input_file(path)
     limit = load_catalog().model(args.model).example_token_limit
     reports = [validate_file(p, args.model, taxonomy=args.taxonomy or None, token_limit=limit,
                              training=i == 0) for i, p in enumerate(args.files)]
@@ -122,9 +140,16 @@ def cmd_estimate(args) -> int:
     from .core.file_rules import validate_file
     from .core.pricing import check_budget, estimate_training, lifecycle, load_catalog
 
-    catalog = load_catalog(args.catalog)
+    _input_file(args.file)
+    if args.catalog:
+        _input_file(args.catalog, "--catalog")
+    try:
+        catalog = load_catalog(args.catalog)
+    except (ValueError, KeyError, TypeError) as exc:  # JSON or shape
+        raise EmotuneError(f"--catalog {args.catalog}: not a pricing catalogue ({type(exc).__name__}: {exc}); "
+                           "copy the shape of emotune/catalog/models.json") from None
     report = validate_file(args.file, args.model, taxonomy=None, token_limit=catalog.model(args.model).example_token_limit)
-    est = estimate_training(report.tokens, args.model, args.epochs if args.epochs == "auto" else int(args.epochs), catalog)
+    est = estimate_training(report.tokens, args.model, args.epochs, catalog)
     print(f"{est.n_examples} examples x {est.n_epochs} epochs = {est.billed_tokens:,} billed tokens on {est.model}: "
           f"${est.training_usd:,.2f} (prices as of {catalog.as_of})")
     print(lifecycle(args.model, catalog=catalog).message)
@@ -134,11 +159,68 @@ def cmd_estimate(args) -> int:
     return 0
 
 
+MAX_INPUT_BYTES = 1024 * 1024 * 1024  # OpenAI's upload limit for a fine-tuning file is 512 MB
+
+
+def _input_file(path: str, what: str = "") -> Path:
+    """A readable regular file of sane size, or a one-line error naming it."""
+    p = Path(path)
+    name = f"{what} {path}".strip()
+    if not p.exists():
+        raise EmotuneError(f"{name}: no such file")
+    if p.is_dir():
+        raise EmotuneError(f"{name}: is a directory; give a file")
+    if not p.is_file():
+        raise EmotuneError(f"{name}: not a regular file (a device or pipe cannot be read to its end)")
+    if p.stat().st_size > MAX_INPUT_BYTES:
+        raise EmotuneError(f"{name}: {p.stat().st_size:,} bytes, over the {MAX_INPUT_BYTES:,} emotune reads")
+    return p
+
+
+def _epochs(text: str):
+    """--epochs: 'auto' or a whole number from 1 to 50 (OpenAI's range)."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither 'auto' nor a whole number") from None
+    if not 1 <= value <= 50:
+        raise argparse.ArgumentTypeError(f"{value} is outside 1..50")
+    return value
+
+
+def _non_negative(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
+        if value < 0 or value != value:
+            raise argparse.ArgumentTypeError(f"{text} is negative")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _within(kind, low, high):
+    """An argparse type for a number in [low, high]: a bad value is a usage line, not a traceback later."""
+    def parse(text: str):
+        value = _non_negative(kind)(text) if low >= 0 else kind(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text} is outside {low}..{high}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
 def cmd_serve(args) -> int:
     from .local import serve
 
     serve(args.port, args.state_dir, latency_ms=args.latency_ms, fail_429=args.fail_429, fail_500=args.fail_500,
-          max_upload_bytes=args.max_upload_mb * 1024 * 1024)
+          max_upload_bytes=args.max_upload_mb * 1024 * 1024, rpm=args.rpm, tpm=args.tpm)
     return 0
 
 
@@ -165,38 +247,51 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--model", default="gpt-4.1-mini-2025-04-14", help="the model whose encoding and limit apply")
     val.add_argument("--taxonomy", default="default", help="label set for answer checks (default: the default "
                      "dataset's; '' to skip)")
-    val.add_argument("--show", type=int, default=20, help="issues to list per file")
+    val.add_argument("--show", type=_non_negative(int), default=20, help="issues to list per file")
     val.set_defaults(func=cmd_validate)
 
     est = sub.add_parser("estimate", help="tokens and training cost of a chat JSONL")
     est.add_argument("file")
     est.add_argument("--model", default="gpt-4.1-mini-2025-04-14")
-    est.add_argument("--epochs", default="auto")
-    est.add_argument("--budget", type=float, help="fail (exit 2) when the estimate exceeds this many USD")
+    est.add_argument("--epochs", type=_epochs, default="auto", help="'auto' or 1..50")
+    est.add_argument("--budget", type=_non_negative(float), help="fail (exit 2) when the estimate exceeds this many USD")
     est.add_argument("--catalog", help="your own pricing catalogue (JSON, same shape as the built-in one)")
     est.set_defaults(func=cmd_estimate)
 
     serve = sub.add_parser("serve", help="run the local OpenAI-compatible backend on 127.0.0.1")
-    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--port", type=_within(int, 1, 65535), default=8765)
     serve.add_argument("--state-dir", default="runs/local-backend", help="where files, jobs and models live")
-    serve.add_argument("--latency-ms", type=float, default=0.0, help="added latency per request")
-    serve.add_argument("--fail-429", type=float, default=0.0, help="fraction of requests answered 429 (Retry-After)")
-    serve.add_argument("--fail-500", type=float, default=0.0, help="fraction of requests answered 500")
-    serve.add_argument("--max-upload-mb", type=int, default=512, help="upload size limit (413 above it)")
+    serve.add_argument("--latency-ms", type=_within(float, 0, 600_000), default=0.0, help="added latency per request")
+    serve.add_argument("--fail-429", type=_within(float, 0, 1), default=0.0,
+                       help="fraction of requests answered 429 (Retry-After)")
+    serve.add_argument("--fail-500", type=_within(float, 0, 1), default=0.0, help="fraction of requests answered 500")
+    serve.add_argument("--max-upload-mb", type=_within(int, 1, 512), default=512, help="upload size limit (413 above it)")
+    serve.add_argument("--rpm", type=_within(int, 1, 10**9), help="requests per minute for chat (429 and x-ratelimit-* "
+                       "headers, as OpenAI)")
+    serve.add_argument("--tpm", type=_within(int, 1, 10**12), help="tokens per minute for chat (prompt + "
+                       "max_completion_tokens, counted at admission)")
     serve.set_defaults(func=cmd_serve)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; a user's mistake is one line on stderr and a non-zero exit, never a traceback."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except EmotuneError as exc:
         print(f"emotune: error: {exc}", file=sys.stderr)
         return 2
-    except ValueError as exc:  # a --from/--to that names no notebook
-        print(f"emotune: error: {exc}", file=sys.stderr)
+    except UnicodeDecodeError as exc:
+        print(f"emotune: error: a file is not UTF-8 text ({exc.reason} at byte {exc.start})", file=sys.stderr)
         return 2
+    except OSError as exc:  # a file we could not read or write
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"emotune: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("emotune: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

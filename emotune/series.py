@@ -62,9 +62,43 @@ def list_notebooks(folder: Path | None = None) -> list[Path]:
 def select(notebooks: list[Path], start: str | None = None, stop: str | None = None) -> list[Path]:
     """The notebooks from ``start`` to ``stop`` inclusive, by number (``02``) or name prefix."""
     numbers = [p.name[:2] for p in notebooks]
-    lo = numbers.index(start[:2].zfill(2)) if start else 0
-    hi = numbers.index(stop[:2].zfill(2)) if stop else len(notebooks) - 1
+
+    def position(flag: str, value: str) -> int:
+        number = str(value).strip()[:2].zfill(2)
+        if number not in numbers:
+            raise ConfigError(f"{flag} {value}: no such notebook; the series has {', '.join(numbers)}")
+        return numbers.index(number)
+
+    lo = position("--from", start) if start else 0
+    hi = position("--to", stop) if stop else len(notebooks) - 1
+    if lo > hi:
+        raise ConfigError(f"--from {start} comes after --to {stop}; nothing to run")
     return notebooks[lo:hi + 1]
+
+
+# Quiets the kernel's own log (the TCP-without-encryption warning, "KeyboardInterrupt caught in kernel"),
+# meant for Jupyter developers; a failing cell still reaches the user through emotune's NotebookFailed.
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
+
+
+def prepare(params: dict, *, start: str | None = None, stop: str | None = None,
+            notebooks_dir: Path | None = None) -> tuple[list[Path], dict, set[str]]:
+    """The selected notebooks, the coerced parameters and the declared names; raises before anything is written."""
+    selected = select(list_notebooks(notebooks_dir), start, stop)
+    params = {k: coerce(k, v) for k, v in params.items()}
+    return selected, params, check_parameters(params, selected)
+
+
+def _without_machine_paths(path: Path, notebook: Path) -> None:
+    """Keep absolute paths of this machine out of an executed notebook's papermill metadata."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    meta = nb.metadata.get("papermill")
+    if meta:
+        meta["input_path"] = notebook.name
+        meta["output_path"] = f"notebooks/{notebook.name}"
+        nbformat.write(nb, path)
 
 
 def coerce(name: str, value: object) -> object:
@@ -106,26 +140,31 @@ def run_series(run: Run, params: dict, *, start: str | None = None, stop: str | 
     """Execute the selected notebooks in order into ``<run>/notebooks/``; stop at the first failure."""
     import papermill as pm
 
-    selected = select(list_notebooks(notebooks_dir), start, stop)
-    params = {k: coerce(k, v) for k, v in params.items()}
-    declared = check_parameters(params, selected)
-    # The run directory decides where everything goes; the notebooks get it as given to us.
-    params |= {k: v for k, v in {"run_dir": str(run.path.resolve()), "run_name": run.name}.items() if k in declared}
+    selected, params, declared = prepare(params, start=start, stop=stop, notebooks_dir=notebooks_dir)
+    # The run directory decides where everything goes. The notebooks run inside it and get it as ".",
+    # so no executed notebook or rendered page shows this machine's absolute paths.
+    params |= {k: v for k, v in {"run_dir": ".", "run_name": run.name}.items() if k in declared}
     out_dir = run.path / "notebooks"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the run directory {run.path}: {exc.strerror or exc}") from None
     results = []
     for i, nb in enumerate(selected, start=1):
         on_event(f"[{i}/{len(selected)}] {nb.stem} ...")
         final, partial = out_dir / nb.name, out_dir / f".{nb.stem}.running.ipynb"
         t0 = time.perf_counter()
         try:
-            pm.execute_notebook(str(nb), str(partial), parameters=params, cwd=str(nb.parent),
-                                progress_bar=False, record_timing=False, kernel_name="python3")
+            pm.execute_notebook(str(nb), str(partial), parameters=params, cwd=str(run.path),
+                                progress_bar=False, record_timing=False, kernel_name="python3",
+                                log_output=False, extra_arguments=KERNEL_ARGUMENTS)
         except pm.PapermillExecutionError as exc:
             failed = out_dir / f"{nb.stem}.failed.ipynb"
             partial.replace(failed)
+            _without_machine_paths(failed, nb)
             raise NotebookFailed(f"{nb.name} failed in cell {exc.exec_count or exc.cell_index}: {exc.ename}: "
                                  f"{exc.evalue}\n(executed notebook with the error: {failed})") from None
+        _without_machine_paths(partial, nb)
         partial.replace(final)
         seconds = time.perf_counter() - t0
         run.update(stages={nb.stem: {"seconds": round(seconds, 2), "notebook": f"notebooks/{nb.name}"}})
@@ -157,7 +196,7 @@ def refresh_committed(notebooks: list[Path]) -> None:
     for nb in notebooks:
         tmp = nb.with_name(f".{nb.stem}.refresh.ipynb")
         pm.execute_notebook(str(nb), str(tmp), cwd=str(nb.parent), progress_bar=False, record_timing=False,
-                            kernel_name="python3")
+                            kernel_name="python3", extra_arguments=KERNEL_ARGUMENTS)
         out = nbformat.read(tmp, as_version=4)
         out.metadata.pop("papermill", None)
         out.metadata.pop("widgets", None)

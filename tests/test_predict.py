@@ -8,13 +8,16 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pandas as pd
 import pytest
 
 from emotune import Run
 from emotune import providers as backend
-from emotune.stages import predict
+from emotune.core.prompts import prompt_spec
+from emotune.providers.compatible import CompatibleProvider
+from emotune.stages import predict, ratelimit
 
 BASE = "gpt-4.1-mini-2025-04-14"
 
@@ -84,8 +87,6 @@ def test_after_a_kill_mid_run_only_the_missing_predictions_are_requested(tmp_pat
     proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(tmp_path / "s1"), str(cache_path)],
                             env=os.environ | {"PYTHONUNBUFFERED": "1"})
     try:
-        import time
-
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if cache_path.exists() and len(cache_path.read_text().splitlines()) >= 60:
@@ -125,3 +126,133 @@ def test_cache_survives_a_torn_last_line(tmp_path):
                     + '\n{"key": "b", "cont')
     cache = predict.PredictionCache(path)
     assert len(cache) == 1 and cache.get("a")["content"] == "joy" and cache.get("b") is None
+
+
+# --- a server that answers garbage, a server that is down, a server with rate limits (issues 13 and 16) ---
+
+GOOD = {"id": "x", "object": "chat.completion", "created": 0, "model": "m", "system_fingerprint": "fp",
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "joy"}}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}}
+GARBAGE = {  # model name -> (content type, body)
+    "html": ("text/html", b"<html><body>502 Bad Gateway</body></html>"),
+    "empty": ("application/json", b""),
+    "list": ("application/json", b"[1, 2, 3]"),
+    "no-choices": ("application/json", json.dumps({**GOOD, "choices": []}).encode()),
+    "no-usage": ("application/json", json.dumps({k: v for k, v in GOOD.items() if k != "usage"}).encode()),
+    "number-content": ("application/json", json.dumps({**GOOD, "choices": [
+        {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": 5}}]}).encode()),
+    "huge": ("application/json", json.dumps({**GOOD, "choices": [
+        {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "joy, " * 2_000_000}}]}).encode()),
+    "good": ("application/json", json.dumps(GOOD).encode()),
+}
+
+
+@pytest.fixture
+def garbage_url():
+    """A real HTTP server (uvicorn, in a thread) whose chat answer depends on the requested model."""
+    import threading
+
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from emotune.local.server import free_port
+
+    async def chat(request):
+        kind, body = GARBAGE[(await request.json())["model"]]
+        return Response(body, media_type=kind)
+
+    port = free_port()
+    srv = uvicorn.Server(uvicorn.Config(Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])]),
+                                        host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    while not srv.started:
+        time.sleep(0.01)
+    yield f"http://127.0.0.1:{port}/v1"
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+def conn_at(url, max_retries=2):
+    import openai
+
+    options = {"max_retries": max_retries, "timeout": 10.0}
+    return CompatibleProvider(openai.OpenAI(base_url=url, api_key="x", **options), url, options)
+
+
+@pytest.mark.parametrize("model", [m for m in GARBAGE if m != "good"])
+def test_a_garbage_answer_is_a_reported_failure_never_a_crash_or_a_cache_entry(tmp_path, garbage_url, model):
+    cache = predict.PredictionCache(tmp_path / "cache.jsonl")
+    out = predict.classify(conn_at(garbage_url), model, frame(3), cache=cache, progress=False)
+    assert len(out.frame) == 0 and len(out.failures) == 3 and len(cache) == 0
+    assert all(f["error"].startswith("malformed answer") for f in out.failures)
+    assert out.attempts == 3  # garbage is not retried: the server would answer it again
+    good = predict.classify(conn_at(garbage_url), "good", frame(3), cache=cache, progress=False)
+    assert good.failures == [] and len(cache) == 3
+
+
+def test_a_non_string_answer_cached_by_an_older_run_is_asked_again(tmp_path, garbage_url):
+    path = tmp_path / "c.jsonl"
+    messages = prompt_spec().messages("I am grateful #0")
+    key = predict.PredictionCache.key("good", messages, predict.sampling_params(0))
+    path.write_text(json.dumps({"key": key, "content": 7, "usage": {"prompt_tokens": 1, "completion_tokens": 1}}) + "\n")
+    cache = predict.PredictionCache(path)
+    assert len(cache) == 0
+    out = predict.classify(conn_at(garbage_url), "good", frame(1), cache=cache, progress=False)
+    assert out.sent == 1 and out.frame["answer"].tolist() == ["joy"]
+
+
+def test_a_stopped_server_is_reported_down_after_a_few_attempts_and_the_cache_is_kept(tmp_path):
+    from emotune.local.server import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+    cache = predict.PredictionCache(tmp_path / "cache.jsonl")
+    kept = frame(200).iloc[:2]
+    for text in kept["text"]:
+        key = predict.PredictionCache.key(BASE, prompt_spec().messages(text), predict.sampling_params(0))
+        cache.put(key, {"model": BASE, "content": "joy", "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
+    out = predict.classify(conn_at(url, max_retries=5), BASE, frame(200), cache=cache, progress=False)
+    assert len(out.frame) == 2 and len(out.failures) == 198 and len(cache) == 2
+    assert all("refused" in f["error"] for f in out.failures)
+    assert any(f["error"].startswith("server down") for f in out.failures)
+    assert out.attempts <= 3 * ratelimit.START_CONCURRENCY  # not 198 items x 6 attempts
+
+
+def test_the_predictor_runs_at_a_servers_rate_limit_without_losing_anything(tmp_path):
+    from emotune.local import LocalServer
+
+    with LocalServer(tmp_path / "s", rpm=1200, tpm=1_000_000, latency_ms=20) as srv:
+        conn = conn_at(srv.base_url, max_retries=2)
+        out = predict.classify(conn, BASE, frame(150), cache=predict.PredictionCache(tmp_path / "c.jsonl"), progress=False)
+    assert out.failures == [] and len(out.frame) == 150
+    assert out.rate["rpm limit"] == 1200 and out.rate.get("429s", 0) <= 0.05 * out.attempts
+
+
+def test_rate_limit_headers_and_429s_steer_the_limiter():
+    assert [ratelimit.parse_duration(x) for x in ("1s", "6m0s", "120ms", "1h2m3.5s", "2", "soon", "")] == \
+        [1.0, 360.0, 0.12, 3723.5, 2.0, None, None]
+    assert ratelimit.retry_after({"retry-after-ms": "250", "retry-after": "1"}) == 0.25
+    assert ratelimit.retry_after({"retry-after": "3"}) == 3.0 and ratelimit.retry_after({}) is None
+    lim = ratelimit.Limiter()
+    lim.observe_headers({"x-ratelimit-limit-requests": "600", "x-ratelimit-remaining-requests": "0",
+                         "x-ratelimit-reset-requests": "2s", "x-ratelimit-limit-tokens": "90000"})
+    assert lim.requests.limit == 600 and lim.tokens.limit == 90000 and lim._blocked_for(time.monotonic()) > 1.5
+    first = lim._reserve(100, 0.0)  # booked send times keep both budgets at SAFETY
+    second = lim._reserve(100, 0.0)
+    assert second - first == pytest.approx(max(60 / (600 * ratelimit.SAFETY), 60 * 100 / (90000 * ratelimit.SAFETY)))
+    before = lim.concurrency
+    lim.on_throttled(0.5, {})
+    assert lim.concurrency == before / 2 and lim.throttled == 1 and not lim.slow_start
+    for _ in range(ratelimit.BREAKER_AFTER):
+        lim.on_connection_error()
+    assert lim.down
+
+
+def test_a_slow_backend_gets_fewer_requests_in_flight_and_longer_timeouts():
+    lim = ratelimit.Limiter(concurrency=16, base_timeout=10)
+    lim.on_success(1.0)
+    for _ in range(200):  # answers queue behind each other: latency grows with what is in flight
+        lim.on_success(1.0 + 0.5 * lim.concurrency)
+    assert lim.concurrency < 4 and lim.timeout() > 10

@@ -47,6 +47,10 @@ def test_coerce_and_select():
         series.coerce("seed", "seven")
     nbs = [Path("01_a.ipynb"), Path("02_b.ipynb"), Path("03_c.ipynb")]
     assert series.select(nbs, "02", None) == nbs[1:] and series.select(nbs, None, "2") == nbs[:2]
+    with pytest.raises(ConfigError, match="no such notebook; the series has 01, 02, 03"):
+        series.select(nbs, "09", None)
+    with pytest.raises(ConfigError, match="comes after"):
+        series.select(nbs, "03", "01")
 
 
 def test_unknown_parameter_is_rejected_before_anything_runs(tmp_path, capsys):
@@ -57,7 +61,8 @@ def test_unknown_parameter_is_rejected_before_anything_runs(tmp_path, capsys):
     assert not (tmp_path / "r" / "notebooks" / "01_explore.ipynb").exists()
 
 
-def test_emotune_run_executes_01_with_parameters(tmp_path, mirror, capsys):
+def test_emotune_run_executes_01_with_parameters(tmp_path, mirror, capfd):
+    capsys = capfd  # the kernel is another process: its noise would reach the console through the fd
     params = tmp_path / "p.yaml"
     params.write_text(yaml.safe_dump({"n_train": 200, "n_validation": 60}))
     run_dir = tmp_path / "myrun"
@@ -72,13 +77,18 @@ def test_emotune_run_executes_01_with_parameters(tmp_path, mirror, capsys):
     assert manifest["stages"]["01_explore"]["status"] == "done" and manifest["stages"]["01_explore"]["seconds"] > 0
     assert manifest["data"]["split_sizes"]["train"] == 43410
     assert (run_dir / "notebooks" / "01_explore.ipynb").exists()
+    executed = (run_dir / "notebooks" / "01_explore.ipynb").read_text()
+    for machine_path in (str(run_dir.resolve()), str(Path(series.__file__).resolve().parent.parent)):
+        assert machine_path not in executed  # injected run_dir and papermill metadata are relative
+    assert "IPKernelApp" not in out and "IPKernelApp" not in capsys.readouterr().err
     assert len((run_dir / "train_sample.jsonl").read_text().splitlines()) == 200
     # `emotune show` summarises it
     assert cli.main(["show", str(run_dir)]) == 0
     assert "01_explore" in capsys.readouterr().out
 
 
-def test_failing_notebook_shows_the_cell_and_exits_nonzero(tmp_path, capsys):
+def test_failing_notebook_shows_the_cell_and_exits_nonzero(tmp_path, capfd):
+    capsys = capfd
     nb_dir = tmp_path / "nbs"
     nb_dir.mkdir()
     nb = nbformat.v4.new_notebook()
@@ -91,6 +101,7 @@ def test_failing_notebook_shows_the_cell_and_exits_nonzero(tmp_path, capsys):
     assert rc == 2
     err = capsys.readouterr().err
     assert "01_fail.ipynb failed" in err and "ValueError: boom 5" in err
+    assert "IPKernelApp" not in err and "KeyboardInterrupt" not in err
     assert (tmp_path / "r" / "notebooks" / "01_fail.failed.ipynb").exists()
     assert not (tmp_path / "r" / "notebooks" / "01_fail.ipynb").exists()
 

@@ -74,18 +74,14 @@ class Catalog:
 
 def load_catalog(path: str | Path | None = None) -> Catalog:
     """The built-in catalogue, or yours (same JSON shape)."""
-    try:
-        text = Path(path).read_text("utf-8") if path else resources.files("emotune").joinpath("catalog/models.json").read_text("utf-8")
-        raw = json.loads(text)
-        models = {name: ModelPrice(name=name, shutdown=date.fromisoformat(spec.pop("shutdown")), **spec)
-                  for name, spec in ((n, dict(s)) for n, s in raw["models"].items())}
-        ft = raw["fine_tuning"]
-        return Catalog(date.fromisoformat(raw["as_of"]), models, float(raw["batch_discount"]),
-                       date.fromisoformat(ft["closed_to_new_organisations"]), date.fromisoformat(ft["no_new_jobs_after"]),
-                       raw.get("sources", {}))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise ConfigError(f"{path or 'the built-in catalogue'}: not a pricing catalogue ({type(exc).__name__}: {exc}); "
-                          "copy emotune/catalog/models.json and edit it") from None
+    text = Path(path).read_text("utf-8") if path else resources.files("emotune").joinpath("catalog/models.json").read_text("utf-8")
+    raw = json.loads(text)
+    models = {name: ModelPrice(name=name, shutdown=date.fromisoformat(spec.pop("shutdown")), **spec)
+              for name, spec in ((n, dict(s)) for n, s in raw["models"].items())}
+    ft = raw["fine_tuning"]
+    return Catalog(date.fromisoformat(raw["as_of"]), models, float(raw["batch_discount"]),
+                   date.fromisoformat(ft["closed_to_new_organisations"]), date.fromisoformat(ft["no_new_jobs_after"]),
+                   raw.get("sources", {}))
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .api_error import ApiError
 from .engine import Engine
+from .ratelimit import RateLimits
 from .routes import ROUTERS
 from .routes.common import json_response
 
@@ -30,11 +31,12 @@ log = logging.getLogger("emotune.local")
 
 def create_app(state_dir, *, max_upload_bytes: int = 512 * 1024 * 1024, latency_ms: float = 0.0,
                fail_429: float = 0.0, fail_500: float = 0.0, fault_seed: int = 0, retry_after_s: float = 0.05,
-               fine_tuning_closed: bool = False) -> FastAPI:
+               fine_tuning_closed: bool = False, rpm: int | None = None, tpm: int | None = None) -> FastAPI:
     """The local OpenAI-compatible app over a state directory, with optional fault injection.
 
     ``fine_tuning_closed=True`` answers job creation with the 403 OpenAI gives an organisation that can
-    no longer fine-tune, so the wind-down path can be exercised offline.
+    no longer fine-tune, so the wind-down path can be exercised offline. ``rpm`` / ``tpm`` enforce OpenAI-style
+    per-minute budgets on chat completions (429s and ``x-ratelimit-*`` headers).
     """
     engine = Engine(state_dir, max_upload_bytes=max_upload_bytes)
 
@@ -48,6 +50,7 @@ def create_app(state_dir, *, max_upload_bytes: int = 512 * 1024 * 1024, latency_
     app.state.stats = Counter()
     app.state.faults = {"latency_ms": latency_ms, "fail_429": fail_429, "fail_500": fail_500}
     app.state.fine_tuning_closed = fine_tuning_closed
+    app.state.limits = RateLimits(rpm, tpm) if (rpm or tpm) else None
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError):

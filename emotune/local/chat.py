@@ -18,6 +18,10 @@ class Chat:
     def __init__(self, models: Models):
         self.models = models
 
+    def prompt_tokens(self, req: ChatRequest) -> int:
+        """The request's prompt tokens by OpenAI's counting method (what a token budget is charged)."""
+        return tokens.count_chat_tokens(req.messages_as_dicts(), tokens.encoding_for(self.models.resolve(req.model)))
+
     def complete(self, req: ChatRequest) -> dict:
         messages = req.messages_as_dicts()
         model = self.models.chat_model(req.model)

@@ -21,10 +21,20 @@ import pandas as pd
 from ..core.errors import BackendError, ConfigError
 from ..core.manifest import BatchRecord
 from ..core.prompts import PromptSpec, parse_answer, prompt_spec
+from .ratelimit import Limiter, retry_after
 
-DEFAULT_CONCURRENCY = 32
+DEFAULT_CONCURRENCY = None  # adaptive (emotune.ratelimit); an int caps the requests in flight
 MAX_COMPLETION_TOKENS = 60
-ROUNDS = 3  # passes over requests that failed even after the client's own retries
+ROUNDS = 3  # passes over requests that failed even after their retries
+MAX_THROTTLED = 50  # 429s one request may receive before it is reported
+
+
+def _usable(rec) -> bool:
+    """Whether a cache line holds a string answer with token counts (what every reader relies on)."""
+    if not isinstance(rec, dict) or not isinstance(rec.get("key"), str) or not isinstance(rec.get("content"), str):
+        return False
+    usage = rec.get("usage")
+    return isinstance(usage, dict) and all(isinstance(usage.get(k), int) for k in ("prompt_tokens", "completion_tokens"))
 
 
 class PredictionCache:
@@ -40,7 +50,8 @@ class PredictionCache:
                     rec = json.loads(line)
                 except json.JSONDecodeError:
                     continue  # a line cut short by a crash; that request is simply asked again
-                self._data[rec["key"]] = rec
+                if _usable(rec):  # else a record an older emotune cached unchecked: asked again
+                    self._data[rec["key"]] = rec
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (kept open for appends)
 
     @staticmethod
@@ -53,6 +64,8 @@ class PredictionCache:
 
     def put(self, key: str, record: dict) -> None:
         record = {"key": key, **record}
+        if not _usable(record):
+            raise ValueError(f"refusing to cache a record without a string answer and token counts: {record!r:.200}")
         self._data[key] = record
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
@@ -74,6 +87,8 @@ class Predictions:
     sent: int = 0  # requests sent by this call (the rest came from the cache)
     prompt_tokens: int = 0  # tokens the answers used, whether bought now or earlier
     completion_tokens: int = 0
+    attempts: int = 0  # HTTP attempts made, retries included
+    rate: dict = field(default_factory=dict)  # what the limiter ended on: req/s, in flight, budgets, 429s
 
     def labels(self) -> list[list[str]]:
         return [list(x) for x in self.frame["labels"]]
@@ -109,7 +124,7 @@ def _build(frame: pd.DataFrame, model: str, params: dict, spec: PromptSpec):
 
 
 def _assemble(model: str, items, cache: PredictionCache, cached_keys: set[str], failures: dict, taxonomy,
-              sent: int) -> Predictions:
+              sent: int, attempts: int = 0, rate: dict | None = None) -> Predictions:
     """Parsed answers for every item that has one; tokens are those the answers used, cached or not."""
     rows, prompt, completion = [], 0, 0
     for row_id, _, key in items:
@@ -123,63 +138,180 @@ def _assemble(model: str, items, cache: PredictionCache, cached_keys: set[str], 
         completion += rec["usage"]["completion_tokens"]
     frame = pd.DataFrame(rows, columns=["id", "answer", "labels", "status", "unknown", "cached"])
     fails = [{"id": i, "error": e} for i, e in failures.items()]
-    return Predictions(model, frame, fails, sent, prompt, completion)
+    return Predictions(model, frame, fails, sent, prompt, completion, attempts, rate or {})
 
 
-async def _ask_all(conn, model: str, todo, params: dict, concurrency: int, cache: PredictionCache, progress: bool):
+class MalformedAnswer(ValueError):
+    """A 200 answer that is not a chat completion we can trust (never cached)."""
+
+
+def max_answer_chars(max_completion_tokens: int) -> int:
+    """The longest answer accepted for a token limit (a token is rarely over 16 characters)."""
+    return max(256, 16 * max_completion_tokens)
+
+
+def read_completion(raw: bytes, max_completion_tokens: int) -> dict:
+    """The cache record of a chat completion body, or ``MalformedAnswer`` saying what is wrong with it."""
+    if len(raw) > 64 * max_answer_chars(max_completion_tokens) + 65536:
+        raise MalformedAnswer(f"answer of {len(raw):,} bytes for max_completion_tokens={max_completion_tokens}")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        head = raw[:40].decode("utf-8", "replace").strip()
+        raise MalformedAnswer(f"not JSON (starts {head!r})" if head else "empty body") from None
+    if not isinstance(body, dict):
+        raise MalformedAnswer(f"a JSON {type(body).__name__}, not a chat completion object")
+    choices = body.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise MalformedAnswer("no choices")
+    message = choices[0].get("message")
+    content = message.get("content") if isinstance(message, dict) else None
+    if not isinstance(content, str):
+        raise MalformedAnswer(f"message content is {type(content).__name__}, not a string")
+    if len(content) > max_answer_chars(max_completion_tokens):
+        raise MalformedAnswer(f"answer of {len(content):,} characters for max_completion_tokens={max_completion_tokens}")
+    usage = body.get("usage")
+    counts = [usage.get(k) for k in ("prompt_tokens", "completion_tokens")] if isinstance(usage, dict) else None
+    if not counts or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
+        raise MalformedAnswer("no usage token counts")
+    if counts[1] > max_completion_tokens:
+        raise MalformedAnswer(f"{counts[1]} completion tokens for max_completion_tokens={max_completion_tokens}")
+    fingerprint = body.get("system_fingerprint")
+    finish = choices[0].get("finish_reason")
+    return {"content": content, "finish_reason": finish if isinstance(finish, str) else None,
+            "system_fingerprint": fingerprint if isinstance(fingerprint, str) else None,
+            "usage": {"prompt_tokens": counts[0], "completion_tokens": counts[1]}}
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether a connection error means nothing listens (refused, unreachable) rather than slowness."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError) or "refused" in str(seen).lower():
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+async def _ask_all(conn, model: str, todo, params: dict, concurrency: int | None, cache: PredictionCache,
+                   progress: bool, limiter: Limiter | None = None):
+    import httpx
     import openai
-    from openai.types.chat import ChatCompletion
     from tqdm.auto import tqdm
 
-    client = conn.async_client()
-    sem = asyncio.Semaphore(concurrency)
+    retries = int(conn.options.get("max_retries", 2))
+    lim = limiter or Limiter(base_timeout=float(conn.options.get("timeout", 60.0)))
+    if concurrency is not None:  # a caller's fixed cap; the limiter still adapts below it
+        lim.max_concurrency = concurrency
+        lim.concurrency = min(lim.concurrency, concurrency)
+    client = conn.async_client().with_options(max_retries=0)  # retries here, where 429s teach the limiter
     failures: dict[str, str] = {}
-    sent = 0
+    stats = {"sent": 0, "attempts": 0}
+    token_ratio = [0.3]  # prompt tokens per JSON character of the messages, learned from usage
     bar = tqdm(total=len(todo), desc=model[:40], unit="req", disable=not progress or not todo)
+    max_tokens = int(params.get("max_completion_tokens", MAX_COMPLETION_TOKENS))
+
+    async def attempt(messages, cost):
+        await lim.acquire(cost)
+        t0 = time.monotonic()
+        try:
+            if lim.down:  # tripped while this request waited for its turn
+                return None, b"", 0.0
+            stats["attempts"] += 1
+            r = await client.post("/chat/completions", cast_to=httpx.Response,
+                                  body={"model": model, "messages": messages, **params},
+                                  options={"timeout": lim.timeout()})
+            raw = await r.aread()
+            return r, raw, time.monotonic() - t0
+        finally:
+            await lim.release()
 
     async def one(row_id, messages, key):
-        nonlocal sent
-        async with sem:
-            sent += 1
-            try:
-                # The official client's generic POST: same retries, timeouts and errors as
-                # chat.completions.create, without its per-call TypedDict transform of the messages,
-                # which cost about half the client's CPU per request (benchmarks/bench_predict.py).
-                r = await client.post("/chat/completions", cast_to=ChatCompletion,
-                                      body={"model": model, "messages": messages, **params})
-            except openai.APIError as exc:  # after the client's own retries with back-off
-                failures[row_id] = f"{type(exc).__name__}: {getattr(exc, 'message', exc)}"
+        size = len(json.dumps(messages))
+        stats["sent"] += 1
+        n = throttled = 0
+        while n <= retries and throttled <= MAX_THROTTLED:
+            if lim.down:
+                failures[row_id] = f"server down: connection refused at {conn.base_url}"
                 return
-            cache.put(key, {"model": model, "content": r.choices[0].message.content or "",
-                            "finish_reason": r.choices[0].finish_reason, "system_fingerprint": r.system_fingerprint,
-                            "usage": {"prompt_tokens": r.usage.prompt_tokens, "completion_tokens": r.usage.completion_tokens}})
-            failures.pop(row_id, None)
-            bar.update(1)
+            last = n == retries
+            cost = int(size * token_ratio[0]) + max_tokens
+            try:
+                r, raw, latency = await attempt(messages, cost)
+            except openai.RateLimitError as exc:
+                lim.on_throttled(retry_after(exc.response.headers), exc.response.headers)
+                failures[row_id] = f"RateLimitError: {exc.message}"
+                throttled += 1
+                continue  # a 429 is the server's pacing, not the item's fault: it does not use up a retry
+            except openai.APIConnectionError as exc:  # timeouts included (aiohttp reports a refusal as one)
+                if _refused(exc):
+                    lim.on_connection_error()
+                    failures[row_id] = f"connection refused at {conn.base_url}"
+                elif isinstance(exc, openai.APITimeoutError):
+                    lim.on_overloaded()
+                    failures[row_id] = f"APITimeoutError: {exc.message} after {lim.timeout():.0f} s"
+                else:
+                    lim.on_overloaded()
+                    failures[row_id] = f"APIConnectionError: {exc.message}"
+            except openai.APIStatusError as exc:
+                failures[row_id] = f"{type(exc).__name__}: {exc.message}"
+                if exc.status_code < 500 and exc.status_code not in (408, 409):
+                    return  # the request itself is wrong; asking again will not help
+                lim.on_overloaded()
+            else:
+                if r is None:
+                    continue
+                lim.observe_headers(r.headers)
+                try:
+                    record = read_completion(raw, max_tokens)
+                except MalformedAnswer as exc:
+                    lim.on_success(latency)
+                    failures[row_id] = f"malformed answer: {exc}"
+                    return  # the server answered; it would answer garbage again
+                lim.on_success(latency)
+                token_ratio[0] = 0.9 * token_ratio[0] + 0.1 * record["usage"]["prompt_tokens"] / max(size, 1)
+                cache.put(key, {"model": model, **record})
+                failures.pop(row_id, None)
+                bar.update(1)
+                bar.set_postfix(lim.describe(), refresh=False)
+                return
+            n += 1
+            if not last:
+                await asyncio.sleep(min(8.0, 0.25 * 2 ** n))
 
     try:
         pending = todo
         for _ in range(ROUNDS):
             await asyncio.gather(*(one(*item) for item in pending))
-            pending = [item for item in pending if item[0] in failures]
-            if not pending:
+            pending = [item for item in pending if item[0] in failures and not failures[item[0]].startswith(
+                ("malformed", "server down"))]
+            if not pending or lim.down:
                 break
     finally:
         bar.close()
         await client.close()
-    return failures, sent
+    return failures, stats["sent"], stats["attempts"], lim
 
 
 def classify(conn, model: str, frame: pd.DataFrame, *, cache: PredictionCache, spec: PromptSpec | None = None,
-             seed: int = 0, temperature: float = 0.0, concurrency: int = DEFAULT_CONCURRENCY,
-             max_completion_tokens: int = MAX_COMPLETION_TOKENS, progress: bool = True) -> Predictions:
-    """Answers for every row of ``frame`` (columns id, text), asking only for those not cached."""
+             seed: int = 0, temperature: float = 0.0, concurrency: int | None = DEFAULT_CONCURRENCY,
+             max_completion_tokens: int = MAX_COMPLETION_TOKENS, progress: bool = True,
+             limiter: Limiter | None = None) -> Predictions:
+    """Answers for every row of ``frame`` (columns id, text), asking only for those not cached.
+
+    Requests are paced by an adaptive ``Limiter`` (the server's rate-limit headers, 429s and latency);
+    ``concurrency`` caps the requests in flight. A malformed answer, a request that keeps failing, and
+    every item left when the server refuses connections are reported in ``failures``, never cached.
+    """
     params = sampling_params(seed, temperature, max_completion_tokens)
     spec = spec or prompt_spec()
     items = _build(frame, model, params, spec)
     cached = {key for _, _, key in items if cache.get(key) is not None}
     todo = [item for item in items if item[2] not in cached]
-    failures, sent = _run(_ask_all(conn, model, todo, params, concurrency, cache, progress)) if todo else ({}, 0)
-    return _assemble(model, items, cache, cached, failures, spec.taxonomy, sent)
+    if not todo:
+        return _assemble(model, items, cache, cached, {}, spec.taxonomy, 0)
+    failures, sent, attempts, lim = _run(_ask_all(conn, model, todo, params, concurrency, cache, progress, limiter))
+    return _assemble(model, items, cache, cached, failures, spec.taxonomy, sent, attempts, lim.describe())
 
 
 def classify_batch(conn, run, model: str, frame: pd.DataFrame, *, key: str, cache: PredictionCache,
@@ -220,19 +352,21 @@ def classify_batch(conn, run, model: str, frame: pd.DataFrame, *, key: str, cach
     by_id = {row_id: k for row_id, _, k in items}
     cached_before = {k for _, _, k in items if cache.get(k) is not None}
     fresh: set[str] = set()
+    bad: dict[str, str] = {}
     if batch.output_file_id:
         for line in client.files.content(batch.output_file_id).text.splitlines():
             out = json.loads(line)
-            body = out["response"]["body"]
             k = by_id[out["custom_id"]]
-            if k not in cached_before:
-                cache.put(k, {"model": model, "content": body["choices"][0]["message"]["content"] or "",
-                              "finish_reason": body["choices"][0]["finish_reason"], "via": "batch",
-                              "system_fingerprint": body.get("system_fingerprint"),
-                              "usage": {"prompt_tokens": body["usage"]["prompt_tokens"],
-                                        "completion_tokens": body["usage"]["completion_tokens"]}})
-                fresh.add(k)
-    failures = {}
+            if k in cached_before:
+                continue
+            try:
+                record = read_completion(json.dumps(out["response"]["body"]).encode(), max_completion_tokens)
+            except (MalformedAnswer, KeyError, TypeError) as exc:
+                bad[out["custom_id"]] = f"malformed answer: {exc}"
+                continue
+            cache.put(k, {"model": model, **record, "via": "batch"})
+            fresh.add(k)
+    failures = bad
     if batch.error_file_id:
         for line in client.files.content(batch.error_file_id).text.splitlines():
             err = json.loads(line)
