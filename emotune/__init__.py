@@ -9,12 +9,11 @@ from .data import (
     CleaningReport,
     LoadedData,
     clean,
+    label_set,
     load,
     load_samples,
-    make_samples,
+    record_dataset,
     save_samples,
-    stratified_sample,
-    support_table,
     to_frame,
 )
 from .errors import (
@@ -39,8 +38,10 @@ from .evaluate import (
     verdict,
 )
 from .examples import (
+    PromptSpec,
     PromptStyle,
     build_training_files,
+    check_prompt_spec,
     example_gallery,
     example_labels,
     format_answer,
@@ -107,6 +108,7 @@ from .pricing import (
     load_catalog,
 )
 from .runs import Run, begin_stage, finish_stage, open_run, package_versions
+from .sampling import make_samples, stratified_sample, support_table
 from .series import DEFAULT_PARAMETERS, collect_parameters, run_series
 from .taxonomy import EKMAN, GOEMOTIONS, SENTIMENT, Taxonomy, get_taxonomy, map_labels, register_taxonomy
 from .tokens import count_chat_tokens, encoding_for
@@ -133,6 +135,7 @@ __all__ = [
     "LoadedData",
     "PredictionCache",
     "Predictions",
+    "PromptSpec",
     "PromptStyle",
     "Run",
     "SENTIMENT",
@@ -142,6 +145,7 @@ __all__ = [
     "build_training_files",
     "check_budget",
     "check_overlap",
+    "check_prompt_spec",
     "checkpoints_frame",
     "classify",
     "classify_batch",
@@ -165,6 +169,7 @@ __all__ = [
     "gold_labels",
     "inference_table",
     "label_frequency",
+    "label_set",
     "labels_per_comment",
     "launch_or_resume",
     "length_summary",
@@ -201,6 +206,7 @@ __all__ = [
     "prompt_messages",
     "prompt_tax",
     "reconcile",
+    "record_dataset",
     "register_taxonomy",
     "render_example",
     "rules_frame",

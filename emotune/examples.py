@@ -21,8 +21,9 @@ LABEL_FORMATS = ("comma", "json")
 class PromptStyle:
     """A system prompt template and a user message template.
 
-    ``system`` may use ``{labels}`` (the label list), ``{taxonomy}`` and ``{format_rule}``;
-    ``user`` must use ``{text}``.
+    ``system`` may use ``{labels}`` (the label list), ``{taxonomy}`` (the label set's name), ``{item}`` (what one
+    example is), ``{label_kind}``, ``{how}`` ("one or more labels" or "exactly one label"), ``{multi_rule}`` and
+    ``{format_rule}``; ``user`` must use ``{text}``.
     """
 
     name: str
@@ -32,24 +33,25 @@ class PromptStyle:
 
 VERBOSE = PromptStyle(
     "verbose",
-    "You are a highly intelligent emotion classification assistant. You carefully read a comment from "
-    "Reddit and label it with one or more emotions from a fixed list. The emotion labels are: {labels}. "
-    "A comment can express several emotions at once; choose every label that clearly applies, and choose "
-    "'neutral' only when no emotion is expressed. Do not invent labels that are not in the list. "
+    "You are a highly intelligent text classification assistant. You carefully read a {item} and label it with "
+    "{how} from a fixed list. The labels are: {labels}. {multi_rule}Do not invent labels that are not in the list. "
     "{format_rule}",
-    "Label the emotions of this comment: {text}",
+    "Label this {item}: {text}",
 )
-COMPACT = PromptStyle("compact", "Label the emotions ({taxonomy}).")
-PROMPT_STYLES = {s.name: s for s in (VERBOSE, COMPACT)}
+COMPACT = PromptStyle("compact", "Label the {label_kind} ({taxonomy}).")
+ZERO_SHOT = PromptStyle("zero-shot", "Classify the {item} with {how} from this list: {labels}. {format_rule}")
+PROMPT_STYLES = {s.name: s for s in (VERBOSE, COMPACT, ZERO_SHOT)}
 
 _FORMAT_RULES = {
-    "comma": "Answer with the labels only, separated by commas.",
-    "json": 'Answer with JSON only, in the form {"labels": ["label", ...]}.',
+    ("comma", True): "Answer with the labels only, separated by commas.",
+    ("json", True): 'Answer with JSON only, in the form {"labels": ["label", ...]}.',
+    ("comma", False): "Answer with exactly one label and nothing else.",
+    ("json", False): 'Answer with JSON only, in the form {"labels": ["label"]}, holding exactly one label.',
 }
 
 
 def get_style(style: str | PromptStyle) -> PromptStyle:
-    """A prompt style by name (``verbose``, ``compact``) or your own :class:`PromptStyle`."""
+    """A prompt style by name (``verbose``, ``compact``, ``zero-shot``) or your own :class:`PromptStyle`."""
     if isinstance(style, PromptStyle):
         if "{text}" not in style.user:
             raise ConfigError(f"prompt style {style.name!r}: the user template must contain {{text}}")
@@ -66,13 +68,73 @@ def _check_format(label_format: str) -> str:
     return label_format
 
 
-def prompt_messages(text: str, *, style: str | PromptStyle = "compact", label_format: str = "comma",
-                    taxonomy: str | Taxonomy = "goemotions") -> list[dict]:
-    """The system and user messages that ask a model to label ``text``."""
-    s, tax = get_style(style), get_taxonomy(taxonomy)
-    system = s.system.format(labels=", ".join(tax.labels), taxonomy=tax.name,
-                             format_rule=_FORMAT_RULES[_check_format(label_format)])
-    return [{"role": "system", "content": system}, {"role": "user", "content": s.user.format(text=text)}]
+@dataclass(frozen=True)
+class PromptSpec:
+    """How a model is asked: a prompt style, an answer format and a label set, resolved once."""
+
+    style: PromptStyle
+    label_format: str
+    taxonomy: Taxonomy
+
+    @classmethod
+    def resolve(cls, style: str | PromptStyle | PromptSpec = "compact", label_format: str = "comma",
+                taxonomy: str | Taxonomy | None = None) -> PromptSpec:
+        """A spec from names or objects (a spec passes through); ``taxonomy`` is a label set or its name."""
+        if isinstance(style, PromptSpec):
+            return style
+        if taxonomy is None:
+            raise ConfigError("a prompt needs the dataset's label set (taxonomy=)")
+        return cls(get_style(style), _check_format(label_format), get_taxonomy(taxonomy))
+
+    def messages(self, text: str) -> list[dict]:
+        """The system and user messages that ask a model to label ``text``."""
+        tax, multi = self.taxonomy, self.taxonomy.multi_label
+        multi_rule = ("An item can carry several labels at once; choose every label that clearly applies"
+                      + (", and choose 'neutral' only when no other label applies. " if "neutral" in tax.labels else ". ")
+                      if multi else "")
+        words = {"labels": ", ".join(tax.labels), "taxonomy": tax.name, "item": tax.item, "label_kind": tax.label_kind,
+                 "how": "one or more labels" if multi else "exactly one label", "multi_rule": multi_rule,
+                 "format_rule": _FORMAT_RULES[(self.label_format, multi)]}
+        return [{"role": "system", "content": self.style.system.format(**words)},
+                {"role": "user", "content": self.style.user.format(text=text, item=tax.item)}]
+
+    def to_record(self) -> dict:
+        """What the manifest keeps: enough to tell two specs apart."""
+        return {"style": self.style.name, "system": self.style.system, "user": self.style.user,
+                "label_format": self.label_format, "label_set": self.taxonomy.name,
+                "labels": list(self.taxonomy.labels), "multi_label": self.taxonomy.multi_label}
+
+    @classmethod
+    def from_record(cls, record: dict) -> PromptSpec:
+        """The spec a :meth:`to_record` record describes (its label set must be registered)."""
+        style = PromptStyle(record["style"], record["system"], record["user"])
+        return cls(style, record["label_format"], get_taxonomy(record["label_set"]))
+
+    def describe(self) -> str:
+        """One line naming the spec."""
+        return f"style={self.style.name!r}, label_format={self.label_format!r}, labels={self.taxonomy.name!r}"
+
+
+def check_prompt_spec(trained: PromptSpec | dict | None, asked: PromptSpec | dict) -> None:
+    """A model must be asked the way it was trained; otherwise an error that says both specs."""
+    if trained is None:
+        return
+    rec = {k: v for k, v in (trained.to_record() if isinstance(trained, PromptSpec) else trained).items()}
+    now = asked.to_record() if isinstance(asked, PromptSpec) else asked
+
+    def line(r: dict) -> str:
+        return f"style={r['style']!r}, label_format={r['label_format']!r}, labels={r['label_set']!r}"
+
+    if rec != now:
+        raise ConfigError(f"the fine-tuned model was trained with prompt ({line(rec)}) but is asked with ({line(now)}); "
+                          "evaluate with the same prompt_style, label_format and taxonomy as notebook 02 used, "
+                          "or rebuild the files and train again")
+
+
+def prompt_messages(text: str, *, style: str | PromptStyle | PromptSpec = "compact", label_format: str = "comma",
+                    taxonomy: str | Taxonomy | None = None) -> list[dict]:
+    """The system and user messages that ask a model to label ``text`` (``style`` may be a whole PromptSpec)."""
+    return PromptSpec.resolve(style, label_format, taxonomy).messages(text)
 
 
 def format_answer(labels: Sequence[str], label_format: str = "comma") -> str:
@@ -82,17 +144,21 @@ def format_answer(labels: Sequence[str], label_format: str = "comma") -> str:
     return ", ".join(labels)
 
 
-def render_example(text: str, labels: Sequence[str], *, style: str | PromptStyle = "compact",
-                   label_format: str = "comma", taxonomy: str | Taxonomy = "goemotions") -> dict:
+def render_example(text: str, labels: Sequence[str], *, style: str | PromptStyle | PromptSpec = "compact",
+                   label_format: str = "comma", taxonomy: str | Taxonomy | None = None) -> dict:
     """One chat fine-tuning example: system, user and the assistant's target answer."""
-    messages = prompt_messages(text, style=style, label_format=label_format, taxonomy=taxonomy)
-    messages.append({"role": "assistant", "content": format_answer(labels, label_format)})
+    spec = PromptSpec.resolve(style, label_format, taxonomy)
+    messages = spec.messages(text)
+    messages.append({"role": "assistant", "content": format_answer(labels, spec.label_format)})
     return {"messages": messages}
 
 
 @dataclass(frozen=True)
 class ParsedAnswer:
-    """Labels read from an answer; ``status`` is ok, partial (some unknown), unknown or unparseable."""
+    """Labels read from an answer; ``status`` is ok, partial (some unknown), unknown, extra or unparseable.
+
+    ``extra``: a single-label task answered with several known labels (all kept in ``labels``).
+    """
 
     labels: tuple[str, ...]
     unknown: tuple[str, ...] = ()
@@ -105,7 +171,7 @@ class ParsedAnswer:
 
 
 _SPLIT = re.compile(r"[,;\n|]+")
-_WORD = re.compile(r"^[a-z][a-z _-]{0,40}$")
+_WORD = re.compile(r"^\w[\w .&/+'-]{0,60}$")
 _STRIP = " \t\"'`.!?:*-[](){}"
 
 
@@ -128,7 +194,7 @@ def _candidates(answer: str) -> tuple[list[str] | None, str]:
     return [w.strip(_STRIP) for w in words if w.strip(_STRIP)], ""
 
 
-def parse_answer(answer: str | None, taxonomy: str | Taxonomy | None = "goemotions", *,
+def parse_answer(answer: str | None, taxonomy: str | Taxonomy | None = None, *,
                  forgive_misspellings: bool = True) -> ParsedAnswer:
     """Read labels from a model answer, forgiving case, spacing, order, repeats and known misspellings.
 
@@ -143,6 +209,9 @@ def parse_answer(answer: str | None, taxonomy: str | Taxonomy | None = "goemotio
     if words is None:
         return ParsedAnswer((), (), "unparseable", problem)
     tax = get_taxonomy(taxonomy) if taxonomy is not None else None
+    whole = tax.normalise(answer.strip().strip(_STRIP)) if tax is not None and forgive_misspellings else None
+    if whole is not None:  # a label that itself holds a separator ("rock and roll")
+        words = [whole]
     found, unknown = [], []
     for word in words:
         key = " ".join(word.lower().split())
@@ -159,6 +228,8 @@ def parse_answer(answer: str | None, taxonomy: str | Taxonomy | None = "goemotio
     if not found and not unknown:
         return ParsedAnswer((), (), "unparseable", "no labels in answer")
     status = "ok" if not unknown else ("partial" if found else "unknown")
+    if status == "ok" and tax is not None and not tax.multi_label and len(found) > 1:
+        return ParsedAnswer(tuple(found), (), "extra", f"{len(found)} labels for a single-label task")
     return ParsedAnswer(tuple(found), tuple(dict.fromkeys(unknown)), status)
 
 
@@ -207,51 +278,60 @@ def assistant_text(messages: Sequence[dict]) -> str | None:
 JSONL_FILES = {"train": "train.jsonl", "validation": "val.jsonl"}
 
 
-def example_labels(ids: Sequence[int], taxonomy: str | Taxonomy = "goemotions", base: str = "goemotions") -> list[str]:
-    """A row's label ids (base taxonomy) as names at the chosen level."""
-    from .taxonomy import map_labels
+def example_labels(ids: Sequence[int], taxonomy: str | Taxonomy, base: str | Taxonomy | None = None) -> list[str]:
+    """A row's label ids (into the base label set) as names at the chosen level.
 
-    src = get_taxonomy(base)
+    ``base`` defaults to the base label set the level groups (the label set itself for a dataset's own labels).
+    """
+    from .taxonomy import base_of, map_labels
+
+    src = get_taxonomy(base) if base is not None else base_of(taxonomy)
     return map_labels(src.names(ids), src, taxonomy)
 
 
-def render_jsonl(frame, *, style: str | PromptStyle = "compact", label_format: str = "comma",
-                 taxonomy: str | Taxonomy = "goemotions", seed: int | None = None) -> bytes:
+def render_jsonl(frame, *, style: str | PromptStyle | PromptSpec = "compact", label_format: str = "comma",
+                 taxonomy: str | Taxonomy | None = None, seed: int | None = None) -> bytes:
     """A chat JSONL (one example per row), rows shuffled by ``seed`` when given; deterministic."""
     import numpy as np
 
+    spec = PromptSpec.resolve(style, label_format, taxonomy)
     order = np.arange(len(frame)) if seed is None else np.random.default_rng(seed).permutation(len(frame))
     texts, labels = frame["text"].tolist(), frame["labels"].tolist()
-    lines = [json.dumps(render_example(texts[i], example_labels(labels[i], taxonomy), style=style,
-                                       label_format=label_format, taxonomy=taxonomy), ensure_ascii=False)
-             for i in order]
+    lines = [json.dumps(render_example(texts[i], example_labels(labels[i], spec.taxonomy), style=spec),
+                        ensure_ascii=False) for i in order]
     return ("\n".join(lines) + "\n").encode("utf-8")
 
 
-def build_training_files(run, samples: dict, *, style: str | PromptStyle = "compact", label_format: str = "comma",
-                         taxonomy: str | Taxonomy = "goemotions", seed: int = 0) -> dict[str, dict]:
+def build_training_files(run, samples: dict, *, style: str | PromptStyle | PromptSpec = "compact",
+                         label_format: str = "comma", taxonomy: str | Taxonomy | None = None,
+                         seed: int = 0) -> dict[str, dict]:
     """Write train.jsonl (training sample, shuffled by seed) and val.jsonl (validation sample) atomically.
 
-    The test split is never touched here. Checksums go into the run manifest.
+    The test split is never touched here. Checksums and the prompt spec go into the manifest's ``jsonl``
+    section; the evaluation stage reads the spec back with :func:`trained_prompt_spec`.
     """
     import hashlib
 
     from .runs import atomic_write_bytes
 
+    spec = PromptSpec.resolve(style, label_format, taxonomy)
     record = {}
     for split, name in JSONL_FILES.items():
-        raw = render_jsonl(samples[split], style=style, label_format=label_format, taxonomy=taxonomy,
-                           seed=seed if split == "train" else None)
+        raw = render_jsonl(samples[split], style=spec, seed=seed if split == "train" else None)
         atomic_write_bytes(run.file(name), raw)
         record[split] = {"file": name, "examples": len(samples[split]), "bytes": len(raw),
                          "sha256": hashlib.sha256(raw).hexdigest()}
-    style_name = get_style(style).name
-    run.update(jsonl={"files": record, "prompt_style": style_name, "label_format": label_format,
-                      "taxonomy": get_taxonomy(taxonomy).name, "seed": seed})
+    run.update(jsonl={"files": record, "prompt_style": spec.style.name, "label_format": spec.label_format,
+                      "taxonomy": spec.taxonomy.name, "prompt_spec": spec.to_record(), "seed": seed})
     return record
 
 
-def prompt_tax(frame, model: str, *, label_format: str = "comma", taxonomy: str | Taxonomy = "goemotions",
+def trained_prompt_spec(run) -> dict | None:
+    """The prompt spec notebook 02 trained with, as recorded in the manifest (None before 02 ran)."""
+    return run.get("jsonl", "prompt_spec")
+
+
+def prompt_tax(frame, model: str, *, label_format: str = "comma", taxonomy: str | Taxonomy,
                styles: Sequence[str | PromptStyle] = ("verbose", "compact")):
     """Mean billed tokens per example for each style, next to the irreducible minimum.
 
@@ -276,7 +356,7 @@ def prompt_tax(frame, model: str, *, label_format: str = "comma", taxonomy: str 
 
 
 def style_tokens(frame, model: str, *, style: str | PromptStyle, label_format: str = "comma",
-                 taxonomy: str | Taxonomy = "goemotions"):
+                 taxonomy: str | Taxonomy):
     """Billed tokens of each example of a frame rendered in one style (OpenAI's counting method)."""
     from .validate import validate_bytes
 
@@ -284,7 +364,7 @@ def style_tokens(frame, model: str, *, style: str | PromptStyle, label_format: s
     return validate_bytes(raw, "style", model, taxonomy=None, training=False).tokens
 
 
-def example_gallery(text: str, labels: Sequence[str], taxonomy: str | Taxonomy = "goemotions"):
+def example_gallery(text: str, labels: Sequence[str], taxonomy: str | Taxonomy):
     """One comment rendered in every built-in style and label format, as a table."""
     import pandas as pd
 
@@ -297,7 +377,7 @@ def example_gallery(text: str, labels: Sequence[str], taxonomy: str | Taxonomy =
     return pd.DataFrame(rows)
 
 
-def parse_table(answers: Sequence[str], taxonomy: str | Taxonomy = "goemotions"):
+def parse_table(answers: Sequence[str], taxonomy: str | Taxonomy):
     """How the parser reads each answer: labels, unknown words and status."""
     import pandas as pd
 

@@ -1,0 +1,133 @@
+"""Dataset specs: what a dataset is (source, fields, label set, levels, splits), as catalogue data or from parameters.
+
+The catalogue (``catalog/datasets.json``) holds the datasets emotune knows by name (GoEmotions); any other
+``dataset`` parameter is a local file or folder, or a Hugging Face hub id, described by the column-mapping
+parameters (:func:`resolve_spec`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from .errors import ConfigError
+
+FILE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+# Names a file's own splits may carry, mapped to the series' split names ("dev" is validation).
+SPLIT_ALIASES = {"train": "train", "validation": "validation", "valid": "validation", "val": "validation",
+                 "dev": "validation", "test": "test"}
+TEXT_GUESSES = ("text", "sentence", "content", "comment", "review", "body")
+LABEL_GUESSES = ("label", "labels", "category", "class", "target")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One dataset: where it comes from, which fields hold text and labels, and how labels are shaped."""
+
+    name: str
+    source: str  # "catalog", "file", "folder" or "hub"
+    location: str = ""  # the file, folder or hub id
+    text_field: str = ""  # empty: guess
+    label_field: str = ""  # empty: guess (unless label_columns)
+    label_columns: tuple[str, ...] = ()
+    label_separator: str = ""
+    label_names: tuple[str, ...] = ()
+    label_set: str = ""  # a registered taxonomy (catalogue datasets); empty: taken from the data
+    levels: tuple[str, ...] = ()
+    splits: dict[str, str] = field(default_factory=dict)
+    hub: dict[str, str] = field(default_factory=dict)
+    release: dict = field(default_factory=dict)
+    item: str = "text"
+    label_kind: str = "text"
+
+    def to_record(self) -> dict:
+        """What the run manifest keeps about the dataset."""
+        return {"name": self.name, "source": self.source, "location": self.location, "text_field": self.text_field,
+                "label_field": self.label_field, "label_columns": list(self.label_columns),
+                "label_separator": self.label_separator, "levels": list(self.levels)}
+
+
+@lru_cache(maxsize=1)
+def _catalogue() -> dict:
+    raw = json.loads(resources.files("emotune").joinpath("catalog/datasets.json").read_text("utf-8"))
+    return {k: v for k, v in raw.items() if not k.startswith("_")}
+
+
+def dataset_names() -> list[str]:
+    """The datasets emotune knows by name."""
+    return sorted(_catalogue())
+
+
+def catalogue_spec(name: str) -> DatasetSpec:
+    """The catalogue entry for a dataset name."""
+    try:
+        raw = _catalogue()[name]
+    except KeyError:
+        raise ConfigError(f"unknown dataset {name!r}; known: {', '.join(dataset_names())}") from None
+    return DatasetSpec(name, "catalog", text_field=raw["text_field"], label_field=raw["label_field"],
+                       label_set=raw["label_set"], levels=tuple(raw.get("levels", ())), splits=dict(raw["splits"]),
+                       hub=dict(raw.get("hub", {})), release=dict(raw.get("release", {})),
+                       item=raw.get("item", "text"), label_kind=raw.get("label_kind", "text"))
+
+
+def _names(value: str) -> tuple[str, ...]:
+    """Label names from ``a,b,c`` or from a file with one name per line."""
+    if not value:
+        return ()
+    path = Path(value).expanduser()
+    if path.is_file():
+        names = [line.strip() for line in path.read_text("utf-8-sig").splitlines()]
+    else:
+        names = [part.strip() for part in value.split(",")]
+    names = [n for n in names if n]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"label_names={value!r} repeats a name")
+    return tuple(names)
+
+
+def resolve_spec(dataset: str = "goemotions", *, text_column: str = "", label_column: str = "", label_columns: str = "",
+                 label_separator: str = "", label_names: str = "") -> DatasetSpec:
+    """The spec for the ``dataset`` parameter: a catalogue name, a local file or folder, or a hub id."""
+    dataset = (dataset or "goemotions").strip()
+    if dataset in _catalogue():
+        return catalogue_spec(dataset)
+    path = Path(dataset).expanduser()
+    columns = tuple(c.strip() for c in label_columns.split(",") if c.strip())
+    if columns and label_column:
+        raise ConfigError("set label_column or label_columns, not both")
+    common = dict(text_field=text_column, label_field=label_column, label_columns=columns,
+                  label_separator=label_separator, label_names=_names(label_names))
+    if path.is_file():
+        if path.suffix.lower() not in FILE_FORMATS:
+            raise ConfigError(f"dataset={dataset!r}: unknown file type {path.suffix!r}; use one of "
+                              f"{', '.join(sorted(FILE_FORMATS))}")
+        return DatasetSpec(path.stem, "file", str(path.resolve()), **common)
+    if path.is_dir():
+        return DatasetSpec(path.name, "folder", str(path.resolve()), **common)
+    if "/" in dataset and not dataset.startswith((".", "/", "~")) and dataset.count("/") == 1:
+        return DatasetSpec(dataset.split("/")[1], "hub", dataset, **common)
+    raise ConfigError(f"dataset={dataset!r} is neither a known dataset ({', '.join(dataset_names())}), an existing "
+                      "file or folder, nor a Hugging Face hub id (owner/name)")
+
+
+def split_files(folder: Path) -> dict[str, list[Path]]:
+    """A folder's data files by series split (``train.csv``, ``dev.jsonl``…); a lone file is the train split."""
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in FILE_FORMATS)
+    if not files:
+        raise ConfigError(f"dataset folder {folder} holds no {', '.join(sorted(FILE_FORMATS))} file")
+    out: dict[str, list[Path]] = {}
+    for p in files:
+        split = SPLIT_ALIASES.get(p.stem.lower().split("-")[0].split("_")[0])
+        if split:
+            out.setdefault(split, []).append(p)
+    if not out:
+        if len(files) > 1:
+            raise ConfigError(f"dataset folder {folder}: name its files train/validation (or dev)/test, "
+                              f"found {', '.join(p.name for p in files)}")
+        out["train"] = files
+    if len({p.suffix.lower() for ps in out.values() for p in ps}) > 1:
+        raise ConfigError(f"dataset folder {folder} mixes file types")
+    return out
