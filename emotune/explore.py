@@ -24,6 +24,14 @@ def label_frequency(frame: pd.DataFrame, taxonomy: str | Taxonomy) -> pd.DataFra
     return out.sort_values(["comments", "label"], ascending=[False, True]).reset_index(drop=True)
 
 
+def readable_frequency(freq: pd.DataFrame, max_labels: int = 40) -> pd.DataFrame:
+    """The rows of a frequency table worth a bar each: all of them, or the most and least frequent halves."""
+    if len(freq) <= max_labels:
+        return freq
+    half = max_labels // 2
+    return pd.concat([freq.head(half), freq.tail(half)]).reset_index(drop=True)
+
+
 def is_multi_label(frame: pd.DataFrame) -> bool:
     """Whether any row carries more than one label (then co-occurrence is worth a look)."""
     return bool(frame["labels"].map(len).gt(1).any())

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .taxonomy import Taxonomy, get_taxonomy, map_labels
+from .taxonomy import Taxonomy, base_of, get_taxonomy, levels_of, map_labels
 
 BERT_BASE_MACRO_F1 = 0.46  # GoEmotions paper (Demszky et al., ACL 2020), Table 4, BERT-base on 28 labels
 HEADLINE = ("macro_f1", "micro_f1", "weighted_f1", "exact_match", "hamming_loss", "jaccard")
@@ -139,7 +139,7 @@ def paired_test(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, metr
 
 
 def score_models(gold: Sequence[Sequence[str]], predictions: dict[str, Sequence[Sequence[str]]], *,
-                 base: str = "goemotions", levels: Sequence[str] = ("goemotions", "ekman", "sentiment"),
+                 base: str = "goemotions", levels: Sequence[str] | None = None,
                  source: str | None = None, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Every model at every level: headline metrics with 95% bootstrap intervals (one row per model/level/metric).
 
@@ -148,7 +148,7 @@ def score_models(gold: Sequence[Sequence[str]], predictions: dict[str, Sequence[
     """
     source = source or base
     rows = []
-    for level in levels:
+    for level in levels or levels_of(base_of(source)):
         try:
             y_true = to_matrix(map_rows(gold, source, level), level)
         except Exception:  # a level finer than the source can't be scored
