@@ -18,7 +18,7 @@ from . import config
 from .datasets import FILE_FORMATS, SPLIT_ALIASES, DatasetSpec, resolve_spec, split_files
 from .errors import ChecksumError, ConfigError, DataError
 from .labels import DROP_REASONS, label_rows
-from .sampling import split_frame
+from .sampling import multi_hot, split_frame, stratified_sample  # noqa: F401  (data.multi_hot, data.stratified_sample)
 from .taxonomy import Taxonomy, from_labels, get_taxonomy, register_taxonomy, resolve_level
 
 SPLITS = ("train", "validation", "test")

@@ -3,7 +3,9 @@ import pandas as pd
 import pytest
 from conftest import write_tsv
 
-from emotune import ChecksumError, DataError, data
+from emotune import ChecksumError, DataError, data, sampling
+from emotune.datasets import catalogue_spec
+from emotune.taxonomy import GOEMOTIONS
 
 GOOD = {"train": ["I love it\t18\ta1", "meh\t27\ta2", "wow, thanks!\t15,26\ta3"],
         "validation": ["so sad\t25\tb1"], "test": ["why?\t7\tc1", "   \t27\tc2"]}
@@ -67,9 +69,23 @@ def test_no_local_data_and_no_network_gives_one_clear_message(monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(DataError) as info:
-        data.load(source="no-such-org/no-such-dataset")
+        data.load("goemotions")
     msg = str(info.value)
     assert "EMOTUNE_DATA_DIR" in msg and "network" in msg
+    with pytest.raises(DataError) as info:
+        data.load("no-such-org/no-such-dataset")
+    assert "no-such-org/no-such-dataset" in str(info.value) and "network" in str(info.value)
+
+
+def test_release_tsv_is_csv_quoted(tmp_path):
+    rows = dict(GOOD, train=['"Three words, no subtlety. ""Dude. Stop. Seriously."" "\t27\teetq9g0', "NA\t27\tq2"])
+    dd = data.load_local(write_tsv(tmp_path / "d", rows), verify=False).dataset
+    assert dd["train"]["text"] == ['Three words, no subtlety. "Dude. Stop. Seriously." ', "NA"]
+
+
+def test_real_mirror_reads_quoted_comment_like_the_hub(train_frame):
+    text = train_frame.loc[train_frame["id"] == "eetq9g0", "text"].tolist()
+    assert text == ['Three words, no subtlety. "Dude. Stop. Seriously." ']
 
 
 def test_clean_drops_empty_and_reports_cross_split_ids(tmp_path):
@@ -83,7 +99,7 @@ def test_clean_drops_empty_and_reports_cross_split_ids(tmp_path):
 
 def test_real_mirror_checksums_and_sizes(loaded_mirror):
     assert loaded_mirror.split_sizes() == {"train": 43410, "validation": 5426, "test": 5427}
-    for name, digest in data.KNOWN_SHA256.items():
+    for name, digest in catalogue_spec("goemotions").release["sha256"].items():
         if name in loaded_mirror.checksums:
             assert loaded_mirror.checksums[name] == digest
 
@@ -94,17 +110,17 @@ def train_frame(loaded_mirror):
 
 
 def test_sampling_is_deterministic_and_seed_dependent(train_frame):
-    a = data.stratified_sample(train_frame, 1000, seed=1, n_labels=28)
-    b = data.stratified_sample(train_frame, 1000, seed=1, n_labels=28)
-    c = data.stratified_sample(train_frame, 1000, seed=2, n_labels=28)
+    a = sampling.stratified_sample(train_frame, 1000, seed=1, n_labels=28)
+    b = sampling.stratified_sample(train_frame, 1000, seed=1, n_labels=28)
+    c = sampling.stratified_sample(train_frame, 1000, seed=2, n_labels=28)
     assert len(a) == 1000 and a["id"].tolist() == b["id"].tolist()
     assert set(a["id"]) != set(c["id"])
     assert a["id"].is_unique
 
 
 def test_sampling_keeps_label_shares_within_tolerance(train_frame):
-    sample = data.stratified_sample(train_frame, 1000, seed=7, n_labels=28)
-    table = data.support_table(train_frame, sample)
+    sample = sampling.stratified_sample(train_frame, 1000, seed=7, n_labels=28)
+    table = sampling.support_table(train_frame, sample, GOEMOTIONS)
     # Stated tolerance: every label's share within 0.75 percentage points of the population's.
     assert table["difference (pp)"].abs().max() <= 0.75
     # every label present in the population is present in the sample
@@ -116,15 +132,15 @@ def test_sampling_keeps_rare_labels_present():
     labels = [[0]] * 120 + [[1]] * 77 + [[2]] * 3
     frame = pd.DataFrame({"text": [f"t{i}" for i in range(200)], "labels": labels, "id": [f"i{i}" for i in range(200)]})
     for seed in range(5):
-        sample = data.stratified_sample(frame, 20, seed=seed, n_labels=3)
+        sample = sampling.stratified_sample(frame, 20, seed=seed, n_labels=3)
         assert any(2 in ids for ids in sample["labels"])
 
 
 def test_sample_size_errors():
     frame = pd.DataFrame({"text": ["a"], "labels": [[0]], "id": ["1"]})
     with pytest.raises(DataError, match="cannot sample 2 rows from 1"):
-        data.stratified_sample(frame, 2, seed=0, n_labels=1)
+        sampling.stratified_sample(frame, 2, seed=0, n_labels=1)
 
 
 def test_multi_hot():
-    assert np.array_equal(data.multi_hot([[0, 2], [1]], 3), np.array([[1, 0, 1], [0, 1, 0]]))
+    assert np.array_equal(sampling.multi_hot([[0, 2], [1]], 3), np.array([[1, 0, 1], [0, 1, 0]]))
