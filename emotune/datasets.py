@@ -56,6 +56,12 @@ def _catalogue() -> dict:
     return {k: v for k, v in raw.items() if not k.startswith("_")}
 
 
+def default_label_set() -> str:
+    """The label set of the series' default dataset (what a prompt or parser uses when given none)."""
+    raw = json.loads(resources.files("emotune").joinpath("catalog/datasets.json").read_text("utf-8"))
+    return catalogue_spec(raw["_default"]).label_set
+
+
 def dataset_names() -> list[str]:
     """The datasets emotune knows by name."""
     return sorted(_catalogue())

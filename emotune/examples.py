@@ -79,11 +79,16 @@ class PromptSpec:
     @classmethod
     def resolve(cls, style: str | PromptStyle | PromptSpec = "compact", label_format: str = "comma",
                 taxonomy: str | Taxonomy | None = None) -> PromptSpec:
-        """A spec from names or objects (a spec passes through); ``taxonomy`` is a label set or its name."""
+        """A spec from names or objects (a spec passes through); ``taxonomy`` is a label set or its name.
+
+        No taxonomy means the default dataset's label set (the catalogue's ``_default``).
+        """
         if isinstance(style, PromptSpec):
             return style
         if taxonomy is None:
-            raise ConfigError("a prompt needs the dataset's label set (taxonomy=)")
+            from .datasets import default_label_set
+
+            taxonomy = default_label_set()
         return cls(get_style(style), _check_format(label_format), get_taxonomy(taxonomy))
 
     def messages(self, text: str) -> list[dict]:
@@ -194,12 +199,15 @@ def _candidates(answer: str) -> tuple[list[str] | None, str]:
     return [w.strip(_STRIP) for w in words if w.strip(_STRIP)], ""
 
 
-def parse_answer(answer: str | None, taxonomy: str | Taxonomy | None = None, *,
+_DEFAULT = "__default__"
+
+
+def parse_answer(answer: str | None, taxonomy: str | Taxonomy | None = _DEFAULT, *,
                  forgive_misspellings: bool = True) -> ParsedAnswer:
     """Read labels from a model answer, forgiving case, spacing, order, repeats and known misspellings.
 
     With a taxonomy, words outside it are reported as ``unknown``, never dropped silently or turned
-    into 'neutral'. With ``taxonomy=None`` any label-like word is accepted (the open vocabulary the
+    into 'neutral'. Without a taxonomy argument the default dataset's label set is used. With ``taxonomy=None`` any label-like word is accepted (the open vocabulary the
     local backend's learner uses when it reads training targets). ``forgive_misspellings=False``
     reports a known misspelling as unknown (what a training-file check wants: the model would learn it).
     """
@@ -208,6 +216,10 @@ def parse_answer(answer: str | None, taxonomy: str | Taxonomy | None = None, *,
     words, problem = _candidates(answer)
     if words is None:
         return ParsedAnswer((), (), "unparseable", problem)
+    if taxonomy is _DEFAULT:
+        from .datasets import default_label_set
+
+        taxonomy = default_label_set()
     tax = get_taxonomy(taxonomy) if taxonomy is not None else None
     whole = tax.normalise(answer.strip().strip(_STRIP)) if tax is not None and forgive_misspellings else None
     if whole is not None:  # a label that itself holds a separator ("rock and roll")
@@ -331,7 +343,7 @@ def trained_prompt_spec(run) -> dict | None:
     return run.get("jsonl", "prompt_spec")
 
 
-def prompt_tax(frame, model: str, *, label_format: str = "comma", taxonomy: str | Taxonomy,
+def prompt_tax(frame, model: str, *, label_format: str = "comma", taxonomy: str | Taxonomy | None = None,
                styles: Sequence[str | PromptStyle] = ("verbose", "compact")):
     """Mean billed tokens per example for each style, next to the irreducible minimum.
 
@@ -356,7 +368,7 @@ def prompt_tax(frame, model: str, *, label_format: str = "comma", taxonomy: str 
 
 
 def style_tokens(frame, model: str, *, style: str | PromptStyle, label_format: str = "comma",
-                 taxonomy: str | Taxonomy):
+                 taxonomy: str | Taxonomy | None = None):
     """Billed tokens of each example of a frame rendered in one style (OpenAI's counting method)."""
     from .validate import validate_bytes
 
@@ -364,7 +376,7 @@ def style_tokens(frame, model: str, *, style: str | PromptStyle, label_format: s
     return validate_bytes(raw, "style", model, taxonomy=None, training=False).tokens
 
 
-def example_gallery(text: str, labels: Sequence[str], taxonomy: str | Taxonomy):
+def example_gallery(text: str, labels: Sequence[str], taxonomy: str | Taxonomy | None = None):
     """One comment rendered in every built-in style and label format, as a table."""
     import pandas as pd
 
@@ -377,7 +389,7 @@ def example_gallery(text: str, labels: Sequence[str], taxonomy: str | Taxonomy):
     return pd.DataFrame(rows)
 
 
-def parse_table(answers: Sequence[str], taxonomy: str | Taxonomy):
+def parse_table(answers: Sequence[str], taxonomy: str | Taxonomy | None = None):
     """How the parser reads each answer: labels, unknown words and status."""
     import pandas as pd
 

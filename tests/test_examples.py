@@ -164,8 +164,7 @@ def test_prompt_spec_round_trips_and_a_different_spec_is_an_error_naming_both():
         check_prompt_spec(trained.to_record(), PromptSpec.resolve("verbose", "json", "ekman"))
     msg = str(info.value)
     assert "style='compact'" in msg and "style='verbose'" in msg and "'ekman'" in msg and "'goemotions'" in msg
-    with pytest.raises(ConfigError, match="label set"):
-        PromptSpec.resolve("compact", "comma", None)
+    assert PromptSpec.resolve("compact", "comma", None).taxonomy.name == "goemotions"  # the catalogue's default
 
 
 def test_build_files_record_the_prompt_spec(tmp_path):
