@@ -147,7 +147,7 @@ def resolve_level(base: str | Taxonomy, level: str | Taxonomy | None) -> Taxonom
     """
     tax = get_taxonomy(base)
     name = level.name if isinstance(level, Taxonomy) else (level or tax.name)
-    if name == "goemotions" and tax.name != "goemotions":
+    if name == tax.name or (name == "goemotions" and tax.name != "goemotions"):
         return tax
     if name not in levels_of(tax):
         raise ConfigError(f"taxonomy={name!r} is not a level of dataset {tax.name!r}; use one of {levels_of(tax)}")

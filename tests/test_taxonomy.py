@@ -59,3 +59,21 @@ def test_another_dataset_plugs_in():
         get_taxonomy("nope")
     with pytest.raises(ConfigError, match="do not share"):
         map_labels(["spam"], "spam", "ekman")
+
+
+def test_label_sets_from_data_record_and_levels():
+    from emotune.errors import ConfigError
+    from emotune.taxonomy import GOEMOTIONS, Taxonomy, from_labels, levels_of, resolve_level
+
+    tickets = from_labels("tickets_t", ["billing", "bug"], multi_label=False, item="support ticket")
+    assert tickets.multi_label is False and GOEMOTIONS.multi_label is True
+    assert Taxonomy.from_record(tickets.to_record()) == tickets
+    with pytest.raises(ConfigError, match="at least two"):
+        from_labels("one", ["bug"], multi_label=False)
+    assert levels_of("goemotions") == ["goemotions", "ekman", "sentiment"]
+    assert resolve_level("goemotions", "ekman").name == "ekman"
+    assert resolve_level(tickets, "goemotions") is tickets  # the series default means "the dataset's own labels"
+    assert resolve_level(tickets, "") is tickets
+    with pytest.raises(ConfigError, match="not a level"):
+        resolve_level(tickets, "sentiment")
+    assert tickets.normalise("BUG") == "bug"
