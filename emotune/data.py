@@ -15,11 +15,11 @@ from pathlib import Path
 import pandas as pd
 
 from . import config
-from .datasets import FILE_FORMATS, SPLIT_ALIASES, DatasetSpec, resolve_spec, split_files
+from .datasets import FILE_FORMATS, SPLIT_ALIASES, DatasetSpec, default_label_set, resolve_spec, split_files
 from .errors import ChecksumError, ConfigError, DataError
 from .labels import DROP_REASONS, label_rows
 from .sampling import multi_hot, split_frame, stratified_sample  # noqa: F401  (data.multi_hot, data.stratified_sample)
-from .taxonomy import Taxonomy, from_labels, get_taxonomy, register_taxonomy, resolve_level
+from .taxonomy import Taxonomy, from_labels, get_taxonomy, register_taxonomy, resolve_level, taxonomy_names
 
 SPLITS = ("train", "validation", "test")
 MADE_SPLIT_SHARE = 0.1  # share of the train split cut off for a validation or test split the data lacks
@@ -313,13 +313,13 @@ def label_set(run, taxonomy: str | Taxonomy | None = None) -> Taxonomy:
     """The run's label set at the asked level, registered by name (later notebooks run in fresh kernels).
 
     Reads the dataset's label set from the manifest notebook 01 wrote; ``taxonomy`` is the level
-    (``goemotions``, ``ekman``, ``sentiment`` for GoEmotions; empty or ``goemotions`` means a dataset's own labels).
+    (``goemotions``, ``ekman``, ``sentiment`` for GoEmotions; empty or the default means a dataset's own labels).
     """
     record = run.get("data", "label_set")
     if record is None:
-        return resolve_level("goemotions", taxonomy)
+        return resolve_level(default_label_set(), taxonomy)
     base = Taxonomy.from_record(record)
-    if base.name not in ("goemotions",):
+    if base.name not in taxonomy_names():
         register_taxonomy(base)
     return resolve_level(base.name, taxonomy)
 

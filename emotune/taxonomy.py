@@ -142,12 +142,14 @@ def levels_of(base: str | Taxonomy) -> list[str]:
 def resolve_level(base: str | Taxonomy, level: str | Taxonomy | None) -> Taxonomy:
     """The label set to train and score at: ``level`` when it is the base or one of its levels.
 
-    ``level`` empty, or the series' default ``goemotions`` on a dataset that is not GoEmotions, means the
+    ``level`` empty, or the series' default (the default dataset's label set) on another dataset, means the
     dataset's own labels; any other level the dataset does not have is an error listing the ones it has.
     """
+    from .datasets import default_label_set
+
     tax = get_taxonomy(base)
     name = level.name if isinstance(level, Taxonomy) else (level or tax.name)
-    if name == tax.name or (name == "goemotions" and tax.name != "goemotions"):
+    if name in (tax.name, default_label_set()):
         return tax
     if name not in levels_of(tax):
         raise ConfigError(f"taxonomy={name!r} is not a level of dataset {tax.name!r}; use one of {levels_of(tax)}")

@@ -151,6 +151,7 @@ def test_seed_tutorial_texts_match_the_mirror(seed_tutorial, loaded_mirror):
 
     texts = {t for split in loaded_mirror.dataset.values() for t in split["text"]}
     users = [next(m["content"] for m in json.loads(line)["messages"] if m["role"] == "user")
+             .removeprefix("Label the emotion of this comment: ")
              for name in ("training_data.jsonl", "validation_data.jsonl")
              for line in (seed_tutorial / name).read_text("utf-8").splitlines() if line.strip()]
     assert len(users) == 900 and all(u in texts for u in users)
