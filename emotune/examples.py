@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from .errors import ConfigError
 from .taxonomy import Taxonomy, get_taxonomy
@@ -243,26 +243,6 @@ def parse_answer(answer: str | None, taxonomy: str | Taxonomy | None = _DEFAULT,
     if status == "ok" and tax is not None and not tax.multi_label and len(found) > 1:
         return ParsedAnswer(tuple(found), (), "extra", f"{len(found)} labels for a single-label task")
     return ParsedAnswer(tuple(found), tuple(dict.fromkeys(unknown)), status)
-
-
-@dataclass
-class ParseSummary:
-    """Counts over many parsed answers."""
-
-    total: int = 0
-    by_status: dict[str, int] = field(default_factory=dict)
-    unknown_words: dict[str, int] = field(default_factory=dict)
-
-
-def summarise_parses(parsed: Iterable[ParsedAnswer]) -> ParseSummary:
-    """How many answers parsed cleanly, partly, or not at all, and which unknown words appeared."""
-    out = ParseSummary()
-    for p in parsed:
-        out.total += 1
-        out.by_status[p.status] = out.by_status.get(p.status, 0) + 1
-        for w in p.unknown:
-            out.unknown_words[w] = out.unknown_words.get(w, 0) + 1
-    return out
 
 
 def last_user_text(messages: Sequence[dict]) -> str:

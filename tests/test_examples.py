@@ -3,7 +3,7 @@ import json
 import pytest
 
 from emotune import ConfigError, PromptStyle, format_answer, parse_answer, prompt_messages, render_example
-from emotune.examples import assistant_text, last_user_text, summarise_parses
+from emotune.examples import assistant_text, last_user_text
 from emotune.taxonomy import taxonomy_names
 
 
@@ -75,12 +75,6 @@ def test_parser_is_strict_where_it_must_be(answer, status, unknown):
 def test_open_vocabulary_keeps_words_as_written():
     assert parse_answer("Spam, ham", None).labels == ("spam", "ham")
     assert parse_answer("embarassment", None).labels == ("embarassment",)
-
-
-def test_summary_counts():
-    s = summarise_parses([parse_answer("joy", "goemotions"), parse_answer("happy", "goemotions"), parse_answer("joy, happy", "goemotions"), parse_answer("", "goemotions")])
-    assert s.total == 4 and s.by_status == {"ok": 1, "unknown": 1, "partial": 1, "unparseable": 1}
-    assert s.unknown_words == {"happy": 2}
 
 
 def test_json_answer_is_json():

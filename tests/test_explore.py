@@ -46,3 +46,12 @@ def test_plots_return_titled_labelled_figures():
         assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
     fig = plots.plot_level_breakdowns({"ekman": explore.level_breakdown(FRAME, "ekman")})
     assert fig._suptitle.get_text() and fig.axes[0].get_xlabel()
+
+
+def test_label_counts_stay_readable_and_shapes_are_recognised():
+    freq = pd.DataFrame({"label": [f"l{i}" for i in range(200)], "comments": range(200, 0, -1), "share %": 0.0})
+    view = explore.readable_frequency(freq)
+    assert len(view) == 40 and view["label"].iloc[0] == "l0" and view["label"].iloc[-1] == "l199"
+    assert len(explore.readable_frequency(freq.head(2))) == 2
+    assert explore.is_multi_label(FRAME) and not explore.is_multi_label(FRAME.assign(labels=[[0], [1], [2]]))
+    assert explore.coarser_levels("goemotions") == ["ekman", "sentiment"] and explore.coarser_levels("ekman") == []
