@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -22,6 +22,7 @@ from .sampling import multi_hot, split_frame, stratified_sample  # noqa: F401  (
 from .taxonomy import Taxonomy, from_labels, get_taxonomy, register_taxonomy, resolve_level, taxonomy_names
 
 SPLITS = ("train", "validation", "test")
+_BUILTIN = frozenset(taxonomy_names())  # label sets that ship with emotune (at import, before any dataset registers)
 MADE_SPLIT_SHARE = 0.1  # share of the train split cut off for a validation or test split the data lacks
 
 
@@ -216,6 +217,8 @@ def load_own(spec: DatasetSpec, *, seed: int = 42) -> LoadedData:
         dd, checksums, paths = _read_files(spec)
     splits = _own_splits(dd)
     labelled = label_rows(splits, spec, paths)
+    if spec.name in _BUILTIN:  # a file named sentiment.csv must not replace the built-in sentiment level
+        spec = replace(spec, name=f"{spec.name}-data")
     tax = register_taxonomy(from_labels(spec.name, labelled.label_names, multi_label=labelled.multi_label,
                                         item=spec.item, label_kind=spec.label_kind))
     frames, made = dict(labelled.frames), {}

@@ -172,3 +172,11 @@ def test_spec_resolution_and_catalogue():
         resolve_spec("no_such_thing.csv")
     with pytest.raises(ConfigError, match="not both"):
         resolve_spec("someone/x", label_column="a", label_columns="b,c")
+
+
+def test_a_file_named_like_a_builtin_level_does_not_replace_it(tmp_path):
+    from emotune.taxonomy import get_taxonomy
+
+    path = write(tickets(), tmp_path / "sentiment.csv")
+    loaded = data.load(str(path), text_column="body", label_column="category")
+    assert loaded.taxonomy.name == "sentiment-data" and "positive" in get_taxonomy("sentiment").labels
