@@ -25,12 +25,14 @@ def ticket_text(i: int, labels: list[str]) -> str:
     return f"Ticket {i}: customer writes about {words} (case {i * 7 % 13})"
 
 
-def run_series(run_dir: Path, *params: str) -> dict:
+def run_series(run_dir: Path, *params: str, extra: tuple[str, ...] = (), ok: bool = True):
     env = os.environ | {"TQDM_DISABLE": "1"}
     env.pop("OPENAI_API_KEY", None)
     args = [sys.executable, "-m", "emotune.cli", "run", "--run-dir", str(run_dir), "-p", "backend=local",
-            "-p", "n_train=80", "-p", "n_validation=12", "-p", "n_eval=12", *[x for p in params for x in ("-p", p)]]
+            "-p", "n_train=80", "-p", "n_validation=12", "-p", "n_eval=12", *[x for p in params for x in ("-p", p)], *extra]
     out = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
+    if not ok:
+        return out
     assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
     return json.loads((run_dir / "manifest.json").read_text())
 
@@ -58,6 +60,11 @@ def test_single_label_csv_of_support_tickets(tmp_path):
     assert "single-label data" in explore and "has no coarser levels" in explore
     train = (run_dir / "train.jsonl").read_text().splitlines()
     assert all(json.loads(line)["messages"][-1]["content"] in cats for line in train)
+    # evaluating with another prompt than the model was trained with is an error naming both specs
+    other = run_series(run_dir, f"dataset={path}", "text_column=subject", "label_column=queue", "prompt_style=verbose",
+                       extra=("--from", "05"), ok=False)
+    assert other.returncode != 0 and "style='compact'" in other.stdout + other.stderr
+    assert "style='verbose'" in other.stdout + other.stderr
 
 
 def test_multi_label_jsonl_of_tagged_posts(tmp_path):
