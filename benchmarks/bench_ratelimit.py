@@ -40,7 +40,7 @@ RPM, TPM = 6000, 2_000_000
 
 def texts(n: int) -> pd.DataFrame:
     try:
-        from emotune import data
+        from emotune.stages import data
 
         test = data.to_frame(data.load().dataset["test"])
         frame = pd.concat([test] * (n // len(test) + 1), ignore_index=True).iloc[:n]

@@ -21,21 +21,18 @@ from .core.file_rules import check_overlap, rules_frame, validate_file
 from .core.pricing import cost_table, load_catalog
 from .core.prompts import (
     PromptSpec,
-    PromptStyle,
     build_training_files,
     check_prompt_spec,
     example_gallery,
     example_labels,
-    parse_answer,
     parse_table,
-    prompt_messages,
     prompt_spec,
     prompt_tax,
     style_tokens,
     trained_prompt_spec,
 )
 from .core.runs import Run, begin_stage, finish_stage, open_run, package_versions
-from .core.taxonomy import Taxonomy, get_taxonomy
+from .core.taxonomy import get_taxonomy
 from .plots import (
     plot_confusions,
     plot_cooccurrence,
@@ -55,7 +52,7 @@ from .plots import (
 from .providers import Provider, connect
 from .series import collect_parameters, run_series
 from .stages.costs import estimate_line, estimate_usd, plan_costs, token_limit
-from .stages.data import clean, load, load_samples, make_samples, save_samples, support_table, to_frame
+from .stages.data import clean, label_set, load, load_samples, record_dataset, save_samples, to_frame
 from .stages.evaluate import (
     batch_agreement,
     cost_per_1000,
@@ -70,11 +67,14 @@ from .stages.evaluate import (
     verdict,
 )
 from .stages.explore import (
+    coarser_levels,
     cooccurrence,
+    is_multi_label,
     label_frequency,
     labels_per_comment,
     length_summary,
     level_breakdown,
+    readable_frequency,
     sample_table,
     token_lengths,
     top_pairs,
@@ -89,6 +89,7 @@ from .stages.finetune import (
     watch,
 )
 from .stages.metrics import per_label, score_models, to_matrix, top_confusions
+from .stages.sampling import make_samples, support_table
 
 __version__ = "0.1.0"
 
@@ -104,10 +105,8 @@ __all__ = [
     "NotebookFailed",
     "PredictionError",
     "PromptSpec",
-    "PromptStyle",
     "Provider",
     "Run",
-    "Taxonomy",
     "batch_agreement",
     "begin_stage",
     "build_training_files",
@@ -115,6 +114,7 @@ __all__ = [
     "check_prompt_spec",
     "checkpoints_frame",
     "clean",
+    "coarser_levels",
     "collect_parameters",
     "connect",
     "cooccurrence",
@@ -130,7 +130,9 @@ __all__ = [
     "finish_stage",
     "get_taxonomy",
     "gold_labels",
+    "is_multi_label",
     "label_frequency",
+    "label_set",
     "labels_per_comment",
     "launch_or_resume",
     "length_summary",
@@ -143,7 +145,6 @@ __all__ = [
     "open_run",
     "package_versions",
     "paired_table",
-    "parse_answer",
     "parse_table",
     "per_label",
     "plan_costs",
@@ -162,10 +163,11 @@ __all__ = [
     "plot_token_lengths",
     "plot_training_curves",
     "predict_models",
-    "prompt_messages",
     "prompt_spec",
     "prompt_tax",
+    "readable_frequency",
     "reconcile",
+    "record_dataset",
     "record_evaluation",
     "rules_frame",
     "run_series",

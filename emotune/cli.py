@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .core.errors import EmotuneError
+from .series import DEFAULT_PARAMETERS, HYPERPARAMETERS
 
 
 def _parse_assignments(items: list[str]) -> dict:
@@ -19,7 +20,9 @@ def _parse_assignments(items: list[str]) -> dict:
         name, sep, raw = item.partition("=")
         if not sep or not name:
             raise EmotuneError(f"-p takes NAME=VALUE, got {item!r}")
-        out[name.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+        text_param = isinstance(DEFAULT_PARAMETERS.get(name.strip()), str) and name.strip() not in HYPERPARAMETERS
+        # a text parameter keeps its text: YAML would read "|" (label_separator) as an empty block scalar
+        out[name.strip()] = raw if text_param else (yaml.safe_load(raw) if raw.strip() else "")
     return out
 
 

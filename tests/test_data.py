@@ -4,7 +4,11 @@ import pytest
 from conftest import write_tsv
 
 from emotune import ChecksumError, DataError
-from emotune.stages import data
+from emotune.core.datasets import catalogue_spec
+from emotune.core.taxonomy import get_taxonomy
+from emotune.stages import data, sampling
+
+GOEMOTIONS = get_taxonomy("goemotions")
 
 GOOD = {"train": ["I love it\t18\ta1", "meh\t27\ta2", "wow, thanks!\t15,26\ta3"],
         "validation": ["so sad\t25\tb1"], "test": ["why?\t7\tc1", "   \t27\tc2"]}
@@ -68,9 +72,23 @@ def test_no_local_data_and_no_network_gives_one_clear_message(monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(DataError) as info:
-        data.load(source="no-such-org/no-such-dataset")
+        data.load("goemotions")
     msg = str(info.value)
     assert "EMOTUNE_DATA_DIR" in msg and "network" in msg
+    with pytest.raises(DataError) as info:
+        data.load("no-such-org/no-such-dataset")
+    assert "no-such-org/no-such-dataset" in str(info.value) and "network" in str(info.value)
+
+
+def test_release_tsv_is_csv_quoted(tmp_path):
+    rows = dict(GOOD, train=['"Three words, no subtlety. ""Dude. Stop. Seriously."" "\t27\teetq9g0', "NA\t27\tq2"])
+    dd = data.load_local(write_tsv(tmp_path / "d", rows), verify=False).dataset
+    assert dd["train"]["text"] == ['Three words, no subtlety. "Dude. Stop. Seriously." ', "NA"]
+
+
+def test_real_mirror_reads_quoted_comment_like_the_hub(train_frame):
+    text = train_frame.loc[train_frame["id"] == "eetq9g0", "text"].tolist()
+    assert text == ['Three words, no subtlety. "Dude. Stop. Seriously." ']
 
 
 def test_clean_drops_empty_and_reports_cross_split_ids(tmp_path):
@@ -84,7 +102,7 @@ def test_clean_drops_empty_and_reports_cross_split_ids(tmp_path):
 
 def test_real_mirror_checksums_and_sizes(loaded_mirror):
     assert loaded_mirror.split_sizes() == {"train": 43410, "validation": 5426, "test": 5427}
-    for name, digest in data.KNOWN_SHA256.items():
+    for name, digest in catalogue_spec("goemotions").release["sha256"].items():
         if name in loaded_mirror.checksums:
             assert loaded_mirror.checksums[name] == digest
 
@@ -95,17 +113,17 @@ def train_frame(loaded_mirror):
 
 
 def test_sampling_is_deterministic_and_seed_dependent(train_frame):
-    a = data.stratified_sample(train_frame, 1000, seed=1, n_labels=28)
-    b = data.stratified_sample(train_frame, 1000, seed=1, n_labels=28)
-    c = data.stratified_sample(train_frame, 1000, seed=2, n_labels=28)
+    a = sampling.stratified_sample(train_frame, 1000, seed=1, n_labels=28)
+    b = sampling.stratified_sample(train_frame, 1000, seed=1, n_labels=28)
+    c = sampling.stratified_sample(train_frame, 1000, seed=2, n_labels=28)
     assert len(a) == 1000 and a["id"].tolist() == b["id"].tolist()
     assert set(a["id"]) != set(c["id"])
     assert a["id"].is_unique
 
 
 def test_sampling_keeps_label_shares_within_tolerance(train_frame):
-    sample = data.stratified_sample(train_frame, 1000, seed=7, n_labels=28)
-    table = data.support_table(train_frame, sample)
+    sample = sampling.stratified_sample(train_frame, 1000, seed=7, n_labels=28)
+    table = sampling.support_table(train_frame, sample, GOEMOTIONS)
     # Stated tolerance: every label's share within 0.75 percentage points of the population's.
     assert table["difference (pp)"].abs().max() <= 0.75
     # every label present in the population is present in the sample
@@ -117,36 +135,26 @@ def test_sampling_keeps_rare_labels_present():
     labels = [[0]] * 120 + [[1]] * 77 + [[2]] * 3
     frame = pd.DataFrame({"text": [f"t{i}" for i in range(200)], "labels": labels, "id": [f"i{i}" for i in range(200)]})
     for seed in range(5):
-        sample = data.stratified_sample(frame, 20, seed=seed, n_labels=3)
+        sample = sampling.stratified_sample(frame, 20, seed=seed, n_labels=3)
         assert any(2 in ids for ids in sample["labels"])
 
 
 def test_sample_size_errors():
     frame = pd.DataFrame({"text": ["a"], "labels": [[0]], "id": ["1"]})
     with pytest.raises(DataError, match="cannot sample 2 rows from 1"):
-        data.stratified_sample(frame, 2, seed=0, n_labels=1)
+        sampling.stratified_sample(frame, 2, seed=0, n_labels=1)
 
 
 def test_multi_hot():
-    assert np.array_equal(data.multi_hot([[0, 2], [1]], 3), np.array([[1, 0, 1], [0, 1, 0]]))
+    assert np.array_equal(sampling.multi_hot([[0, 2], [1]], 3), np.array([[1, 0, 1], [0, 1, 0]]))
 
 
-def test_the_release_is_read_with_its_csv_quoting(loaded_mirror):
-    """Quoted comments read as the Hugging Face copy has them (the release wraps 1,383 texts in quotes)."""
-    frames = {split: data.to_frame(loaded_mirror.dataset[split]) for split in ("train", "validation", "test")}
-    texts = {row_id: text for frame in frames.values() for row_id, text in zip(frame["id"], frame["text"], strict=True)}
-    assert texts["eetq9g0"] == 'Three words, no subtlety. "Dude. Stop. Seriously." '
-    assert sum(len(f) for f in frames.values()) == 43_410 + 5_426 + 5_427
-    assert not any(t.startswith('"') and t.endswith('"') and '""' in t for t in texts.values())
+def test_seed_tutorial_texts_match_the_mirror(seed_tutorial, loaded_mirror):
+    import json
 
-
-def test_a_bom_is_dropped_and_invalid_utf8_is_a_data_error(tmp_path):
-    from emotune.core.errors import DataError
-    from emotune.core.taxonomy import get_taxonomy
-
-    path = tmp_path / "t.tsv"
-    path.write_bytes(b"\xef\xbb\xbfhello there\t27\tid1\n")
-    assert data.read_split_tsv(path, get_taxonomy("goemotions"))["text"].tolist() == ["hello there"]
-    path.write_bytes(b"caf\xe9\t27\tid1\n")
-    with pytest.raises(DataError, match="not UTF-8"):
-        data.read_split_tsv(path, get_taxonomy("goemotions"))
+    texts = {t for split in loaded_mirror.dataset.values() for t in split["text"]}
+    users = [next(m["content"] for m in json.loads(line)["messages"] if m["role"] == "user")
+             .removeprefix("Label the emotion of this comment: ")
+             for name in ("training_data.jsonl", "validation_data.jsonl")
+             for line in (seed_tutorial / name).read_text("utf-8").splitlines() if line.strip()]
+    assert len(users) == 900 and all(u in texts for u in users)

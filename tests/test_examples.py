@@ -2,15 +2,15 @@ import json
 
 import pytest
 
-from emotune import ConfigError, PromptStyle, parse_answer, prompt_messages
+from emotune import ConfigError
 from emotune.core.prompts import (
+    PromptStyle,
     assistant_text,
-    check_prompt_spec,
     format_answer,
     last_user_text,
-    prompt_spec,
+    parse_answer,
+    prompt_messages,
     render_example,
-    trained_prompt_spec,
 )
 from emotune.core.taxonomy import taxonomy_names
 
@@ -29,20 +29,20 @@ def test_render_then_parse_round_trips(level, labels, style, fmt):
 
 
 def test_verbose_lists_every_label_and_compact_is_short():
-    verbose = prompt_messages("x", style="verbose")[0]["content"]
-    compact = prompt_messages("x", style="compact")[0]["content"]
+    verbose = prompt_messages("x", style="verbose", taxonomy="goemotions")[0]["content"]
+    compact = prompt_messages("x", style="compact", taxonomy="goemotions")[0]["content"]
     assert all(label in verbose for label in ("admiration", "embarrassment", "neutral"))
     assert len(compact) < 60 < len(verbose)
 
 
 def test_custom_style():
     mine = PromptStyle("mine", "Emotions please, {format_rule}", "Comment: {text}")
-    msgs = prompt_messages("hi", style=mine, label_format="json")
+    msgs = prompt_messages("hi", style=mine, label_format="json", taxonomy="goemotions")
     assert msgs[1]["content"] == "Comment: hi" and '"labels"' in msgs[0]["content"]
     with pytest.raises(ConfigError, match="must contain"):
-        prompt_messages("hi", style=PromptStyle("bad", "s", "no placeholder"))
+        prompt_messages("hi", style=PromptStyle("bad", "s", "no placeholder"), taxonomy="goemotions")
     with pytest.raises(ConfigError, match="unknown prompt style"):
-        prompt_messages("hi", style="chatty")
+        prompt_messages("hi", style="chatty", taxonomy="goemotions")
     with pytest.raises(ConfigError, match="label_format"):
         format_answer(["joy"], "xml")
 
@@ -60,7 +60,7 @@ def test_custom_style():
     ("neutral!", ("neutral",)),
 ])
 def test_parser_forgives_what_is_safe(answer, labels):
-    parsed = parse_answer(answer)
+    parsed = parse_answer(answer, "goemotions")
     assert parsed.ok and parsed.labels == labels
 
 
@@ -75,7 +75,7 @@ def test_parser_forgives_what_is_safe(answer, labels):
     ("I think this comment expresses joy", "unknown", ("i think this comment expresses joy",)),
 ])
 def test_parser_is_strict_where_it_must_be(answer, status, unknown):
-    parsed = parse_answer(answer)
+    parsed = parse_answer(answer, "goemotions")
     assert parsed.status == status and parsed.unknown == unknown
     assert "neutral" not in parsed.labels
 
@@ -83,22 +83,6 @@ def test_parser_is_strict_where_it_must_be(answer, status, unknown):
 def test_open_vocabulary_keeps_words_as_written():
     assert parse_answer("Spam, ham", None).labels == ("spam", "ham")
     assert parse_answer("embarassment", None).labels == ("embarassment",)
-
-
-def test_the_trained_prompt_spec_is_recorded_and_a_different_one_is_refused(tmp_path):
-    import pandas as pd
-
-    from emotune import ConfigError, Run, build_training_files
-
-    frame = pd.DataFrame({"text": ["I love it", "so sad"], "labels": [[18], [25]], "id": ["a", "b"]})
-    run = Run(tmp_path / "run")
-    build_training_files(run, {"train": frame, "validation": frame}, style="verbose", label_format="json",
-                         taxonomy="ekman", seed=1)
-    trained = trained_prompt_spec(run)
-    assert trained == prompt_spec("verbose", "json", "ekman")
-    assert check_prompt_spec(trained, prompt_spec("verbose", "json", "ekman")) is trained
-    with pytest.raises(ConfigError, match="trained with style 'verbose', json answers, ekman labels.*style 'compact'"):
-        check_prompt_spec(trained, prompt_spec("compact", "json", "ekman"))
 
 
 def test_json_answer_is_json():
@@ -137,11 +121,66 @@ def test_prompt_tax_and_gallery():
     from emotune import example_gallery, prompt_tax
 
     frame = pd.DataFrame({"text": ["I love this so much", "what?"], "labels": [[18], [7]], "id": ["a", "b"]})
-    tax = prompt_tax(frame, "gpt-4o-mini")
+    tax = prompt_tax(frame, "gpt-4o-mini", taxonomy="goemotions")
     ratios = dict(zip(tax["style"], tax["x minimum"], strict=True))
     assert ratios["minimum (comment + answer)"] == 1.0 and ratios["compact"] < 2 < 4 < ratios["verbose"]
-    assert len(example_gallery("hi", ["joy"])) == 4
+    assert len(example_gallery("hi", ["joy"], "goemotions")) == 6  # 3 styles x 2 formats
 
 
 def test_misspellings_can_be_reported_for_training_checks():
-    assert parse_answer("embarassment", forgive_misspellings=False).unknown == ("embarassment",)
+    assert parse_answer("embarassment", "goemotions", forgive_misspellings=False).unknown == ("embarassment",)
+
+
+def _tickets():
+    from emotune.core.taxonomy import from_labels, register_taxonomy
+
+    return register_taxonomy(from_labels("tickets", ["billing", "bug", "Login problem"], multi_label=False))
+
+
+def test_zero_shot_lists_the_datasets_labels_and_asks_for_one():
+    tickets = _tickets()
+    system = prompt_messages("x", style="zero-shot", taxonomy=tickets)[0]["content"]
+    assert all(label in system for label in tickets.labels) and "exactly one label" in system
+    for style in ("verbose", "zero-shot", "compact"):
+        content = " ".join(m["content"] for m in prompt_messages("x", style=style, taxonomy=tickets))
+        assert "Reddit" not in content and "emotion" not in content
+    multi = prompt_messages("x", style="zero-shot", taxonomy="goemotions")[0]["content"]
+    assert "one or more labels" in multi and "separated by commas" in multi
+
+
+def test_single_label_parser_reports_extra_labels_and_forgives_case():
+    tickets = _tickets()
+    assert parse_answer("login PROBLEM", tickets).labels == ("Login problem",)
+    extra = parse_answer("billing, bug", tickets)
+    assert extra.status == "extra" and extra.labels == ("billing", "bug") and not extra.ok
+
+
+def test_prompt_spec_round_trips_and_a_different_spec_is_an_error_naming_both():
+    from emotune import PromptSpec, check_prompt_spec
+
+    trained = PromptSpec.resolve("compact", "comma", "goemotions")
+    assert PromptSpec.from_record(trained.to_record()) == trained
+    check_prompt_spec(trained.to_record(), trained)
+    check_prompt_spec(None, trained)  # nothing trained yet: nothing to compare
+    with pytest.raises(ConfigError) as info:
+        check_prompt_spec(trained.to_record(), PromptSpec.resolve("verbose", "json", "ekman"))
+    msg = str(info.value)
+    assert "style='compact'" in msg and "style='verbose'" in msg and "'ekman'" in msg and "'goemotions'" in msg
+    assert PromptSpec.resolve("compact", "comma", None).taxonomy.name == "goemotions"  # the catalogue's default
+
+
+def test_build_files_record_the_prompt_spec(tmp_path):
+    import pandas as pd
+
+    from emotune import PromptSpec, Run, build_training_files
+    from emotune.core.prompts import trained_prompt_spec
+
+    tickets = _tickets()
+    frame = pd.DataFrame({"text": [f"t{i}" for i in range(12)], "labels": [[i % 3] for i in range(12)],
+                          "id": [str(i) for i in range(12)]})
+    run = Run(tmp_path / "r")
+    spec = PromptSpec.resolve("zero-shot", "json", tickets)
+    build_training_files(run, {"train": frame, "validation": frame}, style=spec, seed=0)
+    assert trained_prompt_spec(run).to_record() == spec.to_record()
+    line = json.loads((tmp_path / "r" / "train.jsonl").read_text().splitlines()[0])
+    assert json.loads(line["messages"][-1]["content"])["labels"][0] in tickets.labels

@@ -8,7 +8,7 @@ FRAME = pd.DataFrame({"text": ["a b", "c", "d e f"], "labels": [[0, 15], [27], [
 
 
 def test_frequency_and_per_comment():
-    freq = explore.label_frequency(FRAME)
+    freq = explore.label_frequency(FRAME, "goemotions")
     assert freq.iloc[0].to_dict() == {"label": "admiration", "comments": 2, "share %": 66.67}
     assert freq["comments"].sum() == 4
     per = explore.labels_per_comment(FRAME)
@@ -16,7 +16,7 @@ def test_frequency_and_per_comment():
 
 
 def test_cooccurrence_is_symmetric_with_counts_on_diagonal():
-    co = explore.cooccurrence(FRAME)
+    co = explore.cooccurrence(FRAME, "goemotions")
     assert co.loc["admiration", "gratitude"] == 1 == co.loc["gratitude", "admiration"]
     assert co.loc["admiration", "admiration"] == 2
     assert explore.top_pairs(co, 1).iloc[0].tolist() == ["admiration", "gratitude", 1]
@@ -37,8 +37,8 @@ def test_token_lengths():
 
 
 def test_plots_return_titled_labelled_figures():
-    co = explore.cooccurrence(FRAME)
-    figs = [plots.plot_label_frequency(explore.label_frequency(FRAME), title="T"),
+    co = explore.cooccurrence(FRAME, "goemotions")
+    figs = [plots.plot_label_frequency(explore.label_frequency(FRAME, "goemotions"), title="T"),
             plots.plot_labels_per_comment(explore.labels_per_comment(FRAME)),
             plots.plot_cooccurrence(co), plots.plot_token_lengths(np.array([1, 2, 3]), "m"),
             plots.plot_support_comparison(pd.DataFrame({"label": ["a"], "population %": [1.0], "sample %": [1.1]}))]
@@ -47,3 +47,12 @@ def test_plots_return_titled_labelled_figures():
         assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
     fig = plots.plot_level_breakdowns({"ekman": explore.level_breakdown(FRAME, "ekman")})
     assert fig._suptitle.get_text() and fig.axes[0].get_xlabel()
+
+
+def test_label_counts_stay_readable_and_shapes_are_recognised():
+    freq = pd.DataFrame({"label": [f"l{i}" for i in range(200)], "comments": range(200, 0, -1), "share %": 0.0})
+    view = explore.readable_frequency(freq)
+    assert len(view) == 40 and view["label"].iloc[0] == "l0" and view["label"].iloc[-1] == "l199"
+    assert len(explore.readable_frequency(freq.head(2))) == 2
+    assert explore.is_multi_label(FRAME) and not explore.is_multi_label(FRAME.assign(labels=[[0], [1], [2]]))
+    assert explore.coarser_levels("goemotions") == ["ekman", "sentiment"] and explore.coarser_levels("ekman") == []

@@ -1,7 +1,7 @@
 import pytest
 
-from emotune import ConfigError, Taxonomy, get_taxonomy
-from emotune.core.taxonomy import map_labels, register_taxonomy
+from emotune import ConfigError, get_taxonomy
+from emotune.core.taxonomy import Taxonomy, map_labels, register_taxonomy
 
 GOEMOTIONS, EKMAN, SENTIMENT = (get_taxonomy(n) for n in ("goemotions", "ekman", "sentiment"))
 
@@ -53,3 +53,23 @@ def test_another_dataset_plugs_in():
         get_taxonomy("nope")
     with pytest.raises(ConfigError, match="do not share"):
         map_labels(["spam"], "spam", "ekman")
+
+
+def test_label_sets_from_data_record_and_levels():
+    from emotune.core.errors import ConfigError
+    from emotune.core.taxonomy import Taxonomy, from_labels, get_taxonomy, levels_of, resolve_level
+
+    GOEMOTIONS = get_taxonomy("goemotions")
+
+    tickets = from_labels("tickets_t", ["billing", "bug"], multi_label=False, item="support ticket")
+    assert tickets.multi_label is False and GOEMOTIONS.multi_label is True
+    assert Taxonomy.from_record(tickets.to_record()) == tickets
+    with pytest.raises(ConfigError, match="at least two"):
+        from_labels("one", ["bug"], multi_label=False)
+    assert levels_of("goemotions") == ["goemotions", "ekman", "sentiment"]
+    assert resolve_level("goemotions", "ekman").name == "ekman"
+    assert resolve_level(tickets, "goemotions") is tickets  # the series default means "the dataset's own labels"
+    assert resolve_level(tickets, "") is tickets
+    with pytest.raises(ConfigError, match="not a level"):
+        resolve_level(tickets, "sentiment")
+    assert tickets.normalise("BUG") == "bug"

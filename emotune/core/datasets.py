@@ -1,8 +1,8 @@
-"""Dataset specs as catalogue data (``emotune/catalog/datasets.json``): where a dataset comes from, which
-fields hold its text and labels, its label set and coarser levels, its splits and a published reference.
+"""Dataset specs: what a dataset is (source, fields, label set, levels, splits), as catalogue data or from parameters.
 
-The series runs on the catalogue's default dataset unless told otherwise; adding a known dataset is one
-catalogue entry (see docs/architecture.md).
+The catalogue (``catalog/datasets.json``) holds the datasets emotune knows by name (GoEmotions); any other
+``dataset`` parameter is a local file or folder, or a Hugging Face hub id, described by the column-mapping
+parameters (:func:`resolve_spec`).
 """
 
 from __future__ import annotations
@@ -11,61 +11,142 @@ import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 
 from .errors import ConfigError
+
+FILE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+# Names a file's own splits may carry, mapped to the series' split names ("dev" is validation).
+SPLIT_ALIASES = {"train": "train", "validation": "validation", "valid": "validation", "val": "validation",
+                 "dev": "validation", "test": "test"}
+TEXT_GUESSES = ("text", "sentence", "content", "comment", "review", "body")
+LABEL_GUESSES = ("label", "labels", "category", "class", "target")
 
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """One dataset of the catalogue."""
+    """One dataset: where it comes from, which fields hold text and labels, and how labels are shaped."""
 
     name: str
-    title: str
-    label_set: str  # the name of its base label set (a taxonomy)
-    levels: tuple[str, ...]  # the label set and the coarser levels it maps to
-    text_field: str = "text"
-    label_field: str = "labels"
-    id_field: str = "id"
-    multi_label: bool = True
-    hub_id: str | None = None
-    hub_config: str | None = None
-    release_files: dict[str, str] = field(default_factory=dict)  # split -> file name in a local release folder
-    release_sha256: dict[str, str] = field(default_factory=dict)
-    splits: dict[str, str] = field(default_factory=dict)  # train / validation / test -> the source's split name
-    reference: dict | None = None  # a published score to show beside ours
-    source: str = ""
+    source: str  # "catalog", "file", "folder" or "hub"
+    location: str = ""  # the file, folder or hub id
+    text_field: str = ""  # empty: guess
+    label_field: str = ""  # empty: guess (unless label_columns)
+    label_columns: tuple[str, ...] = ()
+    label_separator: str = ""
+    label_names: tuple[str, ...] = ()
+    label_set: str = ""  # a registered taxonomy (catalogue datasets); empty: taken from the data
+    levels: tuple[str, ...] = ()
+    splits: dict[str, str] = field(default_factory=dict)
+    hub: dict[str, str] = field(default_factory=dict)
+    release: dict = field(default_factory=dict)
+    item: str = "text"
+    label_kind: str = "text"
+    reference: dict | None = None  # a published score to show beside ours (catalogue datasets)
 
     def reference_score(self, metric: str, level: str) -> float | None:
         """The published score for ``metric`` at ``level``, when the catalogue has one."""
         ref = self.reference or {}
         return ref.get("value") if ref.get("metric") == metric and ref.get("level") == level else None
 
+    def to_record(self) -> dict:
+        """What the run manifest keeps about the dataset."""
+        return {"name": self.name, "source": self.source, "location": self.location, "text_field": self.text_field,
+                "label_field": self.label_field, "label_columns": list(self.label_columns),
+                "label_separator": self.label_separator, "levels": list(self.levels)}
+
 
 @lru_cache(maxsize=1)
 def _catalogue() -> dict:
-    return json.loads(resources.files("emotune").joinpath("catalog/datasets.json").read_text("utf-8"))
+    raw = json.loads(resources.files("emotune").joinpath("catalog/datasets.json").read_text("utf-8"))
+    return {k: v for k, v in raw.items() if not k.startswith("_")}
 
 
-def dataset_names() -> list[str]:
-    """The datasets the catalogue knows by name."""
-    return sorted(_catalogue()["datasets"])
-
-
-def default_dataset() -> str:
-    """The catalogue's default dataset (the tutorial's worked example)."""
-    return _catalogue()["default"]
+def default_label_set() -> str:
+    """The label set of the series' default dataset (what a prompt or parser uses when given none)."""
+    raw = json.loads(resources.files("emotune").joinpath("catalog/datasets.json").read_text("utf-8"))
+    return catalogue_spec(raw["_default"]).label_set
 
 
 def dataset_spec(name: str | None = None) -> DatasetSpec:
-    """A dataset spec by catalogue name (the default dataset when None)."""
-    name = name or default_dataset()
-    raw = _catalogue()["datasets"].get(name)
-    if raw is None:
-        raise ConfigError(f"unknown dataset {name!r}; the catalogue knows {', '.join(dataset_names())}")
-    hub, release = raw.get("hub") or {}, raw.get("release") or {}
-    return DatasetSpec(name=name, title=raw.get("title", name), label_set=raw["label_set"], levels=tuple(raw["levels"]),
-                       text_field=raw.get("text_field", "text"), label_field=raw.get("label_field", "labels"),
-                       id_field=raw.get("id_field", "id"), multi_label=bool(raw.get("multi_label", True)),
-                       hub_id=hub.get("id"), hub_config=hub.get("config"), release_files=dict(release.get("files", {})),
-                       release_sha256=dict(release.get("sha256", {})), splits=dict(raw.get("splits", {})),
-                       reference=raw.get("reference"), source=raw.get("source", ""))
+    """A catalogue dataset's spec (the default dataset when None)."""
+    raw = json.loads(resources.files("emotune").joinpath("catalog/datasets.json").read_text("utf-8"))
+    return catalogue_spec(name or raw["_default"])
+
+
+def dataset_names() -> list[str]:
+    """The datasets emotune knows by name."""
+    return sorted(_catalogue())
+
+
+def catalogue_spec(name: str) -> DatasetSpec:
+    """The catalogue entry for a dataset name."""
+    try:
+        raw = _catalogue()[name]
+    except KeyError:
+        raise ConfigError(f"unknown dataset {name!r}; known: {', '.join(dataset_names())}") from None
+    return DatasetSpec(name, "catalog", text_field=raw["text_field"], label_field=raw["label_field"],
+                       label_set=raw["label_set"], levels=tuple(raw.get("levels", ())), splits=dict(raw["splits"]),
+                       hub=dict(raw.get("hub", {})), release=dict(raw.get("release", {})),
+                       item=raw.get("item", "text"), label_kind=raw.get("label_kind", "text"),
+                       reference=raw.get("reference"))
+
+
+def _names(value: str) -> tuple[str, ...]:
+    """Label names from ``a,b,c`` or from a file with one name per line."""
+    if not value:
+        return ()
+    path = Path(value).expanduser()
+    if path.is_file():
+        names = [line.strip() for line in path.read_text("utf-8-sig").splitlines()]
+    else:
+        names = [part.strip() for part in value.split(",")]
+    names = [n for n in names if n]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"label_names={value!r} repeats a name")
+    return tuple(names)
+
+
+def resolve_spec(dataset: str = "goemotions", *, text_column: str = "", label_column: str = "", label_columns: str = "",
+                 label_separator: str = "", label_names: str = "") -> DatasetSpec:
+    """The spec for the ``dataset`` parameter: a catalogue name, a local file or folder, or a hub id."""
+    dataset = (dataset or "goemotions").strip()
+    if dataset in _catalogue():
+        return catalogue_spec(dataset)
+    path = Path(dataset).expanduser()
+    columns = tuple(c.strip() for c in label_columns.split(",") if c.strip())
+    if columns and label_column:
+        raise ConfigError("set label_column or label_columns, not both")
+    common = dict(text_field=text_column, label_field=label_column, label_columns=columns,
+                  label_separator=label_separator, label_names=_names(label_names))
+    if path.is_file():
+        if path.suffix.lower() not in FILE_FORMATS:
+            raise ConfigError(f"dataset={dataset!r}: unknown file type {path.suffix!r}; use one of "
+                              f"{', '.join(sorted(FILE_FORMATS))}")
+        return DatasetSpec(path.stem, "file", str(path.resolve()), **common)
+    if path.is_dir():
+        return DatasetSpec(path.name, "folder", str(path.resolve()), **common)
+    if "/" in dataset and not dataset.startswith((".", "/", "~")) and dataset.count("/") == 1:
+        return DatasetSpec(dataset.split("/")[1], "hub", dataset, **common)
+    raise ConfigError(f"dataset={dataset!r} is neither a known dataset ({', '.join(dataset_names())}), an existing "
+                      "file or folder, nor a Hugging Face hub id (owner/name)")
+
+
+def split_files(folder: Path) -> dict[str, list[Path]]:
+    """A folder's data files by series split (``train.csv``, ``dev.jsonl``…); a lone file is the train split."""
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in FILE_FORMATS)
+    if not files:
+        raise ConfigError(f"dataset folder {folder} holds no {', '.join(sorted(FILE_FORMATS))} file")
+    out: dict[str, list[Path]] = {}
+    for p in files:
+        split = SPLIT_ALIASES.get(p.stem.lower().split("-")[0].split("_")[0])
+        if split:
+            out.setdefault(split, []).append(p)
+    if not out:
+        if len(files) > 1:
+            raise ConfigError(f"dataset folder {folder}: name its files train/validation (or dev)/test, "
+                              f"found {', '.join(p.name for p in files)}")
+        out["train"] = files
+    if len({p.suffix.lower() for ps in out.values() for p in ps}) > 1:
+        raise ConfigError(f"dataset folder {folder} mixes file types")
+    return out

@@ -80,8 +80,7 @@ class JsonlRecord(Record):
     prompt_style: str | None = None
     label_format: str | None = None
     taxonomy: str | None = None
-    system_template: str | None = None
-    user_template: str | None = None
+    prompt_spec: dict | None = None  # PromptSpec.to_record(): what notebook 05 must ask the fine-tuned model with
     seed: int | None = None
 
 

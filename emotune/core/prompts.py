@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .errors import ConfigError
-from .taxonomy import DEFAULT, Taxonomy, get_taxonomy
+from .taxonomy import Taxonomy, get_taxonomy
 
 LABEL_FORMATS = ("comma", "json")
 
@@ -21,8 +21,9 @@ LABEL_FORMATS = ("comma", "json")
 class PromptStyle:
     """A system prompt template and a user message template.
 
-    ``system`` may use ``{labels}`` (the label list), ``{taxonomy}`` and ``{format_rule}``;
-    ``user`` must use ``{text}``.
+    ``system`` may use ``{labels}`` (the label list), ``{taxonomy}`` (the label set's name), ``{item}`` (what one
+    example is), ``{label_kind}``, ``{how}`` ("one or more labels" or "exactly one label"), ``{multi_rule}`` and
+    ``{format_rule}``; ``user`` must use ``{text}``.
     """
 
     name: str
@@ -32,24 +33,25 @@ class PromptStyle:
 
 VERBOSE = PromptStyle(
     "verbose",
-    "You are a highly intelligent emotion classification assistant. You carefully read a comment from "
-    "Reddit and label it with one or more emotions from a fixed list. The emotion labels are: {labels}. "
-    "A comment can express several emotions at once; choose every label that clearly applies, and choose "
-    "'neutral' only when no emotion is expressed. Do not invent labels that are not in the list. "
+    "You are a highly intelligent text classification assistant. You carefully read a {item} and label it with "
+    "{how} from a fixed list. The labels are: {labels}. {multi_rule}Do not invent labels that are not in the list. "
     "{format_rule}",
-    "Label the emotions of this comment: {text}",
+    "Label this {item}: {text}",
 )
-COMPACT = PromptStyle("compact", "Label the emotions ({taxonomy}).")
-PROMPT_STYLES = {s.name: s for s in (VERBOSE, COMPACT)}
+COMPACT = PromptStyle("compact", "Label the {label_kind} ({taxonomy}).")
+ZERO_SHOT = PromptStyle("zero-shot", "Classify the {item} with {how} from this list: {labels}. {format_rule}")
+PROMPT_STYLES = {s.name: s for s in (VERBOSE, COMPACT, ZERO_SHOT)}
 
 _FORMAT_RULES = {
-    "comma": "Answer with the labels only, separated by commas.",
-    "json": 'Answer with JSON only, in the form {"labels": ["label", ...]}.',
+    ("comma", True): "Answer with the labels only, separated by commas.",
+    ("json", True): 'Answer with JSON only, in the form {"labels": ["label", ...]}.',
+    ("comma", False): "Answer with exactly one label and nothing else.",
+    ("json", False): 'Answer with JSON only, in the form {"labels": ["label"]}, holding exactly one label.',
 }
 
 
 def get_style(style: str | PromptStyle) -> PromptStyle:
-    """A prompt style by name (``verbose``, ``compact``) or your own :class:`PromptStyle`."""
+    """A prompt style by name (``verbose``, ``compact``, ``zero-shot``) or your own :class:`PromptStyle`."""
     if isinstance(style, PromptStyle):
         if "{text}" not in style.user:
             raise ConfigError(f"prompt style {style.name!r}: the user template must contain {{text}}")
@@ -66,63 +68,90 @@ def _check_format(label_format: str) -> str:
     return label_format
 
 
-def prompt_messages(text: str, *, style: str | PromptStyle = "compact", label_format: str = "comma",
-                    taxonomy: str | Taxonomy | None = None) -> list[dict]:
-    """The system and user messages that ask a model to label ``text``."""
-    s, tax = get_style(style), get_taxonomy(taxonomy)
-    system = s.system.format(labels=", ".join(tax.labels), taxonomy=tax.name,
-                             format_rule=_FORMAT_RULES[_check_format(label_format)])
-    return [{"role": "system", "content": system}, {"role": "user", "content": s.user.format(text=text)}]
-
-
 @dataclass(frozen=True)
 class PromptSpec:
-    """What a model is asked with, resolved once: the prompt style, the answer format and the label set.
-
-    The spec a model was fine-tuned with is recorded in the manifest by :func:`build_training_files`;
-    evaluation reads it back (:func:`trained_prompt_spec`) so a fine-tuned model is never asked differently.
-    """
+    """How a model is asked: a prompt style, an answer format and a label set, resolved once."""
 
     style: PromptStyle
     label_format: str
-    taxonomy: str
+    taxonomy: Taxonomy
+
+    @classmethod
+    def resolve(cls, style: str | PromptStyle | PromptSpec = "compact", label_format: str = "comma",
+                taxonomy: str | Taxonomy | None = None) -> PromptSpec:
+        """A spec from names or objects (a spec passes through); ``taxonomy`` is a label set or its name.
+
+        No taxonomy means the default dataset's label set (the catalogue's ``_default``).
+        """
+        if isinstance(style, PromptSpec):
+            return style
+        if taxonomy is None:
+            from .datasets import default_label_set
+
+            taxonomy = default_label_set()
+        return cls(get_style(style), _check_format(label_format), get_taxonomy(taxonomy))
 
     def messages(self, text: str) -> list[dict]:
-        return prompt_messages(text, style=self.style, label_format=self.label_format, taxonomy=self.taxonomy)
+        """The system and user messages that ask a model to label ``text``."""
+        tax, multi = self.taxonomy, self.taxonomy.multi_label
+        multi_rule = ("An item can carry several labels at once; choose every label that clearly applies"
+                      + (", and choose 'neutral' only when no other label applies. " if "neutral" in tax.labels else ". ")
+                      if multi else "")
+        words = {"labels": ", ".join(tax.labels), "taxonomy": tax.name, "item": tax.item, "label_kind": tax.label_kind,
+                 "how": "one or more labels" if multi else "exactly one label", "multi_rule": multi_rule,
+                 "format_rule": _FORMAT_RULES[(self.label_format, multi)]}
+        return [{"role": "system", "content": self.style.system.format(**words)},
+                {"role": "user", "content": self.style.user.format(text=text, item=tax.item)}]
 
-    def record(self) -> dict:
-        return {"prompt_style": self.style.name, "label_format": self.label_format, "taxonomy": self.taxonomy,
-                "system_template": self.style.system, "user_template": self.style.user}
+    def to_record(self) -> dict:
+        """What the manifest keeps: enough to tell two specs apart."""
+        return {"style": self.style.name, "system": self.style.system, "user": self.style.user,
+                "label_format": self.label_format, "label_set": self.taxonomy.name,
+                "labels": list(self.taxonomy.labels), "multi_label": self.taxonomy.multi_label}
+
+    @classmethod
+    def from_record(cls, record: dict) -> PromptSpec:
+        """The spec a :meth:`to_record` record describes (its label set must be registered)."""
+        from .taxonomy import from_labels, register_taxonomy, taxonomy_names
+
+        style = PromptStyle(record["style"], record["system"], record["user"])
+        if record["label_set"] not in taxonomy_names():  # a dataset's own labels, in a fresh kernel
+            register_taxonomy(from_labels(record["label_set"], record["labels"], multi_label=record["multi_label"]))
+        return cls(style, record["label_format"], get_taxonomy(record["label_set"]))
 
     def describe(self) -> str:
-        return f"style {self.style.name!r}, {self.label_format} answers, {self.taxonomy} labels"
+        """One line naming the spec."""
+        return f"style={self.style.name!r}, label_format={self.label_format!r}, labels={self.taxonomy.name!r}"
 
 
-def prompt_spec(style: str | PromptStyle = "compact", label_format: str = "comma",
+def prompt_spec(style: str | PromptStyle | PromptSpec = "compact", label_format: str = "comma",
                 taxonomy: str | Taxonomy | None = None) -> PromptSpec:
     """A checked :class:`PromptSpec` (unknown styles, formats and label sets are errors here, once)."""
-    return PromptSpec(get_style(style), _check_format(label_format), get_taxonomy(taxonomy).name)
+    return PromptSpec.resolve(style, label_format, taxonomy)
 
 
-def trained_prompt_spec(run) -> PromptSpec:
-    """The spec the run's training files were built with (from the manifest's ``jsonl`` section)."""
-    from .manifest import JsonlRecord
+def check_prompt_spec(trained: PromptSpec | dict | None, asked: PromptSpec | dict) -> PromptSpec:
+    """The spec to ask a fine-tuned model with: the one it was trained with; asking otherwise is an error
+    that says both specs."""
+    if trained is None:
+        return asked if isinstance(asked, PromptSpec) else PromptSpec.from_record(asked)
+    rec = {k: v for k, v in (trained.to_record() if isinstance(trained, PromptSpec) else trained).items()}
+    now = asked.to_record() if isinstance(asked, PromptSpec) else asked
 
-    rec = run.read(JsonlRecord)
-    known = PROMPT_STYLES.get(rec.prompt_style)
-    style = known if known is not None else PromptStyle(rec.prompt_style or "custom", rec.system_template or "",
-                                                        rec.user_template or "{text}")
-    return PromptSpec(style, rec.label_format or "comma", get_taxonomy(rec.taxonomy).name)
+    def line(r: dict) -> str:
+        return f"style={r['style']!r}, label_format={r['label_format']!r}, labels={r['label_set']!r}"
+
+    if rec != now:
+        raise ConfigError(f"the fine-tuned model was trained with prompt ({line(rec)}) but is asked with ({line(now)}); "
+                          "evaluate with the same prompt_style, label_format and taxonomy as notebook 02 used, "
+                          "or rebuild the files and train again")
+    return trained if isinstance(trained, PromptSpec) else PromptSpec.from_record(trained)
 
 
-def check_prompt_spec(trained: PromptSpec, asked: PromptSpec) -> PromptSpec:
-    """The trained spec, or an error when a fine-tuned model would be asked with another one."""
-    if (trained.style.system, trained.style.user, trained.label_format, trained.taxonomy) != (
-            asked.style.system, asked.style.user, asked.label_format, asked.taxonomy):
-        raise ConfigError(f"the fine-tuned model was trained with {trained.describe()}, but this run asks with "
-                          f"{asked.describe()}; evaluate it with the prompt it learned (drop the -p overrides, or "
-                          "rebuild the training files with notebook 02 and fine-tune again)")
-    return trained
+def prompt_messages(text: str, *, style: str | PromptStyle | PromptSpec = "compact", label_format: str = "comma",
+                    taxonomy: str | Taxonomy | None = None) -> list[dict]:
+    """The system and user messages that ask a model to label ``text`` (``style`` may be a whole PromptSpec)."""
+    return PromptSpec.resolve(style, label_format, taxonomy).messages(text)
 
 
 def format_answer(labels: Sequence[str], label_format: str = "comma") -> str:
@@ -132,17 +161,21 @@ def format_answer(labels: Sequence[str], label_format: str = "comma") -> str:
     return ", ".join(labels)
 
 
-def render_example(text: str, labels: Sequence[str], *, style: str | PromptStyle = "compact",
+def render_example(text: str, labels: Sequence[str], *, style: str | PromptStyle | PromptSpec = "compact",
                    label_format: str = "comma", taxonomy: str | Taxonomy | None = None) -> dict:
     """One chat fine-tuning example: system, user and the assistant's target answer."""
-    messages = prompt_messages(text, style=style, label_format=label_format, taxonomy=taxonomy)
-    messages.append({"role": "assistant", "content": format_answer(labels, label_format)})
+    spec = PromptSpec.resolve(style, label_format, taxonomy)
+    messages = spec.messages(text)
+    messages.append({"role": "assistant", "content": format_answer(labels, spec.label_format)})
     return {"messages": messages}
 
 
 @dataclass(frozen=True)
 class ParsedAnswer:
-    """Labels read from an answer; ``status`` is ok, partial (some unknown), unknown or unparseable."""
+    """Labels read from an answer; ``status`` is ok, partial (some unknown), unknown, extra or unparseable.
+
+    ``extra``: a single-label task answered with several known labels (all kept in ``labels``).
+    """
 
     labels: tuple[str, ...]
     unknown: tuple[str, ...] = ()
@@ -155,7 +188,7 @@ class ParsedAnswer:
 
 
 _SPLIT = re.compile(r"[,;\n|]+")
-_WORD = re.compile(r"^[a-z][a-z _-]{0,40}$")
+_WORD = re.compile(r"^\w[\w .&/+'-]{0,60}$")
 _STRIP = " \t\"'`.!?:*-[](){}"
 
 
@@ -178,12 +211,15 @@ def _candidates(answer: str) -> tuple[list[str] | None, str]:
     return [w.strip(_STRIP) for w in words if w.strip(_STRIP)], ""
 
 
-def parse_answer(answer: str | None, taxonomy: str | Taxonomy | None = DEFAULT, *,
+_DEFAULT = "__default__"
+
+
+def parse_answer(answer: str | None, taxonomy: str | Taxonomy | None = _DEFAULT, *,
                  forgive_misspellings: bool = True) -> ParsedAnswer:
     """Read labels from a model answer, forgiving case, spacing, order, repeats and known misspellings.
 
     With a taxonomy, words outside it are reported as ``unknown``, never dropped silently or turned
-    into 'neutral'. With ``taxonomy=None`` any label-like word is accepted (the open vocabulary the
+    into 'neutral'. Without a taxonomy argument the default dataset's label set is used. With ``taxonomy=None`` any label-like word is accepted (the open vocabulary the
     local backend's learner uses when it reads training targets). ``forgive_misspellings=False``
     reports a known misspelling as unknown (what a training-file check wants: the model would learn it).
     """
@@ -192,7 +228,14 @@ def parse_answer(answer: str | None, taxonomy: str | Taxonomy | None = DEFAULT, 
     words, problem = _candidates(answer)
     if words is None:
         return ParsedAnswer((), (), "unparseable", problem)
+    if taxonomy is _DEFAULT:
+        from .datasets import default_label_set
+
+        taxonomy = default_label_set()
     tax = get_taxonomy(taxonomy) if taxonomy is not None else None
+    whole = tax.normalise(answer.strip().strip(_STRIP)) if tax is not None and forgive_misspellings else None
+    if whole is not None:  # a label that itself holds a separator ("rock and roll")
+        words = [whole]
     found, unknown = [], []
     for word in words:
         key = " ".join(word.lower().split())
@@ -209,6 +252,8 @@ def parse_answer(answer: str | None, taxonomy: str | Taxonomy | None = DEFAULT, 
     if not found and not unknown:
         return ParsedAnswer((), (), "unparseable", "no labels in answer")
     status = "ok" if not unknown else ("partial" if found else "unknown")
+    if status == "ok" and tax is not None and not tax.multi_label and len(found) > 1:
+        return ParsedAnswer(tuple(found), (), "extra", f"{len(found)} labels for a single-label task")
     return ParsedAnswer(tuple(found), tuple(dict.fromkeys(unknown)), status)
 
 
@@ -237,50 +282,64 @@ def assistant_text(messages: Sequence[dict]) -> str | None:
 JSONL_FILES = {"train": "train.jsonl", "validation": "val.jsonl"}
 
 
-def example_labels(ids: Sequence[int], taxonomy: str | Taxonomy | None = None) -> list[str]:
-    """A row's label ids (of the level's base label set) as names at the chosen level."""
-    from .taxonomy import map_labels
+def example_labels(ids: Sequence[int], taxonomy: str | Taxonomy, base: str | Taxonomy | None = None) -> list[str]:
+    """A row's label ids (into the base label set) as names at the chosen level.
 
-    level = get_taxonomy(taxonomy)
-    src = get_taxonomy(level.base) if level.base else level
+    ``base`` defaults to the base label set the level groups (the label set itself for a dataset's own labels).
+    """
+    from .taxonomy import base_of, map_labels
+
+    src = get_taxonomy(base) if base is not None else base_of(taxonomy)
     return map_labels(src.names(ids), src, taxonomy)
 
 
-def render_jsonl(frame, *, style: str | PromptStyle = "compact", label_format: str = "comma",
+def render_jsonl(frame, *, style: str | PromptStyle | PromptSpec = "compact", label_format: str = "comma",
                  taxonomy: str | Taxonomy | None = None, seed: int | None = None) -> bytes:
     """A chat JSONL (one example per row), rows shuffled by ``seed`` when given; deterministic."""
     import numpy as np
 
+    spec = PromptSpec.resolve(style, label_format, taxonomy)
     order = np.arange(len(frame)) if seed is None else np.random.default_rng(seed).permutation(len(frame))
     texts, labels = frame["text"].tolist(), frame["labels"].tolist()
-    lines = [json.dumps(render_example(texts[i], example_labels(labels[i], taxonomy), style=style,
-                                       label_format=label_format, taxonomy=taxonomy), ensure_ascii=False)
-             for i in order]
+    lines = [json.dumps(render_example(texts[i], example_labels(labels[i], spec.taxonomy), style=spec),
+                        ensure_ascii=False) for i in order]
     return ("\n".join(lines) + "\n").encode("utf-8")
 
 
-def build_training_files(run, samples: dict, *, style: str | PromptStyle = "compact", label_format: str = "comma",
-                         taxonomy: str | Taxonomy | None = None, seed: int = 0) -> dict[str, dict]:
+def build_training_files(run, samples: dict, *, style: str | PromptStyle | PromptSpec = "compact",
+                         label_format: str = "comma", taxonomy: str | Taxonomy | None = None,
+                         seed: int = 0) -> dict[str, dict]:
     """Write train.jsonl (training sample, shuffled by seed) and val.jsonl (validation sample) atomically.
 
-    The test split is never touched here. Checksums go into the run manifest.
+    The test split is never touched here. Checksums and the prompt spec go into the manifest's ``jsonl``
+    section; the evaluation stage reads the spec back with :func:`trained_prompt_spec`.
     """
     import hashlib
 
     from .runs import atomic_write_bytes
 
+    spec = PromptSpec.resolve(style, label_format, taxonomy)
     record = {}
     for split, name in JSONL_FILES.items():
-        raw = render_jsonl(samples[split], style=style, label_format=label_format, taxonomy=taxonomy,
-                           seed=seed if split == "train" else None)
+        raw = render_jsonl(samples[split], style=spec, seed=seed if split == "train" else None)
         atomic_write_bytes(run.file(name), raw)
         record[split] = {"file": name, "examples": len(samples[split]), "bytes": len(raw),
                          "sha256": hashlib.sha256(raw).hexdigest()}
     from .manifest import JsonlRecord
 
-    spec = prompt_spec(style, label_format, taxonomy)
-    run.put(JsonlRecord(files=record, seed=seed, **spec.record()))
+    run.put(JsonlRecord(files=record, prompt_style=spec.style.name, label_format=spec.label_format,
+                        taxonomy=spec.taxonomy.name, prompt_spec=spec.to_record(), seed=seed))
     return record
+
+
+def trained_prompt_spec(run) -> PromptSpec:
+    """The prompt spec notebook 02 trained with, from the manifest (an error names notebook 02 when missing)."""
+    from .manifest import JsonlRecord
+
+    rec = run.read(JsonlRecord)
+    if not rec.prompt_spec:
+        raise ConfigError(f"run {run.name!r} records no prompt spec: run notebook 02 (build_jsonl) again")
+    return PromptSpec.from_record(rec.prompt_spec)
 
 
 def prompt_tax(frame, model: str, *, label_format: str = "comma", taxonomy: str | Taxonomy | None = None,
@@ -314,8 +373,8 @@ def style_tokens(frame, model: str, *, style: str | PromptStyle, label_format: s
 
     from .tokens import count_many, encoding_for
 
-    examples = [render_example(t, example_labels(ids, taxonomy), style=style, label_format=label_format,
-                               taxonomy=taxonomy)["messages"] for t, ids in zip(frame["text"], frame["labels"], strict=True)]
+    examples = [json.loads(line)["messages"] for line in
+                render_jsonl(frame, style=style, label_format=label_format, taxonomy=taxonomy).decode("utf-8").splitlines()]
     return np.asarray(count_many(examples, encoding_for(model)), dtype=np.int64)
 
 

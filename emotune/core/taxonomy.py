@@ -1,7 +1,10 @@
-"""Label sets as data (``emotune/catalog/taxonomies.json``): a dataset's labels, coarser levels, and yours.
+"""Label sets as data: the built-in ones from ``catalog/taxonomies.json``, and any dataset's own.
 
-A :class:`Taxonomy` is a name, its labels in id order, and (for a coarse level) the groups of base
-labels each of its labels stands for. Mapping a label set between levels goes through the base.
+A :class:`Taxonomy` is a name, its labels in id order, whether an item may carry several of them
+(``multi_label``), and (for a coarse level) the groups of base labels each of its labels stands for.
+Mapping a label set between levels goes through the base. A dataset's label set is built from its
+data (:func:`from_labels`), recorded in the run manifest (:meth:`Taxonomy.to_record`) and registered
+again by later notebooks, which run in fresh kernels.
 """
 
 from __future__ import annotations
@@ -23,10 +26,29 @@ class Taxonomy:
     base: str | None = None
     groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     aliases: Mapping[str, str] = field(default_factory=dict)
+    multi_label: bool = True
+    item: str = "text"  # what one example is, in prompts ("comment from Reddit", "support ticket")
+    label_kind: str = "text"  # what is labelled, in the compact prompt ("emotions")
 
     def __post_init__(self):
         if len(set(self.labels)) != len(self.labels):
             raise ConfigError(f"taxonomy {self.name!r} repeats a label")
+        if not self.labels:
+            raise ConfigError(f"taxonomy {self.name!r} has no labels")
+
+    def to_record(self) -> dict:
+        """A JSON-ready record (what the run manifest keeps)."""
+        return {"name": self.name, "labels": list(self.labels), "base": self.base,
+                "groups": {k: list(v) for k, v in self.groups.items()}, "aliases": dict(self.aliases),
+                "multi_label": self.multi_label, "item": self.item, "label_kind": self.label_kind}
+
+    @classmethod
+    def from_record(cls, record: Mapping) -> Taxonomy:
+        """The taxonomy a :meth:`to_record` record describes."""
+        return cls(record["name"], tuple(record["labels"]), base=record.get("base"),
+                   groups={k: tuple(v) for k, v in (record.get("groups") or {}).items()},
+                   aliases=dict(record.get("aliases") or {}), multi_label=bool(record.get("multi_label", True)),
+                   item=record.get("item", "text"), label_kind=record.get("label_kind", "text"))
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -44,7 +66,11 @@ class Taxonomy:
         key = " ".join(word.strip().lower().split())
         if key in self.labels:
             return key
-        return self.aliases.get(key)
+        return self._lowered.get(key) or self.aliases.get(key)
+
+    @property
+    def _lowered(self) -> dict[str, str]:
+        return {" ".join(label.lower().split()): label for label in self.labels}
 
     def base_members(self, label: str) -> tuple[str, ...]:
         """The base labels a label stands for (itself, for a base taxonomy)."""
@@ -57,15 +83,28 @@ def _load_builtin() -> dict[str, Taxonomy]:
     for name, spec in raw.items():
         if name.startswith("_"):
             continue
+        words = {k: spec[k] for k in ("item", "label_kind") if k in spec}
         if "groups" in spec:
             groups = {k: tuple(v) for k, v in spec["groups"].items()}
-            out[name] = Taxonomy(name, tuple(groups), base=spec["base"], groups=groups)
+            base = raw[spec["base"]]
+            words = {k: base[k] for k in ("item", "label_kind") if k in base} | words
+            out[name] = Taxonomy(name, tuple(groups), base=spec["base"], groups=groups, **words)
         else:
-            out[name] = Taxonomy(name, tuple(spec["labels"]), aliases=dict(spec.get("aliases", {})))
+            out[name] = Taxonomy(name, tuple(spec["labels"]), aliases=dict(spec.get("aliases", {})), **words)
     return out
 
 
 _REGISTRY: dict[str, Taxonomy] = _load_builtin()
+
+
+def from_labels(name: str, labels: Iterable[str], *, multi_label: bool, item: str = "text",
+                label_kind: str = "text") -> Taxonomy:
+    """A dataset's own label set, in the given order; one label only is an error (nothing to learn)."""
+    labels = tuple(labels)
+    if len(labels) < 2:
+        raise ConfigError(f"dataset {name!r} has {len(labels)} label(s) ({', '.join(labels) or 'none'}); "
+                          "a classifier needs at least two")
+    return Taxonomy(name, labels, multi_label=multi_label, item=item, label_kind=label_kind)
 
 
 def register_taxonomy(taxonomy: Taxonomy) -> Taxonomy:
@@ -85,9 +124,9 @@ def get_taxonomy(name: str | Taxonomy | None = None) -> Taxonomy:
     if isinstance(name, Taxonomy):
         return name
     if name is None or name == DEFAULT:
-        from .datasets import dataset_spec
+        from .datasets import default_label_set
 
-        name = dataset_spec().label_set
+        name = default_label_set()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -97,6 +136,35 @@ def get_taxonomy(name: str | Taxonomy | None = None) -> Taxonomy:
 def taxonomy_names() -> list[str]:
     """Names of every registered taxonomy."""
     return sorted(_REGISTRY)
+
+
+def levels_of(base: str | Taxonomy) -> list[str]:
+    """The base label set's name and every registered level that groups it (GoEmotions: ekman, sentiment)."""
+    tax = get_taxonomy(base)
+    return [tax.name] + sorted(n for n, t in _REGISTRY.items() if t.base == tax.name)
+
+
+def resolve_level(base: str | Taxonomy, level: str | Taxonomy | None) -> Taxonomy:
+    """The label set to train and score at: ``level`` when it is the base or one of its levels.
+
+    ``level`` empty, or the series' default (the default dataset's label set) on another dataset, means the
+    dataset's own labels; any other level the dataset does not have is an error listing the ones it has.
+    """
+    from .datasets import default_label_set
+
+    tax = get_taxonomy(base)
+    name = level.name if isinstance(level, Taxonomy) else (level or tax.name)
+    if name in (tax.name, default_label_set()):
+        return tax
+    if name not in levels_of(tax):
+        raise ConfigError(f"taxonomy={name!r} is not a level of dataset {tax.name!r}; use one of {levels_of(tax)}")
+    return get_taxonomy(name)
+
+
+def base_of(taxonomy: str | Taxonomy) -> Taxonomy:
+    """The base label set a level groups (the label set itself for a base)."""
+    tax = get_taxonomy(taxonomy)
+    return get_taxonomy(tax.base) if tax.base else tax
 
 
 def _base_name(t: Taxonomy) -> str:

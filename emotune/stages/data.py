@@ -1,37 +1,56 @@
-"""Load GoEmotions-format data (local TSV mirror or the Hugging Face hub), clean it and sample it.
+"""Load a labelled text dataset (GoEmotions from its release or the hub, or your own file, folder or hub id).
 
-Both sources give the same ``datasets.DatasetDict``: splits train/validation/test with columns
-``text`` (str), ``labels`` (list of label ids) and ``id`` (str).
+Every source gives the same ``datasets.DatasetDict``: splits train/validation/test with columns ``text`` (str),
+``labels`` (list of label ids into the dataset's label set) and ``id`` (str), plus the label set itself
+(:class:`~emotune.taxonomy.Taxonomy`) and a count of the rows dropped, per split and reason.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from ..core import config
-from ..core.datasets import dataset_spec
+from ..core.datasets import (
+    FILE_FORMATS,
+    SPLIT_ALIASES,
+    DatasetSpec,
+    default_label_set,
+    resolve_spec,
+    split_files,
+)
 from ..core.errors import ChecksumError, ConfigError, DataError
-from ..core.taxonomy import Taxonomy, get_taxonomy
+from ..core.taxonomy import (
+    Taxonomy,
+    from_labels,
+    get_taxonomy,
+    register_taxonomy,
+    resolve_level,
+    taxonomy_names,
+)
+from .labels import DROP_REASONS, label_rows
+from .sampling import multi_hot, split_frame, stratified_sample, to_frame  # noqa: F401  (data.multi_hot, ...)
 
-SPEC = dataset_spec()  # the catalogue's default dataset, in its release format (the one this loader reads)
-HUB_ID, HUB_CONFIG = SPEC.hub_id, SPEC.hub_config
-SPLIT_FILES = SPEC.release_files
-KNOWN_SHA256 = SPEC.release_sha256  # published checksums of the release files
+SPLITS = ("train", "validation", "test")
+_BUILTIN = frozenset(taxonomy_names())  # label sets that ship with emotune (at import, before any dataset registers)
+MADE_SPLIT_SHARE = 0.1  # share of the train split cut off for a validation or test split the data lacks
 
 
 @dataclass
 class LoadedData:
-    """A DatasetDict plus where it came from and the checksums of what was read."""
+    """A DatasetDict plus what it is, where it came from, and what reading it dropped."""
 
     dataset: object  # datasets.DatasetDict
     source: str
     checksums: dict[str, str] = field(default_factory=dict)
+    spec: DatasetSpec | None = None
+    taxonomy: Taxonomy | None = None
+    dropped: dict[str, dict[str, int]] = field(default_factory=dict)
+    made_splits: dict[str, str] = field(default_factory=dict)  # split -> how it was made
 
     def split_sizes(self) -> dict[str, int]:
         """Rows per split."""
@@ -40,14 +59,19 @@ class LoadedData:
 
 @dataclass
 class CleaningReport:
-    """What :func:`clean` dropped and what it noticed."""
+    """What loading and :func:`clean` dropped, per split and reason, and what they noticed."""
 
-    dropped_empty: dict[str, int]
+    dropped: dict[str, dict[str, int]]
     duplicate_ids_across_splits: list[str]
 
+    @property
+    def dropped_empty(self) -> dict[str, int]:
+        return {split: d.get("empty text", 0) for split, d in self.dropped.items()}
+
     def to_frame(self) -> pd.DataFrame:
-        """One row per split."""
-        return pd.DataFrame({"split": list(self.dropped_empty), "empty texts dropped": list(self.dropped_empty.values())})
+        """One row per split, one column per reason."""
+        rows = [{"split": split} | {f"dropped: {r}": d.get(r, 0) for r in DROP_REASONS} for split, d in self.dropped.items()]
+        return pd.DataFrame(rows)
 
 
 def sha256_file(path: Path) -> str:
@@ -59,42 +83,50 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def read_split_tsv(path: Path, taxonomy: Taxonomy) -> pd.DataFrame:
-    """Read one release-format TSV (no header: text, comma-separated label ids, id), checking every row.
+def check_text_file(path: Path) -> None:
+    """A text data file must be UTF-8 (a BOM is fine); otherwise a DataError naming the file and line."""
+    raw = path.read_bytes()
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise DataError(f"is not valid UTF-8 (byte {exc.start}); save it as UTF-8", path=str(path), line=line,
+                        rule="encoding") from None
 
-    The release is CSV-quoted: a comment holding a quote or a tab is wrapped in quotes with inner quotes
-    doubled, so it is read with the csv module's default quoting (words such as "NA" stay text). Read that
-    way every text equals the Hugging Face copy.
+
+def read_split_tsv(path: Path, taxonomy: str | Taxonomy = "goemotions") -> pd.DataFrame:
+    """Read one GoEmotions release TSV (no header: text, comma-separated label ids, id), checking every row.
+
+    The release is CSV-quoted (texts with quotes are wrapped in quotes, inner quotes doubled), so it is read
+    with the ``csv`` module's default quoting; ``NA`` stays the text "NA".
     """
     texts, labels, ids = [], [], []
-    n = len(taxonomy)
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            for lineno, parts in enumerate(csv.reader(f, delimiter="\t"), start=1):
-                if len(parts) != 3:
-                    raise DataError(f"expected 3 tab-separated columns (text, labels, id), found {len(parts)}",
-                                    path=str(path), line=lineno, rule="columns")
-                text, label_field, row_id = parts
-                if not label_field.strip():
-                    raise DataError("no label ids", path=str(path), line=lineno, rule="labels-missing")
-                try:
-                    row = [int(tok) for tok in label_field.split(",")]
-                except ValueError:
-                    raise DataError(f"label ids must be integers, got {label_field!r}",
-                                    path=str(path), line=lineno, rule="label-not-integer") from None
-                bad = [i for i in row if not 0 <= i < n]
-                if bad:
-                    raise DataError(f"label id {bad[0]} is outside 0-{n - 1} for taxonomy {taxonomy.name}",
-                                    path=str(path), line=lineno, rule="label-out-of-range")
-                if not row_id.strip():
-                    raise DataError("empty id", path=str(path), line=lineno, rule="id-missing")
-                texts.append(text)
-                labels.append(sorted(set(row)))
-                ids.append(row_id)
-    except UnicodeDecodeError as exc:
-        raise DataError(f"not UTF-8 (byte {exc.start} of a chunk): {exc.reason}", path=str(path), rule="encoding") from None
-    except csv.Error as exc:
-        raise DataError(f"unreadable as tab-separated text ({exc})", path=str(path), rule="columns") from None
+    n = len(get_taxonomy(taxonomy))
+    check_text_file(path)
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f, delimiter="\t")
+        for parts in reader:
+            lineno = reader.line_num
+            if len(parts) != 3:
+                raise DataError(f"expected 3 tab-separated columns (text, labels, id), found {len(parts)}",
+                                path=str(path), line=lineno, rule="columns")
+            text, label_field, row_id = parts
+            if not label_field.strip():
+                raise DataError("no label ids", path=str(path), line=lineno, rule="labels-missing")
+            try:
+                row = [int(tok) for tok in label_field.split(",")]
+            except ValueError:
+                raise DataError(f"label ids must be integers, got {label_field!r}",
+                                path=str(path), line=lineno, rule="label-not-integer") from None
+            bad = [i for i in row if not 0 <= i < n]
+            if bad:
+                raise DataError(f"label id {bad[0]} is outside 0-{n - 1}", path=str(path), line=lineno,
+                                rule="label-out-of-range")
+            if not row_id.strip():
+                raise DataError("empty id", path=str(path), line=lineno, rule="id-missing")
+            texts.append(text)
+            labels.append(sorted(set(row)))
+            ids.append(row_id)
     return pd.DataFrame({"text": texts, "labels": labels, "id": ids})
 
 
@@ -108,70 +140,151 @@ def _features(taxonomy: Taxonomy):
     })
 
 
-def load_local(folder: str | Path, *, taxonomy: str | Taxonomy | None = None, verify: bool = True) -> LoadedData:
-    """Load train/dev/test TSVs from a folder; files with a published checksum must match it."""
+def _dataset_dict(frames: dict[str, pd.DataFrame], taxonomy: Taxonomy):
     import datasets
 
-    tax = get_taxonomy(taxonomy or SPEC.label_set)
+    return datasets.DatasetDict({name: datasets.Dataset.from_pandas(frame[["text", "labels", "id"]], features=_features(taxonomy),
+                                                                     preserve_index=False) for name, frame in frames.items()})
+
+
+def load_local(folder: str | Path, *, spec: DatasetSpec | None = None, verify: bool = True) -> LoadedData:
+    """Load a catalogue dataset's release files from a folder; files with a published checksum must match it."""
+    spec = spec or resolve_spec("goemotions")
+    tax = get_taxonomy(spec.label_set)
+    files, known = spec.release["files"], spec.release.get("sha256", {})
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError("is not a folder", path=str(folder), rule="data-dir")
-    checksums, splits = {}, {}
-    for split, name in SPLIT_FILES.items():
+    checksums, frames = {}, {}
+    for split, name in files.items():
         path = folder / name
         if not path.is_file():
-            raise DataError(f"missing {name} (expected {', '.join(SPLIT_FILES.values())})", path=str(folder), rule="split-missing")
+            raise DataError(f"missing {name} (expected {', '.join(files.values())})", path=str(folder), rule="split-missing")
         digest = sha256_file(path)
         checksums[name] = digest
-        if verify and name in KNOWN_SHA256 and digest != KNOWN_SHA256[name]:
-            raise ChecksumError(f"sha256 {digest[:12]}… does not match the published {KNOWN_SHA256[name][:12]}…; "
-                                "the file is damaged or not the GoEmotions release (pass verify=False for other data)",
+        if verify and name in known and digest != known[name]:
+            raise ChecksumError(f"sha256 {digest[:12]}… does not match the published {known[name][:12]}…; the file is "
+                                f"damaged or not the {spec.name} release (pass verify=False for other data)",
                                 path=str(path), rule="checksum")
-        splits[split] = datasets.Dataset.from_pandas(read_split_tsv(path, tax), features=_features(tax), preserve_index=False)
-    return LoadedData(datasets.DatasetDict(splits), source=f"local:{folder.name}", checksums=checksums)
+        frames[split] = read_split_tsv(path, tax)
+    return LoadedData(_dataset_dict(frames, tax), source=f"local:{folder.name}", checksums=checksums, spec=spec,
+                      taxonomy=tax, dropped={s: {} for s in frames})
 
 
-def load_hub(hub_id: str = HUB_ID, hub_config: str = HUB_CONFIG) -> LoadedData:
-    """Load the dataset from the Hugging Face hub (needs network access or a warm cache)."""
+def load_hub(hub_id: str, hub_config: str | None = None) -> object:
+    """A DatasetDict from the Hugging Face hub (needs network access or a warm cache); one clear error otherwise."""
     import datasets
 
-    dd = datasets.load_dataset(hub_id, hub_config)
-    checksums = {split: ds._fingerprint for split, ds in dd.items()}
-    return LoadedData(dd, source=f"hub:{hub_id}/{hub_config}", checksums=checksums)
-
-
-def load(source: str | Path | None = None, *, dataset: str | None = None, taxonomy: str | Taxonomy | None = None,
-         verify: bool = True) -> LoadedData:
-    """Load a catalogue dataset (the default one unless ``dataset`` names another): its release files from a
-    local folder (``source`` or ``EMOTUNE_DATA_DIR``), else the hub.
-
-    When neither works, one :class:`DataError` names both remedies.
-    """
-    spec = dataset_spec(dataset)
-    if spec.name != SPEC.name:
-        raise ConfigError(f"dataset {spec.name!r} has no loader here; this loader reads {SPEC.name!r} only")
-    folder = config.data_dir(source if source and Path(source).exists() else None)
-    if folder is not None:
-        return load_local(folder, taxonomy=taxonomy, verify=verify)
-    hub_id = str(source) if source else HUB_ID
     try:
-        return load_hub(hub_id)
+        return datasets.load_dataset(hub_id, hub_config)
     except Exception as exc:  # datasets raises many types offline; one clear message instead
-        raise DataError(
-            f"could not load {hub_id!r} from the Hugging Face hub ({type(exc).__name__}). Either set "
-            "EMOTUNE_DATA_DIR to a folder holding train.tsv, dev.tsv and test.tsv, or allow network access "
-            "(and unset HF_DATASETS_OFFLINE).", rule="data-source") from None
+        hint = ("set EMOTUNE_DATA_DIR (or data_source) to a folder holding the release files, or "
+                if hub_config else "pass a local file or folder as dataset=, or ")
+        raise DataError(f"could not load {hub_id!r} from the Hugging Face hub ({type(exc).__name__}). Either {hint}"
+                        "allow network access (and unset HF_DATASETS_OFFLINE and HF_HUB_OFFLINE).",
+                        rule="data-source") from None
 
 
-def clean(dd) -> tuple[object, CleaningReport]:
-    """Drop empty or whitespace-only texts and report ids that occur in more than one split."""
+def _read_files(spec: DatasetSpec) -> tuple[object, dict[str, str], dict[str, Path]]:
+    """Read a local file or folder through Hugging Face ``datasets``' csv/json/parquet builders."""
     import datasets
 
+    location = Path(spec.location)
+    by_split = split_files(location) if spec.source == "folder" else {"train": [location]}
+    kind = FILE_FORMATS[next(iter(by_split.values()))[0].suffix.lower()]
+    checksums, first = {}, {}
+    for split, paths in by_split.items():
+        first[split] = paths[0]
+        for p in paths:
+            if kind != "parquet":
+                check_text_file(p)
+            checksums[p.name] = sha256_file(p)
+    builder, kw = {"csv": ("csv", {"encoding": "utf-8-sig"}), "tsv": ("csv", {"encoding": "utf-8-sig", "sep": "\t"}),
+                   "json": ("json", {}), "parquet": ("parquet", {})}[kind]
+    if kind in ("csv", "tsv"):
+        kw["keep_default_na"], kw["na_values"] = False, [""]  # "NA" is a word, not a missing value
+    try:
+        dd = datasets.load_dataset(builder, data_files={s: [str(p) for p in ps] for s, ps in by_split.items()}, **kw)
+    except Exception as exc:
+        raise DataError(f"could not be read as {kind} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
+                        path=str(location), rule="unreadable") from None
+    return dd, checksums, first
+
+
+def _own_splits(dd) -> dict[str, object]:
+    out = {}
+    for name, split in dd.items():
+        target = SPLIT_ALIASES.get(name.lower())
+        if target and target not in out:
+            out[target] = split
+    if "train" not in out:
+        raise DataError(f"no train split (found {', '.join(dd)})", rule="split-missing")
+    return out
+
+
+def load_own(spec: DatasetSpec, *, seed: int = 42) -> LoadedData:
+    """Load a dataset that is not in the catalogue: map its columns, label its rows, make missing splits."""
+    if spec.source == "hub":
+        dd, checksums, paths = load_hub(spec.location), {}, {}
+        checksums = {s: ds._fingerprint for s, ds in dd.items()}
+    else:
+        dd, checksums, paths = _read_files(spec)
+    splits = _own_splits(dd)
+    labelled = label_rows(splits, spec, paths)
+    if spec.name in _BUILTIN:  # a file named sentiment.csv must not replace the built-in sentiment level
+        spec = replace(spec, name=f"{spec.name}-data")
+    tax = register_taxonomy(from_labels(spec.name, labelled.label_names, multi_label=labelled.multi_label,
+                                        item=spec.item, label_kind=spec.label_kind))
+    frames, made = dict(labelled.frames), {}
+    missing = [s for s in SPLITS if s not in frames]
+    if missing:
+        shares = {"train": 1.0} | {s: MADE_SPLIT_SHARE for s in missing}
+        frames |= split_frame(frames["train"], shares, seed=seed, n_labels=len(tax))
+        made = {s: f"stratified {MADE_SPLIT_SHARE:.0%} of the file's train rows, seed {seed}" for s in missing}
+    frames = {s: frames[s] for s in SPLITS}
+    return LoadedData(_dataset_dict(frames, tax), source=f"{spec.source}:{spec.location}", checksums=checksums,
+                      spec=spec, taxonomy=tax, dropped=labelled.dropped, made_splits=made)
+
+
+def load(dataset: str | Path | None = "goemotions", *, data_source: str | Path | None = None, text_column: str = "",
+         label_column: str = "", label_columns: str = "", label_separator: str = "", label_names: str = "",
+         seed: int = 42, verify: bool = True) -> LoadedData:
+    """Load the ``dataset`` parameter: a catalogue name, a local CSV/TSV/JSONL/Parquet file or folder, or a hub id.
+
+    A catalogue dataset comes from ``data_source``, else ``EMOTUNE_DATA_DIR``, else the hub; when neither works,
+    one :class:`DataError` names both remedies. Any other dataset is read with the column-mapping parameters.
+    """
+    spec = resolve_spec(str(dataset or "goemotions"), text_column=text_column, label_column=label_column,
+                        label_columns=label_columns, label_separator=label_separator, label_names=label_names)
+    if spec.source != "catalog":
+        if data_source:
+            raise ConfigError(f"data_source is for catalogue datasets only; dataset={dataset!r} is read directly")
+        return load_own(spec, seed=seed)
+    folder = config.data_dir(data_source or None)
+    if folder is not None:
+        return load_local(folder, spec=spec, verify=verify)
+    dd = load_hub(spec.hub["id"], spec.hub.get("config"))
+    return LoadedData(dd, source=f"hub:{spec.hub['id']}/{spec.hub.get('config')}",
+                      checksums={split: ds._fingerprint for split, ds in dd.items()}, spec=spec,
+                      taxonomy=get_taxonomy(spec.label_set), dropped={s: {} for s in dd})
+
+
+def clean(data) -> tuple[object, CleaningReport]:
+    """Drop empty or whitespace-only texts and report ids that occur in more than one split.
+
+    Takes a :class:`LoadedData` (its loading drops are added to the report) or a bare DatasetDict.
+    """
+    import datasets
+
+    dd = data.dataset if isinstance(data, LoadedData) else data
+    before = data.dropped if isinstance(data, LoadedData) else {}
     dropped, seen, dupes, out = {}, {}, set(), {}
     for name, split in dd.items():
         keep = [i for i, t in enumerate(split["text"]) if t and t.strip()]
-        dropped[name] = len(split) - len(keep)
-        out[name] = split.select(keep) if dropped[name] else split
+        counts = {reason: 0 for reason in DROP_REASONS} | dict(before.get(name, {}))
+        counts["empty text"] += len(split) - len(keep)
+        dropped[name] = counts
+        out[name] = split.select(keep) if len(keep) < len(split) else split
         for row_id in out[name]["id"]:
             if row_id in seen and seen[row_id] != name:
                 dupes.add(row_id)
@@ -179,90 +292,20 @@ def clean(dd) -> tuple[object, CleaningReport]:
     return datasets.DatasetDict(out), CleaningReport(dropped, sorted(dupes))
 
 
-def to_frame(split) -> pd.DataFrame:
-    """A split as a DataFrame (text, labels as list of ids, id)."""
-    frame = split.to_pandas()
-    frame["labels"] = [list(map(int, ids)) for ids in frame["labels"]]
-    return frame[["text", "labels", "id"]]
-
-
-def multi_hot(label_lists, n_labels: int) -> np.ndarray:
-    """An (n_rows, n_labels) 0/1 matrix from lists of label ids."""
-    y = np.zeros((len(label_lists), n_labels), dtype=np.int8)
-    for row, ids in enumerate(label_lists):
-        y[row, list(ids)] = 1
-    return y
-
-
-def stratified_sample(frame: pd.DataFrame, n: int, *, seed: int, n_labels: int) -> pd.DataFrame:
-    """n rows whose per-label support follows the population's (iterative stratification), seeded.
-
-    Uses ``iterstrat``'s MultilabelStratifiedShuffleSplit, then tops up or trims at random (same seed)
-    to exactly n rows, since iterative stratification only approximates the requested size.
-    """
-    from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
-
-    if not 0 < n <= len(frame):
-        raise DataError(f"cannot sample {n} rows from {len(frame)}", rule="sample-size")
-    if n == len(frame):
-        return frame.reset_index(drop=True)
-    y = multi_hot(frame["labels"].tolist(), n_labels)
-    splitter = MultilabelStratifiedShuffleSplit(n_splits=1, train_size=n, test_size=len(frame) - n, random_state=seed)
-    chosen, rest = next(splitter.split(np.zeros(len(frame)), y))
-    rng = np.random.default_rng(seed)
-    if len(chosen) < n:
-        chosen = np.concatenate([chosen, rng.choice(rest, n - len(chosen), replace=False)])
-    elif len(chosen) > n:
-        chosen = rng.choice(chosen, n, replace=False)
-    chosen = _ensure_every_label(np.sort(chosen), y, rng)
-    return frame.iloc[np.sort(chosen)].reset_index(drop=True)
-
-
-def _ensure_every_label(chosen: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Swap rows in so that every label the population has appears at least once in the sample.
-
-    Proportional allocation rounds a label with expected count below one down to zero; for each such
-    label one row carrying it replaces a row whose labels all stay present without it.
-    """
-    chosen = chosen.copy()
-    for label in np.argsort(y.sum(axis=0)):
-        if y[:, label].sum() == 0 or y[chosen, label].any():
-            continue
-        counts = y[chosen].sum(axis=0)
-        removable = [i for i, row in enumerate(chosen) if np.all(counts[y[row] == 1] > 1)]
-        if not removable:
-            break
-        candidates = np.setdiff1d(np.flatnonzero(y[:, label]), chosen)
-        chosen[rng.choice(removable)] = rng.choice(candidates)
-    return chosen
-
-
-def support_table(population: pd.DataFrame, sample: pd.DataFrame, taxonomy: str | Taxonomy | None = None) -> pd.DataFrame:
-    """Per-label share of rows in the population and the sample, side by side."""
-    tax = get_taxonomy(taxonomy)
-    pop = multi_hot(population["labels"].tolist(), len(tax)).mean(axis=0)
-    smp = multi_hot(sample["labels"].tolist(), len(tax)).mean(axis=0)
-    return pd.DataFrame({
-        "label": tax.labels,
-        "population %": np.round(pop * 100, 2),
-        "sample %": np.round(smp * 100, 2),
-        "difference (pp)": np.round((smp - pop) * 100, 2),
-    })
+def record_dataset(run, loaded: LoadedData, cleaning: CleaningReport | None = None) -> dict:
+    """Write the manifest's ``data`` section: the dataset, its source, columns, label set, splits and drops."""
+    record = {"name": loaded.spec.name if loaded.spec else "goemotions", "source": loaded.source,
+              "spec": loaded.spec.to_record() if loaded.spec else {}, "checksums": loaded.checksums,
+              "label_set": loaded.taxonomy.to_record(), "multi_label": loaded.taxonomy.multi_label,
+              "levels": list(loaded.spec.levels) if loaded.spec else [], "split_sizes": loaded.split_sizes(),
+              "made_splits": loaded.made_splits,
+              "dropped": cleaning.dropped if cleaning else loaded.dropped,
+              "duplicate_ids_across_splits": cleaning.duplicate_ids_across_splits if cleaning else []}
+    run.update(data=record)
+    return record
 
 
 SAMPLE_FILES = {"train": "train_sample.jsonl", "validation": "validation_sample.jsonl", "eval": "eval_sample.jsonl"}
-
-
-def make_samples(dd, *, n_train: int, n_validation: int, n_eval: int, seed: int) -> dict[str, pd.DataFrame]:
-    """Stratified, seeded samples: train from train, validation from the dev split, eval from test.
-
-    Only the eval sample touches the test split, and only notebook 05 reads it. A size of 0 takes the whole split.
-    """
-    plan = {"train": ("train", n_train), "validation": ("validation", n_validation), "eval": ("test", n_eval)}
-    frames = {name: to_frame(dd[split]) for name, (split, _) in plan.items()}
-    n_labels = len(dd["train"].features["labels"].feature.names)
-    return {name: stratified_sample(frames[name], n or len(frames[name]), seed=seed, n_labels=n_labels)
-            for name, (_, n) in plan.items()}
 
 
 def save_samples(run, samples: dict[str, pd.DataFrame]) -> dict[str, dict]:
@@ -276,6 +319,22 @@ def save_samples(run, samples: dict[str, pd.DataFrame]) -> dict[str, dict]:
     return record
 
 
+def label_set(run, taxonomy: str | Taxonomy | None = None) -> Taxonomy:
+    """The run's label set at the asked level, registered by name (later notebooks run in fresh kernels).
+
+    Reads the dataset's label set from the manifest notebook 01 wrote; ``taxonomy`` is the level
+    (``goemotions``, ``ekman``, ``sentiment`` for GoEmotions; empty or the default means a dataset's own labels).
+    """
+    record = run.get("data", "label_set")
+    if record is None:
+        return resolve_level(default_label_set(), taxonomy)
+    base = Taxonomy.from_record(record)
+    if base.name not in taxonomy_names():
+        register_taxonomy(base)
+    return resolve_level(base.name, taxonomy)
+
+
 def load_samples(run) -> dict[str, pd.DataFrame]:
-    """The samples notebook 01 wrote (the restart point of every later notebook)."""
+    """The samples notebook 01 wrote (the restart point of every later notebook); registers the label set."""
+    label_set(run)
     return {name: run.read_frame(fname) for name, fname in SAMPLE_FILES.items()}

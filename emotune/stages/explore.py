@@ -1,27 +1,40 @@
-"""Statistics behind notebook 01: label frequencies, labels per comment, co-occurrence, lengths."""
+"""Statistics behind notebook 01: label frequencies, labels per item, co-occurrence, lengths, coarser levels."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from ..core.taxonomy import Taxonomy, get_taxonomy, map_labels
+from ..core.taxonomy import Taxonomy, base_of, get_taxonomy, levels_of, map_labels
 from ..core.tokens import encoding_for
-from .data import multi_hot
+from .sampling import multi_hot
 
 
-def label_names(frame: pd.DataFrame, taxonomy: str | Taxonomy | None = None) -> pd.Series:
+def label_names(frame: pd.DataFrame, taxonomy: str | Taxonomy) -> pd.Series:
     """Each row's labels as names instead of ids."""
     tax = get_taxonomy(taxonomy)
     return frame["labels"].map(tax.names)
 
 
-def label_frequency(frame: pd.DataFrame, taxonomy: str | Taxonomy | None = None) -> pd.DataFrame:
-    """Comments per label and their share of all comments, most frequent first."""
+def label_frequency(frame: pd.DataFrame, taxonomy: str | Taxonomy) -> pd.DataFrame:
+    """Items per label and their share of all items, most frequent first."""
     tax = get_taxonomy(taxonomy)
     counts = multi_hot(frame["labels"].tolist(), len(tax)).sum(axis=0)
     out = pd.DataFrame({"label": tax.labels, "comments": counts, "share %": np.round(100 * counts / len(frame), 2)})
     return out.sort_values(["comments", "label"], ascending=[False, True]).reset_index(drop=True)
+
+
+def readable_frequency(freq: pd.DataFrame, max_labels: int = 40) -> pd.DataFrame:
+    """The rows of a frequency table worth a bar each: all of them, or the most and least frequent halves."""
+    if len(freq) <= max_labels:
+        return freq
+    half = max_labels // 2
+    return pd.concat([freq.head(half), freq.tail(half)]).reset_index(drop=True)
+
+
+def is_multi_label(frame: pd.DataFrame) -> bool:
+    """Whether any row carries more than one label (then co-occurrence is worth a look)."""
+    return bool(frame["labels"].map(len).gt(1).any())
 
 
 def labels_per_comment(frame: pd.DataFrame) -> pd.DataFrame:
@@ -31,7 +44,7 @@ def labels_per_comment(frame: pd.DataFrame) -> pd.DataFrame:
                          "share %": np.round(100 * counts.to_numpy() / len(frame), 2)})
 
 
-def cooccurrence(frame: pd.DataFrame, taxonomy: str | Taxonomy | None = None) -> pd.DataFrame:
+def cooccurrence(frame: pd.DataFrame, taxonomy: str | Taxonomy) -> pd.DataFrame:
     """Label-by-label counts of comments that carry both labels (diagonal: the label alone or not)."""
     tax = get_taxonomy(taxonomy)
     y = multi_hot(frame["labels"].tolist(), len(tax)).astype(np.int64)
@@ -61,15 +74,20 @@ def length_summary(lengths: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame([row])
 
 
-def level_breakdown(frame: pd.DataFrame, level: str, base: str | None = None) -> pd.DataFrame:
-    """Comments per label after mapping each comment's labels to a coarser level (Ekman, sentiment)."""
-    src, dst = get_taxonomy(base), get_taxonomy(level)
+def coarser_levels(taxonomy: str | Taxonomy) -> list[str]:
+    """The coarser levels a label set has (GoEmotions: ekman, sentiment; most datasets: none)."""
+    return levels_of(taxonomy)[1:]
+
+
+def level_breakdown(frame: pd.DataFrame, level: str, base: str | Taxonomy | None = None) -> pd.DataFrame:
+    """Items per label after mapping each item's labels to a coarser level (Ekman, sentiment)."""
+    src, dst = (get_taxonomy(base) if base is not None else base_of(level)), get_taxonomy(level)
     mapped = [map_labels(src.names(ids), src, dst) for ids in frame["labels"]]
     ids = [[dst.index(lab) for lab in labs] for labs in mapped]
     return label_frequency(pd.DataFrame({"labels": ids}), dst)
 
 
-def sample_table(frame: pd.DataFrame, n: int = 5, taxonomy: str | Taxonomy | None = None) -> pd.DataFrame:
+def sample_table(frame: pd.DataFrame, taxonomy: str | Taxonomy, n: int = 5) -> pd.DataFrame:
     """The first n rows with label names, for reading."""
     head = frame.head(n)
     return pd.DataFrame({"id": head["id"], "text": head["text"], "labels": label_names(head, taxonomy).map(", ".join)})

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..core.taxonomy import Taxonomy, get_taxonomy, map_labels, taxonomy_names
+from ..core.taxonomy import Taxonomy, base_of, get_taxonomy, levels_of, map_labels
 
 HEADLINE = ("macro_f1", "micro_f1", "weighted_f1", "exact_match", "hamming_loss", "jaccard")
 
@@ -145,9 +145,8 @@ def score_models(gold: Sequence[Sequence[str]], predictions: dict[str, Sequence[
     ``gold`` and the predictions are label names at ``source`` level (default: ``base``); levels coarser
     than the source are scored by mapping both through the taxonomy.
     """
-    base = get_taxonomy(base).name
-    source = source or base
-    levels = levels or _levels_of(base)
+    source = get_taxonomy(source or base).name
+    levels = levels or levels_of(base_of(source))
     rows = []
     for level in levels:
         try:
@@ -159,11 +158,6 @@ def score_models(gold: Sequence[Sequence[str]], predictions: dict[str, Sequence[
             rows.append(table.assign(model=name, level=level))
     out = pd.concat(rows, ignore_index=True)
     return out[["level", "model", "metric", "value", "ci_low", "ci_high"]]
-
-
-def _levels_of(base: str) -> tuple[str, ...]:
-    """The label set and every registered level that groups it (e.g. Ekman and sentiment)."""
-    return (base, *(n for n in taxonomy_names() if get_taxonomy(n).base == base))
 
 
 def top_confusions(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], k: int = 10) -> pd.DataFrame:
