@@ -88,7 +88,7 @@ from .stages.finetune import (
     upload_training_files,
     watch,
 )
-from .stages.metrics import per_label, score_models, to_matrix, top_confusions
+from .stages.metrics import per_label, score_models, single_label_report, to_matrix, top_confusions
 from .stages.sampling import make_samples, support_table
 
 __version__ = "0.1.0"
@@ -174,6 +174,7 @@ __all__ = [
     "sample_table",
     "save_samples",
     "score_models",
+    "single_label_report",
     "step_metrics",
     "style_tokens",
     "support_table",

@@ -58,6 +58,8 @@ def test_single_label_csv_of_support_tickets(tmp_path):
     assert m["evaluation"]["verdict"]["taxonomy"] == "tickets"
     explore = outputs(run_dir, "01_explore.ipynb")
     assert "single-label data" in explore and "has no coarser levels" in explore
+    evaluate = outputs(run_dir, "05_evaluate.ipynb")
+    assert "accuracy" in evaluate and "predicted" in evaluate  # accuracy per model and the confusion matrix
     train = (run_dir / "train.jsonl").read_text().splitlines()
     assert all(json.loads(line)["messages"][-1]["content"] in cats for line in train)
     # evaluating with another prompt than the model was trained with is an error naming both specs

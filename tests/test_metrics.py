@@ -75,3 +75,20 @@ def test_levels_and_confusions():
     conf = metrics.top_confusions(gold, pred)
     assert conf.iloc[0].tolist() == ["annoyance", "anger", 1] and len(conf) == 2  # a missed label with nothing said instead is no confusion
     assert metrics.to_matrix([["joy", "nonsense"]], "goemotions").sum() == 1
+
+
+def test_single_label_accuracy_and_confusion_match_scikit_learn():
+    from sklearn.metrics import accuracy_score
+
+    from emotune.core.taxonomy import from_labels, register_taxonomy
+    from emotune.stages.metrics import single_label_report
+
+    tax = register_taxonomy(from_labels("queues-test", ["billing", "bug", "login"], multi_label=False))
+    gold = [["billing"], ["bug"], ["login"], ["bug"]]
+    tuned = [["billing"], ["login"], ["login"], ["bug", "login"]]
+    report = single_label_report(gold, {"base": [["bug"]] * 4, "fine-tuned": tuned}, tax)
+    assert report["accuracy"].loc["fine-tuned", "accuracy"] == accuracy_score(
+        ["billing", "bug", "login", "bug"], ["billing", "login", "login", "(other)"]) == 0.5
+    assert report["confusion"].loc["bug", "login"] == 1 and report["confusion"].loc["bug", "(other)"] == 1
+    multi = single_label_report(gold, {"fine-tuned": tuned}, "goemotions")
+    assert "multi-label" in multi["accuracy"]["note"].iloc[0] and multi["confusion"].empty

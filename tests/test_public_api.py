@@ -82,6 +82,7 @@ PUBLIC = [
     "sample_table",
     "save_samples",
     "score_models",
+    "single_label_report",
     "step_metrics",
     "style_tokens",
     "support_table",

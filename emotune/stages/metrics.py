@@ -160,6 +160,33 @@ def score_models(gold: Sequence[Sequence[str]], predictions: dict[str, Sequence[
     return out[["level", "model", "metric", "value", "ci_low", "ci_high"]]
 
 
+def single_label_report(gold: Sequence[Sequence[str]], predictions: dict[str, Sequence[Sequence[str]]],
+                        taxonomy: str | Taxonomy) -> dict[str, pd.DataFrame]:
+    """For single-label data: each model's accuracy, and the fine-tuned model's confusion matrix (scikit-learn).
+
+    An answer counts as right only when it is exactly the gold label (an answer with several labels, or none,
+    is wrong and shown as the column ``(other)``). For multi-label data accuracy is the exact-match figure of
+    :func:`scores`, and no confusion matrix is drawn.
+    """
+    from sklearn.metrics import accuracy_score, confusion_matrix
+
+    tax = get_taxonomy(taxonomy)
+    if tax.multi_label:
+        note = pd.DataFrame([{"note": f"{tax.name} is multi-label: accuracy is exact match (above); no confusion matrix"}])
+        return {"accuracy": note, "confusion": pd.DataFrame()}
+    truth = [g[0] if len(g) == 1 else "(other)" for g in gold]
+    rows, confusion = [], pd.DataFrame()
+    for name, preds in predictions.items():
+        said = [p[0] if len(p) == 1 and p[0] in tax.labels else "(other)" for p in preds]
+        rows.append({"model": name, "accuracy": accuracy_score(truth, said), "items": len(truth)})
+        if name == "fine-tuned":
+            names = [*tax.labels, "(other)"]
+            confusion = pd.DataFrame(confusion_matrix(truth, said, labels=names), index=pd.Index(names, name="gold"),
+                                     columns=pd.Index(names, name="predicted"))
+            confusion = confusion.loc[:, (confusion.sum(axis=0) > 0) | confusion.columns.isin(tax.labels)]
+    return {"accuracy": pd.DataFrame(rows).set_index("model").round(3), "confusion": confusion}
+
+
 def top_confusions(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], k: int = 10) -> pd.DataFrame:
     """The most frequent (gold label missed, label predicted instead) pairs on the same comment."""
     counts: dict[tuple[str, str], int] = {}
