@@ -99,14 +99,20 @@ def summary_lines(m: dict) -> list[str]:
     if "backend" in m:
         lines.append(f"backend: {m['backend']['kind']}")
     if "data" in m:
-        lines.append(f"data: {m['data']['source']} {m['data'].get('split_sizes')}")
+        d = m["data"]
+        labels = (d.get("label_set") or {}).get("labels") or []
+        kind = "multi-label" if d.get("multi_label", True) else "single-label"
+        lines.append(f"dataset: {d.get('name', '?')} ({d.get('source')}; {len(labels)} labels, {kind}) "
+                     f"{d.get('split_sizes')}")
     stages = m.get("stages", {})
     if stages:
         lines.append("stages: " + ", ".join(f"{k} {v.get('status', '?')}" + (f" {v['seconds']} s" if "seconds" in v else "")
                                           for k, v in sorted(stages.items())))
     if "estimate" in m:
         e = m["estimate"]
-        lines.append(f"estimate: {e.get('billed_tokens'):,} billed tokens, ${e.get('training_usd'):.2f} training on {e.get('model')}")
+        usd = e.get("training_usd")
+        cost = f"${usd:.2f} training" if usd is not None else "not priced in dollars"
+        lines.append(f"estimate: {e.get('billed_tokens', 0):,} billed tokens, {cost} on {e.get('model')}")
     job = m.get("job") or {}
     if job:
         lines.append(f"job: {job.get('id')} {job.get('status', '')} -> {job.get('fine_tuned_model')} "

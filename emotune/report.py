@@ -19,10 +19,18 @@ DESCRIPTIONS = {
 
 def _headlines(manifest: dict) -> list[str]:
     out = []
+    data = manifest.get("data") or {}
+    if data:
+        labels = (data.get("label_set") or {}).get("labels") or []
+        kind = "multi-label" if data.get("multi_label", True) else "single-label"
+        out.append(f"Dataset: {data.get('name', data.get('source'))} ({len(labels)} labels, {kind}; "
+                   f"splits {data.get('split_sizes')}).")
     est = manifest.get("estimate") or {}
     if est:
-        out.append(f"Estimated training cost on OpenAI: ${est.get('training_usd', 0):.2f} for {est.get('billed_tokens', 0):,} "
-                   f"billed tokens ({est.get('model')}).")
+        usd = est.get("training_usd")
+        cost = f"${usd:.2f}" if usd is not None else "no dollar price"
+        out.append(f"Estimated training cost: {cost} for {est.get('billed_tokens', 0):,} billed tokens ({est.get('model')}; "
+                   f"{est.get('pricing_note', '')}).")
     job = manifest.get("job") or {}
     if job.get("fine_tuned_model"):
         out.append(f"Fine-tuned model: {job['fine_tuned_model']} ({job.get('trained_tokens')} trained tokens).")

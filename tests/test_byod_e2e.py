@@ -58,6 +58,10 @@ def test_single_label_csv_of_support_tickets(tmp_path):
     assert m["evaluation"]["verdict"]["taxonomy"] == "tickets"
     explore = outputs(run_dir, "01_explore.ipynb")
     assert "single-label data" in explore and "has no coarser levels" in explore
+    from emotune import cli
+
+    assert "dataset: tickets" in "\n".join(cli.summary_lines(m))
+    assert "Dataset: tickets (3 labels, single-label" in (run_dir / "html" / "index.html").read_text()
     evaluate = outputs(run_dir, "05_evaluate.ipynb")
     assert "accuracy" in evaluate and "predicted" in evaluate  # accuracy per model and the confusion matrix
     train = (run_dir / "train.jsonl").read_text().splitlines()
