@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from openai.types.chat import ChatCompletion
@@ -141,6 +142,38 @@ class Chat:
         choices = [Choice(list(pieces), finish, function.name if function else None,
                           f"call_{secrets.token_hex(12)}" if function else None, logprobs) for _ in range(req.choices)]
         return Answer(req.model, choices, prompt_tokens, n_out, self.models.fingerprint(model))
+
+    def live(self, req: ChatRequest) -> tuple[Answer, Iterator[str]] | None:
+        """For a model that streams as it generates: the answer's head and its text pieces as they come (the
+        head's finish reason and usage are set when the pieces end); None where the whole answer comes at once
+        (the classical stand-in; n > 1, tools, a json_schema or logprobs)."""
+        model = self.models.chat_model(req.model)
+        if (not hasattr(model, "stream") or req.choices != 1 or req.logprobs or chosen_tool(req) is not None
+                or output_schema(req) is not None):
+            return None
+        head = Answer(req.model, [Choice([], "stop")], 0, 0, self.models.fingerprint(model))
+        generated = model.stream(req.messages_as_dicts(), req.format_dict(), req.limit)
+
+        def pieces() -> Iterator[str]:
+            text, emitted, stopped = "", 0, False
+            while True:
+                try:
+                    piece = next(generated)
+                except StopIteration as end:
+                    head.prompt_tokens, head.completion_tokens, head.choices[0].finish = end.value
+                    break
+                if stopped:
+                    continue  # generation runs to its end; what follows a stop sequence is not sent
+                text = (text + piece).lstrip()
+                cut, stopped = _cut_at_stop(text, req.stops)
+                if len(cut) > emitted:
+                    yield cut[emitted:]
+                    emitted = len(cut)
+            if stopped:
+                head.choices[0].finish = "stop"
+                head.completion_tokens = len(model.tok.encode(text[:emitted], add_special_tokens=False))
+
+        return head, pieces()
 
     def complete(self, req: ChatRequest) -> dict:
         """The answer as an ``openai`` ChatCompletion (validated by the package's own type)."""

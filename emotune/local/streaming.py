@@ -47,9 +47,25 @@ def chunks(answer: Answer, include_usage: bool) -> Iterator[dict]:
         yield head | {"choices": [], "usage": answer.usage()}
 
 
-def events(answer: Answer, include_usage: bool) -> Iterator[bytes]:
-    """``text/event-stream`` lines for the answer, ending with ``data: [DONE]``."""
-    for chunk in chunks(answer, include_usage):
+def live_chunks(head: Answer, pieces: Iterator[str], include_usage: bool) -> Iterator[dict]:
+    """Chunks sent as the model generates: the role first, each piece as it comes, then finish and usage."""
+    first = head.choices[0]
+    start = {"id": head.id, "object": "chat.completion.chunk", "created": head.created, "model": head.model,
+             "system_fingerprint": head.fingerprint, "service_tier": "default"}
+    usage = {"usage": None} if include_usage else {}
+    yield start | {"choices": [{"index": 0, "delta": {"role": "assistant", "content": "", "refusal": None},
+                                "logprobs": None, "finish_reason": None}]} | usage
+    for piece in pieces:
+        yield start | {"choices": [{"index": 0, "delta": {"content": piece}, "logprobs": None,
+                                    "finish_reason": None}]} | usage
+    yield start | {"choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": first.finish}]} | usage
+    if include_usage:
+        yield start | {"choices": [], "usage": head.usage()}
+
+
+def events(chunk_source: Iterator[dict]) -> Iterator[bytes]:
+    """``text/event-stream`` lines, each chunk built through ``openai``'s ChatCompletionChunk type, then ``[DONE]``."""
+    for chunk in chunk_source:
         typed = ChatCompletionChunk.model_validate(chunk).model_dump(mode="json", exclude_unset=True)
         yield b"data: " + json.dumps(typed).encode() + b"\n\n"
     yield DONE

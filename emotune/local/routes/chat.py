@@ -8,7 +8,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..ratelimit import DEFAULT_COMPLETION_TOKENS
 from ..schemas import ChatRequest, parse
-from ..streaming import events
+from ..streaming import chunks, events, live_chunks
 from .common import engine, json_body, json_response
 
 router = APIRouter()
@@ -22,8 +22,12 @@ async def chat(request: Request):
     if limits is not None:
         prompt = await run_in_threadpool(engine(request).chat.prompt_tokens, req)
         headers = limits.admit(prompt + (req.limit or DEFAULT_COMPLETION_TOKENS))
-    if req.stream:  # answered before the stream opens, so an error is still a plain OpenAI-shaped response
-        answer = await run_in_threadpool(engine(request).chat.answer, req)
-        return StreamingResponse(events(answer, req.include_usage), media_type="text/event-stream",
+    if req.stream:  # the model is found (or not) before the stream opens: an error is a plain OpenAI response
+        chat_ = engine(request).chat
+        live = await run_in_threadpool(chat_.live, req)
+        source = (live_chunks(*live, req.include_usage) if live is not None
+                  else chunks(await run_in_threadpool(chat_.answer, req), req.include_usage))
+        # a sync iterator: Starlette pulls it in a worker thread, so generation never blocks the event loop
+        return StreamingResponse(events(source), media_type="text/event-stream",
                                  headers=headers | {"cache-control": "no-cache"})
     return json_response(await run_in_threadpool(engine(request).chat.complete, req), headers=headers)
