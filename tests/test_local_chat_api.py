@@ -193,3 +193,28 @@ def test_langchain_streams_by_default_against_base_and_fine_tuned(served):
         assert structured.emotions == list(parse_answer(expected).labels)
         streaming = chat_openai(model=model, base_url=srv.base_url, api_key="k", streaming=True, max_retries=0)
         assert streaming.invoke(messages).content == expected
+
+
+def test_rate_limits_answer_as_openai_does(tmp_path):
+    import re
+
+    duration = re.compile(r"^(\d+ms|(\d+m)?\d+(\.\d+)?s)$")
+    with LocalServer(tmp_path / "s", rpm=2, tpm=1000) as srv:
+        c = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0)
+        plain = c.chat.completions.with_raw_response.create(model=BASE, messages=prompt_messages("thanks"))
+        streamed = c.chat.completions.with_raw_response.create(model=BASE, messages=prompt_messages("thanks"), stream=True)
+        for r in (plain, streamed):
+            for kind in ("requests", "tokens"):
+                assert r.headers[f"x-ratelimit-limit-{kind}"] == {"requests": "2", "tokens": "1000"}[kind]
+                assert int(r.headers[f"x-ratelimit-remaining-{kind}"]) >= 0
+                assert duration.match(r.headers[f"x-ratelimit-reset-{kind}"])
+        assert streamed.headers["x-ratelimit-remaining-requests"] == "0"
+        with pytest.raises(openai.RateLimitError) as info:
+            c.chat.completions.create(model=BASE, messages=prompt_messages("thanks"))
+        assert info.value.body["type"] == "requests" and info.value.body["code"] == "rate_limit_exceeded"
+        assert int(info.value.response.headers["retry-after-ms"]) > 0 and info.value.response.headers["retry-after"]
+    with LocalServer(tmp_path / "s", tpm=1000) as srv:
+        c = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0)
+        with pytest.raises(openai.RateLimitError) as info:  # prompt + max_completion_tokens over the budget
+            c.chat.completions.create(model=BASE, messages=prompt_messages("thanks"), max_completion_tokens=2000)
+        assert info.value.body["type"] == "tokens"

@@ -111,7 +111,8 @@ class Chat:
         else:
             text, finish = model.answer(messages, rf), "stop"
             prompt_tokens = tokens.count_chat_tokens(messages, enc)
-        labels, original = labels_in(text), text
+        original = text
+        labels = labels_in(text) if function is not None or schema is not None or req.logprobs else []
         if function is not None:
             text = tool_arguments(function, labels)
         elif schema is not None:
