@@ -124,7 +124,7 @@ class Chat:
         if req.limit is not None and len(ids) > req.limit and not language_model:
             ids, finish = ids[: req.limit], "length"
             text = enc.decode(ids)
-        pieces = pieces_of(enc, ids)
+        pieces = pieces_of(enc, ids) if req.stream or req.logprobs else [text]  # token-sized only where sent so
         if not language_model:
             n_out = len(ids)
         elif text != original:
