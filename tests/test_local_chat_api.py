@@ -218,3 +218,14 @@ def test_rate_limits_answer_as_openai_does(tmp_path):
         with pytest.raises(openai.RateLimitError) as info:  # prompt + max_completion_tokens over the budget
             c.chat.completions.create(model=BASE, messages=prompt_messages("thanks"), max_completion_tokens=2000)
         assert info.value.body["type"] == "tokens"
+
+
+def test_a_stream_that_fails_midway_ends_with_an_error_event():
+    from emotune.local.streaming import events
+
+    def failing():
+        yield {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 0, "model": BASE, "choices": []}
+        raise RuntimeError("generation broke")
+
+    sent = b"".join(events(failing())).decode().strip().split("\n\n")
+    assert len(sent) == 2 and json.loads(sent[-1].removeprefix("data: "))["error"]["type"] == "server_error"

@@ -9,12 +9,15 @@ and a last chunk with no choices carries the usage. Then ``data: [DONE]``.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 
 from openai.types.chat import ChatCompletionChunk
 
+from .api_error import ApiError
 from .chat import Answer, Choice
 
+log = logging.getLogger("emotune.local")
 DONE = b"data: [DONE]\n\n"
 
 
@@ -65,7 +68,13 @@ def live_chunks(head: Answer, pieces: Iterator[str], include_usage: bool) -> Ite
 
 def events(chunk_source: Iterator[dict]) -> Iterator[bytes]:
     """``text/event-stream`` lines, each chunk built through ``openai``'s ChatCompletionChunk type, then ``[DONE]``."""
-    for chunk in chunk_source:
-        typed = ChatCompletionChunk.model_validate(chunk).model_dump(mode="json", exclude_unset=True)
-        yield b"data: " + json.dumps(typed).encode() + b"\n\n"
+    try:
+        for chunk in chunk_source:
+            typed = ChatCompletionChunk.model_validate(chunk).model_dump(mode="json", exclude_unset=True)
+            yield b"data: " + json.dumps(typed).encode() + b"\n\n"
+    except Exception as exc:  # the status line is sent: say so in the stream, as OpenAI does, and end it
+        log.error("a chat stream failed: %s: %s", type(exc).__name__, exc, exc_info=exc)
+        error = ApiError(500, "The server had an error while streaming the answer.", type_="server_error")
+        yield b"data: " + json.dumps(error.body()).encode() + b"\n\n"
+        return
     yield DONE
