@@ -17,6 +17,7 @@ from .api_error import ApiError
 from .schemas import ChatRequest, Function
 
 MAX_DEPTH = 32  # deeper schemas are answered with null below this depth (and OpenAI refuses them anyway)
+MAX_NODES = 10_000  # values written for one schema: a schema that refers to itself cannot make the answer explode
 
 
 def labels_in(answer: str) -> list[str]:
@@ -27,7 +28,9 @@ def labels_in(answer: str) -> list[str]:
     return [answer.strip()] if answer.strip() else []
 
 
-def _resolve(schema: dict, root: dict) -> dict:
+def _resolve(schema, root: dict) -> dict:
+    if not isinstance(schema, dict):
+        return {}
     ref = schema.get("$ref")
     if isinstance(ref, str) and ref.startswith("#/"):
         node = root
@@ -35,7 +38,8 @@ def _resolve(schema: dict, root: dict) -> dict:
             node = node.get(part, {}) if isinstance(node, dict) else {}
         return node if isinstance(node, dict) else {}
     for key in ("anyOf", "oneOf", "allOf"):
-        options = [o for o in schema.get(key) or [] if isinstance(o, dict) and o.get("type") != "null"]
+        given = schema.get(key)
+        options = [o for o in given if isinstance(o, dict) and o.get("type") != "null"] if isinstance(given, list) else []
         if options:
             return _resolve(options[0], root)
     return schema
@@ -47,18 +51,28 @@ def _type(schema: dict) -> str | None:
         t = next((x for x in t if x != "null"), None)
     if t is None and "properties" in schema:
         return "object"
-    if t is None and "enum" in schema and schema["enum"]:
+    if t is None and _enum(schema):
         return "string"
     return t if isinstance(t, str) else None
 
 
+def _enum(schema: dict) -> list | None:
+    enum = schema.get("enum")
+    return enum if isinstance(enum, list) and enum else None
+
+
+def _props(schema: dict) -> dict:
+    props = schema.get("properties")
+    return {k: v for k, v in props.items() if isinstance(v, dict)} if isinstance(props, dict) else {}
+
+
 def _is_label_list(schema: dict, root: dict) -> bool:
-    return _type(schema) == "array" and _type(_resolve(schema.get("items") or {}, root)) == "string"
+    return _type(schema) == "array" and _type(_resolve(schema.get("items"), root)) == "string"
 
 
 def _label_property(props: dict, root: dict) -> str | None:
     """The property that holds the labels: the first array of strings, else the first string."""
-    resolved = {k: _resolve(v, root) for k, v in props.items() if isinstance(v, dict)}
+    resolved = {k: _resolve(v, root) for k, v in props.items()}
     lists = [k for k, v in resolved.items() if _is_label_list(v, root)]
     if lists:
         return lists[0]
@@ -73,53 +87,60 @@ def _pick(labels: Sequence[str], enum: list | None) -> list[str]:
     return [allowed[x.lower()] for x in labels if x.lower() in allowed]
 
 
-def fill(schema: dict, labels: Sequence[str], root: dict | None = None, *, holds_labels: bool = True, depth: int = 0):
-    """A value that follows ``schema``, with ``labels`` in its label field."""
-    root = schema if root is None else root
-    schema = _resolve(schema, root)
-    if depth > MAX_DEPTH:
-        return None
-    kind = _type(schema)
-    if kind == "object":
-        props = schema.get("properties")
-        if not isinstance(props, dict) or not props:
-            return {"labels": list(labels)} if holds_labels else {}
-        target = _label_property(props, root) if holds_labels else None
-        return {k: fill(v, labels, root, holds_labels=k == target, depth=depth + 1)
-                for k, v in props.items() if isinstance(v, dict)}
-    if kind == "array":
-        items = _resolve(schema.get("items") or {}, root)
-        if holds_labels and _type(items) == "string":
-            return _pick(labels, items.get("enum"))
-        return []
-    if kind == "string":
-        enum = schema.get("enum")
-        chosen = _pick(labels, enum) if holds_labels else []
-        if chosen:
-            return chosen[0]
-        return str(enum[0]) if enum else ""
-    return {"integer": 0, "number": 0, "boolean": False}.get(kind) if kind else None
+def fill(schema: dict, labels: Sequence[str]):
+    """A value that follows ``schema``, with ``labels`` in its label field (at most MAX_NODES values written)."""
+    budget = [MAX_NODES]
+
+    def value(node, holds_labels: bool, depth: int):
+        node = _resolve(node, schema)
+        budget[0] -= 1
+        if depth > MAX_DEPTH or budget[0] < 0:  # a schema that refers to itself ends here
+            return None
+        kind = _type(node)
+        if kind == "object":
+            props = _props(node)
+            if not props:
+                return {"labels": list(labels)} if holds_labels else {}
+            target = _label_property(props, schema) if holds_labels else None
+            return {k: value(v, k == target, depth + 1) for k, v in props.items()}
+        if kind == "array":
+            items = _resolve(node.get("items"), schema)
+            return _pick(labels, _enum(items)) if holds_labels and _type(items) == "string" else []
+        if kind == "string":
+            enum = _enum(node)
+            chosen = _pick(labels, enum) if holds_labels else []
+            return chosen[0] if chosen else (str(enum[0]) if enum else "")
+        return {"integer": 0, "number": 0, "boolean": False}.get(kind) if kind else None
+
+    return value(schema, True, 0)
 
 
-def check_strict(schema: dict, where: str, root: dict | None = None, depth: int = 0) -> None:
+def check_strict(schema: dict, where: str) -> None:
     """OpenAI's rules for a strict schema: every object lists all its properties as required and allows no others."""
-    root = schema if root is None else root
-    if depth > MAX_DEPTH or not isinstance(schema, dict):
-        return
-    schema = _resolve(schema, root)
-    if _type(schema) == "object":
-        props = schema.get("properties") or {}
-        if schema.get("additionalProperties") is not False:
-            raise ApiError(400, f"Invalid schema for {where}: 'additionalProperties' is required to be supplied "
-                                "and to be false (strict mode).", param=where.split(" ")[0], code="invalid_value")
-        missing = set(props) - set(schema.get("required") or [])
-        if missing:
-            raise ApiError(400, f"Invalid schema for {where}: 'required' must list every property; missing "
-                                f"{sorted(missing)} (strict mode).", param=where.split(" ")[0], code="invalid_value")
-        for sub in props.values():
-            check_strict(sub, where, root, depth + 1)
-    elif _type(schema) == "array":
-        check_strict(schema.get("items") or {}, where, root, depth + 1)
+    budget = [MAX_NODES]
+    param = where.split(" ")[0]
+
+    def check(node, depth: int) -> None:
+        node = _resolve(node, schema)
+        budget[0] -= 1
+        if depth > MAX_DEPTH or budget[0] < 0:
+            return
+        if _type(node) == "object":
+            props = _props(node)
+            if node.get("additionalProperties") is not False:
+                raise ApiError(400, f"Invalid schema for {where}: 'additionalProperties' is required to be supplied "
+                                    "and to be false (strict mode).", param=param, code="invalid_value")
+            required = node.get("required")
+            named = {r for r in required if isinstance(r, str)} if isinstance(required, list) else set()
+            if set(props) - named:
+                raise ApiError(400, f"Invalid schema for {where}: 'required' must list every property; missing "
+                                    f"{sorted(set(props) - named)} (strict mode).", param=param, code="invalid_value")
+            for sub in props.values():
+                check(sub, depth + 1)
+        elif _type(node) == "array":
+            check(node.get("items"), depth + 1)
+
+    check(schema, 0)
 
 
 def chosen_tool(req: ChatRequest) -> Function | None:
@@ -132,7 +153,7 @@ def chosen_tool(req: ChatRequest) -> Function | None:
         return next(f for f in tools if f.name == choice.function.name)
     for f in tools:
         params = f.parameters or {}
-        if _label_property(params.get("properties") or {}, params) is not None:
+        if _label_property(_props(params), params) is not None:
             return f
     return tools[0] if choice == "required" else None
 
