@@ -12,10 +12,12 @@ import logging
 import random
 import re
 import secrets
+import time
 from collections import Counter
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .api_error import ApiError
@@ -27,6 +29,7 @@ from .routes.common import json_response
 _ID = re.compile(r"/(file-|ftjob-|batch_|ft:|ftckpt_)[^/]+")
 REQUEST_LOG = "requests.log"  # every POST the backend received, across processes: what a re-run would have bought
 log = logging.getLogger("emotune.local")
+access = logging.getLogger("emotune.local.access")  # one line per /v1 request: request id, route, status, ms
 
 
 def create_app(state_dir, *, max_upload_bytes: int = 512 * 1024 * 1024, latency_ms: float = 0.0,
@@ -68,11 +71,8 @@ def create_app(state_dir, *, max_upload_bytes: int = 512 * 1024 * 1024, latency_
         return json_response(ApiError(400, f"Invalid value for '{param}': {first['msg']}.", param=param).body(), 400)
 
     @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception):
-        request_id = f"req_{secrets.token_hex(8)}"
-        log.error("%s %s failed (%s): %s: %s", request.method, request.url.path, request_id, type(exc).__name__, exc)
-        return json_response(ApiError(500, f"The server had an error while processing your request ({request_id}).",
-                                      type_="server_error").body(), 500)
+    async def unexpected(request: Request, exc: Exception):  # outside /v1 (the middleware answers those)
+        return _server_error(request.method, request.url.path, getattr(request.state, "request_id", new_request_id()), exc)
 
     @app.get("/health")
     async def health():
@@ -89,6 +89,19 @@ def create_app(state_dir, *, max_upload_bytes: int = 512 * 1024 * 1024, latency_
     return app
 
 
+def new_request_id() -> str:
+    return f"req_{secrets.token_hex(16)}"
+
+
+def _server_error(method: str, path: str, request_id: str, exc: Exception):
+    """An unexpected exception: logged once with the request id, answered as OpenAI's 500."""
+    log.error("%s %s failed (%s): %s: %s", method, path, request_id, type(exc).__name__, exc, exc_info=exc)
+    body = ApiError(500, f"The server had an error while processing your request. You can retry your request, or "
+                         f"contact us through the emotune issue tracker if the error persists. (Please include the "
+                         f"request ID {request_id} in your message.)", type_="server_error").body()
+    return json_response(body, 500, {"x-request-id": request_id})
+
+
 class _CountAndInject:
     """Plain ASGI middleware (cheaper than Starlette's BaseHTTPMiddleware): counts every /v1 request by
     route, logs each POST to the state directory's request log, and injects the configured latency,
@@ -101,11 +114,31 @@ class _CountAndInject:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
             return await self.app(scope, receive, send)
+        request_id, started, sent = new_request_id(), time.perf_counter(), {}
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_ids(message):
+            if message["type"] == "http.response.start":
+                sent["status"] = message["status"]
+                headers = MutableHeaders(scope=message)
+                headers["x-request-id"] = request_id
+                headers["openai-processing-ms"] = str(round((time.perf_counter() - started) * 1000))
+            await send(message)
+
         route = f"{scope['method']} {_ID.sub('/{id}', scope['path'])}"
         self.stats[route] += 1
         if scope["method"] == "POST":
             self.log.write(route + "\n")
             self.log.flush()
+        try:
+            await self._answer(scope, receive, send_with_ids)
+        except Exception as exc:  # never a plain-text 500 or a dropped connection
+            if "status" in sent:
+                raise
+            await _server_error(scope["method"], scope["path"], request_id, exc)(scope, receive, send_with_ids)
+        access.info("%s %s %s %s", request_id, route, sent.get("status"), round((time.perf_counter() - started) * 1000))
+
+    async def _answer(self, scope, receive, send):
         if self.faults["latency_ms"]:
             await asyncio.sleep(self.faults["latency_ms"] / 1000)
         roll = self.rng.random()

@@ -13,6 +13,7 @@ from .schemas import BatchRequest, ChatRequest, parse
 from .store import Store, new_id, public
 
 OPEN = ("validating", "in_progress", "finalizing", "cancelling")
+MAX_RESTARTS = 3  # a batch caught by this many server restarts is failed, not run a fourth time
 
 
 def _jsonl(rows: list[dict]) -> bytes:
@@ -57,9 +58,21 @@ class Batches:
         return public(self.store.update("batches", batch_id, status="cancelling", cancelling_at=int(time.time())))
 
     def recover(self) -> None:
+        """Batches caught mid-way by a crash run again, at most MAX_RESTARTS times."""
         for b in self.store.all("batches"):
             if b["status"] in OPEN:
+                restarts = b.get("_restarts", 0) + 1
+                if restarts > MAX_RESTARTS:
+                    self._fail(b["id"], "server_error", f"The local backend stopped {restarts - 1} times while this "
+                                                        "batch ran; it is not started again.", None)
+                    continue
+                self.store.update("batches", b["id"], _restarts=restarts)
                 self.enqueue(b["id"])
+
+    def _fail(self, batch_id: str, code: str, message: str, param: str | None) -> None:
+        self.store.update("batches", batch_id, status="failed", failed_at=int(time.time()),
+                          errors={"object": "list", "data": [{"code": code, "line": None, "param": param,
+                                                              "message": self.store.scrub(message)}]})
 
     def _answer(self, lineno: int, line: str) -> tuple[str | None, dict | None, ApiError | None]:
         custom_id = None
@@ -81,9 +94,7 @@ class Batches:
         try:
             self._run(batch_id)
         except Exception as exc:  # a bug must fail this batch, never the queue
-            self.store.update("batches", batch_id, status="failed", failed_at=int(time.time()),
-                              errors={"object": "list", "data": [{"code": "server_error", "line": None, "param": None,
-                                                                  "message": f"{type(exc).__name__}: {exc}"}]})
+            self._fail(batch_id, "server_error", f"{type(exc).__name__}: {exc}", None)
 
     def _run(self, batch_id: str) -> None:
         b = self.store.get("batches", batch_id)
@@ -92,9 +103,9 @@ class Batches:
         try:
             lines = self.store.read_blob(b["input_file_id"]).decode("utf-8-sig").splitlines()
         except (UnicodeDecodeError, FileNotFoundError) as exc:
-            self.store.update("batches", batch_id, status="failed", failed_at=int(time.time()),
-                              errors={"object": "list", "data": [{"code": "invalid_input_file", "line": None,
-                                                                  "param": "input_file_id", "message": str(exc)}]})
+            reason = "it is not UTF-8" if isinstance(exc, UnicodeDecodeError) else "its content is missing"
+            self._fail(batch_id, "invalid_input_file", f"The input file {b['input_file_id']} cannot be read: {reason} "
+                                                       f"({type(exc).__name__}).", "input_file_id")
             return
         self.store.update("batches", batch_id, status="in_progress", in_progress_at=int(time.time()),
                           request_counts={"total": len(lines), "completed": 0, "failed": 0})

@@ -1,15 +1,90 @@
-"""Chat completions: one typed request in, an ``openai`` ChatCompletion out."""
+"""Chat completions: one typed request in, an answer with ``n`` choices out (a ChatCompletion, or chunks).
+
+What the local backend does with the request surface (the rest of OpenAI's parameters are accepted and
+ignored, as OpenAI ignores what a model does not use):
+
+- ``n``: the models answer deterministically (greedy / a fixed classifier), so ``n`` choices are ``n``
+  identical answers at any temperature; usage counts the completion tokens of all of them, as OpenAI does.
+- ``response_format``: ``json_object`` gives ``{"labels": [...]}``; ``json_schema`` lays the labels into the
+  caller's schema (:mod:`.structured`), strict schemas checked by OpenAI's rules.
+- ``tools``/``tool_choice``: the answer calls the chosen function with arguments that follow its parameters.
+- ``stop``: the answer is cut before the first stop sequence. ``max_completion_tokens``: cut at the limit.
+- ``logprobs``/``top_logprobs``: see :mod:`.logprobs`.
+"""
 
 from __future__ import annotations
 
+import secrets
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 from openai.types.chat import ChatCompletion
 
 from ..core import tokens
+from .api_error import ApiError
+from .logprobs import label_probabilities, language_model_logprobs, stand_in_logprobs
 from .models import Models
 from .schemas import ChatRequest
 from .store import new_id
+from .structured import chosen_tool, labels_in, output_schema, schema_answer, tool_arguments
+
+
+@dataclass
+class Choice:
+    """One answer: its text (content or tool arguments) in token-sized pieces, for streaming."""
+
+    pieces: list[str]
+    finish: str
+    tool: str | None = None  # the called function's name; the pieces are then its arguments
+    tool_call_id: str | None = None
+    logprobs: list[dict] | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+    def message(self) -> dict:
+        if self.tool is None:
+            return {"role": "assistant", "content": self.text, "refusal": None}
+        return {"role": "assistant", "content": None, "refusal": None,
+                "tool_calls": [{"id": self.tool_call_id, "type": "function",
+                                "function": {"name": self.tool, "arguments": self.text}}]}
+
+
+@dataclass
+class Answer:
+    model: str
+    choices: list[Choice]
+    prompt_tokens: int
+    completion_tokens: int  # of one choice
+    fingerprint: str
+    id: str = field(default_factory=lambda: new_id("chatcmpl-"))
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    def usage(self) -> dict:
+        out = self.completion_tokens * len(self.choices)
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": out, "total_tokens": self.prompt_tokens + out}
+
+
+def pieces_of(enc, ids: list[int]) -> list[str]:
+    """The text of each token; a token that ends inside a UTF-8 character is joined to the next."""
+    out, pending = [], b""
+    for t in ids:
+        pending += enc.decode_single_token_bytes(t)
+        try:
+            out.append(pending.decode("utf-8"))
+            pending = b""
+        except UnicodeDecodeError:
+            continue
+    if pending:
+        out.append(pending.decode("utf-8", "replace"))
+    return out
+
+
+def _cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
+    cuts = [i for i in (text.find(s) for s in stops) if i >= 0]
+    return (text[: min(cuts)], True) if cuts else (text, False)
 
 
 class Chat:
@@ -22,26 +97,93 @@ class Chat:
         """The request's prompt tokens by OpenAI's counting method (what a token budget is charged)."""
         return tokens.count_chat_tokens(req.messages_as_dicts(), tokens.encoding_for(self.models.resolve(req.model)))
 
-    def complete(self, req: ChatRequest) -> dict:
+    def answer(self, req: ChatRequest) -> Answer:
         messages = req.messages_as_dicts()
         model = self.models.chat_model(req.model)
-        limit = req.limit
-        if hasattr(model, "complete"):  # a language model counts its own tokens and stops at the limit
-            answer, prompt_tokens, n_out, finish = model.complete(messages, req.response_format, limit)
+        function, schema = chosen_tool(req), output_schema(req)
+        rf = req.format_dict() if function is None else {"type": "json_object"}
+        language_model = hasattr(model, "complete")
+        if req.logprobs and language_model and not (hasattr(model, "tok") and hasattr(model, "model")):
+            raise ApiError(400, f"logprobs are not available for {req.model} on the local backend.", param="logprobs")
+        enc = tokens.encoding_for(self.models.resolve(req.model))
+        if language_model:  # counts its own tokens and stops at the limit
+            text, prompt_tokens, n_out, finish = model.complete(messages, rf, req.limit)
         else:
-            answer = model.answer(messages, req.response_format)
-            enc = tokens.encoding_for(self.models.resolve(req.model))
-            out_tokens = enc.encode_ordinary(answer)
-            finish = "stop"
-            if limit is not None and len(out_tokens) > limit:
-                out_tokens, finish = out_tokens[:limit], "length"
-                answer = enc.decode(out_tokens)
-            prompt_tokens, n_out = tokens.count_chat_tokens(messages, enc), len(out_tokens)
+            text, finish = model.answer(messages, rf), "stop"
+            prompt_tokens = tokens.count_chat_tokens(messages, enc)
+        original = text
+        labels = labels_in(text) if function is not None or schema is not None or req.logprobs else []
+        if function is not None:
+            text = tool_arguments(function, labels)
+        elif schema is not None:
+            text = schema_answer(schema, labels)
+        else:
+            text, stopped = _cut_at_stop(text, req.stops)
+            finish = "stop" if stopped else finish
+        ids = enc.encode_ordinary(text)
+        if req.limit is not None and len(ids) > req.limit and not language_model:
+            ids, finish = ids[: req.limit], "length"
+            text = enc.decode(ids)
+        pieces = pieces_of(enc, ids) if req.stream or req.logprobs else [text]  # token-sized only where sent so
+        if not language_model:
+            n_out = len(ids)
+        elif text != original:
+            n_out = len(model.tok.encode(text, add_special_tokens=False)) if hasattr(model, "tok") else len(ids)
+        logprobs = None
+        if req.logprobs:
+            top = req.top_logprobs or 0
+            if function is not None:
+                logprobs = []  # a tool call has no content tokens
+            elif language_model:
+                pieces, logprobs = language_model_logprobs(model, messages, text, top)
+            else:
+                logprobs = stand_in_logprobs(pieces, labels, label_probabilities(model, messages), top, enc)
+        if function is not None and finish == "stop":
+            finish = "tool_calls"
+        choices = [Choice(list(pieces), finish, function.name if function else None,
+                          f"call_{secrets.token_hex(12)}" if function else None, logprobs) for _ in range(req.choices)]
+        return Answer(req.model, choices, prompt_tokens, n_out, self.models.fingerprint(model))
+
+    def live(self, req: ChatRequest) -> tuple[Answer, Iterator[str]] | None:
+        """For a model that streams as it generates: the answer's head and its text pieces as they come (the
+        head's finish reason and usage are set when the pieces end); None where the whole answer comes at once
+        (the classical stand-in; n > 1, tools, a json_schema or logprobs)."""
+        model = self.models.chat_model(req.model)
+        if (not hasattr(model, "stream") or req.choices != 1 or req.logprobs or chosen_tool(req) is not None
+                or output_schema(req) is not None):
+            return None
+        head = Answer(req.model, [Choice([], "stop")], 0, 0, self.models.fingerprint(model))
+        generated = model.stream(req.messages_as_dicts(), req.format_dict(), req.limit)
+
+        def pieces() -> Iterator[str]:
+            text, emitted, stopped = "", 0, False
+            while True:
+                try:
+                    piece = next(generated)
+                except StopIteration as end:
+                    head.prompt_tokens, head.completion_tokens, head.choices[0].finish = end.value
+                    break
+                if stopped:
+                    continue  # generation runs to its end; what follows a stop sequence is not sent
+                text = (text + piece).lstrip()
+                cut, stopped = _cut_at_stop(text, req.stops)
+                if len(cut) > emitted:
+                    yield cut[emitted:]
+                    emitted = len(cut)
+            if stopped:
+                head.choices[0].finish = "stop"
+                head.completion_tokens = len(model.tok.encode(text[:emitted], add_special_tokens=False))
+
+        return head, pieces()
+
+    def complete(self, req: ChatRequest) -> dict:
+        """The answer as an ``openai`` ChatCompletion (validated by the package's own type)."""
+        a = self.answer(req)
         completion = ChatCompletion.model_validate({
-            "id": new_id("chatcmpl-"), "object": "chat.completion", "created": int(time.time()), "model": req.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": answer, "refusal": None},
-                         "finish_reason": finish, "logprobs": None}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": n_out, "total_tokens": prompt_tokens + n_out},
-            "system_fingerprint": self.models.fingerprint(model), "service_tier": "default",
+            "id": a.id, "object": "chat.completion", "created": a.created, "model": a.model,
+            "choices": [{"index": i, "message": c.message(), "finish_reason": c.finish,
+                         "logprobs": {"content": c.logprobs, "refusal": None} if c.logprobs is not None else None}
+                        for i, c in enumerate(a.choices)],
+            "usage": a.usage(), "system_fingerprint": a.fingerprint, "service_tier": "default",
         })
         return completion.model_dump(mode="json", exclude_unset=True)

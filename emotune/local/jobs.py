@@ -20,6 +20,7 @@ from .schemas import JobRequest
 from .store import Store, new_id, public
 
 ORG = "org-emotune-local"
+MAX_RESTARTS = 3  # a job caught by this many server restarts is failed, not started a fourth time
 RESULT_COLUMNS = ("step", "train_loss", "train_accuracy", "valid_loss", "valid_mean_token_accuracy")
 
 
@@ -83,13 +84,20 @@ class Jobs:
         return list(reversed(self.store.get("jobs", job_id).get("_checkpoints", [])))
 
     def recover(self) -> None:
-        """Jobs caught mid-way by a crash start again; none stays 'running' forever."""
+        """Jobs caught mid-way by a crash start again, at most MAX_RESTARTS times; none stays 'running' forever."""
         for job in sorted(self.store.all("jobs"), key=lambda r: r["created_at"]):
             if job["status"] not in JOB_TERMINAL:
+                restarts = job.get("_restarts", 0) + 1
+                if restarts > MAX_RESTARTS:  # the job itself may be what stops the server: not again
+                    self._finish(job["id"], "failed", error={
+                        "code": "server_error", "param": None,
+                        "message": f"The local backend stopped {restarts - 1} times while this job ran; it is not "
+                                   "started again. Check the training file and hyperparameters, then create a new job."})
+                    continue
                 self.store.clear_events(job["id"])
                 self.store.add_event(job["id"], "The local backend restarted while this job was "
                                      f"{job['status']}; training again from the start (same seed, same result)")
-                self.store.update("jobs", job["id"], status="validating_files")
+                self.store.update("jobs", job["id"], status="validating_files", _restarts=restarts)
                 self.enqueue(job["id"])
 
     # the worker -----------------------------------------------------------------------------
@@ -142,8 +150,8 @@ class Jobs:
             self._train(job)
         except Exception as exc:  # a bug must fail this job, never the queue
             if self._advance(job_id):
-                self._finish(job_id, "failed", error={"code": "server_error", "param": None,
-                                                      "message": f"Training failed: {type(exc).__name__}: {exc}"})
+                message = self.store.scrub(f"Training failed: {type(exc).__name__}: {exc}")
+                self._finish(job_id, "failed", error={"code": "server_error", "param": None, "message": message})
 
     def _train(self, job: dict) -> None:
         job_id = job["id"]
@@ -151,8 +159,9 @@ class Jobs:
             train_bytes, train, valid = self._read_training_data(job)
         except (DataError, FileNotFoundError, UnicodeDecodeError, RecursionError) as exc:
             if self._advance(job_id):
+                message = self.store.scrub(f"The job failed due to an invalid training file. {exc}")
                 self._finish(job_id, "failed", error={"code": "invalid_training_file", "param": "training_file",
-                                                      "message": f"The job failed due to an invalid training file. {exc}"})
+                                                      "message": message})
             return
         hp = self._resolve_hp(job["hyperparameters"], len(train.texts))
         if not self._advance(job_id, status="queued", hyperparameters=hp,

@@ -63,6 +63,12 @@ class Store:
                   path.relative_to(self.root), aside.name, problem)
         return None
 
+    def scrub(self, text: str) -> str:
+        """A message without the server's own paths (answers name ``<state>``, never where it lives on disk)."""
+        for root in sorted({str(self.root.resolve()), str(self.root)}, key=len, reverse=True):
+            text = text.replace(root, "<state>")
+        return text
+
     def next_seq(self) -> int:
         """A per-process sequence number that orders records created within the same second."""
         with self.lock:

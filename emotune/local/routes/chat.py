@@ -1,13 +1,14 @@
-"""Route of /v1/chat/completions: parsed into a typed request, answered off the event loop."""
+"""Route of /v1/chat/completions: parsed into a typed request, answered off the event loop, streamed or not."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from ..api_error import ApiError
 from ..ratelimit import DEFAULT_COMPLETION_TOKENS
 from ..schemas import ChatRequest, parse
+from ..streaming import chunks, events, live_chunks
 from .common import engine, json_body, json_response
 
 router = APIRouter()
@@ -16,11 +17,17 @@ router = APIRouter()
 @router.post("/v1/chat/completions")
 async def chat(request: Request):
     req = parse(ChatRequest, await json_body(request))
-    if req.stream:
-        raise ApiError(400, "the local backend does not stream; send stream=false", param="stream")
     limits = request.app.state.limits
     headers = {}
     if limits is not None:
         prompt = await run_in_threadpool(engine(request).chat.prompt_tokens, req)
         headers = limits.admit(prompt + (req.limit or DEFAULT_COMPLETION_TOKENS))
+    if req.stream:  # the model is found (or not) before the stream opens: an error is a plain OpenAI response
+        chat_ = engine(request).chat
+        live = await run_in_threadpool(chat_.live, req)
+        source = (live_chunks(*live, req.include_usage) if live is not None
+                  else chunks(await run_in_threadpool(chat_.answer, req), req.include_usage))
+        # a sync iterator: Starlette pulls it in a worker thread, so generation never blocks the event loop
+        return StreamingResponse(events(source), media_type="text/event-stream",
+                                 headers=headers | {"cache-control": "no-cache"})
     return json_response(await run_in_threadpool(engine(request).chat.complete, req), headers=headers)

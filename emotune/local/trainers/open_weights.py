@@ -151,6 +151,31 @@ class OpenWeightsModel:
             new = new[: new.index(self.tok.eos_token_id)]
         return self.tok.decode(new, skip_special_tokens=True).strip(), len(prompt), len(new), finish
 
+    def stream(self, messages: Sequence[dict], response_format=None, max_tokens: int | None = None):
+        """The greedy answer of :meth:`complete` as it is generated: yields text pieces, returns
+        (prompt tokens, completion tokens, finish reason)."""
+        import threading
+
+        import torch
+        from transformers import TextIteratorStreamer
+
+        prompt = _ids(self.tok.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True))
+        limit = max_tokens or 64
+        streamer = TextIteratorStreamer(self.tok, skip_prompt=True, skip_special_tokens=True)
+        args = {"input_ids": torch.tensor([prompt], device=_device()), "max_new_tokens": limit, "do_sample": False,
+                "pad_token_id": self.tok.pad_token_id, "eos_token_id": self.tok.eos_token_id, "streamer": streamer}
+        worker = threading.Thread(target=torch.no_grad()(self.model.generate), kwargs=args, daemon=True)
+        worker.start()
+        pieces = []
+        for piece in streamer:
+            if piece:
+                pieces.append(piece)
+                yield piece
+        worker.join()
+        text = "".join(pieces)
+        n_out = len(self.tok.encode(text.strip(), add_special_tokens=False))
+        return len(prompt), n_out, "length" if n_out >= limit else "stop"
+
     def answer(self, messages, response_format=None) -> str:
         return self.complete(messages, response_format)[0]
 

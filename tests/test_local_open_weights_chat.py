@@ -1,0 +1,37 @@
+"""Chat with an open-weights model through the local backend: streamed as generated, real log-probabilities."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("torch", reason="needs the open-weights extra: pip install 'emotune[open-weights]'")
+pytest.importorskip("transformers")
+pytest.importorskip("peft")
+
+import openai  # noqa: E402
+from test_local_chat_api import no_unknown_fields  # noqa: E402
+from test_open_weights import tiny_model  # noqa: E402, F401  (the module's tiny Llama fixture)
+
+from emotune.core.prompts import prompt_messages  # noqa: E402
+from emotune.local import LocalServer  # noqa: E402
+
+
+def test_open_weights_streams_as_it_generates_and_reports_real_logprobs(tiny_model, tmp_path):  # noqa: F811
+    with LocalServer(tmp_path / "state") as srv:
+        c = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0)
+        model, messages = str(tiny_model), prompt_messages("thank you so much")
+        plain = c.chat.completions.create(model=model, messages=messages, max_completion_tokens=6)
+        chunks = list(c.chat.completions.create(model=model, messages=messages, max_completion_tokens=6, stream=True,
+                                                stream_options={"include_usage": True}))
+        for chunk in chunks:
+            no_unknown_fields(chunk)
+        pieces = [ch.choices[0].delta.content for ch in chunks if ch.choices and ch.choices[0].delta.content]
+        assert len(pieces) > 1 and "".join(pieces).strip() == plain.choices[0].message.content
+        assert chunks[-1].usage.prompt_tokens == plain.usage.prompt_tokens and chunks[-1].usage.completion_tokens >= 1
+        assert [ch.choices[0].finish_reason for ch in chunks if ch.choices][-1] == plain.choices[0].finish_reason
+        lp = c.chat.completions.create(model=model, messages=messages, max_completion_tokens=6, logprobs=True,
+                                       top_logprobs=2)
+        no_unknown_fields(lp)
+        content = lp.choices[0].logprobs.content
+        assert content and all(t.logprob <= 0 and len(t.top_logprobs) == 2 for t in content)
+        assert all(t.top_logprobs[0].logprob >= t.logprob - 1e-4 for t in content)  # greedy: the chosen token leads
