@@ -13,7 +13,6 @@ MAX_FILE_BYTES = 512 * 1024 * 1024  # the upload limit for fine-tuning files
 JOB_TERMINAL = ("succeeded", "failed", "cancelled")  # a fine-tuning job in one of these never changes again
 BATCH_TERMINAL = ("completed", "failed", "expired", "cancelled")
 FILE_PURPOSES = ("fine-tune", "batch", "fine-tune-results", "batch_output", "assistants", "user_data", "evals")
-BATCH_DISCOUNT_WINDOW = "24h"  # the only completion window the Batch API offers
 
 # The default-epochs rule for n_epochs="auto": aim for 3 epochs, but keep examples x epochs within
 # [100, 25,000] and epochs within [1, 25].

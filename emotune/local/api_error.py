@@ -14,7 +14,3 @@ class ApiError(Exception):
 
     def body(self) -> dict:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
-
-
-def not_found(kind: str, rid: str, param: str, code: str) -> ApiError:
-    return ApiError(404, f"No such {kind}: {rid}", param=param, code=code)

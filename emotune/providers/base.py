@@ -2,7 +2,7 @@
 
 A :class:`Provider` wraps the official ``openai`` client pointed at one server and declares its
 capabilities: whether it runs fine-tuning jobs and batches, how a model is priced there (dollars per
-token, compute seconds, or not priced), which tokenizer counts its tokens, and whether OpenAI's
+token, compute seconds, or not priced), and whether OpenAI's
 lifecycle dates apply. Stages never test a backend's name; they ask its provider.
 """
 
@@ -59,10 +59,6 @@ class Provider:
     def pricing(self, model: str) -> Pricing:
         """How ``model`` is paid for on this provider."""
         return Pricing.not_priced(model, f"{self.kind} server: no price list")
-
-    def encoding_model(self, model: str) -> str:
-        """The model name whose tiktoken encoding counts this model's tokens for estimates."""
-        return model
 
     def check_can_fine_tune(self, model: str, today: date | None = None) -> None:
         """Raise before any upload-to-job step when this provider cannot fine-tune ``model`` today."""
