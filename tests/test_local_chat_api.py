@@ -84,10 +84,20 @@ def test_streaming_matches_the_plain_answer_sync_and_async(served):
 def test_n_stop_and_logprobs(served):
     _, c, tuned = served
     one = c.chat.completions.create(model=tuned, messages=prompt_messages("thanks, love it"), n=None)
-    three = c.chat.completions.create(model=tuned, messages=prompt_messages("thanks, love it"), n=3, temperature=1)
+    three = c.chat.completions.create(model=tuned, messages=prompt_messages("thanks, love it"), n=3, temperature=0)
     assert [ch.index for ch in three.choices] == [0, 1, 2]
-    assert {ch.message.content for ch in three.choices} == {one.choices[0].message.content}  # deterministic stand-in
+    assert {ch.message.content for ch in three.choices} == {one.choices[0].message.content}  # temperature 0: greedy
     assert three.usage.completion_tokens == 3 * one.usage.completion_tokens
+    # n > 1 at a temperature above 0 samples each choice (labels drawn from the stand-in's probabilities)
+    hot = dict(model=tuned, messages=prompt_messages("thanks, love it"), n=12, temperature=1.5, seed=7)
+    sampled = c.chat.completions.create(**hot)
+    texts = [ch.message.content for ch in sampled.choices]
+    assert len(set(texts)) >= 2 and all(parse_answer(t).labels for t in texts)
+    assert [ch.message.content for ch in c.chat.completions.create(**hot).choices] == texts  # a seed reproduces them
+    enc_counts = sum(len(t.split(",")) for t in texts)
+    assert sampled.usage.completion_tokens >= enc_counts  # every choice's tokens are billed
+    matcher = c.chat.completions.create(model=BASE, messages=prompt_messages("thanks"), n=3, temperature=1)
+    assert len({ch.message.content for ch in matcher.choices}) == 1  # the label-word matcher has nothing to sample
     both = c.chat.completions.create(model=BASE, messages=prompt_messages("grateful and amused"))
     assert "," in both.choices[0].message.content
     cut = c.chat.completions.create(model=BASE, messages=prompt_messages("grateful and amused"), stop=[","])

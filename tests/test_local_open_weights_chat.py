@@ -35,3 +35,16 @@ def test_open_weights_streams_as_it_generates_and_reports_real_logprobs(tiny_mod
         content = lp.choices[0].logprobs.content
         assert content and all(t.logprob <= 0 and len(t.top_logprobs) == 2 for t in content)
         assert all(t.top_logprobs[0].logprob >= t.logprob - 1e-4 for t in content)  # greedy: the chosen token leads
+
+
+def test_open_weights_samples_n_choices_above_temperature_zero(tiny_model, tmp_path):  # noqa: F811
+    with LocalServer(tmp_path / "state") as srv:
+        c = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0)
+        ask = dict(model=str(tiny_model), messages=prompt_messages("thank you so much"), max_completion_tokens=8)
+        greedy = c.chat.completions.create(**ask, n=3, temperature=0)
+        assert len({ch.message.content for ch in greedy.choices}) == 1
+        hot = c.chat.completions.create(**ask, n=4, temperature=2, seed=3)
+        texts = [ch.message.content for ch in hot.choices]
+        assert len(set(texts)) >= 2  # a random tiny model at temperature 2 does not repeat itself
+        assert [ch.message.content for ch in c.chat.completions.create(**ask, n=4, temperature=2, seed=3).choices] == texts
+        assert hot.usage.completion_tokens <= 4 * 8 and hot.usage.completion_tokens >= 4

@@ -3,8 +3,11 @@
 What the local backend does with the request surface (the rest of OpenAI's parameters are accepted and
 ignored, as OpenAI ignores what a model does not use):
 
-- ``n``: the models answer deterministically (greedy / a fixed classifier), so ``n`` choices are ``n``
-  identical answers at any temperature; usage counts the completion tokens of all of them, as OpenAI does.
+- ``n`` (``null`` means 1): with ``n > 1`` and a temperature above 0 (OpenAI's default is 1) each choice is
+  sampled: an open-weights model samples its tokens; the classical stand-in draws each label from its
+  probability sharpened or flattened by the temperature. ``seed`` makes the draws reproducible. One choice,
+  or temperature 0, is the deterministic answer; the label-word matcher (the local "base model") has no
+  distribution to sample, so its choices are always identical. Usage counts the tokens of every choice.
 - ``response_format``: ``json_object`` gives ``{"labels": [...]}``; ``json_schema`` lays the labels into the
   caller's schema (:mod:`.structured`), strict schemas checked by OpenAI's rules.
 - ``tools``/``tool_choice``: the answer calls the chosen function with arguments that follow its parameters.
@@ -19,6 +22,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
 from openai.types.chat import ChatCompletion
 
 from ..core import tokens
@@ -57,14 +61,24 @@ class Answer:
     model: str
     choices: list[Choice]
     prompt_tokens: int
-    completion_tokens: int  # of one choice
+    completion_tokens: int  # of all choices together
     fingerprint: str
     id: str = field(default_factory=lambda: new_id("chatcmpl-"))
     created: int = field(default_factory=lambda: int(time.time()))
 
     def usage(self) -> dict:
-        out = self.completion_tokens * len(self.choices)
+        out = self.completion_tokens
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": out, "total_tokens": self.prompt_tokens + out}
+
+
+def _draw(model, messages: list[dict], rf: dict | None, limit: int | None, temperature: float,
+          seed: int) -> tuple[str, int | None, int, str]:
+    """(text, prompt tokens or None, completion tokens, finish): greedy at temperature 0, else sampled."""
+    if hasattr(model, "complete"):  # counts its own tokens and stops at the limit
+        return model.complete(messages, rf, limit, temperature=temperature, seed=seed)
+    if temperature > 0:
+        return model.sample(messages, rf, temperature, seed), None, 0, "stop"
+    return model.answer(messages, rf), None, 0, "stop"
 
 
 def pieces_of(enc, ids: list[int]) -> list[str]:
@@ -100,17 +114,28 @@ class Chat:
     def answer(self, req: ChatRequest) -> Answer:
         messages = req.messages_as_dicts()
         model = self.models.chat_model(req.model)
-        function, schema = chosen_tool(req), output_schema(req)
+        function = chosen_tool(req)
         rf = req.format_dict() if function is None else {"type": "json_object"}
         language_model = hasattr(model, "complete")
         if req.logprobs and language_model and not (hasattr(model, "tok") and hasattr(model, "model")):
             raise ApiError(400, f"logprobs are not available for {req.model} on the local backend.", param="logprobs")
         enc = tokens.encoding_for(self.models.resolve(req.model))
-        if language_model:  # counts its own tokens and stops at the limit
-            text, prompt_tokens, n_out, finish = model.complete(messages, rf, req.limit)
+        temperature = 1.0 if req.temperature is None else req.temperature  # OpenAI's default is 1
+        if req.choices > 1 and temperature > 0 and (language_model or hasattr(model, "sample")):
+            rng = np.random.default_rng(req.seed)  # a seed makes the n samples reproducible
+            drawn = [_draw(model, messages, rf, req.limit, temperature, int(rng.integers(2**31))) for _ in range(req.choices)]
         else:
-            text, finish = model.answer(messages, rf), "stop"
-            prompt_tokens = tokens.count_chat_tokens(messages, enc)
+            drawn = [_draw(model, messages, rf, req.limit, 0.0, 0)] * req.choices
+        shaped = [self._shape(req, model, enc, messages, function, d) for d in drawn]
+        prompt_tokens = drawn[0][1] if drawn[0][1] is not None else tokens.count_chat_tokens(messages, enc)
+        return Answer(req.model, [c for c, _ in shaped], prompt_tokens, sum(n for _, n in shaped),
+                      self.models.fingerprint(model))
+
+    def _shape(self, req: ChatRequest, model, enc, messages, function, drawn) -> tuple[Choice, int]:
+        """One choice from a generated text: laid into the schema or tool call, cut at stop or limit, logprobs."""
+        text, _, n_out, finish = drawn
+        language_model = hasattr(model, "complete")
+        schema = output_schema(req)
         original = text
         labels = labels_in(text) if function is not None or schema is not None or req.logprobs else []
         if function is not None:
@@ -140,9 +165,8 @@ class Chat:
                 logprobs = stand_in_logprobs(pieces, labels, label_probabilities(model, messages), top, enc)
         if function is not None and finish == "stop":
             finish = "tool_calls"
-        choices = [Choice(list(pieces), finish, function.name if function else None,
-                          f"call_{secrets.token_hex(12)}" if function else None, logprobs) for _ in range(req.choices)]
-        return Answer(req.model, choices, prompt_tokens, n_out, self.models.fingerprint(model))
+        return Choice(list(pieces), finish, function.name if function else None,
+                      f"call_{secrets.token_hex(12)}" if function else None, logprobs), n_out
 
     def live(self, req: ChatRequest) -> tuple[Answer, Iterator[str]] | None:
         """For a model that streams as it generates: the answer's head and its text pieces as they come (the

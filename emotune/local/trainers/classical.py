@@ -62,7 +62,20 @@ class ClassicalModel:
         return [[self.classes[j] for j in np.flatnonzero(row)] for row in decisions]
 
     def answer(self, messages, response_format=None) -> str:
-        labels = self.predict([last_user_text(messages)])[0]
+        return self._format(self.predict([last_user_text(messages)])[0], messages, response_format)
+
+    def sample(self, messages, response_format, temperature: float, seed: int) -> str:
+        """One sampled answer: each label drawn with its probability, its logit divided by ``temperature``
+        (below 1 sharper, above 1 flatter); if no label is drawn, one is drawn in proportion to them."""
+        p = self.probabilities([last_user_text(messages)])[0].clip(1e-9, 1 - 1e-9)
+        tempered = _sigmoid(np.log(p / (1 - p)) / temperature)
+        rng = np.random.default_rng(seed)
+        drawn = np.flatnonzero(rng.random(len(p)) < tempered)
+        if not len(drawn):
+            drawn = [rng.choice(len(p), p=tempered / tempered.sum())]
+        return self._format([self.classes[j] for j in sorted(drawn)], messages, response_format)
+
+    def _format(self, labels: list[str], messages, response_format) -> str:
         system = " ".join(str(m.get("content", "")) for m in messages if m.get("role") == "system")
         as_json = self.label_format == "json" or wants_json(response_format, system if response_format else "")
         return format_answer(labels, "json" if as_json else "comma")

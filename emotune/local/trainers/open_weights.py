@@ -136,15 +136,20 @@ class OpenWeightsModel:
         self.model.save_pretrained(str(folder / "adapter"))
         (folder / MARKER).write_text(json.dumps({"base": self.base, "adapter": True}))
 
-    def complete(self, messages: Sequence[dict], response_format=None, max_tokens: int | None = None):
-        """Greedy answer, its finish reason, and prompt/completion token counts from the model's tokenizer."""
+    def complete(self, messages: Sequence[dict], response_format=None, max_tokens: int | None = None, *,
+                 temperature: float = 0.0, seed: int = 0):
+        """The answer (greedy at temperature 0, else sampled with ``seed``), its finish reason, and
+        prompt/completion token counts from the model's tokenizer."""
         import torch
 
         prompt = _ids(self.tok.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True))
         limit = max_tokens or 64
+        sampling = {"do_sample": True, "temperature": temperature, "top_k": 0} if temperature > 0 else {"do_sample": False}
+        if temperature > 0:
+            torch.manual_seed(seed)
         with torch.no_grad():
             out = self.model.generate(input_ids=torch.tensor([prompt], device=_device()), max_new_tokens=limit,
-                                      do_sample=False, pad_token_id=self.tok.pad_token_id, eos_token_id=self.tok.eos_token_id)
+                                      **sampling, pad_token_id=self.tok.pad_token_id, eos_token_id=self.tok.eos_token_id)
         new = out[0, len(prompt):].tolist()
         finish = "stop" if self.tok.eos_token_id in new else ("length" if len(new) >= limit else "stop")
         if self.tok.eos_token_id in new:

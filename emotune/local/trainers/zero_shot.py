@@ -39,9 +39,17 @@ class ZeroShotModel:
         for name in taxonomy_names():
             if re.search(rf"\b{re.escape(name)}\b", lowered):
                 return get_taxonomy(name)
-        scored = [(sum(lab in lowered for lab in get_taxonomy(n).labels) / len(get_taxonomy(n)), n) for n in taxonomy_names()]
-        best, name = max(scored)
+        scored = [(sum(lab in lowered for lab in get_taxonomy(n).labels) / len(get_taxonomy(n)), len(get_taxonomy(n)), n)
+                  for n in taxonomy_names()]
+        best, _, name = max(scored)  # the largest label set among those best covered
         return get_taxonomy(name) if best >= 0.5 else get_taxonomy(None)
+
+    @staticmethod
+    def strip_label_lists(text: str, taxonomy) -> str:
+        """The text without a prompt's list of label names (three or more in a row, comma-separated), as in
+        prompts that put the label list and the comment in one user message: only the comment is read."""
+        names = "|".join(re.escape(lab) for lab in sorted(taxonomy.labels, key=len, reverse=True))
+        return re.sub(rf"(?i)\b(?:{names})(?:\s*,\s*(?:and\s+|or\s+)?(?:{names})){{2,}}\b", " ", text)
 
     def predict(self, text: str, taxonomy) -> list[str]:
         lowered = text.lower()
@@ -55,7 +63,8 @@ class ZeroShotModel:
 
     def answer(self, messages, response_format=None) -> str:
         system = " ".join(str(m.get("content", "")) for m in messages if m.get("role") in ("system", "developer"))
-        labels = self.predict(last_user_text(messages), self.detect_taxonomy(system))
+        taxonomy = self.detect_taxonomy(system or last_user_text(messages))
+        labels = self.predict(self.strip_label_lists(last_user_text(messages), taxonomy), taxonomy)
         return format_answer(labels, "json" if wants_json(response_format, system) else "comma")
 
 
