@@ -55,16 +55,17 @@ from .stages.costs import estimate_line, estimate_usd, plan_costs, token_limit
 from .stages.data import clean, label_set, load, load_samples, record_dataset, save_samples, to_frame
 from .stages.evaluate import (
     batch_agreement,
+    compare_models,
     cost_per_1000,
     error_analysis,
     gold_labels,
+    interval_widths,
     open_cache,
-    paired_table,
     predict_models,
-    record_evaluation,
+    prompt_effect,
+    prompt_specs,
     train_baseline,
     usage_table,
-    verdict,
 )
 from .stages.explore import (
     coarser_levels,
@@ -90,6 +91,7 @@ from .stages.finetune import (
 )
 from .stages.metrics import per_label, score_models, single_label_report, to_matrix, top_confusions
 from .stages.sampling import make_samples, support_table
+from .stages.verdict import record_evaluation, verdict
 
 __version__ = "0.1.0"
 
@@ -116,6 +118,7 @@ __all__ = [
     "clean",
     "coarser_levels",
     "collect_parameters",
+    "compare_models",
     "connect",
     "cooccurrence",
     "cost_per_1000",
@@ -130,6 +133,7 @@ __all__ = [
     "finish_stage",
     "get_taxonomy",
     "gold_labels",
+    "interval_widths",
     "is_multi_label",
     "label_frequency",
     "label_set",
@@ -144,7 +148,6 @@ __all__ = [
     "open_cache",
     "open_run",
     "package_versions",
-    "paired_table",
     "parse_table",
     "per_label",
     "plan_costs",
@@ -163,7 +166,9 @@ __all__ = [
     "plot_token_lengths",
     "plot_training_curves",
     "predict_models",
+    "prompt_effect",
     "prompt_spec",
+    "prompt_specs",
     "prompt_tax",
     "readable_frequency",
     "reconcile",

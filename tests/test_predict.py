@@ -256,3 +256,32 @@ def test_a_slow_backend_gets_fewer_requests_in_flight_and_longer_timeouts():
     for _ in range(200):  # answers queue behind each other: latency grows with what is in flight
         lim.on_success(1.0 + 0.5 * lim.concurrency)
     assert lim.concurrency < 4 and lim.timeout() > 10
+
+
+def test_the_base_model_is_asked_with_every_label_and_answers_from_the_comment(tmp_path, monkeypatch):
+    from emotune.core.runs import open_run
+    from emotune.local.chat import Chat
+    from emotune.stages import evaluate
+
+    received = []
+    answer = Chat.answer
+
+    def recording(self, req):  # what the local backend receives, before it answers
+        received.append((req.model, req.messages_as_dicts()))
+        return answer(self, req)
+
+    monkeypatch.setattr(Chat, "answer", recording)
+    conn = conn_for(tmp_path / "s")
+    specs = evaluate.prompt_specs(prompt_spec("compact", "comma", "goemotions"))
+    texts = frame(14)
+    run = open_run(tmp_path / "run")
+    out = evaluate.predict_models(conn, run, {"base": BASE, evaluate.BASE_ON_TRAINING_PROMPT: BASE}, texts,
+                                  cache=predict.PredictionCache(tmp_path / "cache.jsonl"), specs=specs, seed=1)
+    labels = specs["base"].taxonomy.labels
+    zero_shot = [m for _, m in received if m[0]["content"] != "Label the emotions (goemotions)."]
+    compact = [m for _, m in received if m[0]["content"] == "Label the emotions (goemotions)."]
+    assert len(zero_shot) == len(compact) == 14
+    assert all(all(lab in m[0]["content"] for lab in labels) and m[1]["content"] in set(texts["text"]) for m in zero_shot)
+    # the label list in the prompt is not read as the comment: one or two labels per answer, not 28
+    assert max(len(labs) for labs in out["base"].labels()) <= 2
+    assert out["base"].labels() == out[evaluate.BASE_ON_TRAINING_PROMPT].labels()

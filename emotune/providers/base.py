@@ -56,6 +56,12 @@ class Provider:
         """What really answers for ``model`` here, in a few words."""
         return f"{model} on the {self.kind} server"
 
+    def comparison(self, base: str, tuned: str) -> str:
+        """What notebook 05's verdict compares here, and what its cost figures mean (a few words)."""
+        money = {"usd": "dollars at OpenAI's prices", "compute-seconds": "costs are compute time on your hardware",
+                 }.get(self.pricing(tuned).unit, "not priced")
+        return f"{self.model_kind(base)} vs {self.model_kind(tuned)}; {money}"
+
     def pricing(self, model: str) -> Pricing:
         """How ``model`` is paid for on this provider."""
         return Pricing.not_priced(model, f"{self.kind} server: no price list")

@@ -79,6 +79,11 @@ class LocalProvider(Provider):
         return ("classical stand-in: TF-IDF + logistic regression fine-tune" if tuned
                 else "classical stand-in: label-name matcher (not an LLM)")
 
+    def comparison(self, base: str, tuned: str) -> str:
+        if _is_open_weights(tuned):
+            return f"open-weights LLM {base_model(tuned)} vs its LoRA fine-tune; costs are compute seconds on this machine"
+        return "label-name matcher vs TF-IDF learner; dollar figures are what OpenAI would charge"
+
     def describe(self, model: str | None = None) -> str:
         head = "local backend: emotune's OpenAI-compatible server on 127.0.0.1 (free, offline)"
         if model is None:

@@ -1,4 +1,5 @@
-"""Notebook 05's steps: predictions for every comparator, the free baseline, error analysis, the verdict."""
+"""Notebook 05's steps: predictions for every comparator (each asked by its role), the free baseline, the
+comparisons that answer "was it worth it?", error analysis. The verdict itself is in :mod:`.verdict`."""
 
 from __future__ import annotations
 
@@ -7,15 +8,17 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..core.datasets import dataset_spec
 from ..core.errors import PredictionError
 from ..core.manifest import EvaluationRecord
 from ..core.prompts import PromptSpec, example_labels
 from ..core.taxonomy import get_taxonomy
-from .metrics import paired_test, to_matrix
+from .metrics import to_matrix
 from .predict import PredictionCache, Predictions, classify, classify_batch
+from .statistics import N_RESAMPLES, LabelSets, bca_intervals, compare, holm
 
 CACHE_FILE = "predictions/cache.jsonl"
+BASE_ON_TRAINING_PROMPT = "base, training prompt"
+COMPARED_METRICS = ("macro_f1", "macro_f1_supported", "micro_f1")
 BATCH_CHECK_FILE = "predictions/batch-check.jsonl"
 
 
@@ -29,12 +32,22 @@ def open_cache(run) -> PredictionCache:
     return PredictionCache(run.file(CACHE_FILE))
 
 
-def predict_models(conn, run, models: dict[str, str], frame: pd.DataFrame, *, cache: PredictionCache, spec: PromptSpec,
-                   seed: int, **kw) -> dict[str, Predictions]:
-    """Ask every model about every row with the same prompt and sampling; only uncached rows cost anything."""
+def prompt_specs(trained: PromptSpec) -> dict[str, PromptSpec]:
+    """How each comparator is asked, by role: the base model with a zero-shot prompt that lists every label
+    and the answer format (a model that was never trained cannot know the labels otherwise); the fine-tuned
+    model with exactly the spec it was trained on; and the base model on that training prompt too, so the
+    table can show what the prompt alone buys."""
+    zero_shot = PromptSpec.resolve("zero-shot", trained.label_format, trained.taxonomy)
+    return {"base": zero_shot, "fine-tuned": trained, BASE_ON_TRAINING_PROMPT: trained}
+
+
+def predict_models(conn, run, models: dict[str, str], frame: pd.DataFrame, *, cache: PredictionCache,
+                   specs: dict[str, PromptSpec], seed: int, **kw) -> dict[str, Predictions]:
+    """Ask every model about every row with its prompt (``specs``, see :func:`prompt_specs`) and the same
+    sampling; only uncached rows cost anything."""
     out = {}
     for name, model in models.items():
-        out[name] = classify(conn, model, frame, cache=cache, spec=spec, seed=seed, **kw)
+        out[name] = classify(conn, model, frame, cache=cache, spec=specs[name], seed=seed, **kw)
         missing = len(frame) - len(out[name].frame)
         if missing:
             raise PredictionError(f"{name}: {missing} predictions failed after retries ({out[name].failures[:3]}); "
@@ -50,7 +63,7 @@ def usage_table(predictions: dict[str, Predictions]) -> pd.DataFrame:
 
 @dataclass
 class Baseline:
-    """TF-IDF + one-vs-rest logistic regression (liblinear), thresholds tuned on the validation sample."""
+    """TF-IDF + one-vs-rest logistic regression (liblinear), thresholds tuned for macro-F1 on the validation sample."""
 
     pipeline: object
     thresholds: np.ndarray
@@ -80,7 +93,7 @@ def train_baseline(train: pd.DataFrame, validation: pd.DataFrame, taxonomy: str 
                          OneVsRestClassifier(LogisticRegression(C=4.0, solver="liblinear", random_state=seed)))
     pipe.fit(train["text"].tolist(), y[:, keep])
     yv = to_matrix(gold_labels(validation, taxonomy), tax)[:, keep]
-    thresholds = tune_thresholds(pipe.predict_proba(validation["text"].tolist()), yv)
+    thresholds = tune_thresholds(pipe.predict_proba(validation["text"].tolist()), yv, metric="macro")
     return Baseline(pipe, thresholds, tuple(np.array(tax.labels)[keep]))
 
 
@@ -117,34 +130,6 @@ def cost_per_1000(conn, predictions: dict[str, Predictions], models: dict[str, s
     return pd.DataFrame(rows).set_index("comparator")
 
 
-def verdict(gold, base, tuned, *, taxonomy: str, cost: pd.DataFrame, training_usd: float | None, seed: int = 0,
-            compared: str = "") -> dict:
-    """The headline: macro- and micro-F1 gain with 95% intervals, significance, and the price of it."""
-    tax = get_taxonomy(taxonomy)
-    y, yb, yt = to_matrix(gold, tax), to_matrix(base, tax), to_matrix(tuned, tax)
-    tests = {m: paired_test(y, yb, yt, m, seed=seed) for m in ("macro_f1", "micro_f1")}
-    macro = tests["macro_f1"]
-    words = "significant" if macro.significant else "not significant"
-    per_1000 = float(cost.loc["fine-tuned", "USD per 1,000 (online)"]) if "fine-tuned" in cost.index else None
-    per_1000 = None if per_1000 is not None and np.isnan(per_1000) else per_1000
-    note = str(cost.loc["fine-tuned", "pricing"]) if "fine-tuned" in cost.index else ""
-    out = {
-        "taxonomy": tax.name, "n_items": len(gold),
-        "macro_f1": {"base": macro.a, "fine_tuned": macro.b, "gain": macro.difference, "ci_low": macro.ci_low,
-                     "ci_high": macro.ci_high, "p_value": macro.p_value, "significant": macro.significant},
-        "micro_f1": {k: getattr(tests["micro_f1"], k) for k in ("a", "b", "difference", "ci_low", "ci_high", "p_value")},
-        "fine_tuned_usd_per_1000": per_1000, "training_usd_estimate": training_usd,
-        "reference_macro_f1": dataset_spec().reference_score("macro_f1", tax.name),
-    }
-    out["compared"], out["pricing"] = compared, note
-    out["sentence"] = ((f"{compared}: " if compared else "") + f"Fine-tuning changed macro-F1 by {macro.difference:+.3f} (95% CI {macro.ci_low:+.3f} to "
-                       f"{macro.ci_high:+.3f}, paired bootstrap p = {macro.p_value:.3f}, {words}) on {len(gold)} test "
-                       f"comments, from {macro.a:.3f} to {macro.b:.3f}"
-                       + (f"; 1,000 predictions cost ${per_1000:.3f} ({note})" if per_1000 is not None else f"; {note}")
-                       + (f", after ${training_usd:.2f} of training." if training_usd is not None else "."))
-    return out
-
-
 def batch_agreement(conn, run, model: str, frame: pd.DataFrame, online: list[list[str]], *, spec: PromptSpec,
                     seed: int) -> str:
     """Ask ``model`` again through the Batch API (where the provider has one) and say how often it agrees online."""
@@ -156,22 +141,41 @@ def batch_agreement(conn, run, model: str, frame: pd.DataFrame, online: list[lis
     return f"batch and online answers agree on {same} of {len(frame)} comments"
 
 
-def record_evaluation(run, result: dict, scores: pd.DataFrame, frame: pd.DataFrame) -> dict:
-    """Write the verdict, the score table and the evaluated ids into the manifest (this stage's section)."""
-    run.put(EvaluationRecord(verdict=result, scores=scores.to_dict("records"), sample_ids=frame["id"].tolist()))
-    return result
-
-
-def paired_table(gold, predictions: dict[str, list], taxonomy: str, reference: str = "base", seed: int = 0) -> pd.DataFrame:
-    """Every comparator against the reference: difference in macro/micro-F1, 95% CI, p-value."""
+def compare_models(gold, predictions: dict[str, list], taxonomy: str, *, against: tuple[str, ...] = ("base", "free baseline"),
+                   model: str = "fine-tuned", metrics: tuple[str, ...] = COMPARED_METRICS, seed: int = 0,
+                   n_resamples: int = N_RESAMPLES) -> pd.DataFrame:
+    """``model`` against each comparator on the same comments: the difference, its 95% paired BCa interval and
+    the paired permutation test's p, Holm-corrected across the whole table (one family of tests)."""
     tax = get_taxonomy(taxonomy)
-    y, ref = to_matrix(gold, tax), to_matrix(predictions[reference], tax)
+    y = to_matrix(gold, tax)
+    labels = LabelSets.of(y)
+    tuned = to_matrix(predictions[model], tax)
+    family = [(other, compare(y, to_matrix(predictions[other], tax), tuned, metric, labels=labels, seed=seed,
+                                     n_resamples=n_resamples))
+              for other in against if other in predictions for metric in metrics]
+    corrected = holm([c for _, c in family])
+    return pd.DataFrame([{"comparison": f"{model} - {other}", "metric": c.metric, model: c.b, "other": c.a,
+                          "difference": c.difference, "ci_low": c.ci_low, "ci_high": c.ci_high, "p": c.p_value,
+                          "p (Holm)": c.p_holm, "significant": c.significant, "comments": c.n_items}
+                         for (other, _), c in zip(family, corrected, strict=True)])
+
+
+def prompt_effect(gold, predictions: dict[str, Predictions], taxonomy: str, *, seed: int = 0) -> pd.DataFrame:
+    """The base model on its zero-shot prompt and on the fine-tune's training prompt: what the prompt alone buys."""
+    tax = get_taxonomy(taxonomy)
+    y = to_matrix(gold, tax)
     rows = []
-    for name, preds in predictions.items():
-        if name == reference:
-            continue
-        for metric in ("macro_f1", "micro_f1"):
-            r = paired_test(y, ref, to_matrix(preds, tax), metric, seed=seed)
-            rows.append({"comparison": f"{name} - {reference}", "metric": metric, "difference": r.difference,
-                         "ci_low": r.ci_low, "ci_high": r.ci_high, "p_value": r.p_value, "significant": r.significant})
-    return pd.DataFrame(rows)
+    for name, prompt in (("base", "zero-shot, lists every label"), (BASE_ON_TRAINING_PROMPT, "training prompt")):
+        if name in predictions:
+            ci = bca_intervals(y, to_matrix(predictions[name].labels(), tax), seed=seed)
+            rows.append({"prompt": prompt, "parse ok %": predictions[name].summary()["parse ok %"],
+                         "macro_f1": ci["macro_f1"][0], "macro_f1 95% CI": f"{ci['macro_f1'][1]:.3f} to {ci['macro_f1'][2]:.3f}",
+                         "micro_f1": ci["micro_f1"][0], "exact_match": ci["exact_match"][0]})
+    return pd.DataFrame(rows).set_index("prompt")
+
+
+def interval_widths(table: pd.DataFrame, level: str, metrics: tuple[str, ...] = ("macro_f1", "micro_f1")) -> str:
+    """One sentence on how precise this sample size makes the scores (mean 95% interval width per metric)."""
+    t = table[(table.level == level) & table.metric.isin(metrics)]
+    widths = (t.ci_high - t.ci_low).groupby(t.metric).mean()
+    return ", ".join(f"{m} +/- {w / 2:.3f}" for m, w in widths.items())

@@ -1,16 +1,17 @@
-"""Multi-label scores with bootstrap confidence intervals and a paired test. Pure functions on 0/1 matrices."""
+"""Multi-label scores per model and level, per label, and where the errors go. Pure functions on label lists
+and 0/1 matrices; the intervals and tests come from :mod:`emotune.stages.statistics`."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from ..core.taxonomy import Taxonomy, base_of, get_taxonomy, levels_of, map_labels
+from .statistics import METRICS, N_RESAMPLES, LabelSets, bca_intervals, point_scores
 
-HEADLINE = ("macro_f1", "micro_f1", "weighted_f1", "exact_match", "hamming_loss", "jaccard")
+HEADLINE = METRICS
 
 
 def to_matrix(label_lists: Sequence[Sequence[str]], taxonomy: str | Taxonomy) -> np.ndarray:
@@ -30,117 +31,32 @@ def map_rows(label_lists: Sequence[Sequence[str]], source: str, target: str) -> 
     return [map_labels(labels, source, target) for labels in label_lists]
 
 
-def _f1(tp, fp, fn):
-    denom = 2 * tp + fp + fn
-    return np.divide(2 * tp, denom, out=np.zeros_like(denom, dtype=float), where=denom > 0)
-
-
-def _counts(y_true: np.ndarray, y_pred: np.ndarray):
-    t, p = y_true.astype(bool), y_pred.astype(bool)
-    return (t & p).astype(np.int32), (~t & p).astype(np.int32), (t & ~p).astype(np.int32)
-
-
-def _from_counts(tp, fp, fn, support, exact, hamming, jaccard) -> dict[str, np.ndarray]:
-    """Metrics from summed counts; works on one row or a batch of bootstrap rows (last axis = labels)."""
-    per_label = _f1(tp, fp, fn)
-    # Macro-F1 averages the labels that occur (in gold or predictions): a label absent from a bootstrap
-    # resample has no F1, and scoring it 0 would drag every resample down. On a sample where every label
-    # occurs this equals scikit-learn's macro average.
-    occurs = (tp + fp + fn) > 0
-    macro = np.where(occurs, per_label, 0).sum(axis=-1) / np.maximum(occurs.sum(axis=-1), 1)
-    weights = support / np.maximum(support.sum(axis=-1, keepdims=True), 1)
-    return {"macro_f1": macro, "micro_f1": _f1(tp.sum(-1), fp.sum(-1), fn.sum(-1)),
-            "weighted_f1": (per_label * weights).sum(axis=-1), "exact_match": exact, "hamming_loss": hamming,
-            "jaccard": jaccard}
-
-
-def _row_stats(y_true: np.ndarray, y_pred: np.ndarray):
-    tp, fp, fn = _counts(y_true, y_pred)
-    inter, union = tp.sum(1), (tp + fp + fn).sum(1)
-    jac = np.divide(inter, union, out=np.ones(len(union)), where=union > 0)
-    exact = (y_true == y_pred).all(axis=1).astype(float)
-    ham = (y_true != y_pred).mean(axis=1)
-    return tp, fp, fn, y_true.astype(np.int32), exact, ham, jac
-
-
 def scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """Micro, macro and weighted F1, exact match, Hamming loss and sample-averaged Jaccard."""
-    tp, fp, fn, sup, exact, ham, jac = _row_stats(y_true, y_pred)
-    out = _from_counts(tp.sum(0), fp.sum(0), fn.sum(0), sup.sum(0), exact.mean(), ham.mean(), jac.mean())
-    return {k: float(v) for k, v in out.items()}
+    """Macro-F1 (all labels with gold examples, and those with at least 5), micro and weighted F1, exact match,
+    Hamming loss and sample-averaged Jaccard (:func:`emotune.stages.statistics.point_scores`)."""
+    return point_scores(y_true, y_pred)
 
 
 def per_label(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> pd.DataFrame:
-    """Precision, recall, F1 and support for each label."""
-    tp, fp, fn = (c.sum(0) for c in _counts(y_true, y_pred))
-    precision = np.divide(tp, tp + fp, out=np.zeros(len(tp)), where=(tp + fp) > 0)
-    recall = np.divide(tp, tp + fn, out=np.zeros(len(tp)), where=(tp + fn) > 0)
-    return pd.DataFrame({"label": list(labels), "precision": precision, "recall": recall,
-                         "f1": _f1(tp, fp, fn), "support": y_true.sum(0).astype(int)})
+    """Precision, recall, F1 and support for each label (scikit-learn, zero where a ratio is undefined)."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, average=None, zero_division=0)
+    return pd.DataFrame({"label": list(labels), "precision": precision, "recall": recall, "f1": f1,
+                         "support": support.astype(int)})
 
 
-def _weights(n: int, n_boot: int, seed: int) -> np.ndarray:
-    """Bootstrap resamples as multinomial row weights: row i of the result counts how often each item is drawn."""
-    return np.random.default_rng(seed).multinomial(n, np.full(n, 1 / n), size=n_boot).astype(np.float64)
-
-
-def bootstrap(y_true: np.ndarray, y_pred: np.ndarray, *, n_boot: int = 1000, seed: int = 0,
-              weights: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Each metric over ``n_boot`` bootstrap resamples of the items (rows)."""
-    n = len(y_true)
-    w = _weights(n, n_boot, seed) if weights is None else weights
-    tp, fp, fn, sup, exact, ham, jac = _row_stats(y_true, y_pred)
-    return _from_counts(w @ tp, w @ fp, w @ fn, w @ sup, w @ exact / n, w @ ham / n, w @ jac / n)
-
-
-def confidence_intervals(y_true: np.ndarray, y_pred: np.ndarray, *, n_boot: int = 1000, seed: int = 0,
-                         level: float = 0.95) -> pd.DataFrame:
-    """Point estimate and percentile bootstrap interval for each headline metric."""
-    point = scores(y_true, y_pred)
-    boot = bootstrap(y_true, y_pred, n_boot=n_boot, seed=seed)
-    lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
-    return pd.DataFrame([{"metric": m, "value": point[m], "ci_low": float(np.quantile(boot[m], lo_q)),
-                          "ci_high": float(np.quantile(boot[m], hi_q))} for m in HEADLINE])
-
-
-@dataclass(frozen=True)
-class PairedResult:
-    """Model B minus model A on one metric, with a paired-bootstrap interval and p-value."""
-
-    metric: str
-    a: float
-    b: float
-    difference: float
-    ci_low: float
-    ci_high: float
-    p_value: float
-
-    @property
-    def significant(self) -> bool:
-        return self.ci_low > 0 or self.ci_high < 0
-
-
-def paired_test(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, metric: str = "macro_f1", *,
-                n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> PairedResult:
-    """Paired bootstrap: both models are scored on the same resampled items, so item difficulty cancels.
-
-    The two-sided p-value is twice the share of resamples on the other side of zero from the observed
-    difference (floored at 1 / n_boot).
-    """
-    w = _weights(len(y_true), n_boot, seed)
-    a, b = scores(y_true, pred_a)[metric], scores(y_true, pred_b)[metric]
-    diffs = bootstrap(y_true, pred_b, weights=w)[metric] - bootstrap(y_true, pred_a, weights=w)[metric]
-    observed = b - a
-    other_side = np.mean(diffs <= 0) if observed > 0 else np.mean(diffs >= 0)
-    p = float(min(1.0, max(2 * other_side, 1 / n_boot)))
-    lo, hi = np.quantile(diffs, [(1 - level) / 2, 1 - (1 - level) / 2])
-    return PairedResult(metric, a, b, observed, float(lo), float(hi), p)
+def confidence_intervals(y_true: np.ndarray, y_pred: np.ndarray, *, seed: int = 0, n_resamples: int = N_RESAMPLES,
+                         labels: LabelSets | None = None) -> pd.DataFrame:
+    """Point estimate and 95% BCa bootstrap interval for each headline metric."""
+    ci = bca_intervals(y_true, y_pred, labels=labels, n_resamples=n_resamples, seed=seed)
+    return pd.DataFrame([{"metric": m, "value": ci[m][0], "ci_low": ci[m][1], "ci_high": ci[m][2]} for m in HEADLINE])
 
 
 def score_models(gold: Sequence[Sequence[str]], predictions: dict[str, Sequence[Sequence[str]]], *,
                  base: str | None = None, levels: Sequence[str] | None = None,
-                 source: str | None = None, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """Every model at every level: headline metrics with 95% bootstrap intervals (one row per model/level/metric).
+                 source: str | None = None, n_resamples: int = N_RESAMPLES, seed: int = 0) -> pd.DataFrame:
+    """Every model at every level: headline metrics with 95% BCa intervals (one row per model/level/metric).
 
     ``gold`` and the predictions are label names at ``source`` level (default: ``base``); levels coarser
     than the source are scored by mapping both through the taxonomy.
@@ -153,8 +69,10 @@ def score_models(gold: Sequence[Sequence[str]], predictions: dict[str, Sequence[
             y_true = to_matrix(map_rows(gold, source, level), level)
         except Exception:  # a level finer than the source can't be scored
             continue
+        labels = LabelSets.of(y_true)
         for name, preds in predictions.items():
-            table = confidence_intervals(y_true, to_matrix(map_rows(preds, source, level), level), n_boot=n_boot, seed=seed)
+            table = confidence_intervals(y_true, to_matrix(map_rows(preds, source, level), level), labels=labels,
+                                         n_resamples=n_resamples, seed=seed)
             rows.append(table.assign(model=name, level=level))
     out = pd.concat(rows, ignore_index=True)
     return out[["level", "model", "metric", "value", "ci_low", "ci_high"]]
