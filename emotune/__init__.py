@@ -91,6 +91,7 @@ from .stages.finetune import (
 )
 from .stages.metrics import per_label, score_models, single_label_report, to_matrix, top_confusions
 from .stages.sampling import make_samples, support_table
+from .stages.statistics import LabelSets
 from .stages.verdict import record_evaluation, verdict
 
 __version__ = "0.1.0"
@@ -103,6 +104,7 @@ __all__ = [
     "DataError",
     "EmotuneError",
     "JobError",
+    "LabelSets",
     "LifecycleError",
     "NotebookFailed",
     "PredictionError",

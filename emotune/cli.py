@@ -121,6 +121,8 @@ def summary_lines(m: dict) -> list[str]:
     verdict = (m.get("evaluation") or {}).get("verdict")
     if verdict:
         lines.append("verdict: " + verdict["sentence"])
+        if verdict.get("headline"):
+            lines.append(verdict["headline"])
     return lines
 
 

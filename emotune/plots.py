@@ -48,13 +48,23 @@ def plot_cooccurrence(co: pd.DataFrame, title: str = "Label co-occurrence (comme
     return _finish(fig, ax, title, "label", "label")
 
 
+def _clipped(values: np.ndarray, quantile: float = 0.99) -> tuple[np.ndarray, float, int]:
+    """Values up to the ``quantile`` (so one outlier does not squash the axis), the cut, and how many lie beyond."""
+    values = np.asarray(values)
+    cut = float(np.quantile(values, quantile))
+    return values[values <= cut], cut, int((values > cut).sum())
+
+
 def plot_token_lengths(lengths: np.ndarray, model: str, title: str | None = None):
-    """Histogram of comment length in tokens, with the median marked."""
+    """Share of comments by length in tokens, up to the 99th percentile (the longest 1% counted in the legend)."""
+    lengths = np.asarray(lengths)
+    shown, cut, beyond = _clipped(lengths)
     fig, ax = plt.subplots(figsize=(6, 3.2))
-    ax.hist(lengths, bins=40, color="#8172b2")
+    ax.hist(shown, bins=40, color="#8172b2", weights=np.full(len(shown), 100 / len(lengths)))
     ax.axvline(np.median(lengths), color="black", linestyle="--", label=f"median {int(np.median(lengths))}")
-    ax.legend()
-    return _finish(fig, ax, title or f"Comment length in tokens ({model})", "tokens", "comments")
+    ax.plot([], [], " ", label=f"{beyond} longer than {cut:.0f} (max {lengths.max()}) not drawn")
+    ax.legend(fontsize=8)
+    return _finish(fig, ax, title or f"Comment length in tokens ({model})", "tokens", "share of comments (%)")
 
 
 def plot_level_breakdowns(tables: dict[str, pd.DataFrame], title: str = "Comments per label at coarser levels"):
@@ -72,24 +82,29 @@ def plot_level_breakdowns(tables: dict[str, pd.DataFrame], title: str = "Comment
     return fig
 
 
-def plot_support_comparison(table: pd.DataFrame, title: str = "Label share: population vs stratified sample"):
-    """Population vs sample share per label, to show what stratification kept."""
-    fig, ax = plt.subplots(figsize=(9, 3.6))
-    x = np.arange(len(table))
-    ax.bar(x - 0.2, table["population %"], width=0.4, label="population")
-    ax.bar(x + 0.2, table["sample %"], width=0.4, label="sample")
-    ax.set_xticks(x, table["label"], rotation=90)
-    ax.legend()
-    return _finish(fig, ax, title, "label", "share of comments (%)")
+def plot_support_comparison(table: pd.DataFrame, title: str = "Sample minus population share per label"):
+    """Per label, the sample's share minus the population's, in percentage points: the gaps stratification left."""
+    diff = table["sample %"] - table["population %"]
+    fig, ax = plt.subplots(figsize=(9, 3.4))
+    ax.bar(np.arange(len(table)), diff, color=np.where(diff >= 0, "#4c72b0", "#c44e52"))
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(np.arange(len(table)), table["label"], rotation=90)
+    return _finish(fig, ax, title, "label", "sample - population (percentage points)")
 
 
 def plot_token_distribution(tokens_by_file: dict[str, np.ndarray], model: str, title: str | None = None):
-    """Histogram of billed tokens per example, one series per file."""
+    """Share of examples by billed tokens, one series per file, up to the 99th percentile of all of them."""
+    everything = np.concatenate([np.asarray(t) for t in tokens_by_file.values()])
+    _, cut, _ = _clipped(everything)
     fig, ax = plt.subplots(figsize=(6.5, 3.4))
+    bins = np.linspace(everything.min(), cut, 40)
     for name, tokens in tokens_by_file.items():
-        ax.hist(tokens, bins=40, alpha=0.6, label=f"{name} (median {int(np.median(tokens))})")
-    ax.legend()
-    return _finish(fig, ax, title or f"Billed tokens per example ({model})", "tokens per example", "examples")
+        tokens = np.asarray(tokens)
+        shown = tokens[tokens <= cut]
+        ax.hist(shown, bins=bins, alpha=0.6, weights=np.full(len(shown), 100 / len(tokens)),
+                label=f"{name} (median {int(np.median(tokens))}; {int((tokens > cut).sum())} above {cut:.0f}, max {tokens.max()})")
+    ax.legend(fontsize=8)
+    return _finish(fig, ax, title or f"Billed tokens per example ({model})", "tokens per example", "share of examples (%)")
 
 
 def plot_prompt_tax(table: pd.DataFrame, title: str = "Training cost by model and prompt style"):
@@ -100,33 +115,45 @@ def plot_prompt_tax(table: pd.DataFrame, title: str = "Training cost by model an
     width = 0.8 / len(pivot.columns)
     for i, style in enumerate(pivot.columns):
         ax.bar(x + i * width - 0.4 + width / 2, pivot[style], width=width, label=style)
-    ax.set_xticks(x, pivot.index, rotation=20, ha="right")
+    shutdown = table.groupby("model")["shutdown"].first() if "shutdown" in table else None
+    names = [f"{m}\n(shuts down {shutdown[m]})" if shutdown is not None else m for m in pivot.index]
+    ax.set_xticks(x, names, rotation=20, ha="right", fontsize=8)
     ax.legend(title="prompt style")
     return _finish(fig, ax, title, "model", "training cost (USD)")
 
 
-def plot_training_curves(metrics: pd.DataFrame, title: str = "Training and validation, per step"):
-    """Loss (left) and accuracy (right) per step: training every step, validation where it was measured."""
+def plot_training_curves(metrics: pd.DataFrame, title: str = "Training and validation, per step",
+                         n_epochs: int | None = None):
+    """Loss (left) and accuracy (right) per step: each training batch faintly, its rolling mean over about a
+    tenth of an epoch, validation where it was measured, and dotted lines at the end of each epoch."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    total = int(metrics["step"].max()) if len(metrics) else 0
+    per_epoch = total / n_epochs if n_epochs else total / 3
+    window = max(int(per_epoch / 10), 1)
     for ax, (train_col, valid_col, name) in zip(
             (left, right), (("train_loss", "valid_loss", "loss"), ("train_accuracy", "valid_mean_token_accuracy", "accuracy")),
             strict=True):
-        ax.plot(metrics["step"], metrics[train_col], color="#4c72b0", alpha=0.5, linewidth=0.8, label=f"train {name}")
+        ax.plot(metrics["step"], metrics[train_col], color="#4c72b0", alpha=0.2, linewidth=0.6, label=f"train {name} (batch)")
+        ax.plot(metrics["step"], metrics[train_col].rolling(window, min_periods=1).mean(), color="#4c72b0", linewidth=1.5,
+                label=f"train {name}, rolling mean of {window}")
         if valid_col in metrics and metrics[valid_col].notna().any():
             valid = metrics.dropna(subset=[valid_col])
             ax.plot(valid["step"], valid[valid_col], "o-", color="#c44e52", markersize=3, label=f"validation {name}")
-        ax.set_title(f"{name} per step")
+        for k in range(1, n_epochs or 0):
+            ax.axvline(k * per_epoch, color="grey", linestyle=":", linewidth=1)
+        ax.set_title(f"{name} per step" + (" (dotted: end of an epoch)" if n_epochs else ""))
         ax.set_xlabel("step")
         ax.set_ylabel(name)
-        ax.legend()
+        ax.legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
 
 
 def plot_headline(scores: pd.DataFrame, level: str | None = None, reference: float | None = None,
-                  title: str | None = None, metrics=("macro_f1", "micro_f1", "weighted_f1", "exact_match", "jaccard")):
-    """Headline metrics per comparator with 95% bootstrap error bars; an optional reference line (BERT-base)."""
+                  title: str | None = None,
+                  metrics=("macro_f1", "macro_f1_supported", "micro_f1", "weighted_f1", "exact_match", "jaccard")):
+    """Headline metrics per comparator with 95% BCa error bars; an optional reference (BERT-base) over macro-F1 only."""
     level = level or scores["level"].iloc[0]
     table = scores[(scores["level"] == level) & scores["metric"].isin(metrics)]
     models = list(dict.fromkeys(table["model"]))
@@ -137,12 +164,14 @@ def plot_headline(scores: pd.DataFrame, level: str | None = None, reference: flo
         rows = table[table["model"] == model].set_index("metric").loc[list(metrics)]
         err = np.vstack([rows["value"] - rows["ci_low"], rows["ci_high"] - rows["value"]])
         ax.bar(x + i * width - 0.4 + width / 2, rows["value"], width=width, yerr=err, capsize=3, label=model)
-    if reference is not None:
-        ax.axhline(reference, color="black", linestyle="--", linewidth=1, label=f"BERT-base macro-F1 ({reference:.2f})")
+    if reference is not None and "macro_f1" in metrics:
+        at = list(metrics).index("macro_f1")
+        ax.hlines(reference, at - 0.45, at + 0.45, color="black", linestyle="--", linewidth=1.2,
+                  label=f"BERT-base macro-F1, full test split ({reference:.2f})")
     ax.set_xticks(x, [m.replace("_", "-") for m in metrics])
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8)
-    return _finish(fig, ax, title or f"Headline metrics ({level}), 95% bootstrap intervals", "metric", "score")
+    return _finish(fig, ax, title or f"Headline metrics ({level}), 95% BCa bootstrap intervals", "metric", "score")
 
 
 def plot_per_label_f1(per_label: dict[str, pd.DataFrame], title: str = "F1 per label"):

@@ -13,7 +13,7 @@ DESCRIPTIONS = {
     "02_build_jsonl": "Chat examples in each prompt style and label format; train.jsonl and val.jsonl; the prompt tax.",
     "03_validate_cost": "OpenAI's file rules by line, tokens per example, cost across models and prompt styles, the budget guard.",
     "04_launch_job": "Upload once, launch or resume, watch to the end; loss curves, checkpoints, billed-token reconciliation.",
-    "05_evaluate": "Base vs fine-tuned vs a free baseline: scores with 95% intervals at three levels, paired test, cost, verdict.",
+    "05_evaluate": "Base vs fine-tuned vs a free baseline, each asked by its role: BCa intervals at three levels, paired permutation tests (Holm), cost, a computed verdict.",
 }
 
 
@@ -37,6 +37,8 @@ def _headlines(manifest: dict) -> list[str]:
     verdict = (manifest.get("evaluation") or {}).get("verdict") or {}
     if verdict.get("sentence"):
         out.append(verdict["sentence"])
+    if verdict.get("headline"):
+        out.append(verdict["headline"])
     backend = manifest.get("backend") or {}
     if backend:
         out.append(f"Backend: {backend.get('kind')}.")

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .core.config import headless_kernels
 from .core.errors import ConfigError, NotebookFailed
 from .core.runs import Run, atomic_write_json, now_iso
 
@@ -48,6 +49,7 @@ class StageResult:
     notebook: str
     output: Path
     seconds: float
+
 
 
 def default_notebooks_dir() -> Path:
@@ -160,9 +162,10 @@ def run_series(run: Run, params: dict, *, start: str | None = None, stop: str | 
         final, partial = out_dir / nb.name, out_dir / f".{nb.stem}.running.ipynb"
         t0 = time.perf_counter()
         try:
-            pm.execute_notebook(str(nb), str(partial), parameters=params, cwd=str(run.path),
-                                progress_bar=False, record_timing=False, kernel_name="python3",
-                                log_output=False, extra_arguments=KERNEL_ARGUMENTS)
+            with headless_kernels():
+                pm.execute_notebook(str(nb), str(partial), parameters=params, cwd=str(run.path),
+                                    progress_bar=False, record_timing=False, kernel_name="python3",
+                                    log_output=False, extra_arguments=KERNEL_ARGUMENTS)
         except pm.PapermillExecutionError as exc:
             failed = out_dir / f"{nb.stem}.failed.ipynb"
             partial.replace(failed)
@@ -200,8 +203,9 @@ def refresh_committed(notebooks: list[Path]) -> None:
 
     for nb in notebooks:
         tmp = nb.with_name(f".{nb.stem}.refresh.ipynb")
-        pm.execute_notebook(str(nb), str(tmp), cwd=str(nb.parent), progress_bar=False, record_timing=False,
-                            kernel_name="python3", extra_arguments=KERNEL_ARGUMENTS)
+        with headless_kernels():
+            pm.execute_notebook(str(nb), str(tmp), cwd=str(nb.parent), progress_bar=False, record_timing=False,
+                                kernel_name="python3", extra_arguments=KERNEL_ARGUMENTS)
         out = nbformat.read(tmp, as_version=4)
         out.metadata.pop("papermill", None)
         out.metadata.pop("widgets", None)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from emotune import cli
+from emotune.stages.verdict import BASELINE_AS_GOOD, NO_GAIN, WORTH_IT
 
 SENTINEL = f"sk-emotune-sentinel-{uuid.uuid4().hex}"
 PARAMS = ["-p", "backend=local", "-p", "n_train=600", "-p", "n_validation=150", "-p", "n_eval=150", "-p", "seed=7"]
@@ -63,7 +64,8 @@ def test_the_key_appears_nowhere(series):
 def test_a_second_identical_run_buys_nothing_and_reproduces_the_scores(series):
     first, second = series["after_first"], series["after_second"]
     assert first["POST /v1/files"] == 3 and first["POST /v1/fine_tuning/jobs"] == 1  # train, val, batch input
-    assert first["POST /v1/chat/completions"] == 2 * 150 and first["POST /v1/batches"] == 1
+    # base on its zero-shot prompt and on the training prompt, the fine-tuned model once: 3 x 150 comments
+    assert first["POST /v1/chat/completions"] == 3 * 150 and first["POST /v1/batches"] == 1
     for route in BILLABLE:
         assert second[route] == first[route], route
     v1 = series["manifest_first"]["evaluation"]["verdict"]
@@ -81,7 +83,10 @@ def test_the_manifest_alone_records_the_run(series):
     assert len(m["evaluation"]["sample_ids"]) == 150 and m["evaluation"]["scores"]
     assert all(m["stages"][f"0{i}_" + name]["seconds"] > 0
                for i, name in enumerate(["explore", "build_jsonl", "validate_cost", "launch_job", "evaluate"], start=1))
-    assert "verdict:" in "\n".join(cli.summary_lines(m))
+    assert "verdict: Verdict: " in "\n".join(cli.summary_lines(m))
+    verdict = m["evaluation"]["verdict"]
+    assert verdict["answer"] in (WORTH_IT, BASELINE_AS_GOOD, NO_GAIN)
+    assert "label-name matcher vs TF-IDF learner; dollar figures are what OpenAI would charge" in verdict["sentence"]
 
 
 def test_from_to_reruns_a_range_without_paying_again(series, tmp_path):
@@ -114,7 +119,8 @@ def test_rendered_tutorial_in_a_real_browser(series, tmp_path):
     try:
         driver.get(index.as_uri())
         assert "emotune run" in driver.title
-        assert "Fine-tuning changed macro-F1" in driver.find_element("id", "headlines").text
+        heads = driver.find_element("id", "headlines").text
+        assert "Verdict: " in heads and "Headline macro-F1 (95% BCa interval)" in heads
         links = [a.get_attribute("href") for a in driver.find_elements("css selector", "#notebooks a")]
         assert len(links) == 5
         for link in links:

@@ -9,6 +9,7 @@ PUBLIC = [
     "DataError",
     "EmotuneError",
     "JobError",
+    "LabelSets",
     "LifecycleError",
     "NotebookFailed",
     "PredictionError",

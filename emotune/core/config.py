@@ -16,6 +16,8 @@ Environment variables:
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 DEFAULT_RUNS_ROOT = Path("runs")
@@ -68,3 +70,30 @@ def fault_settings() -> dict[str, float]:
         "fail_429": float(env("EMOTUNE_LOCAL_FAIL_429", "0")),
         "fail_500": float(env("EMOTUNE_LOCAL_FAIL_500", "0")),
     }
+
+
+HEADLESS_ENV = "EMOTUNE_HEADLESS"  # set while ``emotune run`` executes notebooks: kernels started inside inherit it
+
+
+def headless() -> bool:
+    """Whether this kernel was started by a headless run (``emotune run``, ``make refresh-notebooks``)."""
+    return bool(env(HEADLESS_ENV))
+
+
+def progress_disabled() -> bool:
+    """``TQDM_DISABLE=1`` (CI and the committed notebooks) turns progress bars off."""
+    return (env("TQDM_DISABLE") or "").strip().lower() in ("1", "true", "yes")
+
+
+@contextmanager
+def headless_kernels() -> Iterator[None]:
+    """Within the block, kernels started for notebooks know they run headless."""
+    before = os.environ.get(HEADLESS_ENV)
+    os.environ[HEADLESS_ENV] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(HEADLESS_ENV, None)
+        else:
+            os.environ[HEADLESS_ENV] = before

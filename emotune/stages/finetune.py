@@ -25,6 +25,7 @@ from ..core.errors import JobError, LifecycleError
 from ..core.manifest import EstimateRecord, JobRecord, UploadRecord
 from ..core.openai_spec import JOB_TERMINAL
 from ..core.pricing import check_budget, wind_down_summary
+from ..core.progress import progress_bar
 
 
 @dataclass
@@ -145,8 +146,6 @@ def watch(provider, job_id: str, *, poll_s: float = 1.0, max_poll_s: float = 30.
     running (re-run to resume watching). A failed job raises :class:`JobError` with OpenAI's message
     and code; a cancelled one says so.
     """
-    from tqdm.auto import tqdm
-
     client = provider.client
     seen: set[str] = set()
     status, interval, waited, bar = None, poll_s, 0.0, None
@@ -159,7 +158,7 @@ def watch(provider, job_id: str, *, poll_s: float = 1.0, max_poll_s: float = 30.
                 data = event.data or {}
                 if event.type == "metrics" and "total_steps" in data:
                     if bar is None and progress:
-                        bar = tqdm(total=int(data["total_steps"]), desc="training steps", unit="step")
+                        bar = progress_bar(int(data["total_steps"]), "training steps", "step", initial=int(data["step"]))
                     if bar is not None:
                         bar.n = int(data["step"])
                         bar.set_postfix(train_loss=f"{data['train_loss']:.3f}", refresh=True)
@@ -180,6 +179,9 @@ def watch(provider, job_id: str, *, poll_s: float = 1.0, max_poll_s: float = 30.
         raise
     finally:
         if bar is not None:
+            if status == "succeeded":  # the last step events may not be among the last 100 listed
+                bar.n = bar.total
+                bar.refresh()
             bar.close()
     if status == "failed":
         err = job.error

@@ -20,6 +20,7 @@ import pandas as pd
 
 from ..core.errors import BackendError, ConfigError
 from ..core.manifest import BatchRecord
+from ..core.progress import progress_bar
 from ..core.prompts import PromptSpec, parse_answer, prompt_spec
 from .ratelimit import Limiter, retry_after
 
@@ -197,8 +198,6 @@ async def _ask_all(conn, model: str, todo, params: dict, concurrency: int | None
                    progress: bool, limiter: Limiter | None = None):
     import httpx
     import openai
-    from tqdm.auto import tqdm
-
     retries = int(conn.options.get("max_retries", 2))
     lim = limiter or Limiter(base_timeout=float(conn.options.get("timeout", 60.0)))
     if concurrency is not None:  # a caller's fixed cap; the limiter still adapts below it
@@ -208,7 +207,7 @@ async def _ask_all(conn, model: str, todo, params: dict, concurrency: int | None
     failures: dict[str, str] = {}
     stats = {"sent": 0, "attempts": 0}
     token_ratio = [0.3]  # prompt tokens per JSON character of the messages, learned from usage
-    bar = tqdm(total=len(todo), desc=model[:40], unit="req", disable=not progress or not todo)
+    bar = progress_bar(len(todo), model[:40], "req", enabled=progress and bool(todo))
     max_tokens = int(params.get("max_completion_tokens", MAX_COMPLETION_TOKENS))
 
     async def attempt(messages, cost):

@@ -151,7 +151,9 @@ class Limiter:
         cond = self._condition()
         async with cond:
             self.in_flight -= 1
-            cond.notify_all()
+            # wake only as many waiters as there are free slots: with thousands of requests queued, waking
+            # all of them on every answer made each answer cost O(queue) (5,427 comments: 45 req/s, not 190)
+            cond.notify(max(1, int(self.concurrency) - self.in_flight))
 
     def observe_headers(self, headers) -> None:
         """Learn the budgets from ``x-ratelimit-*`` headers (absent headers change nothing)."""
