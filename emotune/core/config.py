@@ -41,6 +41,12 @@ def run_dir(explicit: str | os.PathLike | None = None, name: str = "tutorial") -
     return Path(value).expanduser() if value else DEFAULT_RUNS_ROOT / name
 
 
+def models_dir() -> Path:
+    """Where open-weights models emotune fetches or converts are kept: ``EMOTUNE_MODELS_DIR``, else
+    ``~/.cache/emotune/models``."""
+    return Path(env("EMOTUNE_MODELS_DIR") or Path.home() / ".cache" / "emotune" / "models").expanduser()
+
+
 def backend_choice(explicit: str | None = None) -> str:
     """The backend asked for: the argument, else ``EMOTUNE_BACKEND``, else ``auto`` (names are checked by
     :func:`emotune.providers.connect` against the provider catalogue)."""

@@ -26,6 +26,7 @@ class Models:
         self.zero_shot = trainers.ZeroShotModel()
         self._loaded: dict[str, trainers.ChatModel] = {}
         self._lock = threading.Lock()
+        self._loading = threading.Lock()  # one load at a time: concurrent requests for a new model wait for it
 
     def resolve(self, name: str) -> str:
         """The dated snapshot behind an alias (``gpt-4o-mini`` -> ``gpt-4o-mini-2024-07-18``)."""
@@ -58,15 +59,21 @@ class Models:
         owner = self.record(name)["owned_by"]
         if owner == "system":
             return self.zero_shot
+        with self._loading:
+            with self._lock:
+                if name in self._loaded:  # loaded by the request this one waited for
+                    return self._loaded[name]
+            loaded = self._load(name, owner)
+            with self._lock:
+                return self._loaded.setdefault(name, loaded)
+
+    def _load(self, name: str, owner: str) -> trainers.ChatModel:
         if owner == "open-weights":
             try:
-                loaded = trainers.OpenWeightsModel.base_model(name)
+                return trainers.OpenWeightsModel.base_model(name)
             except ConfigError as exc:
                 raise ApiError(404, str(exc), param="model", code="model_not_found") from None
-        else:
-            loaded = trainers.load_model(self.store.weights_dir(name))
-        with self._lock:
-            return self._loaded.setdefault(name, loaded)
+        return trainers.load_model(self.store.weights_dir(name))
 
     @staticmethod
     def fingerprint(model) -> str:
@@ -74,5 +81,5 @@ class Models:
         if isinstance(model, trainers.ZeroShotModel):
             return "emotune-local-zero-shot"
         if isinstance(model, trainers.OpenWeightsModel):
-            return "emotune-local-open-weights"
+            return "emotune-local-open-weights-lora" if hasattr(model.model, "peft_config") else "emotune-local-open-weights-base"
         return "emotune-local-fine-tuned"

