@@ -44,7 +44,7 @@ def tiny_model(tmp_path_factory):
     config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128,
                          pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=tok.eos_token_id,
-                         initializer_range=1.0)  # a wide random init, so a frozen head can still separate tokens
+                         initializer_range=0.3)  # wide enough for a frozen head to separate tokens, tame enough for clipped gradients
     LlamaForCausalLM(config).save_pretrained(folder)
     return folder
 
@@ -71,6 +71,15 @@ def test_lora_job_learns_serves_and_survives_a_new_process(tiny_model, tmp_path)
         assert [x for x in csv if x.split(",")[3]]  # validation loss measured
         ckpts = c.fine_tuning.jobs.checkpoints.list(job.id).data
         assert len(ckpts) == 3 and (state / "weights").exists()
+        # each published model is a standard PEFT adapter folder: what PEFT, vLLM (--enable-lora) and TGI load
+        from peft import PeftConfig
+
+        adapters = sorted((state / "weights").glob("*/adapter"))
+        assert len(adapters) == 3
+        for adapter in adapters:
+            assert {"adapter_config.json", "adapter_model.safetensors"} <= {f.name for f in adapter.iterdir()}
+            cfg = PeftConfig.from_pretrained(str(adapter))
+            assert cfg.peft_type == "LORA" and cfg.task_type == "CAUSAL_LM" and cfg.r == 8 and cfg.lora_alpha == 16
         base = c.chat.completions.create(model=str(tiny_model), messages=prompt_messages("thank you so much"),
                                          max_completion_tokens=3)
         assert base.usage.completion_tokens <= 3
@@ -127,3 +136,30 @@ def test_a_missing_extra_names_the_install_command():
             "try:\n    _require_extra()\nexcept Exception as e:\n    print(e)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
     assert "pip install 'emotune[open-weights]'" in out and "peft" in out
+
+
+def test_cancel_kills_the_training_process(tiny_model, tmp_path):
+    import psutil
+
+    def workers():
+        return [p for p in psutil.process_iter(["cmdline"]) if "emotune.local.trainers.sft_worker" in " ".join(p.info["cmdline"] or [])]
+
+    with LocalServer(tmp_path / "state") as srv:
+        c = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0)
+        train = c.files.create(file=("t.jsonl", jsonl(DATA * 5)), purpose="fine-tune").id
+        job = c.fine_tuning.jobs.create(model=str(tiny_model), training_file=train, seed=0,
+                                        hyperparameters={"n_epochs": 50, "batch_size": 1})
+        for _ in range(600):  # until the worker reports its first step
+            if any(e.type == "metrics" for e in c.fine_tuning.jobs.list_events(job.id).data):
+                break
+            time.sleep(0.1)
+        assert workers(), "the job trains in its own process"
+        c.fine_tuning.jobs.cancel(job.id)
+        job = wait_job(c, job.id, 60)
+        assert job.status == "cancelled"
+        for _ in range(100):
+            if not workers():
+                break
+            time.sleep(0.1)
+        assert not workers()  # the training process is gone, its memory with it
+    assert (tmp_path / "state" / "training" / job.id / "request.json").exists()  # in the state dir, not /tmp

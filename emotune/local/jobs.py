@@ -188,7 +188,8 @@ class Jobs:
                 self.store.update("jobs", job_id, estimated_finish=int(eta) + 1)
 
         try:
-            result = trainer.train(train, valid, hp, job["seed"], on_step, base=job["model"])
+            result = trainer.train(train, valid, hp, job["seed"], on_step, base=job["model"],
+                                   work_dir=self.store.root / "training" / job_id)
         except trainers.Cancelled:
             self._finish(job_id, "cancelled")
             return

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from ...core.errors import DataError
@@ -53,7 +54,7 @@ class Trainer(Protocol):
     def supports(self, model: str) -> bool: ...
 
     def train(self, train: Dataset, valid: Dataset | None, hp: dict, seed: int,
-              on_step: Callable[[StepMetrics], None], base: str = "") -> TrainResult: ...
+              on_step: Callable[[StepMetrics], None], base: str = "", work_dir: Path | None = None) -> TrainResult: ...
 
 
 def parse_jsonl(data: bytes, filename: str = "training_file") -> Dataset:

@@ -113,7 +113,7 @@ class ClassicalTrainer:
         return True
 
     def train(self, train: Dataset, valid: Dataset | None, hp: dict, seed: int,
-              on_step: Callable[[StepMetrics], None], base: str = "") -> TrainResult:
+              on_step: Callable[[StepMetrics], None], base: str = "", work_dir: Path | None = None) -> TrainResult:
         from sklearn.feature_extraction.text import TfidfVectorizer
 
         classes, canon = _canonical_classes([d for d in (train, valid) if d])

@@ -1,9 +1,11 @@
 """Open-weights fine-tuning behind the local backend: LoRA on a causal language model, served as a chat model.
 
-Chosen when a job's ``model`` is a local folder holding a Hugging Face model or a hub id (``org/name``,
-e.g. ``Qwen/Qwen2.5-0.5B-Instruct``). Supervised fine-tuning on the uploaded chat JSONL with the model's
-own chat template, loss on the assistant's tokens only, LoRA adapters (PEFT), per-step training and
-validation loss, an adapter checkpoint per epoch. Runs on a GPU when there is one, else on the CPU.
+Chosen when a job's ``model`` is a model emotune knows by name (``smollm2-135m-instruct``), a GGUF file, a
+local folder holding a Hugging Face model, or a hub id (``org/name``) in the Hugging Face cache. Supervised
+fine-tuning on the uploaded chat JSONL with the model's own chat template runs in its own process on TRL's
+SFTTrainer (:mod:`.sft_worker`): loss on the assistant's tokens only, LoRA adapters (PEFT), per-step training
+and validation loss, an adapter checkpoint per epoch in the job's folder of the state directory. Runs on a
+GPU when there is one, else on the CPU. Served with dynamic batching (:mod:`.batching`).
 
 Needs the optional extra: ``pip install 'emotune[open-weights]'`` (torch, transformers, peft). Weights
 come from the Hugging Face cache or a local path; emotune never waits on a download it cannot make.
@@ -12,13 +14,11 @@ come from the Hugging Face cache or a local path; emotune never waits on a downl
 from __future__ import annotations
 
 import json
-import math
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ...core.errors import ConfigError
+from ...core.errors import ConfigError, JobError
 from . import weights
 from .base import Dataset, StepMetrics, TrainResult
 from .batching import Batcher
@@ -48,15 +48,14 @@ def _require_extra():
         raise ConfigError(f"open-weights fine-tuning needs the optional extra ({exc.name} is missing): {INSTALL}") from None
 
 
-def _load(model: str):
-    """Tokenizer and model from a local folder or the Hugging Face cache, never a hanging download."""
+def _tokenizer(model: str):
+    """The model's local folder and its tokenizer (checked: present, with a chat template), never a download."""
     _require_extra()
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     folder = weights.local_folder(model)
     try:
         tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        lm = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True)
     except OSError:
         raise ConfigError(f"no weights for {model!r} in the Hugging Face cache or at that path; download them where "
                           f"you have a network (huggingface-cli download {model}) or pass a local folder") from None
@@ -64,6 +63,19 @@ def _load(model: str):
         tok.pad_token = tok.eos_token
     if not tok.chat_template:
         raise ConfigError(f"{model!r} has no chat template; open-weights fine-tuning needs an instruct/chat model")
+    return folder, tok
+
+
+def _load(model: str):
+    """Tokenizer and model from a local folder or the Hugging Face cache, never a hanging download."""
+    from transformers import AutoModelForCausalLM
+
+    folder, tok = _tokenizer(model)
+    try:
+        lm = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True)
+    except OSError:
+        raise ConfigError(f"no weights for {model!r} in the Hugging Face cache or at that path; download them where "
+                          f"you have a network (huggingface-cli download {model}) or pass a local folder") from None
     return tok, lm
 
 
@@ -87,31 +99,6 @@ def _ids(encoded) -> list[int]:
     if isinstance(encoded, dict) or hasattr(encoded, "input_ids"):
         encoded = encoded["input_ids"]
     return list(encoded)
-
-
-def _batches(examples, batch_size: int, pad_id: int, order):
-    import torch
-
-    for start in range(0, len(order), batch_size):
-        rows = [examples[i] for i in order[start:start + batch_size]]
-        width = max(len(ids) for ids, _ in rows)
-        ids = torch.full((len(rows), width), pad_id)
-        labels = torch.full((len(rows), width), -100)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for r, (x, y) in enumerate(rows):
-            ids[r, : len(x)], labels[r, : len(y)], mask[r, : len(x)] = torch.tensor(x), torch.tensor(y), 1
-        yield ids, labels, mask
-
-
-def _loss_and_accuracy(model, ids, labels, mask):
-    import torch
-
-    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
-    target = labels[:, 1:]
-    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100)
-    keep = target != -100
-    accuracy = (logits.argmax(-1)[keep] == target[keep]).float().mean()
-    return loss, float(accuracy)
 
 
 class OpenWeightsModel:
@@ -214,7 +201,8 @@ class OpenWeightsModel:
 
 
 class OpenWeightsTrainer:
-    """LoRA supervised fine-tuning of an open-weights chat model."""
+    """LoRA supervised fine-tuning of an open-weights chat model: TRL's SFTTrainer in its own process
+    (:mod:`.sft_worker`), its events read back line by line."""
 
     name = "open-weights"
 
@@ -222,58 +210,70 @@ class OpenWeightsTrainer:
         return is_open_weights(model)
 
     def train(self, train: Dataset, valid: Dataset | None, hp: dict, seed: int,
-              on_step: Callable[[StepMetrics], None], base: str = "") -> TrainResult:
-        import torch
-        from peft import LoraConfig, get_peft_model
+              on_step: Callable[[StepMetrics], None], base: str = "", work_dir: Path | None = None) -> TrainResult:
+        import subprocess
+        import sys
 
-        tok, lm = _load(base)
-        torch.manual_seed(seed)
-        device = _device()
-        model = get_peft_model(lm, LoraConfig(r=LORA_R, lora_alpha=LORA_ALPHA, lora_dropout=0.0,
-                                              target_modules="all-linear", task_type="CAUSAL_LM")).to(device)
-        examples = [encode_example(tok, m) for m in train.messages]
-        held_out = [encode_example(tok, m) for m in (valid.messages[:MAX_VALID_EXAMPLES] if valid else [])]
-        epochs, batch = int(hp["n_epochs"]), int(hp["batch_size"])
-        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
-                                      lr=BASE_LEARNING_RATE * float(hp["learning_rate_multiplier"]))
-        steps_per_epoch = math.ceil(len(examples) / batch)
-        total = epochs * steps_per_epoch
-        generator = torch.Generator().manual_seed(seed)
-        result = TrainResult(model=None, trained_tokens=epochs * sum(len(ids) for ids, _ in examples))
-        step = 0
-        for epoch in range(1, epochs + 1):
-            model.train()
-            order = torch.randperm(len(examples), generator=generator).tolist()
-            for ids, labels, mask in _batches(examples, batch, tok.pad_token_id, order):
-                loss, acc = _loss_and_accuracy(model, ids.to(device), labels.to(device), mask.to(device))
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                step += 1
-                metrics = StepMetrics(step, total, epoch, loss.item(), acc)
-                if held_out and (step % max(1, total // 10) == 0 or step % steps_per_epoch == 0):
-                    metrics.valid_loss, metrics.valid_accuracy = self._evaluate(model, held_out, batch, tok.pad_token_id, device)
-                result.steps.append(metrics)
-                on_step(metrics)
-            adapter = Path(tempfile.mkdtemp(prefix=f"emotune-lora-epoch{epoch}-"))
-            model.save_pretrained(str(adapter))
-            result.checkpoints.append((step, _Snapshot(base, adapter), result.steps[-1]))
+        _require_extra()
+        try:
+            import trl  # noqa: F401
+        except ImportError:
+            raise ConfigError(f"open-weights fine-tuning needs TRL (trl is missing): {INSTALL}") from None
+        if work_dir is None:
+            raise ConfigError("open-weights training needs a working folder (the job's folder in the state directory)")
+        work_dir.mkdir(parents=True, exist_ok=True)
+        request = {"base": _tokenizer(base)[0], "train": train.messages, "seed": seed, "hyperparameters": hp,
+                   "valid": valid.messages[:MAX_VALID_EXAMPLES] if valid else [], "lora_r": LORA_R, "lora_alpha": LORA_ALPHA,
+                   "learning_rate": BASE_LEARNING_RATE * float(hp["learning_rate_multiplier"])}
+        (work_dir / "request.json").write_text(json.dumps(request))
+        with open(work_dir / "worker.log", "w") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "emotune.local.trainers.sft_worker", str(work_dir)],
+                                    stdout=subprocess.PIPE, stderr=log, text=True)
+            try:
+                result = self._follow(proc, base, on_step)
+                code = proc.wait()
+            except BaseException:  # a cancel (raised by on_step) or anything else: the process goes too
+                proc.kill()
+                proc.wait()
+                raise
+        if code != 0 or not result.checkpoints:
+            tail = (work_dir / "worker.log").read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
+            raise JobError(f"the training process ended with exit code {code}: {tail[0][:500]}")
         result.model = result.checkpoints[-1][1]
         return result
 
     @staticmethod
-    def _evaluate(model, examples, batch, pad_id, device):
-        import torch
+    def _follow(proc, base: str, on_step: Callable[[StepMetrics], None]) -> TrainResult:
+        """Turn the worker's JSON lines into step metrics (validation attached to its step) and checkpoints."""
+        result, pending = TrainResult(model=None), []
 
-        model.eval()
-        losses, accs = [], []
-        with torch.no_grad():
-            for ids, labels, mask in _batches(examples, batch, pad_id, list(range(len(examples)))):
-                loss, acc = _loss_and_accuracy(model, ids.to(device), labels.to(device), mask.to(device))
-                losses.append(float(loss))
-                accs.append(acc)
-        model.train()
-        return sum(losses) / len(losses), sum(accs) / len(accs)
+        def flush():
+            while pending:
+                metrics = pending.pop()
+                result.steps.append(metrics)
+                on_step(metrics)
+
+        for line in proc.stdout:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue  # a library's stray print
+            kind = event.get("type")
+            if kind == "step":
+                flush()
+                pending.append(StepMetrics(event["step"], event["total_steps"], event["epoch"], event["train_loss"],
+                                           event["train_accuracy"]))
+            elif kind == "eval" and pending and pending[0].step == event["step"]:
+                pending[0].valid_loss, pending[0].valid_accuracy = event["valid_loss"], event["valid_accuracy"]
+            elif kind == "checkpoint":
+                flush()
+                if result.steps:
+                    result.checkpoints.append((event["step"], _Snapshot(base, Path(event["path"])), result.steps[-1]))
+            elif kind == "done":
+                flush()
+                result.trained_tokens = int(event["trained_tokens"])
+        flush()
+        return result
 
 
 class _Snapshot:
@@ -284,5 +284,8 @@ class _Snapshot:
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(self.adapter, folder / "adapter", dirs_exist_ok=True)
+        (folder / "adapter").mkdir(parents=True, exist_ok=True)
+        for name in ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"):
+            if (self.adapter / name).exists():
+                shutil.copy2(self.adapter / name, folder / "adapter" / name)
         (folder / MARKER).write_text(json.dumps({"base": self.base, "adapter": True}))
