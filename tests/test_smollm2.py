@@ -34,6 +34,8 @@ def smollm2():
 
 def test_the_named_model_and_its_hub_id_resolve_to_one_converted_folder(smollm2):
     assert weights.local_folder("HuggingFaceTB/SmolLM2-135M-Instruct") == smollm2
+    gguf = weights.gguf_of(weights.known(NAME))  # the GGUF file itself works as base_model too
+    assert weights.is_gguf(str(gguf)) and weights.local_folder(str(gguf)) == smollm2
     files = {p.name for p in __import__("pathlib").Path(smollm2).iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= files
     assert "quantization_config" not in json.loads((__import__("pathlib").Path(smollm2) / "config.json").read_text())

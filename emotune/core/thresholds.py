@@ -24,25 +24,17 @@ def _middle_best(values: np.ndarray) -> float:
     return float(GRID[ties[len(ties) // 2]])  # the middle of a tie, not its lowest edge
 
 
-def tune_thresholds(probs: np.ndarray, y: np.ndarray, metric: str = "macro",
-                    shrink: float = SHRINK_POSITIVES) -> np.ndarray:
-    """One threshold per label, chosen on held-out data for ``metric``.
+def tune_thresholds(probs: np.ndarray, y: np.ndarray, shrink: float = SHRINK_POSITIVES) -> np.ndarray:
+    """One threshold per label, chosen on held-out data for macro-F1 (the headline metric).
 
-    ``macro`` (the headline metric): a shared threshold maximises macro-F1 over the labels with held-out
-    positives; each label's own best threshold is then shrunk toward it by its number of positives ``n``,
-    ``(n * own + shrink * shared) / (n + shrink)``, so a label seen a handful of times mostly keeps the
-    shared threshold instead of memorising a few comments. ``micro``: one shared threshold that maximises
-    micro-F1, for every label.
+    A shared threshold maximises macro-F1 over the labels with held-out positives; each label's own best
+    threshold is then shrunk toward it by its number of positives ``n``, ``(n * own + shrink * shared) /
+    (n + shrink)``, so a label seen a handful of times mostly keeps the shared threshold instead of
+    memorising a few comments.
     """
     probs, positives = np.asarray(probs, dtype=float), np.asarray(y).astype(bool)
     if not positives.any():
         return np.full(positives.shape[1], 0.5)
-    if metric == "micro":
-        predicted = probs[None] >= GRID[:, None, None]
-        tp = (predicted & positives[None]).sum(axis=(1, 2))
-        return np.full(positives.shape[1], _middle_best(2 * tp / (predicted.sum(axis=(1, 2)) + positives.sum())))
-    if metric != "macro":
-        raise ValueError(f"metric must be 'macro' or 'micro', not {metric!r}")
     f1 = _f1_by_threshold(probs, positives)
     n_pos = positives.sum(axis=0)
     shared = _middle_best(f1[:, n_pos > 0].mean(axis=1))

@@ -58,8 +58,8 @@ class Provider:
 
     def comparison(self, base: str, tuned: str) -> str:
         """What notebook 05's verdict compares here, and what its cost figures mean (a few words)."""
-        money = {"usd": "dollars at OpenAI's prices", "compute-seconds": "costs are compute time on your hardware",
-                 }.get(self.pricing(tuned).unit, "not priced")
+        money = {"usd": "dollars at OpenAI's prices",
+                 "compute-seconds": "costs are compute time on your hardware"}.get(self.pricing(tuned).unit, "not priced")
         return f"{self.model_kind(base)} vs {self.model_kind(tuned)}; {money}"
 
     def pricing(self, model: str) -> Pricing:

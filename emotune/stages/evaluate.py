@@ -93,7 +93,7 @@ def train_baseline(train: pd.DataFrame, validation: pd.DataFrame, taxonomy: str 
                          OneVsRestClassifier(LogisticRegression(C=4.0, solver="liblinear", random_state=seed)))
     pipe.fit(train["text"].tolist(), y[:, keep])
     yv = to_matrix(gold_labels(validation, taxonomy), tax)[:, keep]
-    thresholds = tune_thresholds(pipe.predict_proba(validation["text"].tolist()), yv, metric="macro")
+    thresholds = tune_thresholds(pipe.predict_proba(validation["text"].tolist()), yv)
     return Baseline(pipe, thresholds, tuple(np.array(tax.labels)[keep]))
 
 

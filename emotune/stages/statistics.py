@@ -105,7 +105,7 @@ def _weights(index: np.ndarray, n: int) -> np.ndarray:
     flat = index.reshape(-1, index.shape[-1])
     offsets = (np.arange(len(flat)) * n)[:, None]
     counts = np.bincount((flat + offsets).ravel(), minlength=len(flat) * n).reshape(len(flat), n)
-    return counts.reshape(*index.shape[:-1], n).astype(np.float64)
+    return counts.reshape(*index.shape[:-1], n).astype(np.float32)
 
 
 def _metric_statistic(features: np.ndarray, labels: LabelSets, metrics: tuple[str, ...]):
@@ -113,7 +113,7 @@ def _metric_statistic(features: np.ndarray, labels: LabelSets, metrics: tuple[st
 
     def statistic(index, axis=-1):
         index = np.moveaxis(np.asarray(index), axis, -1)
-        sums = (_weights(index, n).astype(np.float32) @ features32).astype(np.float64)
+        sums = (_weights(index, n) @ features32).astype(np.float64)
         out = from_sums(sums, index.shape[-1], labels)
         return np.stack([out[m] for m in metrics])
 
@@ -204,7 +204,7 @@ def compare(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, metric: 
 
     def difference(x, y, axis=-1):  # the same resampled comments for both models: x holds their indices
         x = np.moveaxis(np.asarray(x), axis, -1)
-        sums = (_weights(x, n).astype(np.float32) @ paired).astype(np.float64)
+        sums = (_weights(x, n) @ paired).astype(np.float64)
         m = x.shape[-1]
         return from_sums(sums[..., width:], m, labels)[metric] - from_sums(sums[..., :width], m, labels)[metric]
 

