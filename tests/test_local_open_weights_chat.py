@@ -64,3 +64,84 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(tiny_model
         together = list(pool.map(lambda t: model.complete(prompt_messages(t), max_tokens=6), texts))
     assert model.batcher.stats["largest"] > 1  # concurrent requests shared a generate call
     assert together == alone  # left padding changes no answer: each request gets its own
+
+
+@pytest.fixture(scope="module")
+def byte_model(tmp_path_factory):
+    """A 2-layer random Llama whose byte-level tokenizer can spell any text (a grammar needs every character)."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from test_open_weights import TEMPLATE
+
+    folder = tmp_path_factory.mktemp("byte-llama")
+    raw = Tokenizer(models.BPE())
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    raw.decoder = decoders.ByteLevel()
+    specials = ["<pad>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>"]
+    raw.train_from_iterator(['{"labels": ["gratitude", "anger"]}', "thank you so much"], trainers.BpeTrainer(
+        vocab_size=400, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok = PreTrainedTokenizerFast(tokenizer_object=raw, pad_token="<pad>", eos_token="<|end|>")
+    tok.chat_template = TEMPLATE
+    tok.save_pretrained(folder)
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                 num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
+                                 pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)).save_pretrained(folder)
+    return folder
+
+
+SCHEMAS = {
+    "labels": {"type": "object", "properties": {"labels": {"type": "array", "maxItems": 3, "items": {
+        "type": "string", "enum": ["gratitude", "amusement", "anger", "neutral"]}}},
+        "required": ["labels"], "additionalProperties": False},
+    "nested": {"type": "object", "properties": {
+        "label": {"type": "string", "enum": ["gratitude", "anger"]}, "sure": {"type": "boolean"},
+        "detail": {"type": "object", "properties": {"also": {"type": "array", "maxItems": 2, "items": {
+            "type": "string", "enum": ["joy", "fear"]}}}, "required": ["also"], "additionalProperties": False}},
+        "required": ["label", "sure", "detail"], "additionalProperties": False},
+}
+
+
+def test_a_json_schema_is_enforced_while_decoding_so_every_answer_validates(byte_model, tmp_path):
+    """A random tiny model left alone answers gibberish; decoded under the schema it answers valid JSON."""
+    import json
+    from concurrent.futures import ThreadPoolExecutor
+
+    import jsonschema
+
+    texts = ["thank you so much", "that is hilarious lol", "I am furious about this", "it is a table"] * 3
+    with LocalServer(tmp_path / "state") as srv:
+        c = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0, timeout=120)
+        for name, schema in SCHEMAS.items():
+            rf = {"type": "json_schema", "json_schema": {"name": name, "strict": True, "schema": schema}}
+
+            def ask(text, rf=rf):
+                return c.chat.completions.create(model=str(byte_model), messages=prompt_messages(text), temperature=0,
+                                                 max_completion_tokens=60, response_format=rf)
+
+            with ThreadPoolExecutor(12) as pool:  # constrained rows share batches too
+                answers = list(pool.map(ask, texts))
+            for a in answers:
+                assert a.choices[0].finish_reason == "stop", a.choices[0].message.content
+                jsonschema.validate(json.loads(a.choices[0].message.content), schema)
+        free = c.chat.completions.create(model=str(byte_model), messages=prompt_messages("thank you so much"),
+                                         temperature=0, max_completion_tokens=20, response_format={"type": "json_object"})
+        if free.choices[0].finish_reason == "stop":  # any JSON: only a cut answer may fail to parse
+            json.loads(free.choices[0].message.content)
+        tool = {"type": "function", "function": {"name": "label", "strict": True, "parameters": SCHEMAS["labels"]}}
+        call = c.chat.completions.create(model=str(byte_model), messages=prompt_messages("I am furious about this"),
+                                         temperature=0, max_completion_tokens=60, tools=[tool], tool_choice="required")
+        assert call.choices[0].finish_reason == "tool_calls"
+        jsonschema.validate(json.loads(call.choices[0].message.tool_calls[0].function.arguments), SCHEMAS["labels"])
+        hot = c.chat.completions.create(model=str(byte_model), messages=prompt_messages("thank you"), temperature=1.5,
+                                        n=3, seed=1, max_completion_tokens=60, response_format={
+                                            "type": "json_schema", "json_schema": {"name": "l", "schema": SCHEMAS["labels"]}})
+        for choice in hot.choices:  # sampled answers are constrained as well
+            jsonschema.validate(json.loads(choice.message.content), SCHEMAS["labels"])
+        with pytest.raises(openai.BadRequestError) as bad:  # a strict schema that breaks OpenAI's rules: refused first
+            c.chat.completions.create(model=str(byte_model), messages=prompt_messages("hi"), response_format={
+                "type": "json_schema", "json_schema": {"name": "x", "strict": True, "schema": {
+                    "type": "object", "properties": {"a": {"type": "string"}}}}})
+        assert bad.value.status_code == 400

@@ -83,6 +83,19 @@ def test_lora_job_learns_serves_and_survives_a_new_process(tiny_model, tmp_path)
         base = c.chat.completions.create(model=str(tiny_model), messages=prompt_messages("thank you so much"),
                                          max_completion_tokens=3)
         assert base.usage.completion_tokens <= 3
+        # the fine-tune is served on the base's weights already in memory: one copy, its adapter attached
+        from emotune.local.trainers.serving import SharedBase
+
+        tuned = c.chat.completions.create(model=job.fine_tuned_model, messages=prompt_messages("thank you so much"),
+                                          temperature=0, max_completion_tokens=8)
+        assert tuned.choices[0].message.content == "gratitude"
+        assert tuned.system_fingerprint == "emotune-local-open-weights-lora"
+        shared = SharedBase._loaded[str(tiny_model)]
+        assert len(shared.adapters) == 1
+        again = c.chat.completions.create(model=str(tiny_model), messages=prompt_messages("thank you so much"),
+                                          max_completion_tokens=3)
+        assert again.choices[0].message.content == base.choices[0].message.content  # the adapter is off for the base
+        assert again.system_fingerprint == "emotune-local-open-weights-base"
     # a fresh server process loads the saved adapter and answers, online and through a batch
     port = __import__("emotune.local.server", fromlist=["free_port"]).free_port()
     proc = subprocess.Popen([sys.executable, "-m", "emotune.cli", "serve", "--port", str(port), "--state-dir", str(state)],
@@ -132,8 +145,8 @@ def test_missing_weights_fail_the_job_clearly(tmp_path, monkeypatch):
 
 def test_a_missing_extra_names_the_install_command():
     code = ("import sys; sys.modules['peft'] = None\n"
-            "from emotune.local.trainers.open_weights import _require_extra\n"
-            "try:\n    _require_extra()\nexcept Exception as e:\n    print(e)")
+            "from emotune.local.trainers.open_weights import require_extra\n"
+            "try:\n    require_extra()\nexcept Exception as e:\n    print(e)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
     assert "pip install 'emotune[open-weights]'" in out and "peft" in out
 

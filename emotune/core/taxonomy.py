@@ -16,6 +16,10 @@ from importlib import resources
 
 from .errors import ConfigError
 
+# The most labels an answer under the structured-output schema may hold: GoEmotions' raters gave a comment
+# at most 5, and a cap stops a small model from repeating labels until its token limit cuts the JSON.
+MAX_ANSWER_LABELS = 5
+
 
 @dataclass(frozen=True)
 class Taxonomy:
@@ -52,6 +56,17 @@ class Taxonomy:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def response_format(self) -> dict:
+        """The ``response_format`` (OpenAI's strict structured outputs) of an answer ``{"labels": [...]}`` whose
+        labels come from this set: at most :data:`MAX_ANSWER_LABELS` of them, or exactly one when single-label.
+        A model decoding under it (an open-weights model here, OpenAI's own) cannot answer anything else."""
+        most = min(MAX_ANSWER_LABELS, len(self.labels)) if self.multi_label else 1
+        labels = {"type": "array", "items": {"type": "string", "enum": list(self.labels)}, "maxItems": most}
+        if not self.multi_label:
+            labels["minItems"] = 1
+        schema = {"type": "object", "properties": {"labels": labels}, "required": ["labels"], "additionalProperties": False}
+        return {"type": "json_schema", "json_schema": {"name": "labels", "strict": True, "schema": schema}}
 
     def index(self, label: str) -> int:
         """The id of a label."""

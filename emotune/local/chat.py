@@ -8,9 +8,12 @@ ignored, as OpenAI ignores what a model does not use):
   probability sharpened or flattened by the temperature. ``seed`` makes the draws reproducible. One choice,
   or temperature 0, is the deterministic answer; the label-word matcher (the local "base model") has no
   distribution to sample, so its choices are always identical. Usage counts the tokens of every choice.
-- ``response_format``: ``json_object`` gives ``{"labels": [...]}``; ``json_schema`` lays the labels into the
-  caller's schema (:mod:`.structured`), strict schemas checked by OpenAI's rules.
-- ``tools``/``tool_choice``: the answer calls the chosen function with arguments that follow its parameters.
+- ``response_format``: an open-weights model decodes under the schema (``json_schema``) or JSON grammar
+  (``json_object``), so its answer always parses unless the token limit cuts it (:mod:`.trainers.grammar`).
+  The stand-ins predict labels and lay them into the caller's schema (:mod:`.structured`); ``json_object``
+  gives ``{"labels": [...]}``. Strict schemas are checked by OpenAI's rules before anything is generated.
+- ``tools``/``tool_choice``: the answer calls the chosen function with arguments that follow its parameters
+  (decoded under them by an open-weights model).
 - ``stop``: the answer is cut before the first stop sequence. ``max_completion_tokens``: cut at the limit.
 - ``logprobs``/``top_logprobs``: see :mod:`.logprobs`.
 """
@@ -32,6 +35,7 @@ from .models import Models
 from .schemas import ChatRequest
 from .store import new_id
 from .structured import chosen_tool, labels_in, output_schema, schema_answer, tool_arguments
+from .trainers import GrammarError
 
 
 @dataclass
@@ -115,17 +119,25 @@ class Chat:
         messages = req.messages_as_dicts()
         model = self.models.chat_model(req.model)
         function = chosen_tool(req)
-        rf = req.format_dict() if function is None else {"type": "json_object"}
+        rf = req.format_dict() if function is None else {
+            "type": "json_schema", "json_schema": {"schema": function.parameters or {"type": "object"},
+                                                   "strict": bool(function.strict)}}
         language_model = hasattr(model, "complete")
-        if req.logprobs and language_model and not (hasattr(model, "tok") and hasattr(model, "model")):
+        if req.logprobs and language_model and not hasattr(model, "logits"):
             raise ApiError(400, f"logprobs are not available for {req.model} on the local backend.", param="logprobs")
         enc = tokens.encoding_for(self.models.resolve(req.model))
         temperature = 1.0 if req.temperature is None else req.temperature  # OpenAI's default is 1
-        if req.choices > 1 and temperature > 0 and (language_model or hasattr(model, "sample")):
-            rng = np.random.default_rng(req.seed)  # a seed makes the n samples reproducible
-            drawn = [_draw(model, messages, rf, req.limit, temperature, int(rng.integers(2**31))) for _ in range(req.choices)]
-        else:
-            drawn = [_draw(model, messages, rf, req.limit, 0.0, 0)] * req.choices
+        output_schema(req)  # a strict schema that breaks OpenAI's rules is refused before any generation
+        try:
+            if req.choices > 1 and temperature > 0 and (language_model or hasattr(model, "sample")):
+                rng = np.random.default_rng(req.seed)  # a seed makes the n samples reproducible
+                drawn = [_draw(model, messages, rf, req.limit, temperature, int(rng.integers(2**31)))
+                         for _ in range(req.choices)]
+            else:
+                drawn = [_draw(model, messages, rf, req.limit, 0.0, 0)] * req.choices
+        except GrammarError as exc:
+            raise ApiError(400, f"Invalid schema: {exc}", param="tools" if function else "response_format",
+                           code="invalid_value") from None
         shaped = [self._shape(req, model, enc, messages, function, d) for d in drawn]
         prompt_tokens = drawn[0][1] if drawn[0][1] is not None else tokens.count_chat_tokens(messages, enc)
         return Answer(req.model, [c for c, _ in shaped], prompt_tokens, sum(n for _, n in shaped),
@@ -138,10 +150,12 @@ class Chat:
         schema = output_schema(req)
         original = text
         labels = labels_in(text) if function is not None or schema is not None or req.logprobs else []
+        decoded_under_schema = getattr(model, "constrains_json", False)  # else the labels are laid into the schema
         if function is not None:
-            text = tool_arguments(function, labels)
+            arguments = tool_arguments(function, labels)  # also checks a strict schema
+            text = text if decoded_under_schema else arguments
         elif schema is not None:
-            text = schema_answer(schema, labels)
+            text = text if decoded_under_schema else schema_answer(schema, labels)
         else:
             text, stopped = _cut_at_stop(text, req.stops)
             finish = "stop" if stopped else finish

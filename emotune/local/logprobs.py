@@ -72,15 +72,13 @@ def language_model_logprobs(model, messages: Sequence[dict], answer: str, top: i
     """The answer's tokens (the model's tokenizer) and their log-probabilities under the model."""
     import torch
 
-    tok, lm = model.tok, model.model
+    tok = model.tok
     prompt = tok.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True)
     prompt = list(prompt["input_ids"] if isinstance(prompt, dict) or hasattr(prompt, "input_ids") else prompt)
     ids = tok.encode(answer, add_special_tokens=False)
     if not ids:
         return [], []
-    device = next(lm.parameters()).device
-    with torch.no_grad():
-        logits = lm(input_ids=torch.tensor([prompt + ids], device=device)).logits[0, len(prompt) - 1:-1]
+    logits = model.logits(prompt + ids)[len(prompt) - 1:-1]
     logp = torch.log_softmax(logits.float(), dim=-1)
     pieces, out = [], []
     for i, t in enumerate(ids):

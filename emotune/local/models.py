@@ -81,5 +81,5 @@ class Models:
         if isinstance(model, trainers.ZeroShotModel):
             return "emotune-local-zero-shot"
         if isinstance(model, trainers.OpenWeightsModel):
-            return "emotune-local-open-weights-lora" if hasattr(model.model, "peft_config") else "emotune-local-open-weights-base"
+            return "emotune-local-open-weights-lora" if model.fine_tuned else "emotune-local-open-weights-base"
         return "emotune-local-fine-tuned"

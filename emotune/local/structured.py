@@ -105,7 +105,8 @@ def fill(schema: dict, labels: Sequence[str]):
             return {k: value(v, k == target, depth + 1) for k, v in props.items()}
         if kind == "array":
             items = _resolve(node.get("items"), schema)
-            return _pick(labels, _enum(items)) if holds_labels and _type(items) == "string" else []
+            most = node.get("maxItems") if isinstance(node.get("maxItems"), int) else None
+            return _pick(labels, _enum(items))[:most] if holds_labels and _type(items) == "string" else []
         if kind == "string":
             enum = _enum(node)
             chosen = _pick(labels, enum) if holds_labels else []

@@ -101,9 +101,14 @@ class Predictions:
                 "parse ok %": round(100 * (self.frame["status"] == "ok").mean(), 1) if len(self.frame) else 0.0}
 
 
-def sampling_params(seed: int, temperature: float = 0.0, max_completion_tokens: int = MAX_COMPLETION_TOKENS) -> dict:
-    """The same sampling parameters for every model compared."""
-    return {"temperature": temperature, "seed": seed, "max_completion_tokens": max_completion_tokens}
+def sampling_params(seed: int, temperature: float = 0.0, max_completion_tokens: int = MAX_COMPLETION_TOKENS,
+                    spec: PromptSpec | None = None) -> dict:
+    """The same sampling parameters for every model compared; a JSON answer format also sends its schema as
+    ``response_format`` (structured outputs: a model decoding under it answers only labels of the set)."""
+    params = {"temperature": temperature, "seed": seed, "max_completion_tokens": max_completion_tokens}
+    if spec is not None and spec.label_format == "json":
+        params["response_format"] = spec.taxonomy.response_format()
+    return params
 
 
 def _run(coro):
@@ -302,8 +307,8 @@ def classify(conn, model: str, frame: pd.DataFrame, *, cache: PredictionCache, s
     ``concurrency`` caps the requests in flight. A malformed answer, a request that keeps failing, and
     every item left when the server refuses connections are reported in ``failures``, never cached.
     """
-    params = sampling_params(seed, temperature, max_completion_tokens)
     spec = spec or prompt_spec()
+    params = sampling_params(seed, temperature, max_completion_tokens, spec)
     items = _build(frame, model, params, spec)
     cached = {key for _, _, key in items if cache.get(key) is not None}
     todo = [item for item in items if item[2] not in cached]
@@ -319,10 +324,10 @@ def classify_batch(conn, run, model: str, frame: pd.DataFrame, *, key: str, cach
                    timeout_s: float = 25 * 3600, sleep: Callable[[float], None] = time.sleep) -> Predictions:
     """The same classification through ``/v1/batches`` (50% cheaper on OpenAI), resumable from the manifest."""
     client = conn.client
-    params = sampling_params(seed, temperature, max_completion_tokens)
     if not conn.batches:
         raise ConfigError(f"the {conn.kind} provider runs no batches; classify online instead")
     spec = spec or prompt_spec()
+    params = sampling_params(seed, temperature, max_completion_tokens, spec)
     items = _build(frame, model, params, spec)
     lines = [{"custom_id": row_id, "method": "POST", "url": "/v1/chat/completions",
               "body": {"model": model, "messages": messages, **params}} for row_id, messages, _ in items]

@@ -2,7 +2,7 @@
 
 - :mod:`.zero_shot`: the "base model" for OpenAI model names (an untrained label-word matcher).
 - :mod:`.classical`: the classical stand-in fine-tune (TF-IDF + logistic regression by mini-batch SGD).
-- :mod:`.open_weights`: LoRA on a real open-weights LLM (optional extra).
+- :mod:`.open_weights`: LoRA on a real open-weights LLM (optional extra), served by :mod:`.serving`.
 
 A new trainer is one module implementing :class:`~.base.Trainer`, registered with :func:`register_trainer`.
 """
@@ -13,10 +13,12 @@ from pathlib import Path
 
 from .base import Cancelled, ChatModel, Dataset, StepMetrics, Trainer, TrainResult, parse_jsonl
 from .classical import ClassicalModel, ClassicalTrainer, load_classical
-from .open_weights import MARKER, OpenWeightsModel, OpenWeightsTrainer, is_open_weights
+from .grammar import GrammarError
+from .open_weights import MARKER, OpenWeightsTrainer, is_open_weights
+from .serving import OpenWeightsModel
 from .zero_shot import ZeroShotModel
 
-__all__ = ["Cancelled", "ChatModel", "ClassicalModel", "ClassicalTrainer", "Dataset", "OpenWeightsModel",
+__all__ = ["Cancelled", "ChatModel", "ClassicalModel", "ClassicalTrainer", "Dataset", "GrammarError", "OpenWeightsModel",
            "OpenWeightsTrainer", "StepMetrics", "TrainResult", "Trainer", "ZeroShotModel", "is_open_weights",
            "load_model", "parse_jsonl", "register_trainer", "trainer_for"]
 

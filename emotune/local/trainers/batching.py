@@ -19,9 +19,9 @@ WAIT_S = 0.01  # how long the first request of a batch waits for company
 
 
 class Batcher:
-    """Gathers ``(prompt ids, token limit)`` requests and answers them in batches with ``run_batch``."""
+    """Gathers ``(prompt ids, token limit, grammar or None)`` requests and answers them in batches with ``run_batch``."""
 
-    def __init__(self, run_batch: Callable[[list[tuple[list[int], int]]], list[tuple[list[int], str]]],
+    def __init__(self, run_batch: Callable[[list[tuple[list[int], int, object]]], list[tuple[list[int], str]]],
                  max_batch: int = MAX_BATCH, wait_s: float = WAIT_S):
         self.run_batch, self.max_batch, self.wait_s = run_batch, max_batch, wait_s
         self._queue: queue.Queue = queue.Queue()
@@ -29,10 +29,10 @@ class Batcher:
         self._worker: threading.Thread | None = None
         self.stats = {"batches": 0, "requests": 0, "largest": 0}
 
-    def submit(self, prompt: list[int], limit: int) -> tuple[list[int], str]:
+    def submit(self, prompt: list[int], limit: int, grammar: object = None) -> tuple[list[int], str]:
         """The new token ids and the finish reason for one prompt (blocks until its batch is done)."""
         future: Future = Future()
-        self._queue.put((prompt, limit, future))
+        self._queue.put((prompt, limit, grammar, future))
         with self._lock:
             if self._worker is None or not self._worker.is_alive():
                 self._worker = threading.Thread(target=self._loop, name="emotune-batcher", daemon=True)
@@ -53,7 +53,7 @@ class Batcher:
         while True:
             batch = self._take()
             try:
-                answers = self.run_batch([(prompt, limit) for prompt, limit, _ in batch])
+                answers = self.run_batch([(prompt, limit, grammar) for prompt, limit, grammar, _ in batch])
             except Exception as exc:  # noqa: BLE001 - handed to every caller of this batch
                 for *_, future in batch:
                     future.set_exception(exc)

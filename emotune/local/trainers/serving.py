@@ -1,0 +1,190 @@
+"""Serving open-weights chat models: one copy of a base model's weights, its LoRA adapters beside it.
+
+A base model is loaded once per process (:class:`SharedBase`); the base itself and every fine-tune on it
+are :class:`OpenWeightsModel` views that name an adapter (or none). Adapters are attached with PEFT
+(``load_adapter``) and selected per ``generate`` call under the base's lock, so serving the
+base and two fine-tunes costs one set of base weights plus a few MB per adapter. Greedy requests are
+batched (:mod:`.batching`); a ``response_format`` is enforced by constrained decoding (:mod:`.grammar`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import weakref
+from collections.abc import Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from .batching import Batcher
+from .grammar import Grammars, logits_processor
+from .open_weights import MARKER, device, load, require_extra
+
+DEFAULT_LIMIT = 64  # new tokens when a request sets no limit
+
+
+def _ids(encoded) -> list[int]:
+    if isinstance(encoded, dict) or hasattr(encoded, "input_ids"):
+        encoded = encoded["input_ids"]
+    return list(encoded)
+
+
+class SharedBase:
+    """A base model's tokenizer and weights, loaded once, with the adapters attached to it."""
+
+    _loaded: weakref.WeakValueDictionary[str, SharedBase] = weakref.WeakValueDictionary()
+    _registry_lock = threading.Lock()
+
+    def __init__(self, name: str):
+        self.name = name
+        self.tok, lm = load(name)
+        self.lm = lm.to(device()).eval()
+        self.lock = threading.Lock()  # one forward pass at a time: the active adapter is the model's state
+        self.adapters: set[str] = set()
+        self.grammars = Grammars(self.tok, lm.config.vocab_size)
+        self.vocab_size = lm.config.vocab_size
+
+    @classmethod
+    def get(cls, name: str) -> SharedBase:
+        """The loaded base for ``name``, loading it only if no served model holds it."""
+        with cls._registry_lock:
+            base = cls._loaded.get(name)
+            if base is None:
+                base = cls._loaded[name] = cls(name)
+            return base
+
+    def attach(self, adapter: Path) -> str:
+        """Attach a saved PEFT adapter (once per folder) and return the name it is selected by."""
+        from peft import PeftModel
+
+        key = "adapter_" + hashlib.sha256(str(adapter.resolve()).encode()).hexdigest()[:16]  # no dots: a module name
+        with self.lock:
+            if not self.adapters:  # the first adapter wraps the base in place; the base is that model, adapter off
+                self.lm = PeftModel.from_pretrained(self.lm, str(adapter), adapter_name=key).eval()
+            elif key not in self.adapters:
+                self.lm.load_adapter(str(adapter), adapter_name=key)
+            self.adapters.add(key)
+        return key
+
+    @contextmanager
+    def using(self, adapter: str | None):
+        """The model with ``adapter`` active (or no adapter: the base), held for one call."""
+        with self.lock:
+            if not self.adapters:
+                yield self.lm
+            elif adapter is None:
+                with self.lm.disable_adapter():
+                    yield self.lm
+            else:
+                self.lm.set_adapter(adapter)
+                yield self.lm
+
+
+class OpenWeightsModel:
+    """A causal LM (with a LoRA adapter once fine-tuned) that answers chat completions."""
+
+    kind = "open-weights causal LM"
+    constrains_json = True  # a response_format's schema is enforced while decoding, not laid in afterwards
+
+    def __init__(self, shared: SharedBase, adapter: str | None = None):
+        self.shared, self.adapter = shared, adapter
+        self.base, self.tok = shared.name, shared.tok
+        self.batcher = Batcher(self._generate_batch)
+
+    @property
+    def fine_tuned(self) -> bool:
+        return self.adapter is not None
+
+    @classmethod
+    def load(cls, folder: Path) -> OpenWeightsModel:
+        """A model saved by the trainer: its base (shared) and, once fine-tuned, its adapter."""
+        require_extra()
+        meta = json.loads((folder / MARKER).read_text())
+        shared = SharedBase.get(meta["base"])
+        return cls(shared, shared.attach(folder / "adapter") if meta.get("adapter") else None)
+
+    @classmethod
+    def base_model(cls, name: str) -> OpenWeightsModel:
+        require_extra()
+        return cls(SharedBase.get(name))
+
+    def _generate(self, ids, mask, limit: int, grammars: list, **sampling):
+        import torch
+
+        processors = [logits_processor(grammars, self.shared.vocab_size)] if any(grammars) else []
+        with torch.no_grad(), self.shared.using(self.adapter) as lm:
+            return lm.generate(input_ids=ids, attention_mask=mask, max_new_tokens=limit, logits_processor=processors,
+                               pad_token_id=self.tok.pad_token_id, eos_token_id=self.tok.eos_token_id, **sampling)
+
+    def _generate_batch(self, items: list[tuple[list[int], int, object]]) -> list[tuple[list[int], str]]:
+        """Greedy answers for several prompts in one left-padded ``generate`` call (the batcher's worker)."""
+        import torch
+
+        width = max(len(prompt) for prompt, *_ in items)
+        pad = self.tok.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(p)) + p for p, *_ in items], device=device())
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p, *_ in items], device=device())
+        out = self._generate(ids, mask, max(lim for _, lim, _ in items), [g for *_, g in items], do_sample=False)
+        return [self._cut(row, limit) for row, (_, limit, _) in zip(out[:, width:].tolist(), items, strict=True)]
+
+    def _cut(self, row: list[int], limit: int) -> tuple[list[int], str]:
+        """The answer's tokens (up to the end-of-turn token and the request's own limit) and finish reason."""
+        if self.tok.eos_token_id in row[:limit]:
+            return row[: row.index(self.tok.eos_token_id)], "stop"
+        return row[:limit], "length" if len(row) >= limit else "stop"
+
+    def _prompt(self, messages: Sequence[dict]) -> list[int]:
+        return _ids(self.tok.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True))
+
+    def complete(self, messages: Sequence[dict], response_format=None, max_tokens: int | None = None, *,
+                 temperature: float = 0.0, seed: int = 0):
+        """The answer (greedy at temperature 0, else sampled with ``seed``), its finish reason, and
+        prompt/completion token counts from the model's tokenizer. A ``response_format`` with a JSON schema
+        (or ``json_object``) constrains the decoding (:mod:`.grammar`)."""
+        import torch
+
+        prompt = self._prompt(messages)
+        limit = max_tokens or DEFAULT_LIMIT
+        grammar = self.shared.grammars.compile(response_format)
+        if temperature <= 0:  # greedy answers for concurrent requests share one batched generate call
+            new, finish = self.batcher.submit(prompt, limit, grammar)
+        else:
+            torch.manual_seed(seed)
+            out = self._generate(torch.tensor([prompt], device=device()), None, limit, [grammar],
+                                 do_sample=True, temperature=temperature, top_k=0)
+            new, finish = self._cut(out[0, len(prompt):].tolist(), limit)
+        return self.tok.decode(new, skip_special_tokens=True).strip(), len(prompt), len(new), finish
+
+    def stream(self, messages: Sequence[dict], response_format=None, max_tokens: int | None = None):
+        """The greedy answer of :meth:`complete` as it is generated: yields text pieces, returns
+        (prompt tokens, completion tokens, finish reason)."""
+        import torch
+        from transformers import TextIteratorStreamer
+
+        prompt = self._prompt(messages)
+        limit = max_tokens or DEFAULT_LIMIT
+        grammar = self.shared.grammars.compile(response_format)
+        streamer = TextIteratorStreamer(self.tok, skip_prompt=True, skip_special_tokens=True)
+        worker = threading.Thread(target=self._generate, daemon=True, args=(
+            torch.tensor([prompt], device=device()), None, limit, [grammar]), kwargs={"do_sample": False, "streamer": streamer})
+        worker.start()
+        pieces = []
+        for piece in streamer:
+            if piece:
+                pieces.append(piece)
+                yield piece
+        worker.join()
+        text = "".join(pieces)
+        n_out = len(self.tok.encode(text.strip(), add_special_tokens=False))
+        return len(prompt), n_out, "length" if n_out >= limit else "stop"
+
+    def logits(self, ids: list[int]):
+        """The model's next-token logits at every position of ``ids`` (one forward pass)."""
+        import torch
+
+        with torch.no_grad(), self.shared.using(self.adapter) as lm:
+            return lm(input_ids=torch.tensor([ids], device=device())).logits[0]
+
+    def answer(self, messages, response_format=None) -> str:
+        return self.complete(messages, response_format)[0]
