@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,6 +144,38 @@ def check_parameters(params: dict, notebooks: list[Path]) -> set[str]:
     return declared
 
 
+@contextmanager
+def _echo(progress: Path, on_event: Callable[[str], None], every_s: float = 2.0) -> Iterator[None]:
+    """While a notebook runs, show the newest line of its progress bars (copied to ``progress``) on the console."""
+    stop = threading.Event()
+    shown = [""]
+
+    def newest() -> None:
+        try:
+            text = progress.read_text(encoding="utf-8", errors="replace")[-4096:]
+        except OSError:
+            return
+        lines = [part.strip() for part in text.replace("\r", "\n").split("\n") if part.strip()]
+        if lines and lines[-1] != shown[0]:
+            shown[0] = lines[-1]
+            on_event(f"    {lines[-1]}")
+
+    def follow() -> None:
+        while not stop.wait(every_s):
+            newest()
+
+    progress.unlink(missing_ok=True)
+    thread = threading.Thread(target=follow, name="emotune-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        newest()
+        progress.unlink(missing_ok=True)
+
+
 def run_series(run: Run, params: dict, *, start: str | None = None, stop: str | None = None,
                notebooks_dir: Path | None = None, on_event: Callable[[str], None] = print) -> list[StageResult]:
     """Execute the selected notebooks in order into ``<run>/notebooks/``; stop at the first failure."""
@@ -161,8 +195,9 @@ def run_series(run: Run, params: dict, *, start: str | None = None, stop: str | 
         on_event(f"[{i}/{len(selected)}] {nb.stem} ...")
         final, partial = out_dir / nb.name, out_dir / f".{nb.stem}.running.ipynb"
         t0 = time.perf_counter()
+        progress = (out_dir / f".{nb.stem}.progress").resolve()  # the kernel runs in the run directory
         try:
-            with headless_kernels():
+            with headless_kernels(progress), _echo(progress, on_event):
                 pm.execute_notebook(str(nb), str(partial), parameters=params, cwd=str(run.path),
                                     progress_bar=False, record_timing=False, kernel_name="python3",
                                     log_output=False, extra_arguments=KERNEL_ARGUMENTS)

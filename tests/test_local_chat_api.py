@@ -178,6 +178,7 @@ def test_headers_unknown_parameters_and_refusals(served):
     assert r.headers["x-request-id"].startswith("req_") and r.headers["openai-processing-ms"].isdigit()
     assert r.parse()._request_id == r.headers["x-request-id"]
     assert "x-ratelimit-limit-requests" not in r.headers  # only when limits are configured
+    assert "x-emotune-batch-size" not in r.headers  # the stand-ins answer one request at a time
     bad = [({"stream_options": {"include_usage": True}}, "stream_options"), ({"top_logprobs": 2}, "top_logprobs"),
            ({"n": 0}, "n"), ({"response_format": {"type": "json_schema"}}, "response_format.json_schema"),
            ({"tool_choice": "required"}, "tool_choice"), ({"stop": ["a"] * 5}, "stop"),

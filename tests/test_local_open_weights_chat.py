@@ -126,6 +126,9 @@ def test_a_json_schema_is_enforced_while_decoding_so_every_answer_validates(byte
             for a in answers:
                 assert a.choices[0].finish_reason == "stop", a.choices[0].message.content
                 jsonschema.validate(json.loads(a.choices[0].message.content), schema)
+        raw = c.chat.completions.with_raw_response.create(model=str(byte_model), messages=prompt_messages("hi"),
+                                                          max_completion_tokens=2)
+        assert raw.headers["x-emotune-batch-size"] == "32"  # what the predictor's limiter keeps in flight at least
         free = c.chat.completions.create(model=str(byte_model), messages=prompt_messages("thank you so much"),
                                          temperature=0, max_completion_tokens=20, response_format={"type": "json_object"})
         if free.choices[0].finish_reason == "stop":  # any JSON: only a cut answer may fail to parse

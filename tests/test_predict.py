@@ -256,6 +256,13 @@ def test_a_slow_backend_gets_fewer_requests_in_flight_and_longer_timeouts():
     for _ in range(200):  # answers queue behind each other: latency grows with what is in flight
         lim.on_success(1.0 + 0.5 * lim.concurrency)
     assert lim.concurrency < 4 and lim.timeout() > 10
+    batching = ratelimit.Limiter(concurrency=8, base_timeout=10)
+    batching.observe_headers({"x-emotune-batch-size": "32"})  # the backend answers 32 requests in one pass
+    assert batching.concurrency == 32
+    batching.on_success(1.0)
+    for _ in range(200):  # a batch's latency grows with its size, yet fewer in flight would only leave it part empty
+        batching.on_success(1.0 + 0.5 * batching.concurrency)
+    assert batching.concurrency == 32 and batching.timeout() > 10
 
 
 def test_the_base_model_is_asked_with_every_label_and_answers_from_the_comment(tmp_path, monkeypatch):

@@ -66,3 +66,22 @@ def test_smollm2_answers_in_batches_and_learns_a_few_lora_steps(smollm2, tmp_pat
     provider = LocalProvider.__new__(LocalProvider)
     assert provider.pricing(job.fine_tuned_model).unit == "compute-seconds"  # never priced in OpenAI dollars
     assert "open-weights LLM" in provider.model_kind(job.fine_tuned_model)
+
+
+def test_batches_share_the_system_prompts_cache_and_answer_as_one_at_a_time(smollm2):
+    """The zero-shot prompt's 98 shared tokens come from the prefix cache in a batch; answers are unchanged,
+    and under the label schema every answer parses as labels of the set."""
+    from emotune.core.prompts import parse_answer, prompt_spec
+    from emotune.local.trainers import OpenWeightsModel
+
+    spec = prompt_spec("zero-shot", "json", "goemotions")
+    schema = spec.taxonomy.response_format()
+    model = OpenWeightsModel.base_model(NAME)
+    texts = ["thank you so much for this", "that is hilarious lol", "I am furious about this", "it is a table",
+             "I miss her every day", "wow, did not see that coming"]
+    alone = [model.complete(spec.messages(t), schema, 40) for t in texts]  # batches of one: no prefix cache
+    with ThreadPoolExecutor(len(texts)) as pool:
+        together = list(pool.map(lambda t: model.complete(spec.messages(t), schema, 40), texts))
+    assert model.batcher.stats["largest"] > 1 and model.shared._prefixes  # a batch used the shared prefix
+    assert [a[0] for a in together] == [a[0] for a in alone]
+    assert all(a[3] == "stop" and parse_answer(a[0], "goemotions").ok for a in together)

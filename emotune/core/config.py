@@ -79,11 +79,18 @@ def fault_settings() -> dict[str, float]:
 
 
 HEADLESS_ENV = "EMOTUNE_HEADLESS"  # set while ``emotune run`` executes notebooks: kernels started inside inherit it
+PROGRESS_ENV = "EMOTUNE_PROGRESS_FILE"  # where a headless kernel's progress bars are copied for the console
 
 
 def headless() -> bool:
     """Whether this kernel was started by a headless run (``emotune run``, ``make refresh-notebooks``)."""
     return bool(env(HEADLESS_ENV))
+
+
+def progress_file() -> Path | None:
+    """The file a headless kernel copies its progress bars to (``emotune run`` shows it on the console)."""
+    value = env(PROGRESS_ENV)
+    return Path(value) if value else None
 
 
 def progress_disabled() -> bool:
@@ -92,14 +99,18 @@ def progress_disabled() -> bool:
 
 
 @contextmanager
-def headless_kernels() -> Iterator[None]:
-    """Within the block, kernels started for notebooks know they run headless."""
-    before = os.environ.get(HEADLESS_ENV)
-    os.environ[HEADLESS_ENV] = "1"
+def headless_kernels(progress_to: Path | None = None) -> Iterator[None]:
+    """Within the block, kernels started for notebooks know they run headless (and where to copy progress)."""
+    settings = {HEADLESS_ENV: "1", PROGRESS_ENV: str(progress_to) if progress_to else None}
+    before = {name: os.environ.get(name) for name in settings}
+    for name, value in settings.items():
+        if value is not None:
+            os.environ[name] = value
     try:
         yield
     finally:
-        if before is None:
-            os.environ.pop(HEADLESS_ENV, None)
-        else:
-            os.environ[HEADLESS_ENV] = before
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -35,3 +35,8 @@ def default_epochs(n_examples: int) -> int:
     elif n_examples * epochs > MAX_TARGET_EXAMPLES:
         epochs = max(MIN_DEFAULT_EPOCHS, MAX_TARGET_EXAMPLES // n_examples)
     return epochs
+
+# emotune's own response header: how many concurrent requests the served model answers in one pass (an
+# open-weights model's dynamic batch). Fewer in flight leave batches part empty, so the predictor's limiter
+# never lets its concurrency fall below it.
+BATCH_HEADER = "x-emotune-batch-size"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from ..core.openai_spec import BATCH_TERMINAL
 from .api_error import ApiError
@@ -14,6 +15,11 @@ from .store import Store, new_id, public
 
 OPEN = ("validating", "in_progress", "finalizing", "cancelling")
 MAX_RESTARTS = 3  # a batch caught by this many server restarts is failed, not run a fourth time
+
+
+# Requests of one batch answered at once, in input order: an open-weights model answers them in one batched
+# generate call (trainers/batching.py); the stand-ins answer them one by one as before.
+IN_FLIGHT = 32
 
 
 def _jsonl(rows: list[dict]) -> bytes:
@@ -110,16 +116,20 @@ class Batches:
         self.store.update("batches", batch_id, status="in_progress", in_progress_at=int(time.time()),
                           request_counts={"total": len(lines), "completed": 0, "failed": 0})
         out, err = [], []
-        for lineno, line in enumerate(lines, start=1):
-            if batch_id in self.cancelled:
-                break
-            custom_id, body, error = self._answer(lineno, line)
-            if error is None:
-                out.append({"id": new_id("batch_req_"), "custom_id": custom_id, "error": None,
-                            "response": {"status_code": 200, "request_id": new_id("req_"), "body": body}})
-            else:
-                err.append({"id": new_id("batch_req_"), "custom_id": custom_id, "error": None,
-                            "response": {"status_code": error.status, "request_id": new_id("req_"), "body": error.body()}})
+        with ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="emotune-batch") as pool:
+            for start in range(0, len(lines), IN_FLIGHT):
+                if batch_id in self.cancelled:
+                    break
+                numbered = enumerate(lines[start:start + IN_FLIGHT], start=start + 1)
+                for custom_id, body, error in pool.map(lambda n: self._answer(*n), numbered):
+                    if error is None:
+                        out.append({"id": new_id("batch_req_"), "custom_id": custom_id, "error": None,
+                                    "response": {"status_code": 200, "request_id": new_id("req_"), "body": body}})
+                    else:
+                        err.append({"id": new_id("batch_req_"), "custom_id": custom_id, "error": None, "response": {
+                            "status_code": error.status, "request_id": new_id("req_"), "body": error.body()}})
+                self.store.update("batches", batch_id, request_counts={
+                    "total": len(lines), "completed": len(out), "failed": len(err)})
         if batch_id in self.cancelled:
             self.cancelled.discard(batch_id)
             self.store.update("batches", batch_id, status="cancelled", cancelled_at=int(time.time()))

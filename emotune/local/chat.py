@@ -111,6 +111,11 @@ class Chat:
     def __init__(self, models: Models):
         self.models = models
 
+    def batch_size(self, model_name: str) -> int:
+        """How many concurrent greedy requests the model behind ``model_name`` answers in one pass (1: unbatched)."""
+        batcher = getattr(self.models.chat_model(model_name), "batcher", None)
+        return batcher.max_batch if batcher is not None else 1
+
     def prompt_tokens(self, req: ChatRequest) -> int:
         """The request's prompt tokens by OpenAI's counting method (what a token budget is charged)."""
         return tokens.count_chat_tokens(req.messages_as_dicts(), tokens.encoding_for(self.models.resolve(req.model)))

@@ -9,6 +9,8 @@ The limiter starts at a safe concurrency and learns from every answer:
 - Latency steers the concurrency (additive increase, multiplicative decrease): while answers come back
   within ``LATENCY_SLACK`` x the fastest seen, one more request may fly; a slower backend (an LLM taking
   seconds per answer) gets fewer in flight and longer timeouts instead of a flood of timeouts and retries.
+- A batching backend that says how many requests it answers at once (``x-emotune-batch-size``, emotune's
+  open-weights models) keeps at least that many in flight: its latency grows with the batch, its throughput more.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import re
 import time
 from collections import deque
 from dataclasses import dataclass, field
+
+from ..core.openai_spec import BATCH_HEADER
 
 START_CONCURRENCY = 8
 MAX_CONCURRENCY = 128
@@ -91,6 +95,7 @@ class Limiter:
     slow_start: bool = True  # until the first sign of a limit, concurrency grows fast
     fastest: float | None = None
     typical: float | None = None  # moving average of latency
+    batch_floor: int = 1  # a batching backend's batch size (BATCH_HEADER): the concurrency never falls below it
     _paused_until: float = 0.0
     _next_request_at: float = 0.0
     _next_token_at: float = 0.0
@@ -156,9 +161,14 @@ class Limiter:
             cond.notify(max(1, int(self.concurrency) - self.in_flight))
 
     def observe_headers(self, headers) -> None:
-        """Learn the budgets from ``x-ratelimit-*`` headers (absent headers change nothing)."""
+        """Learn the budgets from ``x-ratelimit-*`` headers, and the backend's batch size from
+        ``x-emotune-batch-size`` (absent headers change nothing)."""
         if headers is None:
             return
+        together = _int(headers, BATCH_HEADER)
+        if together and together > 1:
+            self.batch_floor = min(together, self.max_concurrency)
+            self.concurrency = max(self.concurrency, self.batch_floor)
         now = time.monotonic()
         for kind, budget in (("requests", self.requests), ("tokens", self.tokens)):
             limit = _int(headers, f"x-ratelimit-limit-{kind}")
@@ -183,7 +193,8 @@ class Limiter:
         self.fastest = latency if self.fastest is None else min(self.fastest, latency)
         self.typical = latency if self.typical is None else 0.9 * self.typical + 0.1 * latency
         if self.typical > LATENCY_SLACK * self.fastest and self.typical - self.fastest > LATENCY_MARGIN:
-            self.concurrency = max(1.0, self.concurrency * 0.98)  # saturated backend: fewer in flight
+            # saturated backend: fewer in flight, but never fewer than a batching backend answers at once
+            self.concurrency = max(1.0, self.batch_floor, self.concurrency * 0.98)
             self.slow_start = False
         elif self.slow_start:  # no sign of a limit yet: one more in flight per answer (doubling per round trip)
             self.concurrency = min(self.max_concurrency, self.concurrency + 1.0)

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from ...core.openai_spec import BATCH_HEADER
 from ..ratelimit import DEFAULT_COMPLETION_TOKENS
 from ..schemas import ChatRequest, parse
 from ..streaming import chunks, events, live_chunks
@@ -30,4 +31,8 @@ async def chat(request: Request):
         # a sync iterator: Starlette pulls it in a worker thread, so generation never blocks the event loop
         return StreamingResponse(events(source), media_type="text/event-stream",
                                  headers=headers | {"cache-control": "no-cache"})
-    return json_response(await run_in_threadpool(engine(request).chat.complete, req), headers=headers)
+    answer = await run_in_threadpool(engine(request).chat.complete, req)
+    together = engine(request).chat.batch_size(req.model)
+    if together > 1:  # a client that keeps this many in flight gets whole batches (emotune's predictor reads it)
+        headers = headers | {BATCH_HEADER: str(together)}
+    return json_response(answer, headers=headers)

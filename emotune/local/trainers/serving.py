@@ -4,7 +4,9 @@ A base model is loaded once per process (:class:`SharedBase`); the base itself a
 are :class:`OpenWeightsModel` views that name an adapter (or none). Adapters are attached with PEFT
 (``load_adapter``) and selected per ``generate`` call under the base's lock, so serving the
 base and two fine-tunes costs one set of base weights plus a few MB per adapter. Greedy requests are
-batched (:mod:`.batching`); a ``response_format`` is enforced by constrained decoding (:mod:`.grammar`).
+batched (:mod:`.batching`), and the beginning their prompts share (a system prompt) is computed once per adapter
+and kept as a key/value cache: a batch then computes only each prompt's own tokens. A ``response_format`` is
+enforced by constrained decoding (:mod:`.grammar`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import hashlib
 import json
 import threading
 import weakref
+from collections import OrderedDict
 from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +33,19 @@ def _ids(encoded) -> list[int]:
     return list(encoded)
 
 
+MIN_SHARED_PREFIX = 16  # a batch's common prompt beginning shorter than this is simply computed per row
+PREFIX_CACHES = 4  # prefix caches kept per base (per adapter and prefix), newest first
+
+
+def _common_prefix(prompts: list[list[int]]) -> int:
+    """How many leading tokens every prompt shares, leaving each at least one token of its own."""
+    n, first = 0, prompts[0]
+    limit = min(len(p) for p in prompts) - 1
+    while n < limit and all(p[n] == first[n] for p in prompts):
+        n += 1
+    return n
+
+
 class SharedBase:
     """A base model's tokenizer and weights, loaded once, with the adapters attached to it."""
 
@@ -42,6 +58,7 @@ class SharedBase:
         self.lm = lm.to(device()).eval()
         self.lock = threading.Lock()  # one forward pass at a time: the active adapter is the model's state
         self.adapters: set[str] = set()
+        self._prefixes: OrderedDict = OrderedDict()  # (adapter, prefix tokens) -> its key/value cache
         self.grammars = Grammars(self.tok, lm.config.vocab_size)
         self.vocab_size = lm.config.vocab_size
 
@@ -66,6 +83,26 @@ class SharedBase:
                 self.lm.load_adapter(str(adapter), adapter_name=key)
             self.adapters.add(key)
         return key
+
+    def prefix_cache(self, adapter: str | None, prefix: list[int], rows: int):
+        """The key/value cache of ``prefix`` under ``adapter``, repeated for ``rows`` rows (call inside
+        :meth:`using`). Computed once per adapter and prefix; the few newest are kept."""
+        import copy
+
+        import torch
+        from transformers import DynamicCache
+
+        key = (adapter, tuple(prefix))
+        if key not in self._prefixes:
+            cache = DynamicCache()
+            self.lm(input_ids=torch.tensor([prefix], device=device()), past_key_values=cache, use_cache=True)
+            self._prefixes[key] = cache
+            while len(self._prefixes) > PREFIX_CACHES:
+                self._prefixes.popitem(last=False)
+        self._prefixes.move_to_end(key)
+        cache = copy.deepcopy(self._prefixes[key])  # generate appends to the cache it is given
+        cache.batch_repeat_interleave(rows)
+        return cache
 
     @contextmanager
     def using(self, adapter: str | None):
@@ -109,24 +146,39 @@ class OpenWeightsModel:
         require_extra()
         return cls(SharedBase.get(name))
 
-    def _generate(self, ids, mask, limit: int, grammars: list, **sampling):
+    def _generate(self, ids, mask, limit: int, grammars: list, prefix: int = 0, **sampling):
+        """``generate`` with the model's adapter selected; the first ``prefix`` tokens, the same in every row,
+        come from the shared prefix cache instead of being computed again for each row."""
         import torch
 
-        processors = [logits_processor(grammars, self.shared.vocab_size)] if any(grammars) else []
+        processors = [logits_processor(grammars, self.shared.vocab_size)] if any(g is not None for g in grammars) else []
         with torch.no_grad(), self.shared.using(self.adapter) as lm:
+            cache = self.shared.prefix_cache(self.adapter, ids[0, :prefix].tolist(), len(ids)) if prefix else None
             return lm.generate(input_ids=ids, attention_mask=mask, max_new_tokens=limit, logits_processor=processors,
-                               pad_token_id=self.tok.pad_token_id, eos_token_id=self.tok.eos_token_id, **sampling)
+                               past_key_values=cache, pad_token_id=self.tok.pad_token_id,
+                               eos_token_id=self.tok.eos_token_id, **sampling)
 
     def _generate_batch(self, items: list[tuple[list[int], int, object]]) -> list[tuple[list[int], str]]:
-        """Greedy answers for several prompts in one left-padded ``generate`` call (the batcher's worker)."""
+        """Greedy answers for several prompts in one padded ``generate`` call (the batcher's worker).
+
+        The prompts' shared beginning (the system prompt, when long enough) is taken from the prefix cache and
+        the padding goes between it and each prompt's own tokens; otherwise the prompts are left-padded.
+        Positions follow the attention mask, so padding changes no answer either way.
+        """
         import torch
 
-        width = max(len(prompt) for prompt, *_ in items)
+        prompts = [prompt for prompt, *_ in items]
+        shared = _common_prefix(prompts)
+        shared = shared if shared >= MIN_SHARED_PREFIX and len(prompts) > 1 else 0
+        width = max(len(p) for p in prompts) - shared
         pad = self.tok.pad_token_id
-        ids = torch.tensor([[pad] * (width - len(p)) + p for p, *_ in items], device=device())
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p, *_ in items], device=device())
-        out = self._generate(ids, mask, max(lim for _, lim, _ in items), [g for *_, g in items], do_sample=False)
-        return [self._cut(row, limit) for row, (_, limit, _) in zip(out[:, width:].tolist(), items, strict=True)]
+        ids = torch.tensor([p[:shared] + [pad] * (width - len(p) + shared) + p[shared:] for p in prompts], device=device())
+        mask = torch.tensor([[1] * shared + [0] * (width - len(p) + shared) + [1] * (len(p) - shared) for p in prompts],
+                            device=device())
+        out = self._generate(ids, mask, max(lim for _, lim, _ in items), [g for *_, g in items], prefix=shared,
+                             do_sample=False)
+        start = shared + width
+        return [self._cut(row, limit) for row, (_, limit, _) in zip(out[:, start:].tolist(), items, strict=True)]
 
     def _cut(self, row: list[int], limit: int) -> tuple[list[int], str]:
         """The answer's tokens (up to the end-of-turn token and the request's own limit) and finish reason."""
