@@ -56,6 +56,7 @@ from .stages.data import clean, label_set, load, load_samples, record_dataset, s
 from .stages.evaluate import (
     batch_agreement,
     compare_models,
+    cost_axis,
     cost_per_1000,
     error_analysis,
     gold_labels,
@@ -123,6 +124,7 @@ __all__ = [
     "compare_models",
     "connect",
     "cooccurrence",
+    "cost_axis",
     "cost_per_1000",
     "cost_table",
     "dataset_spec",

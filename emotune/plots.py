@@ -199,15 +199,19 @@ def plot_confusions(confusions: pd.DataFrame, title: str = "Most frequent confus
     return _finish(fig, ax, title, "comments", "gold label -> predicted instead")
 
 
-def plot_cost_vs_quality(points: pd.DataFrame, title: str = "Cost per 1,000 predictions vs macro-F1"):
-    """One point per comparator: USD per 1,000 predictions (OpenAI prices) against macro-F1 with its interval."""
+def plot_cost_vs_quality(points: pd.DataFrame, title: str = "Cost per 1,000 predictions vs macro-F1",
+                         axis: str = "USD per 1,000 (online)"):
+    """One point per comparator: its cost per 1,000 predictions (column ``cost``: OpenAI's dollars, or compute
+    seconds for open weights, as ``axis`` says) against macro-F1 with its interval; the free baseline at 0."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for _, row in points.iterrows():
-        ax.errorbar(row["usd_per_1000"], row["macro_f1"], yerr=[[row["macro_f1"] - row["ci_low"]], [row["ci_high"] - row["macro_f1"]]],
+        ax.errorbar(row["cost"], row["macro_f1"], yerr=[[row["macro_f1"] - row["ci_low"]], [row["ci_high"] - row["macro_f1"]]],
                     fmt="o", capsize=4)
-        ax.annotate(row["comparator"], (row["usd_per_1000"], row["macro_f1"]), textcoords="offset points", xytext=(6, 4))
-    ax.set_xlim(left=-0.02 * max(points["usd_per_1000"].max(), 0.01))
-    return _finish(fig, ax, title, "USD per 1,000 predictions (OpenAI prices, online)", "macro-F1 (95% CI)")
+        ax.annotate(row["comparator"], (row["cost"], row["macro_f1"]), textcoords="offset points", xytext=(6, 4))
+    ax.set_xlim(left=-0.02 * max(points["cost"].max(), 0.01))
+    label = ("USD per 1,000 predictions (OpenAI prices, online)" if axis.startswith("USD")
+             else "compute seconds per 1,000 predictions (this machine, online)")
+    return _finish(fig, ax, title, label, "macro-F1 (95% CI)")
 
 
 def plot_prompt_tokens(tax: pd.DataFrame, title: str = "Billed tokens per example by prompt style"):

@@ -50,7 +50,17 @@ def test_cost_per_1000_in_dollars_or_not_priced():
     cost = _cost(preds, models)
     client = openai.OpenAI(api_key="k", base_url="http://127.0.0.1:9/v1")
     unpriced = evaluate.cost_per_1000(CompatibleProvider(client, "http://127.0.0.1:9/v1"), preds, models)
-    assert unpriced["USD per 1,000 (online)"].isna().all() and unpriced["pricing"].str.startswith("not priced").all()
+    assert list(unpriced.columns) == ["pricing", "items"]  # no dollar column of NaNs, and no timing was recorded
+    assert unpriced["pricing"].str.startswith("not priced").all()
+    preds["fine-tuned"].seconds_per_answer = preds["base"].seconds_per_answer = 0.35  # 1,000 answers in 350 s
+    timed = evaluate.cost_per_1000(CompatibleProvider(client, "http://127.0.0.1:9/v1"), preds, models)
+    assert evaluate.cost_axis(timed) == "compute s per 1,000 (online)" and evaluate.cost_axis(cost).startswith("USD")
+    assert timed.loc["fine-tuned", "compute s per 1,000 (online)"] == 350.0
+    from emotune.stages.verdict import _cost_words
+
+    assert _cost_words(timed, None, 594.0) == ("1,000 predictions take 350 compute seconds online on this machine, "
+                                               "after 594 compute seconds of training")
+    assert "compute s per 1,000 (online)" not in cost.columns  # priced in dollars: no compute column
     assert cost.loc["fine-tuned", "USD per 1,000 (online)"] == pytest.approx(1000 * (100 * 0.3 + 5 * 1.2) / 1e6)
     assert cost.loc["fine-tuned", "USD per 1,000 (batch)"] == pytest.approx(cost.loc["fine-tuned", "USD per 1,000 (online)"] / 2)
 

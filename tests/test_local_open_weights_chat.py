@@ -70,10 +70,9 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(tiny_model
 def byte_model(tmp_path_factory):
     """A 2-layer random Llama whose byte-level tokenizer can spell any text (a grammar needs every character)."""
     import torch
+    from test_open_weights import TEMPLATE
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    from test_open_weights import TEMPLATE
 
     folder = tmp_path_factory.mktemp("byte-llama")
     raw = Tokenizer(models.BPE())

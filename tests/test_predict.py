@@ -292,3 +292,18 @@ def test_the_base_model_is_asked_with_every_label_and_answers_from_the_comment(t
     # the label list in the prompt is not read as the comment: one or two labels per answer, not 28
     assert max(len(labs) for labs in out["base"].labels()) <= 2
     assert out["base"].labels() == out[evaluate.BASE_ON_TRAINING_PROMPT].labels()
+
+
+def test_each_answer_records_when_it_came_so_a_cached_pass_keeps_its_pace(tmp_path):
+    from emotune.stages.predict import PredictionCache, _assemble
+
+    cache = PredictionCache(tmp_path / "c.jsonl")
+    items = [(str(i), [], f"k{i}") for i in range(5)]
+    for i, (_, _, key) in enumerate(items):
+        cache.put(key, {"model": "m", "content": "joy", "usage": {"prompt_tokens": 3, "completion_tokens": 1},
+                        "answered_at": 1000.0 + 2.5 * i})
+    cache.close()
+    again = PredictionCache(tmp_path / "c.jsonl")  # a re-run reads the pace back from the cache
+    assert _assemble("m", items, again, {k for *_, k in items}, {}, "goemotions", 0).seconds_per_answer == 2.5
+    again.put("old", {"model": "m", "content": "joy", "usage": {"prompt_tokens": 3, "completion_tokens": 1}})
+    assert _assemble("m", items + [("5", [], "old")], again, set(), {}, "goemotions", 0).seconds_per_answer is None

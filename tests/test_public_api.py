@@ -28,6 +28,7 @@ PUBLIC = [
     "compare_models",
     "connect",
     "cooccurrence",
+    "cost_axis",
     "cost_per_1000",
     "cost_table",
     "dataset_spec",

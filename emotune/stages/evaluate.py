@@ -109,11 +109,16 @@ def error_analysis(frame: pd.DataFrame, gold, base, tuned, k: int = 8) -> pd.Dat
     return pd.concat([out[out.change == "fixed"].head(k), out[out.change == "broke"].head(k)], ignore_index=True)
 
 
+COMPUTE_COLUMN = "compute s per 1,000 (online)"
+
+
 def cost_per_1000(conn, predictions: dict[str, Predictions], models: dict[str, str]) -> pd.DataFrame:
     """What 1,000 predictions cost on this provider, from the tokens the answers used (online and Batch).
 
     The price comes from the provider: OpenAI's dollars, what OpenAI would charge (local backend), or
     nothing ("not priced": an open-weights model costs compute time, an unknown server has no price list).
+    Unpriced models get their compute time instead: wall seconds per 1,000 online answers, from the first to
+    the last answer of the pass (at the concurrency the predictor ran). Columns no row has are left out.
     """
     rows = []
     for name, p in predictions.items():
@@ -124,10 +129,17 @@ def cost_per_1000(conn, predictions: dict[str, Predictions], models: dict[str, s
         tuned = model.startswith("ft:")
         online = pricing.usd_per_1000(prompt, completion, fine_tuned=tuned)
         batch = pricing.usd_per_1000(prompt, completion, fine_tuned=tuned, batch=True)
+        timed = None if pricing.in_dollars or p.seconds_per_answer is None else 1000 * p.seconds_per_answer
         rows.append({"comparator": name, "USD per 1,000 (online)": np.nan if online is None else round(online, 4),
                      "USD per 1,000 (batch)": np.nan if batch is None else round(batch, 4),
+                     COMPUTE_COLUMN: np.nan if timed is None else round(timed, 1),
                      "pricing": pricing.note if pricing.in_dollars else f"not priced ({pricing.note})", "items": n})
-    return pd.DataFrame(rows).set_index("comparator")
+    return pd.DataFrame(rows).set_index("comparator").dropna(axis=1, how="all")
+
+
+def cost_axis(cost: pd.DataFrame) -> str:
+    """The column a cost-vs-quality plot puts on its x axis: dollars where priced, else compute seconds."""
+    return "USD per 1,000 (online)" if "USD per 1,000 (online)" in cost.columns else COMPUTE_COLUMN
 
 
 def batch_agreement(conn, run, model: str, frame: pd.DataFrame, online: list[list[str]], *, spec: PromptSpec,

@@ -90,6 +90,7 @@ class Predictions:
     completion_tokens: int = 0
     attempts: int = 0  # HTTP attempts made, retries included
     rate: dict = field(default_factory=dict)  # what the limiter ended on: req/s, in flight, budgets, 429s
+    seconds_per_answer: float | None = None  # wall time between the first and last online answer, per answer
 
     def labels(self) -> list[list[str]]:
         return [list(x) for x in self.frame["labels"]]
@@ -132,11 +133,12 @@ def _build(frame: pd.DataFrame, model: str, params: dict, spec: PromptSpec):
 def _assemble(model: str, items, cache: PredictionCache, cached_keys: set[str], failures: dict, taxonomy,
               sent: int, attempts: int = 0, rate: dict | None = None) -> Predictions:
     """Parsed answers for every item that has one; tokens are those the answers used, cached or not."""
-    rows, prompt, completion = [], 0, 0
+    rows, prompt, completion, times = [], 0, 0, []
     for row_id, _, key in items:
         rec = cache.get(key)
         if rec is None:
             continue
+        times.append(rec.get("answered_at"))
         parsed = parse_answer(rec["content"], taxonomy)
         rows.append({"id": row_id, "answer": rec["content"], "labels": parsed.labels, "status": parsed.status,
                      "unknown": parsed.unknown, "cached": key in cached_keys})
@@ -144,7 +146,9 @@ def _assemble(model: str, items, cache: PredictionCache, cached_keys: set[str], 
         completion += rec["usage"]["completion_tokens"]
     frame = pd.DataFrame(rows, columns=["id", "answer", "labels", "status", "unknown", "cached"])
     fails = [{"id": i, "error": e} for i, e in failures.items()]
-    return Predictions(model, frame, fails, sent, prompt, completion, attempts, rate or {})
+    timed = [t for t in times if isinstance(t, int | float)]
+    pace = (max(timed) - min(timed)) / (len(timed) - 1) if len(timed) == len(times) and len(timed) > 1 else None
+    return Predictions(model, frame, fails, sent, prompt, completion, attempts, rate or {}, pace)
 
 
 class MalformedAnswer(ValueError):
@@ -274,7 +278,7 @@ async def _ask_all(conn, model: str, todo, params: dict, concurrency: int | None
                     return  # the server answered; it would answer garbage again
                 lim.on_success(latency)
                 token_ratio[0] = 0.9 * token_ratio[0] + 0.1 * record["usage"]["prompt_tokens"] / max(size, 1)
-                cache.put(key, {"model": model, **record})
+                cache.put(key, {"model": model, **record, "answered_at": round(time.time(), 3)})
                 failures.pop(row_id, None)
                 bar.update(1)
                 bar.set_postfix(lim.describe(), refresh=False)

@@ -53,10 +53,14 @@ def _versus(row: pd.Series, name: str) -> str:
 
 def _cost_words(cost: pd.DataFrame, training_usd: float | None, training_seconds: float | None) -> str:
     row = cost.loc["fine-tuned"] if "fine-tuned" in cost.index else None
-    online = None if row is None else row["USD per 1,000 (online)"]
+    online = None if row is None else row.get("USD per 1,000 (online)")
     if online is not None and not (isinstance(online, float) and math.isnan(online)):
         words = f"1,000 predictions cost ${online:.3f} online (${row['USD per 1,000 (batch)']:.3f} by Batch)"
         return words + (f", after ${training_usd:.2f} of training" if training_usd is not None else "")
+    timed = row.get("compute s per 1,000 (online)") if row is not None else None
+    if timed is not None and not math.isnan(timed):
+        words = f"1,000 predictions take {timed:,.0f} compute seconds online on this machine"
+        return words + (f", after {training_seconds:,.0f} compute seconds of training" if training_seconds is not None else "")
     if training_seconds is not None:
         return f"training took {training_seconds:,.0f} compute seconds; no dollar price ({row['pricing'] if row is not None else ''})"
     return f"no dollar price ({row['pricing']})" if row is not None else "no price"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import warnings
 import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -32,6 +33,11 @@ def _ids(encoded) -> list[int]:
         encoded = encoded["input_ids"]
     return list(encoded)
 
+
+# transformers 5 renames generate's and forward's past_key_values to cache, and PEFT still calls the old
+# is_gradient_checkpointing; both names work, and the warnings would only clutter a notebook's output.
+warnings.filterwarnings("ignore", message="`past_key_values` is deprecated", category=FutureWarning)
+warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 MIN_SHARED_PREFIX = 16  # a batch's common prompt beginning shorter than this is simply computed per row
 PREFIX_CACHES = 4  # prefix caches kept per base (per adapter and prefix), newest first
