@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from emotune import cli
-from emotune.stages.verdict import BASELINE_AS_GOOD, NO_GAIN, WORTH_IT
+from emotune.stages.verdict import BASELINE_AS_GOOD, BASELINE_BETTER, NO_GAIN, WORTH_IT
 
 SENTINEL = f"sk-emotune-sentinel-{uuid.uuid4().hex}"
 PARAMS = ["-p", "backend=local", "-p", "n_train=600", "-p", "n_validation=150", "-p", "n_eval=150", "-p", "seed=7"]
@@ -85,7 +85,7 @@ def test_the_manifest_alone_records_the_run(series):
                for i, name in enumerate(["explore", "build_jsonl", "validate_cost", "launch_job", "evaluate"], start=1))
     assert "verdict: Verdict: " in "\n".join(cli.summary_lines(m))
     verdict = m["evaluation"]["verdict"]
-    assert verdict["answer"] in (WORTH_IT, BASELINE_AS_GOOD, NO_GAIN)
+    assert verdict["answer"] in (WORTH_IT, BASELINE_AS_GOOD, BASELINE_BETTER, NO_GAIN)
     assert "label-name matcher vs TF-IDF learner; dollar figures are what OpenAI would charge" in verdict["sentence"]
 
 

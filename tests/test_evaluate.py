@@ -78,8 +78,9 @@ def _answers(gold, right_share, seed):
     ((0.1, 0.9, 0.5), verdict.WORTH_IT),  # base, fine-tuned, free baseline: beats both
     ((0.1, 0.6, 0.6), verdict.BASELINE_AS_GOOD),  # beats the base model only
     ((0.5, 0.5, 0.2), verdict.NO_GAIN),  # no better than the base model
+    ((0.1, 0.4, 0.9), verdict.BASELINE_BETTER),  # beats the base model, but the free baseline beats it
 ])
-def test_the_verdict_computes_each_of_its_three_answers(shares, answer):
+def test_the_verdict_computes_each_of_its_four_answers(shares, answer):
     gold = [[LABELS[i % len(LABELS)]] for i in range(240)]
     preds = {name: _answers(gold, share, seed) for (name, share, seed)
              in zip(("base", "fine-tuned", "free baseline"), shares, (1, 2, 3), strict=True)}

@@ -90,7 +90,7 @@ def test_lora_job_learns_serves_and_survives_a_new_process(tiny_model, tmp_path)
                                           temperature=0, max_completion_tokens=8)
         assert tuned.choices[0].message.content == "gratitude"
         assert tuned.system_fingerprint == "emotune-local-open-weights-lora"
-        shared = SharedBase._loaded[str(tiny_model)]
+        shared = SharedBase.get(str(tiny_model))  # the copy already loaded, not a second one
         assert len(shared.adapters) == 1
         again = c.chat.completions.create(model=str(tiny_model), messages=prompt_messages("thank you so much"),
                                           max_completion_tokens=3)

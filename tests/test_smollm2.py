@@ -83,5 +83,6 @@ def test_batches_share_the_system_prompts_cache_and_answer_as_one_at_a_time(smol
     with ThreadPoolExecutor(len(texts)) as pool:
         together = list(pool.map(lambda t: model.complete(spec.messages(t), schema, 40), texts))
     assert model.batcher.stats["largest"] > 1 and model.shared._prefixes  # a batch used the shared prefix
+    assert OpenWeightsModel.base_model("HuggingFaceTB/SmolLM2-135M-Instruct").shared is model.shared  # one copy
     assert [a[0] for a in together] == [a[0] for a in alone]
     assert all(a[3] == "stop" and parse_answer(a[0], "goemotions").ok for a in together)

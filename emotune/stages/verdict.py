@@ -1,11 +1,12 @@
 """Notebook 05's answer to "was the fine-tune worth it?": computed from the comparisons, never written by hand.
 
-Three answers are possible, decided on the headline metric (macro-F1 over every label with gold examples)
+Four answers are possible, decided on the headline metric (macro-F1 over every label with gold examples)
 with the Holm-corrected permutation p-values of :func:`emotune.stages.evaluate.compare_models`:
 
-1. :data:`WORTH_IT`: the fine-tuned model beats the base model **and** the free baseline;
-2. :data:`BASELINE_AS_GOOD`: it beats the base model, but not the free baseline (which is as good or better);
-3. :data:`NO_GAIN`: no difference from the base model that this sample can detect.
+1. :data:`BASELINE_BETTER`: the free baseline beats the fine-tuned model, whatever the base model does;
+2. :data:`WORTH_IT`: the fine-tuned model beats the base model **and** the free baseline;
+3. :data:`BASELINE_AS_GOOD`: it beats the base model, and the free baseline is as good as far as this sample shows;
+4. :data:`NO_GAIN`: no difference from the base model that this sample can detect.
 
 The sentence names what was really compared on this backend (a label-name matcher and a TF-IDF learner on
 the local backend, an open-weights LLM and its LoRA adapter, or OpenAI models) and what its money figures
@@ -22,6 +23,7 @@ from ..core.manifest import EvaluationRecord
 
 WORTH_IT = "the fine-tune is worth it"
 BASELINE_AS_GOOD = "a free baseline does as well"
+BASELINE_BETTER = "a free baseline does better"
 NO_GAIN = "no detectable gain at this sample size"
 HEADLINE_METRIC = "macro_f1"
 
@@ -32,11 +34,13 @@ def _row(comparisons: pd.DataFrame, other: str, metric: str) -> pd.Series | None
 
 
 def decide(vs_base: pd.Series | None, vs_baseline: pd.Series | None) -> str:
-    """One of the three answers from the two headline comparisons (a significant gain is p < 0.05 after Holm
-    and a positive difference)."""
+    """One of the four answers from the two headline comparisons (a significant gain is p < 0.05 after Holm
+    and a positive difference; a significant loss, the same with a negative one)."""
     def gains(row):
         return row is not None and bool(row["significant"]) and row["difference"] > 0
 
+    if vs_baseline is not None and bool(vs_baseline["significant"]) and vs_baseline["difference"] < 0:
+        return BASELINE_BETTER
     if not gains(vs_base):
         return NO_GAIN
     return WORTH_IT if gains(vs_baseline) else BASELINE_AS_GOOD

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from . import weights
 from .batching import Batcher
 from .grammar import Grammars, logits_processor
 from .open_weights import MARKER, device, load, require_extra
@@ -70,11 +71,13 @@ class SharedBase:
 
     @classmethod
     def get(cls, name: str) -> SharedBase:
-        """The loaded base for ``name``, loading it only if no served model holds it."""
+        """The loaded base for ``name``, loading it only if no served model holds it (two names of one model,
+        such as ``smollm2-135m-instruct`` and its hub id, share one copy)."""
+        folder = str(weights.local_folder(name))
         with cls._registry_lock:
-            base = cls._loaded.get(name)
+            base = cls._loaded.get(folder)
             if base is None:
-                base = cls._loaded[name] = cls(name)
+                base = cls._loaded[folder] = cls(name)
             return base
 
     def attach(self, adapter: Path) -> str:
