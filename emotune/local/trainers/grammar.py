@@ -14,8 +14,7 @@ import json
 import threading
 
 from ...core.errors import ConfigError
-
-INSTALL = "pip install 'emotune[open-weights]'"
+from .open_weights import INSTALL
 
 
 class GrammarError(ValueError):
