@@ -56,8 +56,20 @@ def texts(n: int) -> pd.DataFrame:
 def emotune_serve(state_dir: Path, *flags: str):
     """``emotune serve`` in its own process (as a user runs it), stopped on exit."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "emotune.cli", "serve", "--port", str(port),
-                             "--state-dir", str(state_dir), *flags], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "emotune.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--state-dir",
+            str(state_dir),
+            *flags,
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -84,8 +96,9 @@ def sequential(conn: LocalProvider, frame: pd.DataFrame) -> tuple[float, int]:
     lost, t0 = 0, time.perf_counter()
     for text in frame["text"]:
         try:
-            conn.client.chat.completions.create(model=BASE, messages=prompt_spec().messages(text),
-                                                **predict.sampling_params(0))
+            conn.client.chat.completions.create(
+                model=BASE, messages=prompt_spec().messages(text), **predict.sampling_params(0)
+            )
         except openai.APIError:
             lost += 1
     return len(frame) / (time.perf_counter() - t0), lost
@@ -95,40 +108,63 @@ def adaptive(conn: LocalProvider, frame: pd.DataFrame, cache_path: Path) -> dict
     t0 = time.perf_counter()
     out = predict.classify(conn, BASE, frame, cache=predict.PredictionCache(cache_path), progress=False)
     seconds = time.perf_counter() - t0
-    per_request = (out.prompt_tokens + len(out.frame) * predict.MAX_COMPLETION_TOKENS) / max(len(out.frame), 1)
-    return {"rate": out.sent / seconds, "lost": len(out.failures), "429s": int(out.rate.get("429s", 0)),
-            "attempts": out.attempts, "tokens/request": per_request, "in flight": out.rate.get("in flight")}
+    per_request = (out.prompt_tokens + len(out.frame) * predict.MAX_COMPLETION_TOKENS) / max(
+        len(out.frame), 1
+    )
+    return {
+        "rate": out.sent / seconds,
+        "lost": len(out.failures),
+        "429s": int(out.rate.get("429s", 0)),
+        "attempts": out.attempts,
+        "tokens/request": per_request,
+        "in flight": out.rate.get("in flight"),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=3000, help="comments emotune classifies per server")
-    parser.add_argument("--sequential", type=int, default=150, help="comments the one-at-a-time loop classifies")
+    parser.add_argument(
+        "--sequential", type=int, default=150, help="comments the one-at-a-time loop classifies"
+    )
     args = parser.parse_args()
     frame = texts(args.requests + args.sequential)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, flags in (("limited (rpm 6000, tpm 2M)", ("--rpm", str(RPM), "--tpm", str(TPM))),
-                            ("slow (no limit, 100 ms)", ("--latency-ms", "100"))):
+        for name, flags in (
+            ("limited (rpm 6000, tpm 2M)", ("--rpm", str(RPM), "--tpm", str(TPM))),
+            ("slow (no limit, 100 ms)", ("--latency-ms", "100")),
+        ):
             with emotune_serve(Path(tmp) / name[:4], *flags) as base_url:
                 conn = connection(base_url)
                 conn.client.chat.completions.create(model=BASE, messages=prompt_spec().messages("warm up"))
-                ours = adaptive(conn, frame.iloc[:args.requests], Path(tmp) / f"{name[:4]}.jsonl")
-                loop_rate, loop_lost = sequential(conn, frame.iloc[args.requests:])
+                ours = adaptive(conn, frame.iloc[: args.requests], Path(tmp) / f"{name[:4]}.jsonl")
+                loop_rate, loop_lost = sequential(conn, frame.iloc[args.requests :])
             if "--rpm" in flags:
                 limit = min(RPM / 60, TPM / 60 / ours["tokens/request"])
                 binding = f"{limit:.1f}/s ({'requests' if limit == RPM / 60 else 'tokens'})"
             else:
                 limit, binding = None, "none"
-            rows.append({"server": name, "binding limit": binding,
-                         "emotune req/s": round(ours["rate"], 1),
-                         "% of limit": round(100 * ours["rate"] / limit, 1) if limit else "-",
-                         "lost": ours["lost"], "429s %": round(100 * ours["429s"] / max(ours["attempts"], 1), 2),
-                         "in flight (end)": ours["in flight"], "one-at-a-time req/s": round(loop_rate, 1),
-                         "loop lost": loop_lost, "speed-up": f"{ours['rate'] / loop_rate:.0f}x"})
+            rows.append(
+                {
+                    "server": name,
+                    "binding limit": binding,
+                    "emotune req/s": round(ours["rate"], 1),
+                    "% of limit": round(100 * ours["rate"] / limit, 1) if limit else "-",
+                    "lost": ours["lost"],
+                    "429s %": round(100 * ours["429s"] / max(ours["attempts"], 1), 2),
+                    "in flight (end)": ours["in flight"],
+                    "one-at-a-time req/s": round(loop_rate, 1),
+                    "loop lost": loop_lost,
+                    "speed-up": f"{ours['rate'] / loop_rate:.0f}x",
+                }
+            )
     print(pd.DataFrame(rows).to_string(index=False))
-    print(f"({args.requests} requests per server for emotune, {args.sequential} for the loop; target: >= 90% of "
-          "the binding limit, 0 lost, < 1% 429s)")
+    print(
+        f"({args.requests} requests per server for emotune, {args.sequential} for the loop; target: >= 90% "
+        "of "
+        "the binding limit, 0 lost, < 1% 429s)"
+    )
 
 
 if __name__ == "__main__":

@@ -27,8 +27,22 @@ def run(name: str, extra: list[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / name
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "emotune.cli", "run", "--run-dir", str(run_dir), "-p", "backend=local",
-                               *extra], capture_output=True, text=True, env=None)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "emotune.cli",
+                "run",
+                "--run-dir",
+                str(run_dir),
+                "-p",
+                "backend=local",
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            env=None,
+        )
         total = time.perf_counter() - t0
         if proc.returncode != 0:
             print(proc.stdout[-2000:], proc.stderr[-2000:])
@@ -36,9 +50,14 @@ def run(name: str, extra: list[str]) -> None:
         manifest = json.loads((run_dir / "manifest.json").read_text())
         stages = {k: v["seconds"] for k, v in sorted(manifest["stages"].items())}
         verdict = manifest["evaluation"]["verdict"]
-        print(f"{name}: {total:.1f} s in all (" + ", ".join(f"{k} {v:.1f} s" for k, v in stages.items()) + ")")
-        print(f"  macro-F1 base {verdict['macro_f1']['base']:.3f} -> fine-tuned {verdict['macro_f1']['fine_tuned']:.3f} "
-              f"on {verdict['n_items']} test comments")
+        print(
+            f"{name}: {total:.1f} s in all (" + ", ".join(f"{k} {v:.1f} s" for k, v in stages.items()) + ")"
+        )
+        print(
+            f"  macro-F1 base {verdict['macro_f1']['base']:.3f} -> fine-tuned "
+            f"{verdict['macro_f1']['fine_tuned']:.3f} "
+            f"on {verdict['n_items']} test comments"
+        )
 
 
 def main() -> None:

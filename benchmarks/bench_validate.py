@@ -10,8 +10,7 @@ from __future__ import annotations
 import time
 
 from emotune.core import file_rules as validate
-from emotune.core import prompts as examples
-from emotune.stages import data
+from emotune.stages import data, examples
 
 MODEL = "gpt-4.1-mini-2025-04-14"
 
@@ -23,9 +22,12 @@ def main() -> None:
         t0 = time.perf_counter()
         report = validate.validate_bytes(raw, f"train-{style}.jsonl", MODEL, token_limit=65536)
         seconds = time.perf_counter() - t0
-        print(f"validate + count {style}: {report.n_examples} examples, {len(raw) / 1e6:.1f} MB, "
-              f"{int(report.tokens.sum()):,} tokens, {len(report.errors)} errors, {len(report.warnings)} warnings "
-              f"in {seconds:.2f} s")
+        print(
+            f"validate + count {style}: {report.n_examples} examples, {len(raw) / 1e6:.1f} MB, "
+            f"{int(report.tokens.sum()):,} tokens, {len(report.errors)} errors, {len(report.warnings)} "
+            "warnings "
+            f"in {seconds:.2f} s"
+        )
     print(examples.prompt_tax(train, MODEL).to_string(index=False))
 
 

@@ -19,18 +19,7 @@ from .core.errors import (
 )
 from .core.file_rules import check_overlap, rules_frame, validate_file
 from .core.pricing import cost_table, load_catalog
-from .core.prompts import (
-    PromptSpec,
-    build_training_files,
-    check_prompt_spec,
-    example_gallery,
-    example_labels,
-    parse_table,
-    prompt_spec,
-    prompt_tax,
-    style_tokens,
-    trained_prompt_spec,
-)
+from .core.prompts import PromptSpec, check_prompt_spec, example_labels, prompt_spec
 from .core.runs import Run, begin_stage, finish_stage, open_run, package_versions
 from .core.taxonomy import get_taxonomy
 from .plots import (
@@ -67,6 +56,14 @@ from .stages.evaluate import (
     prompt_specs,
     train_baseline,
     usage_table,
+)
+from .stages.examples import (
+    build_training_files,
+    example_gallery,
+    parse_table,
+    prompt_tax,
+    style_tokens,
+    trained_prompt_spec,
 )
 from .stages.explore import (
     coarser_levels,

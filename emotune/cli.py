@@ -20,7 +20,9 @@ def _parse_assignments(items: list[str]) -> dict:
         name, sep, raw = item.partition("=")
         if not sep or not name:
             raise EmotuneError(f"-p takes NAME=VALUE, got {item!r}")
-        text_param = isinstance(DEFAULT_PARAMETERS.get(name.strip()), str) and name.strip() not in HYPERPARAMETERS
+        text_param = (
+            isinstance(DEFAULT_PARAMETERS.get(name.strip()), str) and name.strip() not in HYPERPARAMETERS
+        )
         # a text parameter keeps its text: YAML would read "|" (label_separator) as an empty block scalar
         out[name.strip()] = raw if text_param else (yaml.safe_load(raw) if raw.strip() else "")
     return out
@@ -45,7 +47,9 @@ def cmd_run(args) -> int:
     params = _load_params_file(args.params) if args.params else {}
     params |= _parse_assignments(args.p or [])
     notebooks_dir = Path(args.notebooks) if args.notebooks else None
-    prepare(params, start=args.from_, stop=args.to, notebooks_dir=notebooks_dir)  # reject before creating anything
+    prepare(
+        params, start=args.from_, stop=args.to, notebooks_dir=notebooks_dir
+    )  # reject before creating anything
     if args.run_dir:
         run_path = Path(args.run_dir)
     elif params.get("run_name"):
@@ -57,8 +61,10 @@ def cmd_run(args) -> int:
     try:
         run_path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise EmotuneError(f"cannot create the run directory {run_path}: {exc.strerror or exc}; "
-                           "pick a writable one with --run-dir") from None
+        raise EmotuneError(
+            f"cannot create the run directory {run_path}: {exc.strerror or exc}; "
+            "pick a writable one with --run-dir"
+        ) from None
     run = Run(run_path)
     print(f"run directory: {run.path}")
     results = run_series(run, params, start=args.from_, stop=args.to, notebooks_dir=notebooks_dir)
@@ -83,8 +89,10 @@ def cmd_show(args) -> int:
     try:
         lines = summary_lines(manifest)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise EmotuneError(f"{args.run}/manifest.json: malformed ({type(exc).__name__}: {exc}); "
-                           "`emotune show --json` prints it as it is") from None
+        raise EmotuneError(
+            f"{args.run}/manifest.json: malformed ({type(exc).__name__}: {exc}); "
+            "`emotune show --json` prints it as it is"
+        ) from None
     for line in lines:
         print(line)
     return 0
@@ -93,21 +101,32 @@ def cmd_show(args) -> int:
 def summary_lines(m: dict) -> list[str]:
     """A one-screen summary of a manifest."""
     p = m.get("parameters", {})
-    lines = [f"run {m['run']['name']}  (created {m['run'].get('created_at')}, updated {m['run']['updated_at']})",
-             f"parameters: base_model={p.get('base_model')} taxonomy={p.get('taxonomy')} n_train={p.get('n_train')} "
-             f"n_eval={p.get('n_eval')} style={p.get('prompt_style')} format={p.get('label_format')} seed={p.get('seed')}"]
+    lines = [
+        f"run {m['run']['name']}  (created {m['run'].get('created_at')}, updated {m['run']['updated_at']})",
+        f"parameters: base_model={p.get('base_model')} taxonomy={p.get('taxonomy')} "
+        f"n_train={p.get('n_train')} "
+        f"n_eval={p.get('n_eval')} style={p.get('prompt_style')} format={p.get('label_format')} "
+        f"seed={p.get('seed')}",
+    ]
     if "backend" in m:
         lines.append(f"backend: {m['backend']['kind']}")
     if "data" in m:
         d = m["data"]
         labels = (d.get("label_set") or {}).get("labels") or []
         kind = "multi-label" if d.get("multi_label", True) else "single-label"
-        lines.append(f"dataset: {d.get('name', '?')} ({d.get('source')}; {len(labels)} labels, {kind}) "
-                     f"{d.get('split_sizes')}")
+        lines.append(
+            f"dataset: {d.get('name', '?')} ({d.get('source')}; {len(labels)} labels, {kind}) "
+            f"{d.get('split_sizes')}"
+        )
     stages = m.get("stages", {})
     if stages:
-        lines.append("stages: " + ", ".join(f"{k} {v.get('status', '?')}" + (f" {v['seconds']} s" if "seconds" in v else "")
-                                          for k, v in sorted(stages.items())))
+        lines.append(
+            "stages: "
+            + ", ".join(
+                f"{k} {v.get('status', '?')}" + (f" {v['seconds']} s" if "seconds" in v else "")
+                for k, v in sorted(stages.items())
+            )
+        )
     if "estimate" in m:
         e = m["estimate"]
         usd = e.get("training_usd")
@@ -115,9 +134,11 @@ def summary_lines(m: dict) -> list[str]:
         lines.append(f"estimate: {e.get('billed_tokens', 0):,} billed tokens, {cost} on {e.get('model')}")
     job = m.get("job") or {}
     if job:
-        lines.append(f"job: {job.get('id')} {job.get('status', '')} -> {job.get('fine_tuned_model')} "
-                     f"(trained_tokens {job.get('trained_tokens')}, estimate off by {job.get('difference_pct')}%, "
-                     f"{job.get('training_seconds')} s of training)")
+        lines.append(
+            f"job: {job.get('id')} {job.get('status', '')} -> {job.get('fine_tuned_model')} "
+            f"(trained_tokens {job.get('trained_tokens')}, estimate off by {job.get('difference_pct')}%, "
+            f"{job.get('training_seconds')} s of training)"
+        )
     verdict = (m.get("evaluation") or {}).get("verdict")
     if verdict:
         lines.append("verdict: " + verdict["sentence"])
@@ -133,8 +154,10 @@ def cmd_validate(args) -> int:
     for path in args.files:
         _input_file(path)
     limit = load_catalog().model(args.model).example_token_limit
-    reports = [validate_file(p, args.model, taxonomy=args.taxonomy or None, token_limit=limit,
-                             training=i == 0) for i, p in enumerate(args.files)]
+    reports = [
+        validate_file(p, args.model, taxonomy=args.taxonomy or None, token_limit=limit, training=i == 0)
+        for i, p in enumerate(args.files)
+    ]
     if len(reports) == 2:
         check_overlap(*reports)
     for report in reports:
@@ -157,12 +180,19 @@ def cmd_estimate(args) -> int:
     try:
         catalog = load_catalog(args.catalog)
     except (ValueError, KeyError, TypeError) as exc:  # JSON or shape
-        raise EmotuneError(f"--catalog {args.catalog}: not a pricing catalogue ({type(exc).__name__}: {exc}); "
-                           "copy the shape of emotune/catalog/models.json") from None
-    report = validate_file(args.file, args.model, taxonomy=None, token_limit=catalog.model(args.model).example_token_limit)
+        raise EmotuneError(
+            f"--catalog {args.catalog}: not a pricing catalogue ({type(exc).__name__}: {exc}); "
+            "copy the shape of emotune/catalog/models.json"
+        ) from None
+    report = validate_file(
+        args.file, args.model, taxonomy=None, token_limit=catalog.model(args.model).example_token_limit
+    )
     est = estimate_training(report.tokens, args.model, args.epochs, catalog)
-    print(f"{est.n_examples} examples x {est.n_epochs} epochs = {est.billed_tokens:,} billed tokens on {est.model}: "
-          f"${est.training_usd:,.2f} (prices as of {catalog.as_of})")
+    print(
+        f"{est.n_examples} examples x {est.n_epochs} epochs = {est.billed_tokens:,} billed tokens on "
+        f"{est.model}: "
+        f"${est.training_usd:,.2f} (prices as of {catalog.as_of})"
+    )
     print(lifecycle(args.model, catalog=catalog).message)
     if args.budget is not None:
         check_budget(est.training_usd, args.budget, "training")
@@ -217,6 +247,7 @@ def _non_negative(kind):
 
 def _within(kind, low, high):
     """An argparse type for a number in [low, high]: a bad value is a usage line, not a traceback later."""
+
     def parse(text: str):
         value = _non_negative(kind)(text) if low >= 0 else kind(text)
         if not low <= value <= high:
@@ -230,13 +261,23 @@ def _within(kind, low, high):
 def cmd_serve(args) -> int:
     from .local import serve
 
-    serve(args.port, args.state_dir, latency_ms=args.latency_ms, fail_429=args.fail_429, fail_500=args.fail_500,
-          max_upload_bytes=args.max_upload_mb * 1024 * 1024, rpm=args.rpm, tpm=args.tpm)
+    serve(
+        args.port,
+        args.state_dir,
+        latency_ms=args.latency_ms,
+        fail_429=args.fail_429,
+        fail_500=args.fail_500,
+        max_upload_bytes=args.max_upload_mb * 1024 * 1024,
+        rpm=args.rpm,
+        tpm=args.tpm,
+    )
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="emotune", description="Labelled text -> fine-tuned LLM classifier, with honest numbers.")
+    parser = argparse.ArgumentParser(
+        prog="emotune", description="Labelled text -> fine-tuned LLM classifier, with honest numbers."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the notebook series headless (papermill)")
@@ -255,9 +296,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     val = sub.add_parser("validate", help="check chat JSONL files against OpenAI's rules (exit 1 on errors)")
     val.add_argument("files", nargs="+", help="training file, and optionally the validation file")
-    val.add_argument("--model", default="gpt-4.1-mini-2025-04-14", help="the model whose encoding and limit apply")
-    val.add_argument("--taxonomy", default="default", help="label set for answer checks (default: the default "
-                     "dataset's; '' to skip)")
+    val.add_argument(
+        "--model", default="gpt-4.1-mini-2025-04-14", help="the model whose encoding and limit apply"
+    )
+    val.add_argument(
+        "--taxonomy",
+        default="default",
+        help="label set for answer checks (default: the default dataset's; '' to skip)",
+    )
     val.add_argument("--show", type=_non_negative(int), default=20, help="issues to list per file")
     val.set_defaults(func=cmd_validate)
 
@@ -265,22 +311,40 @@ def build_parser() -> argparse.ArgumentParser:
     est.add_argument("file")
     est.add_argument("--model", default="gpt-4.1-mini-2025-04-14")
     est.add_argument("--epochs", type=_epochs, default="auto", help="'auto' or 1..50")
-    est.add_argument("--budget", type=_non_negative(float), help="fail (exit 2) when the estimate exceeds this many USD")
+    est.add_argument(
+        "--budget", type=_non_negative(float), help="fail (exit 2) when the estimate exceeds this many USD"
+    )
     est.add_argument("--catalog", help="your own pricing catalogue (JSON, same shape as the built-in one)")
     est.set_defaults(func=cmd_estimate)
 
     serve = sub.add_parser("serve", help="run the local OpenAI-compatible backend on 127.0.0.1")
     serve.add_argument("--port", type=_within(int, 1, 65535), default=8765)
     serve.add_argument("--state-dir", default="runs/local-backend", help="where files, jobs and models live")
-    serve.add_argument("--latency-ms", type=_within(float, 0, 600_000), default=0.0, help="added latency per request")
-    serve.add_argument("--fail-429", type=_within(float, 0, 1), default=0.0,
-                       help="fraction of requests answered 429 (Retry-After)")
-    serve.add_argument("--fail-500", type=_within(float, 0, 1), default=0.0, help="fraction of requests answered 500")
-    serve.add_argument("--max-upload-mb", type=_within(int, 1, 512), default=512, help="upload size limit (413 above it)")
-    serve.add_argument("--rpm", type=_within(int, 1, 10**9), help="requests per minute for chat (429 and x-ratelimit-* "
-                       "headers, as OpenAI)")
-    serve.add_argument("--tpm", type=_within(int, 1, 10**12), help="tokens per minute for chat (prompt + "
-                       "max_completion_tokens, counted at admission)")
+    serve.add_argument(
+        "--latency-ms", type=_within(float, 0, 600_000), default=0.0, help="added latency per request"
+    )
+    serve.add_argument(
+        "--fail-429",
+        type=_within(float, 0, 1),
+        default=0.0,
+        help="fraction of requests answered 429 (Retry-After)",
+    )
+    serve.add_argument(
+        "--fail-500", type=_within(float, 0, 1), default=0.0, help="fraction of requests answered 500"
+    )
+    serve.add_argument(
+        "--max-upload-mb", type=_within(int, 1, 512), default=512, help="upload size limit (413 above it)"
+    )
+    serve.add_argument(
+        "--rpm",
+        type=_within(int, 1, 10**9),
+        help="requests per minute for chat (429 and x-ratelimit-* headers, as OpenAI)",
+    )
+    serve.add_argument(
+        "--tpm",
+        type=_within(int, 1, 10**12),
+        help="tokens per minute for chat (prompt + max_completion_tokens, counted at admission)",
+    )
     serve.set_defaults(func=cmd_serve)
     return parser
 

@@ -43,20 +43,28 @@ def plot_cooccurrence(co: pd.DataFrame, title: str = "Label co-occurrence (comme
     np.fill_diagonal(values, np.nan)
     values[values == 0] = np.nan
     fig, ax = plt.subplots(figsize=(9, 7.5))
-    sns.heatmap(pd.DataFrame(values, index=co.index, columns=co.columns), ax=ax, cmap="viridis", norm=LogNorm(),
-                cbar_kws={"label": "comments (log scale)"}, square=True)
+    sns.heatmap(
+        pd.DataFrame(values, index=co.index, columns=co.columns),
+        ax=ax,
+        cmap="viridis",
+        norm=LogNorm(),
+        cbar_kws={"label": "comments (log scale)"},
+        square=True,
+    )
     return _finish(fig, ax, title, "label", "label")
 
 
 def _clipped(values: np.ndarray, quantile: float = 0.99) -> tuple[np.ndarray, float, int]:
-    """Values up to the ``quantile`` (so one outlier does not squash the axis), the cut, and how many lie beyond."""
+    """Values up to the ``quantile`` (so one outlier does not squash the axis), the cut, and how many lie
+    beyond."""
     values = np.asarray(values)
     cut = float(np.quantile(values, quantile))
     return values[values <= cut], cut, int((values > cut).sum())
 
 
 def plot_token_lengths(lengths: np.ndarray, model: str, title: str | None = None):
-    """Share of comments by length in tokens, up to the 99th percentile (the longest 1% counted in the legend)."""
+    """Share of comments by length in tokens, up to the 99th percentile (the longest 1% counted in the
+    legend)."""
     lengths = np.asarray(lengths)
     shown, cut, beyond = _clipped(lengths)
     fig, ax = plt.subplots(figsize=(6, 3.2))
@@ -67,7 +75,9 @@ def plot_token_lengths(lengths: np.ndarray, model: str, title: str | None = None
     return _finish(fig, ax, title or f"Comment length in tokens ({model})", "tokens", "share of comments (%)")
 
 
-def plot_level_breakdowns(tables: dict[str, pd.DataFrame], title: str = "Comments per label at coarser levels"):
+def plot_level_breakdowns(
+    tables: dict[str, pd.DataFrame], title: str = "Comments per label at coarser levels"
+):
     """Side-by-side bars, one panel per level (e.g. Ekman, sentiment)."""
     fig, axes = plt.subplots(1, len(tables), figsize=(5 * len(tables), 3.4))
     axes = np.atleast_1d(axes)
@@ -83,7 +93,8 @@ def plot_level_breakdowns(tables: dict[str, pd.DataFrame], title: str = "Comment
 
 
 def plot_support_comparison(table: pd.DataFrame, title: str = "Sample minus population share per label"):
-    """Per label, the sample's share minus the population's, in percentage points: the gaps stratification left."""
+    """Per label, the sample's share minus the population's, in percentage points: the gaps stratification
+    left."""
     diff = table["sample %"] - table["population %"]
     fig, ax = plt.subplots(figsize=(9, 3.4))
     ax.bar(np.arange(len(table)), diff, color=np.where(diff >= 0, "#4c72b0", "#c44e52"))
@@ -101,10 +112,22 @@ def plot_token_distribution(tokens_by_file: dict[str, np.ndarray], model: str, t
     for name, tokens in tokens_by_file.items():
         tokens = np.asarray(tokens)
         shown = tokens[tokens <= cut]
-        ax.hist(shown, bins=bins, alpha=0.6, weights=np.full(len(shown), 100 / len(tokens)),
-                label=f"{name} (median {int(np.median(tokens))}; {int((tokens > cut).sum())} above {cut:.0f}, max {tokens.max()})")
+        ax.hist(
+            shown,
+            bins=bins,
+            alpha=0.6,
+            weights=np.full(len(shown), 100 / len(tokens)),
+            label=f"{name} (median {int(np.median(tokens))}; {int((tokens > cut).sum())} above {cut:.0f}, "
+            f"max {tokens.max()})",
+        )
     ax.legend(fontsize=8)
-    return _finish(fig, ax, title or f"Billed tokens per example ({model})", "tokens per example", "share of examples (%)")
+    return _finish(
+        fig,
+        ax,
+        title or f"Billed tokens per example ({model})",
+        "tokens per example",
+        "share of examples (%)",
+    )
 
 
 def plot_prompt_tax(table: pd.DataFrame, title: str = "Training cost by model and prompt style"):
@@ -122,8 +145,9 @@ def plot_prompt_tax(table: pd.DataFrame, title: str = "Training cost by model an
     return _finish(fig, ax, title, "model", "training cost (USD)")
 
 
-def plot_training_curves(metrics: pd.DataFrame, title: str = "Training and validation, per step",
-                         n_epochs: int | None = None):
+def plot_training_curves(
+    metrics: pd.DataFrame, title: str = "Training and validation, per step", n_epochs: int | None = None
+):
     """Loss (left) and accuracy (right) per step: each training batch faintly, its rolling mean over about a
     tenth of an epoch, validation where it was measured, and dotted lines at the end of each epoch."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -131,14 +155,35 @@ def plot_training_curves(metrics: pd.DataFrame, title: str = "Training and valid
     per_epoch = total / n_epochs if n_epochs else total / 3
     window = max(int(per_epoch / 10), 1)
     for ax, (train_col, valid_col, name) in zip(
-            (left, right), (("train_loss", "valid_loss", "loss"), ("train_accuracy", "valid_mean_token_accuracy", "accuracy")),
-            strict=True):
-        ax.plot(metrics["step"], metrics[train_col], color="#4c72b0", alpha=0.2, linewidth=0.6, label=f"train {name} (batch)")
-        ax.plot(metrics["step"], metrics[train_col].rolling(window, min_periods=1).mean(), color="#4c72b0", linewidth=1.5,
-                label=f"train {name}, rolling mean of {window}")
+        (left, right),
+        (("train_loss", "valid_loss", "loss"), ("train_accuracy", "valid_mean_token_accuracy", "accuracy")),
+        strict=True,
+    ):
+        ax.plot(
+            metrics["step"],
+            metrics[train_col],
+            color="#4c72b0",
+            alpha=0.2,
+            linewidth=0.6,
+            label=f"train {name} (batch)",
+        )
+        ax.plot(
+            metrics["step"],
+            metrics[train_col].rolling(window, min_periods=1).mean(),
+            color="#4c72b0",
+            linewidth=1.5,
+            label=f"train {name}, rolling mean of {window}",
+        )
         if valid_col in metrics and metrics[valid_col].notna().any():
             valid = metrics.dropna(subset=[valid_col])
-            ax.plot(valid["step"], valid[valid_col], "o-", color="#c44e52", markersize=3, label=f"validation {name}")
+            ax.plot(
+                valid["step"],
+                valid[valid_col],
+                "o-",
+                color="#c44e52",
+                markersize=3,
+                label=f"validation {name}",
+            )
         for k in range(1, n_epochs or 0):
             ax.axvline(k * per_epoch, color="grey", linestyle=":", linewidth=1)
         ax.set_title(f"{name} per step" + (" (dotted: end of an epoch)" if n_epochs else ""))
@@ -150,10 +195,15 @@ def plot_training_curves(metrics: pd.DataFrame, title: str = "Training and valid
     return fig
 
 
-def plot_headline(scores: pd.DataFrame, level: str | None = None, reference: float | None = None,
-                  title: str | None = None,
-                  metrics=("macro_f1", "macro_f1_supported", "micro_f1", "weighted_f1", "exact_match", "jaccard")):
-    """Headline metrics per comparator with 95% BCa error bars; an optional reference (BERT-base) over macro-F1 only."""
+def plot_headline(
+    scores: pd.DataFrame,
+    level: str | None = None,
+    reference: float | None = None,
+    title: str | None = None,
+    metrics=("macro_f1", "macro_f1_supported", "micro_f1", "weighted_f1", "exact_match", "jaccard"),
+):
+    """Headline metrics per comparator with 95% BCa error bars; an optional reference (BERT-base) over
+    macro-F1 only."""
     level = level or scores["level"].iloc[0]
     table = scores[(scores["level"] == level) & scores["metric"].isin(metrics)]
     models = list(dict.fromkeys(table["model"]))
@@ -166,12 +216,21 @@ def plot_headline(scores: pd.DataFrame, level: str | None = None, reference: flo
         ax.bar(x + i * width - 0.4 + width / 2, rows["value"], width=width, yerr=err, capsize=3, label=model)
     if reference is not None and "macro_f1" in metrics:
         at = list(metrics).index("macro_f1")
-        ax.hlines(reference, at - 0.45, at + 0.45, color="black", linestyle="--", linewidth=1.2,
-                  label=f"BERT-base macro-F1, full test split ({reference:.2f})")
+        ax.hlines(
+            reference,
+            at - 0.45,
+            at + 0.45,
+            color="black",
+            linestyle="--",
+            linewidth=1.2,
+            label=f"BERT-base macro-F1, full test split ({reference:.2f})",
+        )
     ax.set_xticks(x, [m.replace("_", "-") for m in metrics])
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8)
-    return _finish(fig, ax, title or f"Headline metrics ({level}), 95% BCa bootstrap intervals", "metric", "score")
+    return _finish(
+        fig, ax, title or f"Headline metrics ({level}), 95% BCa bootstrap intervals", "metric", "score"
+    )
 
 
 def plot_per_label_f1(per_label: dict[str, pd.DataFrame], title: str = "F1 per label"):
@@ -194,23 +253,38 @@ def plot_per_label_f1(per_label: dict[str, pd.DataFrame], title: str = "F1 per l
 def plot_confusions(confusions: pd.DataFrame, title: str = "Most frequent confusions"):
     """Bars of (gold label missed -> label predicted instead) pairs."""
     fig, ax = plt.subplots(figsize=(7, 0.3 * max(len(confusions), 1) + 1.3))
-    names = [f"{g} -> {p}" for g, p in zip(confusions["gold label"], confusions["predicted instead"], strict=True)]
+    names = [
+        f"{g} -> {p}" for g, p in zip(confusions["gold label"], confusions["predicted instead"], strict=True)
+    ]
     ax.barh(names[::-1], confusions["comments"][::-1], color="#dd8452")
     return _finish(fig, ax, title, "comments", "gold label -> predicted instead")
 
 
-def plot_cost_vs_quality(points: pd.DataFrame, title: str = "Cost per 1,000 predictions vs macro-F1",
-                         axis: str = "USD per 1,000 (online)"):
+def plot_cost_vs_quality(
+    points: pd.DataFrame,
+    title: str = "Cost per 1,000 predictions vs macro-F1",
+    axis: str = "USD per 1,000 (online)",
+):
     """One point per comparator: its cost per 1,000 predictions (column ``cost``: OpenAI's dollars, or compute
     seconds for open weights, as ``axis`` says) against macro-F1 with its interval; the free baseline at 0."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for _, row in points.iterrows():
-        ax.errorbar(row["cost"], row["macro_f1"], yerr=[[row["macro_f1"] - row["ci_low"]], [row["ci_high"] - row["macro_f1"]]],
-                    fmt="o", capsize=4)
-        ax.annotate(row["comparator"], (row["cost"], row["macro_f1"]), textcoords="offset points", xytext=(6, 4))
+        ax.errorbar(
+            row["cost"],
+            row["macro_f1"],
+            yerr=[[row["macro_f1"] - row["ci_low"]], [row["ci_high"] - row["macro_f1"]]],
+            fmt="o",
+            capsize=4,
+        )
+        ax.annotate(
+            row["comparator"], (row["cost"], row["macro_f1"]), textcoords="offset points", xytext=(6, 4)
+        )
     ax.set_xlim(left=-0.02 * max(points["cost"].max(), 0.01))
-    label = ("USD per 1,000 predictions (OpenAI prices, online)" if axis.startswith("USD")
-             else "compute seconds per 1,000 predictions (this machine, online)")
+    label = (
+        "USD per 1,000 predictions (OpenAI prices, online)"
+        if axis.startswith("USD")
+        else "compute seconds per 1,000 predictions (this machine, online)"
+    )
     return _finish(fig, ax, title, label, "macro-F1 (95% CI)")
 
 
@@ -219,7 +293,9 @@ def plot_prompt_tokens(tax: pd.DataFrame, title: str = "Billed tokens per exampl
     fig, ax = plt.subplots(figsize=(6.5, 3.2))
     colors = ["#8c8c8c"] + ["#4c72b0"] * (len(tax) - 1)
     ax.barh(tax["style"][::-1], tax["tokens per example"][::-1], color=colors[::-1])
-    for y, (tokens, ratio) in enumerate(zip(tax["tokens per example"][::-1], tax["x minimum"][::-1], strict=True)):
+    for y, (tokens, ratio) in enumerate(
+        zip(tax["tokens per example"][::-1], tax["x minimum"][::-1], strict=True)
+    ):
         ax.annotate(f"{tokens:.0f} ({ratio:.2f}x)", (tokens, y), textcoords="offset points", xytext=(4, -3))
     ax.set_xlim(0, tax["tokens per example"].max() * 1.25)
     return _finish(fig, ax, title, "mean billed tokens per example", "prompt style")

@@ -8,12 +8,25 @@ from pathlib import Path
 from .core.runs import atomic_write_text
 
 DESCRIPTIONS = {
-    "01_explore": "Label frequencies, labels per comment, co-occurrence, token lengths, Ekman and sentiment levels; "
-                  "the stratified samples the series uses.",
-    "02_build_jsonl": "Chat examples in each prompt style and label format; train.jsonl and val.jsonl; the prompt tax.",
-    "03_validate_cost": "OpenAI's file rules by line, tokens per example, cost across models and prompt styles, the budget guard.",
-    "04_launch_job": "Upload once, launch or resume, watch to the end; loss curves, checkpoints, billed-token reconciliation.",
-    "05_evaluate": "Base vs fine-tuned vs a free baseline, each asked by its role: BCa intervals at three levels, paired permutation tests (Holm), cost, a computed verdict.",
+    "01_explore": (
+        "Label frequencies, labels per comment, co-occurrence, token lengths, Ekman and sentiment levels; "
+        "the stratified samples the series uses."
+    ),
+    "02_build_jsonl": (
+        "Chat examples in each prompt style and label format; train.jsonl and val.jsonl; the prompt tax."
+    ),
+    "03_validate_cost": (
+        "OpenAI's file rules by line, tokens per example, cost across models and prompt styles, "
+        "the budget guard."
+    ),
+    "04_launch_job": (
+        "Upload once, launch or resume, watch to the end; loss curves, checkpoints, "
+        "billed-token reconciliation."
+    ),
+    "05_evaluate": (
+        "Base vs fine-tuned vs a free baseline, each asked by its role: BCa intervals at three levels, "
+        "paired permutation tests (Holm), cost, a computed verdict."
+    ),
 }
 
 
@@ -23,17 +36,24 @@ def _headlines(manifest: dict) -> list[str]:
     if data:
         labels = (data.get("label_set") or {}).get("labels") or []
         kind = "multi-label" if data.get("multi_label", True) else "single-label"
-        out.append(f"Dataset: {data.get('name', data.get('source'))} ({len(labels)} labels, {kind}; "
-                   f"splits {data.get('split_sizes')}).")
+        out.append(
+            f"Dataset: {data.get('name', data.get('source'))} ({len(labels)} labels, {kind}; "
+            f"splits {data.get('split_sizes')})."
+        )
     est = manifest.get("estimate") or {}
     if est:
         usd = est.get("training_usd")
         cost = f"${usd:.2f}" if usd is not None else "no dollar price"
-        out.append(f"Estimated training cost: {cost} for {est.get('billed_tokens', 0):,} billed tokens ({est.get('model')}; "
-                   f"{est.get('pricing_note', '')}).")
+        out.append(
+            f"Estimated training cost: {cost} for {est.get('billed_tokens', 0):,} billed tokens "
+            f"({est.get('model')}; "
+            f"{est.get('pricing_note', '')})."
+        )
     job = manifest.get("job") or {}
     if job.get("fine_tuned_model"):
-        out.append(f"Fine-tuned model: {job['fine_tuned_model']} ({job.get('trained_tokens')} trained tokens).")
+        out.append(
+            f"Fine-tuned model: {job['fine_tuned_model']} ({job.get('trained_tokens')} trained tokens)."
+        )
     verdict = (manifest.get("evaluation") or {}).get("verdict") or {}
     if verdict.get("sentence"):
         out.append(verdict["sentence"])
@@ -46,7 +66,8 @@ def _headlines(manifest: dict) -> list[str]:
 
 
 def render_html(run) -> Path:
-    """Export ``<run>/notebooks/*.ipynb`` to ``<run>/html/`` with an ``index.html``; returns the index path."""
+    """Export ``<run>/notebooks/*.ipynb`` to ``<run>/html/`` with an ``index.html``; returns the index
+    path."""
     import nbformat
     from nbconvert import HTMLExporter
 
@@ -59,14 +80,17 @@ def render_html(run) -> Path:
         atomic_write_text(out_dir / f"{nb_path.stem}.html", body)
         pages.append(nb_path.stem)
     manifest = run.manifest()
-    items = "\n".join(f'<li><a href="{p}.html">{p}</a>: {html.escape(DESCRIPTIONS.get(p, ""))}</li>' for p in pages)
+    items = "\n".join(
+        f'<li><a href="{p}.html">{p}</a>: {html.escape(DESCRIPTIONS.get(p, ""))}</li>' for p in pages
+    )
     heads = "\n".join(f"<li>{html.escape(h)}</li>" for h in _headlines(manifest))
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>emotune run {html.escape(run.name)}</title>
 <style>body{{font-family:sans-serif;max-width:52rem;margin:2rem auto;line-height:1.5}}</style></head>
 <body>
 <h1>emotune run <code>{html.escape(run.name)}</code></h1>
-<p>From a labelled dataset to a fine-tuned classifier, and whether it was worth its cost. Each notebook below was
+<p>From a labelled dataset to a fine-tuned classifier, and whether it was worth its cost. Each notebook below
+was
 executed headless for this run; its manifest is <code>manifest.json</code> beside this folder.</p>
 <h2>Headline results</h2>
 <ul id="headlines">

@@ -53,7 +53,6 @@ class StageResult:
     seconds: float
 
 
-
 def default_notebooks_dir() -> Path:
     """The repository's notebooks/ folder (beside the package in a source checkout)."""
     return Path(__file__).resolve().parent.parent / "notebooks"
@@ -82,7 +81,7 @@ def select(notebooks: list[Path], start: str | None = None, stop: str | None = N
     hi = position("--to", stop) if stop else len(notebooks) - 1
     if lo > hi:
         raise ConfigError(f"--from {start} comes after --to {stop}; nothing to run")
-    return notebooks[lo:hi + 1]
+    return notebooks[lo : hi + 1]
 
 
 # Quiets the kernel's own log (the TCP-without-encryption warning, "KeyboardInterrupt caught in kernel"),
@@ -90,9 +89,11 @@ def select(notebooks: list[Path], start: str | None = None, stop: str | None = N
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
 
 
-def prepare(params: dict, *, start: str | None = None, stop: str | None = None,
-            notebooks_dir: Path | None = None) -> tuple[list[Path], dict, set[str]]:
-    """The selected notebooks, the coerced parameters and the declared names; raises before anything is written."""
+def prepare(
+    params: dict, *, start: str | None = None, stop: str | None = None, notebooks_dir: Path | None = None
+) -> tuple[list[Path], dict, set[str]]:
+    """The selected notebooks, the coerced parameters and the declared names; raises before anything is
+    written."""
     selected = select(list_notebooks(notebooks_dir), start, stop)
     params = {k: coerce(k, v) for k, v in params.items()}
     return selected, params, check_parameters(params, selected)
@@ -111,7 +112,8 @@ def _without_machine_paths(path: Path, notebook: Path) -> None:
 
 
 def coerce(name: str, value: object) -> object:
-    """Give a parameter the type of its default (``-p seed=7`` is an int, ``-p run_dir=2024`` stays a string)."""
+    """Give a parameter the type of its default (``-p seed=7`` is an int, ``-p run_dir=2024`` stays a
+    string)."""
     default = DEFAULT_PARAMETERS.get(name)
     if name in HYPERPARAMETERS:  # "auto" or a number
         if value == "auto" or (isinstance(value, int | float) and not isinstance(value, bool)):
@@ -146,7 +148,8 @@ def check_parameters(params: dict, notebooks: list[Path]) -> set[str]:
 
 @contextmanager
 def _echo(progress: Path, on_event: Callable[[str], None], every_s: float = 2.0) -> Iterator[None]:
-    """While a notebook runs, show the newest line of its progress bars (copied to ``progress``) on the console."""
+    """While a notebook runs, show the newest line of its progress bars (copied to ``progress``) on the
+    console."""
     stop = threading.Event()
     shown = [""]
 
@@ -176,8 +179,15 @@ def _echo(progress: Path, on_event: Callable[[str], None], every_s: float = 2.0)
         progress.unlink(missing_ok=True)
 
 
-def run_series(run: Run, params: dict, *, start: str | None = None, stop: str | None = None,
-               notebooks_dir: Path | None = None, on_event: Callable[[str], None] = print) -> list[StageResult]:
+def run_series(
+    run: Run,
+    params: dict,
+    *,
+    start: str | None = None,
+    stop: str | None = None,
+    notebooks_dir: Path | None = None,
+    on_event: Callable[[str], None] = print,
+) -> list[StageResult]:
     """Execute the selected notebooks in order into ``<run>/notebooks/``; stop at the first failure."""
     import papermill as pm
 
@@ -198,23 +208,35 @@ def run_series(run: Run, params: dict, *, start: str | None = None, stop: str | 
         progress = (out_dir / f".{nb.stem}.progress").resolve()  # the kernel runs in the run directory
         try:
             with headless_kernels(progress), _echo(progress, on_event):
-                pm.execute_notebook(str(nb), str(partial), parameters=params, cwd=str(run.path),
-                                    progress_bar=False, record_timing=False, kernel_name="python3",
-                                    log_output=False, extra_arguments=KERNEL_ARGUMENTS)
+                pm.execute_notebook(
+                    str(nb),
+                    str(partial),
+                    parameters=params,
+                    cwd=str(run.path),
+                    progress_bar=False,
+                    record_timing=False,
+                    kernel_name="python3",
+                    log_output=False,
+                    extra_arguments=KERNEL_ARGUMENTS,
+                )
         except pm.PapermillExecutionError as exc:
             failed = out_dir / f"{nb.stem}.failed.ipynb"
             partial.replace(failed)
             _without_machine_paths(failed, nb)
-            raise NotebookFailed(f"{nb.name} failed in cell {exc.exec_count or exc.cell_index}: {exc.ename}: "
-                                 f"{exc.evalue}\n(executed notebook with the error: {failed})") from None
+            raise NotebookFailed(
+                f"{nb.name} failed in cell {exc.exec_count or exc.cell_index}: {exc.ename}: "
+                f"{exc.evalue}\n(executed notebook with the error: {failed})"
+            ) from None
         _without_machine_paths(partial, nb)
         partial.replace(final)
         seconds = time.perf_counter() - t0
         run.update(stages={nb.stem: {"seconds": round(seconds, 2), "notebook": f"notebooks/{nb.name}"}})
         on_event(f"[{i}/{len(selected)}] {nb.stem} done in {seconds:.1f} s")
         results.append(StageResult(nb.stem, final, seconds))
-    atomic_write_json(out_dir / "series.json", {"finished_at": now_iso(), "parameters": params,
-                                                "notebooks": [r.notebook for r in results]})
+    atomic_write_json(
+        out_dir / "series.json",
+        {"finished_at": now_iso(), "parameters": params, "notebooks": [r.notebook for r in results]},
+    )
     from .report import render_html
 
     index = render_html(run)
@@ -239,8 +261,15 @@ def refresh_committed(notebooks: list[Path]) -> None:
     for nb in notebooks:
         tmp = nb.with_name(f".{nb.stem}.refresh.ipynb")
         with headless_kernels():
-            pm.execute_notebook(str(nb), str(tmp), cwd=str(nb.parent), progress_bar=False, record_timing=False,
-                                kernel_name="python3", extra_arguments=KERNEL_ARGUMENTS)
+            pm.execute_notebook(
+                str(nb),
+                str(tmp),
+                cwd=str(nb.parent),
+                progress_bar=False,
+                record_timing=False,
+                kernel_name="python3",
+                extra_arguments=KERNEL_ARGUMENTS,
+            )
         out = nbformat.read(tmp, as_version=4)
         out.metadata.pop("papermill", None)
         out.metadata.pop("widgets", None)

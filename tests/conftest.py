@@ -15,8 +15,15 @@ SEED_TUTORIAL = os.environ.get("EMOTUNE_SEED_TUTORIAL_DIR", "")
 @pytest.fixture(autouse=True)
 def isolated_env(monkeypatch, tmp_path):
     """No test sees a real key or writes into the user's runs/."""
-    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID", "EMOTUNE_BACKEND",
-                 "EMOTUNE_LOCAL_LATENCY_MS", "EMOTUNE_LOCAL_FAIL_429", "EMOTUNE_LOCAL_FAIL_500"):
+    for name in (
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "OPENAI_ORG_ID",
+        "EMOTUNE_BACKEND",
+        "EMOTUNE_LOCAL_LATENCY_MS",
+        "EMOTUNE_LOCAL_FAIL_429",
+        "EMOTUNE_LOCAL_FAIL_500",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("EMOTUNE_RUN_DIR", str(tmp_path / "run"))
     yield

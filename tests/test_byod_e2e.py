@@ -1,7 +1,8 @@
 """END-TO-END (about 1 minute per run, 2 runs): the five notebooks on data emotune has never seen.
 
 ``emotune run -p dataset=<file> -p text_column=... -p label_column=...`` on the local backend, once on a
-single-label CSV of support tickets and once on a multi-label JSONL of tagged posts. Fixtures are written here.
+single-label CSV of support tickets and once on a multi-label JSONL of tagged posts. Fixtures are written
+here.
 """
 
 from __future__ import annotations
@@ -16,8 +17,12 @@ import nbformat
 import pandas as pd
 import pytest
 
-WORDS = {"billing": "invoice charge refund", "bug": "crash error broken", "login": "password account locked",
-         "urgent": "asap immediately now"}
+WORDS = {
+    "billing": "invoice charge refund",
+    "bug": "crash error broken",
+    "login": "password account locked",
+    "urgent": "asap immediately now",
+}
 
 
 def ticket_text(i: int, labels: list[str]) -> str:
@@ -28,8 +33,24 @@ def ticket_text(i: int, labels: list[str]) -> str:
 def run_series(run_dir: Path, *params: str, extra: tuple[str, ...] = (), ok: bool = True):
     env = os.environ | {"TQDM_DISABLE": "1"}
     env.pop("OPENAI_API_KEY", None)
-    args = [sys.executable, "-m", "emotune.cli", "run", "--run-dir", str(run_dir), "-p", "backend=local",
-            "-p", "n_train=80", "-p", "n_validation=12", "-p", "n_eval=12", *[x for p in params for x in ("-p", p)], *extra]
+    args = [
+        sys.executable,
+        "-m",
+        "emotune.cli",
+        "run",
+        "--run-dir",
+        str(run_dir),
+        "-p",
+        "backend=local",
+        "-p",
+        "n_train=80",
+        "-p",
+        "n_validation=12",
+        "-p",
+        "n_eval=12",
+        *[x for p in params for x in ("-p", p)],
+        *extra,
+    ]
     out = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
     if not ok:
         return out
@@ -39,8 +60,12 @@ def run_series(run_dir: Path, *params: str, extra: tuple[str, ...] = (), ok: boo
 
 def outputs(run_dir: Path, name: str) -> str:
     nb = nbformat.read(run_dir / "notebooks" / name, 4)
-    return "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
-                     for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    return "\n".join(
+        str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+    )
 
 
 def test_single_label_csv_of_support_tickets(tmp_path):
@@ -53,8 +78,14 @@ def test_single_label_csv_of_support_tickets(tmp_path):
     m = run_series(run_dir, f"dataset={path}", "text_column=subject", "label_column=queue")
     assert m["data"]["name"] == "tickets" and m["data"]["multi_label"] is False
     assert m["data"]["label_set"]["labels"] == cats
-    assert m["data"]["dropped"]["train"]["empty text"] == 1 and m["data"]["dropped"]["train"]["missing labels"] == 1
-    assert m["jsonl"]["prompt_spec"]["label_set"] == "tickets" and m["jsonl"]["prompt_spec"]["multi_label"] is False
+    assert (
+        m["data"]["dropped"]["train"]["empty text"] == 1
+        and m["data"]["dropped"]["train"]["missing labels"] == 1
+    )
+    assert (
+        m["jsonl"]["prompt_spec"]["label_set"] == "tickets"
+        and m["jsonl"]["prompt_spec"]["multi_label"] is False
+    )
     assert m["evaluation"]["verdict"]["taxonomy"] == "tickets"
     explore = outputs(run_dir, "01_explore.ipynb")
     assert "single-label data" in explore and "has no coarser levels" in explore
@@ -67,8 +98,15 @@ def test_single_label_csv_of_support_tickets(tmp_path):
     train = (run_dir / "train.jsonl").read_text().splitlines()
     assert all(json.loads(line)["messages"][-1]["content"] in cats for line in train)
     # evaluating with another prompt than the model was trained with is an error naming both specs
-    other = run_series(run_dir, f"dataset={path}", "text_column=subject", "label_column=queue", "prompt_style=verbose",
-                       extra=("--from", "05"), ok=False)
+    other = run_series(
+        run_dir,
+        f"dataset={path}",
+        "text_column=subject",
+        "label_column=queue",
+        "prompt_style=verbose",
+        extra=("--from", "05"),
+        ok=False,
+    )
     assert other.returncode != 0 and "style='compact'" in other.stdout + other.stderr
     assert "style='verbose'" in other.stdout + other.stderr
 

@@ -1,4 +1,5 @@
-"""The command line with a clumsy user: every mistake is one line on stderr and a non-zero exit, never a traceback."""
+"""The command line with a clumsy user: every mistake is one line on stderr and a non-zero exit, never a
+traceback."""
 
 from __future__ import annotations
 
@@ -57,7 +58,12 @@ def test_validate_a_file_that_is_not_utf8(tmp_path, capsys):
 
 def test_estimate_mistakes(tmp_path, jsonl, capsys):
     fails(["estimate", str(tmp_path)], capsys, "is a directory")
-    fails(["estimate", str(jsonl), "--catalog", str(tmp_path / "mine.json")], capsys, "--catalog", "no such file")
+    fails(
+        ["estimate", str(jsonl), "--catalog", str(tmp_path / "mine.json")],
+        capsys,
+        "--catalog",
+        "no such file",
+    )
     broken = tmp_path / "broken.json"
     broken.write_text("{not json")
     fails(["estimate", str(jsonl), "--catalog", str(broken)], capsys, "--catalog", "not a pricing catalogue")
@@ -81,13 +87,22 @@ def test_show_mistakes(tmp_path, capsys):
 
 def test_run_rejects_before_creating_the_run_directory(tmp_path, capsys):
     target = tmp_path / "r"
-    fails(["run", "--run-dir", str(target), "--from", "05", "--to", "02"], capsys, "--from 05", "after --to 02")
-    fails(["run", "--run-dir", str(target), "--from", "09"], capsys, "--from 09", "no such notebook", "01, 02")
+    fails(
+        ["run", "--run-dir", str(target), "--from", "05", "--to", "02"], capsys, "--from 05", "after --to 02"
+    )
+    fails(
+        ["run", "--run-dir", str(target), "--from", "09"], capsys, "--from 09", "no such notebook", "01, 02"
+    )
     fails(["run", "--run-dir", str(target), "--to", "77"], capsys, "--to 77")
     fails(["run", "--run-dir", str(target), "-p", "seed=seven"], capsys, "seed", "not a int")
     fails(["run", "--run-dir", str(target), "-p", "seeed=3"], capsys, "unknown parameter(s): seeed")
     fails(["run", "--run-dir", str(target), "-p", "novalue"], capsys, "NAME=VALUE")
-    fails(["run", "--run-dir", str(target), "--params", str(tmp_path / "p.yaml")], capsys, "p.yaml", "cannot read")
+    fails(
+        ["run", "--run-dir", str(target), "--params", str(tmp_path / "p.yaml")],
+        capsys,
+        "p.yaml",
+        "cannot read",
+    )
     assert not target.exists()
 
 
@@ -99,5 +114,9 @@ def test_run_with_an_unwritable_run_directory(tmp_path, capsys):
     if os.geteuid() != 0:  # root writes anywhere
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)
-        fails(["run", "--run-dir", str(locked / "r"), "--to", "01"], capsys, "cannot create the run directory",
-              "Permission denied")
+        fails(
+            ["run", "--run-dir", str(locked / "r"), "--to", "01"],
+            capsys,
+            "cannot create the run directory",
+            "Permission denied",
+        )

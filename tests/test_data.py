@@ -10,8 +10,11 @@ from emotune.stages import data, sampling
 
 GOEMOTIONS = get_taxonomy("goemotions")
 
-GOOD = {"train": ["I love it\t18\ta1", "meh\t27\ta2", "wow, thanks!\t15,26\ta3"],
-        "validation": ["so sad\t25\tb1"], "test": ["why?\t7\tc1", "   \t27\tc2"]}
+GOOD = {
+    "train": ["I love it\t18\ta1", "meh\t27\ta2", "wow, thanks!\t15,26\ta3"],
+    "validation": ["so sad\t25\tb1"],
+    "test": ["why?\t7\tc1", "   \t27\tc2"],
+}
 
 
 def test_local_fixture_loads_as_datasetdict(tmp_path):
@@ -42,16 +45,19 @@ def test_quotes_and_na_survive(tmp_path):
     assert dd["train"]["text"] == ['He said "NA" and left', "NA", 'a "quote']
 
 
-@pytest.mark.parametrize("line, rule", [
-    ("only text", "columns"),
-    ("text\t27\tid\textra", "columns"),
-    ("text\t\tid", "labels-missing"),
-    ("text\tjoy\tid", "label-not-integer"),
-    ("text\t1.5\tid", "label-not-integer"),
-    ("text\t28\tid", "label-out-of-range"),
-    ("text\t-1\tid", "label-out-of-range"),
-    ("text\t3\t ", "id-missing"),
-])
+@pytest.mark.parametrize(
+    "line, rule",
+    [
+        ("only text", "columns"),
+        ("text\t27\tid\textra", "columns"),
+        ("text\t\tid", "labels-missing"),
+        ("text\tjoy\tid", "label-not-integer"),
+        ("text\t1.5\tid", "label-not-integer"),
+        ("text\t28\tid", "label-out-of-range"),
+        ("text\t-1\tid", "label-out-of-range"),
+        ("text\t3\t ", "id-missing"),
+    ],
+)
 def test_bad_rows_name_file_line_and_rule(tmp_path, line, rule):
     rows = dict(GOOD, validation=["fine\t1\tv1", line])
     with pytest.raises(DataError) as info:
@@ -81,7 +87,9 @@ def test_no_local_data_and_no_network_gives_one_clear_message(monkeypatch):
 
 
 def test_release_tsv_is_csv_quoted(tmp_path):
-    rows = dict(GOOD, train=['"Three words, no subtlety. ""Dude. Stop. Seriously."" "\t27\teetq9g0', "NA\t27\tq2"])
+    rows = dict(
+        GOOD, train=['"Three words, no subtlety. ""Dude. Stop. Seriously."" "\t27\teetq9g0', "NA\t27\tq2"]
+    )
     dd = data.load_local(write_tsv(tmp_path / "d", rows), verify=False).dataset
     assert dd["train"]["text"] == ['Three words, no subtlety. "Dude. Stop. Seriously." ', "NA"]
 
@@ -133,7 +141,9 @@ def test_sampling_keeps_label_shares_within_tolerance(train_frame):
 def test_sampling_keeps_rare_labels_present():
     # 200 rows; label 2 appears on 3 rows only; a 20-row sample must still hold it.
     labels = [[0]] * 120 + [[1]] * 77 + [[2]] * 3
-    frame = pd.DataFrame({"text": [f"t{i}" for i in range(200)], "labels": labels, "id": [f"i{i}" for i in range(200)]})
+    frame = pd.DataFrame(
+        {"text": [f"t{i}" for i in range(200)], "labels": labels, "id": [f"i{i}" for i in range(200)]}
+    )
     for seed in range(5):
         sample = sampling.stratified_sample(frame, 20, seed=seed, n_labels=3)
         assert any(2 in ids for ids in sample["labels"])
@@ -153,8 +163,12 @@ def test_seed_tutorial_texts_match_the_mirror(seed_tutorial, loaded_mirror):
     import json
 
     texts = {t for split in loaded_mirror.dataset.values() for t in split["text"]}
-    users = [next(m["content"] for m in json.loads(line)["messages"] if m["role"] == "user")
-             .removeprefix("Label the emotion of this comment: ")
-             for name in ("training_data.jsonl", "validation_data.jsonl")
-             for line in (seed_tutorial / name).read_text("utf-8").splitlines() if line.strip()]
+    users = [
+        next(m["content"] for m in json.loads(line)["messages"] if m["role"] == "user").removeprefix(
+            "Label the emotion of this comment: "
+        )
+        for name in ("training_data.jsonl", "validation_data.jsonl")
+        for line in (seed_tutorial / name).read_text("utf-8").splitlines()
+        if line.strip()
+    ]
     assert len(users) == 900 and all(u in texts for u in users)

@@ -15,8 +15,12 @@ CATS = ["billing", "bug", "login"]
 
 def tickets(n=60):
     """n support tickets, one category each, the category named in the text."""
-    return pd.DataFrame({"body": [f"ticket {i} about {CATS[i % 3]}" for i in range(n)],
-                         "category": [CATS[i % 3] for i in range(n)]})
+    return pd.DataFrame(
+        {
+            "body": [f"ticket {i} about {CATS[i % 3]}" for i in range(n)],
+            "category": [CATS[i % 3] for i in range(n)],
+        }
+    )
 
 
 def write(frame, path):
@@ -46,11 +50,15 @@ def test_single_label_strings_in_every_format(tmp_path, suffix):
 def test_integer_ids_with_names_param_file_and_error(tmp_path):
     frame = tickets().assign(category=[i % 3 for i in range(60)])
     path = write(frame, tmp_path / "ids.csv")
-    loaded = data.load(str(path), text_column="body", label_column="category", label_names="billing,bug,login")
+    loaded = data.load(
+        str(path), text_column="body", label_column="category", label_names="billing,bug,login"
+    )
     assert loaded.taxonomy.labels == tuple(CATS)
     names = tmp_path / "names.txt"
     names.write_text("billing\nbug\nlogin\n")
-    assert data.load(str(path), text_column="body", label_column="category", label_names=str(names)).taxonomy.labels == tuple(CATS)
+    assert data.load(
+        str(path), text_column="body", label_column="category", label_names=str(names)
+    ).taxonomy.labels == tuple(CATS)
     with pytest.raises(DataError, match="label_names") as info:
         data.load(str(path), text_column="body", label_column="category")
     assert info.value.rule == "label-names-missing"
@@ -63,7 +71,9 @@ def test_label_outside_label_names_names_file_and_row(tmp_path):
     path = write(tickets(), tmp_path / "t.csv")
     with pytest.raises(DataError) as info:
         data.load(str(path), text_column="body", label_column="category", label_names="billing,bug")
-    assert info.value.rule == "label-unknown" and "t.csv:4:" in str(info.value) and "'login'" in str(info.value)
+    assert (
+        info.value.rule == "label-unknown" and "t.csv:4:" in str(info.value) and "'login'" in str(info.value)
+    )
 
 
 def test_multi_label_lists_delimited_and_one_hot(tmp_path):
@@ -79,8 +89,12 @@ def test_multi_label_lists_delimited_and_one_hot(tmp_path):
     delim = write(frame.assign(tags=["|".join(x) for x in lists]), tmp_path / "delim.csv")
     b = data.load(str(delim), text_column="body", label_column="tags", label_separator="|")
     assert b.taxonomy.labels == a.taxonomy.labels and b.taxonomy.multi_label
-    hot = frame[["body"]].assign(**{c: [int(c in x) for x in lists] for c in ["billing", "bug", "login", "urgent"]})
-    c = data.load(str(write(hot, tmp_path / "hot.csv")), text_column="body", label_columns="billing,bug,login,urgent")
+    hot = frame[["body"]].assign(
+        **{c: [int(c in x) for x in lists] for c in ["billing", "bug", "login", "urgent"]}
+    )
+    c = data.load(
+        str(write(hot, tmp_path / "hot.csv")), text_column="body", label_columns="billing,bug,login,urgent"
+    )
     assert c.taxonomy.labels == ("billing", "bug", "login", "urgent") and c.taxonomy.multi_label
     rows = data.to_frame(c.dataset["train"])["labels"].map(len)
     assert rows.max() == 2 and rows.min() == 1
@@ -101,7 +115,9 @@ def test_own_splits_dev_guessed_columns_drops_counted_and_recorded(tmp_path):
     assert cleaning.dropped["validation"]["unknown label"] == 1  # "refund" never occurs in training
     run = Run(tmp_path / "run")
     record = record_dataset(run, loaded, cleaning)
-    assert record["name"] == "tickets" and record["multi_label"] is False and record["split_sizes"]["test"] == 12
+    assert (
+        record["name"] == "tickets" and record["multi_label"] is False and record["split_sizes"]["test"] == 12
+    )
     assert run.manifest()["data"]["label_set"]["labels"] == CATS
     assert label_set(run, "goemotions").name == "tickets"  # the default level means the dataset's own labels
     with pytest.raises(ConfigError, match="not a level of dataset 'tickets'"):
@@ -121,7 +137,9 @@ def test_guess_fails_with_the_columns_listed(tmp_path):
 
 def test_bom_is_stripped_and_invalid_utf8_names_the_file(tmp_path):
     path = tmp_path / "bom.csv"
-    path.write_bytes(b"\xef\xbb\xbftext,label\n" + b"".join(f"t{i},{CATS[i % 3]}\n".encode() for i in range(30)))
+    path.write_bytes(
+        b"\xef\xbb\xbftext,label\n" + b"".join(f"t{i},{CATS[i % 3]}\n".encode() for i in range(30))
+    )
     assert data.load(str(path)).taxonomy.labels == tuple(CATS)
     bad = tmp_path / "latin1.csv"
     bad.write_bytes("text,label\ncaf\u00e9,bug\n".encode("latin-1"))
@@ -148,7 +166,9 @@ def test_mixed_single_and_multi_label_rows(tmp_path):
 
 
 def test_one_label_and_too_few_examples(tmp_path):
-    one = write(pd.DataFrame({"text": [f"t{i}" for i in range(30)], "label": ["bug"] * 30}), tmp_path / "one.csv")
+    one = write(
+        pd.DataFrame({"text": [f"t{i}" for i in range(30)], "label": ["bug"] * 30}), tmp_path / "one.csv"
+    )
     with pytest.raises(ConfigError, match="1 label"):
         data.load(str(one))
     few = write(tickets(30), tmp_path / "few.csv")

@@ -1,7 +1,7 @@
 """The whole series end to end on the local backend, headless, twice: what a team would automate.
 
-One run with OPENAI_API_KEY set to a sentinel (the local backend forced) proves the key leaks nowhere;
-a second identical run proves nothing is bought twice; a real headless Chromium reads the rendered tutorial.
+One run with OPENAI_API_KEY set to a sentinel (the local backend forced) proves the key leaks nowhere; a
+second identical run proves nothing is bought twice; a real headless Chromium reads the rendered tutorial.
 """
 
 from __future__ import annotations
@@ -21,15 +21,31 @@ from emotune import cli
 from emotune.stages.verdict import BASELINE_AS_GOOD, BASELINE_BETTER, NO_GAIN, WORTH_IT
 
 SENTINEL = f"sk-emotune-sentinel-{uuid.uuid4().hex}"
-PARAMS = ["-p", "backend=local", "-p", "n_train=600", "-p", "n_validation=150", "-p", "n_eval=150", "-p", "seed=7"]
+PARAMS = [
+    "-p",
+    "backend=local",
+    "-p",
+    "n_train=600",
+    "-p",
+    "n_validation=150",
+    "-p",
+    "n_eval=150",
+    "-p",
+    "seed=7",
+]
 BILLABLE = ("POST /v1/files", "POST /v1/fine_tuning/jobs", "POST /v1/chat/completions", "POST /v1/batches")
 
 
 def emotune_run(run_dir: Path, log: Path, *extra: str) -> subprocess.CompletedProcess:
     env = os.environ | {"OPENAI_API_KEY": SENTINEL, "TQDM_DISABLE": "1"}
     with open(log, "w") as f:
-        return subprocess.run([sys.executable, "-m", "emotune.cli", "run", "--run-dir", str(run_dir), *PARAMS, *extra],
-                              stdout=f, stderr=subprocess.STDOUT, env=env, timeout=900)
+        return subprocess.run(
+            [sys.executable, "-m", "emotune.cli", "run", "--run-dir", str(run_dir), *PARAMS, *extra],
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            env=env,
+            timeout=900,
+        )
 
 
 def posts(run_dir: Path) -> Counter:
@@ -46,8 +62,14 @@ def series(tmp_path_factory, mirror):
     manifest_first = json.loads((run_dir / "manifest.json").read_text())
     second = emotune_run(run_dir, root / "second.log")
     assert second.returncode == 0, (root / "second.log").read_text()[-3000:]
-    return {"root": root, "run": run_dir, "after_first": after_first, "after_second": posts(run_dir),
-            "manifest_first": manifest_first, "manifest": json.loads((run_dir / "manifest.json").read_text())}
+    return {
+        "root": root,
+        "run": run_dir,
+        "after_first": after_first,
+        "after_second": posts(run_dir),
+        "manifest_first": manifest_first,
+        "manifest": json.loads((run_dir / "manifest.json").read_text()),
+    }
 
 
 def test_the_key_appears_nowhere(series):
@@ -75,24 +97,44 @@ def test_a_second_identical_run_buys_nothing_and_reproduces_the_scores(series):
 
 def test_the_manifest_alone_records_the_run(series):
     m = series["manifest"]
-    for key in ("parameters", "data", "samples", "jsonl", "estimate", "uploads", "job", "evaluation", "backend",
-                "versions", "stages"):
+    for key in (
+        "parameters",
+        "data",
+        "samples",
+        "jsonl",
+        "estimate",
+        "uploads",
+        "job",
+        "evaluation",
+        "backend",
+        "versions",
+        "stages",
+    ):
         assert key in m, key
     assert m["data"]["checksums"]["train.tsv"] and m["jsonl"]["files"]["train"]["sha256"]
     assert m["job"]["trained_tokens"] == m["estimate"]["billed_tokens"]
     assert len(m["evaluation"]["sample_ids"]) == 150 and m["evaluation"]["scores"]
-    assert all(m["stages"][f"0{i}_" + name]["seconds"] > 0
-               for i, name in enumerate(["explore", "build_jsonl", "validate_cost", "launch_job", "evaluate"], start=1))
+    assert all(
+        m["stages"][f"0{i}_" + name]["seconds"] > 0
+        for i, name in enumerate(
+            ["explore", "build_jsonl", "validate_cost", "launch_job", "evaluate"], start=1
+        )
+    )
     assert "verdict: Verdict: " in "\n".join(cli.summary_lines(m))
     verdict = m["evaluation"]["verdict"]
     assert verdict["answer"] in (WORTH_IT, BASELINE_AS_GOOD, BASELINE_BETTER, NO_GAIN)
-    assert "label-name matcher vs TF-IDF learner; dollar figures are what OpenAI would charge" in verdict["sentence"]
+    assert (
+        "label-name matcher vs TF-IDF learner; dollar figures are what OpenAI would charge"
+        in verdict["sentence"]
+    )
 
 
 def test_from_to_reruns_a_range_without_paying_again(series, tmp_path):
     before = posts(series["run"])
     log = tmp_path / "range.log"
-    assert emotune_run(series["run"], log, "--from", "04", "--to", "05").returncode == 0, log.read_text()[-2000:]
+    assert emotune_run(series["run"], log, "--from", "04", "--to", "05").returncode == 0, log.read_text()[
+        -2000:
+    ]
     assert "[1/2] 04_launch_job" in log.read_text()
     after = posts(series["run"])
     assert all(after[r] == before[r] for r in BILLABLE)
@@ -104,15 +146,25 @@ def chromium_driver(tmp_path):
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = shutil.which("chromium")
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 f"--user-data-dir={tmp_path / 'profile'}"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ):
         opts.add_argument(flag)
     return webdriver.Chrome(options=opts, service=Service(executable_path=shutil.which("chromedriver")))
 
 
-@pytest.mark.skipif(not (shutil.which("chromium") and shutil.which("chromedriver")),
-                    reason="needs Debian's chromium and chromium-driver (make browser installs them)")
+@pytest.mark.skipif(
+    not (shutil.which("chromium") and shutil.which("chromedriver")),
+    reason="needs Debian's chromium and chromium-driver (make browser installs them)",
+)
 def test_rendered_tutorial_in_a_real_browser(series, tmp_path):
     index = series["run"] / "html" / "index.html"
     driver = chromium_driver(tmp_path)
@@ -127,9 +179,12 @@ def test_rendered_tutorial_in_a_real_browser(series, tmp_path):
             driver.get(link)
             state = driver.execute_script(
                 "return {ready: document.readyState, images: Array.from(document.images).map("
-                "i => i.complete && i.naturalWidth > 0), errors: document.querySelectorAll('.jp-RenderedText[data-mime-type="
-                "\"application/vnd.jupyter.stderr\"] .ansi-red-fg').length, h1: document.querySelector('h1') && "
-                "document.querySelector('h1').textContent}")
+                "i => i.complete && i.naturalWidth > 0), errors: "
+                "document.querySelectorAll('.jp-RenderedText[data-mime-type="
+                '"application/vnd.jupyter.stderr"] .ansi-red-fg\').length, h1: '
+                "document.querySelector('h1') && "
+                "document.querySelector('h1').textContent}"
+            )
             name = link.rsplit("/", 1)[-1]
             assert state["ready"] == "complete" and state["h1"], name
             assert state["images"] and all(state["images"]), f"{name}: a figure did not render"
@@ -161,16 +216,40 @@ def test_a_new_provider_is_one_module_and_one_catalogue_entry(series, tmp_path):
     (tmp_path / "providers.json").write_text(json.dumps({"fake": "fake_provider:FakeProvider"}))
     with LocalServer(tmp_path / "fake-state") as srv:
         # the server answers the same fine-tuned model: give it the trained weights, nothing else
-        shutil.copytree(run_dir / "local-backend" / "weights", tmp_path / "fake-state" / "weights", dirs_exist_ok=True)
-        shutil.copytree(run_dir / "local-backend" / "models", tmp_path / "fake-state" / "models", dirs_exist_ok=True)
-        env = os.environ | {"TQDM_DISABLE": "1", "EMOTUNE_PROVIDERS": str(tmp_path / "providers.json"),
-                            "PYTHONPATH": os.pathsep.join([str(tmp_path / "plugins"), os.environ.get("PYTHONPATH", "")]),
-                            "OPENAI_BASE_URL": srv.base_url, "OPENAI_API_KEY": "not-a-real-key"}
+        shutil.copytree(
+            run_dir / "local-backend" / "weights", tmp_path / "fake-state" / "weights", dirs_exist_ok=True
+        )
+        shutil.copytree(
+            run_dir / "local-backend" / "models", tmp_path / "fake-state" / "models", dirs_exist_ok=True
+        )
+        env = os.environ | {
+            "TQDM_DISABLE": "1",
+            "EMOTUNE_PROVIDERS": str(tmp_path / "providers.json"),
+            "PYTHONPATH": os.pathsep.join([str(tmp_path / "plugins"), os.environ.get("PYTHONPATH", "")]),
+            "OPENAI_BASE_URL": srv.base_url,
+            "OPENAI_API_KEY": "not-a-real-key",
+        }
         log = tmp_path / "fake.log"
         with open(log, "w") as f:
-            done = subprocess.run([sys.executable, "-m", "emotune.cli", "run", "--run-dir", str(run_dir), *PARAMS[2:],
-                                   "-p", "backend=fake", "--from", "05"], stdout=f, stderr=subprocess.STDOUT, env=env,
-                                  timeout=900)
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "emotune.cli",
+                    "run",
+                    "--run-dir",
+                    str(run_dir),
+                    *PARAMS[2:],
+                    "-p",
+                    "backend=fake",
+                    "--from",
+                    "05",
+                ],
+                stdout=f,
+                stderr=subprocess.STDOUT,
+                env=env,
+                timeout=900,
+            )
         assert done.returncode == 0, log.read_text()[-3000:]
         stats = srv.stats()
     manifest = json.loads((run_dir / "manifest.json").read_text())

@@ -33,8 +33,16 @@ def test_baseline_learns_on_the_real_mirror(loaded_mirror):
 
 
 def fake(model, labels, prompt=100, completion=5):
-    frame = pd.DataFrame({"id": [str(i) for i in range(len(labels))], "answer": "", "labels": labels, "status": "ok",
-                          "unknown": [()] * len(labels), "cached": False})
+    frame = pd.DataFrame(
+        {
+            "id": [str(i) for i in range(len(labels))],
+            "answer": "",
+            "labels": labels,
+            "status": "ok",
+            "unknown": [()] * len(labels),
+            "cached": False,
+        }
+    )
     return Predictions(model, frame, [], len(labels), prompt * len(labels), completion * len(labels))
 
 
@@ -45,24 +53,38 @@ def _cost(preds, models):
 
 def test_cost_per_1000_in_dollars_or_not_priced():
     base, tuned = [["neutral"]] * 100, [["joy"]] * 100
-    preds = {"base": fake("gpt-4o-mini-2024-07-18", base), "fine-tuned": fake("ft:gpt-4o-mini-2024-07-18:o:x:1", tuned)}
+    preds = {
+        "base": fake("gpt-4o-mini-2024-07-18", base),
+        "fine-tuned": fake("ft:gpt-4o-mini-2024-07-18:o:x:1", tuned),
+    }
     models = {"base": "gpt-4o-mini-2024-07-18", "fine-tuned": "ft:gpt-4o-mini-2024-07-18:o:x:1"}
     cost = _cost(preds, models)
     client = openai.OpenAI(api_key="k", base_url="http://127.0.0.1:9/v1")
     unpriced = evaluate.cost_per_1000(CompatibleProvider(client, "http://127.0.0.1:9/v1"), preds, models)
-    assert list(unpriced.columns) == ["pricing", "items"]  # no dollar column of NaNs, and no timing was recorded
+    assert list(unpriced.columns) == [
+        "pricing",
+        "items",
+    ]  # no dollar column of NaNs, and no timing was recorded
     assert unpriced["pricing"].str.startswith("not priced").all()
     preds["fine-tuned"].seconds_per_answer = preds["base"].seconds_per_answer = 0.35  # 1,000 answers in 350 s
     timed = evaluate.cost_per_1000(CompatibleProvider(client, "http://127.0.0.1:9/v1"), preds, models)
-    assert evaluate.cost_axis(timed) == "compute s per 1,000 (online)" and evaluate.cost_axis(cost).startswith("USD")
+    assert evaluate.cost_axis(timed) == "compute s per 1,000 (online)" and evaluate.cost_axis(
+        cost
+    ).startswith("USD")
     assert timed.loc["fine-tuned", "compute s per 1,000 (online)"] == 350.0
     from emotune.stages.verdict import _cost_words
 
-    assert _cost_words(timed, None, 594.0) == ("1,000 predictions take 350 compute seconds online on this machine, "
-                                               "after 594 compute seconds of training")
+    assert _cost_words(timed, None, 594.0) == (
+        "1,000 predictions take 350 compute seconds online on this machine, "
+        "after 594 compute seconds of training"
+    )
     assert "compute s per 1,000 (online)" not in cost.columns  # priced in dollars: no compute column
-    assert cost.loc["fine-tuned", "USD per 1,000 (online)"] == pytest.approx(1000 * (100 * 0.3 + 5 * 1.2) / 1e6)
-    assert cost.loc["fine-tuned", "USD per 1,000 (batch)"] == pytest.approx(cost.loc["fine-tuned", "USD per 1,000 (online)"] / 2)
+    assert cost.loc["fine-tuned", "USD per 1,000 (online)"] == pytest.approx(
+        1000 * (100 * 0.3 + 5 * 1.2) / 1e6
+    )
+    assert cost.loc["fine-tuned", "USD per 1,000 (batch)"] == pytest.approx(
+        cost.loc["fine-tuned", "USD per 1,000 (online)"] / 2
+    )
 
 
 LABELS = ["joy", "anger", "fear", "love", "sadness", "surprise"]
@@ -74,16 +96,23 @@ def _answers(gold, right_share, seed):
     return [g if rng.random() < right_share else ["neutral"] for g in gold]
 
 
-@pytest.mark.parametrize(("shares", "answer"), [
-    ((0.1, 0.9, 0.5), verdict.WORTH_IT),  # base, fine-tuned, free baseline: beats both
-    ((0.1, 0.6, 0.6), verdict.BASELINE_AS_GOOD),  # beats the base model only
-    ((0.5, 0.5, 0.2), verdict.NO_GAIN),  # no better than the base model
-    ((0.1, 0.4, 0.9), verdict.BASELINE_BETTER),  # beats the base model, but the free baseline beats it
-])
+@pytest.mark.parametrize(
+    ("shares", "answer"),
+    [
+        ((0.1, 0.9, 0.5), verdict.WORTH_IT),  # base, fine-tuned, free baseline: beats both
+        ((0.1, 0.6, 0.6), verdict.BASELINE_AS_GOOD),  # beats the base model only
+        ((0.5, 0.5, 0.2), verdict.NO_GAIN),  # no better than the base model
+        ((0.1, 0.4, 0.9), verdict.BASELINE_BETTER),  # beats the base model, but the free baseline beats it
+    ],
+)
 def test_the_verdict_computes_each_of_its_four_answers(shares, answer):
     gold = [[LABELS[i % len(LABELS)]] for i in range(240)]
-    preds = {name: _answers(gold, share, seed) for (name, share, seed)
-             in zip(("base", "fine-tuned", "free baseline"), shares, (1, 2, 3), strict=True)}
+    preds = {
+        name: _answers(gold, share, seed)
+        for (name, share, seed) in zip(
+            ("base", "fine-tuned", "free baseline"), shares, (1, 2, 3), strict=True
+        )
+    }
     if answer == verdict.NO_GAIN:
         preds["fine-tuned"] = preds["base"]
     comparisons = evaluate.compare_models(gold, preds, "goemotions", n_resamples=999)
@@ -92,8 +121,14 @@ def test_the_verdict_computes_each_of_its_four_answers(shares, answer):
     scores = metrics.score_models(gold, preds, levels=["goemotions"], n_resamples=199)
     models = {"base": "gpt-4o-mini-2024-07-18", "fine-tuned": "ft:gpt-4o-mini-2024-07-18:o:x:1"}
     cost = _cost({k: fake(models[k], preds[k]) for k in models}, models)
-    v = verdict.verdict(comparisons, scores, taxonomy="goemotions", cost=cost, training_usd=1.5,
-                        compared="label-name matcher vs TF-IDF learner; dollar figures are what OpenAI would charge")
+    v = verdict.verdict(
+        comparisons,
+        scores,
+        taxonomy="goemotions",
+        cost=cost,
+        training_usd=1.5,
+        compared="label-name matcher vs TF-IDF learner; dollar figures are what OpenAI would charge",
+    )
     assert v["answer"] == answer and v["sentence"].startswith(f"Verdict: {answer} (label-name matcher")
     assert "240 test comments" in v["sentence"] and "$1.50 of training" in v["sentence"]
     assert "Holm-adjusted permutation p = " in v["sentence"] and "95% CI" in v["sentence"]

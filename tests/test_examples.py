@@ -15,8 +15,10 @@ from emotune.core.prompts import (
 from emotune.core.taxonomy import taxonomy_names
 
 
-@pytest.mark.parametrize("level, labels", [("goemotions", ["embarrassment", "joy"]), ("ekman", ["fear", "neutral"]),
-                                           ("sentiment", ["ambiguous"])])
+@pytest.mark.parametrize(
+    "level, labels",
+    [("goemotions", ["embarrassment", "joy"]), ("ekman", ["fear", "neutral"]), ("sentiment", ["ambiguous"])],
+)
 @pytest.mark.parametrize("style", ["verbose", "compact"])
 @pytest.mark.parametrize("fmt", ["comma", "json"])
 def test_render_then_parse_round_trips(level, labels, style, fmt):
@@ -47,33 +49,39 @@ def test_custom_style():
         format_answer(["joy"], "xml")
 
 
-@pytest.mark.parametrize("answer, labels", [
-    ("joy, love", ("joy", "love")),
-    ("Love,JOY", ("joy", "love")),
-    ("  joy ,  joy , love. ", ("joy", "love")),
-    ("Embarassment", ("embarrassment",)),
-    ("gratitude; admiration", ("admiration", "gratitude")),
-    ("anger and annoyance", ("anger", "annoyance")),
-    ('{"labels": ["Joy", "love"]}', ("joy", "love")),
-    ('```json\n{"labels": ["fear"]}\n```', ("fear",)),
-    ('["sadness"]', ("sadness",)),
-    ("neutral!", ("neutral",)),
-])
+@pytest.mark.parametrize(
+    "answer, labels",
+    [
+        ("joy, love", ("joy", "love")),
+        ("Love,JOY", ("joy", "love")),
+        ("  joy ,  joy , love. ", ("joy", "love")),
+        ("Embarassment", ("embarrassment",)),
+        ("gratitude; admiration", ("admiration", "gratitude")),
+        ("anger and annoyance", ("anger", "annoyance")),
+        ('{"labels": ["Joy", "love"]}', ("joy", "love")),
+        ('```json\n{"labels": ["fear"]}\n```', ("fear",)),
+        ('["sadness"]', ("sadness",)),
+        ("neutral!", ("neutral",)),
+    ],
+)
 def test_parser_forgives_what_is_safe(answer, labels):
     parsed = parse_answer(answer, "goemotions")
     assert parsed.ok and parsed.labels == labels
 
 
-@pytest.mark.parametrize("answer, status, unknown", [
-    ("happy", "unknown", ("happy",)),
-    ("joy, happy, HAPPY", "partial", ("happy",)),
-    ("", "unparseable", ()),
-    (None, "unparseable", ()),
-    ('{"labels": "joy"}', "unparseable", ()),
-    ('{"labels": [', "unparseable", ()),
-    (",,,", "unparseable", ()),
-    ("I think this comment expresses joy", "unknown", ("i think this comment expresses joy",)),
-])
+@pytest.mark.parametrize(
+    "answer, status, unknown",
+    [
+        ("happy", "unknown", ("happy",)),
+        ("joy, happy, HAPPY", "partial", ("happy",)),
+        ("", "unparseable", ()),
+        (None, "unparseable", ()),
+        ('{"labels": "joy"}', "unparseable", ()),
+        ('{"labels": [', "unparseable", ()),
+        (",,,", "unparseable", ()),
+        ("I think this comment expresses joy", "unknown", ("i think this comment expresses joy",)),
+    ],
+)
 def test_parser_is_strict_where_it_must_be(answer, status, unknown):
     parsed = parse_answer(answer, "goemotions")
     assert parsed.status == status and parsed.unknown == unknown
@@ -97,8 +105,13 @@ def test_build_files_are_deterministic_atomic_and_recorded(tmp_path):
 
     from emotune import Run, build_training_files
 
-    frame = pd.DataFrame({"text": [f"t{i}" for i in range(20)], "labels": [[i % 28] for i in range(20)],
-                          "id": [str(i) for i in range(20)]})
+    frame = pd.DataFrame(
+        {
+            "text": [f"t{i}" for i in range(20)],
+            "labels": [[i % 28] for i in range(20)],
+            "id": [str(i) for i in range(20)],
+        }
+    )
     samples = {"train": frame, "validation": frame.head(5), "eval": frame.tail(3)}
     run = Run(tmp_path / "r")
     a = build_training_files(run, samples, style="compact", label_format="json", taxonomy="ekman", seed=1)
@@ -108,10 +121,17 @@ def test_build_files_are_deterministic_atomic_and_recorded(tmp_path):
     build_training_files(run, samples, style="compact", label_format="json", taxonomy="ekman", seed=2)
     assert (tmp_path / "r" / "train.jsonl").read_bytes() != first  # another seed, another order
     lines = [json.loads(x) for x in first.decode().splitlines()]
-    assert len(lines) == 20 and all(json.loads(x["messages"][-1]["content"])["labels"][0] in
-                                    ("anger", "disgust", "fear", "joy", "sadness", "surprise", "neutral") for x in lines)
+    assert len(lines) == 20 and all(
+        json.loads(x["messages"][-1]["content"])["labels"][0]
+        in ("anger", "disgust", "fear", "joy", "sadness", "surprise", "neutral")
+        for x in lines
+    )
     m = run.manifest()["jsonl"]
-    assert m["files"]["validation"]["examples"] == 5 and m["taxonomy"] == "ekman" and m["prompt_style"] == "compact"
+    assert (
+        m["files"]["validation"]["examples"] == 5
+        and m["taxonomy"] == "ekman"
+        and m["prompt_style"] == "compact"
+    )
     assert not any(p.name.endswith(".tmp") for p in (tmp_path / "r").iterdir())
 
 
@@ -165,19 +185,28 @@ def test_prompt_spec_round_trips_and_a_different_spec_is_an_error_naming_both():
     with pytest.raises(ConfigError) as info:
         check_prompt_spec(trained.to_record(), PromptSpec.resolve("verbose", "json", "ekman"))
     msg = str(info.value)
-    assert "style='compact'" in msg and "style='verbose'" in msg and "'ekman'" in msg and "'goemotions'" in msg
-    assert PromptSpec.resolve("compact", "comma", None).taxonomy.name == "goemotions"  # the catalogue's default
+    assert (
+        "style='compact'" in msg and "style='verbose'" in msg and "'ekman'" in msg and "'goemotions'" in msg
+    )
+    assert (
+        PromptSpec.resolve("compact", "comma", None).taxonomy.name == "goemotions"
+    )  # the catalogue's default
 
 
 def test_build_files_record_the_prompt_spec(tmp_path):
     import pandas as pd
 
     from emotune import PromptSpec, Run, build_training_files
-    from emotune.core.prompts import trained_prompt_spec
+    from emotune.stages.examples import trained_prompt_spec
 
     tickets = _tickets()
-    frame = pd.DataFrame({"text": [f"t{i}" for i in range(12)], "labels": [[i % 3] for i in range(12)],
-                          "id": [str(i) for i in range(12)]})
+    frame = pd.DataFrame(
+        {
+            "text": [f"t{i}" for i in range(12)],
+            "labels": [[i % 3] for i in range(12)],
+            "id": [str(i) for i in range(12)],
+        }
+    )
     run = Run(tmp_path / "r")
     spec = PromptSpec.resolve("zero-shot", "json", tickets)
     build_training_files(run, {"train": frame, "validation": frame}, style=spec, seed=0)

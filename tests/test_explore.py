@@ -38,10 +38,15 @@ def test_token_lengths():
 
 def test_plots_return_titled_labelled_figures():
     co = explore.cooccurrence(FRAME, "goemotions")
-    figs = [plots.plot_label_frequency(explore.label_frequency(FRAME, "goemotions"), title="T"),
-            plots.plot_labels_per_comment(explore.labels_per_comment(FRAME)),
-            plots.plot_cooccurrence(co), plots.plot_token_lengths(np.array([1, 2, 3]), "m"),
-            plots.plot_support_comparison(pd.DataFrame({"label": ["a"], "population %": [1.0], "sample %": [1.1]}))]
+    figs = [
+        plots.plot_label_frequency(explore.label_frequency(FRAME, "goemotions"), title="T"),
+        plots.plot_labels_per_comment(explore.labels_per_comment(FRAME)),
+        plots.plot_cooccurrence(co),
+        plots.plot_token_lengths(np.array([1, 2, 3]), "m"),
+        plots.plot_support_comparison(
+            pd.DataFrame({"label": ["a"], "population %": [1.0], "sample %": [1.1]})
+        ),
+    ]
     for fig in figs:
         ax = fig.axes[0]
         assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
@@ -50,9 +55,14 @@ def test_plots_return_titled_labelled_figures():
 
 
 def test_label_counts_stay_readable_and_shapes_are_recognised():
-    freq = pd.DataFrame({"label": [f"l{i}" for i in range(200)], "comments": range(200, 0, -1), "share %": 0.0})
+    freq = pd.DataFrame(
+        {"label": [f"l{i}" for i in range(200)], "comments": range(200, 0, -1), "share %": 0.0}
+    )
     view = explore.readable_frequency(freq)
     assert len(view) == 40 and view["label"].iloc[0] == "l0" and view["label"].iloc[-1] == "l199"
     assert len(explore.readable_frequency(freq.head(2))) == 2
     assert explore.is_multi_label(FRAME) and not explore.is_multi_label(FRAME.assign(labels=[[0], [1], [2]]))
-    assert explore.coarser_levels("goemotions") == ["ekman", "sentiment"] and explore.coarser_levels("ekman") == []
+    assert (
+        explore.coarser_levels("goemotions") == ["ekman", "sentiment"]
+        and explore.coarser_levels("ekman") == []
+    )

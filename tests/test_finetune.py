@@ -23,8 +23,12 @@ from emotune.providers.openai_api import OpenAIProvider
 from emotune.stages import finetune
 
 BASE = "gpt-4.1-mini-2025-04-14"
-TOY = [("thank you so much", ["gratitude"]), ("lol that is hilarious", ["amusement"]),
-       ("I am so angry right now", ["anger"]), ("this is fine", ["neutral"])]
+TOY = [
+    ("thank you so much", ["gratitude"]),
+    ("lol that is hilarious", ["amusement"]),
+    ("I am so angry right now", ["anger"]),
+    ("this is fine", ["neutral"]),
+]
 
 
 def prepare_run(path, n_repeat=5, estimate_usd=0.5, bad_line=None):
@@ -35,7 +39,9 @@ def prepare_run(path, n_repeat=5, estimate_usd=0.5, bad_line=None):
     run.file("train.jsonl").parent.mkdir(parents=True, exist_ok=True)
     run.file("train.jsonl").write_text("\n".join(lines) + "\n")
     run.file("val.jsonl").write_text("\n".join(lines[:8]) + "\n")
-    run.put(EstimateRecord(model=BASE, pricing="usd", training_usd=estimate_usd, billed_tokens=1000, n_epochs=3))
+    run.put(
+        EstimateRecord(model=BASE, pricing="usd", training_usd=estimate_usd, billed_tokens=1000, n_epochs=3)
+    )
     run.put(SamplesRecord(eval={"rows": 10}))
     return run
 
@@ -51,7 +57,9 @@ def launch(client, run, backend=LocalProvider, **kw):
 
 
 def fast_watch(client, job_id, **kw):
-    return finetune.watch(P(client), job_id, poll_s=0.02, max_poll_s=0.1, on_event=lambda m: None, progress=False, **kw)
+    return finetune.watch(
+        P(client), job_id, poll_s=0.02, max_poll_s=0.1, on_event=lambda m: None, progress=False, **kw
+    )
 
 
 def test_running_the_launch_twice_uploads_once_and_creates_one_job(tmp_path, server, client):
@@ -163,8 +171,16 @@ def test_watch_is_one_bounded_loop_with_back_off(tmp_path, client):
     job = launch(client, run, n_epochs=25, batch_size=1)
     waits = []
     with pytest.raises(JobError, match="keeps running"):
-        finetune.watch(P(client), job.id, poll_s=0.01, max_poll_s=0.04, timeout_s=0.2, sleep=waits.append,
-                       on_event=lambda m: None, progress=False)
+        finetune.watch(
+            P(client),
+            job.id,
+            poll_s=0.01,
+            max_poll_s=0.04,
+            timeout_s=0.2,
+            sleep=waits.append,
+            on_event=lambda m: None,
+            progress=False,
+        )
     assert waits and max(waits) <= 0.04 and sum(waits) >= 0.2
     client.fine_tuning.jobs.cancel(job.id)
 
@@ -185,8 +201,12 @@ SCRIPT = textwrap.dedent("""
 def test_killing_the_process_mid_job_and_running_again_resumes_the_same_job(tmp_path):
     run = prepare_run(tmp_path / "run", n_repeat=25)
     state = tmp_path / "state"
-    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(run.path), str(state)], stdout=subprocess.PIPE, text=True,
-                            env=os.environ | {"PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SCRIPT, str(run.path), str(state)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=os.environ | {"PYTHONUNBUFFERED": "1"},
+    )
     try:
         for line in proc.stdout:
             if line.strip() == "status: running":
@@ -218,4 +238,6 @@ def test_step_metrics_fall_back_to_events(tmp_path, client):
     from_events = finetune.step_metrics(P(client), done.model_copy(update={"result_files": []}))
     from_csv = finetune.step_metrics(P(client), done)
     assert len(from_events) == len(from_csv)
-    pd.testing.assert_series_equal(from_events["train_loss"], from_csv["train_loss"], check_dtype=False, atol=1e-4)
+    pd.testing.assert_series_equal(
+        from_events["train_loss"], from_csv["train_loss"], check_dtype=False, atol=1e-4
+    )

@@ -37,11 +37,20 @@ def jsonl(rows: list[tuple[str, list[str]]], **kw) -> bytes:
     return "".join(json.dumps(examples.render_example(t, labs, **kw)) + "\n" for t, labs in rows).encode()
 
 
-TOY = [("thank you so much", ["gratitude"]), ("lol that is hilarious", ["amusement"]),
-       ("I am so angry right now", ["anger"]), ("this is fine", ["neutral"]),
-       ("thanks, love it", ["gratitude", "love"]), ("haha funny", ["amusement"]),
-       ("furious and angry", ["anger"]), ("ok then", ["neutral"]), ("many thanks", ["gratitude"]),
-       ("so funny lol", ["amusement"]), ("angry about this", ["anger"]), ("it is what it is", ["neutral"])]
+TOY = [
+    ("thank you so much", ["gratitude"]),
+    ("lol that is hilarious", ["amusement"]),
+    ("I am so angry right now", ["anger"]),
+    ("this is fine", ["neutral"]),
+    ("thanks, love it", ["gratitude", "love"]),
+    ("haha funny", ["amusement"]),
+    ("furious and angry", ["anger"]),
+    ("ok then", ["neutral"]),
+    ("many thanks", ["gratitude"]),
+    ("so funny lol", ["amusement"]),
+    ("angry about this", ["anger"]),
+    ("it is what it is", ["neutral"]),
+]
 
 
 def wait_batch(client, batch_id, timeout=60):
@@ -65,7 +74,12 @@ def test_files_endpoints(client, server):
     assert strict(FileDeleted, client.files.with_raw_response.delete(f.id).http_response.json()).deleted
     with pytest.raises(openai.NotFoundError) as info:
         client.files.retrieve(f.id)
-    assert info.value.body["code"] == "file_not_found" and set(info.value.body) == {"message", "type", "param", "code"}
+    assert info.value.body["code"] == "file_not_found" and set(info.value.body) == {
+        "message",
+        "type",
+        "param",
+        "code",
+    }
     with pytest.raises(openai.BadRequestError, match="purpose"):
         client.files.create(file=("x.jsonl", b"{}"), purpose="nonsense")
 
@@ -83,22 +97,35 @@ def test_models_and_chat(client):
     assert BASE in {strict(Model, m).id for m in models}
     strict(Model, client.models.with_raw_response.retrieve(BASE).http_response.json())
     raw = client.chat.completions.with_raw_response.create(
-        model=BASE, messages=examples.prompt_messages("so grateful, and amused"), temperature=0, seed=1)
+        model=BASE, messages=examples.prompt_messages("so grateful, and amused"), temperature=0, seed=1
+    )
     chat = strict(ChatCompletion, raw.http_response.json())
     assert chat.system_fingerprint == "emotune-local-zero-shot"
     assert examples.parse_answer(chat.choices[0].message.content).labels == ("amusement", "gratitude")
     from emotune.core.tokens import count_chat_tokens, encoding_for
 
     enc = encoding_for(BASE)
-    assert chat.usage.prompt_tokens == count_chat_tokens(examples.prompt_messages("so grateful, and amused"), enc)
+    assert chat.usage.prompt_tokens == count_chat_tokens(
+        examples.prompt_messages("so grateful, and amused"), enc
+    )
     assert chat.usage.completion_tokens == len(enc.encode(chat.choices[0].message.content))
-    short = client.chat.completions.create(model=BASE, messages=examples.prompt_messages("grateful and amused"), max_completion_tokens=1)
+    short = client.chat.completions.create(
+        model=BASE, messages=examples.prompt_messages("grateful and amused"), max_completion_tokens=1
+    )
     assert short.choices[0].finish_reason == "length" and short.usage.completion_tokens == 1
-    js = client.chat.completions.create(model=BASE, messages=examples.prompt_messages("grateful"),
-                                        response_format={"type": "json_schema", "json_schema": {"name": "labels", "schema": {"type": "object"}}})
+    js = client.chat.completions.create(
+        model=BASE,
+        messages=examples.prompt_messages("grateful"),
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "labels", "schema": {"type": "object"}},
+        },
+    )
     assert json.loads(js.choices[0].message.content) == {"labels": ["gratitude"]}
     with pytest.raises(openai.NotFoundError) as info:
-        client.chat.completions.create(model="ft:gpt-4o:nobody::x", messages=[{"role": "user", "content": "hi"}])
+        client.chat.completions.create(
+            model="ft:gpt-4o:nobody::x", messages=[{"role": "user", "content": "hi"}]
+        )
     assert info.value.body["code"] == "model_not_found"
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model=BASE, messages=[])
@@ -111,9 +138,19 @@ def test_fine_tuning_flow_and_restart(tmp_path):
         train = c.files.create(file=("t.jsonl", jsonl(TOY * 3)), purpose="fine-tune")
         valid = c.files.create(file=("v.jsonl", jsonl(TOY)), purpose="fine-tune")
         raw = c.fine_tuning.jobs.with_raw_response.create(
-            model=BASE, training_file=train.id, validation_file=valid.id, suffix="toy", seed=7, metadata={"run": "r1"},
-            method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 4, "batch_size": 4,
-                                                                               "learning_rate_multiplier": "auto"}}})
+            model=BASE,
+            training_file=train.id,
+            validation_file=valid.id,
+            suffix="toy",
+            seed=7,
+            metadata={"run": "r1"},
+            method={
+                "type": "supervised",
+                "supervised": {
+                    "hyperparameters": {"n_epochs": 4, "batch_size": 4, "learning_rate_multiplier": "auto"}
+                },
+            },
+        )
         created = strict(FineTuningJob, raw.http_response.json())
         assert created.status == "validating_files"
         job = wait_job(c, created.id)
@@ -132,22 +169,30 @@ def test_fine_tuning_flow_and_restart(tmp_path):
         ckpts = c.fine_tuning.jobs.checkpoints.with_raw_response.list(job.id).http_response.json()["data"]
         assert [strict(FineTuningJobCheckpoint, x).step_number for x in ckpts] == [36, 27, 18]
         csv = c.files.content(job.result_files[0]).text.splitlines()
-        assert csv[0] == "step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy" and len(csv) == 37
+        assert (
+            csv[0] == "step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy" and len(csv) == 37
+        )
         losses = [float(line.split(",")[1]) for line in csv[1:]]
         assert np.mean(losses[-9:]) < np.mean(losses[:9])  # it learns
-        answer = c.chat.completions.create(model=job.fine_tuned_model, messages=examples.prompt_messages("thank you!"))
+        answer = c.chat.completions.create(
+            model=job.fine_tuned_model, messages=examples.prompt_messages("thank you!")
+        )
         assert answer.system_fingerprint == "emotune-local-fine-tuned"
         assert examples.parse_answer(answer.choices[0].message.content).labels == ("gratitude",)
         ckpt_model = ckpts[1]["fine_tuned_model_checkpoint"]
         c.chat.completions.create(model=ckpt_model, messages=examples.prompt_messages("thank you!"))
         listed = c.fine_tuning.jobs.list(metadata={"run": "r1"})
-        assert [j.id for j in listed.data] == [job.id] and c.fine_tuning.jobs.list(metadata={"run": "zz"}).data == []
+        assert [j.id for j in listed.data] == [job.id] and c.fine_tuning.jobs.list(
+            metadata={"run": "zz"}
+        ).data == []
     # a new server on the same state directory finds everything again
     with LocalServer(state) as srv:
         c = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0)
         again = c.fine_tuning.jobs.retrieve(job.id)
         assert again.status == "succeeded" and {f.id for f in c.files.list()} >= {train.id, valid.id}
-        reply = c.chat.completions.create(model=job.fine_tuned_model, messages=examples.prompt_messages("thank you!"))
+        reply = c.chat.completions.create(
+            model=job.fine_tuned_model, messages=examples.prompt_messages("thank you!")
+        )
         assert reply.choices[0].message.content == answer.choices[0].message.content
         assert job.fine_tuned_model in {m.id for m in c.models.list()}
 
@@ -185,8 +230,12 @@ def test_malformed_training_file_fails_the_job_naming_the_line(client):
 
 def test_cancel_and_job_list_pagination(client, server):
     train = client.files.create(file=("t.jsonl", jsonl(TOY * 20)), purpose="fine-tune").id
-    jobs = [client.fine_tuning.jobs.create(model=BASE, training_file=train, hyperparameters={"n_epochs": 25, "batch_size": 1})
-            for _ in range(3)]
+    jobs = [
+        client.fine_tuning.jobs.create(
+            model=BASE, training_file=train, hyperparameters={"n_epochs": 25, "batch_size": 1}
+        )
+        for _ in range(3)
+    ]
     cancelled = client.fine_tuning.jobs.cancel(jobs[-1].id)  # still queued behind the others
     assert strict(FineTuningJob, cancelled.model_dump(mode="json")).status == "cancelled"
     client.fine_tuning.jobs.cancel(jobs[0].id)
@@ -220,17 +269,35 @@ def test_a_job_caught_mid_training_by_a_crash_finishes_after_restart(tmp_path):
 
 
 def test_batches(client):
-    lines = [{"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
-              "body": {"model": BASE, "messages": examples.prompt_messages(text), "temperature": 0}}
-             for i, (text, _) in enumerate(TOY[:5])]
-    lines.append({"custom_id": "bad", "method": "POST", "url": "/v1/chat/completions",
-                  "body": {"model": "ft:nope:x::y", "messages": [{"role": "user", "content": "hi"}]}})
-    f = client.files.create(file=("b.jsonl", "".join(json.dumps(x) + "\n" for x in lines).encode()), purpose="batch")
-    raw = client.batches.with_raw_response.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
+    lines = [
+        {
+            "custom_id": f"r{i}",
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": {"model": BASE, "messages": examples.prompt_messages(text), "temperature": 0},
+        }
+        for i, (text, _) in enumerate(TOY[:5])
+    ]
+    lines.append(
+        {
+            "custom_id": "bad",
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": {"model": "ft:nope:x::y", "messages": [{"role": "user", "content": "hi"}]},
+        }
+    )
+    f = client.files.create(
+        file=("b.jsonl", "".join(json.dumps(x) + "\n" for x in lines).encode()), purpose="batch"
+    )
+    raw = client.batches.with_raw_response.create(
+        input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
     created = strict(Batch, raw.http_response.json())
     done = wait_batch(client, created.id)
     strict(Batch, client.batches.with_raw_response.retrieve(created.id).http_response.json())
-    assert done.status == "completed" and done.request_counts.completed == 5 and done.request_counts.failed == 1
+    assert (
+        done.status == "completed" and done.request_counts.completed == 5 and done.request_counts.failed == 1
+    )
     out = [json.loads(x) for x in client.files.content(done.output_file_id).text.splitlines()]
     err = [json.loads(x) for x in client.files.content(done.error_file_id).text.splitlines()]
     by_id = {o["custom_id"]: strict(ChatCompletion, o["response"]["body"]) for o in out}
@@ -248,7 +315,10 @@ def test_fault_injection_does_what_it_promises(tmp_path):
         c = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0)
         with pytest.raises(openai.RateLimitError) as info:
             c.models.list()
-        assert info.value.response.headers["retry-after-ms"] == "50" and "retry-after" in info.value.response.headers
+        assert (
+            info.value.response.headers["retry-after-ms"] == "50"
+            and "retry-after" in info.value.response.headers
+        )
     with LocalServer(tmp_path / "s", fail_500=1.0) as srv:
         c = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0)
         with pytest.raises(openai.InternalServerError):
@@ -285,7 +355,9 @@ def test_200_concurrent_async_chats_complete(server):
 
         async def one(i):
             async with sem:
-                r = await c.chat.completions.create(model=BASE, messages=examples.prompt_messages(f"grateful {i}"))
+                r = await c.chat.completions.create(
+                    model=BASE, messages=examples.prompt_messages(f"grateful {i}")
+                )
                 return r.choices[0].message.content
 
         results = await asyncio.gather(*(one(i) for i in range(200)))
@@ -309,11 +381,19 @@ def test_learner_beats_the_zero_shot_stand_in_on_held_out_data(loaded_mirror, tm
         c = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0)
         tf = c.files.create(file=("t.jsonl", jsonl(as_rows(train))), purpose="fine-tune").id
         vf = c.files.create(file=("v.jsonl", jsonl(as_rows(valid))), purpose="fine-tune").id
-        job = wait_job(c, c.fine_tuning.jobs.create(model=BASE, training_file=tf, validation_file=vf, seed=0).id, 120)
+        job = wait_job(
+            c, c.fine_tuning.jobs.create(model=BASE, training_file=tf, validation_file=vf, seed=0).id, 120
+        )
         scores = {}
         for name, model in (("base", BASE), ("fine-tuned", job.fine_tuned_model)):
-            preds = [examples.parse_answer(c.chat.completions.create(model=model, messages=examples.prompt_messages(t))
-                                           .choices[0].message.content).labels for t in test["text"]]
+            preds = [
+                examples.parse_answer(
+                    c.chat.completions.create(model=model, messages=examples.prompt_messages(t))
+                    .choices[0]
+                    .message.content
+                ).labels
+                for t in test["text"]
+            ]
             y_true = data.multi_hot(test["labels"].tolist(), 28)
             y_pred = data.multi_hot([[GOEMOTIONS.index(x) for x in p] for p in preds], 28)
             scores[name] = f1_score(y_true, y_pred, average="macro", zero_division=0)

@@ -1,5 +1,5 @@
-"""Fuzz the chat request surface (streaming, n, stop, logprobs, tools, structured outputs with random schemas):
-never a 5xx, errors in OpenAI's shape, and every answer parses as the openai package's own types."""
+"""Fuzz the chat request surface (streaming, n, stop, logprobs, tools, structured outputs with random
+schemas): never a 5xx, errors in OpenAI's shape, and every answer parses as the openai package's own types."""
 
 from __future__ import annotations
 
@@ -17,27 +17,68 @@ from emotune.local import LocalServer
 BASE = "gpt-4.1-mini-2025-04-14"
 EXAMPLES = 120  # bounded: about 10 s on a laptop core
 
-KEYWORDS = ["type", "properties", "items", "enum", "required", "additionalProperties", "$ref", "$defs", "anyOf",
-            "labels", "emotions", "name"]
+KEYWORDS = [
+    "type",
+    "properties",
+    "items",
+    "enum",
+    "required",
+    "additionalProperties",
+    "$ref",
+    "$defs",
+    "anyOf",
+    "labels",
+    "emotions",
+    "name",
+]
 TYPES = st.sampled_from(["object", "array", "string", "number", "integer", "boolean", "null"])
-SCALARS = st.none() | st.booleans() | st.integers(-3, 300) | st.floats(allow_nan=False) | st.text(max_size=12) | TYPES
-SCHEMA = st.recursive(SCALARS | st.just("#/$defs/a"),
-                      lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.sampled_from(KEYWORDS) | st.text(max_size=5),
-                                                                               kids, max_size=4), max_leaves=25)
-TOOL = st.fixed_dictionaries({"type": st.just("function"), "function": st.fixed_dictionaries(
-    {"name": st.sampled_from(["record", "other", "bad name"])}, optional={"parameters": SCHEMA, "strict": st.booleans()})})
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-3, 300)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=12)
+    | TYPES
+)
+SCHEMA = st.recursive(
+    SCALARS | st.just("#/$defs/a"),
+    lambda kids: (
+        st.lists(kids, max_size=3)
+        | st.dictionaries(st.sampled_from(KEYWORDS) | st.text(max_size=5), kids, max_size=4)
+    ),
+    max_leaves=25,
+)
+TOOL = st.fixed_dictionaries(
+    {
+        "type": st.just("function"),
+        "function": st.fixed_dictionaries(
+            {"name": st.sampled_from(["record", "other", "bad name"])},
+            optional={"parameters": SCHEMA, "strict": st.booleans()},
+        ),
+    }
+)
 FIELDS = {
-    "stream": st.booleans() | st.none(), "n": st.none() | st.integers(-1, 5),
+    "stream": st.booleans() | st.none(),
+    "n": st.none() | st.integers(-1, 5),
     "stop": st.none() | st.text(max_size=3) | st.lists(st.text(max_size=3), max_size=5),
-    "logprobs": st.none() | st.booleans(), "top_logprobs": st.none() | st.integers(-1, 25),
-    "max_completion_tokens": st.none() | st.integers(-1, 40), "temperature": st.none() | st.floats(-1, 3),
+    "logprobs": st.none() | st.booleans(),
+    "top_logprobs": st.none() | st.integers(-1, 25),
+    "max_completion_tokens": st.none() | st.integers(-1, 40),
+    "temperature": st.none() | st.floats(-1, 3),
     "stream_options": st.none() | st.fixed_dictionaries({}, optional={"include_usage": st.booleans()}),
-    "response_format": st.none() | st.fixed_dictionaries({"type": st.sampled_from(["text", "json_object", "json_schema", "x"])},
-                                                         optional={"json_schema": st.fixed_dictionaries(
-                                                             {"name": st.sampled_from(["out", "a b"])},
-                                                             optional={"schema": SCHEMA, "strict": st.booleans()})}),
+    "response_format": st.none()
+    | st.fixed_dictionaries(
+        {"type": st.sampled_from(["text", "json_object", "json_schema", "x"])},
+        optional={
+            "json_schema": st.fixed_dictionaries(
+                {"name": st.sampled_from(["out", "a b"])},
+                optional={"schema": SCHEMA, "strict": st.booleans()},
+            )
+        },
+    ),
     "tools": st.none() | st.lists(TOOL, max_size=3),
-    "tool_choice": st.none() | st.sampled_from(["none", "auto", "required", "sometimes"])
+    "tool_choice": st.none()
+    | st.sampled_from(["none", "auto", "required", "sometimes"])
     | st.just({"type": "function", "function": {"name": "record"}}),
     "unknown_parameter": SCALARS,
 }
@@ -51,8 +92,11 @@ def fuzz_root(tmp_path_factory):
         yield srv, root
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                        HealthCheck.too_slow])
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(extra=BODIES)
 def test_random_chat_requests_get_typed_answers_or_openai_errors(fuzz_root, extra):
     srv, root = fuzz_root

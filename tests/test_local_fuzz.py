@@ -17,15 +17,43 @@ from emotune.core.prompts import render_example
 from emotune.local import LocalServer
 
 ROUTES = ["/v1/chat/completions", "/v1/fine_tuning/jobs", "/v1/batches"]
-FIELDS = ["model", "messages", "training_file", "validation_file", "suffix", "seed", "metadata", "hyperparameters",
-          "method", "n", "max_completion_tokens", "response_format", "stream", "input_file_id", "endpoint",
-          "completion_window", "role", "content", "n_epochs", "batch_size", "learning_rate_multiplier"]
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=300),
-                    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=8),
-                                                                             kids, max_size=5), max_leaves=20)
+FIELDS = [
+    "model",
+    "messages",
+    "training_file",
+    "validation_file",
+    "suffix",
+    "seed",
+    "metadata",
+    "hyperparameters",
+    "method",
+    "n",
+    "max_completion_tokens",
+    "response_format",
+    "stream",
+    "input_file_id",
+    "endpoint",
+    "completion_window",
+    "role",
+    "content",
+    "n_epochs",
+    "batch_size",
+    "learning_rate_multiplier",
+]
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=300),
+    lambda kids: (
+        st.lists(kids, max_size=4)
+        | st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=8), kids, max_size=5)
+    ),
+    max_leaves=20,
+)
 BODIES = st.dictionaries(st.sampled_from(FIELDS), JSON, max_size=8)
-PATHS = st.sampled_from(ROUTES) | st.builds(lambda k, i: f"/v1/{k}/{quote(i, safe='')}", st.sampled_from(
-    ["files", "batches", "fine_tuning/jobs", "models"]), st.text(min_size=1, max_size=300))
+PATHS = st.sampled_from(ROUTES) | st.builds(
+    lambda k, i: f"/v1/{k}/{quote(i, safe='')}",
+    st.sampled_from(["files", "batches", "fine_tuning/jobs", "models"]),
+    st.text(min_size=1, max_size=300),
+)
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +70,11 @@ def _check(response: httpx.Response) -> None:
         assert set(error) == {"message", "type", "param", "code"}
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                   HealthCheck.too_slow])
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(path=st.sampled_from(ROUTES), body=BODIES)
 def test_random_bodies_never_5xx(fuzz_server, path, body):
     srv, root = fuzz_server
@@ -65,8 +96,12 @@ def test_a_slow_request_does_not_stall_the_others(tmp_path):
     with LocalServer(tmp_path / "s") as srv:
         big = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "thanks " * 400_000}]}
         order: list[str] = []
-        slow = threading.Thread(target=lambda: (httpx.post(f"{srv.base_url}/chat/completions", json=big, timeout=120),
-                                                order.append("chat")))
+        slow = threading.Thread(
+            target=lambda: (
+                httpx.post(f"{srv.base_url}/chat/completions", json=big, timeout=120),
+                order.append("chat"),
+            )
+        )
         slow.start()
         while srv.stats().get("POST /v1/chat/completions", 0) == 0:  # the big request is in
             threading.Event().wait(0.01)
@@ -77,10 +112,13 @@ def test_a_slow_request_does_not_stall_the_others(tmp_path):
 
 
 def test_a_running_job_is_cancelled(client):
-    lines = "".join(json.dumps(render_example(f"thanks so much {i}", ["gratitude"])) + "\n" for i in range(400))
+    lines = "".join(
+        json.dumps(render_example(f"thanks so much {i}", ["gratitude"])) + "\n" for i in range(400)
+    )
     f = client.files.create(file=("t.jsonl", lines.encode()), purpose="fine-tune")
-    job = client.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=f.id,
-                                         hyperparameters={"n_epochs": 50, "batch_size": 1})
+    job = client.fine_tuning.jobs.create(
+        model="gpt-4o-mini", training_file=f.id, hyperparameters={"n_epochs": 50, "batch_size": 1}
+    )
     for _ in range(2000):
         if client.fine_tuning.jobs.retrieve(job.id).status == "running":
             break

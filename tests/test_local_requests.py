@@ -14,23 +14,45 @@ BASE = "gpt-4.1-mini-2025-04-14"
 GOOD = "".join(json.dumps(render_example(f"thank you {i}", ["gratitude"])) + "\n" for i in range(12)).encode()
 
 
-@pytest.mark.parametrize("path, body, param", [
-    ("/v1/fine_tuning/jobs", {"model": BASE, "training_file": "file-x", "suffix": "../../escape"}, "suffix"),
-    ("/v1/fine_tuning/jobs", {"model": BASE, "training_file": "file-x", "suffix": "a/b"}, "suffix"),
-    ("/v1/fine_tuning/jobs", {"model": BASE, "training_file": "file-x",
-                              "hyperparameters": {"n_epochs": 1e999}}, "hyperparameters.n_epochs"),
-    ("/v1/fine_tuning/jobs", {"model": BASE, "training_file": "file-x",
-                              "hyperparameters": {"n_epochs": 2.5}}, "hyperparameters.n_epochs"),
-    ("/v1/fine_tuning/jobs", {"model": BASE, "training_file": "file-x", "seed": "seven"}, "seed"),
-    ("/v1/fine_tuning/jobs", {"model": BASE, "training_file": "file-x", "metadata": ["a"]}, "metadata"),
-    ("/v1/fine_tuning/jobs", {"model": "m" * 300, "training_file": "file-x"}, "model"),
-    ("/v1/chat/completions", {"model": BASE, "messages": [{"role": "user", "content": 5}]}, "messages.0.content"),
-    ("/v1/chat/completions", {"model": BASE, "messages": [{"role": "user", "content": "hi"}],
-                              "response_format": "json"}, "response_format"),
-    ("/v1/batches", {"input_file_id": ["x"], "endpoint": "/v1/chat/completions"}, "input_file_id"),
-])
+@pytest.mark.parametrize(
+    "path, body, param",
+    [
+        (
+            "/v1/fine_tuning/jobs",
+            {"model": BASE, "training_file": "file-x", "suffix": "../../escape"},
+            "suffix",
+        ),
+        ("/v1/fine_tuning/jobs", {"model": BASE, "training_file": "file-x", "suffix": "a/b"}, "suffix"),
+        (
+            "/v1/fine_tuning/jobs",
+            {"model": BASE, "training_file": "file-x", "hyperparameters": {"n_epochs": 1e999}},
+            "hyperparameters.n_epochs",
+        ),
+        (
+            "/v1/fine_tuning/jobs",
+            {"model": BASE, "training_file": "file-x", "hyperparameters": {"n_epochs": 2.5}},
+            "hyperparameters.n_epochs",
+        ),
+        ("/v1/fine_tuning/jobs", {"model": BASE, "training_file": "file-x", "seed": "seven"}, "seed"),
+        ("/v1/fine_tuning/jobs", {"model": BASE, "training_file": "file-x", "metadata": ["a"]}, "metadata"),
+        ("/v1/fine_tuning/jobs", {"model": "m" * 300, "training_file": "file-x"}, "model"),
+        (
+            "/v1/chat/completions",
+            {"model": BASE, "messages": [{"role": "user", "content": 5}]},
+            "messages.0.content",
+        ),
+        (
+            "/v1/chat/completions",
+            {"model": BASE, "messages": [{"role": "user", "content": "hi"}], "response_format": "json"},
+            "response_format",
+        ),
+        ("/v1/batches", {"input_file_id": ["x"], "endpoint": "/v1/chat/completions"}, "input_file_id"),
+    ],
+)
 def test_bad_bodies_are_openai_shaped_400s(server, path, body, param):
-    r = httpx.post(server.base_url.removesuffix("/v1") + path, content=json.dumps(body), timeout=10)  # Infinity too
+    r = httpx.post(
+        server.base_url.removesuffix("/v1") + path, content=json.dumps(body), timeout=10
+    )  # Infinity too
     assert r.status_code == 400, r.text
     error = r.json()["error"]
     assert set(error) == {"message", "type", "param", "code"} and error["param"] == param
@@ -49,11 +71,19 @@ def test_bad_queries_ids_and_bodies_never_500(server):
 
 def test_a_poisoned_batch_does_not_stop_the_next(client):
     bad = client.files.create(file=("bad.jsonl", b"\xff\xfe\x00 not utf-8\n"), purpose="batch")
-    line = {"custom_id": "a", "method": "POST", "url": "/v1/chat/completions",
-            "body": {"model": BASE, "messages": [{"role": "user", "content": "thanks a lot"}]}}
+    line = {
+        "custom_id": "a",
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": {"model": BASE, "messages": [{"role": "user", "content": "thanks a lot"}]},
+    }
     good = client.files.create(file=("good.jsonl", (json.dumps(line) + "\n").encode()), purpose="batch")
-    first = client.batches.create(input_file_id=bad.id, endpoint="/v1/chat/completions", completion_window="24h")
-    second = client.batches.create(input_file_id=good.id, endpoint="/v1/chat/completions", completion_window="24h")
+    first = client.batches.create(
+        input_file_id=bad.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    second = client.batches.create(
+        input_file_id=good.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
     for _ in range(400):
         done = [client.batches.retrieve(b.id) for b in (first, second)]
         if all(b.status in ("completed", "failed") for b in done):
@@ -61,11 +91,15 @@ def test_a_poisoned_batch_does_not_stop_the_next(client):
         import time
 
         time.sleep(0.02)
-    assert done[0].status == "failed" and done[1].status == "completed" and done[1].request_counts.completed == 1
+    assert (
+        done[0].status == "failed" and done[1].status == "completed" and done[1].request_counts.completed == 1
+    )
 
 
 def test_jobs_still_run_after_a_bad_one(client):
-    bad = client.files.create(file=("deep.jsonl", b'{"messages": ' + b"[" * 5000 + b"]" * 5000 + b"}\n"), purpose="fine-tune")
+    bad = client.files.create(
+        file=("deep.jsonl", b'{"messages": ' + b"[" * 5000 + b"]" * 5000 + b"}\n"), purpose="fine-tune"
+    )
     good = client.files.create(file=("good.jsonl", GOOD), purpose="fine-tune")
     failed = wait_job(client, client.fine_tuning.jobs.create(model=BASE, training_file=bad.id).id)
     done = wait_job(client, client.fine_tuning.jobs.create(model=BASE, training_file=good.id).id)

@@ -1,4 +1,5 @@
-"""State the local backend can trust: one server per directory, corrupt records moved aside, crash leftovers removed."""
+"""State the local backend can trust: one server per directory, corrupt records moved aside, crash leftovers
+removed."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from emotune.local.server import holder, running_server
 
 def test_a_second_server_on_the_same_directory_is_refused_naming_the_first(tmp_path):
     with LocalServer(tmp_path / "s") as first:
-        with pytest.raises(BackendError, match=rf"in use by another emotune server \(pid \d+, {first.base_url[:-3]}"):
+        with pytest.raises(
+            BackendError, match=rf"in use by another emotune server \(pid \d+, {first.base_url[:-3]}"
+        ):
             LocalServer(tmp_path / "s")
         assert holder(tmp_path / "s")["url"] == first.base_url.removesuffix("/v1")
     assert holder(tmp_path / "s") is None  # released on stop

@@ -56,8 +56,11 @@ def test_supported_macro_f1_leaves_out_rare_labels(seed):
     support = y.sum(axis=0)
     s = metrics.scores(y, p)
     assert s["macro_f1_supported"] == pytest.approx(
-        f1_score(y, p, average="macro", labels=np.flatnonzero(support >= 5), zero_division=0))
-    assert s["macro_f1"] == pytest.approx(f1_score(y, p, average="macro", labels=np.flatnonzero(support > 0), zero_division=0))
+        f1_score(y, p, average="macro", labels=np.flatnonzero(support >= 5), zero_division=0)
+    )
+    assert s["macro_f1"] == pytest.approx(
+        f1_score(y, p, average="macro", labels=np.flatnonzero(support > 0), zero_division=0)
+    )
 
 
 def test_bca_intervals_equal_scipys_own_on_the_same_resamples():
@@ -70,7 +73,9 @@ def test_bca_intervals_equal_scipys_own_on_the_same_resamples():
     def micro(idx, axis=-1):  # scikit-learn's micro-F1 on each resample, one at a time
         return np.apply_along_axis(lambda r: f1_score(y[r], p[r], average="micro"), axis, idx)
 
-    ref = bootstrap((rows,), micro, n_resamples=2000, vectorized=True, method="BCa", rng=np.random.default_rng(11))
+    ref = bootstrap(
+        (rows,), micro, n_resamples=2000, vectorized=True, method="BCa", rng=np.random.default_rng(11)
+    )
     assert ci["micro_f1"][1] == pytest.approx(ref.confidence_interval.low, abs=1e-9)
     assert ci["micro_f1"][2] == pytest.approx(ref.confidence_interval.high, abs=1e-9)
 
@@ -82,14 +87,18 @@ def test_bca_interval_contains_the_estimate_and_shrinks_with_n():
     big = metrics.confidence_intervals(y2, p2, n_resamples=999).set_index("metric")
     for m in ("micro_f1", "exact_match", "macro_f1"):
         assert small.loc[m, "ci_low"] <= small.loc[m, "value"] <= small.loc[m, "ci_high"]
-        assert (big.loc[m, "ci_high"] - big.loc[m, "ci_low"]) < (small.loc[m, "ci_high"] - small.loc[m, "ci_low"])
+        assert (big.loc[m, "ci_high"] - big.loc[m, "ci_low"]) < (
+            small.loc[m, "ci_high"] - small.loc[m, "ci_low"]
+        )
 
 
 def test_permutation_test_knows_a_real_difference_from_none():
     y, good = random_case(3, n=600, noise=0.05)
     _, bad = random_case(3, n=600, noise=0.25)
     real = statistics.compare(y, bad, good, "micro_f1", n_resamples=999)
-    assert real.difference > 0 and real.p_value == pytest.approx(1 / 1000) and real.ci_low > 0  # (0 + 1) / (999 + 1)
+    assert (
+        real.difference > 0 and real.p_value == pytest.approx(1 / 1000) and real.ci_low > 0
+    )  # (0 + 1) / (999 + 1)
     same = statistics.compare(y, good, good, "macro_f1", n_resamples=999)
     assert same.difference == 0 and same.p_value == 1.0 and not same.significant
     # two models that differ only by chance: the same gold labels, each flipped by its own 5% noise
@@ -106,7 +115,9 @@ def test_holm_adjusts_a_family_of_tests_like_statsmodels():
     base = statistics.Comparison("macro_f1", 0.1, 0.2, 0.1, 0.05, 0.15, 0.0, 100)
     family = [statistics.Comparison(**{**base.__dict__, "p_value": p}) for p in (0.01, 0.04, 0.03, 0.2)]
     adjusted = statistics.holm(family)
-    assert [c.p_holm for c in adjusted] == pytest.approx(multipletests([0.01, 0.04, 0.03, 0.2], method="holm")[1])
+    assert [c.p_holm for c in adjusted] == pytest.approx(
+        multipletests([0.01, 0.04, 0.03, 0.2], method="holm")[1]
+    )
     assert [c.significant for c in adjusted] == [True, False, False, False]
 
 
@@ -116,9 +127,13 @@ def test_levels_and_confusions():
     table = metrics.score_models(gold, {"m": pred}, n_resamples=199)
     ekman = table[(table.level == "ekman") & (table.metric == "exact_match")]["value"].iloc[0]
     fine = table[(table.level == "goemotions") & (table.metric == "exact_match")]["value"].iloc[0]
-    assert fine == 0 and ekman == pytest.approx(2 / 3)  # annoyance/anger and joy/love agree at the Ekman level
+    assert fine == 0 and ekman == pytest.approx(
+        2 / 3
+    )  # annoyance/anger and joy/love agree at the Ekman level
     conf = metrics.top_confusions(gold, pred)
-    assert conf.iloc[0].tolist() == ["annoyance", "anger", 1] and len(conf) == 2  # a missed label with nothing said instead is no confusion
+    assert (
+        conf.iloc[0].tolist() == ["annoyance", "anger", 1] and len(conf) == 2
+    )  # a missed label with nothing said instead is no confusion
     assert metrics.to_matrix([["joy", "nonsense"]], "goemotions").sum() == 1
 
 
@@ -132,8 +147,11 @@ def test_single_label_accuracy_and_confusion_match_scikit_learn():
     gold = [["billing"], ["bug"], ["login"], ["bug"]]
     tuned = [["billing"], ["login"], ["login"], ["bug", "login"]]
     report = single_label_report(gold, {"base": [["bug"]] * 4, "fine-tuned": tuned}, tax)
-    assert report["accuracy"].loc["fine-tuned", "accuracy"] == accuracy_score(
-        ["billing", "bug", "login", "bug"], ["billing", "login", "login", "(other)"]) == 0.5
+    assert (
+        report["accuracy"].loc["fine-tuned", "accuracy"]
+        == accuracy_score(["billing", "bug", "login", "bug"], ["billing", "login", "login", "(other)"])
+        == 0.5
+    )
     assert report["confusion"].loc["bug", "login"] == 1 and report["confusion"].loc["bug", "(other)"] == 1
     multi = single_label_report(gold, {"fine-tuned": tuned}, "goemotions")
     assert "multi-label" in multi["accuracy"]["note"].iloc[0] and multi["confusion"].empty

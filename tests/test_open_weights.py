@@ -9,7 +9,9 @@ import time
 
 import pytest
 
-torch = pytest.importorskip("torch", reason="needs the open-weights extra: pip install 'emotune[open-weights]'")
+torch = pytest.importorskip(
+    "torch", reason="needs the open-weights extra: pip install 'emotune[open-weights]'"
+)
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
@@ -19,10 +21,16 @@ from conftest import wait_job  # noqa: E402
 from emotune.core.prompts import parse_answer, prompt_messages, render_example  # noqa: E402
 from emotune.local import LocalServer  # noqa: E402
 
-TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
-            "{% if add_generation_prompt %}<|assistant|>{% endif %}")
-DATA = [("thank you so much", ["gratitude"]), ("that is hilarious lol", ["amusement"]),
-        ("I am furious about this", ["anger"]), ("it is a table", ["neutral"])]
+TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+DATA = [
+    ("thank you so much", ["gratitude"]),
+    ("that is hilarious lol", ["amusement"]),
+    ("I am furious about this", ["anger"]),
+    ("it is a table", ["neutral"]),
+]
 
 
 @pytest.fixture(scope="module")
@@ -35,16 +43,29 @@ def tiny_model(tmp_path_factory):
     specials = ["<pad>", "<unk>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>"]
     raw = Tokenizer(models.WordLevel(unk_token="<unk>"))
     raw.pre_tokenizer = pre_tokenizers.Whitespace()
-    corpus = [json.dumps(render_example(t, labels)) for t, labels in DATA] + ["Label the emotions (goemotions)."]
+    corpus = [json.dumps(render_example(t, labels)) for t, labels in DATA] + [
+        "Label the emotions (goemotions)."
+    ]
     raw.train_from_iterator(corpus, trainers.WordLevelTrainer(special_tokens=specials))
-    tok = PreTrainedTokenizerFast(tokenizer_object=raw, pad_token="<pad>", unk_token="<unk>", eos_token="<|end|>")
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=raw, pad_token="<pad>", unk_token="<unk>", eos_token="<|end|>"
+    )
     tok.chat_template = TEMPLATE
     tok.save_pretrained(folder)
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128,
-                         pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=tok.eos_token_id,
-                         initializer_range=0.3)  # wide enough for a frozen head to separate tokens, tame enough for clipped gradients
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.eos_token_id,
+        initializer_range=0.3,
+    )  # wide enough for a frozen head to separate tokens, tame enough for clipped gradients
     LlamaForCausalLM(config).save_pretrained(folder)
     return folder
 
@@ -59,9 +80,14 @@ def test_lora_job_learns_serves_and_survives_a_new_process(tiny_model, tmp_path)
         c = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0)
         train = c.files.create(file=("t.jsonl", jsonl(DATA * 5)), purpose="fine-tune").id
         valid = c.files.create(file=("v.jsonl", jsonl(DATA)), purpose="fine-tune").id
-        job = c.fine_tuning.jobs.create(model=str(tiny_model), training_file=train, validation_file=valid, seed=0,
-                                        suffix="tiny", hyperparameters={"n_epochs": 12, "batch_size": 4,
-                                                                        "learning_rate_multiplier": 100})
+        job = c.fine_tuning.jobs.create(
+            model=str(tiny_model),
+            training_file=train,
+            validation_file=valid,
+            seed=0,
+            suffix="tiny",
+            hyperparameters={"n_epochs": 12, "batch_size": 4, "learning_rate_multiplier": 100},
+        )
         job = wait_job(c, job.id, 240)
         assert job.status == "succeeded", job.error
         assert job.fine_tuned_model.startswith(f"ft:{tiny_model.name}:emotune-local:tiny:")
@@ -79,27 +105,43 @@ def test_lora_job_learns_serves_and_survives_a_new_process(tiny_model, tmp_path)
         for adapter in adapters:
             assert {"adapter_config.json", "adapter_model.safetensors"} <= {f.name for f in adapter.iterdir()}
             cfg = PeftConfig.from_pretrained(str(adapter))
-            assert cfg.peft_type == "LORA" and cfg.task_type == "CAUSAL_LM" and cfg.r == 8 and cfg.lora_alpha == 16
-        base = c.chat.completions.create(model=str(tiny_model), messages=prompt_messages("thank you so much"),
-                                         max_completion_tokens=3)
+            assert (
+                cfg.peft_type == "LORA"
+                and cfg.task_type == "CAUSAL_LM"
+                and cfg.r == 8
+                and cfg.lora_alpha == 16
+            )
+        base = c.chat.completions.create(
+            model=str(tiny_model), messages=prompt_messages("thank you so much"), max_completion_tokens=3
+        )
         assert base.usage.completion_tokens <= 3
         # the fine-tune is served on the base's weights already in memory: one copy, its adapter attached
         from emotune.local.trainers.serving import SharedBase
 
-        tuned = c.chat.completions.create(model=job.fine_tuned_model, messages=prompt_messages("thank you so much"),
-                                          temperature=0, max_completion_tokens=8)
+        tuned = c.chat.completions.create(
+            model=job.fine_tuned_model,
+            messages=prompt_messages("thank you so much"),
+            temperature=0,
+            max_completion_tokens=8,
+        )
         assert tuned.choices[0].message.content == "gratitude"
         assert tuned.system_fingerprint == "emotune-local-open-weights-lora"
         shared = SharedBase.get(str(tiny_model))  # the copy already loaded, not a second one
         assert len(shared.adapters) == 1
-        again = c.chat.completions.create(model=str(tiny_model), messages=prompt_messages("thank you so much"),
-                                          max_completion_tokens=3)
-        assert again.choices[0].message.content == base.choices[0].message.content  # the adapter is off for the base
+        again = c.chat.completions.create(
+            model=str(tiny_model), messages=prompt_messages("thank you so much"), max_completion_tokens=3
+        )
+        assert (
+            again.choices[0].message.content == base.choices[0].message.content
+        )  # the adapter is off for the base
         assert again.system_fingerprint == "emotune-local-open-weights-base"
     # a fresh server process loads the saved adapter and answers, online and through a batch
     port = __import__("emotune.local.server", fromlist=["free_port"]).free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "emotune.cli", "serve", "--port", str(port), "--state-dir", str(state)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "emotune.cli", "serve", "--port", str(port), "--state-dir", str(state)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         c = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="k", max_retries=20)
         for _ in range(100):
@@ -108,22 +150,42 @@ def test_lora_job_learns_serves_and_survives_a_new_process(tiny_model, tmp_path)
                 break
             except openai.APIConnectionError:
                 time.sleep(0.2)
-        reply = c.chat.completions.create(model=job.fine_tuned_model, messages=prompt_messages("thank you so much"),
-                                          temperature=0, max_completion_tokens=8)
+        reply = c.chat.completions.create(
+            model=job.fine_tuned_model,
+            messages=prompt_messages("thank you so much"),
+            temperature=0,
+            max_completion_tokens=8,
+        )
         assert reply.choices[0].message.content == "gratitude"
         assert reply.usage.prompt_tokens > 0 and reply.usage.completion_tokens >= 1
-        lines = [{"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
-                  "body": {"model": job.fine_tuned_model, "messages": prompt_messages(t), "max_completion_tokens": 8}}
-                 for i, (t, _) in enumerate(DATA)]
-        f = c.files.create(file=("b.jsonl", "".join(json.dumps(x) + "\n" for x in lines).encode()), purpose="batch")
+        lines = [
+            {
+                "custom_id": f"r{i}",
+                "method": "POST",
+                "url": "/v1/chat/completions",
+                "body": {
+                    "model": job.fine_tuned_model,
+                    "messages": prompt_messages(t),
+                    "max_completion_tokens": 8,
+                },
+            }
+            for i, (t, _) in enumerate(DATA)
+        ]
+        f = c.files.create(
+            file=("b.jsonl", "".join(json.dumps(x) + "\n" for x in lines).encode()), purpose="batch"
+        )
         batch = c.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
         while batch.status not in ("completed", "failed"):
             time.sleep(0.2)
             batch = c.batches.retrieve(batch.id)
-        out = {json.loads(x)["custom_id"]: json.loads(x)["response"]["body"]["choices"][0]["message"]["content"]
-               for x in c.files.content(batch.output_file_id).text.splitlines()}
-        online = {f"r{i}": c.chat.completions.create(**line["body"]).choices[0].message.content
-                  for i, line in enumerate(lines)}
+        out = {
+            json.loads(x)["custom_id"]: json.loads(x)["response"]["body"]["choices"][0]["message"]["content"]
+            for x in c.files.content(batch.output_file_id).text.splitlines()
+        }
+        online = {
+            f"r{i}": c.chat.completions.create(**line["body"]).choices[0].message.content
+            for i, line in enumerate(lines)
+        }
         assert out == online and out["r0"] == "gratitude"  # greedy: the batch path answers as the online one
         assert all(parse_answer(answer).ok for answer in out.values())  # it learned to answer with labels
     finally:
@@ -136,17 +198,23 @@ def test_missing_weights_fail_the_job_clearly(tmp_path, monkeypatch):
     with LocalServer(tmp_path / "state") as srv:
         c = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0)
         train = c.files.create(file=("t.jsonl", jsonl(DATA * 3)), purpose="fine-tune").id
-        job = wait_job(c, c.fine_tuning.jobs.create(model="no-such-org/no-such-model", training_file=train).id, 60)
+        job = wait_job(
+            c, c.fine_tuning.jobs.create(model="no-such-org/no-such-model", training_file=train).id, 60
+        )
         assert job.status == "failed" and job.error.code == "invalid_model"
         assert "no weights for 'no-such-org/no-such-model'" in job.error.message
         with pytest.raises(openai.NotFoundError, match="no weights"):
-            c.chat.completions.create(model="no-such-org/no-such-model", messages=[{"role": "user", "content": "hi"}])
+            c.chat.completions.create(
+                model="no-such-org/no-such-model", messages=[{"role": "user", "content": "hi"}]
+            )
 
 
 def test_a_missing_extra_names_the_install_command():
-    code = ("import sys; sys.modules['peft'] = None\n"
-            "from emotune.local.trainers.open_weights import require_extra\n"
-            "try:\n    require_extra()\nexcept Exception as e:\n    print(e)")
+    code = (
+        "import sys; sys.modules['peft'] = None\n"
+        "from emotune.local.trainers.open_weights import require_extra\n"
+        "try:\n    require_extra()\nexcept Exception as e:\n    print(e)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
     assert "pip install 'emotune[open-weights]'" in out and "peft" in out
 
@@ -155,13 +223,21 @@ def test_cancel_kills_the_training_process(tiny_model, tmp_path):
     import psutil
 
     def workers():
-        return [p for p in psutil.process_iter(["cmdline"]) if "emotune.local.trainers.sft_worker" in " ".join(p.info["cmdline"] or [])]
+        return [
+            p
+            for p in psutil.process_iter(["cmdline"])
+            if "emotune.local.trainers.sft_worker" in " ".join(p.info["cmdline"] or [])
+        ]
 
     with LocalServer(tmp_path / "state") as srv:
         c = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0)
         train = c.files.create(file=("t.jsonl", jsonl(DATA * 5)), purpose="fine-tune").id
-        job = c.fine_tuning.jobs.create(model=str(tiny_model), training_file=train, seed=0,
-                                        hyperparameters={"n_epochs": 50, "batch_size": 1})
+        job = c.fine_tuning.jobs.create(
+            model=str(tiny_model),
+            training_file=train,
+            seed=0,
+            hyperparameters={"n_epochs": 50, "batch_size": 1},
+        )
         for _ in range(600):  # until the worker reports its first step
             if any(e.type == "metrics" for e in c.fine_tuning.jobs.list_events(job.id).data):
                 break

@@ -7,8 +7,23 @@ from emotune import BudgetError, ConfigError, LifecycleError
 from emotune.core import pricing
 
 
-@pytest.mark.parametrize("n, epochs", [(1, 25), (3, 25), (4, 25), (5, 20), (33, 4), (34, 3), (100, 3),
-                                       (8333, 3), (8334, 2), (12500, 2), (12501, 1), (43410, 1)])
+@pytest.mark.parametrize(
+    "n, epochs",
+    [
+        (1, 25),
+        (3, 25),
+        (4, 25),
+        (5, 20),
+        (33, 4),
+        (34, 3),
+        (100, 3),
+        (8333, 3),
+        (8334, 2),
+        (12500, 2),
+        (12501, 1),
+        (43410, 1),
+    ],
+)
 def test_default_epochs_rule_at_its_boundaries(n, epochs):
     assert pricing.default_epochs(n) == epochs
 
@@ -16,7 +31,12 @@ def test_default_epochs_rule_at_its_boundaries(n, epochs):
 def test_catalogue_is_dated_sourced_and_complete():
     cat = pricing.load_catalog()
     assert cat.as_of and set(cat.sources) >= {"prices", "lifecycle"}
-    for name in ("gpt-4o-2024-08-06", "gpt-4o-mini-2024-07-18", "gpt-4.1-2025-04-14", "gpt-4.1-mini-2025-04-14"):
+    for name in (
+        "gpt-4o-2024-08-06",
+        "gpt-4o-mini-2024-07-18",
+        "gpt-4.1-2025-04-14",
+        "gpt-4.1-mini-2025-04-14",
+    ):
         assert cat.models[name].shutdown == date(2027, 1, 14)
     assert cat.models["gpt-3.5-turbo-0125"].shutdown == date(2026, 10, 23)
     assert cat.closed_to_new_orgs == date(2026, 5, 7) and cat.no_new_jobs_after == date(2027, 1, 6)
@@ -41,14 +61,18 @@ def test_user_catalogue_overrides(tmp_path):
 def test_training_estimate_caps_examples_and_multiplies_epochs():
     est = pricing.estimate_training(np.array([100, 200, 20_000]), "gpt-3.5-turbo-0125", n_epochs=2)
     assert est.truncated_examples == 1 and est.tokens_per_epoch == 100 + 200 + 16_385
-    assert est.billed_tokens == 2 * 16_685 and est.training_usd == pytest.approx(2 * 16_685 / 1e6 * 8.0, abs=1e-4)
+    assert est.billed_tokens == 2 * 16_685 and est.training_usd == pytest.approx(
+        2 * 16_685 / 1e6 * 8.0, abs=1e-4
+    )
     assert pricing.estimate_training(np.full(40, 10), "gpt-4o-mini").n_epochs == 3
 
 
 def test_inference_and_batch_discount():
     online = pricing.estimate_inference(1000, 100, 5, "gpt-4o-mini", fine_tuned=True)
     assert online == pytest.approx(1000 * (100 * 0.3 + 5 * 1.2) / 1e6)
-    assert pricing.estimate_inference(1000, 100, 5, "gpt-4o-mini", fine_tuned=True, batch=True) == pytest.approx(online / 2)
+    assert pricing.estimate_inference(
+        1000, 100, 5, "gpt-4o-mini", fine_tuned=True, batch=True
+    ) == pytest.approx(online / 2)
     table = pricing.inference_table(500, 40, 3, "gpt-4.1-mini")
     assert len(table) == 4 and table["USD"].min() > 0
 
@@ -59,13 +83,16 @@ def test_budget_guard():
         pricing.check_budget(5.01, 5.0, "training")
 
 
-@pytest.mark.parametrize("model, today, can, warn", [
-    ("gpt-4o-mini", date(2026, 11, 1), True, False),
-    ("gpt-4o-mini", date(2026, 12, 20), True, True),
-    ("gpt-4o-mini", date(2027, 1, 7), False, False),
-    ("gpt-4o-mini", date(2027, 1, 15), False, False),
-    ("gpt-3.5-turbo-0125", date(2026, 11, 1), False, False),
-])
+@pytest.mark.parametrize(
+    "model, today, can, warn",
+    [
+        ("gpt-4o-mini", date(2026, 11, 1), True, False),
+        ("gpt-4o-mini", date(2026, 12, 20), True, True),
+        ("gpt-4o-mini", date(2027, 1, 7), False, False),
+        ("gpt-4o-mini", date(2027, 1, 15), False, False),
+        ("gpt-3.5-turbo-0125", date(2026, 11, 1), False, False),
+    ],
+)
 def test_lifecycle(model, today, can, warn):
     state = pricing.lifecycle(model, today)
     assert state.can_create_job is can and state.message.startswith("Warning") is warn
@@ -76,7 +103,9 @@ def test_lifecycle(model, today, can, warn):
 
 def test_cost_table_across_models_and_styles():
     table = pricing.cost_table({"verbose": np.full(100, 180), "compact": np.full(100, 40)})
-    assert set(table["style"]) == {"verbose", "compact"} and len(table) == 2 * len(pricing.load_catalog().models)
+    assert set(table["style"]) == {"verbose", "compact"} and len(table) == 2 * len(
+        pricing.load_catalog().models
+    )
     row = table[(table.model == "gpt-4o-mini-2024-07-18") & (table["style"] == "compact")].iloc[0]
     assert row["billed tokens"] == 100 * 40 * 3
 

@@ -29,7 +29,8 @@ def test_tqdm_disable_turns_bars_off(monkeypatch, capsys):
 
 
 def test_emotune_run_echoes_a_headless_kernels_progress_on_the_console(monkeypatch, tmp_path, capsys):
-    """The kernel copies each redraw to a progress file; the runner shows its newest line while the notebook runs."""
+    """The kernel copies each redraw to a progress file; the runner shows its newest line while the notebook
+    runs."""
     from emotune.series import _echo
 
     monkeypatch.delenv("TQDM_DISABLE", raising=False)
@@ -41,6 +42,8 @@ def test_emotune_run_echoes_a_headless_kernels_progress_on_the_console(monkeypat
             bar.update(1)
             bar.set_postfix(train_loss="0.512", refresh=False)
         bar.close()  # the runner shows the final frame when the notebook ends, whatever its polling found
-    assert config.progress_file() is None and not progress.exists()  # the setting and the file end with the run
+    assert (
+        config.progress_file() is None and not progress.exists()
+    )  # the setting and the file end with the run
     assert shown and "30/30" in shown[-1] and "train_loss=0.512" in shown[-1]
     assert "30/30" in capsys.readouterr().err.split("\r")[-1]  # the notebook's own output is unchanged

@@ -25,7 +25,11 @@ def stop_servers():
 def test_auto_without_a_key_starts_the_local_backend_and_records_it(tmp_path, capsys):
     run = Run(tmp_path / "run")
     conn = providers.connect("auto", state_dir=tmp_path / "s", run=run)
-    assert isinstance(conn, LocalProvider) and conn.backend == "local" and conn.base_url.startswith("http://127.0.0.1:")
+    assert (
+        isinstance(conn, LocalProvider)
+        and conn.backend == "local"
+        and conn.base_url.startswith("http://127.0.0.1:")
+    )
     assert "local backend" in capsys.readouterr().out
     assert conn.client.models.retrieve("gpt-4o-mini").id == "gpt-4o-mini"
     assert run.read(BackendRecord).kind == "local" and run.read(BackendRecord).fine_tuning is True
@@ -59,11 +63,15 @@ def test_capabilities_and_pricing_by_provider():
     local = LocalProvider(client, "http://127.0.0.1:9/v1")
     assert (real.fine_tuning, real.batches, real.lifecycle_applies) == (True, True, True)
     assert (other.fine_tuning, other.batches, other.lifecycle_applies) == (False, False, False)
-    assert real.pricing("gpt-4o-mini").unit == "usd" and "billed by OpenAI" in real.pricing("gpt-4o-mini").note
+    assert (
+        real.pricing("gpt-4o-mini").unit == "usd" and "billed by OpenAI" in real.pricing("gpt-4o-mini").note
+    )
     assert other.pricing("gpt-4o-mini").unit == "not-priced"
     assert "would charge" in local.pricing("gpt-4o-mini").note
     assert local.pricing("Qwen/Qwen2.5-0.5B-Instruct").unit == "compute-seconds"
-    assert "label-name matcher" in local.describe("gpt-4.1-mini") and "LoRA" in local.describe("ft:Qwen/Qwen2.5-0.5B:x")
+    assert "label-name matcher" in local.describe("gpt-4.1-mini") and "LoRA" in local.describe(
+        "ft:Qwen/Qwen2.5-0.5B:x"
+    )
     with pytest.raises(ConfigError, match="runs no fine-tuning jobs"):
         other.check_can_fine_tune("gpt-4o-mini")
 
@@ -77,7 +85,8 @@ def test_async_client_shares_settings(tmp_path):
 def test_a_provider_added_by_catalogue_entry(tmp_path, monkeypatch):
     (tmp_path / "my_provider.py").write_text(
         "from emotune.providers.compatible import CompatibleProvider\n"
-        "class Mine(CompatibleProvider):\n    kind = 'mine'\n")
+        "class Mine(CompatibleProvider):\n    kind = 'mine'\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     entries = tmp_path / "providers.json"
     entries.write_text(json.dumps({"mine": "my_provider:Mine"}))
@@ -91,8 +100,20 @@ def test_emotune_serve_runs_standalone(tmp_path):
     from emotune.local.server import free_port
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "emotune.cli", "serve", "--port", str(port),
-                             "--state-dir", str(tmp_path / "s")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "emotune.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--state-dir",
+            str(tmp_path / "s"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -66,15 +66,31 @@ def test_emotune_run_executes_01_with_parameters(tmp_path, mirror, capfd):
     params = tmp_path / "p.yaml"
     params.write_text(yaml.safe_dump({"n_train": 200, "n_validation": 60}))
     run_dir = tmp_path / "myrun"
-    rc = cli.main(["run", "--run-dir", str(run_dir), "--params", str(params), "-p", "seed=7", "-p", "n_eval=80",
-                   "--to", "01"])
+    rc = cli.main(
+        [
+            "run",
+            "--run-dir",
+            str(run_dir),
+            "--params",
+            str(params),
+            "-p",
+            "seed=7",
+            "-p",
+            "n_eval=80",
+            "--to",
+            "01",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     out = capsys.readouterr().out
     assert "[1/1] 01_explore" in out
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["parameters"]["seed"] == 7 and manifest["parameters"]["n_train"] == 200
     assert manifest["samples"]["train"]["rows"] == 200 and manifest["samples"]["eval"]["rows"] == 80
-    assert manifest["stages"]["01_explore"]["status"] == "done" and manifest["stages"]["01_explore"]["seconds"] > 0
+    assert (
+        manifest["stages"]["01_explore"]["status"] == "done"
+        and manifest["stages"]["01_explore"]["seconds"] > 0
+    )
     assert manifest["data"]["split_sizes"]["train"] == 43410
     assert (run_dir / "notebooks" / "01_explore.ipynb").exists()
     executed = (run_dir / "notebooks" / "01_explore.ipynb").read_text()

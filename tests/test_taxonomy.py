@@ -8,7 +8,11 @@ GOEMOTIONS, EKMAN, SENTIMENT = (get_taxonomy(n) for n in ("goemotions", "ekman",
 
 def test_goemotions_labels_match_release_order(mirror):
     assert GOEMOTIONS.labels == tuple((mirror / "emotions.txt").read_text().split("\n"))
-    assert len(GOEMOTIONS) == 28 and "embarrassment" in GOEMOTIONS.labels and "embarassment" not in GOEMOTIONS.labels
+    assert (
+        len(GOEMOTIONS) == 28
+        and "embarrassment" in GOEMOTIONS.labels
+        and "embarassment" not in GOEMOTIONS.labels
+    )
 
 
 def test_coarse_levels():
@@ -21,9 +25,17 @@ def test_coarse_levels():
 
 
 def test_map_labels_down_and_across():
-    assert map_labels(["annoyance", "grief", "neutral"], "goemotions", "ekman") == ["anger", "sadness", "neutral"]
+    assert map_labels(["annoyance", "grief", "neutral"], "goemotions", "ekman") == [
+        "anger",
+        "sadness",
+        "neutral",
+    ]
     assert map_labels(["curiosity", "admiration"], "goemotions", "sentiment") == ["positive", "ambiguous"]
-    assert map_labels(["joy", "surprise", "anger"], "ekman", "sentiment") == ["positive", "negative", "ambiguous"]
+    assert map_labels(["joy", "surprise", "anger"], "ekman", "sentiment") == [
+        "positive",
+        "negative",
+        "ambiguous",
+    ]
     assert map_labels(["joy", "joy"], "goemotions", "goemotions") == ["joy"]
 
 
@@ -68,7 +80,9 @@ def test_label_sets_from_data_record_and_levels():
         from_labels("one", ["bug"], multi_label=False)
     assert levels_of("goemotions") == ["goemotions", "ekman", "sentiment"]
     assert resolve_level("goemotions", "ekman").name == "ekman"
-    assert resolve_level(tickets, "goemotions") is tickets  # the series default means "the dataset's own labels"
+    assert (
+        resolve_level(tickets, "goemotions") is tickets
+    )  # the series default means "the dataset's own labels"
     assert resolve_level(tickets, "") is tickets
     with pytest.raises(ConfigError, match="not a level"):
         resolve_level(tickets, "sentiment")

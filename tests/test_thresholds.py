@@ -22,10 +22,16 @@ def test_thresholds_follow_the_shrinkage_rule_checked_with_scikit_learn():
     probs = np.clip(y * rng.uniform(0.3, 0.9, (n, 4)) + (1 - y) * rng.uniform(0.0, 0.6, (n, 4)), 0, 1)
     got = tune_thresholds(probs, y)
     seen = [j for j in range(4) if y[:, j].any()]
-    shared = middle_best([np.mean([f1_score(y[:, j], probs[:, j] >= g, zero_division=0) for j in seen]) for g in GRID])
+    shared = middle_best(
+        [np.mean([f1_score(y[:, j], probs[:, j] >= g, zero_division=0) for j in seen]) for g in GRID]
+    )
     for j in range(4):
         n_pos = int(y[:, j].sum())
-        own = middle_best([f1_score(y[:, j], probs[:, j] >= g, zero_division=0) for g in GRID]) if n_pos else shared
+        own = (
+            middle_best([f1_score(y[:, j], probs[:, j] >= g, zero_division=0) for g in GRID])
+            if n_pos
+            else shared
+        )
         assert got[j] == pytest.approx((n_pos * own + SHRINK_POSITIVES * shared) / (n_pos + SHRINK_POSITIVES))
     assert got[3] == pytest.approx(shared)  # no positives: the shared threshold
 

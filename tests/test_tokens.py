@@ -6,11 +6,17 @@ from emotune import ConfigError
 from emotune.core import tokens
 
 
-@pytest.mark.parametrize("model, enc", [
-    ("gpt-4o-mini-2024-07-18", "o200k_base"), ("gpt-4.1-2025-04-14", "o200k_base"),
-    ("ft:gpt-4.1-mini-2025-04-14:acme:emo:abc123", "o200k_base"), ("ft:gpt-3.5-turbo-0125:acme::xyz", "cl100k_base"),
-    ("gpt-4-0613", "cl100k_base"), ("gpt-3.5-turbo", "cl100k_base"),
-])
+@pytest.mark.parametrize(
+    "model, enc",
+    [
+        ("gpt-4o-mini-2024-07-18", "o200k_base"),
+        ("gpt-4.1-2025-04-14", "o200k_base"),
+        ("ft:gpt-4.1-mini-2025-04-14:acme:emo:abc123", "o200k_base"),
+        ("ft:gpt-3.5-turbo-0125:acme::xyz", "cl100k_base"),
+        ("gpt-4-0613", "cl100k_base"),
+        ("gpt-3.5-turbo", "cl100k_base"),
+    ],
+)
 def test_encoding_per_model(model, enc):
     assert tokens.encoding_name(model) == enc
 
@@ -35,7 +41,9 @@ def test_counting_rules():
     assert tokens.count_chat_tokens(parts, enc) == base
     special = [{"role": "user", "content": "<|endoftext|>"}]
     assert tokens.count_chat_tokens(special, enc) > base  # counted as text, not rejected
-    assert tokens.count_assistant_tokens([{"role": "assistant", "content": "joy, love"}], enc) == len(enc.encode("joy, love"))
+    assert tokens.count_assistant_tokens([{"role": "assistant", "content": "joy, love"}], enc) == len(
+        enc.encode("joy, love")
+    )
 
 
 def test_missing_encoding_offline_names_the_variable(monkeypatch, tmp_path):
@@ -48,6 +56,7 @@ def test_missing_encoding_offline_names_the_variable(monkeypatch, tmp_path):
     monkeypatch.setattr(tiktoken.load, "read_file", offline)
     tokens.get_encoding.cache_clear()
     import tiktoken.registry
+
     monkeypatch.setattr(tiktoken.registry, "ENCODINGS", {})
     try:
         with pytest.raises(ConfigError, match="TIKTOKEN_CACHE_DIR"):

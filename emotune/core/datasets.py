@@ -1,4 +1,5 @@
-"""Dataset specs: what a dataset is (source, fields, label set, levels, splits), as catalogue data or from parameters.
+"""Dataset specs: what a dataset is (source, fields, label set, levels, splits), as catalogue data or from
+parameters.
 
 The catalogue (``catalog/datasets.json``) holds the datasets emotune knows by name (GoEmotions); any other
 ``dataset`` parameter is a local file or folder, or a Hugging Face hub id, described by the column-mapping
@@ -17,8 +18,14 @@ from .errors import ConfigError
 
 FILE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 # Names a file's own splits may carry, mapped to the series' split names ("dev" is validation).
-SPLIT_ALIASES = {"train": "train", "validation": "validation", "valid": "validation", "val": "validation",
-                 "dev": "validation", "test": "test"}
+SPLIT_ALIASES = {
+    "train": "train",
+    "validation": "validation",
+    "valid": "validation",
+    "val": "validation",
+    "dev": "validation",
+    "test": "test",
+}
 TEXT_GUESSES = ("text", "sentence", "content", "comment", "review", "body")
 LABEL_GUESSES = ("label", "labels", "category", "class", "target")
 
@@ -51,9 +58,16 @@ class DatasetSpec:
 
     def to_record(self) -> dict:
         """What the run manifest keeps about the dataset."""
-        return {"name": self.name, "source": self.source, "location": self.location, "text_field": self.text_field,
-                "label_field": self.label_field, "label_columns": list(self.label_columns),
-                "label_separator": self.label_separator, "levels": list(self.levels)}
+        return {
+            "name": self.name,
+            "source": self.source,
+            "location": self.location,
+            "text_field": self.text_field,
+            "label_field": self.label_field,
+            "label_columns": list(self.label_columns),
+            "label_separator": self.label_separator,
+            "levels": list(self.levels),
+        }
 
 
 @lru_cache(maxsize=1)
@@ -85,11 +99,20 @@ def catalogue_spec(name: str) -> DatasetSpec:
         raw = _catalogue()[name]
     except KeyError:
         raise ConfigError(f"unknown dataset {name!r}; known: {', '.join(dataset_names())}") from None
-    return DatasetSpec(name, "catalog", text_field=raw["text_field"], label_field=raw["label_field"],
-                       label_set=raw["label_set"], levels=tuple(raw.get("levels", ())), splits=dict(raw["splits"]),
-                       hub=dict(raw.get("hub", {})), release=dict(raw.get("release", {})),
-                       item=raw.get("item", "text"), label_kind=raw.get("label_kind", "text"),
-                       reference=raw.get("reference"))
+    return DatasetSpec(
+        name,
+        "catalog",
+        text_field=raw["text_field"],
+        label_field=raw["label_field"],
+        label_set=raw["label_set"],
+        levels=tuple(raw.get("levels", ())),
+        splits=dict(raw["splits"]),
+        hub=dict(raw.get("hub", {})),
+        release=dict(raw.get("release", {})),
+        item=raw.get("item", "text"),
+        label_kind=raw.get("label_kind", "text"),
+        reference=raw.get("reference"),
+    )
 
 
 def _names(value: str) -> tuple[str, ...]:
@@ -107,8 +130,15 @@ def _names(value: str) -> tuple[str, ...]:
     return tuple(names)
 
 
-def resolve_spec(dataset: str = "goemotions", *, text_column: str = "", label_column: str = "", label_columns: str = "",
-                 label_separator: str = "", label_names: str = "") -> DatasetSpec:
+def resolve_spec(
+    dataset: str = "goemotions",
+    *,
+    text_column: str = "",
+    label_column: str = "",
+    label_columns: str = "",
+    label_separator: str = "",
+    label_names: str = "",
+) -> DatasetSpec:
     """The spec for the ``dataset`` parameter: a catalogue name, a local file or folder, or a hub id."""
     dataset = (dataset or "goemotions").strip()
     if dataset in _catalogue():
@@ -117,23 +147,33 @@ def resolve_spec(dataset: str = "goemotions", *, text_column: str = "", label_co
     columns = tuple(c.strip() for c in label_columns.split(",") if c.strip())
     if columns and label_column:
         raise ConfigError("set label_column or label_columns, not both")
-    common = dict(text_field=text_column, label_field=label_column, label_columns=columns,
-                  label_separator=label_separator, label_names=_names(label_names))
+    common = dict(
+        text_field=text_column,
+        label_field=label_column,
+        label_columns=columns,
+        label_separator=label_separator,
+        label_names=_names(label_names),
+    )
     if path.is_file():
         if path.suffix.lower() not in FILE_FORMATS:
-            raise ConfigError(f"dataset={dataset!r}: unknown file type {path.suffix!r}; use one of "
-                              f"{', '.join(sorted(FILE_FORMATS))}")
+            raise ConfigError(
+                f"dataset={dataset!r}: unknown file type {path.suffix!r}; use one of "
+                f"{', '.join(sorted(FILE_FORMATS))}"
+            )
         return DatasetSpec(path.stem, "file", str(path.resolve()), **common)
     if path.is_dir():
         return DatasetSpec(path.name, "folder", str(path.resolve()), **common)
     if "/" in dataset and not dataset.startswith((".", "/", "~")) and dataset.count("/") == 1:
         return DatasetSpec(dataset.split("/")[1], "hub", dataset, **common)
-    raise ConfigError(f"dataset={dataset!r} is neither a known dataset ({', '.join(dataset_names())}), an existing "
-                      "file or folder, nor a Hugging Face hub id (owner/name)")
+    raise ConfigError(
+        f"dataset={dataset!r} is neither a known dataset ({', '.join(dataset_names())}), an existing "
+        "file or folder, nor a Hugging Face hub id (owner/name)"
+    )
 
 
 def split_files(folder: Path) -> dict[str, list[Path]]:
-    """A folder's data files by series split (``train.csv``, ``dev.jsonl``…); a lone file is the train split."""
+    """A folder's data files by series split (``train.csv``, ``dev.jsonl``…); a lone file is the train
+    split."""
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in FILE_FORMATS)
     if not files:
         raise ConfigError(f"dataset folder {folder} holds no {', '.join(sorted(FILE_FORMATS))} file")
@@ -144,8 +184,10 @@ def split_files(folder: Path) -> dict[str, list[Path]]:
             out.setdefault(split, []).append(p)
     if not out:
         if len(files) > 1:
-            raise ConfigError(f"dataset folder {folder}: name its files train/validation (or dev)/test, "
-                              f"found {', '.join(p.name for p in files)}")
+            raise ConfigError(
+                f"dataset folder {folder}: name its files train/validation (or dev)/test, "
+                f"found {', '.join(p.name for p in files)}"
+            )
         out["train"] = files
     if len({p.suffix.lower() for ps in out.values() for p in ps}) > 1:
         raise ConfigError(f"dataset folder {folder} mixes file types")

@@ -22,8 +22,15 @@ from .tokens import chat_token_parts, encoding_for
 
 ROLES = {"system", "user", "assistant", "tool", "function"}
 MESSAGE_KEYS = {"role", "content", "weight", "name", "tool_calls", "tool_call_id", "function_call", "refusal"}
-SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|endofprompt|>", "<|fim_prefix|>",
-                  "<|fim_middle|>", "<|fim_suffix|>")
+SPECIAL_TOKENS = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|endofprompt|>",
+    "<|fim_prefix|>",
+    "<|fim_middle|>",
+    "<|fim_suffix|>",
+)
 
 
 @dataclass(frozen=True)
@@ -45,8 +52,16 @@ RULES: tuple[Rule, ...] = (
     Rule("empty_messages", "error", "'messages' must not be empty"),
     Rule("message_not_object", "error", "every message must be a JSON object"),
     Rule("unknown_role", "error", "role must be system, user, assistant, tool (or legacy function)"),
-    Rule("unknown_key", "error", "message keys: role, content, weight, name, tool_calls, tool_call_id, function_call, refusal"),
-    Rule("missing_content", "error", "a message needs content (an assistant message may carry tool_calls instead)"),
+    Rule(
+        "unknown_key",
+        "error",
+        "message keys: role, content, weight, name, tool_calls, tool_call_id, function_call, refusal",
+    ),
+    Rule(
+        "missing_content",
+        "error",
+        "a message needs content (an assistant message may carry tool_calls instead)",
+    ),
     Rule("bad_content_type", "error", "content must be a string or a list of content parts"),
     Rule("no_assistant_message", "error", "an example needs at least one assistant message"),
     Rule("bad_weight", "error", "weight must be 0 or 1"),
@@ -103,15 +118,24 @@ class ValidationReport:
         rows = []
         for code, issues in _group(self.issues).items():
             lines = [i.line for i in issues if i.line is not None]
-            rows.append({"code": code, "severity": RULES_BY_CODE[code].severity, "count": len(issues),
-                         "first lines": ", ".join(map(str, lines[:5])), "example": issues[0].message,
-                         "rule": RULES_BY_CODE[code].description})
+            rows.append(
+                {
+                    "code": code,
+                    "severity": RULES_BY_CODE[code].severity,
+                    "count": len(issues),
+                    "first lines": ", ".join(map(str, lines[:5])),
+                    "example": issues[0].message,
+                    "rule": RULES_BY_CODE[code].description,
+                }
+            )
         return pd.DataFrame(rows, columns=["code", "severity", "count", "first lines", "example", "rule"])
 
     def summary(self) -> str:
         name = Path(self.path).name
-        return (f"{name}: {self.n_examples} examples, {len(self.errors)} errors, {len(self.warnings)} warnings, "
-                f"{int(self.tokens.sum())} tokens ({self.model})")
+        return (
+            f"{name}: {self.n_examples} examples, {len(self.errors)} errors, {len(self.warnings)} warnings, "
+            f"{int(self.tokens.sum())} tokens ({self.model})"
+        )
 
 
 def _group(issues: list[Issue]) -> dict[str, list[Issue]]:
@@ -135,7 +159,9 @@ def _check_message(m, lineno: int, issues: list[Issue]) -> None:
         issues.append(Issue("unknown_role", lineno, f"role {role!r}"))
     extra = sorted(set(m) - MESSAGE_KEYS)
     if extra:
-        issues.append(Issue("unknown_key", lineno, f"unexpected key(s) {', '.join(extra)} in a {role} message"))
+        issues.append(
+            Issue("unknown_key", lineno, f"unexpected key(s) {', '.join(extra)} in a {role} message")
+        )
     content = m.get("content")
     if content is None and not (role == "assistant" and (m.get("tool_calls") or m.get("function_call"))):
         issues.append(Issue("missing_content", lineno, f"{role} message without content"))
@@ -168,8 +194,15 @@ def _token_lengths(strings: list[str], model: str) -> list[int]:
     return out
 
 
-def validate_bytes(raw: bytes, path: str, model: str, *, taxonomy: str | Taxonomy | None = DEFAULT,
-                   token_limit: int | None = None, training: bool = True) -> ValidationReport:
+def validate_bytes(
+    raw: bytes,
+    path: str,
+    model: str,
+    *,
+    taxonomy: str | Taxonomy | None = DEFAULT,
+    token_limit: int | None = None,
+    training: bool = True,
+) -> ValidationReport:
     """Check a chat JSONL held in memory; every problem becomes an :class:`Issue` naming its line."""
     report = ValidationReport(path=path, model=model)
     issues = report.issues
@@ -182,7 +215,9 @@ def validate_bytes(raw: bytes, path: str, model: str, *, taxonomy: str | Taxonom
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        issues.append(Issue("encoding", line, f"byte 0x{raw[exc.start]:02x} at offset {exc.start} is not UTF-8"))
+        issues.append(
+            Issue("encoding", line, f"byte 0x{raw[exc.start]:02x} at offset {exc.start} is not UTF-8")
+        )
         text = raw.decode("utf-8", errors="replace")
     lines = text.split("\n")
     ends_with_newline = text.endswith("\n")
@@ -191,7 +226,9 @@ def validate_bytes(raw: bytes, path: str, model: str, *, taxonomy: str | Taxonom
     tax = get_taxonomy(taxonomy) if taxonomy else None  # None or '': no label checks
     seen: dict[str, int] = {}
     strings: list[str] = []
-    spans: list[tuple[int, int, int, int, int]] = []  # example index -> (start, end, fixed, asst_start, asst_end)
+    spans: list[
+        tuple[int, int, int, int, int]
+    ] = []  # example index -> (start, end, fixed, asst_start, asst_end)
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             issues.append(Issue("blank_line", lineno, "blank line"))
@@ -221,7 +258,9 @@ def validate_bytes(raw: bytes, path: str, model: str, *, taxonomy: str | Taxonom
         elif tax is not None:
             parsed = parse_answer(assistant_text(messages), tax, forgive_misspellings=False)
             if parsed.unknown:
-                issues.append(Issue("unknown_label", lineno, f"not a {tax.name} label: {', '.join(parsed.unknown)}"))
+                issues.append(
+                    Issue("unknown_label", lineno, f"not a {tax.name} label: {', '.join(parsed.unknown)}")
+                )
             elif not parsed.labels:
                 issues.append(Issue("unparseable_answer", lineno, parsed.detail or "no labels"))
         key = json.dumps(messages, sort_keys=True)
@@ -248,13 +287,21 @@ def validate_bytes(raw: bytes, path: str, model: str, *, taxonomy: str | Taxonom
         example_lines = [i for i, line in enumerate(lines, start=1) if line.strip()]
         for idx in np.flatnonzero(report.tokens > token_limit):
             line = example_lines[idx] if idx < len(example_lines) else None
-            issues.append(Issue("too_many_tokens", line, f"{report.tokens[idx]} tokens > limit {token_limit}"))
+            issues.append(
+                Issue("too_many_tokens", line, f"{report.tokens[idx]} tokens > limit {token_limit}")
+            )
     issues.sort(key=lambda i: (i.line or 0, i.code))
     return report
 
 
-def validate_file(path: str | Path, model: str, *, taxonomy: str | Taxonomy | None = DEFAULT,
-                  token_limit: int | None = None, training: bool = True) -> ValidationReport:
+def validate_file(
+    path: str | Path,
+    model: str,
+    *,
+    taxonomy: str | Taxonomy | None = DEFAULT,
+    token_limit: int | None = None,
+    training: bool = True,
+) -> ValidationReport:
     """Check a chat JSONL file against OpenAI's rules and the task's checks.
 
     Reads at most one byte more than OpenAI's upload limit, so a device or a huge file cannot exhaust memory.
@@ -267,13 +314,18 @@ def validate_file(path: str | Path, model: str, *, taxonomy: str | Taxonomy | No
             raw = f.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise DataError(f"cannot read it ({exc.strerror})", path=str(path), rule="file") from None
-    return validate_bytes(raw, str(path), model, taxonomy=taxonomy, token_limit=token_limit, training=training)
+    return validate_bytes(
+        raw, str(path), model, taxonomy=taxonomy, token_limit=token_limit, training=training
+    )
 
 
 def check_overlap(train: ValidationReport, valid: ValidationReport) -> list[Issue]:
     """Comments that appear in both files (added to the validation report's issues)."""
     train_texts = set(train.user_texts)
-    found = [Issue("train_val_overlap", i + 1, f"comment also in {Path(train.path).name}: {t[:60]!r}")
-             for i, t in enumerate(valid.user_texts) if t in train_texts]
+    found = [
+        Issue("train_val_overlap", i + 1, f"comment also in {Path(train.path).name}: {t[:60]!r}")
+        for i, t in enumerate(valid.user_texts)
+        if t in train_texts
+    ]
     valid.issues.extend(found)
     return found

@@ -1,22 +1,21 @@
 """Typed manifest sections: each has one owner (the stage function that writes it) and a record type.
 
 ``manifest.json`` is the record of a run. Every section below is written only by its owner, through
-``Run.put(record)``, and read back by later stages through ``Run.read(RecordType)``, which names the
-notebook to run when the section is missing. Notebook cells call stage functions; they never assemble
-manifest dicts. Unknown keys in an older manifest are ignored on read, so a manifest stays readable
-as fields are added.
+``Run.put(record)``, and read back by later stages through ``Run.read(RecordType)``, which names the notebook
+to run when the section is missing. Notebook cells call stage functions; they never assemble manifest dicts.
+Unknown keys in an older manifest are ignored on read, so a manifest stays readable as fields are added.
 
-    section      record            owner (writes it)                        read by
-    backend      BackendRecord     providers.connect                        show, report
-    data         DataRecord        data (notebook 01)                       show, report
-    samples      SamplesRecord     data.save_samples (01)                   every later notebook
-    jsonl        JsonlRecord       examples.build_training_files (02)       costs (03), evaluate (05)
-    validation   ValidationRecord  costs.record_costs (03)                  show
-    estimate     EstimateRecord    costs.record_costs (03)                  finetune (04), evaluate (05)
-    uploads.K    UploadRecord      finetune.upload_once (04)                finetune (04)
-    job          JobRecord         finetune.launch_or_resume, reconcile (04) evaluate (05), show, report
-    batches.K    BatchRecord       predict.classify_batch (05)              predict (05)
-    evaluation   EvaluationRecord  evaluate (05)                            show, report
+section      record            owner (writes it)                          read by
+backend      BackendRecord     providers.connect                          show, report
+data         DataRecord        data.record_dataset (01)                   show, report
+samples      SamplesRecord     data.save_samples (01)                     every later notebook
+jsonl        JsonlRecord       examples.build_training_files (02)         costs (03), evaluate (05)
+validation   ValidationRecord  costs.plan_costs (03)                      show
+estimate     EstimateRecord    costs.plan_costs (03)                      finetune (04), evaluate (05)
+uploads.K    UploadRecord      finetune.upload_once (04)                  finetune (04)
+job          JobRecord         finetune.launch_or_resume, reconcile (04)  evaluate (05), show, report
+batches.K    BatchRecord       batch.upload_batch, classify_batch (05)    batch (05)
+evaluation   EvaluationRecord  evaluate.predict_models, verdict.record_evaluation (05)  show, report
 """
 
 from __future__ import annotations
@@ -80,7 +79,9 @@ class JsonlRecord(Record):
     prompt_style: str | None = None
     label_format: str | None = None
     taxonomy: str | None = None
-    prompt_spec: dict | None = None  # PromptSpec.to_record(): what notebook 05 must ask the fine-tuned model with
+    prompt_spec: dict | None = (
+        None  # PromptSpec.to_record(): what notebook 05 must ask the fine-tuned model with
+    )
     seed: int | None = None
 
 

@@ -12,7 +12,15 @@ MIN_TRAINING_EXAMPLES = 10  # OpenAI rejects a training file with fewer examples
 MAX_FILE_BYTES = 512 * 1024 * 1024  # the upload limit for fine-tuning files
 JOB_TERMINAL = ("succeeded", "failed", "cancelled")  # a fine-tuning job in one of these never changes again
 BATCH_TERMINAL = ("completed", "failed", "expired", "cancelled")
-FILE_PURPOSES = ("fine-tune", "batch", "fine-tune-results", "batch_output", "assistants", "user_data", "evals")
+FILE_PURPOSES = (
+    "fine-tune",
+    "batch",
+    "fine-tune-results",
+    "batch_output",
+    "assistants",
+    "user_data",
+    "evals",
+)
 
 # The default-epochs rule for n_epochs="auto": aim for 3 epochs, but keep examples x epochs within
 # [100, 25,000] and epochs within [1, 25].
@@ -35,6 +43,7 @@ def default_epochs(n_examples: int) -> int:
     elif n_examples * epochs > MAX_TARGET_EXAMPLES:
         epochs = max(MIN_DEFAULT_EPOCHS, MAX_TARGET_EXAMPLES // n_examples)
     return epochs
+
 
 # emotune's own response header: how many concurrent requests the served model answers in one pass (an
 # open-weights model's dynamic batch). Fewer in flight leave batches part empty, so the predictor's limiter

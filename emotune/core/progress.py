@@ -4,7 +4,8 @@ An interactive notebook gets tqdm's live widget. A notebook executed headless (`
 ``EMOTUNE_HEADLESS``) gets a text bar that redraws every few seconds: a widget there would be saved as its
 first frame, a bar stuck at 0%, while the text bar's last redraw is what the saved output shows; under
 ``emotune run`` each redraw is also appended to a progress file that the runner echoes to the console
-(training steps, loss, ETA and evaluation requests, live). A console gets the text bar too. ``TQDM_DISABLE=1`` (CI, the committed notebooks) turns bars off everywhere.
+(training steps, loss, ETA and evaluation requests, live). A console gets the text bar too.
+``TQDM_DISABLE=1`` (CI, the committed notebooks) turns bars off everywhere.
 """
 
 from __future__ import annotations
@@ -40,8 +41,15 @@ def progress_bar(total: int, desc: str, unit: str, *, enabled: bool = True, init
         from tqdm import tqdm
 
         copy = progress_file()
-        return tqdm(total=total, desc=desc, unit=unit, initial=initial, disable=disable, mininterval=5.0,
-                    file=_CopiedToFile(copy) if copy else sys.stderr)
+        return tqdm(
+            total=total,
+            desc=desc,
+            unit=unit,
+            initial=initial,
+            disable=disable,
+            mininterval=5.0,
+            file=_CopiedToFile(copy) if copy else sys.stderr,
+        )
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit=unit, initial=initial, disable=disable)

@@ -1,7 +1,7 @@
 """Chat examples: one labelled row in, one chat example out; one model answer in, labels out.
 
-The same functions build training files and evaluation prompts, and the same parser reads training
-targets (in the local backend's learner) and model answers (in evaluation), so the two can't drift.
+The same functions build training files and evaluation prompts, and the same parser reads training targets (in
+the local backend's learner) and model answers (in evaluation), so the two can't drift.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ LABEL_FORMATS = ("comma", "json")
 class PromptStyle:
     """A system prompt template and a user message template.
 
-    ``system`` may use ``{labels}`` (the label list), ``{taxonomy}`` (the label set's name), ``{item}`` (what one
-    example is), ``{label_kind}``, ``{how}`` ("one or more labels" or "exactly one label"), ``{multi_rule}`` and
-    ``{format_rule}``; ``user`` must use ``{text}``.
+    ``system`` may use ``{labels}`` (the label list), ``{taxonomy}`` (the label set's name), ``{item}`` (what
+    one example is), ``{label_kind}``, ``{how}`` ("one or more labels" or "exactly one label"),
+    ``{multi_rule}`` and ``{format_rule}``; ``user`` must use ``{text}``.
     """
 
     name: str
@@ -33,8 +33,10 @@ class PromptStyle:
 
 VERBOSE = PromptStyle(
     "verbose",
-    "You are a highly intelligent text classification assistant. You carefully read a {item} and label it with "
-    "{how} from a fixed list. The labels are: {labels}. {multi_rule}Do not invent labels that are not in the list. "
+    "You are a highly intelligent text classification assistant. You carefully read a {item} and label it "
+    "with "
+    "{how} from a fixed list. The labels are: {labels}. {multi_rule}Do not invent labels that are not in "
+    "the list. "
     "{format_rule}",
     "Label this {item}: {text}",
 )
@@ -59,7 +61,9 @@ def get_style(style: str | PromptStyle) -> PromptStyle:
     try:
         return PROMPT_STYLES[style]
     except KeyError:
-        raise ConfigError(f"unknown prompt style {style!r}; use one of {sorted(PROMPT_STYLES)} or a PromptStyle") from None
+        raise ConfigError(
+            f"unknown prompt style {style!r}; use one of {sorted(PROMPT_STYLES)} or a PromptStyle"
+        ) from None
 
 
 def _check_format(label_format: str) -> str:
@@ -77,8 +81,12 @@ class PromptSpec:
     taxonomy: Taxonomy
 
     @classmethod
-    def resolve(cls, style: str | PromptStyle | PromptSpec = "compact", label_format: str = "comma",
-                taxonomy: str | Taxonomy | None = None) -> PromptSpec:
+    def resolve(
+        cls,
+        style: str | PromptStyle | PromptSpec = "compact",
+        label_format: str = "comma",
+        taxonomy: str | Taxonomy | None = None,
+    ) -> PromptSpec:
         """A spec from names or objects (a spec passes through); ``taxonomy`` is a label set or its name.
 
         No taxonomy means the default dataset's label set (the catalogue's ``_default``).
@@ -94,20 +102,41 @@ class PromptSpec:
     def messages(self, text: str) -> list[dict]:
         """The system and user messages that ask a model to label ``text``."""
         tax, multi = self.taxonomy, self.taxonomy.multi_label
-        multi_rule = ("An item can carry several labels at once; choose every label that clearly applies"
-                      + (", and choose 'neutral' only when no other label applies. " if "neutral" in tax.labels else ". ")
-                      if multi else "")
-        words = {"labels": ", ".join(tax.labels), "taxonomy": tax.name, "item": tax.item, "label_kind": tax.label_kind,
-                 "how": "one or more labels" if multi else "exactly one label", "multi_rule": multi_rule,
-                 "format_rule": _FORMAT_RULES[(self.label_format, multi)]}
-        return [{"role": "system", "content": self.style.system.format(**words)},
-                {"role": "user", "content": self.style.user.format(text=text, item=tax.item)}]
+        multi_rule = (
+            "An item can carry several labels at once; choose every label that clearly applies"
+            + (
+                ", and choose 'neutral' only when no other label applies. "
+                if "neutral" in tax.labels
+                else ". "
+            )
+            if multi
+            else ""
+        )
+        words = {
+            "labels": ", ".join(tax.labels),
+            "taxonomy": tax.name,
+            "item": tax.item,
+            "label_kind": tax.label_kind,
+            "how": "one or more labels" if multi else "exactly one label",
+            "multi_rule": multi_rule,
+            "format_rule": _FORMAT_RULES[(self.label_format, multi)],
+        }
+        return [
+            {"role": "system", "content": self.style.system.format(**words)},
+            {"role": "user", "content": self.style.user.format(text=text, item=tax.item)},
+        ]
 
     def to_record(self) -> dict:
         """What the manifest keeps: enough to tell two specs apart."""
-        return {"style": self.style.name, "system": self.style.system, "user": self.style.user,
-                "label_format": self.label_format, "label_set": self.taxonomy.name,
-                "labels": list(self.taxonomy.labels), "multi_label": self.taxonomy.multi_label}
+        return {
+            "style": self.style.name,
+            "system": self.style.system,
+            "user": self.style.user,
+            "label_format": self.label_format,
+            "label_set": self.taxonomy.name,
+            "labels": list(self.taxonomy.labels),
+            "multi_label": self.taxonomy.multi_label,
+        }
 
     @classmethod
     def from_record(cls, record: dict) -> PromptSpec:
@@ -116,7 +145,9 @@ class PromptSpec:
 
         style = PromptStyle(record["style"], record["system"], record["user"])
         if record["label_set"] not in taxonomy_names():  # a dataset's own labels, in a fresh kernel
-            register_taxonomy(from_labels(record["label_set"], record["labels"], multi_label=record["multi_label"]))
+            register_taxonomy(
+                from_labels(record["label_set"], record["labels"], multi_label=record["multi_label"])
+            )
         return cls(style, record["label_format"], get_taxonomy(record["label_set"]))
 
     def describe(self) -> str:
@@ -124,15 +155,18 @@ class PromptSpec:
         return f"style={self.style.name!r}, label_format={self.label_format!r}, labels={self.taxonomy.name!r}"
 
 
-def prompt_spec(style: str | PromptStyle | PromptSpec = "compact", label_format: str = "comma",
-                taxonomy: str | Taxonomy | None = None) -> PromptSpec:
+def prompt_spec(
+    style: str | PromptStyle | PromptSpec = "compact",
+    label_format: str = "comma",
+    taxonomy: str | Taxonomy | None = None,
+) -> PromptSpec:
     """A checked :class:`PromptSpec` (unknown styles, formats and label sets are errors here, once)."""
     return PromptSpec.resolve(style, label_format, taxonomy)
 
 
 def check_prompt_spec(trained: PromptSpec | dict | None, asked: PromptSpec | dict) -> PromptSpec:
-    """The spec to ask a fine-tuned model with: the one it was trained with; asking otherwise is an error
-    that says both specs."""
+    """The spec to ask a fine-tuned model with: the one it was trained with; asking otherwise is an error that
+    says both specs."""
     if trained is None:
         return asked if isinstance(asked, PromptSpec) else PromptSpec.from_record(asked)
     rec = {k: v for k, v in (trained.to_record() if isinstance(trained, PromptSpec) else trained).items()}
@@ -142,15 +176,23 @@ def check_prompt_spec(trained: PromptSpec | dict | None, asked: PromptSpec | dic
         return f"style={r['style']!r}, label_format={r['label_format']!r}, labels={r['label_set']!r}"
 
     if rec != now:
-        raise ConfigError(f"the fine-tuned model was trained with prompt ({line(rec)}) but is asked with ({line(now)}); "
-                          "evaluate with the same prompt_style, label_format and taxonomy as notebook 02 used, "
-                          "or rebuild the files and train again")
+        raise ConfigError(
+            f"the fine-tuned model was trained with prompt ({line(rec)}) but is asked with ({line(now)}); "
+            "evaluate with the same prompt_style, label_format and taxonomy as notebook 02 used, "
+            "or rebuild the files and train again"
+        )
     return trained if isinstance(trained, PromptSpec) else PromptSpec.from_record(trained)
 
 
-def prompt_messages(text: str, *, style: str | PromptStyle | PromptSpec = "compact", label_format: str = "comma",
-                    taxonomy: str | Taxonomy | None = None) -> list[dict]:
-    """The system and user messages that ask a model to label ``text`` (``style`` may be a whole PromptSpec)."""
+def prompt_messages(
+    text: str,
+    *,
+    style: str | PromptStyle | PromptSpec = "compact",
+    label_format: str = "comma",
+    taxonomy: str | Taxonomy | None = None,
+) -> list[dict]:
+    """The system and user messages that ask a model to label ``text`` (``style`` may be a whole
+    PromptSpec)."""
     return PromptSpec.resolve(style, label_format, taxonomy).messages(text)
 
 
@@ -161,8 +203,14 @@ def format_answer(labels: Sequence[str], label_format: str = "comma") -> str:
     return ", ".join(labels)
 
 
-def render_example(text: str, labels: Sequence[str], *, style: str | PromptStyle | PromptSpec = "compact",
-                   label_format: str = "comma", taxonomy: str | Taxonomy | None = None) -> dict:
+def render_example(
+    text: str,
+    labels: Sequence[str],
+    *,
+    style: str | PromptStyle | PromptSpec = "compact",
+    label_format: str = "comma",
+    taxonomy: str | Taxonomy | None = None,
+) -> dict:
     """One chat fine-tuning example: system, user and the assistant's target answer."""
     spec = PromptSpec.resolve(style, label_format, taxonomy)
     messages = spec.messages(text)
@@ -214,14 +262,16 @@ def _candidates(answer: str) -> tuple[list[str] | None, str]:
 _DEFAULT = "__default__"
 
 
-def parse_answer(answer: str | None, taxonomy: str | Taxonomy | None = _DEFAULT, *,
-                 forgive_misspellings: bool = True) -> ParsedAnswer:
+def parse_answer(
+    answer: str | None, taxonomy: str | Taxonomy | None = _DEFAULT, *, forgive_misspellings: bool = True
+) -> ParsedAnswer:
     """Read labels from a model answer, forgiving case, spacing, order, repeats and known misspellings.
 
-    With a taxonomy, words outside it are reported as ``unknown``, never dropped silently or turned
-    into 'neutral'. Without a taxonomy argument the default dataset's label set is used. With ``taxonomy=None`` any label-like word is accepted (the open vocabulary the
-    local backend's learner uses when it reads training targets). ``forgive_misspellings=False``
-    reports a known misspelling as unknown (what a training-file check wants: the model would learn it).
+    With a taxonomy, words outside it are reported as ``unknown``, never dropped silently or turned into
+    'neutral'. Without a taxonomy argument the default dataset's label set is used. With ``taxonomy=None`` any
+    label-like word is accepted (the open vocabulary the local backend's learner uses when it reads training
+    targets). ``forgive_misspellings=False`` reports a known misspelling as unknown (what a training-file
+    check wants: the model would learn it).
     """
     if answer is None or not answer.strip():
         return ParsedAnswer((), (), "unparseable", "empty answer")
@@ -279,122 +329,15 @@ def assistant_text(messages: Sequence[dict]) -> str | None:
     return None
 
 
-JSONL_FILES = {"train": "train.jsonl", "validation": "val.jsonl"}
-
-
-def example_labels(ids: Sequence[int], taxonomy: str | Taxonomy, base: str | Taxonomy | None = None) -> list[str]:
+def example_labels(
+    ids: Sequence[int], taxonomy: str | Taxonomy, base: str | Taxonomy | None = None
+) -> list[str]:
     """A row's label ids (into the base label set) as names at the chosen level.
 
-    ``base`` defaults to the base label set the level groups (the label set itself for a dataset's own labels).
+    ``base`` defaults to the base label set the level groups (the label set itself for a dataset's own
+    labels).
     """
     from .taxonomy import base_of, map_labels
 
     src = get_taxonomy(base) if base is not None else base_of(taxonomy)
     return map_labels(src.names(ids), src, taxonomy)
-
-
-def render_jsonl(frame, *, style: str | PromptStyle | PromptSpec = "compact", label_format: str = "comma",
-                 taxonomy: str | Taxonomy | None = None, seed: int | None = None) -> bytes:
-    """A chat JSONL (one example per row), rows shuffled by ``seed`` when given; deterministic."""
-    import numpy as np
-
-    spec = PromptSpec.resolve(style, label_format, taxonomy)
-    order = np.arange(len(frame)) if seed is None else np.random.default_rng(seed).permutation(len(frame))
-    texts, labels = frame["text"].tolist(), frame["labels"].tolist()
-    lines = [json.dumps(render_example(texts[i], example_labels(labels[i], spec.taxonomy), style=spec),
-                        ensure_ascii=False) for i in order]
-    return ("\n".join(lines) + "\n").encode("utf-8")
-
-
-def build_training_files(run, samples: dict, *, style: str | PromptStyle | PromptSpec = "compact",
-                         label_format: str = "comma", taxonomy: str | Taxonomy | None = None,
-                         seed: int = 0) -> dict[str, dict]:
-    """Write train.jsonl (training sample, shuffled by seed) and val.jsonl (validation sample) atomically.
-
-    The test split is never touched here. Checksums and the prompt spec go into the manifest's ``jsonl``
-    section; the evaluation stage reads the spec back with :func:`trained_prompt_spec`.
-    """
-    import hashlib
-
-    from .runs import atomic_write_bytes
-
-    spec = PromptSpec.resolve(style, label_format, taxonomy)
-    record = {}
-    for split, name in JSONL_FILES.items():
-        raw = render_jsonl(samples[split], style=spec, seed=seed if split == "train" else None)
-        atomic_write_bytes(run.file(name), raw)
-        record[split] = {"file": name, "examples": len(samples[split]), "bytes": len(raw),
-                         "sha256": hashlib.sha256(raw).hexdigest()}
-    from .manifest import JsonlRecord
-
-    run.put(JsonlRecord(files=record, prompt_style=spec.style.name, label_format=spec.label_format,
-                        taxonomy=spec.taxonomy.name, prompt_spec=spec.to_record(), seed=seed))
-    return record
-
-
-def trained_prompt_spec(run) -> PromptSpec:
-    """The prompt spec notebook 02 trained with, from the manifest (an error names notebook 02 when missing)."""
-    from .manifest import JsonlRecord
-
-    rec = run.read(JsonlRecord)
-    if not rec.prompt_spec:
-        raise ConfigError(f"run {run.name!r} records no prompt spec: run notebook 02 (build_jsonl) again")
-    return PromptSpec.from_record(rec.prompt_spec)
-
-
-def prompt_tax(frame, model: str, *, label_format: str = "comma", taxonomy: str | Taxonomy | None = None,
-               styles: Sequence[str | PromptStyle] = ("verbose", "compact")):
-    """Mean billed tokens per example for each style, next to the irreducible minimum.
-
-    The minimum is the comment and the answer with OpenAI's per-message overhead and no system prompt.
-    """
-    import pandas as pd
-
-    from .tokens import count_chat_tokens, encoding_for
-
-    enc = encoding_for(model)
-    texts, labels = frame["text"].tolist(), [example_labels(ids, taxonomy) for ids in frame["labels"]]
-    answers = [format_answer(labs, label_format) for labs in labels]
-    minimum = sum(count_chat_tokens([{"role": "user", "content": t}, {"role": "assistant", "content": a}], enc)
-                  for t, a in zip(texts, answers, strict=True)) / len(texts)
-    rows = [{"style": "minimum (comment + answer)", "tokens per example": round(minimum, 1), "x minimum": 1.0}]
-    for style in styles:
-        total = sum(count_chat_tokens(render_example(t, labs, style=style, label_format=label_format, taxonomy=taxonomy)
-                                      ["messages"], enc) for t, labs in zip(texts, labels, strict=True))
-        mean = total / len(texts)
-        rows.append({"style": get_style(style).name, "tokens per example": round(mean, 1), "x minimum": round(mean / minimum, 2)})
-    return pd.DataFrame(rows)
-
-
-def style_tokens(frame, model: str, *, style: str | PromptStyle, label_format: str = "comma",
-                 taxonomy: str | Taxonomy | None = None):
-    """Billed tokens of each example of a frame rendered in one style (OpenAI's counting method)."""
-    import numpy as np
-
-    from .tokens import count_many, encoding_for
-
-    examples = [json.loads(line)["messages"] for line in
-                render_jsonl(frame, style=style, label_format=label_format, taxonomy=taxonomy).decode("utf-8").splitlines()]
-    return np.asarray(count_many(examples, encoding_for(model)), dtype=np.int64)
-
-
-def example_gallery(text: str, labels: Sequence[str], taxonomy: str | Taxonomy | None = None):
-    """One comment rendered in every built-in style and label format, as a table."""
-    import pandas as pd
-
-    rows = []
-    for style in PROMPT_STYLES:
-        for fmt in LABEL_FORMATS:
-            msgs = render_example(text, labels, style=style, label_format=fmt, taxonomy=taxonomy)["messages"]
-            rows.append({"style": style, "format": fmt, "system": msgs[0]["content"], "user": msgs[1]["content"],
-                         "assistant": msgs[2]["content"]})
-    return pd.DataFrame(rows)
-
-
-def parse_table(answers: Sequence[str], taxonomy: str | Taxonomy | None = None):
-    """How the parser reads each answer: labels, unknown words and status."""
-    import pandas as pd
-
-    parsed = [parse_answer(a, taxonomy) for a in answers]
-    return pd.DataFrame({"answer": list(answers), "labels": [", ".join(p.labels) for p in parsed],
-                         "unknown": [", ".join(p.unknown) for p in parsed], "status": [p.status for p in parsed]})

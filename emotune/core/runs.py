@@ -1,7 +1,7 @@
 """The run directory and its manifest, the single record of a run.
 
-``runs/<name>/manifest.json`` is merged, never clobbered: each stage updates its own keys, and every
-write goes to a temporary file that is renamed over the old one, so a crash never leaves half a file.
+``runs/<name>/manifest.json`` is merged, never clobbered: each stage updates its own keys, and every write
+goes to a temporary file that is renamed over the old one, so a crash never leaves half a file.
 """
 
 from __future__ import annotations
@@ -25,8 +25,20 @@ from .manifest import KEYED, Record
 R = TypeVar("R", bound=Record)
 
 MANIFEST = "manifest.json"
-TRACKED_PACKAGES = ("emotune", "openai", "pandas", "numpy", "datasets", "tiktoken", "scikit-learn",
-                    "iterative-stratification", "matplotlib", "seaborn", "papermill", "fastapi")
+TRACKED_PACKAGES = (
+    "emotune",
+    "openai",
+    "pandas",
+    "numpy",
+    "datasets",
+    "tiktoken",
+    "scikit-learn",
+    "iterative-stratification",
+    "matplotlib",
+    "seaborn",
+    "papermill",
+    "fastapi",
+)
 
 
 def now_iso() -> str:
@@ -113,7 +125,9 @@ class Run:
         try:
             return json.loads(self.manifest_path.read_text("utf-8"))
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"{self.manifest_path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+            raise ConfigError(
+                f"{self.manifest_path}: not valid JSON ({exc.msg}, line {exc.lineno})"
+            ) from None
 
     def update(self, **sections: Any) -> dict:
         """Merge sections into the manifest and write it atomically; returns the new manifest."""
@@ -141,9 +155,12 @@ class Run:
         if not data:
             if not required:
                 return None
-            raise ConfigError(f"the manifest of run {self.name!r} has no {kind.section}"
-                              + (f" for {key!r}" if key else "") + f" yet: run notebook {kind.written_by} first "
-                              "(or `emotune run --run-dir` on this run)")
+            raise ConfigError(
+                f"the manifest of run {self.name!r} has no {kind.section}"
+                + (f" for {key!r}" if key else "")
+                + f" yet: run notebook {kind.written_by} first "
+                "(or `emotune run --run-dir` on this run)"
+            )
         return kind.from_dict(data)
 
     def get(self, *keys: str, default: Any = None) -> Any:
@@ -164,20 +181,27 @@ class Run:
         paths = [self.file(n) for n in names]
         for name, path in zip(names, paths, strict=True):
             if not path.exists():
-                raise ConfigError(f"{name} is not in run {self.name!r} yet: run the notebook that writes it first "
-                                  "(or `emotune run --run-dir` on this run)")
+                raise ConfigError(
+                    f"{name} is not in run {self.name!r} yet: run the notebook that writes it first "
+                    "(or `emotune run --run-dir` on this run)"
+                )
         return paths
 
     def write_frame(self, name: str, frame: pd.DataFrame) -> Path:
         """Write a DataFrame as JSON lines, atomically."""
-        return atomic_write_text(self.file(name), frame.to_json(orient="records", lines=True, force_ascii=False))
+        return atomic_write_text(
+            self.file(name), frame.to_json(orient="records", lines=True, force_ascii=False)
+        )
 
     def read_frame(self, name: str) -> pd.DataFrame:
-        """Read a DataFrame written by :meth:`write_frame`, with a clear error if an earlier stage has not run."""
+        """Read a DataFrame written by :meth:`write_frame`, with a clear error if an earlier stage has not
+        run."""
         path = self.file(name)
         if not path.exists():
-            raise ConfigError(f"{name} is not in run {self.name!r} yet: run the notebook that writes it first "
-                              "(or `emotune run --run-dir` on this run)")
+            raise ConfigError(
+                f"{name} is not in run {self.name!r} yet: run the notebook that writes it first "
+                "(or `emotune run --run-dir` on this run)"
+            )
         return pd.read_json(path, orient="records", lines=True, dtype={"id": str})
 
 
@@ -192,12 +216,15 @@ def open_run(run_dir: str | Path | None = None, *, name: str = "tutorial", creat
 
 
 def begin_stage(run: Run, stage: str, parameters: dict) -> Run:
-    """Record that a stage started, with the parameters it runs on (never a secret: keys aren't parameters)."""
+    """Record that a stage started, with the parameters it runs on (never a secret: keys aren't
+    parameters)."""
     run.update(parameters=dict(parameters), stages={stage: {"started_at": now_iso(), "status": "running"}})
     return run
 
 
 def finish_stage(run: Run, stage: str, wrote: list[str]) -> dict:
     """Record that a stage finished and which files it wrote; returns the stage's manifest entry."""
-    manifest = run.update(stages={stage: {"finished_at": now_iso(), "status": "done", "wrote": sorted(wrote)}})
+    manifest = run.update(
+        stages={stage: {"finished_at": now_iso(), "status": "done", "wrote": sorted(wrote)}}
+    )
     return manifest["stages"][stage]

@@ -42,30 +42,49 @@ class Taxonomy:
 
     def to_record(self) -> dict:
         """A JSON-ready record (what the run manifest keeps)."""
-        return {"name": self.name, "labels": list(self.labels), "base": self.base,
-                "groups": {k: list(v) for k, v in self.groups.items()}, "aliases": dict(self.aliases),
-                "multi_label": self.multi_label, "item": self.item, "label_kind": self.label_kind}
+        return {
+            "name": self.name,
+            "labels": list(self.labels),
+            "base": self.base,
+            "groups": {k: list(v) for k, v in self.groups.items()},
+            "aliases": dict(self.aliases),
+            "multi_label": self.multi_label,
+            "item": self.item,
+            "label_kind": self.label_kind,
+        }
 
     @classmethod
     def from_record(cls, record: Mapping) -> Taxonomy:
         """The taxonomy a :meth:`to_record` record describes."""
-        return cls(record["name"], tuple(record["labels"]), base=record.get("base"),
-                   groups={k: tuple(v) for k, v in (record.get("groups") or {}).items()},
-                   aliases=dict(record.get("aliases") or {}), multi_label=bool(record.get("multi_label", True)),
-                   item=record.get("item", "text"), label_kind=record.get("label_kind", "text"))
+        return cls(
+            record["name"],
+            tuple(record["labels"]),
+            base=record.get("base"),
+            groups={k: tuple(v) for k, v in (record.get("groups") or {}).items()},
+            aliases=dict(record.get("aliases") or {}),
+            multi_label=bool(record.get("multi_label", True)),
+            item=record.get("item", "text"),
+            label_kind=record.get("label_kind", "text"),
+        )
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def response_format(self) -> dict:
-        """The ``response_format`` (OpenAI's strict structured outputs) of an answer ``{"labels": [...]}`` whose
-        labels come from this set: at most :data:`MAX_ANSWER_LABELS` of them, or exactly one when single-label.
-        A model decoding under it (an open-weights model here, OpenAI's own) cannot answer anything else."""
+        """The ``response_format`` (OpenAI's strict structured outputs) of an answer ``{"labels": [...]}``
+        whose labels come from this set: at most :data:`MAX_ANSWER_LABELS` of them, or exactly one when
+        single-label. A model decoding under it (an open-weights model here, OpenAI's own) cannot answer
+        anything else."""
         most = min(MAX_ANSWER_LABELS, len(self.labels)) if self.multi_label else 1
         labels = {"type": "array", "items": {"type": "string", "enum": list(self.labels)}, "maxItems": most}
         if not self.multi_label:
             labels["minItems"] = 1
-        schema = {"type": "object", "properties": {"labels": labels}, "required": ["labels"], "additionalProperties": False}
+        schema = {
+            "type": "object",
+            "properties": {"labels": labels},
+            "required": ["labels"],
+            "additionalProperties": False,
+        }
         return {"type": "json_schema", "json_schema": {"name": "labels", "strict": True, "schema": schema}}
 
     def index(self, label: str) -> int:
@@ -112,13 +131,16 @@ def _load_builtin() -> dict[str, Taxonomy]:
 _REGISTRY: dict[str, Taxonomy] = _load_builtin()
 
 
-def from_labels(name: str, labels: Iterable[str], *, multi_label: bool, item: str = "text",
-                label_kind: str = "text") -> Taxonomy:
+def from_labels(
+    name: str, labels: Iterable[str], *, multi_label: bool, item: str = "text", label_kind: str = "text"
+) -> Taxonomy:
     """A dataset's own label set, in the given order; one label only is an error (nothing to learn)."""
     labels = tuple(labels)
     if len(labels) < 2:
-        raise ConfigError(f"dataset {name!r} has {len(labels)} label(s) ({', '.join(labels) or 'none'}); "
-                          "a classifier needs at least two")
+        raise ConfigError(
+            f"dataset {name!r} has {len(labels)} label(s) ({', '.join(labels) or 'none'}); "
+            "a classifier needs at least two"
+        )
     return Taxonomy(name, labels, multi_label=multi_label, item=item, label_kind=label_kind)
 
 
@@ -172,7 +194,9 @@ def resolve_level(base: str | Taxonomy, level: str | Taxonomy | None) -> Taxonom
     if name in (tax.name, default_label_set()):
         return tax
     if name not in levels_of(tax):
-        raise ConfigError(f"taxonomy={name!r} is not a level of dataset {tax.name!r}; use one of {levels_of(tax)}")
+        raise ConfigError(
+            f"taxonomy={name!r} is not a level of dataset {tax.name!r}; use one of {levels_of(tax)}"
+        )
     return get_taxonomy(name)
 
 
@@ -202,6 +226,9 @@ def map_labels(labels: Iterable[str], source: str | Taxonomy, target: str | Taxo
             raise ConfigError(f"{label!r} is not a {src.name} label")
         hits = {to_target[m] for m in src.base_members(label) if m in to_target}
         if len(hits) != 1:
-            raise ConfigError(f"{src.name} label {label!r} maps to {sorted(hits)} in {dst.name}; map towards a coarser level")
+            raise ConfigError(
+                f"{src.name} label {label!r} maps to {sorted(hits)} in {dst.name}; map towards a coarser "
+                "level"
+            )
         out |= hits
     return [lab for lab in dst.labels if lab in out]

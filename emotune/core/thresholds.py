@@ -8,7 +8,9 @@ from __future__ import annotations
 import numpy as np
 
 GRID = np.linspace(0.02, 0.9, 45)
-SHRINK_POSITIVES = 10  # a label with this many held-out positives weighs its own threshold and the shared one equally
+SHRINK_POSITIVES = (
+    10  # a label with this many held-out positives weighs its own threshold and the shared one equally
+)
 
 
 def _f1_by_threshold(probs: np.ndarray, positives: np.ndarray) -> np.ndarray:

@@ -10,9 +10,17 @@ from .errors import ConfigError
 # Model families and their tiktoken encodings (tiktoken's model table, checked 2026-11; it maps
 # "ft:gpt-4.1..." wrongly, so emotune strips the ft: prefix before looking up).
 _PREFIX_ENCODINGS = (
-    ("gpt-4o", "o200k_base"), ("gpt-4.1", "o200k_base"), ("gpt-4.5", "o200k_base"), ("gpt-5", "o200k_base"),
-    ("o1", "o200k_base"), ("o3", "o200k_base"), ("o4", "o200k_base"),
-    ("gpt-4", "cl100k_base"), ("gpt-3.5", "cl100k_base"), ("davinci-002", "cl100k_base"), ("babbage-002", "cl100k_base"),
+    ("gpt-4o", "o200k_base"),
+    ("gpt-4.1", "o200k_base"),
+    ("gpt-4.5", "o200k_base"),
+    ("gpt-5", "o200k_base"),
+    ("o1", "o200k_base"),
+    ("o3", "o200k_base"),
+    ("o4", "o200k_base"),
+    ("gpt-4", "cl100k_base"),
+    ("gpt-3.5", "cl100k_base"),
+    ("davinci-002", "cl100k_base"),
+    ("babbage-002", "cl100k_base"),
 )
 # OpenAI's counting method for chat examples (openai-cookbook, Chat_finetuning_data_prep):
 TOKENS_PER_MESSAGE = 3
@@ -21,7 +29,8 @@ TOKENS_PER_EXAMPLE = 3
 
 
 def base_model(model: str) -> str:
-    """The base model of a fine-tuned name: ``ft:gpt-4.1-mini-2025-04-14:org:sfx:id`` -> ``gpt-4.1-mini-2025-04-14``."""
+    """The base model of a fine-tuned name: ``ft:gpt-4.1-mini-2025-04-14:org:sfx:id`` ->
+    ``gpt-4.1-mini-2025-04-14``."""
     return model.split(":")[1] if model.startswith("ft:") and model.count(":") >= 1 else model
 
 
@@ -58,7 +67,9 @@ def content_text(content) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text", ""), str))
+        return "".join(
+            p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text", ""), str)
+        )
     return ""
 
 
@@ -91,7 +102,8 @@ def count_chat_tokens(messages: Sequence[dict], enc) -> int:
 
 
 def count_many(examples: Sequence[Sequence[dict]], enc) -> list[int]:
-    """:func:`count_chat_tokens` for many examples; a string repeated across them (a system prompt) is encoded once."""
+    """:func:`count_chat_tokens` for many examples; a string repeated across them (a system prompt) is encoded
+    once."""
     cache: dict[str, int] = {}
     out = []
     for messages in examples:
@@ -105,4 +117,8 @@ def count_many(examples: Sequence[Sequence[dict]], enc) -> list[int]:
 
 def count_assistant_tokens(messages: Sequence[dict], enc) -> int:
     """Tokens in assistant messages' content (what the model is trained to write)."""
-    return sum(len(enc.encode_ordinary(content_text(m.get("content")))) for m in messages if m.get("role") == "assistant")
+    return sum(
+        len(enc.encode_ordinary(content_text(m.get("content"))))
+        for m in messages
+        if m.get("role") == "assistant"
+    )

@@ -27,18 +27,30 @@ from .routes import ROUTERS
 from .routes.common import json_response
 
 _ID = re.compile(r"/(file-|ftjob-|batch_|ft:|ftckpt_)[^/]+")
-REQUEST_LOG = "requests.log"  # every POST the backend received, across processes: what a re-run would have bought
+REQUEST_LOG = (
+    "requests.log"  # every POST the backend received, across processes: what a re-run would have bought
+)
 log = logging.getLogger("emotune.local")
 access = logging.getLogger("emotune.local.access")  # one line per /v1 request: request id, route, status, ms
 
 
-def create_app(state_dir, *, max_upload_bytes: int = 512 * 1024 * 1024, latency_ms: float = 0.0,
-               fail_429: float = 0.0, fail_500: float = 0.0, fault_seed: int = 0, retry_after_s: float = 0.05,
-               fine_tuning_closed: bool = False, rpm: int | None = None, tpm: int | None = None) -> FastAPI:
+def create_app(
+    state_dir,
+    *,
+    max_upload_bytes: int = 512 * 1024 * 1024,
+    latency_ms: float = 0.0,
+    fail_429: float = 0.0,
+    fail_500: float = 0.0,
+    fault_seed: int = 0,
+    retry_after_s: float = 0.05,
+    fine_tuning_closed: bool = False,
+    rpm: int | None = None,
+    tpm: int | None = None,
+) -> FastAPI:
     """The local OpenAI-compatible app over a state directory, with optional fault injection.
 
-    ``fine_tuning_closed=True`` answers job creation with the 403 OpenAI gives an organisation that can
-    no longer fine-tune, so the wind-down path can be exercised offline. ``rpm`` / ``tpm`` enforce OpenAI-style
+    ``fine_tuning_closed=True`` answers job creation with the 403 OpenAI gives an organisation that can no
+    longer fine-tune, so the wind-down path can be exercised offline. ``rpm`` / ``tpm`` enforce OpenAI-style
     per-minute budgets on chat completions (429s and ``x-ratelimit-*`` headers).
     """
     engine = Engine(state_dir, max_upload_bytes=max_upload_bytes)
@@ -61,18 +73,24 @@ def create_app(state_dir, *, max_upload_bytes: int = 512 * 1024 * 1024, latency_
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
-        return json_response(ApiError(exc.status_code, f"Invalid URL ({request.method} {request.url.path})").body(),
-                             exc.status_code)
+        return json_response(
+            ApiError(exc.status_code, f"Invalid URL ({request.method} {request.url.path})").body(),
+            exc.status_code,
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError):
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         param = ".".join(str(p) for p in first["loc"][1:]) or None
-        return json_response(ApiError(400, f"Invalid value for '{param}': {first['msg']}.", param=param).body(), 400)
+        return json_response(
+            ApiError(400, f"Invalid value for '{param}': {first['msg']}.", param=param).body(), 400
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):  # outside /v1 (the middleware answers those)
-        return _server_error(request.method, request.url.path, getattr(request.state, "request_id", new_request_id()), exc)
+        return _server_error(
+            request.method, request.url.path, getattr(request.state, "request_id", new_request_id()), exc
+        )
 
     @app.get("/health")
     async def health():
@@ -84,8 +102,14 @@ def create_app(state_dir, *, max_upload_bytes: int = 512 * 1024 * 1024, latency_
 
     for router in ROUTERS:
         app.include_router(router)
-    app.add_middleware(_CountAndInject, stats=app.state.stats, faults=app.state.faults, rng=random.Random(fault_seed),
-                       retry_after_s=retry_after_s, log_path=engine.store.root / REQUEST_LOG)
+    app.add_middleware(
+        _CountAndInject,
+        stats=app.state.stats,
+        faults=app.state.faults,
+        rng=random.Random(fault_seed),
+        retry_after_s=retry_after_s,
+        log_path=engine.store.root / REQUEST_LOG,
+    )
     return app
 
 
@@ -96,9 +120,13 @@ def new_request_id() -> str:
 def _server_error(method: str, path: str, request_id: str, exc: Exception):
     """An unexpected exception: logged once with the request id, answered as OpenAI's 500."""
     log.error("%s %s failed (%s): %s: %s", method, path, request_id, type(exc).__name__, exc, exc_info=exc)
-    body = ApiError(500, f"The server had an error while processing your request. You can retry your request, or "
-                         f"contact us through the emotune issue tracker if the error persists. (Please include the "
-                         f"request ID {request_id} in your message.)", type_="server_error").body()
+    body = ApiError(
+        500,
+        f"The server had an error while processing your request. You can retry your request, or "
+        f"contact us through the emotune issue tracker if the error persists. (Please include the "
+        f"request ID {request_id} in your message.)",
+        type_="server_error",
+    ).body()
     return json_response(body, 500, {"x-request-id": request_id})
 
 
@@ -107,8 +135,16 @@ class _CountAndInject:
     route, logs each POST to the state directory's request log, and injects the configured latency,
     429s (with Retry-After) and 500s."""
 
-    def __init__(self, app, *, stats: Counter, faults: dict, rng: random.Random, retry_after_s: float, log_path):
-        self.app, self.stats, self.faults, self.rng, self.retry_after_s = app, stats, faults, rng, retry_after_s
+    def __init__(
+        self, app, *, stats: Counter, faults: dict, rng: random.Random, retry_after_s: float, log_path
+    ):
+        self.app, self.stats, self.faults, self.rng, self.retry_after_s = (
+            app,
+            stats,
+            faults,
+            rng,
+            retry_after_s,
+        )
         self.log = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 (one append handle for the app's life)
 
     async def __call__(self, scope, receive, send):
@@ -135,8 +171,16 @@ class _CountAndInject:
         except Exception as exc:  # never a plain-text 500 or a dropped connection
             if "status" in sent:
                 raise
-            await _server_error(scope["method"], scope["path"], request_id, exc)(scope, receive, send_with_ids)
-        access.info("%s %s %s %s", request_id, route, sent.get("status"), round((time.perf_counter() - started) * 1000))
+            await _server_error(scope["method"], scope["path"], request_id, exc)(
+                scope, receive, send_with_ids
+            )
+        access.info(
+            "%s %s %s %s",
+            request_id,
+            route,
+            sent.get("status"),
+            round((time.perf_counter() - started) * 1000),
+        )
 
     async def _answer(self, scope, receive, send):
         if self.faults["latency_ms"]:
@@ -144,12 +188,21 @@ class _CountAndInject:
         roll = self.rng.random()
         if roll < self.faults["fail_429"]:
             self.stats["injected 429"] += 1
-            error = ApiError(429, "Rate limit reached (injected by the emotune local backend).", type_="requests",
-                             code="rate_limit_exceeded")
-            headers = {"retry-after-ms": str(int(self.retry_after_s * 1000)), "retry-after": str(max(1, round(self.retry_after_s)))}
+            error = ApiError(
+                429,
+                "Rate limit reached (injected by the emotune local backend).",
+                type_="requests",
+                code="rate_limit_exceeded",
+            )
+            headers = {
+                "retry-after-ms": str(int(self.retry_after_s * 1000)),
+                "retry-after": str(max(1, round(self.retry_after_s))),
+            }
             return await json_response(error.body(), 429, headers)(scope, receive, send)
         if roll < self.faults["fail_429"] + self.faults["fail_500"]:
             self.stats["injected 500"] += 1
-            error = ApiError(500, "The server had an error (injected by the emotune local backend).", type_="server_error")
+            error = ApiError(
+                500, "The server had an error (injected by the emotune local backend).", type_="server_error"
+            )
             return await json_response(error.body(), 500)(scope, receive, send)
         return await self.app(scope, receive, send)

@@ -36,13 +36,29 @@ class Batches:
     def create(self, req: BatchRequest) -> dict:
         self.files.require(req.input_file_id, "batch", "input_file_id")
         now = int(time.time())
-        batch = {"id": new_id("batch_"), "object": "batch", "endpoint": req.endpoint, "errors": None,
-                 "input_file_id": req.input_file_id, "completion_window": req.completion_window, "status": "validating",
-                 "output_file_id": None, "error_file_id": None, "created_at": now, "in_progress_at": None,
-                 "expires_at": now + 86400, "finalizing_at": None, "completed_at": None, "failed_at": None,
-                 "expired_at": None, "cancelling_at": None, "cancelled_at": None,
-                 "request_counts": {"total": 0, "completed": 0, "failed": 0}, "metadata": req.metadata,
-                 "_seq": self.store.next_seq()}
+        batch = {
+            "id": new_id("batch_"),
+            "object": "batch",
+            "endpoint": req.endpoint,
+            "errors": None,
+            "input_file_id": req.input_file_id,
+            "completion_window": req.completion_window,
+            "status": "validating",
+            "output_file_id": None,
+            "error_file_id": None,
+            "created_at": now,
+            "in_progress_at": None,
+            "expires_at": now + 86400,
+            "finalizing_at": None,
+            "completed_at": None,
+            "failed_at": None,
+            "expired_at": None,
+            "cancelling_at": None,
+            "cancelled_at": None,
+            "request_counts": {"total": 0, "completed": 0, "failed": 0},
+            "metadata": req.metadata,
+            "_seq": self.store.next_seq(),
+        }
         self.store.put("batches", batch)
         self.enqueue(batch["id"])
         return public(batch)
@@ -50,7 +66,9 @@ class Batches:
     def get(self, batch_id: str) -> dict:
         record = self.store.get("batches", batch_id)
         if record is None:
-            raise ApiError(404, f"No batch found with id '{batch_id}'.", param="batch_id", code="batch_not_found")
+            raise ApiError(
+                404, f"No batch found with id '{batch_id}'.", param="batch_id", code="batch_not_found"
+            )
         return public(record)
 
     def list(self) -> list[dict]:
@@ -61,7 +79,9 @@ class Batches:
         if b["status"] in BATCH_TERMINAL:
             raise ApiError(409, f"Cannot cancel a batch with status {b['status']}.", code="invalid_state")
         self.cancelled.add(batch_id)
-        return public(self.store.update("batches", batch_id, status="cancelling", cancelling_at=int(time.time())))
+        return public(
+            self.store.update("batches", batch_id, status="cancelling", cancelling_at=int(time.time()))
+        )
 
     def recover(self) -> None:
         """Batches caught mid-way by a crash run again, at most MAX_RESTARTS times."""
@@ -69,16 +89,28 @@ class Batches:
             if b["status"] in OPEN:
                 restarts = b.get("_restarts", 0) + 1
                 if restarts > MAX_RESTARTS:
-                    self._fail(b["id"], "server_error", f"The local backend stopped {restarts - 1} times while this "
-                                                        "batch ran; it is not started again.", None)
+                    self._fail(
+                        b["id"],
+                        "server_error",
+                        f"The local backend stopped {restarts - 1} times while this "
+                        "batch ran; it is not started again.",
+                        None,
+                    )
                     continue
                 self.store.update("batches", b["id"], _restarts=restarts)
                 self.enqueue(b["id"])
 
     def _fail(self, batch_id: str, code: str, message: str, param: str | None) -> None:
-        self.store.update("batches", batch_id, status="failed", failed_at=int(time.time()),
-                          errors={"object": "list", "data": [{"code": code, "line": None, "param": param,
-                                                              "message": self.store.scrub(message)}]})
+        self.store.update(
+            "batches",
+            batch_id,
+            status="failed",
+            failed_at=int(time.time()),
+            errors={
+                "object": "list",
+                "data": [{"code": code, "line": None, "param": param, "message": self.store.scrub(message)}],
+            },
+        )
 
     def _answer(self, lineno: int, line: str) -> tuple[str | None, dict | None, ApiError | None]:
         custom_id = None
@@ -110,32 +142,71 @@ class Batches:
             lines = self.store.read_blob(b["input_file_id"]).decode("utf-8-sig").splitlines()
         except (UnicodeDecodeError, FileNotFoundError) as exc:
             reason = "it is not UTF-8" if isinstance(exc, UnicodeDecodeError) else "its content is missing"
-            self._fail(batch_id, "invalid_input_file", f"The input file {b['input_file_id']} cannot be read: {reason} "
-                                                       f"({type(exc).__name__}).", "input_file_id")
+            self._fail(
+                batch_id,
+                "invalid_input_file",
+                f"The input file {b['input_file_id']} cannot be read: {reason} ({type(exc).__name__}).",
+                "input_file_id",
+            )
             return
-        self.store.update("batches", batch_id, status="in_progress", in_progress_at=int(time.time()),
-                          request_counts={"total": len(lines), "completed": 0, "failed": 0})
+        self.store.update(
+            "batches",
+            batch_id,
+            status="in_progress",
+            in_progress_at=int(time.time()),
+            request_counts={"total": len(lines), "completed": 0, "failed": 0},
+        )
         out, err = [], []
         with ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="emotune-batch") as pool:
             for start in range(0, len(lines), IN_FLIGHT):
                 if batch_id in self.cancelled:
                     break
-                numbered = enumerate(lines[start:start + IN_FLIGHT], start=start + 1)
+                numbered = enumerate(lines[start : start + IN_FLIGHT], start=start + 1)
                 for custom_id, body, error in pool.map(lambda n: self._answer(*n), numbered):
                     if error is None:
-                        out.append({"id": new_id("batch_req_"), "custom_id": custom_id, "error": None,
-                                    "response": {"status_code": 200, "request_id": new_id("req_"), "body": body}})
+                        out.append(
+                            {
+                                "id": new_id("batch_req_"),
+                                "custom_id": custom_id,
+                                "error": None,
+                                "response": {"status_code": 200, "request_id": new_id("req_"), "body": body},
+                            }
+                        )
                     else:
-                        err.append({"id": new_id("batch_req_"), "custom_id": custom_id, "error": None, "response": {
-                            "status_code": error.status, "request_id": new_id("req_"), "body": error.body()}})
-                self.store.update("batches", batch_id, request_counts={
-                    "total": len(lines), "completed": len(out), "failed": len(err)})
+                        err.append(
+                            {
+                                "id": new_id("batch_req_"),
+                                "custom_id": custom_id,
+                                "error": None,
+                                "response": {
+                                    "status_code": error.status,
+                                    "request_id": new_id("req_"),
+                                    "body": error.body(),
+                                },
+                            }
+                        )
+                self.store.update(
+                    "batches",
+                    batch_id,
+                    request_counts={"total": len(lines), "completed": len(out), "failed": len(err)},
+                )
         if batch_id in self.cancelled:
             self.cancelled.discard(batch_id)
             self.store.update("batches", batch_id, status="cancelled", cancelled_at=int(time.time()))
             return
         self.store.update("batches", batch_id, status="finalizing", finalizing_at=int(time.time()))
-        out_id = self.files.create(f"{batch_id}_output.jsonl", "batch_output", _jsonl(out))["id"] if out else None
-        err_id = self.files.create(f"{batch_id}_error.jsonl", "batch_output", _jsonl(err))["id"] if err else None
-        self.store.update("batches", batch_id, status="completed", completed_at=int(time.time()), output_file_id=out_id,
-                          error_file_id=err_id, request_counts={"total": len(lines), "completed": len(out), "failed": len(err)})
+        out_id = (
+            self.files.create(f"{batch_id}_output.jsonl", "batch_output", _jsonl(out))["id"] if out else None
+        )
+        err_id = (
+            self.files.create(f"{batch_id}_error.jsonl", "batch_output", _jsonl(err))["id"] if err else None
+        )
+        self.store.update(
+            "batches",
+            batch_id,
+            status="completed",
+            completed_at=int(time.time()),
+            output_file_id=out_id,
+            error_file_id=err_id,
+            request_counts={"total": len(lines), "completed": len(out), "failed": len(err)},
+        )

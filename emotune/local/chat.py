@@ -55,9 +55,18 @@ class Choice:
     def message(self) -> dict:
         if self.tool is None:
             return {"role": "assistant", "content": self.text, "refusal": None}
-        return {"role": "assistant", "content": None, "refusal": None,
-                "tool_calls": [{"id": self.tool_call_id, "type": "function",
-                                "function": {"name": self.tool, "arguments": self.text}}]}
+        return {
+            "role": "assistant",
+            "content": None,
+            "refusal": None,
+            "tool_calls": [
+                {
+                    "id": self.tool_call_id,
+                    "type": "function",
+                    "function": {"name": self.tool, "arguments": self.text},
+                }
+            ],
+        }
 
 
 @dataclass
@@ -72,11 +81,16 @@ class Answer:
 
     def usage(self) -> dict:
         out = self.completion_tokens
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": out, "total_tokens": self.prompt_tokens + out}
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": out,
+            "total_tokens": self.prompt_tokens + out,
+        }
 
 
-def _draw(model, messages: list[dict], rf: dict | None, limit: int | None, temperature: float,
-          seed: int) -> tuple[str, int | None, int, str]:
+def _draw(
+    model, messages: list[dict], rf: dict | None, limit: int | None, temperature: float, seed: int
+) -> tuple[str, int | None, int, str]:
     """(text, prompt tokens or None, completion tokens, finish): greedy at temperature 0, else sampled."""
     if hasattr(model, "complete"):  # counts its own tokens and stops at the limit
         return model.complete(messages, rf, limit, temperature=temperature, seed=seed)
@@ -112,50 +126,77 @@ class Chat:
         self.models = models
 
     def batch_size(self, model_name: str) -> int:
-        """How many concurrent greedy requests the model behind ``model_name`` answers in one pass (1: unbatched)."""
+        """How many concurrent greedy requests the model behind ``model_name`` answers in one pass (1:
+        unbatched)."""
         batcher = getattr(self.models.chat_model(model_name), "batcher", None)
         return batcher.max_batch if batcher is not None else 1
 
     def prompt_tokens(self, req: ChatRequest) -> int:
         """The request's prompt tokens by OpenAI's counting method (what a token budget is charged)."""
-        return tokens.count_chat_tokens(req.messages_as_dicts(), tokens.encoding_for(self.models.resolve(req.model)))
+        return tokens.count_chat_tokens(
+            req.messages_as_dicts(), tokens.encoding_for(self.models.resolve(req.model))
+        )
 
     def answer(self, req: ChatRequest) -> Answer:
         messages = req.messages_as_dicts()
         model = self.models.chat_model(req.model)
         function = chosen_tool(req)
-        rf = req.format_dict() if function is None else {
-            "type": "json_schema", "json_schema": {"schema": function.parameters or {"type": "object"},
-                                                   "strict": bool(function.strict)}}
+        rf = (
+            req.format_dict()
+            if function is None
+            else {
+                "type": "json_schema",
+                "json_schema": {
+                    "schema": function.parameters or {"type": "object"},
+                    "strict": bool(function.strict),
+                },
+            }
+        )
         language_model = hasattr(model, "complete")
         if req.logprobs and language_model and not hasattr(model, "logits"):
-            raise ApiError(400, f"logprobs are not available for {req.model} on the local backend.", param="logprobs")
+            raise ApiError(
+                400, f"logprobs are not available for {req.model} on the local backend.", param="logprobs"
+            )
         enc = tokens.encoding_for(self.models.resolve(req.model))
         temperature = 1.0 if req.temperature is None else req.temperature  # OpenAI's default is 1
         output_schema(req)  # a strict schema that breaks OpenAI's rules is refused before any generation
         try:
             if req.choices > 1 and temperature > 0 and (language_model or hasattr(model, "sample")):
                 rng = np.random.default_rng(req.seed)  # a seed makes the n samples reproducible
-                drawn = [_draw(model, messages, rf, req.limit, temperature, int(rng.integers(2**31)))
-                         for _ in range(req.choices)]
+                drawn = [
+                    _draw(model, messages, rf, req.limit, temperature, int(rng.integers(2**31)))
+                    for _ in range(req.choices)
+                ]
             else:
                 drawn = [_draw(model, messages, rf, req.limit, 0.0, 0)] * req.choices
         except GrammarError as exc:
-            raise ApiError(400, f"Invalid schema: {exc}", param="tools" if function else "response_format",
-                           code="invalid_value") from None
+            raise ApiError(
+                400,
+                f"Invalid schema: {exc}",
+                param="tools" if function else "response_format",
+                code="invalid_value",
+            ) from None
         shaped = [self._shape(req, model, enc, messages, function, d) for d in drawn]
         prompt_tokens = drawn[0][1] if drawn[0][1] is not None else tokens.count_chat_tokens(messages, enc)
-        return Answer(req.model, [c for c, _ in shaped], prompt_tokens, sum(n for _, n in shaped),
-                      self.models.fingerprint(model))
+        return Answer(
+            req.model,
+            [c for c, _ in shaped],
+            prompt_tokens,
+            sum(n for _, n in shaped),
+            self.models.fingerprint(model),
+        )
 
     def _shape(self, req: ChatRequest, model, enc, messages, function, drawn) -> tuple[Choice, int]:
-        """One choice from a generated text: laid into the schema or tool call, cut at stop or limit, logprobs."""
+        """One choice from a generated text: laid into the schema or tool call, cut at stop or limit,
+        logprobs."""
         text, _, n_out, finish = drawn
         language_model = hasattr(model, "complete")
         schema = output_schema(req)
         original = text
         labels = labels_in(text) if function is not None or schema is not None or req.logprobs else []
-        decoded_under_schema = getattr(model, "constrains_json", False)  # else the labels are laid into the schema
+        decoded_under_schema = getattr(
+            model, "constrains_json", False
+        )  # else the labels are laid into the schema
         if function is not None:
             arguments = tool_arguments(function, labels)  # also checks a strict schema
             text = text if decoded_under_schema else arguments
@@ -168,11 +209,15 @@ class Chat:
         if req.limit is not None and len(ids) > req.limit and not language_model:
             ids, finish = ids[: req.limit], "length"
             text = enc.decode(ids)
-        pieces = pieces_of(enc, ids) if req.stream or req.logprobs else [text]  # token-sized only where sent so
+        pieces = (
+            pieces_of(enc, ids) if req.stream or req.logprobs else [text]
+        )  # token-sized only where sent so
         if not language_model:
             n_out = len(ids)
         elif text != original:
-            n_out = len(model.tok.encode(text, add_special_tokens=False)) if hasattr(model, "tok") else len(ids)
+            n_out = (
+                len(model.tok.encode(text, add_special_tokens=False)) if hasattr(model, "tok") else len(ids)
+            )
         logprobs = None
         if req.logprobs:
             top = req.top_logprobs or 0
@@ -184,16 +229,26 @@ class Chat:
                 logprobs = stand_in_logprobs(pieces, labels, label_probabilities(model, messages), top, enc)
         if function is not None and finish == "stop":
             finish = "tool_calls"
-        return Choice(list(pieces), finish, function.name if function else None,
-                      f"call_{secrets.token_hex(12)}" if function else None, logprobs), n_out
+        return Choice(
+            list(pieces),
+            finish,
+            function.name if function else None,
+            f"call_{secrets.token_hex(12)}" if function else None,
+            logprobs,
+        ), n_out
 
     def live(self, req: ChatRequest) -> tuple[Answer, Iterator[str]] | None:
         """For a model that streams as it generates: the answer's head and its text pieces as they come (the
         head's finish reason and usage are set when the pieces end); None where the whole answer comes at once
         (the classical stand-in; n > 1, tools, a json_schema or logprobs)."""
         model = self.models.chat_model(req.model)
-        if (not hasattr(model, "stream") or req.choices != 1 or req.logprobs or chosen_tool(req) is not None
-                or output_schema(req) is not None):
+        if (
+            not hasattr(model, "stream")
+            or req.choices != 1
+            or req.logprobs
+            or chosen_tool(req) is not None
+            or output_schema(req) is not None
+        ):
             return None
         head = Answer(req.model, [Choice([], "stop")], 0, 0, self.models.fingerprint(model))
         generated = model.stream(req.messages_as_dicts(), req.format_dict(), req.limit)
@@ -222,11 +277,26 @@ class Chat:
     def complete(self, req: ChatRequest) -> dict:
         """The answer as an ``openai`` ChatCompletion (validated by the package's own type)."""
         a = self.answer(req)
-        completion = ChatCompletion.model_validate({
-            "id": a.id, "object": "chat.completion", "created": a.created, "model": a.model,
-            "choices": [{"index": i, "message": c.message(), "finish_reason": c.finish,
-                         "logprobs": {"content": c.logprobs, "refusal": None} if c.logprobs is not None else None}
-                        for i, c in enumerate(a.choices)],
-            "usage": a.usage(), "system_fingerprint": a.fingerprint, "service_tier": "default",
-        })
+        completion = ChatCompletion.model_validate(
+            {
+                "id": a.id,
+                "object": "chat.completion",
+                "created": a.created,
+                "model": a.model,
+                "choices": [
+                    {
+                        "index": i,
+                        "message": c.message(),
+                        "finish_reason": c.finish,
+                        "logprobs": {"content": c.logprobs, "refusal": None}
+                        if c.logprobs is not None
+                        else None,
+                    }
+                    for i, c in enumerate(a.choices)
+                ],
+                "usage": a.usage(),
+                "system_fingerprint": a.fingerprint,
+                "service_tier": "default",
+            }
+        )
         return completion.model_dump(mode="json", exclude_unset=True)

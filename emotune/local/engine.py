@@ -1,11 +1,11 @@
 """The local backend apart from HTTP: one service per resource over one store, and the two workers.
 
-    Engine
-    ├── files     Files     uploads and the files the backend writes
-    ├── models    Models    what is served and the model behind each name
-    ├── chat      Chat      chat completions
-    ├── jobs      Jobs      fine-tuning jobs (worker: validate, train, publish)
-    └── batches   Batches   batch requests (worker: answer each line)
+Engine
+├── files     Files     uploads and the files the backend writes
+├── models    Models    what is served and the model behind each name
+├── chat      Chat      chat completions
+├── jobs      Jobs      fine-tuning jobs (worker: validate, train, publish)
+└── batches   Batches   batch requests (worker: answer each line)
 
 Each worker runs one item at a time in its own thread; an item that raises fails itself, never the worker.
 """
@@ -36,9 +36,12 @@ class Engine:
         self.chat = Chat(self.models)
         self.jobs = Jobs(self.store, self.files, self.models, self._queues["jobs"].put)
         self.batches = Batches(self.store, self.files, self.chat, self._queues["batches"].put)
-        self._threads = [threading.Thread(target=self._work, args=(self._queues[name], fn), daemon=True,
-                                          name=f"emotune-{name}")
-                         for name, fn in (("jobs", self.jobs.run), ("batches", self.batches.run))]
+        self._threads = [
+            threading.Thread(
+                target=self._work, args=(self._queues[name], fn), daemon=True, name=f"emotune-{name}"
+            )
+            for name, fn in (("jobs", self.jobs.run), ("batches", self.batches.run))
+        ]
         for t in self._threads:
             t.start()
         self.jobs.recover()

@@ -19,11 +19,24 @@ class Files:
         if purpose not in FILE_PURPOSES:
             raise ApiError(400, f"Invalid value for 'purpose': {purpose!r}.", param="purpose")
         if len(data) > self.max_upload_bytes:
-            raise ApiError(413, f"File is too large: {len(data)} bytes; the limit is {self.max_upload_bytes} bytes.",
-                           param="file", code="file_too_large")
-        record = {"id": new_id("file-"), "object": "file", "bytes": len(data), "created_at": int(time.time()),
-                  "filename": filename[:256], "purpose": purpose, "status": "processed", "expires_at": None,
-                  "status_details": None, "_seq": self.store.next_seq()}
+            raise ApiError(
+                413,
+                f"File is too large: {len(data)} bytes; the limit is {self.max_upload_bytes} bytes.",
+                param="file",
+                code="file_too_large",
+            )
+        record = {
+            "id": new_id("file-"),
+            "object": "file",
+            "bytes": len(data),
+            "created_at": int(time.time()),
+            "filename": filename[:256],
+            "purpose": purpose,
+            "status": "processed",
+            "expires_at": None,
+            "status_details": None,
+            "_seq": self.store.next_seq(),
+        }
         self.store.write_blob(record["id"], data)
         return public(self.store.put("files", record))
 
@@ -52,5 +65,7 @@ class Files:
         if record is None:
             raise ApiError(400, f"invalid {param}: {file_id}", param=param, code="invalid_file")
         if record["purpose"] != purpose:
-            raise ApiError(400, f"File {file_id} has purpose {record['purpose']!r}; this needs {purpose!r}.", param=param)
+            raise ApiError(
+                400, f"File {file_id} has purpose {record['purpose']!r}; this needs {purpose!r}.", param=param
+            )
         return record

@@ -34,41 +34,75 @@ class Jobs:
     def create(self, req: JobRequest) -> dict:
         base = self.models.resolve(req.model)
         if not self.models.can_fine_tune(base):
-            raise ApiError(400, f"Model {req.model} is not available for fine-tuning or does not exist.",
-                           param="model", code="model_not_available")
+            raise ApiError(
+                400,
+                f"Model {req.model} is not available for fine-tuning or does not exist.",
+                param="model",
+                code="model_not_available",
+            )
         self.files.require(req.training_file, "fine-tune", "training_file")
         if req.validation_file:
             self.files.require(req.validation_file, "fine-tune", "validation_file")
         hp = req.resolved_hyperparameters()
         seed = req.seed if req.seed is not None else int(time.time()) % 2**31
-        job = {"id": new_id("ftjob-"), "object": "fine_tuning.job", "created_at": int(time.time()), "error": None,
-               "fine_tuned_model": None, "finished_at": None, "hyperparameters": hp, "model": base,
-               "organization_id": ORG, "result_files": [], "seed": seed, "status": "validating_files",
-               "trained_tokens": None, "training_file": req.training_file, "validation_file": req.validation_file,
-               "estimated_finish": None, "integrations": [], "metadata": req.metadata,
-               "method": {"type": "supervised", "supervised": {"hyperparameters": hp}}, "_suffix": req.suffix,
-               "_seq": self.store.next_seq()}
+        job = {
+            "id": new_id("ftjob-"),
+            "object": "fine_tuning.job",
+            "created_at": int(time.time()),
+            "error": None,
+            "fine_tuned_model": None,
+            "finished_at": None,
+            "hyperparameters": hp,
+            "model": base,
+            "organization_id": ORG,
+            "result_files": [],
+            "seed": seed,
+            "status": "validating_files",
+            "trained_tokens": None,
+            "training_file": req.training_file,
+            "validation_file": req.validation_file,
+            "estimated_finish": None,
+            "integrations": [],
+            "metadata": req.metadata,
+            "method": {"type": "supervised", "supervised": {"hyperparameters": hp}},
+            "_suffix": req.suffix,
+            "_seq": self.store.next_seq(),
+        }
         self.store.put("jobs", job)
-        self.store.add_event(job["id"], f"Validating training file: {req.training_file}"
-                             + (f" and validation file: {req.validation_file}" if req.validation_file else ""))
+        self.store.add_event(
+            job["id"],
+            f"Validating training file: {req.training_file}"
+            + (f" and validation file: {req.validation_file}" if req.validation_file else ""),
+        )
         self.enqueue(job["id"])
         return public(job)
 
     def get(self, job_id: str) -> dict:
         record = self.store.get("jobs", job_id)
         if record is None:
-            raise ApiError(404, f"Could not find fine-tuning job {job_id}.", param="fine_tuning_job_id",
-                           code="fine_tuning_job_not_found")
+            raise ApiError(
+                404,
+                f"Could not find fine-tuning job {job_id}.",
+                param="fine_tuning_job_id",
+                code="fine_tuning_job_not_found",
+            )
         return public(record)
 
     def list(self, metadata: dict | None = None) -> list[dict]:
-        return [public(r) for r in self.store.all("jobs")
-                if not metadata or all((r.get("metadata") or {}).get(k) == v for k, v in metadata.items())]
+        return [
+            public(r)
+            for r in self.store.all("jobs")
+            if not metadata or all((r.get("metadata") or {}).get(k) == v for k, v in metadata.items())
+        ]
 
     def cancel(self, job_id: str) -> dict:
         job = self.get(job_id)
         if job["status"] in JOB_TERMINAL:
-            raise ApiError(400, f"Job {job_id} has already {job['status']}; it cannot be cancelled.", code="invalid_state")
+            raise ApiError(
+                400,
+                f"Job {job_id} has already {job['status']}; it cannot be cancelled.",
+                code="invalid_state",
+            )
         self.cancelled.add(job_id)
         self.store.add_event(job_id, "Job cancellation requested")
         if job["status"] in ("validating_files", "queued"):
@@ -84,29 +118,50 @@ class Jobs:
         return list(reversed(self.store.get("jobs", job_id).get("_checkpoints", [])))
 
     def recover(self) -> None:
-        """Jobs caught mid-way by a crash start again, at most MAX_RESTARTS times; none stays 'running' forever."""
+        """Jobs caught mid-way by a crash start again, at most MAX_RESTARTS times; none stays 'running'
+        forever."""
         for job in sorted(self.store.all("jobs"), key=lambda r: r["created_at"]):
             if job["status"] not in JOB_TERMINAL:
                 restarts = job.get("_restarts", 0) + 1
                 if restarts > MAX_RESTARTS:  # the job itself may be what stops the server: not again
-                    self._finish(job["id"], "failed", error={
-                        "code": "server_error", "param": None,
-                        "message": f"The local backend stopped {restarts - 1} times while this job ran; it is not "
-                                   "started again. Check the training file and hyperparameters, then create a new job."})
+                    self._finish(
+                        job["id"],
+                        "failed",
+                        error={
+                            "code": "server_error",
+                            "param": None,
+                            "message": f"The local backend stopped {restarts - 1} times while this job ran; "
+                            "it is not started again. Check the training file and hyperparameters, then "
+                            "create a new job.",
+                        },
+                    )
                     continue
                 self.store.clear_events(job["id"])
-                self.store.add_event(job["id"], "The local backend restarted while this job was "
-                                     f"{job['status']}; training again from the start (same seed, same result)")
+                self.store.add_event(
+                    job["id"],
+                    "The local backend restarted while this job was "
+                    f"{job['status']}; training again from the start (same seed, same result)",
+                )
                 self.store.update("jobs", job["id"], status="validating_files", _restarts=restarts)
                 self.enqueue(job["id"])
 
     # the worker -----------------------------------------------------------------------------
     def _finish(self, job_id: str, status: str, **changes) -> dict:
         self.cancelled.discard(job_id)
-        self.store.add_event(job_id, {"succeeded": "The job has successfully completed", "cancelled": "Job cancelled",
-                                      "failed": "The job failed"}[status], level="error" if status == "failed" else "info")
-        return public(self.store.update("jobs", job_id, status=status, finished_at=int(time.time()),
-                                        estimated_finish=None, **changes))
+        self.store.add_event(
+            job_id,
+            {
+                "succeeded": "The job has successfully completed",
+                "cancelled": "Job cancelled",
+                "failed": "The job failed",
+            }[status],
+            level="error" if status == "failed" else "info",
+        )
+        return public(
+            self.store.update(
+                "jobs", job_id, status=status, finished_at=int(time.time()), estimated_finish=None, **changes
+            )
+        )
 
     def _advance(self, job_id: str, **changes) -> bool:
         """Move a job on, unless it was cancelled meanwhile (the check and the write hold one lock)."""
@@ -121,8 +176,12 @@ class Jobs:
     def _resolve_hp(hp: dict, n_examples: int) -> dict:
         return {
             "n_epochs": default_epochs(n_examples) if hp["n_epochs"] == "auto" else int(hp["n_epochs"]),
-            "batch_size": max(8, min(256, n_examples // 500)) if hp["batch_size"] == "auto" else int(hp["batch_size"]),
-            "learning_rate_multiplier": 1.0 if hp["learning_rate_multiplier"] == "auto" else float(hp["learning_rate_multiplier"]),
+            "batch_size": max(8, min(256, n_examples // 500))
+            if hp["batch_size"] == "auto"
+            else int(hp["batch_size"]),
+            "learning_rate_multiplier": 1.0
+            if hp["learning_rate_multiplier"] == "auto"
+            else float(hp["learning_rate_multiplier"]),
         }
 
     def _read_training_data(self, job: dict):
@@ -131,14 +190,24 @@ class Jobs:
         if report.errors:
             first = report.errors[0]
             where = f"line {first.line}: " if first.line else ""
-            raise DataError(f"{where}{first.message} ({first.code}: {RULES_BY_CODE[first.code].description}); "
-                            f"{len(report.errors)} error(s) in all", path=job["training_file"], rule=first.code)
+            raise DataError(
+                f"{where}{first.message} ({first.code}: {RULES_BY_CODE[first.code].description}); "
+                f"{len(report.errors)} error(s) in all",
+                path=job["training_file"],
+                rule=first.code,
+            )
         train = trainers.parse_jsonl(train_bytes, job["training_file"])
-        valid = (trainers.parse_jsonl(self.store.read_blob(job["validation_file"]), job["validation_file"])
-                 if job["validation_file"] else None)
+        valid = (
+            trainers.parse_jsonl(self.store.read_blob(job["validation_file"]), job["validation_file"])
+            if job["validation_file"]
+            else None
+        )
         if len(train.texts) < MIN_TRAINING_EXAMPLES:
-            raise DataError(f"has {len(train.texts)} examples; at least {MIN_TRAINING_EXAMPLES} are required",
-                            path=job["training_file"], rule="min_examples")
+            raise DataError(
+                f"has {len(train.texts)} examples; at least {MIN_TRAINING_EXAMPLES} are required",
+                path=job["training_file"],
+                rule="min_examples",
+            )
         return train_bytes, train, valid
 
     def run(self, job_id: str) -> None:
@@ -151,7 +220,9 @@ class Jobs:
         except Exception as exc:  # a bug must fail this job, never the queue
             if self._advance(job_id):
                 message = self.store.scrub(f"Training failed: {type(exc).__name__}: {exc}")
-                self._finish(job_id, "failed", error={"code": "server_error", "param": None, "message": message})
+                self._finish(
+                    job_id, "failed", error={"code": "server_error", "param": None, "message": message}
+                )
 
     def _train(self, job: dict) -> None:
         job_id = job["id"]
@@ -160,12 +231,19 @@ class Jobs:
         except (DataError, FileNotFoundError, UnicodeDecodeError, RecursionError) as exc:
             if self._advance(job_id):
                 message = self.store.scrub(f"The job failed due to an invalid training file. {exc}")
-                self._finish(job_id, "failed", error={"code": "invalid_training_file", "param": "training_file",
-                                                      "message": message})
+                self._finish(
+                    job_id,
+                    "failed",
+                    error={"code": "invalid_training_file", "param": "training_file", "message": message},
+                )
             return
         hp = self._resolve_hp(job["hyperparameters"], len(train.texts))
-        if not self._advance(job_id, status="queued", hyperparameters=hp,
-                             method={"type": "supervised", "supervised": {"hyperparameters": hp}}):
+        if not self._advance(
+            job_id,
+            status="queued",
+            hyperparameters=hp,
+            method={"type": "supervised", "supervised": {"hyperparameters": hp}},
+        ):
             return
         self.store.add_event(job_id, "Files validated, moving job to queued state")
         trainer = trainers.trainer_for(job["model"])
@@ -177,24 +255,41 @@ class Jobs:
         def on_step(m: trainers.StepMetrics) -> None:
             if job_id in self.cancelled:
                 raise trainers.Cancelled
-            data = {"step": m.step, "train_loss": m.train_loss, "train_mean_token_accuracy": m.train_accuracy,
-                    "total_steps": m.total_steps}
+            data = {
+                "step": m.step,
+                "train_loss": m.train_loss,
+                "train_mean_token_accuracy": m.train_accuracy,
+                "total_steps": m.total_steps,
+            }
             if m.valid_loss is not None:
                 data |= {"valid_loss": m.valid_loss, "valid_mean_token_accuracy": m.valid_accuracy}
-            self.store.add_event(job_id, f"Step {m.step}/{m.total_steps}: training loss={m.train_loss:.4f}",
-                                 data=data, type_="metrics")
+            self.store.add_event(
+                job_id,
+                f"Step {m.step}/{m.total_steps}: training loss={m.train_loss:.4f}",
+                data=data,
+                type_="metrics",
+            )
             if m.step in (1, m.total_steps // 2):
                 eta = started + (time.time() - started) / m.step * m.total_steps
                 self.store.update("jobs", job_id, estimated_finish=int(eta) + 1)
 
         try:
-            result = trainer.train(train, valid, hp, job["seed"], on_step, base=job["model"],
-                                   work_dir=self.store.root / "training" / job_id)
+            result = trainer.train(
+                train,
+                valid,
+                hp,
+                job["seed"],
+                on_step,
+                base=job["model"],
+                work_dir=self.store.root / "training" / job_id,
+            )
         except trainers.Cancelled:
             self._finish(job_id, "cancelled")
             return
         except ConfigError as exc:  # a missing extra or missing weights: the user's to fix, said plainly
-            self._finish(job_id, "failed", error={"code": "invalid_model", "param": "model", "message": str(exc)})
+            self._finish(
+                job_id, "failed", error={"code": "invalid_model", "param": "model", "message": str(exc)}
+            )
             return
         if self.store.get("jobs", job_id)["status"] in JOB_TERMINAL:  # cancelled during the last step
             return
@@ -206,30 +301,57 @@ class Jobs:
         base_name = Path(job["model"]).name if "/" in job["model"] else job["model"]  # ids can't hold a path
         name = f"ft:{base_name}:{OWNER}:{suffix}:{job_id.removeprefix('ftjob-')[:8]}"
         enc = tokens.encoding_for(job["model"])
-        per_epoch = sum(tokens.count_chat_tokens(json.loads(line)["messages"], enc)
-                        for line in train_bytes.decode("utf-8-sig").splitlines())
+        per_epoch = sum(
+            tokens.count_chat_tokens(json.loads(line)["messages"], enc)
+            for line in train_bytes.decode("utf-8-sig").splitlines()
+        )
         checkpoints = []
         for step, model, metrics in result.checkpoints[-3:]:
             ckpt_name = f"{name}:ckpt-step-{step}" if step != result.checkpoints[-1][0] else name
             model.save(self.store.weights_dir(ckpt_name))
-            self.store.put("models", {"id": ckpt_name, "object": "model", "created": int(time.time()), "owned_by": OWNER})
-            checkpoints.append({"id": new_id("ftckpt_"), "object": "fine_tuning.job.checkpoint", "created_at": int(time.time()),
-                                "fine_tuned_model_checkpoint": ckpt_name, "fine_tuning_job_id": job_id, "step_number": step,
-                                "metrics": {"step": step, "train_loss": metrics.train_loss,
-                                            "train_mean_token_accuracy": metrics.train_accuracy,
-                                            "valid_loss": metrics.valid_loss, "valid_mean_token_accuracy": metrics.valid_accuracy,
-                                            "full_valid_loss": metrics.valid_loss,
-                                            "full_valid_mean_token_accuracy": metrics.valid_accuracy}})
+            self.store.put(
+                "models", {"id": ckpt_name, "object": "model", "created": int(time.time()), "owned_by": OWNER}
+            )
+            checkpoints.append(
+                {
+                    "id": new_id("ftckpt_"),
+                    "object": "fine_tuning.job.checkpoint",
+                    "created_at": int(time.time()),
+                    "fine_tuned_model_checkpoint": ckpt_name,
+                    "fine_tuning_job_id": job_id,
+                    "step_number": step,
+                    "metrics": {
+                        "step": step,
+                        "train_loss": metrics.train_loss,
+                        "train_mean_token_accuracy": metrics.train_accuracy,
+                        "valid_loss": metrics.valid_loss,
+                        "valid_mean_token_accuracy": metrics.valid_accuracy,
+                        "full_valid_loss": metrics.valid_loss,
+                        "full_valid_mean_token_accuracy": metrics.valid_accuracy,
+                    },
+                }
+            )
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(RESULT_COLUMNS)
         for m in result.steps:
-            writer.writerow([m.step, f"{m.train_loss:.5f}", f"{m.train_accuracy:.5f}",
-                             "" if m.valid_loss is None else f"{m.valid_loss:.5f}",
-                             "" if m.valid_accuracy is None else f"{m.valid_accuracy:.5f}"])
+            writer.writerow(
+                [
+                    m.step,
+                    f"{m.train_loss:.5f}",
+                    f"{m.train_accuracy:.5f}",
+                    "" if m.valid_loss is None else f"{m.valid_loss:.5f}",
+                    "" if m.valid_accuracy is None else f"{m.valid_accuracy:.5f}",
+                ]
+            )
         results = self.files.create("step_metrics.csv", "fine-tune-results", buf.getvalue().encode())
         self.store.add_event(job_id, f"Checkpoint created at step {result.checkpoints[-1][0]}")
         self.store.add_event(job_id, f"New fine-tuned model created: {name}")
         self.store.update("jobs", job_id, _checkpoints=checkpoints)
-        self._finish(job_id, "succeeded", fine_tuned_model=name, result_files=[results["id"]],
-                     trained_tokens=result.trained_tokens or per_epoch * hp["n_epochs"])
+        self._finish(
+            job_id,
+            "succeeded",
+            fine_tuned_model=name,
+            result_files=[results["id"]],
+            trained_tokens=result.trained_tokens or per_epoch * hp["n_epochs"],
+        )

@@ -36,7 +36,9 @@ def label_probabilities(model, messages: Sequence[dict]) -> dict[str, float]:
     return {c: float(p) for c, p in zip(model.classes, row, strict=True)}
 
 
-def stand_in_logprobs(pieces: Sequence[str], labels: Sequence[str], probs: dict[str, float], top: int, enc) -> list[dict]:
+def stand_in_logprobs(
+    pieces: Sequence[str], labels: Sequence[str], probs: dict[str, float], top: int, enc
+) -> list[dict]:
     """One entry per piece of the answer, as documented in the module docstring."""
     text = "".join(pieces)
     starts, pos = {}, 0
@@ -68,7 +70,9 @@ def stand_in_logprobs(pieces: Sequence[str], labels: Sequence[str], probs: dict[
     return out
 
 
-def language_model_logprobs(model, messages: Sequence[dict], answer: str, top: int) -> tuple[list[str], list[dict]]:
+def language_model_logprobs(
+    model, messages: Sequence[dict], answer: str, top: int
+) -> tuple[list[str], list[dict]]:
     """The answer's tokens (the model's tokenizer) and their log-probabilities under the model."""
     import torch
 
@@ -78,7 +82,7 @@ def language_model_logprobs(model, messages: Sequence[dict], answer: str, top: i
     ids = tok.encode(answer, add_special_tokens=False)
     if not ids:
         return [], []
-    logits = model.logits(prompt + ids)[len(prompt) - 1:-1]
+    logits = model.logits(prompt + ids)[len(prompt) - 1 : -1]
     logp = torch.log_softmax(logits.float(), dim=-1)
     pieces, out = [], []
     for i, t in enumerate(ids):

@@ -26,14 +26,18 @@ class Models:
         self.zero_shot = trainers.ZeroShotModel()
         self._loaded: dict[str, trainers.ChatModel] = {}
         self._lock = threading.Lock()
-        self._loading = threading.Lock()  # one load at a time: concurrent requests for a new model wait for it
+        self._loading = (
+            threading.Lock()
+        )  # one load at a time: concurrent requests for a new model wait for it
 
     def resolve(self, name: str) -> str:
         """The dated snapshot behind an alias (``gpt-4o-mini`` -> ``gpt-4o-mini-2024-07-18``)."""
         return ALIASES.get(name, name)
 
     def list(self) -> list[dict]:
-        base = [{"id": m, "object": "model", "created": 0, "owned_by": "system"} for m in (*CATALOGUE, *ALIASES)]
+        base = [
+            {"id": m, "object": "model", "created": 0, "owned_by": "system"} for m in (*CATALOGUE, *ALIASES)
+        ]
         return base + [public(r) for r in self.store.all("models")]
 
     def record(self, name: str) -> dict:
@@ -43,8 +47,12 @@ class Models:
             return {"id": name, "object": "model", "created": 0, "owned_by": "open-weights"}
         record = self.store.get("models", name)
         if record is None:
-            raise ApiError(404, f"The model `{name}` does not exist or you do not have access to it.",
-                           param="model", code="model_not_found")
+            raise ApiError(
+                404,
+                f"The model `{name}` does not exist or you do not have access to it.",
+                param="model",
+                code="model_not_found",
+            )
         return public(record)
 
     def can_fine_tune(self, name: str) -> bool:
@@ -81,5 +89,7 @@ class Models:
         if isinstance(model, trainers.ZeroShotModel):
             return "emotune-local-zero-shot"
         if isinstance(model, trainers.OpenWeightsModel):
-            return "emotune-local-open-weights-lora" if model.fine_tuned else "emotune-local-open-weights-base"
+            return (
+                "emotune-local-open-weights-lora" if model.fine_tuned else "emotune-local-open-weights-base"
+            )
         return "emotune-local-fine-tuned"

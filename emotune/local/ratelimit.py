@@ -63,9 +63,11 @@ class RateLimits:
         out = {}
         for name, bucket in (("requests", self.requests), ("tokens", self.tokens)):
             if bucket is not None:
-                out |= {f"x-ratelimit-limit-{name}": str(int(bucket.capacity)),
-                        f"x-ratelimit-remaining-{name}": str(max(0, int(bucket.level))),
-                        f"x-ratelimit-reset-{name}": duration(bucket.reset())}
+                out |= {
+                    f"x-ratelimit-limit-{name}": str(int(bucket.capacity)),
+                    f"x-ratelimit-remaining-{name}": str(max(0, int(bucket.level))),
+                    f"x-ratelimit-reset-{name}": duration(bucket.reset()),
+                }
         return out
 
     def admit(self, tokens: int) -> dict[str, str]:
@@ -74,14 +76,27 @@ class RateLimits:
             for kind, bucket, need in (("requests", self.requests, 1), ("tokens", self.tokens, tokens)):
                 if bucket is not None and not bucket.can_take(need):
                     if need > bucket.capacity:
-                        raise ApiError(429, f"Request too large: {need} {kind} over the limit of "
-                                            f"{int(bucket.capacity)} per minute.", type_=kind, code="rate_limit_exceeded")
+                        raise ApiError(
+                            429,
+                            f"Request too large: {need} {kind} over the limit of "
+                            f"{int(bucket.capacity)} per minute.",
+                            type_=kind,
+                            code="rate_limit_exceeded",
+                        )
                     wait = bucket.wait_for(need)
-                    headers = self._headers() | {"retry-after-ms": str(math.ceil(wait * 1000)),
-                                                 "retry-after": str(max(1, math.ceil(wait)))}
-                    raise ApiError(429, f"Rate limit reached for {kind} per minute (emotune local backend): limit "
-                                        f"{int(bucket.capacity)}, requested {need}. Please try again in "
-                                        f"{duration(wait)}.", type_=kind, code="rate_limit_exceeded", headers=headers)
+                    headers = self._headers() | {
+                        "retry-after-ms": str(math.ceil(wait * 1000)),
+                        "retry-after": str(max(1, math.ceil(wait))),
+                    }
+                    raise ApiError(
+                        429,
+                        f"Rate limit reached for {kind} per minute (emotune local backend): limit "
+                        f"{int(bucket.capacity)}, requested {need}. Please try again in "
+                        f"{duration(wait)}.",
+                        type_=kind,
+                        code="rate_limit_exceeded",
+                        headers=headers,
+                    )
             for bucket, need in ((self.requests, 1), (self.tokens, tokens)):
                 if bucket is not None:
                     bucket.take(need)

@@ -1,7 +1,7 @@
 """Request bodies the local backend accepts, as typed models with OpenAI's limits.
 
-Every body is parsed here before anything is acted on; a body that does not fit is a 400 in OpenAI's
-shape naming the parameter. Unknown but valid OpenAI parameters are accepted and ignored, as OpenAI does.
+Every body is parsed here before anything is acted on; a body that does not fit is a 400 in OpenAI's shape
+naming the parameter. Unknown but valid OpenAI parameters are accepted and ignored, as OpenAI does.
 """
 
 from __future__ import annotations
@@ -69,7 +69,10 @@ class ResponseFormat(BaseModel):
     @model_validator(mode="after")
     def _schema_given(self):
         if self.type == "json_schema" and self.json_schema is None:
-            raise ParamError("response_format.json_schema", "response_format of type 'json_schema' needs a 'json_schema' object")
+            raise ParamError(
+                "response_format.json_schema",
+                "response_format of type 'json_schema' needs a 'json_schema' object",
+            )
         return self
 
 
@@ -113,8 +116,11 @@ class ChatRequest(_Body):
     response_format: ResponseFormat | None = None
     stream: bool | None = None
     stream_options: StreamOptions | None = None
-    stop: Annotated[str, Field(max_length=1000)] | Annotated[list[Annotated[str, Field(max_length=1000)]],
-                                                             Field(max_length=4)] | None = None
+    stop: (
+        Annotated[str, Field(max_length=1000)]
+        | Annotated[list[Annotated[str, Field(max_length=1000)]], Field(max_length=4)]
+        | None
+    ) = None
     logprobs: bool | None = None
     top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
     tools: Annotated[list[Tool], Field(max_length=128)] | None = None
@@ -128,7 +134,9 @@ class ChatRequest(_Body):
     @model_validator(mode="after")
     def _consistent(self):
         if self.stream_options is not None and not self.stream:
-            raise ParamError("stream_options", "The 'stream_options' parameter is only allowed when 'stream' is enabled")
+            raise ParamError(
+                "stream_options", "The 'stream_options' parameter is only allowed when 'stream' is enabled"
+            )
         if self.top_logprobs is not None and not self.logprobs:
             raise ParamError("top_logprobs", "'top_logprobs' needs 'logprobs' set to true")
         if isinstance(self.tool_choice, NamedToolChoice) or self.tool_choice == "required":
@@ -136,7 +144,10 @@ class ChatRequest(_Body):
             if not names:
                 raise ParamError("tool_choice", "'tool_choice' needs 'tools'")
             if isinstance(self.tool_choice, NamedToolChoice) and self.tool_choice.function.name not in names:
-                raise ParamError("tool_choice", f"tool_choice names '{self.tool_choice.function.name}', which is not in 'tools'")
+                raise ParamError(
+                    "tool_choice",
+                    f"tool_choice names '{self.tool_choice.function.name}', which is not in 'tools'",
+                )
         return self
 
     @property
@@ -157,7 +168,11 @@ class ChatRequest(_Body):
 
     def format_dict(self) -> dict | None:
         """``response_format`` as the plain dict the models read (``schema`` under its wire name)."""
-        return self.response_format.model_dump(by_alias=True, exclude_none=True) if self.response_format else None
+        return (
+            self.response_format.model_dump(by_alias=True, exclude_none=True)
+            if self.response_format
+            else None
+        )
 
     def messages_as_dicts(self) -> list[dict]:
         return [m.model_dump(exclude_none=True) for m in self.messages]
@@ -185,13 +200,18 @@ class JobRequest(_Body):
     validation_file: ShortText | None = None
     suffix: Annotated[str, Field(max_length=64, pattern=SUFFIX_PATTERN)] | None = None
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
-    metadata: dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]] | None = Field(
-        default=None, max_length=16)
+    metadata: dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]] | None = (
+        Field(default=None, max_length=16)
+    )
     hyperparameters: Hyperparameters | None = None
     method: Method | None = None
 
     def resolved_hyperparameters(self) -> dict:
-        hp = self.method.supervised.hyperparameters if self.method else (self.hyperparameters or Hyperparameters())
+        hp = (
+            self.method.supervised.hyperparameters
+            if self.method
+            else (self.hyperparameters or Hyperparameters())
+        )
         return hp.model_dump()
 
 
@@ -199,8 +219,9 @@ class BatchRequest(_Body):
     input_file_id: ShortText
     endpoint: Literal["/v1/chat/completions"]
     completion_window: Literal["24h"] = "24h"
-    metadata: dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]] | None = Field(
-        default=None, max_length=16)
+    metadata: dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]] | None = (
+        Field(default=None, max_length=16)
+    )
 
 
 def parse(kind: type[_Body] | type[BaseModel], body: Any):
@@ -213,5 +234,6 @@ def parse(kind: type[_Body] | type[BaseModel], body: Any):
         if isinstance(rule, ParamError):
             raise ApiError(400, f"{rule}.", param=rule.param, code="invalid_value") from None
         param = ".".join(str(p) for p in first["loc"] if not _TYPE_TAG.match(str(p))) or None
-        raise ApiError(400, f"Invalid value for '{param}': {first['msg']}.", param=param,
-                       code="invalid_value") from None
+        raise ApiError(
+            400, f"Invalid value for '{param}': {first['msg']}.", param=param, code="invalid_value"
+        ) from None

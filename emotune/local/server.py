@@ -41,9 +41,11 @@ class StateLock:
         except BlockingIOError:
             os.close(fd)
             owner = holder(self.path.parent) or {}
-            raise BackendError(f"the state directory {self.path.parent} is in use by another emotune server "
-                               f"(pid {owner.get('pid', '?')}, {owner.get('url', '?')}); stop it or use another "
-                               "state directory") from None
+            raise BackendError(
+                f"the state directory {self.path.parent} is in use by another emotune server "
+                f"(pid {owner.get('pid', '?')}, {owner.get('url', '?')}); stop it or use another "
+                "state directory"
+            ) from None
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps({"pid": os.getpid(), "url": url}).encode())
         self._fd = fd
@@ -99,8 +101,11 @@ class LocalServer:
         except BaseException:
             self._lock.release()
             raise
-        self._server = uvicorn.Server(uvicorn.Config(self.app, host=HOST, port=self.port, log_level="warning",
-                                                     access_log=False, lifespan="on"))
+        self._server = uvicorn.Server(
+            uvicorn.Config(
+                self.app, host=HOST, port=self.port, log_level="warning", access_log=False, lifespan="on"
+            )
+        )
         self._thread: threading.Thread | None = None
 
     @property
@@ -112,7 +117,9 @@ class LocalServer:
         return self.app.state.engine
 
     def start(self, timeout: float = 20.0) -> LocalServer:
-        self._thread = threading.Thread(target=self._server.run, daemon=True, name=f"emotune-local-{self.port}")
+        self._thread = threading.Thread(
+            target=self._server.run, daemon=True, name=f"emotune-local-{self.port}"
+        )
         self._thread.start()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -147,7 +154,9 @@ class LocalServer:
 
 def serve(port: int, state_dir: str | Path, **app_options) -> None:
     """Run the local backend in the foreground until interrupted (``emotune serve``)."""
-    lock = StateLock(Path(state_dir)).acquire(f"http://{HOST}:{port}")  # a second server exits here, naming the first
+    lock = StateLock(Path(state_dir)).acquire(
+        f"http://{HOST}:{port}"
+    )  # a second server exits here, naming the first
     app = create_app(Path(state_dir), **app_options)
     print(f"emotune local backend on http://{HOST}:{port}/v1 (state: {state_dir}); any API key is accepted")
     try:

@@ -18,7 +18,9 @@ from ..core.runs import atomic_write_bytes, atomic_write_json
 
 log = logging.getLogger("emotune.local")
 KINDS = ("files", "jobs", "batches", "models")
-RECORD_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_:.~-]{0,255}$")  # ids and model names; checked before any disk access
+RECORD_ID = re.compile(
+    r"^[A-Za-z0-9_][A-Za-z0-9_:.~-]{0,255}$"
+)  # ids and model names; checked before any disk access
 
 
 def new_id(prefix: str) -> str:
@@ -49,7 +51,8 @@ class Store:
             log.warning("removed %s, a write cut short by an earlier crash", tmp.relative_to(self.root))
 
     def _read(self, path: Path) -> dict | None:
-        """A record file, or None after moving a corrupt one aside (``*.corrupt``) with a log line naming it."""
+        """A record file, or None after moving a corrupt one aside (``*.corrupt``) with a log line
+        naming it."""
         try:
             record = json.loads(path.read_text("utf-8"))
             if isinstance(record, dict) and isinstance(record.get("id"), str):
@@ -59,12 +62,17 @@ class Store:
             problem = f"{type(exc).__name__}: {exc}"
         aside = path.with_name(path.name + ".corrupt")
         path.replace(aside)
-        log.error("moved corrupt record %s aside to %s (%s); the server goes on without it",
-                  path.relative_to(self.root), aside.name, problem)
+        log.error(
+            "moved corrupt record %s aside to %s (%s); the server goes on without it",
+            path.relative_to(self.root),
+            aside.name,
+            problem,
+        )
         return None
 
     def scrub(self, text: str) -> str:
-        """A message without the server's own paths (answers name ``<state>``, never where it lives on disk)."""
+        """A message without the server's own paths (answers name ``<state>``, never where it lives on
+        disk)."""
         for root in sorted({str(self.root.resolve()), str(self.root)}, key=len, reverse=True):
             text = text.replace(root, "<state>")
         return text
@@ -116,7 +124,9 @@ class Store:
         """Every record of a kind, newest first (ties broken by id for a stable order)."""
         with self.lock:
             records = [r for p in (self.root / kind).glob("*.json") if (r := self._read(p)) is not None]
-        return sorted(records, key=lambda r: (r.get("created_at", 0), r.get("_seq", 0), r["id"]), reverse=True)
+        return sorted(
+            records, key=lambda r: (r.get("created_at", 0), r.get("_seq", 0), r["id"]), reverse=True
+        )
 
     # blobs ----------------------------------------------------------------------------------
     def write_blob(self, rid: str, data: bytes) -> Path:
@@ -129,10 +139,24 @@ class Store:
         (self.root / "blobs" / rid).unlink(missing_ok=True)
 
     # events ---------------------------------------------------------------------------------
-    def add_event(self, job_id: str, message: str, *, level: str = "info", data: dict | None = None,
-                  type_: str = "message") -> dict:
-        event = {"id": new_id("ftevent-"), "object": "fine_tuning.job.event", "created_at": int(time.time()),
-                 "level": level, "message": message, "data": data or {}, "type": type_}
+    def add_event(
+        self,
+        job_id: str,
+        message: str,
+        *,
+        level: str = "info",
+        data: dict | None = None,
+        type_: str = "message",
+    ) -> dict:
+        event = {
+            "id": new_id("ftevent-"),
+            "object": "fine_tuning.job.event",
+            "created_at": int(time.time()),
+            "level": level,
+            "message": message,
+            "data": data or {},
+            "type": type_,
+        }
         with self.lock, open(self.root / "events" / f"{job_id}.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(event) + "\n")
         return event

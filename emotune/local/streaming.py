@@ -23,25 +23,48 @@ DONE = b"data: [DONE]\n\n"
 
 def _choice_chunks(i: int, c: Choice) -> Iterator[dict]:
     if c.tool is None:
-        yield {"index": i, "delta": {"role": "assistant", "content": "", "refusal": None}, "logprobs": None,
-               "finish_reason": None}
+        yield {
+            "index": i,
+            "delta": {"role": "assistant", "content": "", "refusal": None},
+            "logprobs": None,
+            "finish_reason": None,
+        }
         for k, piece in enumerate(c.pieces):
             logprobs = {"content": [c.logprobs[k]], "refusal": None} if c.logprobs else None
             yield {"index": i, "delta": {"content": piece}, "logprobs": logprobs, "finish_reason": None}
     else:
-        call = {"index": 0, "id": c.tool_call_id, "type": "function", "function": {"name": c.tool, "arguments": ""}}
-        yield {"index": i, "delta": {"role": "assistant", "content": None, "tool_calls": [call]}, "logprobs": None,
-               "finish_reason": None}
+        call = {
+            "index": 0,
+            "id": c.tool_call_id,
+            "type": "function",
+            "function": {"name": c.tool, "arguments": ""},
+        }
+        yield {
+            "index": i,
+            "delta": {"role": "assistant", "content": None, "tool_calls": [call]},
+            "logprobs": None,
+            "finish_reason": None,
+        }
         for piece in c.pieces:
-            yield {"index": i, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]},
-                   "logprobs": None, "finish_reason": None}
+            yield {
+                "index": i,
+                "delta": {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]},
+                "logprobs": None,
+                "finish_reason": None,
+            }
     yield {"index": i, "delta": {}, "logprobs": None, "finish_reason": c.finish}
 
 
 def chunks(answer: Answer, include_usage: bool) -> Iterator[dict]:
     """The answer's chunks, each built through ``openai``'s ChatCompletionChunk type."""
-    head = {"id": answer.id, "object": "chat.completion.chunk", "created": answer.created, "model": answer.model,
-            "system_fingerprint": answer.fingerprint, "service_tier": "default"}
+    head = {
+        "id": answer.id,
+        "object": "chat.completion.chunk",
+        "created": answer.created,
+        "model": answer.model,
+        "system_fingerprint": answer.fingerprint,
+        "service_tier": "default",
+    }
     usage = {"usage": None} if include_usage else {}
     for i, c in enumerate(answer.choices):
         for choice in _choice_chunks(i, c):
@@ -53,21 +76,51 @@ def chunks(answer: Answer, include_usage: bool) -> Iterator[dict]:
 def live_chunks(head: Answer, pieces: Iterator[str], include_usage: bool) -> Iterator[dict]:
     """Chunks sent as the model generates: the role first, each piece as it comes, then finish and usage."""
     first = head.choices[0]
-    start = {"id": head.id, "object": "chat.completion.chunk", "created": head.created, "model": head.model,
-             "system_fingerprint": head.fingerprint, "service_tier": "default"}
+    start = {
+        "id": head.id,
+        "object": "chat.completion.chunk",
+        "created": head.created,
+        "model": head.model,
+        "system_fingerprint": head.fingerprint,
+        "service_tier": "default",
+    }
     usage = {"usage": None} if include_usage else {}
-    yield start | {"choices": [{"index": 0, "delta": {"role": "assistant", "content": "", "refusal": None},
-                                "logprobs": None, "finish_reason": None}]} | usage
+    yield (
+        start
+        | {
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {"role": "assistant", "content": "", "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": None,
+                }
+            ]
+        }
+        | usage
+    )
     for piece in pieces:
-        yield start | {"choices": [{"index": 0, "delta": {"content": piece}, "logprobs": None,
-                                    "finish_reason": None}]} | usage
-    yield start | {"choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": first.finish}]} | usage
+        yield (
+            start
+            | {
+                "choices": [
+                    {"index": 0, "delta": {"content": piece}, "logprobs": None, "finish_reason": None}
+                ]
+            }
+            | usage
+        )
+    yield (
+        start
+        | {"choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": first.finish}]}
+        | usage
+    )
     if include_usage:
         yield start | {"choices": [], "usage": head.usage()}
 
 
 def events(chunk_source: Iterator[dict]) -> Iterator[bytes]:
-    """``text/event-stream`` lines, each chunk built through ``openai``'s ChatCompletionChunk type, then ``[DONE]``."""
+    """``text/event-stream`` lines, each chunk built through ``openai``'s ChatCompletionChunk type, then
+    ``[DONE]``."""
     try:
         for chunk in chunk_source:
             typed = ChatCompletionChunk.model_validate(chunk).model_dump(mode="json", exclude_unset=True)

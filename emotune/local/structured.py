@@ -17,7 +17,9 @@ from .api_error import ApiError
 from .schemas import ChatRequest, Function
 
 MAX_DEPTH = 32  # deeper schemas are answered with null below this depth (and OpenAI refuses them anyway)
-MAX_NODES = 10_000  # values written for one schema: a schema that refers to itself cannot make the answer explode
+MAX_NODES = (
+    10_000  # values written for one schema: a schema that refers to itself cannot make the answer explode
+)
 
 
 def labels_in(answer: str) -> list[str]:
@@ -39,7 +41,11 @@ def _resolve(schema, root: dict) -> dict:
         return node if isinstance(node, dict) else {}
     for key in ("anyOf", "oneOf", "allOf"):
         given = schema.get(key)
-        options = [o for o in given if isinstance(o, dict) and o.get("type") != "null"] if isinstance(given, list) else []
+        options = (
+            [o for o in given if isinstance(o, dict) and o.get("type") != "null"]
+            if isinstance(given, list)
+            else []
+        )
         if options:
             return _resolve(options[0], root)
     return schema
@@ -88,7 +94,8 @@ def _pick(labels: Sequence[str], enum: list | None) -> list[str]:
 
 
 def fill(schema: dict, labels: Sequence[str]):
-    """A value that follows ``schema``, with ``labels`` in its label field (at most MAX_NODES values written)."""
+    """A value that follows ``schema``, with ``labels`` in its label field (at most MAX_NODES values
+    written)."""
     budget = [MAX_NODES]
 
     def value(node, holds_labels: bool, depth: int):
@@ -117,7 +124,8 @@ def fill(schema: dict, labels: Sequence[str]):
 
 
 def check_strict(schema: dict, where: str) -> None:
-    """OpenAI's rules for a strict schema: every object lists all its properties as required and allows no others."""
+    """OpenAI's rules for a strict schema: every object lists all its properties as required and allows no
+    others."""
     budget = [MAX_NODES]
     param = where.split(" ")[0]
 
@@ -129,13 +137,23 @@ def check_strict(schema: dict, where: str) -> None:
         if _type(node) == "object":
             props = _props(node)
             if node.get("additionalProperties") is not False:
-                raise ApiError(400, f"Invalid schema for {where}: 'additionalProperties' is required to be supplied "
-                                    "and to be false (strict mode).", param=param, code="invalid_value")
+                raise ApiError(
+                    400,
+                    f"Invalid schema for {where}: 'additionalProperties' is required to be supplied "
+                    "and to be false (strict mode).",
+                    param=param,
+                    code="invalid_value",
+                )
             required = node.get("required")
             named = {r for r in required if isinstance(r, str)} if isinstance(required, list) else set()
             if set(props) - named:
-                raise ApiError(400, f"Invalid schema for {where}: 'required' must list every property; missing "
-                                    f"{sorted(set(props) - named)} (strict mode).", param=param, code="invalid_value")
+                raise ApiError(
+                    400,
+                    f"Invalid schema for {where}: 'required' must list every property; missing "
+                    f"{sorted(set(props) - named)} (strict mode).",
+                    param=param,
+                    code="invalid_value",
+                )
             for sub in props.values():
                 check(sub, depth + 1)
         elif _type(node) == "array":
@@ -145,7 +163,8 @@ def check_strict(schema: dict, where: str) -> None:
 
 
 def chosen_tool(req: ChatRequest) -> Function | None:
-    """The function the answer calls: the named one, any one when required, one that holds labels when auto."""
+    """The function the answer calls: the named one, any one when required, one that holds labels when
+    auto."""
     tools = [t.function for t in req.tools or []]
     choice = req.tool_choice if req.tool_choice is not None else ("auto" if tools else "none")
     if not tools or choice == "none":

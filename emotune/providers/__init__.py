@@ -24,8 +24,15 @@ from .base import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S, Provider
 from .local import LOCAL_API_KEY, LocalProvider, local_server, stop_local_servers
 from .openai_api import OPENAI_HOSTS
 
-__all__ = ["DEFAULT_MAX_RETRIES", "DEFAULT_TIMEOUT_S", "LOCAL_API_KEY", "Provider", "connect", "provider_names",
-           "stop_local_servers"]
+__all__ = [
+    "DEFAULT_MAX_RETRIES",
+    "DEFAULT_TIMEOUT_S",
+    "LOCAL_API_KEY",
+    "Provider",
+    "connect",
+    "provider_names",
+    "stop_local_servers",
+]
 
 
 def _catalog() -> dict[str, str]:
@@ -68,8 +75,16 @@ def _choose(backend: str | None) -> str:
     return choice
 
 
-def connect(backend: str | None = "auto", *, state_dir: str | Path | None = None, max_retries: int = DEFAULT_MAX_RETRIES,
-            timeout: float = DEFAULT_TIMEOUT_S, announce: bool = True, run=None, **local_options) -> Provider:
+def connect(
+    backend: str | None = "auto",
+    *,
+    state_dir: str | Path | None = None,
+    max_retries: int = DEFAULT_MAX_RETRIES,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    announce: bool = True,
+    run=None,
+    **local_options,
+) -> Provider:
     """The provider for the chosen backend, with a configured client; the local server is started if needed.
 
     ``state_dir`` is where the local backend keeps files, jobs and models (default: the run directory's
@@ -83,15 +98,21 @@ def connect(backend: str | None = "auto", *, state_dir: str | Path | None = None
     cls = _provider_class(name)
     options = {"max_retries": max_retries, "timeout": timeout}
     if issubclass(cls, LocalProvider):
-        state = Path(state_dir) if state_dir else (run.file("local-backend") if run is not None else config.run_dir() / "local-backend")
+        state = (
+            Path(state_dir)
+            if state_dir
+            else (run.file("local-backend") if run is not None else config.run_dir() / "local-backend")
+        )
         server = local_server(state, **(config.fault_settings() | local_options))
         client = openai.OpenAI(api_key=LOCAL_API_KEY, base_url=server.base_url, **options)
         provider: Provider = cls(client, server.base_url, options, server=server)
     else:
         key = config.openai_key()
         if cls.kind == "openai" and not key:
-            raise ConfigError("backend 'openai' needs OPENAI_API_KEY in the environment (never as a parameter); "
-                              "or use backend='local' to run offline for free")
+            raise ConfigError(
+                "backend 'openai' needs OPENAI_API_KEY in the environment (never as a parameter); "
+                "or use backend='local' to run offline for free"
+            )
         # A keyless OpenAI-compatible server still needs some key for the client; this one means "none".
         client = openai.OpenAI(api_key=key or "not-needed", base_url=config.openai_base_url(), **options)
         provider = cls(client, str(client.base_url), options)

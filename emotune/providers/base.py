@@ -45,8 +45,12 @@ class Provider:
         """
         import openai
 
-        return openai.AsyncOpenAI(base_url=self.base_url, api_key=self.client.api_key,
-                                  http_client=openai.DefaultAioHttpClient(), **self.options)
+        return openai.AsyncOpenAI(
+            base_url=self.base_url,
+            api_key=self.client.api_key,
+            http_client=openai.DefaultAioHttpClient(),
+            **self.options,
+        )
 
     def describe(self, model: str | None = None) -> str:
         """One line saying what answers (and, given a model, what that model really is)."""
@@ -58,8 +62,10 @@ class Provider:
 
     def comparison(self, base: str, tuned: str) -> str:
         """What notebook 05's verdict compares here, and what its cost figures mean (a few words)."""
-        money = {"usd": "dollars at OpenAI's prices",
-                 "compute-seconds": "costs are compute time on your hardware"}.get(self.pricing(tuned).unit, "not priced")
+        money = {
+            "usd": "dollars at OpenAI's prices",
+            "compute-seconds": "costs are compute time on your hardware",
+        }.get(self.pricing(tuned).unit, "not priced")
         return f"{self.model_kind(base)} vs {self.model_kind(tuned)}; {money}"
 
     def pricing(self, model: str) -> Pricing:
@@ -69,8 +75,10 @@ class Provider:
     def check_can_fine_tune(self, model: str, today: date | None = None) -> None:
         """Raise before any upload-to-job step when this provider cannot fine-tune ``model`` today."""
         if not self.fine_tuning:
-            raise ConfigError(f"the {self.kind} provider at {self.base_url} runs no fine-tuning jobs; fine-tune with "
-                              "backend='local' (free, offline) or backend='openai', then evaluate here")
+            raise ConfigError(
+                f"the {self.kind} provider at {self.base_url} runs no fine-tuning jobs; fine-tune with "
+                "backend='local' (free, offline) or backend='openai', then evaluate here"
+            )
         if self.lifecycle_applies:
             state = lifecycle(model, today)
             if not state.can_create_job:
@@ -82,12 +90,19 @@ class Provider:
 
     def record(self) -> dict:
         """What the manifest keeps about this provider (never the key)."""
-        return {"kind": self.kind, "base_url": self.base_url, "fine_tuning": self.fine_tuning, "batches": self.batches,
-                "max_retries": self.options.get("max_retries"), "timeout_s": self.options.get("timeout")}
+        return {
+            "kind": self.kind,
+            "base_url": self.base_url,
+            "fine_tuning": self.fine_tuning,
+            "batches": self.batches,
+            "max_retries": self.options.get("max_retries"),
+            "timeout_s": self.options.get("timeout"),
+        }
 
 
 def catalog_pricing(model: str, note: str) -> Pricing:
-    """Dollars per token from the model catalogue (fine-tuned names priced at their base's fine-tuned rates)."""
+    """Dollars per token from the model catalogue (fine-tuned names priced at their base's fine-tuned
+    rates)."""
     try:
         price = load_catalog().model(model)
     except ConfigError:

@@ -17,5 +17,6 @@ class CompatibleProvider(Provider):
     kind = "compatible"
 
     def describe(self, model: str | None = None) -> str:
-        return (f"OpenAI-compatible server at {self.base_url} (not OpenAI: not priced, no wind-down dates)"
-                + (f"; model {model}" if model else ""))
+        return f"OpenAI-compatible server at {self.base_url} (not OpenAI: not priced, no wind-down dates)" + (
+            f"; model {model}" if model else ""
+        )

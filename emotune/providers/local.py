@@ -1,4 +1,5 @@
-"""emotune's own local backend: an OpenAI-compatible server on 127.0.0.1, started in-process, free and offline.
+"""emotune's own local backend: an OpenAI-compatible server on 127.0.0.1, started in-process, free and
+offline.
 
 It answers OpenAI model names with a classical stand-in (a label-name matcher as the base model, a TF-IDF
 learner as the fine-tune) and open-weights models with a real LLM (LoRA adapters). Nothing is billed:
@@ -76,18 +77,27 @@ class LocalProvider(Provider):
         tuned = model.startswith("ft:")
         if _is_open_weights(model):
             return "open-weights LLM, LoRA fine-tune" if tuned else "open-weights LLM, base"
-        return ("classical stand-in: TF-IDF + logistic regression fine-tune" if tuned
-                else "classical stand-in: label-name matcher (not an LLM)")
+        return (
+            "classical stand-in: TF-IDF + logistic regression fine-tune"
+            if tuned
+            else "classical stand-in: label-name matcher (not an LLM)"
+        )
 
     def comparison(self, base: str, tuned: str) -> str:
         if _is_open_weights(tuned):
-            return f"open-weights LLM {base_model(tuned)} vs its LoRA fine-tune; costs are compute seconds on this machine"
+            return (
+                f"open-weights LLM {base_model(tuned)} vs its LoRA fine-tune; "
+                "costs are compute seconds on this machine"
+            )
         return "label-name matcher vs TF-IDF learner; dollar figures are what OpenAI would charge"
 
     def describe(self, model: str | None = None) -> str:
         head = "local backend: emotune's OpenAI-compatible server on 127.0.0.1 (free, offline)"
         if model is None:
-            return head + "; OpenAI model names are answered by a classical stand-in, open-weights models by the LLM"
+            return (
+                head
+                + "; OpenAI model names are answered by a classical stand-in, open-weights models by the LLM"
+            )
         return f"{head}; {model} is a {self.model_kind(model)}"
 
     def pricing(self, model: str) -> Pricing:
@@ -97,10 +107,16 @@ class LocalProvider(Provider):
 
     def lifecycle_note(self, model: str, today: date | None = None) -> str:
         if _is_open_weights(model):
-            return (f"{model} is an open-weights model fine-tuned on your own hardware: OpenAI's wind-down dates do "
-                    "not apply, and the adapters stay yours.")
+            return (
+                f"{model} is an open-weights model fine-tuned on your own hardware: OpenAI's wind-down "
+                "dates do "
+                "not apply, and the adapters stay yours."
+            )
         try:
             on_openai = lifecycle(model, today).message
         except ConfigError:
-            return f"{model} is not an OpenAI catalogue model; the local backend answers it with its classical stand-in."
+            return (
+                f"{model} is not an OpenAI catalogue model; "
+                "the local backend answers it with its classical stand-in."
+            )
         return f"On OpenAI: {on_openai} The local backend is not affected."

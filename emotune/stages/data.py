@@ -1,13 +1,13 @@
 """Load a labelled text dataset (GoEmotions from its release or the hub, or your own file, folder or hub id).
 
-Every source gives the same ``datasets.DatasetDict``: splits train/validation/test with columns ``text`` (str),
-``labels`` (list of label ids into the dataset's label set) and ``id`` (str), plus the label set itself
-(:class:`~emotune.taxonomy.Taxonomy`) and a count of the rows dropped, per split and reason.
+Every source gives the same ``datasets.DatasetDict``: splits train/validation/test with columns ``text``
+(str), ``labels`` (list of label ids into the dataset's label set) and ``id`` (str), plus the label set
+itself (:class:`~emotune.taxonomy.Taxonomy`) and a count of the rows dropped, per split and reason. The
+file readers are in :mod:`.files`.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -32,11 +32,14 @@ from ..core.taxonomy import (
     resolve_level,
     taxonomy_names,
 )
+from .files import check_text_file, dataset_dict, read_split_tsv, sha256_file  # noqa: F401  (data.sha256_file)
 from .labels import DROP_REASONS, label_rows
 from .sampling import multi_hot, split_frame, stratified_sample, to_frame  # noqa: F401  (data.multi_hot, ...)
 
 SPLITS = ("train", "validation", "test")
-_BUILTIN = frozenset(taxonomy_names())  # label sets that ship with emotune (at import, before any dataset registers)
+_BUILTIN = frozenset(
+    taxonomy_names()
+)  # label sets that ship with emotune (at import, before any dataset registers)
 MADE_SPLIT_SHARE = 0.1  # share of the train split cut off for a validation or test split the data lacks
 
 
@@ -70,85 +73,16 @@ class CleaningReport:
 
     def to_frame(self) -> pd.DataFrame:
         """One row per split, one column per reason."""
-        rows = [{"split": split} | {f"dropped: {r}": d.get(r, 0) for r in DROP_REASONS} for split, d in self.dropped.items()]
+        rows = [
+            {"split": split} | {f"dropped: {r}": d.get(r, 0) for r in DROP_REASONS}
+            for split, d in self.dropped.items()
+        ]
         return pd.DataFrame(rows)
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def check_text_file(path: Path) -> None:
-    """A text data file must be UTF-8 (a BOM is fine); otherwise a DataError naming the file and line."""
-    raw = path.read_bytes()
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[:exc.start].count(b"\n") + 1
-        raise DataError(f"is not valid UTF-8 (byte {exc.start}); save it as UTF-8", path=str(path), line=line,
-                        rule="encoding") from None
-
-
-def read_split_tsv(path: Path, taxonomy: str | Taxonomy = "goemotions") -> pd.DataFrame:
-    """Read one GoEmotions release TSV (no header: text, comma-separated label ids, id), checking every row.
-
-    The release is CSV-quoted (texts with quotes are wrapped in quotes, inner quotes doubled), so it is read
-    with the ``csv`` module's default quoting; ``NA`` stays the text "NA".
-    """
-    texts, labels, ids = [], [], []
-    n = len(get_taxonomy(taxonomy))
-    check_text_file(path)
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f, delimiter="\t")
-        for parts in reader:
-            lineno = reader.line_num
-            if len(parts) != 3:
-                raise DataError(f"expected 3 tab-separated columns (text, labels, id), found {len(parts)}",
-                                path=str(path), line=lineno, rule="columns")
-            text, label_field, row_id = parts
-            if not label_field.strip():
-                raise DataError("no label ids", path=str(path), line=lineno, rule="labels-missing")
-            try:
-                row = [int(tok) for tok in label_field.split(",")]
-            except ValueError:
-                raise DataError(f"label ids must be integers, got {label_field!r}",
-                                path=str(path), line=lineno, rule="label-not-integer") from None
-            bad = [i for i in row if not 0 <= i < n]
-            if bad:
-                raise DataError(f"label id {bad[0]} is outside 0-{n - 1}", path=str(path), line=lineno,
-                                rule="label-out-of-range")
-            if not row_id.strip():
-                raise DataError("empty id", path=str(path), line=lineno, rule="id-missing")
-            texts.append(text)
-            labels.append(sorted(set(row)))
-            ids.append(row_id)
-    return pd.DataFrame({"text": texts, "labels": labels, "id": ids})
-
-
-def _features(taxonomy: Taxonomy):
-    import datasets
-
-    return datasets.Features({
-        "text": datasets.Value("string"),
-        "labels": datasets.Sequence(datasets.ClassLabel(names=list(taxonomy.labels))),
-        "id": datasets.Value("string"),
-    })
-
-
-def _dataset_dict(frames: dict[str, pd.DataFrame], taxonomy: Taxonomy):
-    import datasets
-
-    return datasets.DatasetDict({name: datasets.Dataset.from_pandas(frame[["text", "labels", "id"]], features=_features(taxonomy),
-                                                                     preserve_index=False) for name, frame in frames.items()})
-
-
 def load_local(folder: str | Path, *, spec: DatasetSpec | None = None, verify: bool = True) -> LoadedData:
-    """Load a catalogue dataset's release files from a folder; files with a published checksum must match it."""
+    """Load a catalogue dataset's release files from a folder; files with a published checksum must
+    match it."""
     spec = spec or resolve_spec("goemotions")
     tax = get_taxonomy(spec.label_set)
     files, known = spec.release["files"], spec.release.get("sha256", {})
@@ -159,30 +93,49 @@ def load_local(folder: str | Path, *, spec: DatasetSpec | None = None, verify: b
     for split, name in files.items():
         path = folder / name
         if not path.is_file():
-            raise DataError(f"missing {name} (expected {', '.join(files.values())})", path=str(folder), rule="split-missing")
+            raise DataError(
+                f"missing {name} (expected {', '.join(files.values())})",
+                path=str(folder),
+                rule="split-missing",
+            )
         digest = sha256_file(path)
         checksums[name] = digest
         if verify and name in known and digest != known[name]:
-            raise ChecksumError(f"sha256 {digest[:12]}… does not match the published {known[name][:12]}…; the file is "
-                                f"damaged or not the {spec.name} release (pass verify=False for other data)",
-                                path=str(path), rule="checksum")
+            raise ChecksumError(
+                f"sha256 {digest[:12]}… does not match the published {known[name][:12]}…; the file is "
+                f"damaged or not the {spec.name} release (pass verify=False for other data)",
+                path=str(path),
+                rule="checksum",
+            )
         frames[split] = read_split_tsv(path, tax)
-    return LoadedData(_dataset_dict(frames, tax), source=f"local:{folder.name}", checksums=checksums, spec=spec,
-                      taxonomy=tax, dropped={s: {} for s in frames})
+    return LoadedData(
+        dataset_dict(frames, tax),
+        source=f"local:{folder.name}",
+        checksums=checksums,
+        spec=spec,
+        taxonomy=tax,
+        dropped={s: {} for s in frames},
+    )
 
 
 def load_hub(hub_id: str, hub_config: str | None = None) -> object:
-    """A DatasetDict from the Hugging Face hub (needs network access or a warm cache); one clear error otherwise."""
+    """A DatasetDict from the Hugging Face hub (needs network access or a warm cache); one clear error
+    otherwise."""
     import datasets
 
     try:
         return datasets.load_dataset(hub_id, hub_config)
     except Exception as exc:  # datasets raises many types offline; one clear message instead
-        hint = ("set EMOTUNE_DATA_DIR (or data_source) to a folder holding the release files, or "
-                if hub_config else "pass a local file or folder as dataset=, or ")
-        raise DataError(f"could not load {hub_id!r} from the Hugging Face hub ({type(exc).__name__}). Either {hint}"
-                        "allow network access (and unset HF_DATASETS_OFFLINE and HF_HUB_OFFLINE).",
-                        rule="data-source") from None
+        hint = (
+            "set EMOTUNE_DATA_DIR (or data_source) to a folder holding the release files, or "
+            if hub_config
+            else "pass a local file or folder as dataset=, or "
+        )
+        raise DataError(
+            f"could not load {hub_id!r} from the Hugging Face hub ({type(exc).__name__}). Either {hint}"
+            "allow network access (and unset HF_DATASETS_OFFLINE and HF_HUB_OFFLINE).",
+            rule="data-source",
+        ) from None
 
 
 def _read_files(spec: DatasetSpec) -> tuple[object, dict[str, str], dict[str, Path]]:
@@ -199,15 +152,24 @@ def _read_files(spec: DatasetSpec) -> tuple[object, dict[str, str], dict[str, Pa
             if kind != "parquet":
                 check_text_file(p)
             checksums[p.name] = sha256_file(p)
-    builder, kw = {"csv": ("csv", {"encoding": "utf-8-sig"}), "tsv": ("csv", {"encoding": "utf-8-sig", "sep": "\t"}),
-                   "json": ("json", {}), "parquet": ("parquet", {})}[kind]
+    builder, kw = {
+        "csv": ("csv", {"encoding": "utf-8-sig"}),
+        "tsv": ("csv", {"encoding": "utf-8-sig", "sep": "\t"}),
+        "json": ("json", {}),
+        "parquet": ("parquet", {}),
+    }[kind]
     if kind in ("csv", "tsv"):
         kw["keep_default_na"], kw["na_values"] = False, [""]  # "NA" is a word, not a missing value
     try:
-        dd = datasets.load_dataset(builder, data_files={s: [str(p) for p in ps] for s, ps in by_split.items()}, **kw)
+        dd = datasets.load_dataset(
+            builder, data_files={s: [str(p) for p in ps] for s, ps in by_split.items()}, **kw
+        )
     except Exception as exc:
-        raise DataError(f"could not be read as {kind} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
-                        path=str(location), rule="unreadable") from None
+        raise DataError(
+            f"could not be read as {kind} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
+            path=str(location),
+            rule="unreadable",
+        ) from None
     return dd, checksums, first
 
 
@@ -233,40 +195,80 @@ def load_own(spec: DatasetSpec, *, seed: int = 42) -> LoadedData:
     labelled = label_rows(splits, spec, paths)
     if spec.name in _BUILTIN:  # a file named sentiment.csv must not replace the built-in sentiment level
         spec = replace(spec, name=f"{spec.name}-data")
-    tax = register_taxonomy(from_labels(spec.name, labelled.label_names, multi_label=labelled.multi_label,
-                                        item=spec.item, label_kind=spec.label_kind))
+    tax = register_taxonomy(
+        from_labels(
+            spec.name,
+            labelled.label_names,
+            multi_label=labelled.multi_label,
+            item=spec.item,
+            label_kind=spec.label_kind,
+        )
+    )
     frames, made = dict(labelled.frames), {}
     missing = [s for s in SPLITS if s not in frames]
     if missing:
         shares = {"train": 1.0} | {s: MADE_SPLIT_SHARE for s in missing}
         frames |= split_frame(frames["train"], shares, seed=seed, n_labels=len(tax))
-        made = {s: f"stratified {MADE_SPLIT_SHARE:.0%} of the file's train rows, seed {seed}" for s in missing}
+        made = {
+            s: f"stratified {MADE_SPLIT_SHARE:.0%} of the file's train rows, seed {seed}" for s in missing
+        }
     frames = {s: frames[s] for s in SPLITS}
-    return LoadedData(_dataset_dict(frames, tax), source=f"{spec.source}:{spec.location}", checksums=checksums,
-                      spec=spec, taxonomy=tax, dropped=labelled.dropped, made_splits=made)
+    return LoadedData(
+        dataset_dict(frames, tax),
+        source=f"{spec.source}:{spec.location}",
+        checksums=checksums,
+        spec=spec,
+        taxonomy=tax,
+        dropped=labelled.dropped,
+        made_splits=made,
+    )
 
 
-def load(dataset: str | Path | None = "goemotions", *, data_source: str | Path | None = None, text_column: str = "",
-         label_column: str = "", label_columns: str = "", label_separator: str = "", label_names: str = "",
-         seed: int = 42, verify: bool = True) -> LoadedData:
-    """Load the ``dataset`` parameter: a catalogue name, a local CSV/TSV/JSONL/Parquet file or folder, or a hub id.
+def load(
+    dataset: str | Path | None = "goemotions",
+    *,
+    data_source: str | Path | None = None,
+    text_column: str = "",
+    label_column: str = "",
+    label_columns: str = "",
+    label_separator: str = "",
+    label_names: str = "",
+    seed: int = 42,
+    verify: bool = True,
+) -> LoadedData:
+    """Load the ``dataset`` parameter: a catalogue name, a local CSV/TSV/JSONL/Parquet file or folder, or a
+    hub id.
 
-    A catalogue dataset comes from ``data_source``, else ``EMOTUNE_DATA_DIR``, else the hub; when neither works,
-    one :class:`DataError` names both remedies. Any other dataset is read with the column-mapping parameters.
+    A catalogue dataset comes from ``data_source``, else ``EMOTUNE_DATA_DIR``, else the hub; when neither
+    works, one :class:`DataError` names both remedies. Any other dataset is read with the column-mapping
+    parameters.
     """
-    spec = resolve_spec(str(dataset or "goemotions"), text_column=text_column, label_column=label_column,
-                        label_columns=label_columns, label_separator=label_separator, label_names=label_names)
+    spec = resolve_spec(
+        str(dataset or "goemotions"),
+        text_column=text_column,
+        label_column=label_column,
+        label_columns=label_columns,
+        label_separator=label_separator,
+        label_names=label_names,
+    )
     if spec.source != "catalog":
         if data_source:
-            raise ConfigError(f"data_source is for catalogue datasets only; dataset={dataset!r} is read directly")
+            raise ConfigError(
+                f"data_source is for catalogue datasets only; dataset={dataset!r} is read directly"
+            )
         return load_own(spec, seed=seed)
     folder = config.data_dir(data_source or None)
     if folder is not None:
         return load_local(folder, spec=spec, verify=verify)
     dd = load_hub(spec.hub["id"], spec.hub.get("config"))
-    return LoadedData(dd, source=f"hub:{spec.hub['id']}/{spec.hub.get('config')}",
-                      checksums={split: ds._fingerprint for split, ds in dd.items()}, spec=spec,
-                      taxonomy=get_taxonomy(spec.label_set), dropped={s: {} for s in dd})
+    return LoadedData(
+        dd,
+        source=f"hub:{spec.hub['id']}/{spec.hub.get('config')}",
+        checksums={split: ds._fingerprint for split, ds in dd.items()},
+        spec=spec,
+        taxonomy=get_taxonomy(spec.label_set),
+        dropped={s: {} for s in dd},
+    )
 
 
 def clean(data) -> tuple[object, CleaningReport]:
@@ -293,19 +295,30 @@ def clean(data) -> tuple[object, CleaningReport]:
 
 
 def record_dataset(run, loaded: LoadedData, cleaning: CleaningReport | None = None) -> dict:
-    """Write the manifest's ``data`` section: the dataset, its source, columns, label set, splits and drops."""
-    record = {"name": loaded.spec.name if loaded.spec else "goemotions", "source": loaded.source,
-              "spec": loaded.spec.to_record() if loaded.spec else {}, "checksums": loaded.checksums,
-              "label_set": loaded.taxonomy.to_record(), "multi_label": loaded.taxonomy.multi_label,
-              "levels": list(loaded.spec.levels) if loaded.spec else [], "split_sizes": loaded.split_sizes(),
-              "made_splits": loaded.made_splits,
-              "dropped": cleaning.dropped if cleaning else loaded.dropped,
-              "duplicate_ids_across_splits": cleaning.duplicate_ids_across_splits if cleaning else []}
+    """Write the manifest's ``data`` section: the dataset, its source, columns, label set, splits and
+    drops."""
+    record = {
+        "name": loaded.spec.name if loaded.spec else "goemotions",
+        "source": loaded.source,
+        "spec": loaded.spec.to_record() if loaded.spec else {},
+        "checksums": loaded.checksums,
+        "label_set": loaded.taxonomy.to_record(),
+        "multi_label": loaded.taxonomy.multi_label,
+        "levels": list(loaded.spec.levels) if loaded.spec else [],
+        "split_sizes": loaded.split_sizes(),
+        "made_splits": loaded.made_splits,
+        "dropped": cleaning.dropped if cleaning else loaded.dropped,
+        "duplicate_ids_across_splits": cleaning.duplicate_ids_across_splits if cleaning else [],
+    }
     run.update(data=record)
     return record
 
 
-SAMPLE_FILES = {"train": "train_sample.jsonl", "validation": "validation_sample.jsonl", "eval": "eval_sample.jsonl"}
+SAMPLE_FILES = {
+    "train": "train_sample.jsonl",
+    "validation": "validation_sample.jsonl",
+    "eval": "eval_sample.jsonl",
+}
 
 
 def save_samples(run, samples: dict[str, pd.DataFrame]) -> dict[str, dict]:
@@ -314,7 +327,12 @@ def save_samples(run, samples: dict[str, pd.DataFrame]) -> dict[str, dict]:
     for name, frame in samples.items():
         path = run.write_frame(SAMPLE_FILES[name], frame)
         ids_sha = hashlib.sha256("\n".join(frame["id"]).encode()).hexdigest()
-        record[name] = {"file": path.name, "rows": len(frame), "ids_sha256": ids_sha, "sha256": sha256_file(path)}
+        record[name] = {
+            "file": path.name,
+            "rows": len(frame),
+            "ids_sha256": ids_sha,
+            "sha256": sha256_file(path),
+        }
     run.update(samples=record)
     return record
 
@@ -323,7 +341,8 @@ def label_set(run, taxonomy: str | Taxonomy | None = None) -> Taxonomy:
     """The run's label set at the asked level, registered by name (later notebooks run in fresh kernels).
 
     Reads the dataset's label set from the manifest notebook 01 wrote; ``taxonomy`` is the level
-    (``goemotions``, ``ekman``, ``sentiment`` for GoEmotions; empty or the default means a dataset's own labels).
+    (``goemotions``, ``ekman``, ``sentiment`` for GoEmotions; empty or the default means a dataset's own
+    labels).
     """
     record = run.get("data", "label_set")
     if record is None:

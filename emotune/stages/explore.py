@@ -1,4 +1,5 @@
-"""Statistics behind notebook 01: label frequencies, labels per item, co-occurrence, lengths, coarser levels."""
+"""Statistics behind notebook 01: label frequencies, labels per item, co-occurrence, lengths, coarser
+levels."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ def label_frequency(frame: pd.DataFrame, taxonomy: str | Taxonomy) -> pd.DataFra
     """Items per label and their share of all items, most frequent first."""
     tax = get_taxonomy(taxonomy)
     counts = multi_hot(frame["labels"].tolist(), len(tax)).sum(axis=0)
-    out = pd.DataFrame({"label": tax.labels, "comments": counts, "share %": np.round(100 * counts / len(frame), 2)})
+    out = pd.DataFrame(
+        {"label": tax.labels, "comments": counts, "share %": np.round(100 * counts / len(frame), 2)}
+    )
     return out.sort_values(["comments", "label"], ascending=[False, True]).reset_index(drop=True)
 
 
@@ -40,8 +43,13 @@ def is_multi_label(frame: pd.DataFrame) -> bool:
 def labels_per_comment(frame: pd.DataFrame) -> pd.DataFrame:
     """How many comments carry 1, 2, 3… labels."""
     counts = frame["labels"].map(len).value_counts().sort_index()
-    return pd.DataFrame({"labels per comment": counts.index, "comments": counts.to_numpy(),
-                         "share %": np.round(100 * counts.to_numpy() / len(frame), 2)})
+    return pd.DataFrame(
+        {
+            "labels per comment": counts.index,
+            "comments": counts.to_numpy(),
+            "share %": np.round(100 * counts.to_numpy() / len(frame), 2),
+        }
+    )
 
 
 def cooccurrence(frame: pd.DataFrame, taxonomy: str | Taxonomy) -> pd.DataFrame:
@@ -54,14 +62,24 @@ def cooccurrence(frame: pd.DataFrame, taxonomy: str | Taxonomy) -> pd.DataFrame:
 def top_pairs(co: pd.DataFrame, k: int = 10) -> pd.DataFrame:
     """The k most frequent label pairs from a co-occurrence matrix."""
     labels = list(co.index)
-    rows = [(labels[i], labels[j], int(co.iat[i, j])) for i in range(len(labels)) for j in range(i + 1, len(labels))]
+    rows = [
+        (labels[i], labels[j], int(co.iat[i, j]))
+        for i in range(len(labels))
+        for j in range(i + 1, len(labels))
+    ]
     out = pd.DataFrame(rows, columns=["label a", "label b", "comments"])
-    return out.sort_values(["comments", "label a", "label b"], ascending=[False, True, True]).head(k).reset_index(drop=True)
+    return (
+        out.sort_values(["comments", "label a", "label b"], ascending=[False, True, True])
+        .head(k)
+        .reset_index(drop=True)
+    )
 
 
 def token_lengths(texts, model: str) -> np.ndarray:
     """Tokens per text with the encoding of ``model``."""
-    enc = encoding_for(model)  # a plain loop: encode_ordinary_batch's thread pool costs more than it saves here
+    enc = encoding_for(
+        model
+    )  # a plain loop: encode_ordinary_batch's thread pool costs more than it saves here
     return np.array([len(enc.encode_ordinary(t)) for t in texts], dtype=np.int64)
 
 
@@ -90,4 +108,6 @@ def level_breakdown(frame: pd.DataFrame, level: str, base: str | Taxonomy | None
 def sample_table(frame: pd.DataFrame, taxonomy: str | Taxonomy, n: int = 5) -> pd.DataFrame:
     """The first n rows with label names, for reading."""
     head = frame.head(n)
-    return pd.DataFrame({"id": head["id"], "text": head["text"], "labels": label_names(head, taxonomy).map(", ".join)})
+    return pd.DataFrame(
+        {"id": head["id"], "text": head["text"], "labels": label_names(head, taxonomy).map(", ".join)}
+    )

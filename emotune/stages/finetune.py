@@ -42,8 +42,15 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def upload_once(provider, run, path: str | Path, key: str, *, purpose: str = "fine-tune",
-                wait: Callable[[float], None] = time.sleep) -> Upload:
+def upload_once(
+    provider,
+    run,
+    path: str | Path,
+    key: str,
+    *,
+    purpose: str = "fine-tune",
+    wait: Callable[[float], None] = time.sleep,
+) -> Upload:
     """The remote file id for ``path``: from the manifest, else a matching remote file, else a new upload."""
     import openai
 
@@ -61,7 +68,10 @@ def upload_once(provider, run, path: str | Path, key: str, *, purpose: str = "fi
         except openai.NotFoundError:
             pass
     if record is None:
-        match = next((f for f in client.files.list(purpose=purpose) if f.filename == filename and f.bytes == size), None)
+        match = next(
+            (f for f in client.files.list(purpose=purpose) if f.filename == filename and f.bytes == size),
+            None,
+        )
         if match is not None:
             record = Upload(key, match.id, sha, size, filename, "reused (found on server)")
     if record is None:
@@ -98,13 +108,28 @@ class JobLaunch:
 
 
 def _hyperparameters(n_epochs, batch_size, learning_rate_multiplier) -> dict:
-    return {"n_epochs": n_epochs, "batch_size": batch_size, "learning_rate_multiplier": learning_rate_multiplier}
+    return {
+        "n_epochs": n_epochs,
+        "batch_size": batch_size,
+        "learning_rate_multiplier": learning_rate_multiplier,
+    }
 
 
-def launch_or_resume(provider, run, *, base_model: str, seed: int, budget_usd: float, n_epochs="auto",
-                     batch_size="auto", learning_rate_multiplier="auto", suffix: str = "emotune",
-                     today: date | None = None) -> JobLaunch:
-    """Resume the run's job, adopt a matching remote one, or (after the budget and provider checks) create one."""
+def launch_or_resume(
+    provider,
+    run,
+    *,
+    base_model: str,
+    seed: int,
+    budget_usd: float,
+    n_epochs="auto",
+    batch_size="auto",
+    learning_rate_multiplier="auto",
+    suffix: str = "emotune",
+    today: date | None = None,
+) -> JobLaunch:
+    """Resume the run's job, adopt a matching remote one, or (after the budget and provider checks) create
+    one."""
     import openai
 
     client = provider.client
@@ -115,8 +140,11 @@ def launch_or_resume(provider, run, *, base_model: str, seed: int, budget_usd: f
     if train is None:
         raise JobError("no uploaded training file in the manifest: run upload_training_files first")
     validation = run.read(UploadRecord, "validation", required=False)
-    meta = {"emotune_run": run.id, "train_sha256": train.sha256[:32],
-            "validation_sha256": validation.sha256[:32] if validation else ""}
+    meta = {
+        "emotune_run": run.id,
+        "train_sha256": train.sha256[:32],
+        "validation_sha256": validation.sha256[:32] if validation else "",
+    }
     for job in client.fine_tuning.jobs.list(limit=100, metadata={"emotune_run": run.id}):
         if job.metadata and all(job.metadata.get(k) == v for k, v in meta.items()):
             run.put(JobRecord(id=job.id, adopted=True))
@@ -128,18 +156,33 @@ def launch_or_resume(provider, run, *, base_model: str, seed: int, budget_usd: f
     hp = _hyperparameters(n_epochs, batch_size, learning_rate_multiplier)
     try:
         job = client.fine_tuning.jobs.create(
-            model=base_model, training_file=train.file_id, validation_file=validation.file_id if validation else None,
-            suffix=suffix, seed=seed, metadata=meta, method={"type": "supervised", "supervised": {"hyperparameters": hp}})
+            model=base_model,
+            training_file=train.file_id,
+            validation_file=validation.file_id if validation else None,
+            suffix=suffix,
+            seed=seed,
+            metadata=meta,
+            method={"type": "supervised", "supervised": {"hyperparameters": hp}},
+        )
     except openai.PermissionDeniedError as exc:
-        raise LifecycleError(f"OpenAI refused to create the job ({exc.status_code}: {exc.message}). "
-                             f"{wind_down_summary()}") from None
+        raise LifecycleError(
+            f"OpenAI refused to create the job ({exc.status_code}: {exc.message}). {wind_down_summary()}"
+        ) from None
     run.put(JobRecord(id=job.id, created_at=job.created_at, base_model=base_model, hyperparameters=hp))
     return JobLaunch(job, "created")
 
 
-def watch(provider, job_id: str, *, poll_s: float = 1.0, max_poll_s: float = 30.0, timeout_s: float = 6 * 3600,
-          sleep: Callable[[float], None] = time.sleep, on_event: Callable[[str], None] = print,
-          progress: bool = True):
+def watch(
+    provider,
+    job_id: str,
+    *,
+    poll_s: float = 1.0,
+    max_poll_s: float = 30.0,
+    timeout_s: float = 6 * 3600,
+    sleep: Callable[[float], None] = time.sleep,
+    on_event: Callable[[str], None] = print,
+    progress: bool = True,
+):
     """Follow a job until it ends: each new event printed once, a progress bar from step events.
 
     One bounded loop; the poll interval backs off while nothing changes. An interrupt leaves the job
@@ -152,13 +195,17 @@ def watch(provider, job_id: str, *, poll_s: float = 1.0, max_poll_s: float = 30.
     try:
         while True:
             job = client.fine_tuning.jobs.retrieve(job_id)
-            fresh = [e for e in client.fine_tuning.jobs.list_events(job_id, limit=100).data if e.id not in seen]
+            fresh = [
+                e for e in client.fine_tuning.jobs.list_events(job_id, limit=100).data if e.id not in seen
+            ]
             for event in reversed(fresh):  # the API lists newest first
                 seen.add(event.id)
                 data = event.data or {}
                 if event.type == "metrics" and "total_steps" in data:
                     if bar is None and progress:
-                        bar = progress_bar(int(data["total_steps"]), "training steps", "step", initial=int(data["step"]))
+                        bar = progress_bar(
+                            int(data["total_steps"]), "training steps", "step", initial=int(data["step"])
+                        )
                     if bar is not None:
                         bar.n = int(data["step"])
                         bar.set_postfix(train_loss=f"{data['train_loss']:.3f}", refresh=True)
@@ -166,16 +213,24 @@ def watch(provider, job_id: str, *, poll_s: float = 1.0, max_poll_s: float = 30.
                     on_event(f"[{event.level}] {event.message}")
             if job.status != status:
                 status = job.status
-                on_event(f"status: {status}" + (" (resume it with client.fine_tuning.jobs.resume)" if status == "paused" else ""))
+                on_event(
+                    f"status: {status}"
+                    + (" (resume it with client.fine_tuning.jobs.resume)" if status == "paused" else "")
+                )
             if status in JOB_TERMINAL:
                 break
             if waited >= timeout_s:
-                raise JobError(f"job {job_id} still {status} after {timeout_s:.0f} s; it keeps running, watch it again later")
+                raise JobError(
+                    f"job {job_id} still {status} after {timeout_s:.0f} s; it keeps running, watch it "
+                    "again later"
+                )
             interval = poll_s if fresh else min(max_poll_s, interval * 1.5)
             sleep(interval)
             waited += interval
     except KeyboardInterrupt:
-        on_event(f"interrupted: job {job_id} keeps running on the server; run this cell again to resume watching")
+        on_event(
+            f"interrupted: job {job_id} keeps running on the server; run this cell again to resume watching"
+        )
         raise
     finally:
         if bar is not None:
@@ -198,8 +253,11 @@ def step_metrics(provider, job) -> pd.DataFrame:
         text = client.files.content(job.result_files[0]).text
         frame = pd.read_csv(io.StringIO(text))
     else:
-        rows = [e.data for e in client.fine_tuning.jobs.list_events(job.id, limit=10_000).data
-                if e.type == "metrics" and e.data]
+        rows = [
+            e.data
+            for e in client.fine_tuning.jobs.list_events(job.id, limit=10_000).data
+            if e.type == "metrics" and e.data
+        ]
         frame = pd.DataFrame(rows).rename(columns={"train_mean_token_accuracy": "train_accuracy"})
     return frame.sort_values("step").reset_index(drop=True)
 
@@ -207,9 +265,16 @@ def step_metrics(provider, job) -> pd.DataFrame:
 def checkpoints_frame(provider, job_id: str) -> pd.DataFrame:
     """The job's checkpoints with their metrics, newest first."""
     client = provider.client
-    rows = [{"step": c.step_number, "model": c.fine_tuned_model_checkpoint, "train_loss": c.metrics.train_loss,
-             "valid_loss": c.metrics.valid_loss, "valid_accuracy": c.metrics.valid_mean_token_accuracy}
-            for c in client.fine_tuning.jobs.checkpoints.list(job_id).data]
+    rows = [
+        {
+            "step": c.step_number,
+            "model": c.fine_tuned_model_checkpoint,
+            "train_loss": c.metrics.train_loss,
+            "valid_loss": c.metrics.valid_loss,
+            "valid_accuracy": c.metrics.valid_mean_token_accuracy,
+        }
+        for c in client.fine_tuning.jobs.checkpoints.list(job_id).data
+    ]
     return pd.DataFrame(rows, columns=["step", "model", "train_loss", "valid_loss", "valid_accuracy"])
 
 
@@ -217,20 +282,43 @@ def fine_tuned_model(run) -> str:
     """The run's fine-tuned model (from notebook 04's job record); an error says to run notebook 04 first."""
     job = run.read(JobRecord)
     if not job.fine_tuned_model:
-        raise JobError(f"job {job.id} has no fine-tuned model yet: run notebook 04 to the end (it resumes the job)")
+        raise JobError(
+            f"job {job.id} has no fine-tuned model yet: run notebook 04 to the end (it resumes the job)"
+        )
     return job.fine_tuned_model
 
 
 def reconcile(run, job) -> pd.DataFrame:
-    """The billed-token estimate from notebook 03 next to the job's ``trained_tokens``; both into the manifest."""
+    """The billed-token estimate from notebook 03 next to the job's ``trained_tokens``; both into the
+    manifest."""
     est = run.read(EstimateRecord)
     estimated, trained = est.billed_tokens, job.trained_tokens
     diff = None if not estimated or trained is None else round(100 * (trained - estimated) / estimated, 2)
     seconds = (job.finished_at - job.created_at) if job.finished_at else None
     hp = job.hyperparameters
-    run.put(JobRecord(id=job.id, status=job.status, fine_tuned_model=job.fine_tuned_model, trained_tokens=trained,
-                      n_epochs=hp.n_epochs, batch_size=hp.batch_size, learning_rate_multiplier=hp.learning_rate_multiplier,
-                      estimated_billed_tokens=estimated, difference_pct=diff, training_seconds=seconds))
-    return pd.DataFrame([{"estimated billed tokens": estimated, "trained_tokens": trained, "difference %": diff,
-                          "epochs (estimate)": est.n_epochs, "epochs (job)": hp.n_epochs,
-                          "estimated USD (OpenAI prices)": est.training_usd}])
+    run.put(
+        JobRecord(
+            id=job.id,
+            status=job.status,
+            fine_tuned_model=job.fine_tuned_model,
+            trained_tokens=trained,
+            n_epochs=hp.n_epochs,
+            batch_size=hp.batch_size,
+            learning_rate_multiplier=hp.learning_rate_multiplier,
+            estimated_billed_tokens=estimated,
+            difference_pct=diff,
+            training_seconds=seconds,
+        )
+    )
+    return pd.DataFrame(
+        [
+            {
+                "estimated billed tokens": estimated,
+                "trained_tokens": trained,
+                "difference %": diff,
+                "epochs (estimate)": est.n_epochs,
+                "epochs (job)": hp.n_epochs,
+                "estimated USD (OpenAI prices)": est.training_usd,
+            }
+        ]
+    )

@@ -44,14 +44,20 @@ def _row(i: int, path) -> int:
 def _column(columns: list[str], asked: str, guesses, what: str, where: str) -> str:
     if asked:
         if asked not in columns:
-            raise DataError(f"has no {what} column {asked!r}; its columns are: {', '.join(columns)}", path=where,
-                            rule="column-missing")
+            raise DataError(
+                f"has no {what} column {asked!r}; its columns are: {', '.join(columns)}",
+                path=where,
+                rule="column-missing",
+            )
         return asked
     for guess in guesses:
         if guess in columns:
             return guess
-    raise DataError(f"no obvious {what} column; set {what}_column to one of: {', '.join(columns)}", path=where,
-                    rule="column-missing")
+    raise DataError(
+        f"no obvious {what} column; set {what}_column to one of: {', '.join(columns)}",
+        path=where,
+        rule="column-missing",
+    )
 
 
 def _missing(value) -> bool:
@@ -91,8 +97,12 @@ def _id_names(spec: DatasetSpec, feature) -> tuple[str, ...]:
 def _one_hot(frame: pd.DataFrame, columns: tuple[str, ...], where: str, path) -> list[list[str]]:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise DataError(f"has no label column(s) {', '.join(map(repr, missing))}; its columns are: "
-                        f"{', '.join(frame.columns)}", path=where, rule="column-missing")
+        raise DataError(
+            f"has no label column(s) {', '.join(map(repr, missing))}; its columns are: "
+            f"{', '.join(frame.columns)}",
+            path=where,
+            rule="column-missing",
+        )
     out = []
     for i, row in enumerate(frame[list(columns)].itertuples(index=False)):
         labels = []
@@ -101,8 +111,12 @@ def _one_hot(frame: pd.DataFrame, columns: tuple[str, ...], where: str, path) ->
             if flag in ("1", "1.0", "true"):
                 labels.append(name)
             elif flag not in ("0", "0.0", "false", "", "nan", "none"):
-                raise DataError(f"row {i + 1}: column {name!r} holds {v!r}; one-hot label columns hold 0 or 1",
-                                path=where, line=_row(i, path), rule="label-not-binary")
+                raise DataError(
+                    f"row {i + 1}: column {name!r} holds {v!r}; one-hot label columns hold 0 or 1",
+                    path=where,
+                    line=_row(i, path),
+                    rule="label-not-binary",
+                )
         out.append(labels)
     return out
 
@@ -122,8 +136,12 @@ def label_rows(splits: Mapping[str, object], spec: DatasetSpec, paths: Mapping[s
         else:
             label_col = _column(list(frame.columns), spec.label_field, LABEL_GUESSES, "label", where)
             feature = ds.features.get(label_col, feature) if hasattr(ds, "features") else feature
-            cells = [None if _missing(v) or (isinstance(v, list | np.ndarray) and len(v) == 0) else _as_list(v, spec.label_separator)
-                     for v in frame[label_col].tolist()]
+            cells = [
+                None
+                if _missing(v) or (isinstance(v, list | np.ndarray) and len(v) == 0)
+                else _as_list(v, spec.label_separator)
+                for v in frame[label_col].tolist()
+            ]
         for i, cell in enumerate(cells):
             if cell is not None:
                 shapes.setdefault(cell[0], (split, i))
@@ -131,14 +149,23 @@ def label_rows(splits: Mapping[str, object], spec: DatasetSpec, paths: Mapping[s
     if len(shapes) > 1:
         split, i = max(shapes.values(), key=lambda si: (si[0] != "train", si[1]))
         kind = next(k for k, v in shapes.items() if v == (split, i))
-        raise DataError(f"row {i + 1} holds {'a list of labels' if kind == 'list' else 'a single label'} while earlier rows "
-                        "hold the other shape; every row must be single-label or every row a label list",
-                        path=_where(paths, split, spec), line=_row(i, paths.get(split)), rule="mixed-label-shapes")
+        raise DataError(
+            f"row {i + 1} holds {'a list of labels' if kind == 'list' else 'a single label'} while earlier "
+            "rows "
+            "hold the other shape; every row must be single-label or every row a label list",
+            path=_where(paths, split, spec),
+            line=_row(i, paths.get(split)),
+            rule="mixed-label-shapes",
+        )
     declared = tuple(spec.label_columns) or _id_names(spec, feature)
     values = [v for _, _, cells in raw.values() for c in cells if c for v in c[1]]
     if any(isinstance(v, int | np.integer) for v in values) and not declared:
-        raise DataError("labels are integer ids but nothing names them; pass label_names=a,b,c (in id order) or a "
-                        "file with one name per line", path=spec.location, rule="label-names-missing")
+        raise DataError(
+            "labels are integer ids but nothing names them; pass label_names=a,b,c (in id order) or a "
+            "file with one name per line",
+            path=spec.location,
+            rule="label-names-missing",
+        )
     names = declared or tuple(sorted({str(v) for v in values}))
     train_labels = set()
     frames, dropped, multi = {}, {}, False
@@ -155,7 +182,9 @@ def label_rows(splits: Mapping[str, object], spec: DatasetSpec, paths: Mapping[s
             if cell is None or not cell[1]:
                 counts["missing labels"] += 1
                 continue
-            label_ids = sorted({_label_id(v, names, declared, where, _row(i, paths.get(split))) for v in cell[1]})
+            label_ids = sorted(
+                {_label_id(v, names, declared, where, _row(i, paths.get(split))) for v in cell[1]}
+            )
             if split != "train" and not set(label_ids) <= train_labels:
                 counts["unknown label"] += 1  # never seen in training: the model cannot learn it
                 continue
@@ -179,13 +208,21 @@ def label_rows(splits: Mapping[str, object], spec: DatasetSpec, paths: Mapping[s
 def _label_id(value, names: tuple[str, ...], declared: tuple[str, ...], where: str, line: int) -> int:
     if isinstance(value, int | np.integer) and not isinstance(value, bool):
         if not 0 <= int(value) < len(names):
-            raise DataError(f"label id {value} is outside 0-{len(names) - 1} ({len(names)} label names)", path=where,
-                            line=line, rule="label-out-of-range")
+            raise DataError(
+                f"label id {value} is outside 0-{len(names) - 1} ({len(names)} label names)",
+                path=where,
+                line=line,
+                rule="label-out-of-range",
+            )
         return int(value)
     key = str(value).strip()
     if key in names:
         return names.index(key)
     if key.lstrip("-").isdigit() and declared and 0 <= int(key) < len(names):
         return int(key)
-    raise DataError(f"label {key!r} is not in label_names ({', '.join(names[:20])}{'…' if len(names) > 20 else ''})",
-                    path=where, line=line, rule="label-unknown")
+    raise DataError(
+        f"label {key!r} is not in label_names ({', '.join(names[:20])}{'…' if len(names) > 20 else ''})",
+        path=where,
+        line=line,
+        rule="label-unknown",
+    )

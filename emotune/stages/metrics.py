@@ -32,8 +32,8 @@ def map_rows(label_lists: Sequence[Sequence[str]], source: str, target: str) -> 
 
 
 def scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """Macro-F1 (all labels with gold examples, and those with at least 5), micro and weighted F1, exact match,
-    Hamming loss and sample-averaged Jaccard (:func:`emotune.stages.statistics.point_scores`)."""
+    """Macro-F1 (all labels with gold examples, and those with at least 5), micro and weighted F1, exact
+    match, Hamming loss and sample-averaged Jaccard (:func:`emotune.stages.statistics.point_scores`)."""
     return point_scores(y_true, y_pred)
 
 
@@ -41,21 +41,45 @@ def per_label(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> 
     """Precision, recall, F1 and support for each label (scikit-learn, zero where a ratio is undefined)."""
     from sklearn.metrics import precision_recall_fscore_support
 
-    precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, average=None, zero_division=0)
-    return pd.DataFrame({"label": list(labels), "precision": precision, "recall": recall, "f1": f1,
-                         "support": support.astype(int)})
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, average=None, zero_division=0
+    )
+    return pd.DataFrame(
+        {
+            "label": list(labels),
+            "precision": precision,
+            "recall": recall,
+            "f1": f1,
+            "support": support.astype(int),
+        }
+    )
 
 
-def confidence_intervals(y_true: np.ndarray, y_pred: np.ndarray, *, seed: int = 0, n_resamples: int = N_RESAMPLES,
-                         labels: LabelSets | None = None) -> pd.DataFrame:
+def confidence_intervals(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    *,
+    seed: int = 0,
+    n_resamples: int = N_RESAMPLES,
+    labels: LabelSets | None = None,
+) -> pd.DataFrame:
     """Point estimate and 95% BCa bootstrap interval for each headline metric."""
     ci = bca_intervals(y_true, y_pred, labels=labels, n_resamples=n_resamples, seed=seed)
-    return pd.DataFrame([{"metric": m, "value": ci[m][0], "ci_low": ci[m][1], "ci_high": ci[m][2]} for m in HEADLINE])
+    return pd.DataFrame(
+        [{"metric": m, "value": ci[m][0], "ci_low": ci[m][1], "ci_high": ci[m][2]} for m in HEADLINE]
+    )
 
 
-def score_models(gold: Sequence[Sequence[str]], predictions: dict[str, Sequence[Sequence[str]]], *,
-                 base: str | None = None, levels: Sequence[str] | None = None,
-                 source: str | None = None, n_resamples: int = N_RESAMPLES, seed: int = 0) -> pd.DataFrame:
+def score_models(
+    gold: Sequence[Sequence[str]],
+    predictions: dict[str, Sequence[Sequence[str]]],
+    *,
+    base: str | None = None,
+    levels: Sequence[str] | None = None,
+    source: str | None = None,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Every model at every level: headline metrics with 95% BCa intervals (one row per model/level/metric).
 
     ``gold`` and the predictions are label names at ``source`` level (default: ``base``); levels coarser
@@ -71,16 +95,23 @@ def score_models(gold: Sequence[Sequence[str]], predictions: dict[str, Sequence[
             continue
         labels = LabelSets.of(y_true)
         for name, preds in predictions.items():
-            table = confidence_intervals(y_true, to_matrix(map_rows(preds, source, level), level), labels=labels,
-                                         n_resamples=n_resamples, seed=seed)
+            table = confidence_intervals(
+                y_true,
+                to_matrix(map_rows(preds, source, level), level),
+                labels=labels,
+                n_resamples=n_resamples,
+                seed=seed,
+            )
             rows.append(table.assign(model=name, level=level))
     out = pd.concat(rows, ignore_index=True)
     return out[["level", "model", "metric", "value", "ci_low", "ci_high"]]
 
 
-def single_label_report(gold: Sequence[Sequence[str]], predictions: dict[str, Sequence[Sequence[str]]],
-                        taxonomy: str | Taxonomy) -> dict[str, pd.DataFrame]:
-    """For single-label data: each model's accuracy, and the fine-tuned model's confusion matrix (scikit-learn).
+def single_label_report(
+    gold: Sequence[Sequence[str]], predictions: dict[str, Sequence[Sequence[str]]], taxonomy: str | Taxonomy
+) -> dict[str, pd.DataFrame]:
+    """For single-label data: each model's accuracy, and the fine-tuned model's confusion matrix
+    (scikit-learn).
 
     An answer counts as right only when it is exactly the gold label (an answer with several labels, or none,
     is wrong and shown as the column ``(other)``). For multi-label data accuracy is the exact-match figure of
@@ -90,7 +121,9 @@ def single_label_report(gold: Sequence[Sequence[str]], predictions: dict[str, Se
 
     tax = get_taxonomy(taxonomy)
     if tax.multi_label:
-        note = pd.DataFrame([{"note": f"{tax.name} is multi-label: accuracy is exact match (above); no confusion matrix"}])
+        note = pd.DataFrame(
+            [{"note": f"{tax.name} is multi-label: accuracy is exact match (above); no confusion matrix"}]
+        )
         return {"accuracy": note, "confusion": pd.DataFrame()}
     truth = [g[0] if len(g) == 1 else "(other)" for g in gold]
     rows, confusion = [], pd.DataFrame()
@@ -99,8 +132,11 @@ def single_label_report(gold: Sequence[Sequence[str]], predictions: dict[str, Se
         rows.append({"model": name, "accuracy": accuracy_score(truth, said), "items": len(truth)})
         if name == "fine-tuned":
             names = [*tax.labels, "(other)"]
-            confusion = pd.DataFrame(confusion_matrix(truth, said, labels=names), index=pd.Index(names, name="gold"),
-                                     columns=pd.Index(names, name="predicted"))
+            confusion = pd.DataFrame(
+                confusion_matrix(truth, said, labels=names),
+                index=pd.Index(names, name="gold"),
+                columns=pd.Index(names, name="predicted"),
+            )
             confusion = confusion.loc[:, (confusion.sum(axis=0) > 0) | confusion.columns.isin(tax.labels)]
     return {"accuracy": pd.DataFrame(rows).set_index("model").round(3), "confusion": confusion}
 

@@ -12,14 +12,11 @@ import concurrent.futures
 import hashlib
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from ..core.errors import BackendError, ConfigError
-from ..core.manifest import BatchRecord
 from ..core.progress import progress_bar
 from ..core.prompts import PromptSpec, parse_answer, prompt_spec
 from .ratelimit import Limiter, retry_after
@@ -32,10 +29,16 @@ MAX_THROTTLED = 50  # 429s one request may receive before it is reported
 
 def _usable(rec) -> bool:
     """Whether a cache line holds a string answer with token counts (what every reader relies on)."""
-    if not isinstance(rec, dict) or not isinstance(rec.get("key"), str) or not isinstance(rec.get("content"), str):
+    if (
+        not isinstance(rec, dict)
+        or not isinstance(rec.get("key"), str)
+        or not isinstance(rec.get("content"), str)
+    ):
         return False
     usage = rec.get("usage")
-    return isinstance(usage, dict) and all(isinstance(usage.get(k), int) for k in ("prompt_tokens", "completion_tokens"))
+    return isinstance(usage, dict) and all(
+        isinstance(usage.get(k), int) for k in ("prompt_tokens", "completion_tokens")
+    )
 
 
 class PredictionCache:
@@ -66,7 +69,9 @@ class PredictionCache:
     def put(self, key: str, record: dict) -> None:
         record = {"key": key, **record}
         if not _usable(record):
-            raise ValueError(f"refusing to cache a record without a string answer and token counts: {record!r:.200}")
+            raise ValueError(
+                f"refusing to cache a record without a string answer and token counts: {record!r:.200}"
+            )
         self._data[key] = record
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
@@ -96,14 +101,24 @@ class Predictions:
         return [list(x) for x in self.frame["labels"]]
 
     def summary(self) -> dict:
-        return {"model": self.model, "items": len(self.frame), "requests sent": self.sent,
-                "from cache": int(self.frame["cached"].sum()), "failed": len(self.failures),
-                "prompt tokens": self.prompt_tokens, "completion tokens": self.completion_tokens,
-                "parse ok %": round(100 * (self.frame["status"] == "ok").mean(), 1) if len(self.frame) else 0.0}
+        return {
+            "model": self.model,
+            "items": len(self.frame),
+            "requests sent": self.sent,
+            "from cache": int(self.frame["cached"].sum()),
+            "failed": len(self.failures),
+            "prompt tokens": self.prompt_tokens,
+            "completion tokens": self.completion_tokens,
+            "parse ok %": round(100 * (self.frame["status"] == "ok").mean(), 1) if len(self.frame) else 0.0,
+        }
 
 
-def sampling_params(seed: int, temperature: float = 0.0, max_completion_tokens: int = MAX_COMPLETION_TOKENS,
-                    spec: PromptSpec | None = None) -> dict:
+def sampling_params(
+    seed: int,
+    temperature: float = 0.0,
+    max_completion_tokens: int = MAX_COMPLETION_TOKENS,
+    spec: PromptSpec | None = None,
+) -> dict:
     """The same sampling parameters for every model compared; a JSON answer format also sends its schema as
     ``response_format`` (structured outputs: a model decoding under it answers only labels of the set)."""
     params = {"temperature": temperature, "seed": seed, "max_completion_tokens": max_completion_tokens}
@@ -130,8 +145,17 @@ def _build(frame: pd.DataFrame, model: str, params: dict, spec: PromptSpec):
     return items
 
 
-def _assemble(model: str, items, cache: PredictionCache, cached_keys: set[str], failures: dict, taxonomy,
-              sent: int, attempts: int = 0, rate: dict | None = None) -> Predictions:
+def _assemble(
+    model: str,
+    items,
+    cache: PredictionCache,
+    cached_keys: set[str],
+    failures: dict,
+    taxonomy,
+    sent: int,
+    attempts: int = 0,
+    rate: dict | None = None,
+) -> Predictions:
     """Parsed answers for every item that has one; tokens are those the answers used, cached or not."""
     rows, prompt, completion, times = [], 0, 0, []
     for row_id, _, key in items:
@@ -140,14 +164,24 @@ def _assemble(model: str, items, cache: PredictionCache, cached_keys: set[str], 
             continue
         times.append(rec.get("answered_at"))
         parsed = parse_answer(rec["content"], taxonomy)
-        rows.append({"id": row_id, "answer": rec["content"], "labels": parsed.labels, "status": parsed.status,
-                     "unknown": parsed.unknown, "cached": key in cached_keys})
+        rows.append(
+            {
+                "id": row_id,
+                "answer": rec["content"],
+                "labels": parsed.labels,
+                "status": parsed.status,
+                "unknown": parsed.unknown,
+                "cached": key in cached_keys,
+            }
+        )
         prompt += rec["usage"]["prompt_tokens"]
         completion += rec["usage"]["completion_tokens"]
     frame = pd.DataFrame(rows, columns=["id", "answer", "labels", "status", "unknown", "cached"])
     fails = [{"id": i, "error": e} for i, e in failures.items()]
     timed = [t for t in times if isinstance(t, int | float)]
-    pace = (max(timed) - min(timed)) / (len(timed) - 1) if len(timed) == len(times) and len(timed) > 1 else None
+    pace = (
+        (max(timed) - min(timed)) / (len(timed) - 1) if len(timed) == len(times) and len(timed) > 1 else None
+    )
     return Predictions(model, frame, fails, sent, prompt, completion, attempts, rate or {}, pace)
 
 
@@ -163,7 +197,9 @@ def max_answer_chars(max_completion_tokens: int) -> int:
 def read_completion(raw: bytes, max_completion_tokens: int) -> dict:
     """The cache record of a chat completion body, or ``MalformedAnswer`` saying what is wrong with it."""
     if len(raw) > 64 * max_answer_chars(max_completion_tokens) + 65536:
-        raise MalformedAnswer(f"answer of {len(raw):,} bytes for max_completion_tokens={max_completion_tokens}")
+        raise MalformedAnswer(
+            f"answer of {len(raw):,} bytes for max_completion_tokens={max_completion_tokens}"
+        )
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
@@ -179,18 +215,27 @@ def read_completion(raw: bytes, max_completion_tokens: int) -> dict:
     if not isinstance(content, str):
         raise MalformedAnswer(f"message content is {type(content).__name__}, not a string")
     if len(content) > max_answer_chars(max_completion_tokens):
-        raise MalformedAnswer(f"answer of {len(content):,} characters for max_completion_tokens={max_completion_tokens}")
+        raise MalformedAnswer(
+            f"answer of {len(content):,} characters for max_completion_tokens={max_completion_tokens}"
+        )
     usage = body.get("usage")
-    counts = [usage.get(k) for k in ("prompt_tokens", "completion_tokens")] if isinstance(usage, dict) else None
+    counts = (
+        [usage.get(k) for k in ("prompt_tokens", "completion_tokens")] if isinstance(usage, dict) else None
+    )
     if not counts or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
         raise MalformedAnswer("no usage token counts")
     if counts[1] > max_completion_tokens:
-        raise MalformedAnswer(f"{counts[1]} completion tokens for max_completion_tokens={max_completion_tokens}")
+        raise MalformedAnswer(
+            f"{counts[1]} completion tokens for max_completion_tokens={max_completion_tokens}"
+        )
     fingerprint = body.get("system_fingerprint")
     finish = choices[0].get("finish_reason")
-    return {"content": content, "finish_reason": finish if isinstance(finish, str) else None,
-            "system_fingerprint": fingerprint if isinstance(fingerprint, str) else None,
-            "usage": {"prompt_tokens": counts[0], "completion_tokens": counts[1]}}
+    return {
+        "content": content,
+        "finish_reason": finish if isinstance(finish, str) else None,
+        "system_fingerprint": fingerprint if isinstance(fingerprint, str) else None,
+        "usage": {"prompt_tokens": counts[0], "completion_tokens": counts[1]},
+    }
 
 
 def _refused(exc: BaseException) -> bool:
@@ -203,10 +248,19 @@ def _refused(exc: BaseException) -> bool:
     return False
 
 
-async def _ask_all(conn, model: str, todo, params: dict, concurrency: int | None, cache: PredictionCache,
-                   progress: bool, limiter: Limiter | None = None):
+async def _ask_all(
+    conn,
+    model: str,
+    todo,
+    params: dict,
+    concurrency: int | None,
+    cache: PredictionCache,
+    progress: bool,
+    limiter: Limiter | None = None,
+):
     import httpx
     import openai
+
     retries = int(conn.options.get("max_retries", 2))
     lim = limiter or Limiter(base_timeout=float(conn.options.get("timeout", 60.0)))
     if concurrency is not None:  # a caller's fixed cap; the limiter still adapts below it
@@ -226,9 +280,12 @@ async def _ask_all(conn, model: str, todo, params: dict, concurrency: int | None
             if lim.down:  # tripped while this request waited for its turn
                 return None, b"", 0.0
             stats["attempts"] += 1
-            r = await client.post("/chat/completions", cast_to=httpx.Response,
-                                  body={"model": model, "messages": messages, **params},
-                                  options={"timeout": lim.timeout()})
+            r = await client.post(
+                "/chat/completions",
+                cast_to=httpx.Response,
+                body={"model": model, "messages": messages, **params},
+                options={"timeout": lim.timeout()},
+            )
             raw = await r.aread()
             return r, raw, time.monotonic() - t0
         finally:
@@ -285,14 +342,17 @@ async def _ask_all(conn, model: str, todo, params: dict, concurrency: int | None
                 return
             n += 1
             if not last:
-                await asyncio.sleep(min(8.0, 0.25 * 2 ** n))
+                await asyncio.sleep(min(8.0, 0.25 * 2**n))
 
     try:
         pending = todo
         for _ in range(ROUNDS):
             await asyncio.gather(*(one(*item) for item in pending))
-            pending = [item for item in pending if item[0] in failures and not failures[item[0]].startswith(
-                ("malformed", "server down"))]
+            pending = [
+                item
+                for item in pending
+                if item[0] in failures and not failures[item[0]].startswith(("malformed", "server down"))
+            ]
             if not pending or lim.down:
                 break
     finally:
@@ -301,15 +361,25 @@ async def _ask_all(conn, model: str, todo, params: dict, concurrency: int | None
     return failures, stats["sent"], stats["attempts"], lim
 
 
-def classify(conn, model: str, frame: pd.DataFrame, *, cache: PredictionCache, spec: PromptSpec | None = None,
-             seed: int = 0, temperature: float = 0.0, concurrency: int | None = DEFAULT_CONCURRENCY,
-             max_completion_tokens: int = MAX_COMPLETION_TOKENS, progress: bool = True,
-             limiter: Limiter | None = None) -> Predictions:
+def classify(
+    conn,
+    model: str,
+    frame: pd.DataFrame,
+    *,
+    cache: PredictionCache,
+    spec: PromptSpec | None = None,
+    seed: int = 0,
+    temperature: float = 0.0,
+    concurrency: int | None = DEFAULT_CONCURRENCY,
+    max_completion_tokens: int = MAX_COMPLETION_TOKENS,
+    progress: bool = True,
+    limiter: Limiter | None = None,
+) -> Predictions:
     """Answers for every row of ``frame`` (columns id, text), asking only for those not cached.
 
     Requests are paced by an adaptive ``Limiter`` (the server's rate-limit headers, 429s and latency);
-    ``concurrency`` caps the requests in flight. A malformed answer, a request that keeps failing, and
-    every item left when the server refuses connections are reported in ``failures``, never cached.
+    ``concurrency`` caps the requests in flight. A malformed answer, a request that keeps failing, and every
+    item left when the server refuses connections are reported in ``failures``, never cached.
     """
     spec = spec or prompt_spec()
     params = sampling_params(seed, temperature, max_completion_tokens, spec)
@@ -318,67 +388,7 @@ def classify(conn, model: str, frame: pd.DataFrame, *, cache: PredictionCache, s
     todo = [item for item in items if item[2] not in cached]
     if not todo:
         return _assemble(model, items, cache, cached, {}, spec.taxonomy, 0)
-    failures, sent, attempts, lim = _run(_ask_all(conn, model, todo, params, concurrency, cache, progress, limiter))
+    failures, sent, attempts, lim = _run(
+        _ask_all(conn, model, todo, params, concurrency, cache, progress, limiter)
+    )
     return _assemble(model, items, cache, cached, failures, spec.taxonomy, sent, attempts, lim.describe())
-
-
-def classify_batch(conn, run, model: str, frame: pd.DataFrame, *, key: str, cache: PredictionCache,
-                   spec: PromptSpec | None = None, seed: int = 0, temperature: float = 0.0,
-                   max_completion_tokens: int = MAX_COMPLETION_TOKENS, poll_s: float = 1.0, max_poll_s: float = 60.0,
-                   timeout_s: float = 25 * 3600, sleep: Callable[[float], None] = time.sleep) -> Predictions:
-    """The same classification through ``/v1/batches`` (50% cheaper on OpenAI), resumable from the manifest."""
-    client = conn.client
-    if not conn.batches:
-        raise ConfigError(f"the {conn.kind} provider runs no batches; classify online instead")
-    spec = spec or prompt_spec()
-    params = sampling_params(seed, temperature, max_completion_tokens, spec)
-    items = _build(frame, model, params, spec)
-    lines = [{"custom_id": row_id, "method": "POST", "url": "/v1/chat/completions",
-              "body": {"model": model, "messages": messages, **params}} for row_id, messages, _ in items]
-    if len({x["custom_id"] for x in lines}) != len(lines):
-        raise ConfigError("ids must be unique to join batch results on custom_id")
-    raw = "".join(json.dumps(x) + "\n" for x in lines).encode()
-    sha = hashlib.sha256(raw).hexdigest()
-    known = run.read(BatchRecord, key, required=False)
-    if known is not None and known.sha256 == sha and known.batch_id:
-        batch = client.batches.retrieve(known.batch_id)
-    else:
-        upload = client.files.create(file=(f"{run.name}-batch-{key}-{sha[:16]}.jsonl", raw), purpose="batch")
-        batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h",
-                                      metadata={"emotune_run": run.id, "key": key})
-        run.put(BatchRecord(batch_id=batch.id, input_file_id=upload.id, sha256=sha, model=model), key)
-    waited, interval = 0.0, poll_s
-    while batch.status not in ("completed", "failed", "expired", "cancelled"):
-        if waited >= timeout_s:
-            raise BackendError(f"batch {batch.id} still {batch.status} after {timeout_s:.0f} s; run again to resume")
-        sleep(interval)
-        waited += interval
-        interval = min(max_poll_s, interval * 1.5)
-        batch = client.batches.retrieve(batch.id)
-    if batch.status != "completed":
-        raise BackendError(f"batch {batch.id} ended {batch.status}: {batch.errors}")
-    by_id = {row_id: k for row_id, _, k in items}
-    cached_before = {k for _, _, k in items if cache.get(k) is not None}
-    fresh: set[str] = set()
-    bad: dict[str, str] = {}
-    if batch.output_file_id:
-        for line in client.files.content(batch.output_file_id).text.splitlines():
-            out = json.loads(line)
-            k = by_id[out["custom_id"]]
-            if k in cached_before:
-                continue
-            try:
-                record = read_completion(json.dumps(out["response"]["body"]).encode(), max_completion_tokens)
-            except (MalformedAnswer, KeyError, TypeError) as exc:
-                bad[out["custom_id"]] = f"malformed answer: {exc}"
-                continue
-            cache.put(k, {"model": model, **record, "via": "batch"})
-            fresh.add(k)
-    failures = bad
-    if batch.error_file_id:
-        for line in client.files.content(batch.error_file_id).text.splitlines():
-            err = json.loads(line)
-            body = (err.get("response") or {}).get("body") or {}
-            failures[err["custom_id"]] = (body.get("error") or err.get("error") or {}).get("message", "batch error")
-    run.put(BatchRecord(status=batch.status, output_file_id=batch.output_file_id, error_file_id=batch.error_file_id), key)
-    return _assemble(model, items, cache, cached_before, failures, spec.taxonomy, len(fresh))

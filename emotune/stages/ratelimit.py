@@ -10,7 +10,8 @@ The limiter starts at a safe concurrency and learns from every answer:
   within ``LATENCY_SLACK`` x the fastest seen, one more request may fly; a slower backend (an LLM taking
   seconds per answer) gets fewer in flight and longer timeouts instead of a flood of timeouts and retries.
 - A batching backend that says how many requests it answers at once (``x-emotune-batch-size``, emotune's
-  open-weights models) keeps at least that many in flight: its latency grows with the batch, its throughput more.
+  open-weights models) keeps at least that many in flight: its latency grows with the batch, its throughput
+  more.
 """
 
 from __future__ import annotations
@@ -95,7 +96,9 @@ class Limiter:
     slow_start: bool = True  # until the first sign of a limit, concurrency grows fast
     fastest: float | None = None
     typical: float | None = None  # moving average of latency
-    batch_floor: int = 1  # a batching backend's batch size (BATCH_HEADER): the concurrency never falls below it
+    batch_floor: int = (
+        1  # a batching backend's batch size (BATCH_HEADER): the concurrency never falls below it
+    )
     _paused_until: float = 0.0
     _next_request_at: float = 0.0
     _next_token_at: float = 0.0
@@ -137,7 +140,8 @@ class Limiter:
         return at
 
     async def acquire(self, cost: int) -> None:
-        """Wait for a free slot, the end of any pause and a booked send time; the request is then in flight."""
+        """Wait for a free slot, the end of any pause and a booked send time; the request is then in
+        flight."""
         cond = self._condition()
         async with cond:
             await cond.wait_for(lambda: self.in_flight < max(1, int(self.concurrency)))
@@ -196,7 +200,9 @@ class Limiter:
             # saturated backend: fewer in flight, but never fewer than a batching backend answers at once
             self.concurrency = max(1.0, self.batch_floor, self.concurrency * 0.98)
             self.slow_start = False
-        elif self.slow_start:  # no sign of a limit yet: one more in flight per answer (doubling per round trip)
+        elif (
+            self.slow_start
+        ):  # no sign of a limit yet: one more in flight per answer (doubling per round trip)
             self.concurrency = min(self.max_concurrency, self.concurrency + 1.0)
         else:
             self.concurrency = min(self.max_concurrency, self.concurrency + 1.0 / max(1.0, self.concurrency))

@@ -21,7 +21,11 @@ def multi_hot(label_lists, n_labels: int) -> np.ndarray:
 
 
 def _n_labels(frame: pd.DataFrame, n_labels: int | None) -> int:
-    return n_labels if n_labels is not None else 1 + max((max(ids) for ids in frame["labels"] if len(ids)), default=0)
+    return (
+        n_labels
+        if n_labels is not None
+        else 1 + max((max(ids) for ids in frame["labels"] if len(ids)), default=0)
+    )
 
 
 def stratified_sample(frame: pd.DataFrame, n: int, *, seed: int, n_labels: int | None = None) -> pd.DataFrame:
@@ -34,7 +38,9 @@ def stratified_sample(frame: pd.DataFrame, n: int, *, seed: int, n_labels: int |
     return frame.iloc[chosen].reset_index(drop=True)
 
 
-def _split_indices(frame: pd.DataFrame, n: int, *, seed: int, n_labels: int | None) -> tuple[np.ndarray, np.ndarray]:
+def _split_indices(
+    frame: pd.DataFrame, n: int, *, seed: int, n_labels: int | None
+) -> tuple[np.ndarray, np.ndarray]:
     from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
 
     if not 0 < n <= len(frame):
@@ -42,7 +48,9 @@ def _split_indices(frame: pd.DataFrame, n: int, *, seed: int, n_labels: int | No
     if n == len(frame):
         return np.arange(len(frame)), np.array([], dtype=int)
     y = multi_hot(frame["labels"].tolist(), _n_labels(frame, n_labels))
-    splitter = MultilabelStratifiedShuffleSplit(n_splits=1, train_size=n, test_size=len(frame) - n, random_state=seed)
+    splitter = MultilabelStratifiedShuffleSplit(
+        n_splits=1, train_size=n, test_size=len(frame) - n, random_state=seed
+    )
     chosen, rest = next(splitter.split(np.zeros(len(frame)), y))
     rng = np.random.default_rng(seed)
     if len(chosen) < n:
@@ -72,7 +80,9 @@ def _ensure_every_label(chosen: np.ndarray, y: np.ndarray, rng: np.random.Genera
     return chosen
 
 
-def split_frame(frame: pd.DataFrame, shares: dict[str, float], *, seed: int, n_labels: int | None = None) -> dict[str, pd.DataFrame]:
+def split_frame(
+    frame: pd.DataFrame, shares: dict[str, float], *, seed: int, n_labels: int | None = None
+) -> dict[str, pd.DataFrame]:
     """Cut one frame into named, stratified, seeded parts; the first name takes what the others leave."""
     names = list(shares)
     out, rest = {}, frame.reset_index(drop=True)
@@ -91,12 +101,14 @@ def support_table(population: pd.DataFrame, sample: pd.DataFrame, taxonomy: str 
     tax = get_taxonomy(taxonomy)
     pop = multi_hot(population["labels"].tolist(), len(tax)).mean(axis=0)
     smp = multi_hot(sample["labels"].tolist(), len(tax)).mean(axis=0)
-    return pd.DataFrame({
-        "label": tax.labels,
-        "population %": np.round(pop * 100, 2),
-        "sample %": np.round(smp * 100, 2),
-        "difference (pp)": np.round((smp - pop) * 100, 2),
-    })
+    return pd.DataFrame(
+        {
+            "label": tax.labels,
+            "population %": np.round(pop * 100, 2),
+            "sample %": np.round(smp * 100, 2),
+            "difference (pp)": np.round((smp - pop) * 100, 2),
+        }
+    )
 
 
 def to_frame(split) -> pd.DataFrame:
@@ -106,8 +118,16 @@ def to_frame(split) -> pd.DataFrame:
     return frame[["text", "labels", "id"]]
 
 
-def make_samples(dd, *, n_train: int, n_validation: int, n_eval: int, seed: int, n_labels: int | None = None,
-                 min_examples: int = MIN_EXAMPLES) -> dict[str, pd.DataFrame]:
+def make_samples(
+    dd,
+    *,
+    n_train: int,
+    n_validation: int,
+    n_eval: int,
+    seed: int,
+    n_labels: int | None = None,
+    min_examples: int = MIN_EXAMPLES,
+) -> dict[str, pd.DataFrame]:
     """Stratified, seeded samples: train from train, validation from the validation split, eval from test.
 
     Only the eval sample touches the test split, and only notebook 05 reads it. A size of 0 takes the whole
@@ -118,11 +138,20 @@ def make_samples(dd, *, n_train: int, n_validation: int, n_eval: int, seed: int,
     for name, (split, n) in plan.items():
         size = n or len(frames[name])
         if name != "eval" and min(size, len(frames[name])) < min_examples:
-            raise DataError(f"the {name} sample would hold {min(size, len(frames[name]))} examples ({split} split: "
-                            f"{len(frames[name])} rows); fine-tuning needs at least {min_examples}",
-                            path=f"split {split}", rule="too-few-examples")
+            raise DataError(
+                f"the {name} sample would hold {min(size, len(frames[name]))} examples ({split} split: "
+                f"{len(frames[name])} rows); fine-tuning needs at least {min_examples}",
+                path=f"split {split}",
+                rule="too-few-examples",
+            )
         if size > len(frames[name]):
-            raise DataError(f"n_{'eval' if name == 'eval' else name}={n} is more than the {len(frames[name])} rows of "
-                            f"the {split} split; ask for fewer, or 0 for all", path=f"split {split}", rule="sample-size")
-    return {name: stratified_sample(frames[name], n or len(frames[name]), seed=seed, n_labels=n_labels)
-            for name, (_, n) in plan.items()}
+            raise DataError(
+                f"n_{'eval' if name == 'eval' else name}={n} is more than the {len(frames[name])} rows of "
+                f"the {split} split; ask for fewer, or 0 for all",
+                path=f"split {split}",
+                rule="sample-size",
+            )
+    return {
+        name: stratified_sample(frames[name], n or len(frames[name]), seed=seed, n_labels=n_labels)
+        for name, (_, n) in plan.items()
+    }

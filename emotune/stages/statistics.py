@@ -3,24 +3,24 @@
 Which method answers which question, and why:
 
 - **"How good is this model on comments like these?"** The score on the evaluation sample with a 95%
-  bias-corrected and accelerated (BCa) bootstrap interval: :func:`scipy.stats.bootstrap` with
-  ``method="BCa"`` and 9,999 resamples of the comments. Macro-F1 leans on rare labels that drop out of
-  many resamples, which makes the bootstrap distribution biased and skewed; the plain percentile interval
-  inherits both, BCa corrects for them (Efron 1987).
+bias-corrected and accelerated (BCa) bootstrap interval: :func:`scipy.stats.bootstrap` with
+``method="BCa"`` and 9,999 resamples of the comments. Macro-F1 leans on rare labels that drop out of
+many resamples, which makes the bootstrap distribution biased and skewed; the plain percentile interval
+inherits both, BCa corrects for them (Efron 1987).
 - **"Is model B better than model A on the same comments?"** A paired permutation (randomization) test:
-  :func:`scipy.stats.permutation_test` with ``permutation_type="samples"``. If the two models were
-  exchangeable, swapping their answers on any comment would leave the score difference's distribution
-  unchanged; the test draws 9,999 random swap patterns and counts the ``k`` whose absolute difference
-  reaches the observed one, so p = (k + 1) / (B + 1) (SciPy's own count for a randomized test): never 0,
-  resolution 1 / 10,000. The size of the difference gets a paired BCa bootstrap interval (the same
-  resampled comments for both models, so comment difficulty cancels).
+:func:`scipy.stats.permutation_test` with ``permutation_type="samples"``. If the two models were
+exchangeable, swapping their answers on any comment would leave the score difference's distribution
+unchanged; the test draws 9,999 random swap patterns and counts the ``k`` whose absolute difference
+reaches the observed one, so p = (k + 1) / (B + 1) (SciPy's own count for a randomized test): never 0,
+resolution 1 / 10,000. The size of the difference gets a paired BCa bootstrap interval (the same
+resampled comments for both models, so comment difficulty cancels).
 - **"Which of the several differences reported hold?"** Holm's step-down correction across the whole
-  family of tests in a table (:func:`statsmodels.stats.multitest.multipletests`): it controls the chance
-  of any false claim at 5% without assuming the tests are independent.
+family of tests in a table (:func:`statsmodels.stats.multitest.multipletests`): it controls the chance
+of any false claim at 5% without assuming the tests are independent.
 - **Macro-F1 is reported twice**: over every label with at least one gold example in the sample
-  (scikit-learn's ``f1_score(average="macro", labels=...)``), and over the labels with at least
-  :data:`MIN_SUPPORT` gold examples, with the count of labels left out: an F1 on one or two examples is
-  mostly noise, and on a few hundred comments such labels can carry half of the all-label figure.
+(scikit-learn's ``f1_score(average="macro", labels=...)``), and over the labels with at least
+:data:`MIN_SUPPORT` gold examples, with the count of labels left out: an F1 on one or two examples is
+mostly noise, and on a few hundred comments such labels can carry half of the all-label figure.
 
 Everything here is a pure function of 0/1 matrices (rows: comments, columns: labels), so an independent
 recomputation from the saved predictions reproduces every interval and p-value (the seed is fixed).
@@ -38,7 +38,15 @@ MIN_SUPPORT = 5  # gold examples a label needs to count in the "supported labels
 N_RESAMPLES = 9_999  # bootstrap resamples and permutations: B + 1 = 10,000
 LEVEL = 0.95
 ALPHA = 0.05
-METRICS = ("macro_f1", "macro_f1_supported", "micro_f1", "weighted_f1", "exact_match", "hamming_loss", "jaccard")
+METRICS = (
+    "macro_f1",
+    "macro_f1_supported",
+    "micro_f1",
+    "weighted_f1",
+    "exact_match",
+    "hamming_loss",
+    "jaccard",
+)
 _BATCH = 500  # resamples per vectorized call: bounds memory to about batch x comments floats
 
 
@@ -56,7 +64,10 @@ class LabelSets:
 
     def describe(self) -> str:
         n, kept = len(self.present), int(self.supported.sum())
-        return f"{kept} of {n} labels have at least {MIN_SUPPORT} test examples ({n - kept} left out of that average)"
+        return (
+            f"{kept} of {n} labels have at least {MIN_SUPPORT} test examples "
+            f"({n - kept} left out of that average)"
+        )
 
 
 def row_features(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
@@ -78,7 +89,7 @@ def _f1(tp, fp, fn):
 def from_sums(sums: np.ndarray, n_items, labels: LabelSets) -> dict[str, np.ndarray]:
     """Each metric from summed :func:`row_features` (last axis); works on one sum or a stack of resamples."""
     k = len(labels.present)
-    tp, fp, fn = sums[..., :k], sums[..., k:2 * k], sums[..., 2 * k:3 * k]
+    tp, fp, fn = sums[..., :k], sums[..., k : 2 * k], sums[..., 2 * k : 3 * k]
     per_label = _f1(tp, fp, fn)
     support = tp + fn
     weights = support / np.maximum(support.sum(axis=-1, keepdims=True), 1)
@@ -87,10 +98,15 @@ def from_sums(sums: np.ndarray, n_items, labels: LabelSets) -> dict[str, np.ndar
     def macro(mask):
         return per_label[..., mask].mean(axis=-1) if mask.any() else np.full(per_label.shape[:-1], np.nan)
 
-    return {"macro_f1": macro(labels.present), "macro_f1_supported": macro(labels.supported),
-            "micro_f1": _f1(tp.sum(-1), fp.sum(-1), fn.sum(-1)), "weighted_f1": (per_label * weights).sum(axis=-1),
-            "exact_match": sums[..., 3 * k] / n_items, "hamming_loss": sums[..., 3 * k + 1] / n_items,
-            "jaccard": sums[..., 3 * k + 2] / n_items}
+    return {
+        "macro_f1": macro(labels.present),
+        "macro_f1_supported": macro(labels.supported),
+        "micro_f1": _f1(tp.sum(-1), fp.sum(-1), fn.sum(-1)),
+        "weighted_f1": (per_label * weights).sum(axis=-1),
+        "exact_match": sums[..., 3 * k] / n_items,
+        "hamming_loss": sums[..., 3 * k + 1] / n_items,
+        "jaccard": sums[..., 3 * k + 2] / n_items,
+    }
 
 
 def point_scores(y_true: np.ndarray, y_pred: np.ndarray, labels: LabelSets | None = None) -> dict[str, float]:
@@ -123,7 +139,10 @@ def _metric_statistic(features: np.ndarray, labels: LabelSets, metrics: tuple[st
 def _interval(res, level: float) -> tuple[np.ndarray, np.ndarray]:
     """The BCa interval; where BCa is undefined (a degenerate bootstrap distribution, e.g. a score that is
     the same on every resample, as for two identical prediction sets) the percentile interval instead."""
-    low, high = np.atleast_1d(res.confidence_interval.low).astype(float), np.atleast_1d(res.confidence_interval.high).astype(float)
+    low, high = (
+        np.atleast_1d(res.confidence_interval.low).astype(float),
+        np.atleast_1d(res.confidence_interval.high).astype(float),
+    )
     dist = np.atleast_2d(res.bootstrap_distribution)
     bad = np.isnan(low) | np.isnan(high)
     if bad.any():
@@ -141,8 +160,15 @@ def _quiet():
         yield
 
 
-def bca_intervals(y_true: np.ndarray, y_pred: np.ndarray, *, labels: LabelSets | None = None,
-                  n_resamples: int = N_RESAMPLES, seed: int = 0, level: float = LEVEL) -> dict[str, tuple[float, float, float]]:
+def bca_intervals(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    *,
+    labels: LabelSets | None = None,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = 0,
+    level: float = LEVEL,
+) -> dict[str, tuple[float, float, float]]:
     """(score, low, high) for every metric: BCa intervals from :func:`scipy.stats.bootstrap` over comments."""
     from scipy.stats import bootstrap
 
@@ -150,8 +176,16 @@ def bca_intervals(y_true: np.ndarray, y_pred: np.ndarray, *, labels: LabelSets |
     metrics = tuple(m for m in METRICS if m != "macro_f1_supported" or labels.supported.any())
     stat = _metric_statistic(row_features(y_true, y_pred), labels, metrics)
     with _quiet():
-        res = bootstrap((np.arange(len(y_true)),), stat, n_resamples=n_resamples, batch=_BATCH, vectorized=True,
-                        confidence_level=level, method="BCa", rng=np.random.default_rng(seed))
+        res = bootstrap(
+            (np.arange(len(y_true)),),
+            stat,
+            n_resamples=n_resamples,
+            batch=_BATCH,
+            vectorized=True,
+            confidence_level=level,
+            method="BCa",
+            rng=np.random.default_rng(seed),
+        )
         low, high = _interval(res, level)
     point = stat(np.arange(len(y_true)))
     out = {m: (float(point[i]), float(low[i]), float(high[i])) for i, m in enumerate(metrics)}
@@ -181,9 +215,17 @@ class Comparison:
         return self.p_reported < ALPHA
 
 
-def compare(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, metric: str = "macro_f1", *,
-            labels: LabelSets | None = None, n_resamples: int = N_RESAMPLES, seed: int = 0,
-            level: float = LEVEL) -> Comparison:
+def compare(
+    y_true: np.ndarray,
+    pred_a: np.ndarray,
+    pred_b: np.ndarray,
+    metric: str = "macro_f1",
+    *,
+    labels: LabelSets | None = None,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = 0,
+    level: float = LEVEL,
+) -> Comparison:
     """B minus A: paired BCa interval of the difference, and the paired permutation test's p-value."""
     from scipy.stats import bootstrap, permutation_test
 
@@ -206,14 +248,33 @@ def compare(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, metric: 
         x = np.moveaxis(np.asarray(x), axis, -1)
         sums = (_weights(x, n) @ paired).astype(np.float64)
         m = x.shape[-1]
-        return from_sums(sums[..., width:], m, labels)[metric] - from_sums(sums[..., :width], m, labels)[metric]
+        return (
+            from_sums(sums[..., width:], m, labels)[metric] - from_sums(sums[..., :width], m, labels)[metric]
+        )
 
     rows = np.arange(n)
     with _quiet():
-        test = permutation_test((rows, rows + n), size, permutation_type="samples", n_resamples=n_resamples,
-                                batch=_BATCH, vectorized=True, alternative="greater", rng=np.random.default_rng(seed))
-        interval = bootstrap((rows, rows), difference, paired=True, n_resamples=n_resamples, batch=_BATCH,
-                             vectorized=True, confidence_level=level, method="BCa", rng=np.random.default_rng(seed))
+        test = permutation_test(
+            (rows, rows + n),
+            size,
+            permutation_type="samples",
+            n_resamples=n_resamples,
+            batch=_BATCH,
+            vectorized=True,
+            alternative="greater",
+            rng=np.random.default_rng(seed),
+        )
+        interval = bootstrap(
+            (rows, rows),
+            difference,
+            paired=True,
+            n_resamples=n_resamples,
+            batch=_BATCH,
+            vectorized=True,
+            confidence_level=level,
+            method="BCa",
+            rng=np.random.default_rng(seed),
+        )
         low, high = _interval(interval, level)
     return Comparison(metric, a, b, b - a, float(low[0]), float(high[0]), float(test.pvalue), n)
 

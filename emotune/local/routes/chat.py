@@ -1,4 +1,5 @@
-"""Route of /v1/chat/completions: parsed into a typed request, answered off the event loop, streamed or not."""
+"""Route of /v1/chat/completions: parsed into a typed request, answered off the event loop, streamed
+or not."""
 
 from __future__ import annotations
 
@@ -26,13 +27,19 @@ async def chat(request: Request):
     if req.stream:  # the model is found (or not) before the stream opens: an error is a plain OpenAI response
         chat_ = engine(request).chat
         live = await run_in_threadpool(chat_.live, req)
-        source = (live_chunks(*live, req.include_usage) if live is not None
-                  else chunks(await run_in_threadpool(chat_.answer, req), req.include_usage))
+        source = (
+            live_chunks(*live, req.include_usage)
+            if live is not None
+            else chunks(await run_in_threadpool(chat_.answer, req), req.include_usage)
+        )
         # a sync iterator: Starlette pulls it in a worker thread, so generation never blocks the event loop
-        return StreamingResponse(events(source), media_type="text/event-stream",
-                                 headers=headers | {"cache-control": "no-cache"})
+        return StreamingResponse(
+            events(source), media_type="text/event-stream", headers=headers | {"cache-control": "no-cache"}
+        )
     answer = await run_in_threadpool(engine(request).chat.complete, req)
     together = engine(request).chat.batch_size(req.model)
-    if together > 1:  # a client that keeps this many in flight gets whole batches (emotune's predictor reads it)
+    if (
+        together > 1
+    ):  # a client that keeps this many in flight gets whole batches (emotune's predictor reads it)
         headers = headers | {BATCH_HEADER: str(together)}
     return json_response(answer, headers=headers)

@@ -18,7 +18,8 @@ def json_response(obj, status: int = 200, headers: dict | None = None) -> Respon
 
 
 def typed(kind, obj: dict) -> dict:
-    """A response built through the ``openai`` package's own type: what the official client parses, no more."""
+    """A response built through the ``openai`` package's own type: what the official client parses, no
+    more."""
     return kind.model_validate(obj).model_dump(mode="json", exclude_unset=True)
 
 
@@ -38,14 +39,21 @@ def page(items: list[dict], after: str | None, limit: str | None, default_limit:
         try:
             n = int(limit)
         except ValueError:
-            raise ApiError(400, f"Invalid value for 'limit': {limit!r} is not an integer.", param="limit") from None
+            raise ApiError(
+                400, f"Invalid value for 'limit': {limit!r} is not an integer.", param="limit"
+            ) from None
     if after:
         ids = [i["id"] for i in items]
-        items = items[ids.index(after) + 1:] if after in ids else []
+        items = items[ids.index(after) + 1 :] if after in ids else []
     n = max(1, min(n, MAX_PAGE))
     chunk = items[:n]
-    return {"object": "list", "data": chunk, "has_more": len(items) > n,
-            "first_id": chunk[0]["id"] if chunk else None, "last_id": chunk[-1]["id"] if chunk else None}
+    return {
+        "object": "list",
+        "data": chunk,
+        "has_more": len(items) > n,
+        "first_id": chunk[0]["id"] if chunk else None,
+        "last_id": chunk[-1]["id"] if chunk else None,
+    }
 
 
 async def json_body(request: Request) -> dict:
@@ -56,7 +64,9 @@ async def json_body(request: Request) -> dict:
     try:
         body = json.loads(raw or b"{}")
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise ApiError(400, f"We could not parse the JSON body of your request ({type(exc).__name__}).") from None
+        raise ApiError(
+            400, f"We could not parse the JSON body of your request ({type(exc).__name__})."
+        ) from None
     if not isinstance(body, dict):
         raise ApiError(400, "The request body must be a JSON object.")
     return body

@@ -18,8 +18,12 @@ async def create_file(request: Request):
     files = engine(request).files
     declared = request.headers.get("content-length") or "0"
     if declared.isdigit() and int(declared) > files.max_upload_bytes + 1024 * 1024:
-        raise ApiError(413, f"Request is too large: {declared} bytes; the upload limit is {files.max_upload_bytes} bytes.",
-                       param="file", code="file_too_large")
+        raise ApiError(
+            413,
+            f"Request is too large: {declared} bytes; the upload limit is {files.max_upload_bytes} bytes.",
+            param="file",
+            code="file_too_large",
+        )
     form = await request.form()
     upload, purpose = form.get("file"), form.get("purpose")
     if upload is None or not hasattr(upload, "read"):
@@ -27,12 +31,19 @@ async def create_file(request: Request):
     if not purpose or not isinstance(purpose, str):
         raise ApiError(400, "Missing required parameter: 'purpose'.", param="purpose")
     data = await upload.read()
-    return json_response(typed(FileObject, await run_in_threadpool(files.create, upload.filename or "upload", purpose, data)))
+    return json_response(
+        typed(FileObject, await run_in_threadpool(files.create, upload.filename or "upload", purpose, data))
+    )
 
 
 @router.get("/v1/files")
-async def list_files(request: Request, purpose: str | None = None, after: str | None = None, limit: str | None = None,
-                     order: str = "desc"):
+async def list_files(
+    request: Request,
+    purpose: str | None = None,
+    after: str | None = None,
+    limit: str | None = None,
+    order: str = "desc",
+):
     items = typed_list(FileObject, engine(request).files.list(purpose))
     return json_response(page(items if order != "asc" else items[::-1], after, limit, 10_000))
 
@@ -49,4 +60,6 @@ async def delete_file(request: Request, file_id: str):
 
 @router.get("/v1/files/{file_id}/content")
 async def file_content(request: Request, file_id: str):
-    return Response(await run_in_threadpool(engine(request).files.content, file_id), media_type="application/octet-stream")
+    return Response(
+        await run_in_threadpool(engine(request).files.content, file_id), media_type="application/octet-stream"
+    )

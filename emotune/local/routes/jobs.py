@@ -17,16 +17,22 @@ router = APIRouter()
 @router.post("/v1/fine_tuning/jobs")
 async def create_job(request: Request):
     if request.app.state.fine_tuning_closed:
-        raise ApiError(403, "Fine-tuning is not available for your organization (simulated by the emotune local "
-                            "backend: fine_tuning_closed).", code="fine_tuning_unavailable")
+        raise ApiError(
+            403,
+            "Fine-tuning is not available for your organization (simulated by the emotune local "
+            "backend: fine_tuning_closed).",
+            code="fine_tuning_unavailable",
+        )
     req = parse(JobRequest, await json_body(request))
     return json_response(typed(FineTuningJob, await run_in_threadpool(engine(request).jobs.create, req)))
 
 
 @router.get("/v1/fine_tuning/jobs")
 async def list_jobs(request: Request, after: str | None = None, limit: str | None = None):
-    meta = {k[len("metadata["):-1]: v for k, v in request.query_params.items() if k.startswith("metadata[")}
-    return json_response(page(typed_list(FineTuningJob, engine(request).jobs.list(meta or None)), after, limit))
+    meta = {k[len("metadata[") : -1]: v for k, v in request.query_params.items() if k.startswith("metadata[")}
+    return json_response(
+        page(typed_list(FineTuningJob, engine(request).jobs.list(meta or None)), after, limit)
+    )
 
 
 @router.get("/v1/fine_tuning/jobs/{job_id}")
@@ -41,9 +47,13 @@ async def cancel_job(request: Request, job_id: str):
 
 @router.get("/v1/fine_tuning/jobs/{job_id}/events")
 async def job_events(request: Request, job_id: str, after: str | None = None, limit: str | None = None):
-    return json_response(page(typed_list(FineTuningJobEvent, engine(request).jobs.events(job_id)), after, limit))
+    return json_response(
+        page(typed_list(FineTuningJobEvent, engine(request).jobs.events(job_id)), after, limit)
+    )
 
 
 @router.get("/v1/fine_tuning/jobs/{job_id}/checkpoints")
 async def job_checkpoints(request: Request, job_id: str, after: str | None = None, limit: str | None = None):
-    return json_response(page(typed_list(FineTuningJobCheckpoint, engine(request).jobs.checkpoints(job_id)), after, limit, 10))
+    return json_response(
+        page(typed_list(FineTuningJobCheckpoint, engine(request).jobs.checkpoints(job_id)), after, limit, 10)
+    )

@@ -18,9 +18,25 @@ from .open_weights import MARKER, OpenWeightsTrainer, is_open_weights
 from .serving import OpenWeightsModel
 from .zero_shot import ZeroShotModel
 
-__all__ = ["Cancelled", "ChatModel", "ClassicalModel", "ClassicalTrainer", "Dataset", "GrammarError", "OpenWeightsModel",
-           "OpenWeightsTrainer", "StepMetrics", "TrainResult", "Trainer", "ZeroShotModel", "is_open_weights",
-           "load_model", "parse_jsonl", "register_trainer", "trainer_for"]
+__all__ = [
+    "Cancelled",
+    "ChatModel",
+    "ClassicalModel",
+    "ClassicalTrainer",
+    "Dataset",
+    "GrammarError",
+    "OpenWeightsModel",
+    "OpenWeightsTrainer",
+    "StepMetrics",
+    "TrainResult",
+    "Trainer",
+    "ZeroShotModel",
+    "is_open_weights",
+    "load_model",
+    "parse_jsonl",
+    "register_trainer",
+    "trainer_for",
+]
 
 _TRAINERS: list[Trainer] = [OpenWeightsTrainer(), ClassicalTrainer()]
 

@@ -53,8 +53,16 @@ class Trainer(Protocol):
 
     def supports(self, model: str) -> bool: ...
 
-    def train(self, train: Dataset, valid: Dataset | None, hp: dict, seed: int,
-              on_step: Callable[[StepMetrics], None], base: str = "", work_dir: Path | None = None) -> TrainResult: ...
+    def train(
+        self,
+        train: Dataset,
+        valid: Dataset | None,
+        hp: dict,
+        seed: int,
+        on_step: Callable[[StepMetrics], None],
+        base: str = "",
+        work_dir: Path | None = None,
+    ) -> TrainResult: ...
 
 
 def parse_jsonl(data: bytes, filename: str = "training_file") -> Dataset:
@@ -70,17 +78,25 @@ def parse_jsonl(data: bytes, filename: str = "training_file") -> Dataset:
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise DataError(f"invalid JSON ({exc.msg})", path=filename, line=lineno, rule="invalid_json") from None
+            raise DataError(
+                f"invalid JSON ({exc.msg})", path=filename, line=lineno, rule="invalid_json"
+            ) from None
         messages = obj.get("messages") if isinstance(obj, dict) else None
         if not isinstance(messages, list) or not messages:
-            raise DataError("'messages' must be a non-empty list", path=filename, line=lineno, rule="missing_messages")
+            raise DataError(
+                "'messages' must be a non-empty list", path=filename, line=lineno, rule="missing_messages"
+            )
         answer = assistant_text(messages)
         if answer is None:
             raise DataError("no assistant message", path=filename, line=lineno, rule="no_assistant_message")
         parsed = parse_answer(answer, None)
         if not parsed.labels:
-            raise DataError(f"assistant answer holds no labels ({parsed.detail or parsed.status})",
-                            path=filename, line=lineno, rule="unparseable_target")
+            raise DataError(
+                f"assistant answer holds no labels ({parsed.detail or parsed.status})",
+                path=filename,
+                line=lineno,
+                rule="unparseable_target",
+            )
         formats.add("json" if answer.strip().startswith("{") else "comma")
         texts.append(last_user_text(messages))
         labels.append(parsed.labels)
@@ -98,10 +114,7 @@ class ChatModel(Protocol):
     def answer(self, messages: Sequence[dict], response_format: dict | None = None) -> str: ...
 
 
-
 def wants_json(response_format: dict | None, system: str) -> bool:
     if response_format and response_format.get("type") in ("json_schema", "json_object"):
         return True
     return '"labels"' in system
-
-

@@ -1,9 +1,9 @@
 """Dynamic batching for a served language model.
 
-Concurrent greedy requests for the same model wait a few milliseconds on a queue; one worker thread takes
-up to :data:`MAX_BATCH` of them and answers them with one padded ``generate`` call, so 32 requests in
-flight cost about one forward pass per token instead of 32 (benchmarks/bench_open_weights.py). Each caller
-gets its own answer back through a future; an error in a batch fails exactly that batch's requests.
+Concurrent greedy requests for the same model wait a few milliseconds on a queue; one worker thread takes up
+to :data:`MAX_BATCH` of them and answers them with one padded ``generate`` call, so 32 requests in flight cost
+about one forward pass per token instead of 32 (benchmarks/bench_open_weights.py). Each caller gets its own
+answer back through a future; an error in a batch fails exactly that batch's requests.
 """
 
 from __future__ import annotations
@@ -19,10 +19,15 @@ WAIT_S = 0.01  # how long the first request of a batch waits for company
 
 
 class Batcher:
-    """Gathers ``(prompt ids, token limit, grammar or None)`` requests and answers them in batches with ``run_batch``."""
+    """Gathers ``(prompt ids, token limit, grammar or None)`` requests and answers them in batches with
+    ``run_batch``."""
 
-    def __init__(self, run_batch: Callable[[list[tuple[list[int], int, object]]], list[tuple[list[int], str]]],
-                 max_batch: int = MAX_BATCH, wait_s: float = WAIT_S):
+    def __init__(
+        self,
+        run_batch: Callable[[list[tuple[list[int], int, object]]], list[tuple[list[int], str]]],
+        max_batch: int = MAX_BATCH,
+        wait_s: float = WAIT_S,
+    ):
         self.run_batch, self.max_batch, self.wait_s = run_batch, max_batch, wait_s
         self._queue: queue.Queue = queue.Queue()
         self._lock = threading.Lock()

@@ -41,8 +41,15 @@ class ClassicalModel:
 
     kind = "tf-idf + logistic regression"
 
-    def __init__(self, vectorizer, weights: np.ndarray, bias: np.ndarray, classes: list[str],
-                 thresholds: np.ndarray, label_format: str):
+    def __init__(
+        self,
+        vectorizer,
+        weights: np.ndarray,
+        bias: np.ndarray,
+        classes: list[str],
+        thresholds: np.ndarray,
+        label_format: str,
+    ):
         self.vectorizer, self.weights, self.bias = vectorizer, weights, bias
         self.classes, self.thresholds, self.label_format = classes, thresholds, label_format
 
@@ -77,7 +84,9 @@ class ClassicalModel:
 
     def _format(self, labels: list[str], messages, response_format) -> str:
         system = " ".join(str(m.get("content", "")) for m in messages if m.get("role") == "system")
-        as_json = self.label_format == "json" or wants_json(response_format, system if response_format else "")
+        as_json = self.label_format == "json" or wants_json(
+            response_format, system if response_format else ""
+        )
         return format_answer(labels, "json" if as_json else "comma")
 
     def save(self, folder: Path) -> None:
@@ -112,8 +121,16 @@ class ClassicalTrainer:
     def supports(self, model: str) -> bool:
         return True
 
-    def train(self, train: Dataset, valid: Dataset | None, hp: dict, seed: int,
-              on_step: Callable[[StepMetrics], None], base: str = "", work_dir: Path | None = None) -> TrainResult:
+    def train(
+        self,
+        train: Dataset,
+        valid: Dataset | None,
+        hp: dict,
+        seed: int,
+        on_step: Callable[[StepMetrics], None],
+        base: str = "",
+        work_dir: Path | None = None,
+    ) -> TrainResult:
         from sklearn.feature_extraction.text import TfidfVectorizer
 
         classes, canon = _canonical_classes([d for d in (train, valid) if d])
@@ -125,8 +142,13 @@ class ClassicalTrainer:
                 y[row, [index[canon[lab]] for lab in labs if canon.get(lab) in index]] = 1
             return y
 
-        vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=1 if len(train.texts) < 2000 else 2,
-                                     sublinear_tf=True, lowercase=True, dtype=np.float32)
+        vectorizer = TfidfVectorizer(
+            ngram_range=(1, 2),
+            min_df=1 if len(train.texts) < 2000 else 2,
+            sublinear_tf=True,
+            lowercase=True,
+            dtype=np.float32,
+        )
         x = vectorizer.fit_transform(train.texts).tocsr()
         y = targets(train)
         xv, yv = (vectorizer.transform(valid.texts).tocsr(), targets(valid)) if valid else (None, None)
@@ -146,7 +168,7 @@ class ClassicalTrainer:
         for epoch in range(1, epochs + 1):
             order = rng.permutation(n)
             for start in range(0, n, batch):
-                rows = order[start:start + batch]
+                rows = order[start : start + batch]
                 xb, yb = x[rows], y[rows]
                 probs = _sigmoid(np.asarray(xb @ w) + b)
                 err = (probs - yb) / len(rows)
@@ -159,19 +181,22 @@ class ClassicalTrainer:
                 step += 1
                 decided = (probs >= 0.5).astype(np.float32)
                 metrics = StepMetrics(step, total, epoch, _bce(probs, yb), _exact(decided, yb))
-                if xv is not None and (step % eval_every == 0 or start + batch >= n):  # and at every epoch end
+                if xv is not None and (
+                    step % eval_every == 0 or start + batch >= n
+                ):  # and at every epoch end
                     pv = _sigmoid(np.asarray(xv @ w) + b)
                     metrics.valid_loss, metrics.valid_accuracy = _bce(pv, yv), _exact((pv >= 0.5), yv)
                 result.steps.append(metrics)
                 on_step(metrics)
-            thresholds = (tune_thresholds(_sigmoid(np.asarray(xv @ w) + b), yv) if xv is not None
-                          else np.full(n_lab, 0.5))
+            thresholds = (
+                tune_thresholds(_sigmoid(np.asarray(xv @ w) + b), yv)
+                if xv is not None
+                else np.full(n_lab, 0.5)
+            )
             snapshot = ClassicalModel(vectorizer, w.copy(), b.copy(), classes, thresholds, train.label_format)
             result.checkpoints.append((step, snapshot, result.steps[-1]))
         result.model = result.checkpoints[-1][1]
         return result
-
-
 
 
 def load_classical(folder: Path) -> ClassicalModel:

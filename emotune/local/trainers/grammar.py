@@ -45,8 +45,9 @@ class Grammars:
         with self._lock:
             if self._compiler is None:
                 xgr = _xgrammar()
-                info = xgr.TokenizerInfo.from_huggingface(self.tok, vocab_size=self.vocab_size,
-                                                          stop_token_ids=[self.tok.eos_token_id])
+                info = xgr.TokenizerInfo.from_huggingface(
+                    self.tok, vocab_size=self.vocab_size, stop_token_ids=[self.tok.eos_token_id]
+                )
                 self._compiler = xgr.GrammarCompiler(info, max_threads=2)
             return self._compiler
 
@@ -60,10 +61,13 @@ class Grammars:
         spec = response_format.get("json_schema") or {}
         schema = spec.get("schema") or {"type": "object"}
         try:
-            return compiler.compile_json_schema(json.dumps(schema), any_whitespace=False,
-                                                strict_mode=bool(spec.get("strict", True)))
+            return compiler.compile_json_schema(
+                json.dumps(schema), any_whitespace=False, strict_mode=bool(spec.get("strict", True))
+            )
         except (RuntimeError, ValueError, TypeError) as exc:
-            raise GrammarError(f"the JSON schema cannot be enforced: {str(exc).splitlines()[0][:300]}") from None
+            raise GrammarError(
+                f"the JSON schema cannot be enforced: {str(exc).splitlines()[0][:300]}"
+            ) from None
 
 
 def logits_processor(grammars: list, vocab_size: int):

@@ -36,7 +36,9 @@ def is_open_weights(model: str) -> bool:
     if weights.known(model) is not None or weights.is_gguf(model):
         return True
     path = Path(model)
-    return (path.is_dir() and (path / "config.json").exists()) or ("/" in model and not model.startswith(("ft:", "/", ".")))
+    return (path.is_dir() and (path / "config.json").exists()) or (
+        "/" in model and not model.startswith(("ft:", "/", "."))
+    )
 
 
 def require_extra():
@@ -45,16 +47,21 @@ def require_extra():
         import torch  # noqa: F401
         import transformers  # noqa: F401
     except ImportError as exc:
-        raise ConfigError(f"open-weights fine-tuning needs the optional extra ({exc.name} is missing): {INSTALL}") from None
+        raise ConfigError(
+            f"open-weights fine-tuning needs the optional extra ({exc.name} is missing): {INSTALL}"
+        ) from None
 
 
 def _no_weights(model: str) -> ConfigError:
-    return ConfigError(f"no weights for {model!r} in the Hugging Face cache or at that path; download them where you "
-                       f"have a network (huggingface-cli download {model}) or pass a local folder")
+    return ConfigError(
+        f"no weights for {model!r} in the Hugging Face cache or at that path; download them where you "
+        f"have a network (huggingface-cli download {model}) or pass a local folder"
+    )
 
 
 def _tokenizer(model: str):
-    """The model's local folder and its tokenizer (checked: present, with a chat template), never a download."""
+    """The model's local folder and its tokenizer (checked: present, with a chat template), never a
+    download."""
     require_extra()
     from transformers import AutoTokenizer
 
@@ -66,7 +73,9 @@ def _tokenizer(model: str):
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     if not tok.chat_template:
-        raise ConfigError(f"{model!r} has no chat template; open-weights fine-tuning needs an instruct/chat model")
+        raise ConfigError(
+            f"{model!r} has no chat template; open-weights fine-tuning needs an instruct/chat model"
+        )
     return folder, tok
 
 
@@ -97,8 +106,16 @@ class OpenWeightsTrainer:
     def supports(self, model: str) -> bool:
         return is_open_weights(model)
 
-    def train(self, train: Dataset, valid: Dataset | None, hp: dict, seed: int,
-              on_step: Callable[[StepMetrics], None], base: str = "", work_dir: Path | None = None) -> TrainResult:
+    def train(
+        self,
+        train: Dataset,
+        valid: Dataset | None,
+        hp: dict,
+        seed: int,
+        on_step: Callable[[StepMetrics], None],
+        base: str = "",
+        work_dir: Path | None = None,
+    ) -> TrainResult:
         import subprocess
         import sys
 
@@ -108,15 +125,28 @@ class OpenWeightsTrainer:
         except ImportError:
             raise ConfigError(f"open-weights fine-tuning needs TRL (trl is missing): {INSTALL}") from None
         if work_dir is None:
-            raise ConfigError("open-weights training needs a working folder (the job's folder in the state directory)")
+            raise ConfigError(
+                "open-weights training needs a working folder (the job's folder in the state directory)"
+            )
         work_dir.mkdir(parents=True, exist_ok=True)
-        request = {"base": _tokenizer(base)[0], "train": train.messages, "seed": seed, "hyperparameters": hp,
-                   "valid": valid.messages[:MAX_VALID_EXAMPLES] if valid else [], "lora_r": LORA_R, "lora_alpha": LORA_ALPHA,
-                   "learning_rate": BASE_LEARNING_RATE * float(hp["learning_rate_multiplier"])}
+        request = {
+            "base": _tokenizer(base)[0],
+            "train": train.messages,
+            "seed": seed,
+            "hyperparameters": hp,
+            "valid": valid.messages[:MAX_VALID_EXAMPLES] if valid else [],
+            "lora_r": LORA_R,
+            "lora_alpha": LORA_ALPHA,
+            "learning_rate": BASE_LEARNING_RATE * float(hp["learning_rate_multiplier"]),
+        }
         (work_dir / "request.json").write_text(json.dumps(request))
         with open(work_dir / "worker.log", "w") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "emotune.local.trainers.sft_worker", str(work_dir)],
-                                    stdout=subprocess.PIPE, stderr=log, text=True)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "emotune.local.trainers.sft_worker", str(work_dir)],
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+            )
             try:
                 result = self._follow(proc, base, on_step)
                 code = proc.wait()
@@ -125,16 +155,21 @@ class OpenWeightsTrainer:
                 proc.wait()
                 raise
         if code != 0 or not result.checkpoints:
-            tail = (work_dir / "worker.log").read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
+            tail = (work_dir / "worker.log").read_text(errors="replace").strip().splitlines()[-1:] or [
+                "no output"
+            ]
             raise JobError(f"the training process ended with exit code {code}: {tail[0][:500]}")
         result.model = result.checkpoints[-1][1]
         return result
 
     @staticmethod
     def _follow(proc, base: str, on_step: Callable[[StepMetrics], None]) -> TrainResult:
-        """Turn the worker's JSON lines into step metrics (validation attached to its step) and checkpoints."""
+        """Turn the worker's JSON lines into step metrics (validation attached to its step) and
+        checkpoints."""
         result = TrainResult(model=None)
-        pending: list[StepMetrics] = []  # the last step, held until its validation (logged right after it) arrives
+        pending: list[
+            StepMetrics
+        ] = []  # the last step, held until its validation (logged right after it) arrives
 
         def flush():
             if pending:
@@ -149,14 +184,26 @@ class OpenWeightsTrainer:
             kind = event.get("type")
             if kind == "step":
                 flush()
-                pending.append(StepMetrics(event["step"], event["total_steps"], event["epoch"], event["train_loss"],
-                                           event["train_accuracy"]))
+                pending.append(
+                    StepMetrics(
+                        event["step"],
+                        event["total_steps"],
+                        event["epoch"],
+                        event["train_loss"],
+                        event["train_accuracy"],
+                    )
+                )
             elif kind == "eval" and pending and pending[0].step == event["step"]:
-                pending[0].valid_loss, pending[0].valid_accuracy = event["valid_loss"], event["valid_accuracy"]
+                pending[0].valid_loss, pending[0].valid_accuracy = (
+                    event["valid_loss"],
+                    event["valid_accuracy"],
+                )
             elif kind == "checkpoint":
                 flush()
                 if result.steps:
-                    result.checkpoints.append((event["step"], _Snapshot(base, Path(event["path"])), result.steps[-1]))
+                    result.checkpoints.append(
+                        (event["step"], _Snapshot(base, Path(event["path"])), result.steps[-1])
+                    )
             elif kind == "done":
                 flush()
                 result.trained_tokens = int(event["trained_tokens"])

@@ -1,11 +1,11 @@
 """Serving open-weights chat models: one copy of a base model's weights, its LoRA adapters beside it.
 
-A base model is loaded once per process (:class:`SharedBase`); the base itself and every fine-tune on it
-are :class:`OpenWeightsModel` views that name an adapter (or none). Adapters are attached with PEFT
-(``load_adapter``) and selected per ``generate`` call under the base's lock, so serving the
-base and two fine-tunes costs one set of base weights plus a few MB per adapter. Greedy requests are
-batched (:mod:`.batching`), and the beginning their prompts share (a system prompt) is computed once per adapter
-and kept as a key/value cache: a batch then computes only each prompt's own tokens. A ``response_format`` is
+A base model is loaded once per process (:class:`SharedBase`); the base itself and every fine-tune on it are
+:class:`OpenWeightsModel` views that name an adapter (or none). Adapters are attached with PEFT
+(``load_adapter``) and selected per ``generate`` call under the base's lock, so serving the base and two
+fine-tunes costs one set of base weights plus a few MB per adapter. Greedy requests are batched
+(:mod:`.batching`), and the beginning their prompts share (a system prompt) is computed once per adapter and
+kept as a key/value cache: a batch then computes only each prompt's own tokens. A ``response_format`` is
 enforced by constrained decoding (:mod:`.grammar`).
 """
 
@@ -84,9 +84,13 @@ class SharedBase:
         """Attach a saved PEFT adapter (once per folder) and return the name it is selected by."""
         from peft import PeftModel
 
-        key = "adapter_" + hashlib.sha256(str(adapter.resolve()).encode()).hexdigest()[:16]  # no dots: a module name
+        key = (
+            "adapter_" + hashlib.sha256(str(adapter.resolve()).encode()).hexdigest()[:16]
+        )  # no dots: a module name
         with self.lock:
-            if not self.adapters:  # the first adapter wraps the base in place; the base is that model, adapter off
+            if (
+                not self.adapters
+            ):  # the first adapter wraps the base in place; the base is that model, adapter off
                 self.lm = PeftModel.from_pretrained(self.lm, str(adapter), adapter_name=key).eval()
             elif key not in self.adapters:
                 self.lm.load_adapter(str(adapter), adapter_name=key)
@@ -160,12 +164,25 @@ class OpenWeightsModel:
         come from the shared prefix cache instead of being computed again for each row."""
         import torch
 
-        processors = [logits_processor(grammars, self.shared.vocab_size)] if any(g is not None for g in grammars) else []
+        processors = (
+            [logits_processor(grammars, self.shared.vocab_size)]
+            if any(g is not None for g in grammars)
+            else []
+        )
         with torch.no_grad(), self.shared.using(self.adapter) as lm:
-            cache = self.shared.prefix_cache(self.adapter, ids[0, :prefix].tolist(), len(ids)) if prefix else None
-            return lm.generate(input_ids=ids, attention_mask=mask, max_new_tokens=limit, logits_processor=processors,
-                               past_key_values=cache, pad_token_id=self.tok.pad_token_id,
-                               eos_token_id=self.tok.eos_token_id, **sampling)
+            cache = (
+                self.shared.prefix_cache(self.adapter, ids[0, :prefix].tolist(), len(ids)) if prefix else None
+            )
+            return lm.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=limit,
+                logits_processor=processors,
+                past_key_values=cache,
+                pad_token_id=self.tok.pad_token_id,
+                eos_token_id=self.tok.eos_token_id,
+                **sampling,
+            )
 
     def _generate_batch(self, items: list[tuple[list[int], int, object]]) -> list[tuple[list[int], str]]:
         """Greedy answers for several prompts in one padded ``generate`` call (the batcher's worker).
@@ -181,13 +198,20 @@ class OpenWeightsModel:
         shared = shared if shared >= MIN_SHARED_PREFIX and len(prompts) > 1 else 0
         width = max(len(p) for p in prompts) - shared
         pad = self.tok.pad_token_id
-        ids = torch.tensor([p[:shared] + [pad] * (width - len(p) + shared) + p[shared:] for p in prompts], device=device())
-        mask = torch.tensor([[1] * shared + [0] * (width - len(p) + shared) + [1] * (len(p) - shared) for p in prompts],
-                            device=device())
-        out = self._generate(ids, mask, max(lim for _, lim, _ in items), [g for *_, g in items], prefix=shared,
-                             do_sample=False)
+        ids = torch.tensor(
+            [p[:shared] + [pad] * (width - len(p) + shared) + p[shared:] for p in prompts], device=device()
+        )
+        mask = torch.tensor(
+            [[1] * shared + [0] * (width - len(p) + shared) + [1] * (len(p) - shared) for p in prompts],
+            device=device(),
+        )
+        out = self._generate(
+            ids, mask, max(lim for _, lim, _ in items), [g for *_, g in items], prefix=shared, do_sample=False
+        )
         start = shared + width
-        return [self._cut(row, limit) for row, (_, limit, _) in zip(out[:, start:].tolist(), items, strict=True)]
+        return [
+            self._cut(row, limit) for row, (_, limit, _) in zip(out[:, start:].tolist(), items, strict=True)
+        ]
 
     def _cut(self, row: list[int], limit: int) -> tuple[list[int], str]:
         """The answer's tokens (up to the end-of-turn token and the request's own limit) and finish reason."""
@@ -198,8 +222,15 @@ class OpenWeightsModel:
     def _prompt(self, messages: Sequence[dict]) -> list[int]:
         return _ids(self.tok.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True))
 
-    def complete(self, messages: Sequence[dict], response_format=None, max_tokens: int | None = None, *,
-                 temperature: float = 0.0, seed: int = 0):
+    def complete(
+        self,
+        messages: Sequence[dict],
+        response_format=None,
+        max_tokens: int | None = None,
+        *,
+        temperature: float = 0.0,
+        seed: int = 0,
+    ):
         """The answer (greedy at temperature 0, else sampled with ``seed``), its finish reason, and
         prompt/completion token counts from the model's tokenizer. A ``response_format`` with a JSON schema
         (or ``json_object``) constrains the decoding (:mod:`.grammar`)."""
@@ -212,9 +243,16 @@ class OpenWeightsModel:
             new, finish = self.batcher.submit(prompt, limit, grammar)
         else:
             torch.manual_seed(seed)
-            out = self._generate(torch.tensor([prompt], device=device()), None, limit, [grammar],
-                                 do_sample=True, temperature=temperature, top_k=0)
-            new, finish = self._cut(out[0, len(prompt):].tolist(), limit)
+            out = self._generate(
+                torch.tensor([prompt], device=device()),
+                None,
+                limit,
+                [grammar],
+                do_sample=True,
+                temperature=temperature,
+                top_k=0,
+            )
+            new, finish = self._cut(out[0, len(prompt) :].tolist(), limit)
         return self.tok.decode(new, skip_special_tokens=True).strip(), len(prompt), len(new), finish
 
     def stream(self, messages: Sequence[dict], response_format=None, max_tokens: int | None = None):
@@ -227,8 +265,12 @@ class OpenWeightsModel:
         limit = max_tokens or DEFAULT_LIMIT
         grammar = self.shared.grammars.compile(response_format)
         streamer = TextIteratorStreamer(self.tok, skip_prompt=True, skip_special_tokens=True)
-        worker = threading.Thread(target=self._generate, daemon=True, args=(
-            torch.tensor([prompt], device=device()), None, limit, [grammar]), kwargs={"do_sample": False, "streamer": streamer})
+        worker = threading.Thread(
+            target=self._generate,
+            daemon=True,
+            args=(torch.tensor([prompt], device=device()), None, limit, [grammar]),
+            kwargs={"do_sample": False, "streamer": streamer},
+        )
         worker.start()
         pieces = []
         for piece in streamer:

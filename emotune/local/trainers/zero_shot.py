@@ -1,4 +1,5 @@
-"""The local backend's "base model" for OpenAI model names: an untrained label-word matcher, honest about it."""
+"""The local backend's "base model" for OpenAI model names: an untrained label-word matcher, honest
+about it."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from .base import wants_json
 
 @lru_cache(maxsize=1)
 def _lexicons() -> dict[str, dict[str, list[str]]]:
-    """Word forms per label, per label set (``catalog/lexicon.json``); a label set without one matches label names."""
+    """Word forms per label, per label set (``catalog/lexicon.json``); a label set without one matches label
+    names."""
     raw = json.loads(resources.files("emotune").joinpath("catalog/lexicon.json").read_text("utf-8"))
     return {k: v for k, v in raw.items() if not k.startswith("_")}
 
@@ -29,18 +31,27 @@ class ZeroShotModel:
     kind = "zero-shot label-word matcher"
 
     def __init__(self):
-        self._patterns = {name: {label: _pattern(words) for label, words in lex.items() if words}
-                          for name, lex in _lexicons().items()}
+        self._patterns = {
+            name: {label: _pattern(words) for label, words in lex.items() if words}
+            for name, lex in _lexicons().items()
+        }
 
     @staticmethod
     def detect_taxonomy(system: str):
-        """The label set the prompt asks for: named in it, else the one whose labels it lists most, else the default."""
+        """The label set the prompt asks for: named in it, else the one whose labels it lists most, else the
+        default."""
         lowered = system.lower()
         for name in taxonomy_names():
             if re.search(rf"\b{re.escape(name)}\b", lowered):
                 return get_taxonomy(name)
-        scored = [(sum(lab in lowered for lab in get_taxonomy(n).labels) / len(get_taxonomy(n)), len(get_taxonomy(n)), n)
-                  for n in taxonomy_names()]
+        scored = [
+            (
+                sum(lab in lowered for lab in get_taxonomy(n).labels) / len(get_taxonomy(n)),
+                len(get_taxonomy(n)),
+                n,
+            )
+            for n in taxonomy_names()
+        ]
         best, _, name = max(scored)  # the largest label set among those best covered
         return get_taxonomy(name) if best >= 0.5 else get_taxonomy(None)
 
@@ -62,9 +73,9 @@ class ZeroShotModel:
         return hits or [taxonomy.labels[-1]]
 
     def answer(self, messages, response_format=None) -> str:
-        system = " ".join(str(m.get("content", "")) for m in messages if m.get("role") in ("system", "developer"))
+        system = " ".join(
+            str(m.get("content", "")) for m in messages if m.get("role") in ("system", "developer")
+        )
         taxonomy = self.detect_taxonomy(system or last_user_text(messages))
         labels = self.predict(self.strip_label_lists(last_user_text(messages), taxonomy), taxonomy)
         return format_answer(labels, "json" if wants_json(response_format, system) else "comma")
-
-
