@@ -1,9 +1,9 @@
 """Benchmark the local backend (issue 3): chat throughput and a full-data fine-tuning job.
 
-python benchmarks/bench_local.py [--requests 3000] [--concurrency 64]
+    python benchmarks/bench_local.py [--requests 3000] [--concurrency 64]
 
-Needs EMOTUNE_DATA_DIR (the GoEmotions mirror) and TIKTOKEN_CACHE_DIR offline. The server runs in its own
-process (`emotune serve`), as a reader would run it; the client is the official async openai client.
+Needs EMOTUNE_DATA_DIR (the GoEmotions mirror) and TIKTOKEN_CACHE_DIR offline. The server runs in its
+own process (`emotune serve`), as a reader would run it; the client is the official async openai client.
 """
 
 from __future__ import annotations

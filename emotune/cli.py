@@ -141,7 +141,7 @@ def summary_lines(m: dict) -> list[str]:
         )
     verdict = (m.get("evaluation") or {}).get("verdict")
     if verdict:
-        lines.append("verdict: " + verdict["sentence"])
+        lines.append(verdict["sentence"])  # it begins "Verdict: <answer>"
         if verdict.get("headline"):
             lines.append(verdict["headline"])
     return lines

@@ -201,9 +201,10 @@ def plot_headline(
     reference: float | None = None,
     title: str | None = None,
     metrics=("macro_f1", "macro_f1_supported", "micro_f1", "weighted_f1", "exact_match", "jaccard"),
+    floors: pd.DataFrame | None = None,
 ):
     """Headline metrics per comparator with 95% BCa error bars; an optional reference (BERT-base) over
-    macro-F1 only."""
+    macro-F1 only, and the floors (answers that never read the comment) as dotted lines where measured."""
     level = level or scores["level"].iloc[0]
     table = scores[(scores["level"] == level) & scores["metric"].isin(metrics)]
     models = list(dict.fromkeys(table["model"]))
@@ -225,6 +226,21 @@ def plot_headline(
             linewidth=1.2,
             label=f"BERT-base macro-F1, full test split ({reference:.2f})",
         )
+    for (name, row), style in zip(
+        (floors if floors is not None else pd.DataFrame()).iterrows(), (":", "-."), strict=False
+    ):
+        drawn = [m for m in metrics if m in row.index]
+        for k, m in enumerate(drawn):
+            at = list(metrics).index(m)
+            ax.hlines(
+                row[m],
+                at - 0.45,
+                at + 0.45,
+                color="dimgray",
+                linestyle=style,
+                linewidth=1.4,
+                label=f"floor: {name}" if k == 0 else None,
+            )
     ax.set_xticks(x, [m.replace("_", "-") for m in metrics])
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8)

@@ -38,6 +38,8 @@ DEFAULT_PARAMETERS: dict[str, object] = {
     "learning_rate_multiplier": "auto",
     "suffix": "emotune",
     "budget_usd": 5.0,
+    "baseline_seeds": 5,
+    "min_gain": 0.02,
 }
 
 

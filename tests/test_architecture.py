@@ -101,11 +101,15 @@ def _owner_table() -> list[tuple[str, str, list[str]]]:
     for line in manifest.__doc__.splitlines():
         m = re.match(r"^\s{4}(\w+(?:\.K)?)\s+(\w+Record)\s+(.+?)\s{2,}\S", line)
         if m:
-            owners = re.sub(r"\(\d\d\)", "", m.group(3))
-            names = [o.strip() for o in owners.split(",")]
-            module = names[0].split(".")[0]
-            rows.append((m.group(1), m.group(2), [n if "." in n else f"{module}.{n}" for n in names]))
-    return rows
+            rows.append([m.group(1), m.group(2), m.group(3)])
+        elif rows and re.match(r"^\s{30,}\S", line):  # the owners go on under the previous row
+            rows[-1][2] += " " + line.strip()
+    out = []
+    for section, record, owners in rows:
+        names = [o.strip() for o in re.sub(r"\(\d\d\)", "", owners).split(",") if o.strip()]
+        module = names[0].split(".")[0]
+        out.append((section, record, [n if "." in n else f"{module}.{n}" for n in names]))
+    return out
 
 
 def test_the_manifest_owner_table_names_functions_that_exist_and_write_their_section():

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from emotune import cli
-from emotune.stages.verdict import BASELINE_AS_GOOD, BASELINE_BETTER, NO_GAIN, WORTH_IT
+from emotune.stages.verdict import ANSWERS
 
 SENTINEL = f"sk-emotune-sentinel-{uuid.uuid4().hex}"
 PARAMS = [
@@ -120,9 +120,11 @@ def test_the_manifest_alone_records_the_run(series):
             ["explore", "build_jsonl", "validate_cost", "launch_job", "evaluate"], start=1
         )
     )
-    assert "verdict: Verdict: " in "\n".join(cli.summary_lines(m))
+    assert "\nVerdict: " in "\n".join(cli.summary_lines(m))
     verdict = m["evaluation"]["verdict"]
-    assert verdict["answer"] in (WORTH_IT, BASELINE_AS_GOOD, BASELINE_BETTER, NO_GAIN)
+    assert verdict["answer"] in [a.text for a in ANSWERS] and verdict["min_gain"] == 0.02
+    assert verdict["seed_spread"]["draws"] == 5 and "training draws" in verdict["sentence"]
+    assert "Floors on these comments" in verdict["sentence"]
     assert (
         "label-name matcher vs TF-IDF learner; dollar figures are what OpenAI would charge"
         in verdict["sentence"]
@@ -257,3 +259,56 @@ def test_a_new_provider_is_one_module_and_one_catalogue_entry(series, tmp_path):
     assert stats.get("POST /v1/chat/completions", 0) >= 2 * 150
     assert stats.get("POST /v1/batches", 0) == 0 and stats.get("POST /v1/files", 0) == 0
     assert "not priced" in json.dumps(manifest["evaluation"]).replace("not-priced", "not priced")
+
+
+def test_the_headline_is_recomputed_from_the_saved_predictions_alone(series):
+    """scikit-learn's F1 and SciPy's bootstrap on predictions/*.jsonl and the eval sample reproduce the
+    notebook's macro-F1 scores and the fine-tune's interval over the free baseline."""
+    import numpy as np
+    from scipy.stats import bootstrap
+    from sklearn.metrics import f1_score
+    from sklearn.preprocessing import MultiLabelBinarizer
+
+    run, m = series["run"], series["manifest"]
+    files = m["evaluation"]["prediction_files"]
+    assert {"base", "fine-tuned", "free baseline", "free baseline, seed 8"} <= set(files)
+    names = json.loads((run / "manifest.json").read_text())["data"]["label_set"]["labels"]
+    gold_ids = [json.loads(line) for line in (run / "eval_sample.jsonl").read_text().splitlines()]
+    gold = {row["id"]: [names[i] for i in row["labels"]] for row in gold_ids}
+    binarize = MultiLabelBinarizer(classes=names).fit([names])
+    ids = list(gold)
+    y = binarize.transform([gold[i] for i in ids])
+    present = np.flatnonzero(y.sum(axis=0) > 0)
+
+    def answers(name):
+        rows = [json.loads(line) for line in (run / files[name]).read_text().splitlines()]
+        by_id = {r["id"]: r["labels"] for r in rows}
+        return binarize.transform([by_id[i] for i in ids])
+
+    scores = {(r["model"], r["metric"]): r for r in m["evaluation"]["scores"] if r["level"] == "goemotions"}
+    for name in ("base", "fine-tuned", "free baseline"):
+        macro = f1_score(y, answers(name), average="macro", labels=present, zero_division=0)
+        assert macro == pytest.approx(scores[(name, "macro_f1")]["value"], abs=1e-9), name
+    tuned, base = answers("fine-tuned"), answers("free baseline")
+
+    def difference(rows):
+        return f1_score(y[rows], tuned[rows], average="macro", labels=present, zero_division=0) - f1_score(
+            y[rows], base[rows], average="macro", labels=present, zero_division=0
+        )
+
+    ci = bootstrap(
+        (np.arange(len(ids)),),
+        difference,
+        n_resamples=499,
+        vectorized=False,
+        method="BCa",
+        rng=np.random.default_rng(0),
+    ).confidence_interval
+    row = next(
+        r
+        for r in m["evaluation"]["verdict"]["comparisons"]
+        if r["comparison"] == "fine-tuned - free baseline" and r["metric"] == "macro_f1"
+    )
+    assert row["difference"] == pytest.approx(difference(np.arange(len(ids))), abs=1e-9)
+    assert ci.low == pytest.approx(row["95% CI low (unadjusted)"], abs=0.03)
+    assert ci.high == pytest.approx(row["95% CI high (unadjusted)"], abs=0.03)

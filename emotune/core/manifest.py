@@ -5,17 +5,18 @@
 to run when the section is missing. Notebook cells call stage functions; they never assemble manifest dicts.
 Unknown keys in an older manifest are ignored on read, so a manifest stays readable as fields are added.
 
-section      record            owner (writes it)                          read by
-backend      BackendRecord     providers.connect                          show, report
-data         DataRecord        data.record_dataset (01)                   show, report
-samples      SamplesRecord     data.save_samples (01)                     every later notebook
-jsonl        JsonlRecord       examples.build_training_files (02)         costs (03), evaluate (05)
-validation   ValidationRecord  costs.plan_costs (03)                      show
-estimate     EstimateRecord    costs.plan_costs (03)                      finetune (04), evaluate (05)
-uploads.K    UploadRecord      finetune.upload_once (04)                  finetune (04)
-job          JobRecord         finetune.launch_or_resume, reconcile (04)  evaluate (05), show, report
-batches.K    BatchRecord       batch.upload_batch, classify_batch (05)    batch (05)
-evaluation   EvaluationRecord  evaluate.predict_models, verdict.record_evaluation (05)  show, report
+    section      record            owner (writes it)                          read by
+    backend      BackendRecord     providers.connect                          show, report
+    data         DataRecord        data.record_dataset (01)                   show, report
+    samples      SamplesRecord     data.save_samples, save_draws (01)         every later notebook
+    jsonl        JsonlRecord       examples.build_training_files (02)         costs (03), evaluate (05)
+    validation   ValidationRecord  costs.plan_costs (03)                      show
+    estimate     EstimateRecord    costs.plan_costs (03)                      finetune (04), evaluate (05)
+    uploads.K    UploadRecord      finetune.upload_once (04)                  finetune (04)
+    job          JobRecord         finetune.launch_or_resume, reconcile (04)  evaluate (05), show, report
+    batches.K    BatchRecord       batch.upload_batch, classify_batch (05)    batch (05)
+    evaluation   EvaluationRecord  evaluate.predict_models, save_predictions,   show, report
+                                  verdict.record_evaluation (05)
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class SamplesRecord(Record):
     train: dict | None = None
     validation: dict | None = None
     eval: dict | None = None
+    draws: list | None = None  # the free baseline's extra training draws, by seed
 
 
 @dataclass
@@ -164,6 +166,7 @@ class EvaluationRecord(Record):
     verdict: dict | None = None
     scores: list | None = None
     sample_ids: list | None = None
+    prediction_files: dict | None = None  # comparator -> predictions/<name>.jsonl (answers by comment id)
 
 
 KEYED = ("uploads", "batches")  # sections holding one record per key

@@ -1,11 +1,11 @@
 """The local backend apart from HTTP: one service per resource over one store, and the two workers.
 
-Engine
-├── files     Files     uploads and the files the backend writes
-├── models    Models    what is served and the model behind each name
-├── chat      Chat      chat completions
-├── jobs      Jobs      fine-tuning jobs (worker: validate, train, publish)
-└── batches   Batches   batch requests (worker: answer each line)
+    Engine
+    ├── files     Files     uploads and the files the backend writes
+    ├── models    Models    what is served and the model behind each name
+    ├── chat      Chat      chat completions
+    ├── jobs      Jobs      fine-tuning jobs (worker: validate, train, publish)
+    └── batches   Batches   batch requests (worker: answer each line)
 
 Each worker runs one item at a time in its own thread; an item that raises fails itself, never the worker.
 """

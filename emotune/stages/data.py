@@ -337,6 +337,26 @@ def save_samples(run, samples: dict[str, pd.DataFrame]) -> dict[str, dict]:
     return record
 
 
+def save_draws(run, draws: dict[int, dict[str, pd.DataFrame]]) -> list[dict]:
+    """Write the baseline's extra training draws (``draws/seed-<seed>-<split>.jsonl``) and list them."""
+    record = []
+    for seed, frames in draws.items():
+        files = {
+            name: run.write_frame(f"draws/seed-{seed}-{name}.jsonl", f).name for name, f in frames.items()
+        }
+        record.append({"seed": seed, "rows": {name: len(f) for name, f in frames.items()}, "files": files})
+    run.update(samples={"draws": record})
+    return record
+
+
+def load_draws(run) -> dict[int, dict[str, pd.DataFrame]]:
+    """The draws :func:`save_draws` wrote, by seed (none for a run made before they existed)."""
+    return {
+        d["seed"]: {name: run.read_frame(f"draws/{file}") for name, file in d["files"].items()}
+        for d in run.get("samples", "draws") or []
+    }
+
+
 def label_set(run, taxonomy: str | Taxonomy | None = None) -> Taxonomy:
     """The run's label set at the asked level, registered by name (later notebooks run in fresh kernels).
 

@@ -10,22 +10,18 @@ import pandas as pd
 
 from ..core.errors import PredictionError
 from ..core.manifest import EvaluationRecord
-from ..core.prompts import PromptSpec, example_labels
+from ..core.prompts import PromptSpec
 from ..core.taxonomy import get_taxonomy
+from .baselines import gold_labels  # noqa: F401  (evaluate.gold_labels)
 from .batch import classify_batch
 from .metrics import to_matrix
 from .predict import PredictionCache, Predictions, classify
-from .statistics import N_RESAMPLES, LabelSets, bca_intervals, compare, holm
+from .statistics import N_RESAMPLES, Comparison, LabelSets, bca_intervals, compare, holm
 
 CACHE_FILE = "predictions/cache.jsonl"
 BASE_ON_TRAINING_PROMPT = "base, training prompt"
 COMPARED_METRICS = ("macro_f1", "macro_f1_supported", "micro_f1")
 BATCH_CHECK_FILE = "predictions/batch-check.jsonl"
-
-
-def gold_labels(frame: pd.DataFrame, taxonomy: str | None = None) -> list[list[str]]:
-    """Each row's gold labels as names at the chosen level."""
-    return [example_labels(ids, taxonomy) for ids in frame["labels"]]
 
 
 def open_cache(run) -> PredictionCache:
@@ -73,47 +69,6 @@ def usage_table(predictions: dict[str, Predictions]) -> pd.DataFrame:
     return pd.DataFrame([p.summary() | {"comparator": name} for name, p in predictions.items()]).set_index(
         "comparator"
     )
-
-
-@dataclass
-class Baseline:
-    """TF-IDF + one-vs-rest logistic regression (liblinear), thresholds tuned for macro-F1 on the validation
-    sample."""
-
-    pipeline: object
-    thresholds: np.ndarray
-    labels: tuple[str, ...]
-
-    def predict(self, texts) -> list[list[str]]:
-        probs = self.pipeline.predict_proba(list(texts))
-        decided = probs >= self.thresholds
-        empty = ~decided.any(axis=1)
-        decided[empty, probs[empty].argmax(axis=1)] = True
-        return [[self.labels[j] for j in np.flatnonzero(row)] for row in decided]
-
-
-def train_baseline(
-    train: pd.DataFrame, validation: pd.DataFrame, taxonomy: str | None = None, seed: int = 0
-) -> Baseline:
-    """The free classical comparator, trained on the same training sample as the fine-tune."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.multiclass import OneVsRestClassifier
-    from sklearn.pipeline import make_pipeline
-
-    from ..core.thresholds import tune_thresholds
-
-    tax = get_taxonomy(taxonomy)
-    y = to_matrix(gold_labels(train, taxonomy), tax)
-    keep = y.sum(axis=0) > 0  # a label never seen in training can't be learned
-    pipe = make_pipeline(
-        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
-        OneVsRestClassifier(LogisticRegression(C=4.0, solver="liblinear", random_state=seed)),
-    )
-    pipe.fit(train["text"].tolist(), y[:, keep])
-    yv = to_matrix(gold_labels(validation, taxonomy), tax)[:, keep]
-    thresholds = tune_thresholds(pipe.predict_proba(validation["text"].tolist()), yv)
-    return Baseline(pipe, thresholds, tuple(np.array(tax.labels)[keep]))
 
 
 def error_analysis(frame: pd.DataFrame, gold, base, tuned, k: int = 8) -> pd.DataFrame:
@@ -191,6 +146,50 @@ def batch_agreement(
     return f"batch and online answers agree on {same} of {len(frame)} comments"
 
 
+PRIMARY_METRIC = "macro_f1"  # the verdict's family: fine-tune vs base and vs the baseline on macro-F1
+
+
+@dataclass(frozen=True)
+class Comparisons:
+    """The fine-tune against each comparator, in two Holm families: the primary one (macro-F1, which the
+    verdict decides on) and the secondary one (the other metrics, reported beside it)."""
+
+    rows: tuple[tuple[str, str, Comparison], ...]  # (comparator, family, comparison)
+    model: str = "fine-tuned"
+
+    def get(self, other: str, metric: str = PRIMARY_METRIC) -> Comparison | None:
+        """The comparison of the fine-tune with ``other`` on ``metric``, if it was made."""
+        return next((c for o, _, c in self.rows if o == other and c.metric == metric), None)
+
+    @property
+    def n_items(self) -> int:
+        return self.rows[0][2].n_items if self.rows else 0
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per test: intervals are unadjusted; p (Holm) is adjusted within its family."""
+        return pd.DataFrame(
+            [
+                {
+                    "comparison": f"{self.model} - {other}",
+                    "metric": c.metric,
+                    "family": family,
+                    self.model: c.b,
+                    "other": c.a,
+                    "difference": c.difference,
+                    "95% CI low (unadjusted)": c.ci_low,
+                    "95% CI high (unadjusted)": c.ci_high,
+                    "90% CI low (TOST)": c.eq_low,
+                    "90% CI high (TOST)": c.eq_high,
+                    "p": c.p_value,
+                    "p (Holm, within family)": c.p_holm,
+                    "significant": c.significant,
+                    "comments": c.n_items,
+                }
+                for other, family, c in self.rows
+            ]
+        )
+
+
 def compare_models(
     gold,
     predictions: dict[str, list],
@@ -201,10 +200,13 @@ def compare_models(
     metrics: tuple[str, ...] = COMPARED_METRICS,
     seed: int = 0,
     n_resamples: int = N_RESAMPLES,
-) -> pd.DataFrame:
-    """``model`` against each comparator on the same comments: the difference, its 95% paired BCa interval and
-    the paired permutation test's p, Holm-corrected across the whole table (one family of tests). Macro-F1
-    over the supported labels is left out when every label is supported (it would repeat the macro-F1 test).
+) -> Comparisons:
+    """``model`` against each comparator on the same comments: the difference, its paired BCa intervals
+    (95%, and 90% for equivalence) and the paired permutation test's p, Holm-corrected within each family.
+
+    The primary family is macro-F1 against each comparator (what the verdict decides on); the other metrics
+    form a secondary family. Macro-F1 over the supported labels is left out when every label is supported (it
+    would repeat the macro-F1 test).
     """
     tax = get_taxonomy(taxonomy)
     y = to_matrix(gold, tax)
@@ -212,42 +214,30 @@ def compare_models(
     tuned = to_matrix(predictions[model], tax)
     if (labels.supported == labels.present).all():  # every label has enough examples: the same test twice
         metrics = tuple(m for m in metrics if m != "macro_f1_supported")
-    family = [
-        (
-            other,
-            compare(
-                y,
-                to_matrix(predictions[other], tax),
-                tuned,
-                metric,
-                labels=labels,
-                seed=seed,
-                n_resamples=n_resamples,
-            ),
-        )
+    tests = [
+        (other, "primary" if metric == PRIMARY_METRIC else "secondary", metric)
         for other in against
         if other in predictions
         for metric in metrics
     ]
-    corrected = holm([c for _, c in family])
-    return pd.DataFrame(
-        [
-            {
-                "comparison": f"{model} - {other}",
-                "metric": c.metric,
-                model: c.b,
-                "other": c.a,
-                "difference": c.difference,
-                "ci_low": c.ci_low,
-                "ci_high": c.ci_high,
-                "p": c.p_value,
-                "p (Holm)": c.p_holm,
-                "significant": c.significant,
-                "comments": c.n_items,
-            }
-            for (other, _), c in zip(family, corrected, strict=True)
-        ]
-    )
+    done = {
+        (other, metric): compare(
+            y,
+            to_matrix(predictions[other], tax),
+            tuned,
+            metric,
+            labels=labels,
+            seed=seed,
+            n_resamples=n_resamples,
+        )
+        for other, _, metric in tests
+    }
+    rows = []
+    for family in ("primary", "secondary"):
+        members = [(o, m) for o, f, m in tests if f == family]
+        for (other, _), c in zip(members, holm([done[k] for k in members]), strict=True):
+            rows.append((other, family, c))
+    return Comparisons(tuple(rows), model)
 
 
 def prompt_effect(gold, predictions: dict[str, Predictions], taxonomy: str, *, seed: int = 0) -> pd.DataFrame:
@@ -282,3 +272,29 @@ def interval_widths(
     t = table[(table.level == level) & table.metric.isin(metrics)]
     widths = (t.ci_high - t.ci_low).groupby(t.metric).mean()
     return ", ".join(f"{m} +/- {w / 2:.3f}" for m, w in widths.items())
+
+
+PREDICTION_DIR = "predictions"
+
+
+def prediction_file(name: str) -> str:
+    """The file of one comparator's answers: ``predictions/<name, lower case, dashes>.jsonl``."""
+    slug = "-".join("".join(ch if ch.isalnum() else " " for ch in name.lower()).split())
+    return f"{PREDICTION_DIR}/{slug}.jsonl"
+
+
+def save_predictions(
+    run, frame: pd.DataFrame, labels: dict[str, list[list[str]]], answers: dict[str, Predictions]
+) -> dict[str, str]:
+    """Every comparator's answers by comment id, one JSON line each: ``{"id", "labels"}``, plus ``"answer"``
+    (the raw text) for the models asked through the API; returns the file of each comparator."""
+    files = {}
+    for name, label_lists in labels.items():
+        out = pd.DataFrame({"id": frame["id"].astype(str).tolist(), "labels": label_lists})
+        if name in answers:
+            raw = answers[name].frame.set_index("id")["answer"]
+            out["answer"] = out["id"].map(raw)
+        files[name] = prediction_file(name)
+        run.write_frame(files[name], out)
+    run.put(EvaluationRecord(prediction_files=files))
+    return files

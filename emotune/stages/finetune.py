@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..core.errors import JobError, LifecycleError
+from ..core.errors import ConfigError, JobError, LifecycleError
 from ..core.manifest import EstimateRecord, JobRecord, UploadRecord
 from ..core.openai_spec import JOB_TERMINAL
 from ..core.pricing import check_budget, wind_down_summary
@@ -287,6 +287,17 @@ def fine_tuned_model(run) -> str:
         )
     return job.fine_tuned_model
 
+
+def trained_base_model(run, asked: str) -> str:
+    """The base model the run's job fine-tuned (notebook 04's record); asking for another is an error, since
+    comparing a fine-tune with a model it was not trained from answers nothing."""
+    job = run.read(JobRecord)
+    if job.base_model and asked and job.base_model != asked:
+        raise ConfigError(
+            f"the fine-tuned model of run {run.name!r} was trained from {job.base_model}, but this notebook "
+            f"was given base_model={asked}: drop the -p base_model override, or run notebooks 02-04 again"
+        )
+    return job.base_model or asked
 
 def reconcile(run, job) -> pd.DataFrame:
     """The billed-token estimate from notebook 03 next to the job's ``trained_tokens``; both into the

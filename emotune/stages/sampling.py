@@ -155,3 +155,22 @@ def make_samples(
         name: stratified_sample(frames[name], n or len(frames[name]), seed=seed, n_labels=n_labels)
         for name, (_, n) in plan.items()
     }
+
+
+def baseline_draws(
+    dd, *, n_draws: int, n_train: int, n_validation: int, seed: int, n_labels: int | None = None
+) -> dict[int, dict[str, pd.DataFrame]]:
+    """Further training and validation samples, drawn like the run's own with seeds ``seed + 1 ...``.
+
+    The free baseline is retrained on each: the spread of its test scores shows how much a score moves
+    with the draw of training examples alone (the test split is never touched).
+    """
+    frames = {"train": to_frame(dd["train"]), "validation": to_frame(dd["validation"])}
+    sizes = {"train": n_train, "validation": n_validation}
+    return {
+        seed + k: {
+            name: stratified_sample(frame, sizes[name] or len(frame), seed=seed + k, n_labels=n_labels)
+            for name, frame in frames.items()
+        }
+        for k in range(1, n_draws + 1)
+    }

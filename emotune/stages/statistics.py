@@ -3,24 +3,24 @@
 Which method answers which question, and why:
 
 - **"How good is this model on comments like these?"** The score on the evaluation sample with a 95%
-bias-corrected and accelerated (BCa) bootstrap interval: :func:`scipy.stats.bootstrap` with
-``method="BCa"`` and 9,999 resamples of the comments. Macro-F1 leans on rare labels that drop out of
-many resamples, which makes the bootstrap distribution biased and skewed; the plain percentile interval
-inherits both, BCa corrects for them (Efron 1987).
+  bias-corrected and accelerated (BCa) bootstrap interval: :func:`scipy.stats.bootstrap` with
+  ``method="BCa"`` and 9,999 resamples of the comments. Macro-F1 leans on rare labels that drop out of
+  many resamples, which makes the bootstrap distribution biased and skewed; the plain percentile interval
+  inherits both, BCa corrects for them (Efron 1987).
 - **"Is model B better than model A on the same comments?"** A paired permutation (randomization) test:
-:func:`scipy.stats.permutation_test` with ``permutation_type="samples"``. If the two models were
-exchangeable, swapping their answers on any comment would leave the score difference's distribution
-unchanged; the test draws 9,999 random swap patterns and counts the ``k`` whose absolute difference
-reaches the observed one, so p = (k + 1) / (B + 1) (SciPy's own count for a randomized test): never 0,
-resolution 1 / 10,000. The size of the difference gets a paired BCa bootstrap interval (the same
-resampled comments for both models, so comment difficulty cancels).
+  :func:`scipy.stats.permutation_test` with ``permutation_type="samples"``. If the two models were
+  exchangeable, swapping their answers on any comment would leave the score difference's distribution
+  unchanged; the test draws 9,999 random swap patterns and counts the ``k`` whose absolute difference
+  reaches the observed one, so p = (k + 1) / (B + 1) (SciPy's own count for a randomized test): never 0,
+  resolution 1 / 10,000. The size of the difference gets a paired BCa bootstrap interval (the same
+  resampled comments for both models, so comment difficulty cancels).
 - **"Which of the several differences reported hold?"** Holm's step-down correction across the whole
-family of tests in a table (:func:`statsmodels.stats.multitest.multipletests`): it controls the chance
-of any false claim at 5% without assuming the tests are independent.
+  family of tests in a table (:func:`statsmodels.stats.multitest.multipletests`): it controls the chance
+  of any false claim at 5% without assuming the tests are independent.
 - **Macro-F1 is reported twice**: over every label with at least one gold example in the sample
-(scikit-learn's ``f1_score(average="macro", labels=...)``), and over the labels with at least
-:data:`MIN_SUPPORT` gold examples, with the count of labels left out: an F1 on one or two examples is
-mostly noise, and on a few hundred comments such labels can carry half of the all-label figure.
+  (scikit-learn's ``f1_score(average="macro", labels=...)``), and over the labels with at least
+  :data:`MIN_SUPPORT` gold examples, with the count of labels left out: an F1 on one or two examples is
+  mostly noise, and on a few hundred comments such labels can carry half of the all-label figure.
 
 Everything here is a pure function of 0/1 matrices (rows: comments, columns: labels), so an independent
 recomputation from the saved predictions reproduces every interval and p-value (the seed is fixed).
@@ -38,6 +38,7 @@ MIN_SUPPORT = 5  # gold examples a label needs to count in the "supported labels
 N_RESAMPLES = 9_999  # bootstrap resamples and permutations: B + 1 = 10,000
 LEVEL = 0.95
 ALPHA = 0.05
+TOST_LEVEL = 1 - 2 * ALPHA  # two one-sided tests at ALPHA each = one (1 - 2 ALPHA) interval inside the margin
 METRICS = (
     "macro_f1",
     "macro_f1_supported",
@@ -205,6 +206,8 @@ class Comparison:
     p_value: float
     n_items: int
     p_holm: float | None = None  # set when the comparison is part of a corrected family
+    eq_low: float = float("nan")  # 90% paired BCa interval: inside +/- a margin is TOST equivalence at 5%
+    eq_high: float = float("nan")
 
     @property
     def p_reported(self) -> float:
@@ -213,6 +216,10 @@ class Comparison:
     @property
     def significant(self) -> bool:
         return self.p_reported < ALPHA
+
+    def equivalent(self, margin: float) -> bool:
+        """Two one-sided tests at 5% (Schuirmann): the 90% interval lies inside +/- ``margin``."""
+        return bool(-margin < self.eq_low and self.eq_high < margin)
 
 
 def compare(
@@ -276,7 +283,31 @@ def compare(
             rng=np.random.default_rng(seed),
         )
         low, high = _interval(interval, level)
-    return Comparison(metric, a, b, b - a, float(low[0]), float(high[0]), float(test.pvalue), n)
+        equivalence = bootstrap(  # the same resamples at the TOST level: no second bootstrap distribution
+            (rows, rows),
+            difference,
+            paired=True,
+            n_resamples=0,
+            bootstrap_result=interval,
+            batch=_BATCH,
+            vectorized=True,
+            confidence_level=TOST_LEVEL,
+            method="BCa",
+            rng=np.random.default_rng(seed),
+        )
+        eq_low, eq_high = _interval(equivalence, TOST_LEVEL)
+    return Comparison(
+        metric,
+        a,
+        b,
+        b - a,
+        float(low[0]),
+        float(high[0]),
+        float(test.pvalue),
+        n,
+        eq_low=float(eq_low[0]),
+        eq_high=float(eq_high[0]),
+    )
 
 
 def holm(comparisons: list[Comparison], alpha: float = ALPHA) -> list[Comparison]:

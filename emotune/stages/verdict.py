@@ -1,147 +1,317 @@
 """Notebook 05's answer to "was the fine-tune worth it?": computed from the comparisons, never written by
-hand.
+hand. This module is the one home of the answers and their rules: notebook 05, ``emotune show``, the
+rendered page and the README's list all come from :data:`ANSWERS`.
 
-Four answers are possible, decided on the headline metric (macro-F1 over every label with gold examples)
-with the Holm-corrected permutation p-values of :func:`emotune.stages.evaluate.compare_models`:
-
-1. :data:`BASELINE_BETTER`: the free baseline beats the fine-tuned model, whatever the base model does;
-2. :data:`WORTH_IT`: the fine-tuned model beats the base model **and** the free baseline;
-3. :data:`BASELINE_AS_GOOD`: it beats the base model, and the free baseline is as good as far as this sample
-shows;
-4. :data:`NO_GAIN`: no difference from the base model that this sample can detect.
-
-The sentence names what was really compared on this backend (a label-name matcher and a TF-IDF learner on
-the local backend, an open-weights LLM and its LoRA adapter, or OpenAI models) and what its money figures
-mean; the same sentence goes to the manifest, ``emotune show`` and the rendered index page.
+The decision uses the primary family only (macro-F1 of the fine-tune against the base model and against
+the free baseline, Holm-corrected within it) and a margin, ``min_gain`` macro-F1 points: the smallest gain
+over the free baseline worth paying for. The first answer whose rule holds is the verdict.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 
 from ..core.manifest import EvaluationRecord
+from .baselines import SeedSpread
+from .evaluate import PRIMARY_METRIC, Comparisons
+from .statistics import Comparison
 
-WORTH_IT = "the fine-tune is worth it"
-BASELINE_AS_GOOD = "a free baseline does as well"
-BASELINE_BETTER = "a free baseline does better"
-NO_GAIN = "no detectable gain at this sample size"
-HEADLINE_METRIC = "macro_f1"
-
-
-def _row(comparisons: pd.DataFrame, other: str, metric: str) -> pd.Series | None:
-    hit = comparisons[(comparisons.comparison == f"fine-tuned - {other}") & (comparisons.metric == metric)]
-    return None if hit.empty else hit.iloc[0]
+DEFAULT_MIN_GAIN = 0.02
 
 
-def decide(vs_base: pd.Series | None, vs_baseline: pd.Series | None) -> str:
-    """One of the four answers from the two headline comparisons (a significant gain is p < 0.05 after Holm
-    and a positive difference; a significant loss, the same with a negative one)."""
+@dataclass(frozen=True)
+class Answer:
+    """One possible verdict: its words and the rule that gives it."""
 
-    def gains(row):
-        return row is not None and bool(row["significant"]) and row["difference"] > 0
+    key: str
+    text: str
+    rule: str
 
-    if vs_baseline is not None and bool(vs_baseline["significant"]) and vs_baseline["difference"] < 0:
+
+BASELINE_BETTER = Answer(
+    "baseline_better",
+    "a free baseline does better",
+    "the free baseline beats the fine-tune on macro-F1 (Holm-corrected p < 0.05)",
+)
+WORSE_THAN_BASE = Answer(
+    "worse_than_base",
+    "worse than the base model",
+    "the base model beats the fine-tune on macro-F1 (Holm-corrected p < 0.05)",
+)
+WORTH_IT = Answer(
+    "worth_it",
+    "the fine-tune is worth it",
+    "the fine-tune beats the base model and the free baseline on macro-F1 (Holm-corrected p < 0.05), and "
+    "the lower end of its 95% interval over the baseline clears min_gain",
+)
+BASELINE_AS_GOOD = Answer(
+    "baseline_as_good",
+    "a free baseline does as well",
+    "equivalence: the 90% interval of fine-tune minus baseline lies inside +/- min_gain (two one-sided "
+    "tests at 5%)",
+)
+INCONCLUSIVE = Answer(
+    "inconclusive",
+    "inconclusive at this sample size",
+    "none of the above; the verdict gives the interval and roughly how many test comments would settle it",
+)
+NO_BASELINE = Answer(
+    "no_baseline",
+    "not judged against a free baseline",
+    "no free baseline was compared (and the base model does not beat the fine-tune): only the comparison "
+    "with the base model is stated",
+)
+ANSWERS = (BASELINE_BETTER, WORSE_THAN_BASE, WORTH_IT, BASELINE_AS_GOOD, INCONCLUSIVE, NO_BASELINE)
+
+
+def answers_frame() -> pd.DataFrame:
+    """The answers in the order they are tried, with their rules (for the notebook and the docs)."""
+    return pd.DataFrame([{"answer": a.text, "when": a.rule} for a in ANSWERS]).set_index("answer")
+
+
+def _wins(c: Comparison | None) -> bool:
+    return c is not None and c.significant and c.difference > 0
+
+
+def _loses(c: Comparison | None) -> bool:
+    return c is not None and c.significant and c.difference < 0
+
+
+def decide(vs_base: Comparison | None, vs_baseline: Comparison | None, min_gain: float) -> Answer:
+    """The first answer of :data:`ANSWERS` whose rule holds for the two primary comparisons."""
+    if _loses(vs_baseline):
         return BASELINE_BETTER
-    if not gains(vs_base):
-        return NO_GAIN
-    return WORTH_IT if gains(vs_baseline) else BASELINE_AS_GOOD
+    if _loses(vs_base):
+        return WORSE_THAN_BASE
+    if vs_baseline is None:
+        return NO_BASELINE
+    if _wins(vs_base) and _wins(vs_baseline) and vs_baseline.ci_low >= min_gain:
+        return WORTH_IT
+    if vs_baseline.equivalent(min_gain):
+        return BASELINE_AS_GOOD
+    return INCONCLUSIVE
 
 
-def _p(p: float) -> str:
-    return f"p = {p:.4f}"
+def comments_to_settle(c: Comparison, min_gain: float) -> tuple[float, int]:
+    """The 95% half-width that would settle ``c`` against 0 and +/- ``min_gain``, and about how many
+    comments give it if the difference stayed the same (a half-width shrinks with 1 / sqrt(comments))."""
+    distance = min(abs(c.difference - edge) for edge in (0.0, min_gain, -min_gain))
+    half = (c.ci_high - c.ci_low) / 2
+    if distance <= 0 or half <= 0:
+        return distance, 0
+    return distance, math.ceil(c.n_items * (half / distance) ** 2)
 
 
-def _versus(row: pd.Series, name: str) -> str:
+def _versus(c: Comparison, name: str, tost: bool = False) -> str:
+    equivalence = f"; 90% CI {c.eq_low:+.3f} to {c.eq_high:+.3f}" if tost else ""
     return (
-        f"vs {name} {row['other']:.3f}: {row['difference']:+.3f} (95% CI {row['ci_low']:+.3f} to "
-        f"{row['ci_high']:+.3f}, "
-        f"Holm-adjusted permutation {_p(row['p (Holm)'])})"
+        f"vs {name} {c.a:.3f}: {c.difference:+.3f} (95% CI {c.ci_low:+.3f} to {c.ci_high:+.3f}, unadjusted"
+        f"{equivalence}; Holm-adjusted permutation p = {c.p_reported:.4f})"
     )
 
 
-def _cost_words(cost: pd.DataFrame, training_usd: float | None, training_seconds: float | None) -> str:
-    row = cost.loc["fine-tuned"] if "fine-tuned" in cost.index else None
-    online = None if row is None else row.get("USD per 1,000 (online)")
-    if online is not None and not (isinstance(online, float) and math.isnan(online)):
-        words = f"1,000 predictions cost ${online:.3f} online (${row['USD per 1,000 (batch)']:.3f} by Batch)"
-        return words + (f", after ${training_usd:.2f} of training" if training_usd is not None else "")
-    timed = row.get("compute s per 1,000 (online)") if row is not None else None
-    if timed is not None and not math.isnan(timed):
-        words = f"1,000 predictions take {timed:,.0f} compute seconds online on this machine"
-        return words + (
-            f", after {training_seconds:,.0f} compute seconds of training"
-            if training_seconds is not None
-            else ""
+def _spread_words(spread: SeedSpread | None, vs_baseline: Comparison | None) -> str:
+    if spread is None or spread.n_draws < 2:
+        return "One training run of each model; the draw-to-draw spread was not measured."
+    band = spread.noise_band()
+    words = (
+        f"One training run of the fine-tune: the free baseline's macro-F1 varied with SD "
+        f"{spread.sd():.4f} over {spread.n_draws} training draws, so a difference within +/-{band:.3f} "
+        "between two single runs could be draw-to-draw noise"
+    )
+    if vs_baseline is not None:
+        inside = abs(vs_baseline.difference) < band
+        where = "inside" if inside else "outside"
+        words += f" (the difference to the baseline, {vs_baseline.difference:+.3f}, is {where} it)"
+    return words + "."
+
+
+def _floor_words(floors: pd.DataFrame | None) -> str:
+    if floors is None or floors.empty:
+        return ""
+    parts = [
+        f"{name}: macro-F1 {r['macro_f1']:.3f}, micro-F1 {r['micro_f1']:.3f}, "
+        f"exact match {r['exact_match']:.3f}"
+        for name, r in floors.iterrows()
+    ]
+    return "Floors on these comments (no model reads them): " + "; ".join(parts) + "."
+
+
+@dataclass(frozen=True)
+class Costs:
+    """What the fine-tune costs: per 1,000 online predictions and to train (dollars, or compute seconds)."""
+
+    usd_online: float | None = None
+    usd_batch: float | None = None
+    seconds_online: float | None = None
+    training_usd: float | None = None
+    training_seconds: float | None = None
+    pricing: str = ""
+
+    @classmethod
+    def from_table(cls, cost: pd.DataFrame, training_usd=None, training_seconds=None) -> Costs:
+        """Read the fine-tune's row of :func:`emotune.stages.evaluate.cost_per_1000`."""
+        row = cost.loc["fine-tuned"] if "fine-tuned" in cost.index else pd.Series(dtype=object)
+
+        def value(column):
+            v = row.get(column)
+            return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+        return cls(
+            value("USD per 1,000 (online)"),
+            value("USD per 1,000 (batch)"),
+            value("compute s per 1,000 (online)"),
+            training_usd,
+            training_seconds,
+            str(row.get("pricing", "")),
         )
-    if training_seconds is not None:
-        pricing = row["pricing"] if row is not None else ""
-        return f"training took {training_seconds:,.0f} compute seconds; no dollar price ({pricing})"
-    return f"no dollar price ({row['pricing']})" if row is not None else "no price"
+
+    def words(self) -> str:
+        if self.usd_online is not None:
+            words = (
+                f"1,000 predictions cost ${self.usd_online:.3f} online (${self.usd_batch or 0:.3f} by Batch)"
+            )
+            return words + (f", after ${self.training_usd:.2f} of training" if self.training_usd else "")
+        if self.seconds_online is not None:
+            words = (
+                f"1,000 predictions take {self.seconds_online:,.0f} compute seconds online on this machine"
+            )
+            if self.training_seconds is not None:
+                words += f", after {self.training_seconds:,.0f} compute seconds of training"
+            return words
+        if self.training_seconds is not None:
+            took = f"training took {self.training_seconds:,.0f} compute seconds"
+            return f"{took}; no dollar price ({self.pricing})"
+        return f"no dollar price ({self.pricing})" if self.pricing else "no price"
+
+    def per_point(self, gain: float) -> str:
+        """The cost of one macro-F1 point (0.01) gained over the free baseline."""
+        points = gain * 100
+        if self.training_usd is not None and self.usd_online is not None:
+            return (
+                f"Each macro-F1 point gained over the free baseline costs ${self.training_usd / points:.2f} "
+                f"of training and ${self.usd_online / points:.4f} per 1,000 predictions."
+            )
+        if self.training_seconds is not None:
+            seconds = self.training_seconds / points
+            return (
+                f"Each macro-F1 point gained over the free baseline took {seconds:,.0f} seconds of training."
+            )
+        return ""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The computed verdict and the figures behind it (``to_dict`` is what the manifest keeps)."""
+
+    answer: Answer
+    sentence: str
+    headline: str
+    taxonomy: str
+    n_items: int
+    compared: str
+    min_gain: float
+    comparisons: list = field(default_factory=list)
+    floors: dict = field(default_factory=dict)
+    seed_spread: dict = field(default_factory=dict)
+    costs: dict = field(default_factory=dict)
+    metric: str = PRIMARY_METRIC
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["answer"], out["answer_key"], out["rule"] = self.answer.text, self.answer.key, self.answer.rule
+        return out
+
+
+def _sentence(answer, vs_base, vs_baseline, *, n, taxonomy, compared, min_gain, spread, floors, costs) -> str:
+    parts = [f"Verdict: {answer.text}" + (f" ({compared})" if compared else "") + "."]
+    if vs_base is not None or vs_baseline is not None:
+        tuned = (vs_base or vs_baseline).b
+        versus = [_versus(vs_base, "base")] if vs_base is not None else []
+        versus += [_versus(vs_baseline, "the free baseline", tost=True)] if vs_baseline is not None else []
+        parts.append(
+            f"On {n:,} test comments ({taxonomy} labels), macro-F1 of the fine-tuned model {tuned:.3f} "
+            + "; ".join(versus)
+            + f". The margin worth paying for is {min_gain:.3f} macro-F1 over the free baseline."
+        )
+    if answer is WORTH_IT:
+        parts.append(costs.per_point(vs_baseline.difference))
+    if answer is INCONCLUSIVE:
+        half, needed = comments_to_settle(vs_baseline, min_gain)
+        parts.append(
+            f"To settle it the 95% interval of fine-tune minus baseline would need a half-width under "
+            f"{half:.3f}: roughly {needed:,} test comments if the difference stayed at "
+            f"{vs_baseline.difference:+.3f}."
+        )
+    parts.append(_spread_words(spread, vs_baseline))
+    parts.append(_floor_words(floors))
+    cost_words = costs.words()
+    parts.append(cost_words[:1].upper() + cost_words[1:] + ".")
+    return " ".join(p for p in parts if p)
 
 
 def verdict(
-    comparisons: pd.DataFrame,
+    comparisons: Comparisons,
     scores: pd.DataFrame,
     *,
     taxonomy: str,
-    cost: pd.DataFrame,
-    training_usd: float | None = None,
-    training_seconds: float | None = None,
+    costs: Costs,
     compared: str = "",
-    metric: str = HEADLINE_METRIC,
-) -> dict:
-    """The verdict: its answer, a sentence with the intervals behind it, and a headline figure line."""
-    vs_base, vs_baseline = _row(comparisons, "base", metric), _row(comparisons, "free baseline", metric)
-    answer = decide(vs_base, vs_baseline)
-    n = int(comparisons["comments"].iloc[0]) if len(comparisons) else 0
-    parts = [f"Verdict: {answer}" + (f" ({compared})" if compared else "") + "."]
-    if vs_base is not None:
-        parts.append(
-            f"On {n:,} test comments ({taxonomy} labels), macro-F1 of the fine-tuned model "
-            f"{vs_base['fine-tuned']:.3f} "
-            + _versus(vs_base, "base")
-            + ("; " + _versus(vs_baseline, "the free baseline") if vs_baseline is not None else "")
-            + "."
-        )
-    micro = [
-        (name, r)
-        for name, r in (
-            ("base", _row(comparisons, "base", "micro_f1")),
-            ("the free baseline", _row(comparisons, "free baseline", "micro_f1")),
-        )
-        if r is not None
-    ]
-    if micro and metric != "micro_f1":
-        parts.append(
-            "Micro-F1, for comparison: "
-            + "; ".join(f"{r['difference']:+.3f} vs {name} (Holm {_p(r['p (Holm)'])})" for name, r in micro)
-            + "."
-        )
-    cost_words = _cost_words(cost, training_usd, training_seconds)
-    parts.append(cost_words[:1].upper() + cost_words[1:] + ".")
-    level = scores[(scores.level == taxonomy) & (scores.metric == metric)].set_index("model")
-    headline = f"Headline macro-F1 (95% BCa interval) on {n:,} test comments: " + "; ".join(
-        f"{name} {r.value:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]" for name, r in level.iterrows()
+    min_gain: float = DEFAULT_MIN_GAIN,
+    spread: SeedSpread | None = None,
+    floors: pd.DataFrame | None = None,
+) -> Verdict:
+    """The verdict: its answer, a sentence with the intervals, margin, seed spread, floors and cost behind
+    it, and a headline figure line."""
+    vs_base, vs_baseline = comparisons.get("base"), comparisons.get("free baseline")
+    answer = decide(vs_base, vs_baseline, min_gain)
+    n = comparisons.n_items
+    sentence = _sentence(
+        answer,
+        vs_base,
+        vs_baseline,
+        n=n,
+        taxonomy=taxonomy,
+        compared=compared,
+        min_gain=min_gain,
+        spread=spread,
+        floors=floors,
+        costs=costs,
     )
-    return {
-        "answer": answer,
-        "sentence": " ".join(parts),
-        "headline": headline,
-        "metric": metric,
-        "taxonomy": taxonomy,
-        "n_items": n,
-        "compared": compared,
-        "comparisons": comparisons.to_dict("records"),
-        "training_usd_estimate": training_usd,
-        "training_seconds": training_seconds,
-    }
+    level = scores[(scores.level == taxonomy) & (scores.metric == PRIMARY_METRIC)].set_index("model")
+    figures = [f"{name} {r.value:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]" for name, r in level.iterrows()]
+    if floors is not None:
+        figures += [f"{name} {r['macro_f1']:.3f} (floor)" for name, r in floors.iterrows()]
+    headline = f"Headline macro-F1 (95% BCa interval) on {n:,} test comments: " + "; ".join(figures)
+    return Verdict(
+        answer,
+        sentence,
+        headline,
+        taxonomy,
+        n,
+        compared,
+        min_gain,
+        comparisons.to_frame().to_dict("records"),
+        {} if floors is None else floors.to_dict("index"),
+        {}
+        if spread is None
+        else {
+            "per_seed": spread.per_seed.to_dict("index"),
+            "sd_macro_f1": spread.sd(),
+            "draws": spread.n_draws,
+        },
+        asdict(costs),
+    )
 
 
-def record_evaluation(run, result: dict, scores: pd.DataFrame, frame: pd.DataFrame) -> dict:
+def record_evaluation(run, result: Verdict, scores: pd.DataFrame, frame: pd.DataFrame) -> Verdict:
     """Write the verdict, the score table and the evaluated ids into the manifest (this stage's section)."""
     run.put(
-        EvaluationRecord(verdict=result, scores=scores.to_dict("records"), sample_ids=frame["id"].tolist())
+        EvaluationRecord(
+            verdict=result.to_dict(), scores=scores.to_dict("records"), sample_ids=frame["id"].tolist()
+        )
     )
     return result
