@@ -62,6 +62,23 @@ def test_a_request_that_keeps_failing_is_reported_not_labelled(tmp_path):
     assert "InternalServerError" in out.failures[0]["error"]
 
 
+def test_a_failure_kind_says_whether_the_request_is_asked_again_now_and_in_the_next_round():
+    from emotune.stages.requests import FailureKind as K
+
+    assert {k for k in K if not k.next_round} == {K.MALFORMED, K.SERVER_DOWN}
+    assert {k for k in K if not k.retry_now} == {K.CLIENT_ERROR, K.MALFORMED, K.SERVER_DOWN}
+
+
+def test_a_server_error_is_asked_again_in_every_round(tmp_path):
+    from emotune.stages.requests import ROUNDS
+
+    conn = backend.connect("local", state_dir=tmp_path / "s", announce=False, max_retries=0, fail_500=1.0)
+    out = predict.classify(conn, BASE, frame(4), cache=predict.PredictionCache(tmp_path / "c.jsonl"))
+    assert out.sent == out.attempts == 4 * ROUNDS == conn.server.stats()["injected 500"]
+    assert [f["id"] for f in out.failures] == ["c0", "c1", "c2", "c3"]
+    assert all(f["error"].startswith("InternalServerError: ") for f in out.failures)
+
+
 def test_a_rerun_buys_nothing_twice(tmp_path):
     conn = conn_for(tmp_path / "s")
     cache = predict.PredictionCache(tmp_path / "cache.jsonl")

@@ -18,14 +18,13 @@ from ..core.manifest import BatchRecord
 from ..core.prompts import PromptSpec, prompt_spec
 from .predict import (
     MAX_COMPLETION_TOKENS,
-    MalformedAnswer,
     PredictionCache,
     Predictions,
     _assemble,
     _build,
-    read_completion,
     sampling_params,
 )
+from .requests import MalformedAnswer, read_completion
 
 BATCH_DONE = ("completed", "failed", "expired", "cancelled")
 

@@ -11,20 +11,17 @@ import asyncio
 import concurrent.futures
 import hashlib
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from ..core.progress import progress_bar
 from ..core.prompts import PromptSpec, parse_answer, prompt_spec
-from .ratelimit import Limiter, retry_after
+from .ratelimit import Limiter
+from .requests import RequestLoop
 
 DEFAULT_CONCURRENCY = None  # adaptive (emotune.ratelimit); an int caps the requests in flight
 MAX_COMPLETION_TOKENS = 60
-ROUNDS = 3  # passes over requests that failed even after their retries
-MAX_THROTTLED = 50  # 429s one request may receive before it is reported
 
 
 def _usable(rec) -> bool:
@@ -185,182 +182,6 @@ def _assemble(
     return Predictions(model, frame, fails, sent, prompt, completion, attempts, rate or {}, pace)
 
 
-class MalformedAnswer(ValueError):
-    """A 200 answer that is not a chat completion we can trust (never cached)."""
-
-
-def max_answer_chars(max_completion_tokens: int) -> int:
-    """The longest answer accepted for a token limit (a token is rarely over 16 characters)."""
-    return max(256, 16 * max_completion_tokens)
-
-
-def read_completion(raw: bytes, max_completion_tokens: int) -> dict:
-    """The cache record of a chat completion body, or ``MalformedAnswer`` saying what is wrong with it."""
-    if len(raw) > 64 * max_answer_chars(max_completion_tokens) + 65536:
-        raise MalformedAnswer(
-            f"answer of {len(raw):,} bytes for max_completion_tokens={max_completion_tokens}"
-        )
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        head = raw[:40].decode("utf-8", "replace").strip()
-        raise MalformedAnswer(f"not JSON (starts {head!r})" if head else "empty body") from None
-    if not isinstance(body, dict):
-        raise MalformedAnswer(f"a JSON {type(body).__name__}, not a chat completion object")
-    choices = body.get("choices")
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        raise MalformedAnswer("no choices")
-    message = choices[0].get("message")
-    content = message.get("content") if isinstance(message, dict) else None
-    if not isinstance(content, str):
-        raise MalformedAnswer(f"message content is {type(content).__name__}, not a string")
-    if len(content) > max_answer_chars(max_completion_tokens):
-        raise MalformedAnswer(
-            f"answer of {len(content):,} characters for max_completion_tokens={max_completion_tokens}"
-        )
-    usage = body.get("usage")
-    counts = (
-        [usage.get(k) for k in ("prompt_tokens", "completion_tokens")] if isinstance(usage, dict) else None
-    )
-    if not counts or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
-        raise MalformedAnswer("no usage token counts")
-    if counts[1] > max_completion_tokens:
-        raise MalformedAnswer(
-            f"{counts[1]} completion tokens for max_completion_tokens={max_completion_tokens}"
-        )
-    fingerprint = body.get("system_fingerprint")
-    finish = choices[0].get("finish_reason")
-    return {
-        "content": content,
-        "finish_reason": finish if isinstance(finish, str) else None,
-        "system_fingerprint": fingerprint if isinstance(fingerprint, str) else None,
-        "usage": {"prompt_tokens": counts[0], "completion_tokens": counts[1]},
-    }
-
-
-def _refused(exc: BaseException) -> bool:
-    """Whether a connection error means nothing listens (refused, unreachable) rather than slowness."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ConnectionRefusedError) or "refused" in str(seen).lower():
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
-async def _ask_all(
-    conn,
-    model: str,
-    todo,
-    params: dict,
-    concurrency: int | None,
-    cache: PredictionCache,
-    progress: bool,
-    limiter: Limiter | None = None,
-):
-    import httpx
-    import openai
-
-    retries = int(conn.options.get("max_retries", 2))
-    lim = limiter or Limiter(base_timeout=float(conn.options.get("timeout", 60.0)))
-    if concurrency is not None:  # a caller's fixed cap; the limiter still adapts below it
-        lim.max_concurrency = concurrency
-        lim.concurrency = min(lim.concurrency, concurrency)
-    client = conn.async_client().with_options(max_retries=0)  # retries here, where 429s teach the limiter
-    failures: dict[str, str] = {}
-    stats = {"sent": 0, "attempts": 0}
-    token_ratio = [0.3]  # prompt tokens per JSON character of the messages, learned from usage
-    bar = progress_bar(len(todo), model[:40], "req", enabled=progress and bool(todo))
-    max_tokens = int(params.get("max_completion_tokens", MAX_COMPLETION_TOKENS))
-
-    async def attempt(messages, cost):
-        await lim.acquire(cost)
-        t0 = time.monotonic()
-        try:
-            if lim.down:  # tripped while this request waited for its turn
-                return None, b"", 0.0
-            stats["attempts"] += 1
-            r = await client.post(
-                "/chat/completions",
-                cast_to=httpx.Response,
-                body={"model": model, "messages": messages, **params},
-                options={"timeout": lim.timeout()},
-            )
-            raw = await r.aread()
-            return r, raw, time.monotonic() - t0
-        finally:
-            await lim.release()
-
-    async def one(row_id, messages, key):
-        size = len(json.dumps(messages))
-        stats["sent"] += 1
-        n = throttled = 0
-        while n <= retries and throttled <= MAX_THROTTLED:
-            if lim.down:
-                failures[row_id] = f"server down: connection refused at {conn.base_url}"
-                return
-            last = n == retries
-            cost = int(size * token_ratio[0]) + max_tokens
-            try:
-                r, raw, latency = await attempt(messages, cost)
-            except openai.RateLimitError as exc:
-                lim.on_throttled(retry_after(exc.response.headers), exc.response.headers)
-                failures[row_id] = f"RateLimitError: {exc.message}"
-                throttled += 1
-                continue  # a 429 is the server's pacing, not the item's fault: it does not use up a retry
-            except openai.APIConnectionError as exc:  # timeouts included (aiohttp reports a refusal as one)
-                if _refused(exc):
-                    lim.on_connection_error()
-                    failures[row_id] = f"connection refused at {conn.base_url}"
-                elif isinstance(exc, openai.APITimeoutError):
-                    lim.on_overloaded()
-                    failures[row_id] = f"APITimeoutError: {exc.message} after {lim.timeout():.0f} s"
-                else:
-                    lim.on_overloaded()
-                    failures[row_id] = f"APIConnectionError: {exc.message}"
-            except openai.APIStatusError as exc:
-                failures[row_id] = f"{type(exc).__name__}: {exc.message}"
-                if exc.status_code < 500 and exc.status_code not in (408, 409):
-                    return  # the request itself is wrong; asking again will not help
-                lim.on_overloaded()
-            else:
-                if r is None:
-                    continue
-                lim.observe_headers(r.headers)
-                try:
-                    record = read_completion(raw, max_tokens)
-                except MalformedAnswer as exc:
-                    lim.on_success(latency)
-                    failures[row_id] = f"malformed answer: {exc}"
-                    return  # the server answered; it would answer garbage again
-                lim.on_success(latency)
-                token_ratio[0] = 0.9 * token_ratio[0] + 0.1 * record["usage"]["prompt_tokens"] / max(size, 1)
-                cache.put(key, {"model": model, **record, "answered_at": round(time.time(), 3)})
-                failures.pop(row_id, None)
-                bar.update(1)
-                bar.set_postfix(lim.describe(), refresh=False)
-                return
-            n += 1
-            if not last:
-                await asyncio.sleep(min(8.0, 0.25 * 2**n))
-
-    try:
-        pending = todo
-        for _ in range(ROUNDS):
-            await asyncio.gather(*(one(*item) for item in pending))
-            pending = [
-                item
-                for item in pending
-                if item[0] in failures and not failures[item[0]].startswith(("malformed", "server down"))
-            ]
-            if not pending or lim.down:
-                break
-    finally:
-        bar.close()
-        await client.close()
-    return failures, stats["sent"], stats["attempts"], lim
-
-
 def classify(
     conn,
     model: str,
@@ -388,7 +209,10 @@ def classify(
     todo = [item for item in items if item[2] not in cached]
     if not todo:
         return _assemble(model, items, cache, cached, {}, spec.taxonomy, 0)
-    failures, sent, attempts, lim = _run(
-        _ask_all(conn, model, todo, params, concurrency, cache, progress, limiter)
+    max_tokens = int(params.get("max_completion_tokens", MAX_COMPLETION_TOKENS))
+    loop = RequestLoop(
+        conn, model, params, cache, max_tokens=max_tokens, concurrency=concurrency, limiter=limiter
     )
-    return _assemble(model, items, cache, cached, failures, spec.taxonomy, sent, attempts, lim.describe())
+    failures = {row_id: f.message for row_id, f in _run(loop.run(todo, progress)).items()}
+    rate = loop.limiter.describe()
+    return _assemble(model, items, cache, cached, failures, spec.taxonomy, loop.sent, loop.attempts, rate)
