@@ -19,9 +19,17 @@ from .core.errors import (
 )
 from .core.file_rules import check_overlap, rules_frame, validate_file
 from .core.pricing import cost_table, load_catalog
-from .core.prompts import PromptSpec, check_prompt_spec, example_labels, prompt_spec
+from .core.prompts import (
+    PromptSpec,
+    PromptStyle,
+    check_prompt_spec,
+    example_labels,
+    parse_answer,
+    prompt_messages,
+    prompt_spec,
+)
 from .core.runs import Run, begin_stage, finish_stage, open_run, package_versions
-from .core.taxonomy import get_taxonomy
+from .core.taxonomy import Taxonomy, get_taxonomy
 from .plots import (
     plot_confusions,
     plot_cooccurrence,
@@ -119,8 +127,10 @@ __all__ = [
     "NotebookFailed",
     "PredictionError",
     "PromptSpec",
+    "PromptStyle",
     "Provider",
     "Run",
+    "Taxonomy",
     "answers_frame",
     "baseline_draws",
     "baselines_by_seed",
@@ -166,6 +176,7 @@ __all__ = [
     "open_cache",
     "open_run",
     "package_versions",
+    "parse_answer",
     "parse_table",
     "per_label",
     "plan_costs",
@@ -185,6 +196,7 @@ __all__ = [
     "plot_training_curves",
     "predict_models",
     "prompt_effect",
+    "prompt_messages",
     "prompt_spec",
     "prompt_specs",
     "prompt_tax",
