@@ -24,13 +24,13 @@ async def create_file(request: Request):
             param="file",
             code="file_too_large",
         )
-    form = await request.form()
-    upload, purpose = form.get("file"), form.get("purpose")
-    if upload is None or not hasattr(upload, "read"):
-        raise ApiError(400, "Missing required parameter: 'file'.", param="file")
-    if not purpose or not isinstance(purpose, str):
-        raise ApiError(400, "Missing required parameter: 'purpose'.", param="purpose")
-    data = await upload.read()
+    async with request.form() as form:  # closes the upload's spooled temporary file when read
+        upload, purpose = form.get("file"), form.get("purpose")
+        if upload is None or not hasattr(upload, "read"):
+            raise ApiError(400, "Missing required parameter: 'file'.", param="file")
+        if not purpose or not isinstance(purpose, str):
+            raise ApiError(400, "Missing required parameter: 'purpose'.", param="purpose")
+        data = await upload.read()
     return json_response(
         typed(FileObject, await run_in_threadpool(files.create, upload.filename or "upload", purpose, data))
     )
