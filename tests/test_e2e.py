@@ -20,6 +20,9 @@ import pytest
 from emotune import cli
 from emotune.stages.verdict import ANSWERS
 
+pytestmark = pytest.mark.slow  # the whole notebook series, more than once
+
+
 SENTINEL = f"sk-emotune-sentinel-{uuid.uuid4().hex}"
 PARAMS = [
     "-p",

@@ -6,8 +6,10 @@ from __future__ import annotations
 import pytest
 
 pytest.importorskip("torch", reason="needs the open-weights extra: pip install 'emotune[open-weights]'")
-pytest.importorskip("transformers")
-pytest.importorskip("peft")
+pytest.importorskip(
+    "transformers", reason="needs the open-weights extra: pip install 'emotune[open-weights]'"
+)
+pytest.importorskip("peft", reason="needs the open-weights extra: pip install 'emotune[open-weights]'")
 
 import openai  # noqa: E402
 from test_local_chat_api import no_unknown_fields  # noqa: E402

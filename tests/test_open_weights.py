@@ -12,8 +12,10 @@ import pytest
 torch = pytest.importorskip(
     "torch", reason="needs the open-weights extra: pip install 'emotune[open-weights]'"
 )
-transformers = pytest.importorskip("transformers")
-pytest.importorskip("peft")
+transformers = pytest.importorskip(
+    "transformers", reason="needs the open-weights extra: pip install 'emotune[open-weights]'"
+)
+pytest.importorskip("peft", reason="needs the open-weights extra: pip install 'emotune[open-weights]'")
 
 import openai  # noqa: E402
 from conftest import wait_job  # noqa: E402
@@ -74,6 +76,7 @@ def jsonl(rows) -> bytes:
     return "".join(json.dumps(render_example(t, labels)) + "\n" for t, labels in rows).encode()
 
 
+@pytest.mark.slow  # trains a LoRA adapter in a worker process
 def test_lora_job_learns_serves_and_survives_a_new_process(tiny_model, tmp_path):
     state = tmp_path / "state"
     with LocalServer(state) as srv:
@@ -219,6 +222,7 @@ def test_a_missing_extra_names_the_install_command():
     assert "pip install 'emotune[open-weights]'" in out and "peft" in out
 
 
+@pytest.mark.slow  # trains a LoRA adapter in a worker process
 def test_cancel_kills_the_training_process(tiny_model, tmp_path):
     import psutil
 

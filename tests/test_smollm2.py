@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 pytest.importorskip("torch", reason="needs the open-weights extra: pip install 'emotune[open-weights]'")
-pytest.importorskip("gguf")
+pytest.importorskip("gguf", reason="needs the open-weights extra: pip install 'emotune[open-weights]'")
 
 import openai  # noqa: E402
 from conftest import wait_job  # noqa: E402
@@ -20,6 +20,9 @@ from emotune.core.prompts import prompt_messages, render_example  # noqa: E402
 from emotune.local import LocalServer  # noqa: E402
 from emotune.local.trainers import weights  # noqa: E402
 from emotune.providers.local import LocalProvider  # noqa: E402
+
+pytestmark = pytest.mark.slow  # a real 135M-parameter model, served and trained on the CPU
+
 
 NAME = "smollm2-135m-instruct"
 
