@@ -216,6 +216,7 @@ def test_killing_the_process_mid_job_and_running_again_resumes_the_same_job(tmp_
         proc.send_signal(signal.SIGKILL)  # no clean shutdown: the kernel died mid-job
     finally:
         proc.wait(timeout=30)
+        proc.stdout.close()
     job_id = run.get("job", "id")
     assert job_id and json.loads((state / "jobs" / f"{job_id}.json").read_text())["status"] == "running"
     conn = providers.connect("local", state_dir=state, announce=False)

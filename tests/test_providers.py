@@ -127,3 +127,4 @@ def test_emotune_serve_runs_standalone(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+        proc.stdout.close()
