@@ -299,6 +299,7 @@ def trained_base_model(run, asked: str) -> str:
         )
     return job.base_model or asked
 
+
 def reconcile(run, job) -> pd.DataFrame:
     """The billed-token estimate from notebook 03 next to the job's ``trained_tokens``; both into the
     manifest."""
