@@ -71,9 +71,9 @@ def test_cost_per_1000_in_dollars_or_not_priced():
         cost
     ).startswith("USD")
     assert timed.loc["fine-tuned", "compute s per 1,000 (online)"] == 350.0
-    from emotune.stages.verdict import _cost_words
+    from emotune.stages.verdict import Costs
 
-    assert _cost_words(timed, None, 594.0) == (
+    assert Costs.from_table(timed, None, 594.0).words() == (
         "1,000 predictions take 350 compute seconds online on this machine, "
         "after 594 compute seconds of training"
     )

@@ -299,7 +299,7 @@ def verdict(
         {}
         if spread is None
         else {
-            "per_seed": spread.per_seed.to_dict("index"),
+            "per_seed": {str(s): r for s, r in spread.per_seed.to_dict("index").items()},
             "sd_macro_f1": spread.sd(),
             "draws": spread.n_draws,
         },
