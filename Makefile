@@ -56,8 +56,8 @@ unit: setup
 quick: setup
 	$(BIN)/python -m pytest -m "not slow" tests
 
-# Notebooks run in name order, one after another, on one fresh run directory. -W default: pyproject's
-# warnings-as-errors is for tests/, not for the Jupyter machinery nbval drives.
+# Notebooks run in name order, one after another, on one fresh run directory. -W default: warnings
+# from the Jupyter machinery nbval drives are shown, never errors.
 notebooks: setup
 	rm -rf runs/_nbval
 	EMOTUNE_RUN_DIR=$(CURDIR)/runs/_nbval TQDM_DISABLE=1 PYTHONHASHSEED=0 \
