@@ -108,6 +108,7 @@ from .stages.finetune import (
 )
 from .stages.metrics import per_label, score_models, single_label_report, to_matrix, top_confusions
 from .stages.sampling import baseline_draws, make_samples, support_table
+from .stages.seeds import across_seeds, predict_seed_models, seed_models, train_seed_runs
 from .stages.statistics import LabelSets
 from .stages.verdict import Costs, answers_frame, record_evaluation, verdict
 
@@ -131,6 +132,7 @@ __all__ = [
     "Provider",
     "Run",
     "Taxonomy",
+    "across_seeds",
     "answers_frame",
     "baseline_draws",
     "baselines_by_seed",
@@ -195,6 +197,7 @@ __all__ = [
     "plot_token_lengths",
     "plot_training_curves",
     "predict_models",
+    "predict_seed_models",
     "prompt_effect",
     "prompt_messages",
     "prompt_spec",
@@ -211,6 +214,7 @@ __all__ = [
     "save_predictions",
     "save_samples",
     "score_models",
+    "seed_models",
     "seed_spread",
     "single_label_report",
     "step_metrics",
@@ -223,6 +227,7 @@ __all__ = [
     "top_confusions",
     "top_pairs",
     "train_baseline",
+    "train_seed_runs",
     "trained_base_model",
     "trained_prompt_spec",
     "upload_training_files",

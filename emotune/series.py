@@ -39,6 +39,7 @@ DEFAULT_PARAMETERS: dict[str, object] = {
     "suffix": "emotune",
     "budget_usd": 5.0,
     "baseline_seeds": 5,
+    "n_seeds": 1,
     "min_gain": 0.02,
 }
 

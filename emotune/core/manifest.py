@@ -14,6 +14,8 @@ Unknown keys in an older manifest are ignored on read, so a manifest stays reada
     estimate     EstimateRecord    costs.plan_costs (03)                      finetune (04), evaluate (05)
     uploads.K    UploadRecord      finetune.upload_once (04)                  finetune (04)
     job          JobRecord         finetune.launch_or_resume, reconcile (04)  evaluate (05), show, report
+    seed_jobs.K  SeedJobRecord     finetune.launch_or_resume,                 evaluate (05)
+                                  seeds.train_seed_runs (04)
     batches.K    BatchRecord       batch.upload_batch, classify_batch (05)    batch (05)
     evaluation   EvaluationRecord  evaluate.predict_models, save_predictions,   show, report
                                   verdict.record_evaluation (05)
@@ -146,6 +148,14 @@ class JobRecord(Record):
 
 
 @dataclass
+class SeedJobRecord(JobRecord):
+    """A further training run of the fine-tune, on another draw of training examples (``n_seeds``)."""
+
+    section = "seed_jobs"
+    seed: int | None = None
+
+
+@dataclass
 class BatchRecord(Record):
     section = "batches"
     written_by = "05_evaluate"
@@ -169,4 +179,4 @@ class EvaluationRecord(Record):
     prediction_files: dict | None = None  # comparator -> predictions/<name>.jsonl (answers by comment id)
 
 
-KEYED = ("uploads", "batches")  # sections holding one record per key
+KEYED = ("uploads", "seed_jobs", "batches")  # sections holding one record per key

@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..core.errors import ConfigError, JobError, LifecycleError
-from ..core.manifest import EstimateRecord, JobRecord, UploadRecord
+from ..core.manifest import EstimateRecord, JobRecord, SeedJobRecord, UploadRecord
 from ..core.openai_spec import JOB_TERMINAL
 from ..core.pricing import check_budget, wind_down_summary
 from ..core.progress import progress_bar
@@ -127,19 +127,23 @@ def launch_or_resume(
     learning_rate_multiplier="auto",
     suffix: str = "emotune",
     today: date | None = None,
+    key: str | None = None,
+    runs: int = 1,
 ) -> JobLaunch:
     """Resume the run's job, adopt a matching remote one, or (after the budget and provider checks) create
-    one."""
+    one. ``key`` names a further training run (``seed_jobs.<key>``, trained on the uploads ``train-<key>``
+    and ``validation-<key>``); ``runs`` is how many training runs the budget must cover."""
     import openai
 
     client = provider.client
-    known = run.read(JobRecord, required=False)
+    record, suffix_key = (JobRecord, "") if key is None else (SeedJobRecord, f"-{key}")
+    known = run.read(record, key, required=False)
     if known is not None and known.id:
         return JobLaunch(client.fine_tuning.jobs.retrieve(known.id), "resumed (manifest)")
-    train = run.read(UploadRecord, "train", required=False)
+    train = run.read(UploadRecord, f"train{suffix_key}", required=False)
     if train is None:
         raise JobError("no uploaded training file in the manifest: run upload_training_files first")
-    validation = run.read(UploadRecord, "validation", required=False)
+    validation = run.read(UploadRecord, f"validation{suffix_key}", required=False)
     meta = {
         "emotune_run": run.id,
         "train_sha256": train.sha256[:32],
@@ -147,11 +151,12 @@ def launch_or_resume(
     }
     for job in client.fine_tuning.jobs.list(limit=100, metadata={"emotune_run": run.id}):
         if job.metadata and all(job.metadata.get(k) == v for k, v in meta.items()):
-            run.put(JobRecord(id=job.id, adopted=True))
+            run.put(record(id=job.id, adopted=True), key)
             return JobLaunch(job, "adopted (found on server)")
     estimate = run.read(EstimateRecord)
     if estimate.training_usd is not None:
-        check_budget(float(estimate.training_usd), budget_usd, "training")
+        what = "training" if runs == 1 else f"training {runs} runs (n_seeds)"
+        check_budget(runs * float(estimate.training_usd), budget_usd, what)
     provider.check_can_fine_tune(base_model, today)
     hp = _hyperparameters(n_epochs, batch_size, learning_rate_multiplier)
     try:
@@ -168,7 +173,7 @@ def launch_or_resume(
         raise LifecycleError(
             f"OpenAI refused to create the job ({exc.status_code}: {exc.message}). {wind_down_summary()}"
         ) from None
-    run.put(JobRecord(id=job.id, created_at=job.created_at, base_model=base_model, hyperparameters=hp))
+    run.put(record(id=job.id, created_at=job.created_at, base_model=base_model, hyperparameters=hp), key)
     return JobLaunch(job, "created")
 
 

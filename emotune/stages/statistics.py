@@ -320,3 +320,26 @@ def holm(comparisons: list[Comparison], alpha: float = ALPHA) -> list[Comparison
         return []
     adjusted = multipletests([c.p_value for c in comparisons], alpha=alpha, method="holm")[1]
     return [replace(c, p_holm=float(p)) for c, p in zip(comparisons, adjusted, strict=True)]
+
+
+def across_draws(a: np.ndarray, b: np.ndarray, metric: str = "macro_f1") -> Comparison:
+    """B minus A over several training draws (one score each per draw, on the same test comments): a paired
+    t-test on the per-draw differences (:func:`scipy.stats.ttest_1samp`), its 95% t-interval, and the 90%
+    one for equivalence. ``n_items`` is the number of draws: the unit that varies is the training run."""
+    from scipy.stats import ttest_1samp
+
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    test = ttest_1samp(b - a, 0.0)
+    ci, eq = test.confidence_interval(LEVEL), test.confidence_interval(TOST_LEVEL)
+    return Comparison(
+        metric,
+        float(a.mean()),
+        float(b.mean()),
+        float((b - a).mean()),
+        float(ci.low),
+        float(ci.high),
+        float(test.pvalue),
+        len(a),
+        eq_low=float(eq.low),
+        eq_high=float(eq.high),
+    )

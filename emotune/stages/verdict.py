@@ -17,7 +17,8 @@ import pandas as pd
 from ..core.manifest import EvaluationRecord
 from .baselines import SeedSpread
 from .evaluate import PRIMARY_METRIC, Comparisons
-from .statistics import Comparison
+from .seeds import SeedTest
+from .statistics import Comparison, holm
 
 DEFAULT_MIN_GAIN = 0.02
 
@@ -113,7 +114,16 @@ def _versus(c: Comparison, name: str, tost: bool = False) -> str:
     )
 
 
-def _spread_words(spread: SeedSpread | None, vs_baseline: Comparison | None) -> str:
+def _spread_words(spread: SeedSpread | None, vs_baseline: Comparison | None, across: SeedTest | None) -> str:
+    if across is not None:
+        c = across.comparison
+        return (
+            f"Across {c.n_items} training runs of the fine-tune and the free baseline on the same draws "
+            f"(paired t-test on the per-draw macro-F1 differences): {c.difference:+.3f} (95% t-interval "
+            f"{c.ci_low:+.3f} to {c.ci_high:+.3f}; 90% {c.eq_low:+.3f} to {c.eq_high:+.3f}; Holm-adjusted "
+            f"p = {c.p_reported:.4f}); "
+            "the verdict's comparison with the baseline is this one."
+        )
     if spread is None or spread.n_draws < 2:
         return "One training run of each model; the draw-to-draw spread was not measured."
     band = spread.noise_band()
@@ -150,10 +160,12 @@ class Costs:
     training_usd: float | None = None
     training_seconds: float | None = None
     pricing: str = ""
+    runs: int = 1  # training runs the training figures cover (n_seeds)
 
     @classmethod
-    def from_table(cls, cost: pd.DataFrame, training_usd=None, training_seconds=None) -> Costs:
-        """Read the fine-tune's row of :func:`emotune.stages.evaluate.cost_per_1000`."""
+    def from_table(cls, cost: pd.DataFrame, training_usd=None, training_seconds=None, runs: int = 1) -> Costs:
+        """Read the fine-tune's row of :func:`emotune.stages.evaluate.cost_per_1000`; the training figures
+        are per run and are multiplied by ``runs``."""
         row = cost.loc["fine-tuned"] if "fine-tuned" in cost.index else pd.Series(dtype=object)
 
         def value(column):
@@ -164,9 +176,10 @@ class Costs:
             value("USD per 1,000 (online)"),
             value("USD per 1,000 (batch)"),
             value("compute s per 1,000 (online)"),
-            training_usd,
-            training_seconds,
+            None if training_usd is None else training_usd * runs,
+            None if training_seconds is None else training_seconds * runs,
             str(row.get("pricing", "")),
+            runs,
         )
 
     def words(self) -> str:
@@ -174,7 +187,10 @@ class Costs:
             words = (
                 f"1,000 predictions cost ${self.usd_online:.3f} online (${self.usd_batch or 0:.3f} by Batch)"
             )
-            return words + (f", after ${self.training_usd:.2f} of training" if self.training_usd else "")
+            runs = f" ({self.runs} training runs)" if self.runs > 1 else ""
+            return words + (
+                f", after ${self.training_usd:.2f} of training{runs}" if self.training_usd else ""
+            )
         if self.seconds_online is not None:
             words = (
                 f"1,000 predictions take {self.seconds_online:,.0f} compute seconds online on this machine"
@@ -218,6 +234,7 @@ class Verdict:
     floors: dict = field(default_factory=dict)
     seed_spread: dict = field(default_factory=dict)
     costs: dict = field(default_factory=dict)
+    across_draws: dict = field(default_factory=dict)  # several training runs: per draw, and the test
     metric: str = PRIMARY_METRIC
 
     def to_dict(self) -> dict:
@@ -226,7 +243,9 @@ class Verdict:
         return out
 
 
-def _sentence(answer, vs_base, vs_baseline, *, n, taxonomy, compared, min_gain, spread, floors, costs) -> str:
+def _sentence(
+    answer, vs_base, vs_baseline, *, n, taxonomy, compared, min_gain, spread, floors, costs, across
+) -> str:
     parts = [f"Verdict: {answer.text}" + (f" ({compared})" if compared else "") + "."]
     if vs_base is not None or vs_baseline is not None:
         tuned = (vs_base or vs_baseline).b
@@ -237,16 +256,17 @@ def _sentence(answer, vs_base, vs_baseline, *, n, taxonomy, compared, min_gain, 
             + "; ".join(versus)
             + f". The margin worth paying for is {min_gain:.3f} macro-F1 over the free baseline."
         )
+    decisive = across.comparison if across is not None else vs_baseline
     if answer is WORTH_IT:
-        parts.append(costs.per_point(vs_baseline.difference))
+        parts.append(costs.per_point(decisive.difference))
     if answer is INCONCLUSIVE:
-        half, needed = comments_to_settle(vs_baseline, min_gain)
+        half, needed = comments_to_settle(decisive, min_gain)
+        unit = "training runs" if across is not None else "test comments"
         parts.append(
             f"To settle it the 95% interval of fine-tune minus baseline would need a half-width under "
-            f"{half:.3f}: roughly {needed:,} test comments if the difference stayed at "
-            f"{vs_baseline.difference:+.3f}."
+            f"{half:.3f}: roughly {needed:,} {unit} if the difference stayed at {decisive.difference:+.3f}."
         )
-    parts.append(_spread_words(spread, vs_baseline))
+    parts.append(_spread_words(spread, vs_baseline, across))
     parts.append(_floor_words(floors))
     cost_words = costs.words()
     parts.append(cost_words[:1].upper() + cost_words[1:] + ".")
@@ -263,11 +283,19 @@ def verdict(
     min_gain: float = DEFAULT_MIN_GAIN,
     spread: SeedSpread | None = None,
     floors: pd.DataFrame | None = None,
+    across: SeedTest | None = None,
 ) -> Verdict:
     """The verdict: its answer, a sentence with the intervals, margin, seed spread, floors and cost behind
-    it, and a headline figure line."""
+    it, and a headline figure line. With several training runs (``across``) the comparison with the free
+    baseline is the test across draws, Holm-corrected with the one against the base model."""
     vs_base, vs_baseline = comparisons.get("base"), comparisons.get("free baseline")
-    answer = decide(vs_base, vs_baseline, min_gain)
+    decisive = vs_baseline
+    if across is not None and vs_base is not None:
+        vs_base_raw = Comparison(**{**vs_base.__dict__, "p_holm": None})
+        vs_base, seeded = holm([vs_base_raw, across.comparison])
+        across = SeedTest(across.per_draw, seeded)
+        decisive = seeded
+    answer = decide(vs_base, decisive, min_gain)
     n = comparisons.n_items
     sentence = _sentence(
         answer,
@@ -280,6 +308,7 @@ def verdict(
         spread=spread,
         floors=floors,
         costs=costs,
+        across=across,
     )
     level = scores[(scores.level == taxonomy) & (scores.metric == PRIMARY_METRIC)].set_index("model")
     figures = [f"{name} {r.value:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]" for name, r in level.iterrows()]
@@ -304,6 +333,12 @@ def verdict(
             "draws": spread.n_draws,
         },
         asdict(costs),
+        {}
+        if across is None
+        else {
+            "per_draw": {str(s): r for s, r in across.per_draw.to_dict("index").items()},
+            "comparison": asdict(across.comparison),
+        },
     )
 
 
