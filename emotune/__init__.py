@@ -1,9 +1,11 @@
 """emotune: from a labelled text dataset to a fine-tuned LLM classifier, with honest numbers.
 
 The notebooks import everything they use from here; the public API is pinned by
-``tests/test_public_api.py``. The layers behind it are described in ``docs/architecture.md``.
+``tests/test_public_api.py``. Figures are a namespace: ``emotune.plots.plot_headline(...)`` and the other
+``emotune.plots.plot_*`` functions. The layers behind it are described in ``docs/architecture.md``.
 """
 
+from . import plots
 from .core.datasets import dataset_spec
 from .core.errors import (
     BackendError,
@@ -30,22 +32,6 @@ from .core.prompts import (
 )
 from .core.runs import Run, begin_stage, finish_stage, open_run, package_versions
 from .core.taxonomy import Taxonomy, get_taxonomy
-from .plots import (
-    plot_confusions,
-    plot_cooccurrence,
-    plot_cost_vs_quality,
-    plot_headline,
-    plot_label_frequency,
-    plot_labels_per_comment,
-    plot_level_breakdowns,
-    plot_per_label_f1,
-    plot_prompt_tax,
-    plot_prompt_tokens,
-    plot_support_comparison,
-    plot_token_distribution,
-    plot_token_lengths,
-    plot_training_curves,
-)
 from .providers import Provider, connect
 from .series import collect_parameters, run_series
 from .stages.baselines import baselines_by_seed, floors, gold_labels, seed_spread, train_baseline
@@ -182,20 +168,7 @@ __all__ = [
     "parse_table",
     "per_label",
     "plan_costs",
-    "plot_confusions",
-    "plot_cooccurrence",
-    "plot_cost_vs_quality",
-    "plot_headline",
-    "plot_label_frequency",
-    "plot_labels_per_comment",
-    "plot_level_breakdowns",
-    "plot_per_label_f1",
-    "plot_prompt_tax",
-    "plot_prompt_tokens",
-    "plot_support_comparison",
-    "plot_token_distribution",
-    "plot_token_lengths",
-    "plot_training_curves",
+    "plots",
     "predict_models",
     "predict_seed_models",
     "prompt_effect",

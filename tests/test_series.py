@@ -131,7 +131,8 @@ def test_environment_yml_installs_what_pyproject_declares():
     # Python deps live in pyproject only; conda adds just python (same floor) and pip.
     assert sorted(d.split(">")[0].split("=")[0] for d in conda) == ["pip", "python"]
     assert f"python{project['project']['requires-python']}" in conda
-    assert pip == ["-e .[dev]"] and "dev" in project["project"]["optional-dependencies"]
+    assert pip == ["-e .[dev,lab]"]
+    assert {"dev", "lab"} <= set(project["project"]["optional-dependencies"])
 
 
 def test_ci_calls_the_readme_test_command():
