@@ -53,11 +53,8 @@ def run(name: str, extra: list[str]) -> None:
         print(
             f"{name}: {total:.1f} s in all (" + ", ".join(f"{k} {v:.1f} s" for k, v in stages.items()) + ")"
         )
-        print(
-            f"  macro-F1 base {verdict['macro_f1']['base']:.3f} -> fine-tuned "
-            f"{verdict['macro_f1']['fine_tuned']:.3f} "
-            f"on {verdict['n_items']} test comments"
-        )
+        print(f"  {verdict['headline']}")
+        print(f"  verdict: {verdict['answer']}")
 
 
 def main() -> None:
