@@ -34,7 +34,14 @@ from .core.runs import Run, begin_stage, finish_stage, open_run, package_version
 from .core.taxonomy import Taxonomy, get_taxonomy
 from .providers import Provider, connect
 from .series import collect_parameters, run_series
-from .stages.baselines import baselines_by_seed, floors, gold_labels, seed_spread, train_baseline
+from .stages.baselines import (
+    baselines_by_seed,
+    floors,
+    gold_labels,
+    seed_spread,
+    train_baseline,
+    with_floors,
+)
 from .stages.costs import estimate_line, estimate_usd, plan_costs, token_limit
 from .stages.data import (
     clean,
@@ -208,4 +215,5 @@ __all__ = [
     "validate_file",
     "verdict",
     "watch",
+    "with_floors",
 ]

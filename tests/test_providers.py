@@ -37,6 +37,12 @@ def test_auto_without_a_key_starts_the_local_backend_and_records_it(tmp_path, ca
     assert providers.connect("local", state_dir=tmp_path / "s", announce=False).server is conn.server
 
 
+def test_an_exported_key_alone_never_picks_the_paid_backend(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-sentinel-456")
+    conn = providers.connect("auto", state_dir=tmp_path / "s", announce=False)
+    assert isinstance(conn, LocalProvider) and conn.client.api_key == LOCAL_API_KEY
+
+
 def test_a_real_key_never_reaches_the_local_backend(tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-sentinel-123")
     conn = providers.connect("local", state_dir=tmp_path / "s", announce=False)
@@ -48,10 +54,12 @@ def test_openai_needs_a_key_and_another_base_url_is_a_compatible_server(monkeypa
     with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
         providers.connect("openai", announce=False)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key")
-    assert isinstance(providers.connect("auto", announce=False), OpenAIProvider)
+    assert isinstance(providers.connect("openai", announce=False), OpenAIProvider)
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
     conn = providers.connect("auto", announce=False)
     assert isinstance(conn, CompatibleProvider) and conn.base_url.startswith("http://127.0.0.1:9/v1")
+    gateway = providers.connect("openai", announce=False)  # named: OpenAI through that gateway, priced
+    assert isinstance(gateway, OpenAIProvider) and gateway.base_url.startswith("http://127.0.0.1:9/v1")
     with pytest.raises(ConfigError, match="backend must be"):
         providers.connect("azure")
 

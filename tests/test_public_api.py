@@ -109,6 +109,7 @@ PUBLIC = [
     "validate_file",
     "verdict",
     "watch",
+    "with_floors",
 ]
 
 # The figures live under one namespace, emotune.plots, pinned the same way.

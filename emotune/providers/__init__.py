@@ -1,9 +1,10 @@
 """Providers: the servers emotune talks to, each behind the same interface (:class:`Provider`).
 
 ``connect(backend)`` picks one, in this order: the ``backend`` argument, ``EMOTUNE_BACKEND``, then
-``auto`` (OpenAI when ``OPENAI_API_KEY`` is set, otherwise the local backend). With a key, an
-``OPENAI_BASE_URL`` that is not OpenAI's makes it the ``compatible`` provider (never priced or
-wind-down-checked as OpenAI). The key is read by :mod:`emotune.config` and handed to the client only;
+``auto``: the local backend, or the ``compatible`` provider when ``OPENAI_BASE_URL`` names a server that is
+not OpenAI's (never priced or wind-down-checked as OpenAI). OpenAI costs money, so it is only ever asked
+for by name (``backend="openai"``, through ``OPENAI_BASE_URL`` when that names a gateway); an exported key
+alone never picks it. The key is read by :mod:`emotune.config` and handed to the client only;
 it is never printed, stored or sent to the local backend.
 
 Providers are catalogue data (``emotune/catalog/providers.json``: name -> ``module:Class``); a file
@@ -67,12 +68,10 @@ def _provider_class(name: str) -> type[Provider]:
 
 def _choose(backend: str | None) -> str:
     choice = config.backend_choice(backend)
-    key, url = config.openai_key(), config.openai_base_url()
-    if choice == "auto":
-        choice = "openai" if key else "local"
-    if choice == "openai" and url and urlparse(url).hostname not in OPENAI_HOSTS:
-        choice = "compatible"
-    return choice
+    url = config.openai_base_url()
+    if choice == "auto":  # paid runs are asked for by name: a key in the environment alone never picks OpenAI
+        choice = "compatible" if url and urlparse(url).hostname not in OPENAI_HOSTS else "local"
+    return choice  # "openai" with another OPENAI_BASE_URL is OpenAI through that gateway
 
 
 def connect(

@@ -152,3 +152,19 @@ def floors(gold, train: pd.DataFrame, taxonomy: str | Taxonomy, *, seed: int = 0
     out = pd.DataFrame.from_dict(rows, orient="index")[list(SPREAD_METRICS)]
     out.index.name = "floor"
     return out
+
+
+def with_floors(
+    table: pd.DataFrame, floor_table: pd.DataFrame, level: str, metrics: tuple[str, ...]
+) -> pd.DataFrame:
+    """The score table (model per column, level and metric per row) with a column per floor beside the
+    models, filled at the run's level (the floors are measured there)."""
+    shown = table[table.metric.isin(metrics)].pivot_table(
+        index=["level", "metric"], columns="model", values="value", sort=False
+    )
+    for name, row in floor_table.iterrows():
+        shown[f"floor: {name}"] = [
+            row[metric] if lvl == level and metric in row.index else float("nan")
+            for lvl, metric in shown.index
+        ]
+    return shown

@@ -140,13 +140,15 @@ class OpenWeightsTrainer:
             "learning_rate": BASE_LEARNING_RATE * float(hp["learning_rate_multiplier"]),
         }
         (work_dir / "request.json").write_text(json.dumps(request))
-        with open(work_dir / "worker.log", "w") as log:
-            proc = subprocess.Popen(
+        with (
+            open(work_dir / "worker.log", "w") as log,
+            subprocess.Popen(  # the context closes the stdout pipe whatever happens
                 [sys.executable, "-m", "emotune.local.trainers.sft_worker", str(work_dir)],
                 stdout=subprocess.PIPE,
                 stderr=log,
                 text=True,
-            )
+            ) as proc,
+        ):
             try:
                 result = self._follow(proc, base, on_step)
                 code = proc.wait()
