@@ -279,7 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the notebook series headless (papermill)")
-    run.add_argument("--run-dir", help="run directory (default runs/<run_name> or runs/<timestamp>)")
+    run.add_argument(
+        "--run-dir", help="run directory (default EMOTUNE_RUN_DIR, else runs/<run_name> or runs/<timestamp>)"
+    )
     run.add_argument("--params", help="YAML file of parameters")
     run.add_argument("-p", action="append", metavar="NAME=VALUE", help="one parameter (repeatable)")
     run.add_argument("--from", dest="from_", metavar="NN", help="first notebook, e.g. 02")
