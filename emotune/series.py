@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -111,9 +112,9 @@ def prepare(
     return SeriesPlan(tuple(selected), params, frozenset(check_parameters(params, selected)))
 
 
-def _without_machine_paths(path: Path, notebook: Path, run_path: Path) -> None:
+def _without_machine_paths(path: Path, notebook: Path) -> None:
     """Keep absolute paths of this machine out of an executed notebook: papermill's metadata, and the
-    injected ``run_dir``, which becomes "." (the notebook ran inside the run directory, so it is the same
+    injected ``run_dir``, saved as "." (the notebook ran inside the run directory, so it names the same
     place)."""
     import nbformat
 
@@ -122,13 +123,11 @@ def _without_machine_paths(path: Path, notebook: Path, run_path: Path) -> None:
     if meta:
         meta["input_path"] = notebook.name
         meta["output_path"] = f"notebooks/{notebook.name}"
-        if meta.get("parameters", {}).get("run_dir") == str(run_path):
+        if "run_dir" in meta.get("parameters", {}):
             meta["parameters"]["run_dir"] = "."
     for cell in nb.cells:
         if "injected-parameters" in cell.metadata.get("tags", []):
-            cell.source = cell.source.replace(f"run_dir = {str(run_path)!r}", 'run_dir = "."').replace(
-                f'run_dir = "{run_path}"', 'run_dir = "."'
-            )
+            cell.source = re.sub(r"^run_dir = .*$", 'run_dir = "."', cell.source, flags=re.MULTILINE)
     nbformat.write(nb, path)
 
 
@@ -237,12 +236,12 @@ def run_series(run: Run, plan: SeriesPlan, *, on_event: Callable[[str], None] = 
         except pm.PapermillExecutionError as exc:
             failed = out_dir / f"{nb.stem}.failed.ipynb"
             partial.replace(failed)
-            _without_machine_paths(failed, nb, run_path)
+            _without_machine_paths(failed, nb)
             raise NotebookFailed(
                 f"{nb.name} failed in cell {exc.exec_count or exc.cell_index}: {exc.ename}: "
                 f"{exc.evalue}\n(executed notebook with the error: {failed})"
             ) from None
-        _without_machine_paths(partial, nb, run_path)
+        _without_machine_paths(partial, nb)
         partial.replace(final)
         seconds = time.perf_counter() - t0
         run.update(stages={nb.stem: {"seconds": round(seconds, 2), "notebook": f"notebooks/{nb.name}"}})
