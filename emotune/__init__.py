@@ -6,7 +6,7 @@ The notebooks import everything they use from here; the public API is pinned by
 """
 
 from . import plots
-from .core.datasets import dataset_spec
+from .core.datasets import DatasetParams, dataset_spec
 from .core.errors import (
     BackendError,
     BudgetError,
@@ -114,6 +114,7 @@ __all__ = [
     "ConfigError",
     "Costs",
     "DataError",
+    "DatasetParams",
     "EmotuneError",
     "JobError",
     "LabelSets",

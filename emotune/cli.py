@@ -8,7 +8,9 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from .core import config
 from .core.errors import EmotuneError
+from .core.runs import Run, open_run
 from .series import DEFAULT_PARAMETERS, HYPERPARAMETERS
 
 
@@ -40,42 +42,38 @@ def _load_params_file(path: str) -> dict:
     return data
 
 
+def open_run_dir(explicit: str | None, params: dict) -> Run:
+    """The run directory, created, with an absolute path: ``--run-dir``, else ``EMOTUNE_RUN_DIR``, else
+    ``runs/<run_name>`` or ``runs/<timestamp>`` (decided by ``config.run_dir``)."""
+    name = str(params.get("run_name") or datetime.now().strftime("%Y%m%d-%H%M%S"))
+    path = config.run_dir(explicit, name)
+    if path.exists() and not path.is_dir():
+        raise EmotuneError(f"--run-dir {path}: exists and is not a directory")
+    try:
+        return open_run(path.resolve())
+    except OSError as exc:
+        raise EmotuneError(
+            f"cannot create the run directory {path}: {exc.strerror or exc}; "
+            "pick a writable one with --run-dir"
+        ) from None
+
+
 def cmd_run(args) -> int:
-    from .core.runs import Run
     from .series import prepare, run_series
 
     params = _load_params_file(args.params) if args.params else {}
     params |= _parse_assignments(args.p or [])
     notebooks_dir = Path(args.notebooks) if args.notebooks else None
-    prepare(
-        params, start=args.from_, stop=args.to, notebooks_dir=notebooks_dir
-    )  # reject before creating anything
-    if args.run_dir:
-        run_path = Path(args.run_dir)
-    elif params.get("run_name"):
-        run_path = Path("runs") / str(params["run_name"])
-    else:
-        run_path = Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
-    if run_path.exists() and not run_path.is_dir():
-        raise EmotuneError(f"--run-dir {run_path}: exists and is not a directory")
-    try:
-        run_path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise EmotuneError(
-            f"cannot create the run directory {run_path}: {exc.strerror or exc}; "
-            "pick a writable one with --run-dir"
-        ) from None
-    run = Run(run_path)
+    plan = prepare(params, start=args.from_, stop=args.to, notebooks_dir=notebooks_dir)  # rejects first
+    run = open_run_dir(args.run_dir, plan.parameters)
     print(f"run directory: {run.path}")
-    results = run_series(run, params, start=args.from_, stop=args.to, notebooks_dir=notebooks_dir)
+    results = run_series(run, plan)
     total = sum(r.seconds for r in results)
     print(f"done: {len(results)} notebook(s) in {total:.1f} s; manifest: {run.manifest_path}")
     return 0
 
 
 def cmd_show(args) -> int:
-    from .core.runs import Run
-
     if not Path(args.run).is_dir():
         raise EmotuneError(f"{args.run}: not a directory (give a run directory, e.g. runs/tutorial)")
     manifest = Run(args.run).manifest()
@@ -281,7 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the notebook series headless (papermill)")
-    run.add_argument("--run-dir", help="run directory (default runs/<run_name> or runs/<timestamp>)")
+    run.add_argument(
+        "--run-dir", help="run directory (default EMOTUNE_RUN_DIR, else runs/<run_name> or runs/<timestamp>)"
+    )
     run.add_argument("--params", help="YAML file of parameters")
     run.add_argument("-p", action="append", metavar="NAME=VALUE", help="one parameter (repeatable)")
     run.add_argument("--from", dest="from_", metavar="NN", help="first notebook, e.g. 02")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -92,18 +93,29 @@ def select(notebooks: list[Path], start: str | None = None, stop: str | None = N
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
 
 
+@dataclass(frozen=True)
+class SeriesPlan:
+    """A checked request to run the series: the notebooks, their coerced parameters, the names they
+    declare."""
+
+    notebooks: tuple[Path, ...]
+    parameters: dict
+    declared: frozenset[str]
+
+
 def prepare(
     params: dict, *, start: str | None = None, stop: str | None = None, notebooks_dir: Path | None = None
-) -> tuple[list[Path], dict, set[str]]:
-    """The selected notebooks, the coerced parameters and the declared names; raises before anything is
-    written."""
+) -> SeriesPlan:
+    """The plan :func:`run_series` executes; raises before anything is written."""
     selected = select(list_notebooks(notebooks_dir), start, stop)
     params = {k: coerce(k, v) for k, v in params.items()}
-    return selected, params, check_parameters(params, selected)
+    return SeriesPlan(tuple(selected), params, frozenset(check_parameters(params, selected)))
 
 
 def _without_machine_paths(path: Path, notebook: Path) -> None:
-    """Keep absolute paths of this machine out of an executed notebook's papermill metadata."""
+    """Keep absolute paths of this machine out of an executed notebook: papermill's metadata, and the
+    injected ``run_dir``, saved as "." (the notebook ran inside the run directory, so it names the same
+    place)."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
@@ -111,7 +123,12 @@ def _without_machine_paths(path: Path, notebook: Path) -> None:
     if meta:
         meta["input_path"] = notebook.name
         meta["output_path"] = f"notebooks/{notebook.name}"
-        nbformat.write(nb, path)
+        if "run_dir" in meta.get("parameters", {}):
+            meta["parameters"]["run_dir"] = "."
+    for cell in nb.cells:
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            cell.source = re.sub(r"^run_dir = .*$", 'run_dir = "."', cell.source, flags=re.MULTILINE)
+    nbformat.write(nb, path)
 
 
 def coerce(name: str, value: object) -> object:
@@ -182,23 +199,17 @@ def _echo(progress: Path, on_event: Callable[[str], None], every_s: float = 2.0)
         progress.unlink(missing_ok=True)
 
 
-def run_series(
-    run: Run,
-    params: dict,
-    *,
-    start: str | None = None,
-    stop: str | None = None,
-    notebooks_dir: Path | None = None,
-    on_event: Callable[[str], None] = print,
-) -> list[StageResult]:
-    """Execute the selected notebooks in order into ``<run>/notebooks/``; stop at the first failure."""
+def run_series(run: Run, plan: SeriesPlan, *, on_event: Callable[[str], None] = print) -> list[StageResult]:
+    """Execute the plan's notebooks in order into ``<run>/notebooks/``; stop at the first failure."""
     import papermill as pm
 
-    selected, params, declared = prepare(params, start=start, stop=stop, notebooks_dir=notebooks_dir)
-    # The run directory decides where everything goes. The notebooks run inside it and get it as ".",
-    # so no executed notebook or rendered page shows this machine's absolute paths.
-    params |= {k: v for k, v in {"run_dir": ".", "run_name": run.name}.items() if k in declared}
-    out_dir = run.path / "notebooks"
+    # The kernel gets the run directory as one absolute path, whatever its own working directory;
+    # the saved notebooks show it as "." (see _without_machine_paths).
+    run_path = run.path.resolve()
+    selected, params = plan.notebooks, dict(plan.parameters)
+    given = {"run_dir": str(run_path), "run_name": run.name}
+    params |= {k: v for k, v in given.items() if k in plan.declared}
+    out_dir = run_path / "notebooks"
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -208,14 +219,14 @@ def run_series(
         on_event(f"[{i}/{len(selected)}] {nb.stem} ...")
         final, partial = out_dir / nb.name, out_dir / f".{nb.stem}.running.ipynb"
         t0 = time.perf_counter()
-        progress = (out_dir / f".{nb.stem}.progress").resolve()  # the kernel runs in the run directory
+        progress = out_dir / f".{nb.stem}.progress"  # absolute: the kernel runs in the run directory
         try:
             with headless_kernels(progress), _echo(progress, on_event):
                 pm.execute_notebook(
                     str(nb),
                     str(partial),
                     parameters=params,
-                    cwd=str(run.path),
+                    cwd=str(run_path),
                     progress_bar=False,
                     record_timing=False,
                     kernel_name="python3",
@@ -256,7 +267,8 @@ def refresh_committed(notebooks: list[Path]) -> None:
     """Re-execute notebooks in place with their default parameters (how the committed outputs are made).
 
     No parameters are injected, timing and papermill metadata are dropped, and widget state is stripped,
-    so the committed files hold only what a reader should see.
+    so the committed files hold only what a reader should see. Each notebook finds its run directory with
+    ``emotune.open_run`` (``EMOTUNE_RUN_DIR``, else ``runs/tutorial`` beside the notebooks).
     """
     import nbformat
     import papermill as pm

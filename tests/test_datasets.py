@@ -6,9 +6,15 @@ import pandas as pd
 import pytest
 
 from emotune import ConfigError, DataError, Run, label_set, record_dataset
-from emotune.core.datasets import catalogue_spec, resolve_spec
+from emotune.core.datasets import DatasetParams, catalogue_spec, resolve_spec
 from emotune.stages import data
 from emotune.stages.sampling import make_samples
+
+
+def params(dataset: str, **strings: str) -> DatasetParams:
+    """The dataset parameters as a notebook gets them from papermill: strings, parsed once."""
+    return DatasetParams.from_parameters({"dataset": dataset, **strings})
+
 
 CATS = ["billing", "bug", "login"]
 
@@ -38,7 +44,7 @@ def write(frame, path):
 @pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl", ".parquet"])
 def test_single_label_strings_in_every_format(tmp_path, suffix):
     path = write(tickets(), tmp_path / f"tickets{suffix}")
-    loaded = data.load(str(path), text_column="body", label_column="category")
+    loaded = data.load(params(str(path), text_column="body", label_column="category"))
     assert loaded.taxonomy.name == "tickets" and loaded.taxonomy.labels == tuple(CATS)
     assert loaded.taxonomy.multi_label is False
     sizes = loaded.split_sizes()
@@ -51,26 +57,26 @@ def test_integer_ids_with_names_param_file_and_error(tmp_path):
     frame = tickets().assign(category=[i % 3 for i in range(60)])
     path = write(frame, tmp_path / "ids.csv")
     loaded = data.load(
-        str(path), text_column="body", label_column="category", label_names="billing,bug,login"
+        params(str(path), text_column="body", label_column="category", label_names="billing,bug,login")
     )
     assert loaded.taxonomy.labels == tuple(CATS)
     names = tmp_path / "names.txt"
     names.write_text("billing\nbug\nlogin\n")
     assert data.load(
-        str(path), text_column="body", label_column="category", label_names=str(names)
+        params(str(path), text_column="body", label_column="category", label_names=str(names))
     ).taxonomy.labels == tuple(CATS)
     with pytest.raises(DataError, match="label_names") as info:
-        data.load(str(path), text_column="body", label_column="category")
+        data.load(params(str(path), text_column="body", label_column="category"))
     assert info.value.rule == "label-names-missing"
     with pytest.raises(DataError) as info:
-        data.load(str(path), text_column="body", label_column="category", label_names="billing,bug")
+        data.load(params(str(path), text_column="body", label_column="category", label_names="billing,bug"))
     assert info.value.rule == "label-out-of-range" and "ids.csv:4" in str(info.value)
 
 
 def test_label_outside_label_names_names_file_and_row(tmp_path):
     path = write(tickets(), tmp_path / "t.csv")
     with pytest.raises(DataError) as info:
-        data.load(str(path), text_column="body", label_column="category", label_names="billing,bug")
+        data.load(params(str(path), text_column="body", label_column="category", label_names="billing,bug"))
     assert (
         info.value.rule == "label-unknown" and "t.csv:4:" in str(info.value) and "'login'" in str(info.value)
     )
@@ -80,20 +86,27 @@ def test_multi_label_lists_delimited_and_one_hot(tmp_path):
     frame = tickets()
     lists = [[c] + (["urgent"] if i % 4 == 0 else []) for i, c in enumerate(frame["category"])]
     jl = write(frame.assign(tags=lists).drop(columns="category"), tmp_path / "lists.jsonl")
-    a = data.load(str(jl), text_column="body", label_column="tags")
+    a = data.load(params(str(jl), text_column="body", label_column="tags"))
     assert a.taxonomy.multi_label and a.taxonomy.labels == ("billing", "bug", "login", "urgent")
     pq = write(frame.assign(tags=lists).drop(columns="category"), tmp_path / "lists.parquet")
-    assert data.load(str(pq), text_column="body", label_column="tags").taxonomy.labels == a.taxonomy.labels
+    assert (
+        data.load(params(str(pq), text_column="body", label_column="tags")).taxonomy.labels
+        == a.taxonomy.labels
+    )
     csv_json = write(frame.assign(tags=[json.dumps(x) for x in lists]), tmp_path / "jsonlist.csv")
-    assert data.load(str(csv_json), text_column="body", label_column="tags").taxonomy.multi_label
+    assert data.load(params(str(csv_json), text_column="body", label_column="tags")).taxonomy.multi_label
     delim = write(frame.assign(tags=["|".join(x) for x in lists]), tmp_path / "delim.csv")
-    b = data.load(str(delim), text_column="body", label_column="tags", label_separator="|")
+    b = data.load(params(str(delim), text_column="body", label_column="tags", label_separator="|"))
     assert b.taxonomy.labels == a.taxonomy.labels and b.taxonomy.multi_label
     hot = frame[["body"]].assign(
         **{c: [int(c in x) for x in lists] for c in ["billing", "bug", "login", "urgent"]}
     )
     c = data.load(
-        str(write(hot, tmp_path / "hot.csv")), text_column="body", label_columns="billing,bug,login,urgent"
+        params(
+            str(write(hot, tmp_path / "hot.csv")),
+            text_column="body",
+            label_columns="billing,bug,login,urgent",
+        )
     )
     assert c.taxonomy.labels == ("billing", "bug", "login", "urgent") and c.taxonomy.multi_label
     rows = data.to_frame(c.dataset["train"])["labels"].map(len)
@@ -132,7 +145,7 @@ def test_guess_fails_with_the_columns_listed(tmp_path):
         data.load(str(path))
     assert info.value.rule == "column-missing" and "odd.csv" in str(info.value)
     with pytest.raises(DataError, match="no label column 'nope'.*msg, kind"):
-        data.load(str(path), text_column="msg", label_column="nope")
+        data.load(params(str(path), text_column="msg", label_column="nope"))
 
 
 def test_bom_is_stripped_and_invalid_utf8_names_the_file(tmp_path):
@@ -172,7 +185,7 @@ def test_one_label_and_too_few_examples(tmp_path):
     with pytest.raises(ConfigError, match="1 label"):
         data.load(str(one))
     few = write(tickets(30), tmp_path / "few.csv")
-    dd, _ = data.clean(data.load(str(few), text_column="body", label_column="category"))
+    dd, _ = data.clean(data.load(params(str(few), text_column="body", label_column="category")))
     with pytest.raises(DataError) as info:
         make_samples(dd, n_train=0, n_validation=0, n_eval=0, seed=0, n_labels=3)
     assert info.value.rule == "too-few-examples" and "at least 10" in str(info.value)
@@ -192,12 +205,30 @@ def test_spec_resolution_and_catalogue():
     with pytest.raises(ConfigError, match="neither a known dataset"):
         resolve_spec("no_such_thing.csv")
     with pytest.raises(ConfigError, match="not both"):
-        resolve_spec("someone/x", label_column="a", label_columns="b,c")
+        params("someone/x", label_column="a", label_columns="b,c")
 
 
 def test_a_file_named_like_a_builtin_level_does_not_replace_it(tmp_path):
     from emotune.core.taxonomy import get_taxonomy
 
     path = write(tickets(), tmp_path / "sentiment.csv")
-    loaded = data.load(str(path), text_column="body", label_column="category")
+    loaded = data.load(params(str(path), text_column="body", label_column="category"))
     assert loaded.taxonomy.name == "sentiment-data" and "positive" in get_taxonomy("sentiment").labels
+
+
+def test_dataset_parameters_are_parsed_once_from_papermill_strings(tmp_path):
+    names = tmp_path / "names.txt"
+    names.write_text("billing\nbug\n\nlogin\n")
+    parsed = DatasetParams.from_parameters(
+        {"dataset": " tickets.csv ", "data_source": "", "text_column": "body", "label_columns": "a, b,c"}
+        | {"label_column": "", "label_separator": "", "label_names": str(names), "seed": 7}
+    )
+    assert parsed == DatasetParams(
+        "tickets.csv", text_column="body", label_columns=("a", "b", "c"), label_names=tuple(CATS)
+    )
+    assert DatasetParams.from_parameters({}) == DatasetParams()
+    assert (
+        DatasetParams.from_parameters({"label_names": "x,y", "label_separator": " "}).label_separator == " "
+    )
+    with pytest.raises(ConfigError, match="repeats a name"):
+        DatasetParams.from_parameters({"label_names": "x,y,x"})

@@ -8,6 +8,7 @@ PUBLIC = [
     "ConfigError",
     "Costs",
     "DataError",
+    "DatasetParams",
     "EmotuneError",
     "JobError",
     "LabelSets",

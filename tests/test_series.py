@@ -103,6 +103,24 @@ def test_emotune_run_executes_01_with_parameters(tmp_path, mirror, capfd):
     assert "01_explore" in capsys.readouterr().out
 
 
+def test_run_dir_is_decided_once_and_the_kernel_gets_it_as_an_absolute_path(tmp_path, monkeypatch, capfd):
+    nb_dir = tmp_path / "nbs"
+    nb_dir.mkdir()
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("run_dir = ''\nrun_name = 'tutorial'")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell("open('seen.txt', 'w').write(run_dir + '|' + run_name)")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, nb_dir / "01_where.ipynb")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("EMOTUNE_RUN_DIR", "from-env")  # relative: resolved once, by the CLI
+    assert cli.main(["run", "--notebooks", str(nb_dir)]) == 0, capfd.readouterr().err
+    run_dir = (tmp_path / "from-env").resolve()
+    assert (run_dir / "seen.txt").read_text() == f"{run_dir}|from-env"
+    executed = nbformat.read(run_dir / "notebooks" / "01_where.ipynb", as_version=4)
+    assert 'run_dir = "."' in executed.cells[1].source and str(run_dir) not in json.dumps(executed)
+
+
 def test_failing_notebook_shows_the_cell_and_exits_nonzero(tmp_path, capfd):
     capsys = capfd
     nb_dir = tmp_path / "nbs"

@@ -9,6 +9,7 @@ parameters (:func:`resolve_spec`).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -115,10 +116,14 @@ def catalogue_spec(name: str) -> DatasetSpec:
     )
 
 
+def _text(value: object) -> str | None:
+    """A papermill string parameter as it was given (a separator may be a space); empty or missing is
+    None."""
+    return None if value in (None, "") else str(value)
+
+
 def _names(value: str) -> tuple[str, ...]:
     """Label names from ``a,b,c`` or from a file with one name per line."""
-    if not value:
-        return ()
     path = Path(value).expanduser()
     if path.is_file():
         names = [line.strip() for line in path.read_text("utf-8-sig").splitlines()]
@@ -130,29 +135,52 @@ def _names(value: str) -> tuple[str, ...]:
     return tuple(names)
 
 
-def resolve_spec(
-    dataset: str = "goemotions",
-    *,
-    text_column: str = "",
-    label_column: str = "",
-    label_columns: str = "",
-    label_separator: str = "",
-    label_names: str = "",
-) -> DatasetSpec:
+@dataclass(frozen=True)
+class DatasetParams:
+    """The series' dataset parameters, parsed: None where unset, tuples where papermill gave ``a,b,c``."""
+
+    dataset: str = "goemotions"  # a catalogue name, a local file or folder, or a hub id
+    data_source: str | None = None  # catalogue datasets only: a release-format folder
+    text_column: str | None = None
+    label_column: str | None = None
+    label_columns: tuple[str, ...] | None = None
+    label_separator: str | None = None
+    label_names: tuple[str, ...] | None = None
+
+    def __post_init__(self):
+        if self.label_columns and self.label_column:
+            raise ConfigError("set label_column or label_columns, not both")
+
+    @classmethod
+    def from_parameters(cls, params: Mapping[str, object]) -> DatasetParams:
+        """Parse the notebook parameters once: "" is unset, "a,b,c" a tuple, label_names may name a file."""
+        columns = _text(params.get("label_columns"))
+        names = _text(params.get("label_names"))
+        return cls(
+            dataset=(_text(params.get("dataset")) or "goemotions").strip(),
+            data_source=_text(params.get("data_source")),
+            text_column=_text(params.get("text_column")),
+            label_column=_text(params.get("label_column")),
+            label_columns=tuple(c.strip() for c in columns.split(",") if c.strip()) if columns else None,
+            label_separator=_text(params.get("label_separator")),
+            label_names=_names(names) if names else None,
+        )
+
+
+def resolve_spec(params: DatasetParams | str = "goemotions") -> DatasetSpec:
     """The spec for the ``dataset`` parameter: a catalogue name, a local file or folder, or a hub id."""
-    dataset = (dataset or "goemotions").strip()
+    if isinstance(params, str):
+        params = DatasetParams(params or "goemotions")
+    dataset = params.dataset.strip()
     if dataset in _catalogue():
         return catalogue_spec(dataset)
     path = Path(dataset).expanduser()
-    columns = tuple(c.strip() for c in label_columns.split(",") if c.strip())
-    if columns and label_column:
-        raise ConfigError("set label_column or label_columns, not both")
     common = dict(
-        text_field=text_column,
-        label_field=label_column,
-        label_columns=columns,
-        label_separator=label_separator,
-        label_names=_names(label_names),
+        text_field=params.text_column or "",
+        label_field=params.label_column or "",
+        label_columns=params.label_columns or (),
+        label_separator=params.label_separator or "",
+        label_names=params.label_names or (),
     )
     if path.is_file():
         if path.suffix.lower() not in FILE_FORMATS:

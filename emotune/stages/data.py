@@ -18,6 +18,7 @@ from ..core import config
 from ..core.datasets import (
     FILE_FORMATS,
     SPLIT_ALIASES,
+    DatasetParams,
     DatasetSpec,
     default_label_set,
     resolve_spec,
@@ -225,39 +226,24 @@ def load_own(spec: DatasetSpec, *, seed: int = 42) -> LoadedData:
 
 
 def load(
-    dataset: str | Path | None = "goemotions",
-    *,
-    data_source: str | Path | None = None,
-    text_column: str = "",
-    label_column: str = "",
-    label_columns: str = "",
-    label_separator: str = "",
-    label_names: str = "",
-    seed: int = 42,
-    verify: bool = True,
+    dataset: DatasetParams | str | Path = "goemotions", *, seed: int = 42, verify: bool = True
 ) -> LoadedData:
-    """Load the ``dataset`` parameter: a catalogue name, a local CSV/TSV/JSONL/Parquet file or folder, or a
-    hub id.
+    """Load a dataset: a catalogue name, a local CSV/TSV/JSONL/Parquet file or folder, or a hub id, with
+    the column mapping of :class:`DatasetParams` (a bare string is a dataset with no mapping).
 
     A catalogue dataset comes from ``data_source``, else ``EMOTUNE_DATA_DIR``, else the hub; when neither
-    works, one :class:`DataError` names both remedies. Any other dataset is read with the column-mapping
-    parameters.
+    works, one :class:`DataError` names both remedies. Any other dataset is read with the column mapping.
     """
-    spec = resolve_spec(
-        str(dataset or "goemotions"),
-        text_column=text_column,
-        label_column=label_column,
-        label_columns=label_columns,
-        label_separator=label_separator,
-        label_names=label_names,
-    )
+    params = dataset if isinstance(dataset, DatasetParams) else DatasetParams(str(dataset or "goemotions"))
+    data_source = params.data_source
+    spec = resolve_spec(params)
     if spec.source != "catalog":
         if data_source:
             raise ConfigError(
-                f"data_source is for catalogue datasets only; dataset={dataset!r} is read directly"
+                f"data_source is for catalogue datasets only; dataset={params.dataset!r} is read directly"
             )
         return load_own(spec, seed=seed)
-    folder = config.data_dir(data_source or None)
+    folder = config.data_dir(data_source)
     if folder is not None:
         return load_local(folder, spec=spec, verify=verify)
     dd = load_hub(spec.hub["id"], spec.hub.get("config"))
