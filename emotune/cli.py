@@ -26,7 +26,11 @@ def _parse_assignments(items: list[str]) -> dict:
             isinstance(DEFAULT_PARAMETERS.get(name.strip()), str) and name.strip() not in HYPERPARAMETERS
         )
         # a text parameter keeps its text: YAML would read "|" (label_separator) as an empty block scalar
-        out[name.strip()] = raw if text_param else (yaml.safe_load(raw) if raw.strip() else "")
+        try:
+            out[name.strip()] = raw if text_param else (yaml.safe_load(raw) if raw.strip() else "")
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or type(exc).__name__
+            raise EmotuneError(f"-p {name.strip()}: {raw!r} is not a value ({problem})") from None
     return out
 
 
@@ -39,6 +43,9 @@ def _load_params_file(path: str) -> dict:
         raise EmotuneError(f"{path}: cannot read parameters ({exc})") from None
     if not isinstance(data, dict):
         raise EmotuneError(f"{path}: parameters must be a mapping of name: value")
+    odd = [repr(k) for k in data if not isinstance(k, str)]
+    if odd:
+        raise EmotuneError(f"{path}: parameter names must be text, not {', '.join(odd)}")
     return data
 
 

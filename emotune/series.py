@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import time
@@ -46,6 +47,17 @@ DEFAULT_PARAMETERS: dict[str, object] = {
 
 
 HYPERPARAMETERS = ("n_epochs", "batch_size", "learning_rate_multiplier")
+# The smallest value each number may take (all must be finite): sizes of 0 take the whole split.
+MINIMUMS = {
+    "seed": 0,
+    "n_train": 0,
+    "n_validation": 0,
+    "n_eval": 0,
+    "budget_usd": 0.0,
+    "baseline_seeds": 1,
+    "n_seeds": 1,
+    "min_gain": 0.0,
+}
 
 
 @dataclass
@@ -136,21 +148,28 @@ def coerce(name: str, value: object) -> object:
     string)."""
     default = DEFAULT_PARAMETERS.get(name)
     if name in HYPERPARAMETERS:  # "auto" or a number
-        if value == "auto" or (isinstance(value, int | float) and not isinstance(value, bool)):
+        if value == "auto":
             return value
-        raise ConfigError(f"parameter {name}: {value!r} is neither 'auto' nor a number")
-    if isinstance(default, bool) or default is None or isinstance(value, type(default)):
+        if (
+            isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+            and value > 0
+        ):
+            return value
+        raise ConfigError(f"parameter {name}: {value!r} is neither 'auto' nor a positive number")
+    if isinstance(default, bool) or default is None:
         return value
     try:
-        if isinstance(default, int):
-            return int(value)
-        if isinstance(default, float):
-            return float(value)
-        if isinstance(default, str):
-            return str(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"parameter {name}: {value!r} is not a {type(default).__name__}") from None
-    return value
+        typed = value if isinstance(value, type(default)) else type(default)(value)
+    except (TypeError, ValueError, OverflowError):
+        kind = {int: "a whole number", float: "a number", str: "text"}[type(default)]
+        raise ConfigError(f"parameter {name}: {value!r} is not {kind}") from None
+    if isinstance(typed, int | float) and not isinstance(typed, bool):
+        low = MINIMUMS.get(name, float("-inf"))
+        if not math.isfinite(typed) or typed < low:
+            raise ConfigError(f"parameter {name}: {value!r} is not a finite number of at least {low}")
+    return typed
 
 
 def check_parameters(params: dict, notebooks: list[Path]) -> set[str]:

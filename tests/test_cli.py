@@ -94,7 +94,13 @@ def test_run_rejects_before_creating_the_run_directory(tmp_path, capsys):
         ["run", "--run-dir", str(target), "--from", "09"], capsys, "--from 09", "no such notebook", "01, 02"
     )
     fails(["run", "--run-dir", str(target), "--to", "77"], capsys, "--to 77")
-    fails(["run", "--run-dir", str(target), "-p", "seed=seven"], capsys, "seed", "not a int")
+    fails(["run", "--run-dir", str(target), "-p", "seed=seven"], capsys, "seed", "not a whole number")
+    fails(["run", "--run-dir", str(target), "-p", "n_train=[x"], capsys, "-p n_train", "is not a value")
+    fails(["run", "--run-dir", str(target), "-p", "seed=!!python/object:os.system"], capsys, "is not a value")
+    fails(["run", "--run-dir", str(target), "-p", "n_train=.inf"], capsys, "n_train", "not a whole number")
+    fails(["run", "--run-dir", str(target), "-p", "budget_usd=nan"], capsys, "budget_usd", "finite number")
+    (tmp_path / "keys.yaml").write_text("1: 2\nseed: 3\n")
+    fails(["run", "--run-dir", str(target), "--params", str(tmp_path / "keys.yaml")], capsys, "must be text")
     fails(["run", "--run-dir", str(target), "-p", "seeed=3"], capsys, "unknown parameter(s): seeed")
     fails(["run", "--run-dir", str(target), "-p", "novalue"], capsys, "NAME=VALUE")
     fails(

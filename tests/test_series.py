@@ -41,10 +41,41 @@ def test_coerce_and_select():
     assert series.coerce("budget_usd", "2.5") == 2.5
     assert series.coerce("backend", "local") == "local" and series.coerce("n_epochs", 4) == 4
     assert series.coerce("n_epochs", "auto") == "auto"
-    with pytest.raises(ConfigError, match="neither 'auto' nor a number"):
+    with pytest.raises(ConfigError, match="neither 'auto' nor a positive number"):
         series.coerce("batch_size", "big")
-    with pytest.raises(ConfigError, match="not a int"):
+    with pytest.raises(ConfigError, match="not a whole number"):
         series.coerce("seed", "seven")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("budget_usd", float("nan")),
+        ("budget_usd", "inf"),
+        ("budget_usd", -1),
+        ("n_train", float("inf")),
+        ("n_eval", -5),
+        ("n_seeds", 0),
+        ("min_gain", float("nan")),
+        ("n_epochs", -1),
+        ("learning_rate_multiplier", float("inf")),
+    ],
+)
+def test_money_and_counts_are_refused_when_not_finite_or_below_their_minimum(name, value):
+    with pytest.raises(ConfigError, match=f"parameter {name}: "):
+        series.coerce(name, value)
+
+
+def test_the_budget_guard_refuses_a_budget_that_is_not_an_amount():
+    from emotune.core.errors import BudgetError
+    from emotune.core.pricing import check_budget
+
+    for budget in (float("nan"), float("inf"), -1.0):
+        with pytest.raises(BudgetError, match="budget_usd must be a finite amount"):
+            check_budget(0.01, budget)
+
+
+def test_select():
     nbs = [Path("01_a.ipynb"), Path("02_b.ipynb"), Path("03_c.ipynb")]
     assert series.select(nbs, "02", None) == nbs[1:] and series.select(nbs, None, "2") == nbs[:2]
     with pytest.raises(ConfigError, match="no such notebook; the series has 01, 02, 03"):

@@ -7,6 +7,7 @@ code; pass your own with :func:`load_catalog` when prices change.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from datetime import date
 from importlib import resources
@@ -227,7 +228,12 @@ def estimate_inference(
 
 
 def check_budget(estimated_usd: float, budget_usd: float, what: str = "this step") -> None:
-    """Raise :class:`BudgetError` before any spend when the estimate exceeds the budget."""
+    """Raise :class:`BudgetError` before any spend when the estimate exceeds the budget (or the budget is not
+    an amount: NaN compares false with everything, so it would let any spend through)."""
+    if not math.isfinite(budget_usd) or budget_usd < 0:
+        raise BudgetError(
+            f"budget_usd must be a finite amount of at least $0, not {budget_usd!r}; nothing was spent"
+        )
     if estimated_usd > budget_usd:
         raise BudgetError(
             f"{what} is estimated at ${estimated_usd:,.2f}, over the budget of ${budget_usd:,.2f}; "
