@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import unicodedata
 from datetime import datetime
 from pathlib import Path
 
@@ -89,11 +90,14 @@ def cmd_show(args) -> int:
     if not isinstance(manifest, dict):
         raise EmotuneError(f"{args.run}/manifest.json: not a JSON object; the run's manifest is damaged")
     if args.json:
-        print(json.dumps(manifest, indent=2, sort_keys=True))
+        try:
+            print(shown(json.dumps(manifest, indent=2, sort_keys=True)))
+        except RecursionError:
+            raise EmotuneError(f"{args.run}/manifest.json: nested too deeply to print") from None
         return 0
     try:
-        lines = summary_lines(manifest)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        lines = [shown(line) for line in summary_lines(manifest)]
+    except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
         raise EmotuneError(
             f"{args.run}/manifest.json: malformed ({type(exc).__name__}: {exc}); "
             "`emotune show --json` prints it as it is"
@@ -101,6 +105,14 @@ def cmd_show(args) -> int:
     for line in lines:
         print(line)
     return 0
+
+
+def shown(text: str) -> str:
+    """Text safe for a terminal: control characters (an ANSI escape, a carriage return) written as escapes."""
+    return "".join(
+        ch if ch in "\n\t" or unicodedata.category(ch) != "Cc" else ch.encode("unicode_escape").decode()
+        for ch in text
+    )
 
 
 def summary_lines(m: dict) -> list[str]:
@@ -362,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except EmotuneError as exc:
-        print(f"emotune: error: {exc}", file=sys.stderr)
+        print(shown(f"emotune: error: {exc}"), file=sys.stderr)
         return 2
     except UnicodeDecodeError as exc:
         print(f"emotune: error: a file is not UTF-8 text ({exc.reason} at byte {exc.start})", file=sys.stderr)

@@ -126,3 +126,41 @@ def test_run_with_an_unwritable_run_directory(tmp_path, capsys):
             "cannot create the run directory",
             "Permission denied",
         )
+
+
+def test_show_refuses_a_manifest_nested_to_exhaust_the_parser(tmp_path, capsys):
+    (tmp_path / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
+    fails(["show", str(tmp_path)], capsys, "nested too deeply")
+
+
+def test_show_escapes_terminal_control_characters(tmp_path, capsys):
+    manifest = {"run": {"name": "x\x1b[31mred\rover", "updated_at": "now"}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert cli.main(["show", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\r" not in out and "x\\x1b[31mred\\rover" in out
+
+
+def test_serve_on_a_busy_port_is_one_line(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        cmd = [
+            sys.executable,
+            "-m",
+            "emotune.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--state-dir",
+            str(tmp_path),
+        ]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"emotune: error: port {port} on 127.0.0.1 is in use")

@@ -128,6 +128,8 @@ class Run:
             raise ConfigError(
                 f"{self.manifest_path}: not valid JSON ({exc.msg}, line {exc.lineno})"
             ) from None
+        except RecursionError:  # a manifest is a few levels deep; this one was made to exhaust the parser
+            raise ConfigError(f"{self.manifest_path}: nested too deeply to be a run's manifest") from None
 
     def update(self, **sections: Any) -> dict:
         """Merge sections into the manifest and write it atomically; returns the new manifest."""

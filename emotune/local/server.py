@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-from ..core.errors import BackendError
+from ..core.errors import BackendError, ConfigError
 from .app import create_app
 
 HOST = "127.0.0.1"  # loopback only: the local backend is never reachable from another machine
@@ -152,11 +152,27 @@ class LocalServer:
         self.stop()
 
 
+def _check_port_free(port: int) -> None:
+    """One line instead of uvicorn's error block when another program listens on the port already."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((HOST, port))
+        except OSError as exc:
+            raise ConfigError(
+                f"port {port} on {HOST} is in use ({exc.strerror}); pick another with --port"
+            ) from None
+
+
 def serve(port: int, state_dir: str | Path, **app_options) -> None:
     """Run the local backend in the foreground until interrupted (``emotune serve``)."""
     lock = StateLock(Path(state_dir)).acquire(
         f"http://{HOST}:{port}"
     )  # a second server exits here, naming the first
+    try:
+        _check_port_free(port)
+    except ConfigError:
+        lock.release()
+        raise
     app = create_app(Path(state_dir), **app_options)
     print(f"emotune local backend on http://{HOST}:{port}/v1 (state: {state_dir}); any API key is accepted")
     try:
