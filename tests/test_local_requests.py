@@ -23,6 +23,13 @@ GOOD = "".join(json.dumps(render_example(f"thank you {i}", ["gratitude"])) + "\n
             "suffix",
         ),
         ("/v1/fine_tuning/jobs", {"model": BASE, "training_file": "file-x", "suffix": "a/b"}, "suffix"),
+        ("/v1/fine_tuning/jobs", {"model": BASE, "training_file": "file-x", "suffix": ".."}, "suffix"),
+        ("/v1/fine_tuning/jobs", {"model": BASE, "training_file": "f" * 251}, "training_file"),
+        (
+            "/v1/chat/completions",
+            {"model": "m" * 253, "messages": [{"role": "user", "content": "hi"}]},
+            "model",
+        ),
         (
             "/v1/fine_tuning/jobs",
             {"model": BASE, "training_file": "file-x", "hyperparameters": {"n_epochs": 1e999}},
@@ -104,3 +111,23 @@ def test_jobs_still_run_after_a_bad_one(client):
     failed = wait_job(client, client.fine_tuning.jobs.create(model=BASE, training_file=bad.id).id)
     done = wait_job(client, client.fine_tuning.jobs.create(model=BASE, training_file=good.id).id)
     assert failed.status == "failed" and done.status == "succeeded"
+
+
+def test_a_negative_seed_with_sampling_is_answered_not_a_500(server):
+    body = {
+        "model": BASE,
+        "messages": [{"role": "user", "content": "thank you"}],
+        "seed": -1,
+        "n": 2,
+        "temperature": 1,
+    }
+    r = httpx.post(server.base_url + "/chat/completions", json=body, timeout=30)
+    assert r.status_code == 200, r.text
+    assert len(r.json()["choices"]) == 2
+
+
+@pytest.mark.parametrize("route", ["/files/", "/fine_tuning/jobs/", "/batches/", "/models/"])
+def test_ids_too_long_for_a_file_name_are_a_404_never_a_500(server, route):
+    r = httpx.get(server.base_url + route + "x" * 253, timeout=10)
+    assert r.status_code in (400, 404), r.text
+    assert set(r.json()["error"]) == {"message", "type", "param", "code"}

@@ -162,7 +162,9 @@ class Chat:
         output_schema(req)  # a strict schema that breaks OpenAI's rules is refused before any generation
         try:
             if req.choices > 1 and temperature > 0 and (language_model or hasattr(model, "sample")):
-                rng = np.random.default_rng(req.seed)  # a seed makes the n samples reproducible
+                rng = np.random.default_rng(
+                    None if req.seed is None else req.seed % 2**64
+                )  # a seed makes the n samples reproducible
                 drawn = [
                     _draw(model, messages, rf, req.limit, temperature, int(rng.integers(2**31)))
                     for _ in range(req.choices)

@@ -12,9 +12,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .api_error import ApiError
+from .store import ID_MAX  # longer ids and model names are refused before any lookup
 
-ID_MAX = 256  # longer ids and model names are refused before any lookup
-SUFFIX_PATTERN = r"^[A-Za-z0-9_.-]*$"  # OpenAI's suffix: at most 64 characters, no separators or paths
+# OpenAI's suffix: at most 64 characters, no separators or paths; not dots alone ("." and ".." name folders)
+SUFFIX_PATTERN = r"^([A-Za-z0-9_.-]*[A-Za-z0-9_-][A-Za-z0-9_.-]*)?$"
 NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"  # OpenAI's pattern for function and json_schema names
 MAX_EPOCHS = 50
 MAX_BATCH_SIZE = 256
@@ -125,7 +126,7 @@ class ChatRequest(_Body):
     top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
     tools: Annotated[list[Tool], Field(max_length=128)] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
-    seed: int | None = None
+    seed: Annotated[int, Field(ge=-(2**63), le=2**64 - 1)] | None = None  # OpenAI's range, any sign
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)

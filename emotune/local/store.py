@@ -18,9 +18,10 @@ from ..core.runs import atomic_write_bytes, atomic_write_json
 
 log = logging.getLogger("emotune.local")
 KINDS = ("files", "jobs", "batches", "models")
-RECORD_ID = re.compile(
-    r"^[A-Za-z0-9_][A-Za-z0-9_:.~-]{0,255}$"
-)  # ids and model names; checked before any disk access
+# Ids and model names become file names (``<id>.json``, and ``.<id>.json.<random>.tmp`` while written): 200
+# characters leave room under the 255-byte name limit of common file systems.
+ID_MAX = 200
+RECORD_ID = re.compile(rf"^[A-Za-z0-9_][A-Za-z0-9_:.~-]{{0,{ID_MAX - 1}}}$")  # checked before any disk access
 
 
 def new_id(prefix: str) -> str:
