@@ -92,16 +92,78 @@ def error_analysis(frame: pd.DataFrame, gold, base, tuned, k: int = 8) -> pd.Dat
     )
 
 
+USD_ONLINE_COLUMN = "USD per 1,000 (online)"
+USD_BATCH_COLUMN = "USD per 1,000 (batch)"
 COMPUTE_COLUMN = "compute s per 1,000 (online)"
 
 
-def cost_per_1000(conn, predictions: dict[str, Predictions], models: dict[str, str]) -> pd.DataFrame:
+def _nan(value: float | None) -> float:
+    return np.nan if value is None else value
+
+
+@dataclass(frozen=True)
+class CostRow:
+    """What 1,000 predictions of one comparator cost: dollars online and by Batch where priced, else the
+    compute seconds online where timed (``None`` where not known), rounded as the table shows them."""
+
+    comparator: str
+    usd_online: float | None
+    usd_batch: float | None
+    compute_seconds_online: float | None
+    pricing: str  # the provider's pricing note, or "not priced (...)"
+    items: int  # the answers the figures are averaged over
+
+
+@dataclass(frozen=True)
+class CostTable:
+    """:func:`cost_per_1000`'s answer: one :class:`CostRow` per comparator; :meth:`to_frame` is the table."""
+
+    rows: tuple[CostRow, ...]
+
+    def get(self, comparator: str) -> CostRow | None:
+        """The row of ``comparator``, if it was priced."""
+        return next((r for r in self.rows if r.comparator == comparator), None)
+
+    @property
+    def priced(self) -> bool:
+        """Whether any comparator has a dollar price (else the axis is compute seconds)."""
+        return any(r.usd_online is not None for r in self.rows)
+
+    def axis_values(self) -> pd.Series:
+        """Per comparator, what a cost-vs-quality plot puts on its x axis (see :func:`cost_axis`); NaN where
+        not known."""
+        values = [r.usd_online if self.priced else r.compute_seconds_online for r in self.rows]
+        return pd.Series(
+            [_nan(v) for v in values],
+            index=[r.comparator for r in self.rows],
+            dtype=float,
+            name=cost_axis(self),
+        )
+
+    def to_frame(self) -> pd.DataFrame:
+        """The display table: one row per comparator; columns no row has are left out."""
+        rows = [
+            {
+                "comparator": r.comparator,
+                USD_ONLINE_COLUMN: _nan(r.usd_online),
+                USD_BATCH_COLUMN: _nan(r.usd_batch),
+                COMPUTE_COLUMN: _nan(r.compute_seconds_online),
+                "pricing": r.pricing,
+                "items": r.items,
+            }
+            for r in self.rows
+        ]
+        return pd.DataFrame(rows).set_index("comparator").dropna(axis=1, how="all")
+
+
+def cost_per_1000(conn, predictions: dict[str, Predictions], models: dict[str, str]) -> CostTable:
     """What 1,000 predictions cost on this provider, from the tokens the answers used (online and Batch).
 
     The price comes from the provider: OpenAI's dollars, what OpenAI would charge (local backend), or nothing
     ("not priced": an open-weights model costs compute time, an unknown server has no price list). Unpriced
     models get their compute time instead: wall seconds per 1,000 online answers, from the first to the last
-    answer of the pass (at the concurrency the predictor ran). Columns no row has are left out.
+    answer of the pass (at the concurrency the predictor ran). ``to_frame()`` leaves out the columns no row
+    has.
     """
     rows = []
     for name, p in predictions.items():
@@ -114,21 +176,21 @@ def cost_per_1000(conn, predictions: dict[str, Predictions], models: dict[str, s
         batch = pricing.usd_per_1000(prompt, completion, fine_tuned=tuned, batch=True)
         timed = None if pricing.in_dollars or p.seconds_per_answer is None else 1000 * p.seconds_per_answer
         rows.append(
-            {
-                "comparator": name,
-                "USD per 1,000 (online)": np.nan if online is None else round(online, 4),
-                "USD per 1,000 (batch)": np.nan if batch is None else round(batch, 4),
-                COMPUTE_COLUMN: np.nan if timed is None else round(timed, 1),
-                "pricing": pricing.note if pricing.in_dollars else f"not priced ({pricing.note})",
-                "items": n,
-            }
+            CostRow(
+                name,
+                None if online is None else round(online, 4),
+                None if batch is None else round(batch, 4),
+                None if timed is None else round(timed, 1),
+                pricing.note if pricing.in_dollars else f"not priced ({pricing.note})",
+                n,
+            )
         )
-    return pd.DataFrame(rows).set_index("comparator").dropna(axis=1, how="all")
+    return CostTable(tuple(rows))
 
 
-def cost_axis(cost: pd.DataFrame) -> str:
+def cost_axis(cost: CostTable) -> str:
     """The column a cost-vs-quality plot puts on its x axis: dollars where priced, else compute seconds."""
-    return "USD per 1,000 (online)" if "USD per 1,000 (online)" in cost.columns else COMPUTE_COLUMN
+    return USD_ONLINE_COLUMN if cost.priced else COMPUTE_COLUMN
 
 
 def batch_agreement(

@@ -16,7 +16,7 @@ import pandas as pd
 
 from ..core.manifest import EvaluationRecord
 from .baselines import SeedSpread
-from .evaluate import PRIMARY_METRIC, Comparisons
+from .evaluate import PRIMARY_METRIC, Comparisons, CostTable
 from .seeds import SeedTest
 from .statistics import Comparison, holm
 
@@ -163,22 +163,17 @@ class Costs:
     runs: int = 1  # training runs the training figures cover (n_seeds)
 
     @classmethod
-    def from_table(cls, cost: pd.DataFrame, training_usd=None, training_seconds=None, runs: int = 1) -> Costs:
-        """Read the fine-tune's row of :func:`emotune.stages.evaluate.cost_per_1000`; the training figures
-        are per run and are multiplied by ``runs``."""
-        row = cost.loc["fine-tuned"] if "fine-tuned" in cost.index else pd.Series(dtype=object)
-
-        def value(column):
-            v = row.get(column)
-            return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
-
+    def from_table(cls, cost: CostTable, training_usd=None, training_seconds=None, runs: int = 1) -> Costs:
+        """The fine-tune's row of :func:`emotune.stages.evaluate.cost_per_1000`; the training figures are per
+        run and are multiplied by ``runs``."""
+        row = cost.get("fine-tuned")
         return cls(
-            value("USD per 1,000 (online)"),
-            value("USD per 1,000 (batch)"),
-            value("compute s per 1,000 (online)"),
+            None if row is None else row.usd_online,
+            None if row is None else row.usd_batch,
+            None if row is None else row.compute_seconds_online,
             None if training_usd is None else training_usd * runs,
             None if training_seconds is None else training_seconds * runs,
-            str(row.get("pricing", "")),
+            "" if row is None else row.pricing,
             runs,
         )
 
