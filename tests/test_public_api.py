@@ -17,6 +17,7 @@ PUBLIC = [
     "PromptSpec",
     "PromptStyle",
     "Provider",
+    "Role",
     "Run",
     "Taxonomy",
     "across_seeds",

@@ -11,6 +11,7 @@ import pandas as pd
 from ..core.errors import PredictionError
 from ..core.manifest import EvaluationRecord
 from ..core.prompts import PromptSpec
+from ..core.roles import Role
 from ..core.taxonomy import get_taxonomy
 from .baselines import gold_labels  # noqa: F401  (evaluate.gold_labels)
 from .batch import classify_batch
@@ -19,7 +20,7 @@ from .predict import PredictionCache, Predictions, classify
 from .statistics import N_RESAMPLES, Comparison, LabelSets, bca_intervals, compare, holm
 
 CACHE_FILE = "predictions/cache.jsonl"
-BASE_ON_TRAINING_PROMPT = "base, training prompt"
+BASE_ON_TRAINING_PROMPT = Role.BASE_ON_TRAINING_PROMPT
 COMPARED_METRICS = ("macro_f1", "macro_f1_supported", "micro_f1")
 BATCH_CHECK_FILE = "predictions/batch-check.jsonl"
 
@@ -35,7 +36,7 @@ def prompt_specs(trained: PromptSpec) -> dict[str, PromptSpec]:
     model with exactly the spec it was trained on; and the base model on that training prompt too, so the
     table can show what the prompt alone buys."""
     zero_shot = PromptSpec.resolve("zero-shot", trained.label_format, trained.taxonomy)
-    return {"base": zero_shot, "fine-tuned": trained, BASE_ON_TRAINING_PROMPT: trained}
+    return {Role.BASE: zero_shot, Role.FINE_TUNED: trained, Role.BASE_ON_TRAINING_PROMPT: trained}
 
 
 def predict_models(
@@ -82,11 +83,11 @@ def error_analysis(frame: pd.DataFrame, gold, base, tuned, k: int = 8) -> pd.Dat
                     "change": "fixed" if t == g else "broke",
                     "comment": text,
                     "gold": ", ".join(sorted(g)),
-                    "base": ", ".join(sorted(b)),
-                    "fine-tuned": ", ".join(sorted(t)),
+                    Role.BASE: ", ".join(sorted(b)),
+                    Role.FINE_TUNED: ", ".join(sorted(t)),
                 }
             )
-    out = pd.DataFrame(rows, columns=["change", "comment", "gold", "base", "fine-tuned"])
+    out = pd.DataFrame(rows, columns=["change", "comment", "gold", Role.BASE, Role.FINE_TUNED])
     return pd.concat(
         [out[out.change == "fixed"].head(k), out[out.change == "broke"].head(k)], ignore_index=True
     )
@@ -203,7 +204,9 @@ def batch_agreement(
             f"the {conn.kind} provider has no Batch API: skipped (online answers only, no batch request sent)"
         )
     cache = PredictionCache(run.file(BATCH_CHECK_FILE))
-    via_batch = classify_batch(conn, run, model, frame, key="fine-tuned", cache=cache, spec=spec, seed=seed)
+    via_batch = classify_batch(
+        conn, run, model, frame, key=Role.FINE_TUNED, cache=cache, spec=spec, seed=seed
+    )
     same = sum(a == b for a, b in zip(via_batch.labels(), online, strict=True))
     return f"batch and online answers agree on {same} of {len(frame)} comments"
 
@@ -217,7 +220,7 @@ class Comparisons:
     verdict decides on) and the secondary one (the other metrics, reported beside it)."""
 
     rows: tuple[tuple[str, str, Comparison], ...]  # (comparator, family, comparison)
-    model: str = "fine-tuned"
+    model: str = Role.FINE_TUNED
 
     def get(self, other: str, metric: str = PRIMARY_METRIC) -> Comparison | None:
         """The comparison of the fine-tune with ``other`` on ``metric``, if it was made."""
@@ -257,8 +260,8 @@ def compare_models(
     predictions: dict[str, list],
     taxonomy: str,
     *,
-    against: tuple[str, ...] = ("base", "free baseline"),
-    model: str = "fine-tuned",
+    against: tuple[str, ...] = (Role.BASE, Role.FREE_BASELINE),
+    model: str = Role.FINE_TUNED,
     metrics: tuple[str, ...] = COMPARED_METRICS,
     seed: int = 0,
     n_resamples: int = N_RESAMPLES,
@@ -309,8 +312,8 @@ def prompt_effect(gold, predictions: dict[str, Predictions], taxonomy: str, *, s
     y = to_matrix(gold, tax)
     rows = []
     for name, prompt in (
-        ("base", "zero-shot, lists every label"),
-        (BASE_ON_TRAINING_PROMPT, "training prompt"),
+        (Role.BASE, "zero-shot, lists every label"),
+        (Role.BASE_ON_TRAINING_PROMPT, "training prompt"),
     ):
         if name in predictions:
             ci = bca_intervals(y, to_matrix(predictions[name].labels(), tax), seed=seed)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from ..core.roles import Role
 from ..core.taxonomy import Taxonomy, base_of, get_taxonomy, levels_of, map_labels
 from .statistics import METRICS, N_RESAMPLES, LabelSets, bca_intervals, point_scores
 
@@ -130,7 +131,7 @@ def single_label_report(
     for name, preds in predictions.items():
         said = [p[0] if len(p) == 1 and p[0] in tax.labels else "(other)" for p in preds]
         rows.append({"model": name, "accuracy": accuracy_score(truth, said), "items": len(truth)})
-        if name == "fine-tuned":
+        if name == Role.FINE_TUNED:
             names = [*tax.labels, "(other)"]
             confusion = pd.DataFrame(
                 confusion_matrix(truth, said, labels=names),

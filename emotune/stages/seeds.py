@@ -15,6 +15,7 @@ import pandas as pd
 
 from ..core.errors import ConfigError
 from ..core.manifest import SeedJobRecord
+from ..core.roles import Role
 from ..core.runs import atomic_write_bytes
 from ..core.taxonomy import Taxonomy, get_taxonomy
 from .examples import render_jsonl, trained_prompt_spec
@@ -129,10 +130,11 @@ def across_seeds(
 
     table = pd.DataFrame(
         {
-            "fine-tuned": [macro(tuned_by_seed[s]) for s in draws],
-            "free baseline": [macro(baseline_by_seed[s]) for s in draws],
+            Role.FINE_TUNED: [macro(tuned_by_seed[s]) for s in draws],
+            Role.FREE_BASELINE: [macro(baseline_by_seed[s]) for s in draws],
         },
         index=pd.Index(draws, name="training draw (seed)"),
     )
-    table["difference"] = table["fine-tuned"] - table["free baseline"]
-    return SeedTest(table, across_draws(table["free baseline"].to_numpy(), table["fine-tuned"].to_numpy()))
+    tuned, baseline = table[Role.FINE_TUNED], table[Role.FREE_BASELINE]
+    table["difference"] = tuned - baseline
+    return SeedTest(table, across_draws(baseline.to_numpy(), tuned.to_numpy()))

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 import pandas as pd
 
 from ..core.manifest import EvaluationRecord
+from ..core.roles import Role
 from .baselines import SeedSpread
 from .evaluate import PRIMARY_METRIC, Comparisons, CostTable
 from .seeds import SeedTest
@@ -166,7 +167,7 @@ class Costs:
     def from_table(cls, cost: CostTable, training_usd=None, training_seconds=None, runs: int = 1) -> Costs:
         """The fine-tune's row of :func:`emotune.stages.evaluate.cost_per_1000`; the training figures are per
         run and are multiplied by ``runs``."""
-        row = cost.get("fine-tuned")
+        row = cost.get(Role.FINE_TUNED)
         return cls(
             None if row is None else row.usd_online,
             None if row is None else row.usd_batch,
@@ -244,7 +245,7 @@ def _sentence(
     parts = [f"Verdict: {answer.text}" + (f" ({compared})" if compared else "") + "."]
     if vs_base is not None or vs_baseline is not None:
         tuned = (vs_base or vs_baseline).b
-        versus = [_versus(vs_base, "base")] if vs_base is not None else []
+        versus = [_versus(vs_base, Role.BASE)] if vs_base is not None else []
         versus += [_versus(vs_baseline, "the free baseline", tost=True)] if vs_baseline is not None else []
         parts.append(
             f"On {n:,} test comments ({taxonomy} labels), macro-F1 of the fine-tuned model {tuned:.3f} "
@@ -283,7 +284,7 @@ def verdict(
     """The verdict: its answer, a sentence with the intervals, margin, seed spread, floors and cost behind
     it, and a headline figure line. With several training runs (``across``) the comparison with the free
     baseline is the test across draws, Holm-corrected with the one against the base model."""
-    vs_base, vs_baseline = comparisons.get("base"), comparisons.get("free baseline")
+    vs_base, vs_baseline = comparisons.get(Role.BASE), comparisons.get(Role.FREE_BASELINE)
     decisive = vs_baseline
     if across is not None and vs_base is not None:
         vs_base_raw = Comparison(**{**vs_base.__dict__, "p_holm": None})
