@@ -2,10 +2,13 @@ import openai
 import pandas as pd
 import pytest
 
+from emotune.core.taxonomy import get_taxonomy
 from emotune.providers.compatible import CompatibleProvider
 from emotune.providers.openai_api import OpenAIProvider
 from emotune.stages import baselines, evaluate, metrics
 from emotune.stages.predict import Predictions
+
+GOEMOTIONS = get_taxonomy("goemotions")
 
 
 def test_error_analysis_finds_fixed_and_broken_comments():
@@ -24,10 +27,10 @@ def test_baseline_learns_on_the_real_mirror(loaded_mirror):
     train = data.stratified_sample(data.to_frame(dd["train"]), 2000, seed=0, n_labels=28)
     valid = data.stratified_sample(data.to_frame(dd["validation"]), 400, seed=0, n_labels=28)
     test = data.stratified_sample(data.to_frame(dd["test"]), 400, seed=0, n_labels=28)
-    model = baselines.train_baseline(train, valid, seed=0)
+    model = baselines.train_baseline(train, valid, GOEMOTIONS, seed=0)
     preds = model.predict(test["text"])
-    gold = baselines.gold_labels(test)
-    s = metrics.scores(metrics.to_matrix(gold, "goemotions"), metrics.to_matrix(preds, "goemotions"))
+    gold = baselines.gold_labels(test, GOEMOTIONS)
+    s = metrics.scores(metrics.to_matrix(gold, GOEMOTIONS), metrics.to_matrix(preds, GOEMOTIONS))
     assert s["micro_f1"] > 0.35 and all(preds)
 
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .errors import ConfigError
-from .taxonomy import Taxonomy, get_taxonomy
+from .taxonomy import DEFAULT, Taxonomy, get_taxonomy
 
 LABEL_FORMATS = ("comma", "json")
 
@@ -85,18 +85,15 @@ class PromptSpec:
         cls,
         style: str | PromptStyle | PromptSpec = "compact",
         label_format: str = "comma",
-        taxonomy: str | Taxonomy | None = None,
+        taxonomy: str | Taxonomy = DEFAULT,
     ) -> PromptSpec:
         """A spec from names or objects (a spec passes through); ``taxonomy`` is a label set or its name.
 
-        No taxonomy means the default dataset's label set (the catalogue's ``_default``).
+        :data:`~emotune.core.taxonomy.DEFAULT` is the default dataset's label set (the catalogue's
+        ``_default``).
         """
         if isinstance(style, PromptSpec):
             return style
-        if taxonomy is None:
-            from .datasets import default_label_set
-
-            taxonomy = default_label_set()
         return cls(get_style(style), _check_format(label_format), get_taxonomy(taxonomy))
 
     def messages(self, text: str) -> list[dict]:
@@ -158,7 +155,7 @@ class PromptSpec:
 def prompt_spec(
     style: str | PromptStyle | PromptSpec = "compact",
     label_format: str = "comma",
-    taxonomy: str | Taxonomy | None = None,
+    taxonomy: str | Taxonomy = DEFAULT,
 ) -> PromptSpec:
     """A checked :class:`PromptSpec` (unknown styles, formats and label sets are errors here, once)."""
     return PromptSpec.resolve(style, label_format, taxonomy)
@@ -189,7 +186,7 @@ def prompt_messages(
     *,
     style: str | PromptStyle | PromptSpec = "compact",
     label_format: str = "comma",
-    taxonomy: str | Taxonomy | None = None,
+    taxonomy: str | Taxonomy = DEFAULT,
 ) -> list[dict]:
     """The system and user messages that ask a model to label ``text`` (``style`` may be a whole
     PromptSpec)."""
@@ -209,7 +206,7 @@ def render_example(
     *,
     style: str | PromptStyle | PromptSpec = "compact",
     label_format: str = "comma",
-    taxonomy: str | Taxonomy | None = None,
+    taxonomy: str | Taxonomy = DEFAULT,
 ) -> dict:
     """One chat fine-tuning example: system, user and the assistant's target answer."""
     spec = PromptSpec.resolve(style, label_format, taxonomy)
@@ -259,30 +256,27 @@ def _candidates(answer: str) -> tuple[list[str] | None, str]:
     return [w.strip(_STRIP) for w in words if w.strip(_STRIP)], ""
 
 
-_DEFAULT = "__default__"
-
-
 def parse_answer(
-    answer: str | None, taxonomy: str | Taxonomy | None = _DEFAULT, *, forgive_misspellings: bool = True
+    answer: str | None,
+    taxonomy: str | Taxonomy = DEFAULT,
+    *,
+    any_label: bool = False,
+    forgive_misspellings: bool = True,
 ) -> ParsedAnswer:
     """Read labels from a model answer, forgiving case, spacing, order, repeats and known misspellings.
 
     With a taxonomy, words outside it are reported as ``unknown``, never dropped silently or turned into
-    'neutral'. Without a taxonomy argument the default dataset's label set is used. With ``taxonomy=None`` any
-    label-like word is accepted (the open vocabulary the local backend's learner uses when it reads training
-    targets). ``forgive_misspellings=False`` reports a known misspelling as unknown (what a training-file
-    check wants: the model would learn it).
+    'neutral'. Without a taxonomy argument the default dataset's label set is used. With ``any_label=True``
+    any label-like word is accepted and ``taxonomy`` is not used (the open vocabulary the local backend's
+    learner uses when it reads training targets). ``forgive_misspellings=False`` reports a known misspelling
+    as unknown (what a training-file check wants: the model would learn it).
     """
     if answer is None or not answer.strip():
         return ParsedAnswer((), (), "unparseable", "empty answer")
     words, problem = _candidates(answer)
     if words is None:
         return ParsedAnswer((), (), "unparseable", problem)
-    if taxonomy is _DEFAULT:
-        from .datasets import default_label_set
-
-        taxonomy = default_label_set()
-    tax = get_taxonomy(taxonomy) if taxonomy is not None else None
+    tax = None if any_label else get_taxonomy(taxonomy)
     whole = tax.normalise(answer.strip().strip(_STRIP)) if tax is not None and forgive_misspellings else None
     if whole is not None:  # a label that itself holds a separator ("rock and roll")
         words = [whole]

@@ -358,22 +358,25 @@ def load_draws(run) -> dict[int, dict[str, pd.DataFrame]]:
 
 
 def label_set(run, taxonomy: str | Taxonomy | None = None) -> Taxonomy:
-    """The run's label set at the asked level, registered by name (later notebooks run in fresh kernels).
+    """The run's label set at the asked level: what later stages are given (they look nothing up by name).
 
     Reads the dataset's label set from the manifest notebook 01 wrote; ``taxonomy`` is the level
     (``goemotions``, ``ekman``, ``sentiment`` for GoEmotions; empty or the default means a dataset's own
-    labels).
+    labels). A dataset's own label set is also made known to the in-process local backend, which recognises
+    the label set a prompt asks for among the known ones (later notebooks run in fresh kernels).
     """
     record = run.get("data", "label_set")
     if record is None:
         return resolve_level(default_label_set(), taxonomy)
     base = Taxonomy.from_record(record)
-    if base.name not in taxonomy_names():
+    if base.name in taxonomy_names():
+        base = get_taxonomy(base.name)
+    else:
         register_taxonomy(base)
-    return resolve_level(base.name, taxonomy)
+    return resolve_level(base, taxonomy)
 
 
 def load_samples(run) -> dict[str, pd.DataFrame]:
-    """The samples notebook 01 wrote (the restart point of every later notebook); registers the label set."""
-    label_set(run)
+    """The samples notebook 01 wrote (the restart point of every later notebook); their label set is
+    :func:`label_set`'s."""
     return {name: run.read_frame(fname) for name, fname in SAMPLE_FILES.items()}

@@ -12,7 +12,7 @@ from ..core.errors import PredictionError
 from ..core.manifest import EvaluationRecord
 from ..core.prompts import PromptSpec
 from ..core.roles import Role
-from ..core.taxonomy import get_taxonomy
+from ..core.taxonomy import Taxonomy
 from .baselines import gold_labels  # noqa: F401  (evaluate.gold_labels)
 from .batch import classify_batch
 from .metrics import to_matrix
@@ -258,7 +258,7 @@ class Comparisons:
 def compare_models(
     gold,
     predictions: dict[str, list],
-    taxonomy: str,
+    taxonomy: Taxonomy,
     *,
     against: tuple[str, ...] = (Role.BASE, Role.FREE_BASELINE),
     model: str = Role.FINE_TUNED,
@@ -273,7 +273,7 @@ def compare_models(
     form a secondary family. Macro-F1 over the supported labels is left out when every label is supported (it
     would repeat the macro-F1 test).
     """
-    tax = get_taxonomy(taxonomy)
+    tax = taxonomy
     y = to_matrix(gold, tax)
     labels = LabelSets.of(y)
     tuned = to_matrix(predictions[model], tax)
@@ -305,10 +305,12 @@ def compare_models(
     return Comparisons(tuple(rows), model)
 
 
-def prompt_effect(gold, predictions: dict[str, Predictions], taxonomy: str, *, seed: int = 0) -> pd.DataFrame:
+def prompt_effect(
+    gold, predictions: dict[str, Predictions], taxonomy: Taxonomy, *, seed: int = 0
+) -> pd.DataFrame:
     """The base model on its zero-shot prompt and on the fine-tune's training prompt: what the prompt alone
     buys."""
-    tax = get_taxonomy(taxonomy)
+    tax = taxonomy
     y = to_matrix(gold, tax)
     rows = []
     for name, prompt in (

@@ -16,6 +16,7 @@ import pandas as pd
 
 from ..core.manifest import EvaluationRecord
 from ..core.roles import Role
+from ..core.taxonomy import Taxonomy
 from .baselines import SeedSpread
 from .evaluate import PRIMARY_METRIC, Comparisons, CostTable
 from .seeds import SeedTest
@@ -273,7 +274,7 @@ def verdict(
     comparisons: Comparisons,
     scores: pd.DataFrame,
     *,
-    taxonomy: str,
+    taxonomy: Taxonomy,
     costs: Costs,
     compared: str = "",
     min_gain: float = DEFAULT_MIN_GAIN,
@@ -283,7 +284,9 @@ def verdict(
 ) -> Verdict:
     """The verdict: its answer, a sentence with the intervals, margin, seed spread, floors and cost behind
     it, and a headline figure line. With several training runs (``across``) the comparison with the free
-    baseline is the test across draws, Holm-corrected with the one against the base model."""
+    baseline is the test across draws, Holm-corrected with the one against the base model. ``taxonomy`` is
+    the label set scored (its name is the level of ``scores`` the verdict reads)."""
+    level_name = taxonomy.name
     vs_base, vs_baseline = comparisons.get(Role.BASE), comparisons.get(Role.FREE_BASELINE)
     decisive = vs_baseline
     if across is not None and vs_base is not None:
@@ -298,7 +301,7 @@ def verdict(
         vs_base,
         vs_baseline,
         n=n,
-        taxonomy=taxonomy,
+        taxonomy=level_name,
         compared=compared,
         min_gain=min_gain,
         spread=spread,
@@ -306,7 +309,7 @@ def verdict(
         costs=costs,
         across=across,
     )
-    level = scores[(scores.level == taxonomy) & (scores.metric == PRIMARY_METRIC)].set_index("model")
+    level = scores[(scores.level == level_name) & (scores.metric == PRIMARY_METRIC)].set_index("model")
     figures = [f"{name} {r.value:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]" for name, r in level.iterrows()]
     if floors is not None:
         figures += [f"{name} {r['macro_f1']:.3f} (floor)" for name, r in floors.iterrows()]
@@ -315,7 +318,7 @@ def verdict(
         answer,
         sentence,
         headline,
-        taxonomy,
+        level_name,
         n,
         compared,
         min_gain,
