@@ -136,16 +136,20 @@ class PromptSpec:
         }
 
     @classmethod
-    def from_record(cls, record: dict) -> PromptSpec:
-        """The spec a :meth:`to_record` record describes (its label set must be registered)."""
-        from .taxonomy import from_labels, register_taxonomy, taxonomy_names
+    def from_record(cls, record: dict, taxonomy: Taxonomy | None = None) -> PromptSpec:
+        """The spec a :meth:`to_record` record describes, asking with ``taxonomy`` when given (the run's
+        label set of that name); else a built-in label set by name, or one made from the recorded labels."""
+        from .taxonomy import from_labels, taxonomy_names
 
         style = PromptStyle(record["style"], record["system"], record["user"])
-        if record["label_set"] not in taxonomy_names():  # a dataset's own labels, in a fresh kernel
-            register_taxonomy(
-                from_labels(record["label_set"], record["labels"], multi_label=record["multi_label"])
+        name = record["label_set"]
+        if taxonomy is None or taxonomy.name != name:
+            taxonomy = (
+                get_taxonomy(name)
+                if name in taxonomy_names()
+                else from_labels(name, record["labels"], multi_label=record["multi_label"])
             )
-        return cls(style, record["label_format"], get_taxonomy(record["label_set"]))
+        return cls(style, record["label_format"], taxonomy)
 
     def describe(self) -> str:
         """One line naming the spec."""
@@ -178,7 +182,9 @@ def check_prompt_spec(trained: PromptSpec | dict | None, asked: PromptSpec | dic
             "evaluate with the same prompt_style, label_format and taxonomy as notebook 02 used, "
             "or rebuild the files and train again"
         )
-    return trained if isinstance(trained, PromptSpec) else PromptSpec.from_record(trained)
+    if isinstance(trained, PromptSpec):
+        return trained
+    return PromptSpec.from_record(trained, asked.taxonomy if isinstance(asked, PromptSpec) else None)
 
 
 def prompt_messages(

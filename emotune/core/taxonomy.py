@@ -3,8 +3,9 @@
 A :class:`Taxonomy` is a name, its labels in id order, whether an item may carry several of them
 (``multi_label``), and (for a coarse level) the groups of base labels each of its labels stands for.
 Mapping a label set between levels goes through the base. A dataset's label set is built from its
-data (:func:`from_labels`), recorded in the run manifest (:meth:`Taxonomy.to_record`) and registered
-again by later notebooks, which run in fresh kernels.
+data (:func:`from_labels`) and recorded in the run manifest (:meth:`Taxonomy.to_record`); later notebooks,
+which run in fresh kernels, rebuild it from there and pass the object on (only the built-in label sets are
+looked up by name).
 """
 
 from __future__ import annotations

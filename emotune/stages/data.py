@@ -28,7 +28,6 @@ from ..core.taxonomy import (
     Taxonomy,
     from_labels,
     get_taxonomy,
-    register_taxonomy,
     resolve_level,
     taxonomy_names,
 )
@@ -37,9 +36,7 @@ from .labels import DROP_REASONS, label_rows
 from .sampling import multi_hot, split_frame, stratified_sample, to_frame  # noqa: F401  (data.multi_hot, ...)
 
 SPLITS = ("train", "validation", "test")
-_BUILTIN = frozenset(
-    taxonomy_names()
-)  # label sets that ship with emotune (at import, before any dataset registers)
+_BUILTIN = frozenset(taxonomy_names())  # label sets that ship with emotune (at import)
 MADE_SPLIT_SHARE = 0.1  # share of the train split cut off for a validation or test split the data lacks
 
 
@@ -195,14 +192,12 @@ def load_own(spec: DatasetSpec, *, seed: int = 42) -> LoadedData:
     labelled = label_rows(splits, spec, paths)
     if spec.name in _BUILTIN:  # a file named sentiment.csv must not replace the built-in sentiment level
         spec = replace(spec, name=f"{spec.name}-data")
-    tax = register_taxonomy(
-        from_labels(
-            spec.name,
-            labelled.label_names,
-            multi_label=labelled.multi_label,
-            item=spec.item,
-            label_kind=spec.label_kind,
-        )
+    tax = from_labels(
+        spec.name,
+        labelled.label_names,
+        multi_label=labelled.multi_label,
+        item=spec.item,
+        label_kind=spec.label_kind,
     )
     frames, made = dict(labelled.frames), {}
     missing = [s for s in SPLITS if s not in frames]
@@ -362,17 +357,14 @@ def label_set(run, taxonomy: str | Taxonomy | None = None) -> Taxonomy:
 
     Reads the dataset's label set from the manifest notebook 01 wrote; ``taxonomy`` is the level
     (``goemotions``, ``ekman``, ``sentiment`` for GoEmotions; empty or the default means a dataset's own
-    labels). A dataset's own label set is also made known to the in-process local backend, which recognises
-    the label set a prompt asks for among the known ones (later notebooks run in fresh kernels).
+    labels).
     """
     record = run.get("data", "label_set")
     if record is None:
         return resolve_level(default_label_set(), taxonomy)
     base = Taxonomy.from_record(record)
-    if base.name in taxonomy_names():
+    if base.name in taxonomy_names():  # a built-in label set: the catalogue's, with its levels
         base = get_taxonomy(base.name)
-    else:
-        register_taxonomy(base)
     return resolve_level(base, taxonomy)
 
 

@@ -27,7 +27,7 @@ from ..core.prompts import (
     render_example,
 )
 from ..core.runs import atomic_write_bytes
-from ..core.taxonomy import Taxonomy
+from ..core.taxonomy import Taxonomy, taxonomy_names
 from ..core.tokens import count_chat_tokens, count_many, encoding_for
 
 JSONL_FILES = {"train": "train.jsonl", "validation": "val.jsonl"}
@@ -110,7 +110,9 @@ def trained_prompt_spec(run) -> PromptSpec:
     rec = run.read(JsonlRecord)
     if not rec.prompt_spec:
         raise ConfigError(f"run {run.name!r} records no prompt spec: run notebook 02 (build_jsonl) again")
-    return PromptSpec.from_record(rec.prompt_spec)
+    data = run.get("data", "label_set")  # a dataset's own label set, with its words for an item and a label
+    own = Taxonomy.from_record(data) if data and data["name"] not in taxonomy_names() else None
+    return PromptSpec.from_record(rec.prompt_spec, own)
 
 
 def prompt_tax(
