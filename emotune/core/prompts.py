@@ -329,9 +329,7 @@ def assistant_text(messages: Sequence[dict]) -> str | None:
     return None
 
 
-def example_labels(
-    ids: Sequence[int], taxonomy: str | Taxonomy, base: str | Taxonomy | None = None
-) -> list[str]:
+def example_labels(ids: Sequence[int], taxonomy: Taxonomy, base: Taxonomy | None = None) -> list[str]:
     """A row's label ids (into the base label set) as names at the chosen level.
 
     ``base`` defaults to the base label set the level groups (the label set itself for a dataset's own
@@ -339,5 +337,5 @@ def example_labels(
     """
     from .taxonomy import base_of, map_labels
 
-    src = get_taxonomy(base) if base is not None else base_of(taxonomy)
+    src = base if base is not None else base_of(taxonomy)
     return map_labels(src.names(ids), src, taxonomy)
