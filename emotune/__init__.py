@@ -30,6 +30,7 @@ from .core.prompts import (
     prompt_messages,
     prompt_spec,
 )
+from .core.roles import Role
 from .core.runs import Run, begin_stage, finish_stage, open_run, package_versions
 from .core.taxonomy import Taxonomy, get_taxonomy
 from .providers import Provider, connect
@@ -124,6 +125,7 @@ __all__ = [
     "PromptSpec",
     "PromptStyle",
     "Provider",
+    "Role",
     "Run",
     "Taxonomy",
     "across_seeds",

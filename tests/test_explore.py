@@ -2,13 +2,16 @@ import numpy as np
 import pandas as pd
 
 from emotune import plots
+from emotune.core.taxonomy import get_taxonomy
 from emotune.stages import explore
+
+GOEMOTIONS = get_taxonomy("goemotions")
 
 FRAME = pd.DataFrame({"text": ["a b", "c", "d e f"], "labels": [[0, 15], [27], [0]], "id": ["1", "2", "3"]})
 
 
 def test_frequency_and_per_comment():
-    freq = explore.label_frequency(FRAME, "goemotions")
+    freq = explore.label_frequency(FRAME, GOEMOTIONS)
     assert freq.iloc[0].to_dict() == {"label": "admiration", "comments": 2, "share %": 66.67}
     assert freq["comments"].sum() == 4
     per = explore.labels_per_comment(FRAME)
@@ -16,7 +19,7 @@ def test_frequency_and_per_comment():
 
 
 def test_cooccurrence_is_symmetric_with_counts_on_diagonal():
-    co = explore.cooccurrence(FRAME, "goemotions")
+    co = explore.cooccurrence(FRAME, GOEMOTIONS)
     assert co.loc["admiration", "gratitude"] == 1 == co.loc["gratitude", "admiration"]
     assert co.loc["admiration", "admiration"] == 2
     assert explore.top_pairs(co, 1).iloc[0].tolist() == ["admiration", "gratitude", 1]
@@ -37,9 +40,9 @@ def test_token_lengths():
 
 
 def test_plots_return_titled_labelled_figures():
-    co = explore.cooccurrence(FRAME, "goemotions")
+    co = explore.cooccurrence(FRAME, GOEMOTIONS)
     figs = [
-        plots.plot_label_frequency(explore.label_frequency(FRAME, "goemotions"), title="T"),
+        plots.plot_label_frequency(explore.label_frequency(FRAME, GOEMOTIONS), title="T"),
         plots.plot_labels_per_comment(explore.labels_per_comment(FRAME)),
         plots.plot_cooccurrence(co),
         plots.plot_token_lengths(np.array([1, 2, 3]), "m"),

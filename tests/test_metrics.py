@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, hamming_loss, jaccard_score
 
+from emotune.core.taxonomy import get_taxonomy
 from emotune.stages import metrics, statistics
 
 
@@ -124,7 +125,7 @@ def test_holm_adjusts_a_family_of_tests_like_statsmodels():
 def test_levels_and_confusions():
     gold = [["annoyance"], ["joy", "love"], ["neutral"]]
     pred = [["anger"], ["joy"], ["curiosity"]]
-    table = metrics.score_models(gold, {"m": pred}, n_resamples=199)
+    table = metrics.score_models(gold, {"m": pred}, source=get_taxonomy("goemotions"), n_resamples=199)
     ekman = table[(table.level == "ekman") & (table.metric == "exact_match")]["value"].iloc[0]
     fine = table[(table.level == "goemotions") & (table.metric == "exact_match")]["value"].iloc[0]
     assert fine == 0 and ekman == pytest.approx(
@@ -134,16 +135,16 @@ def test_levels_and_confusions():
     assert (
         conf.iloc[0].tolist() == ["annoyance", "anger", 1] and len(conf) == 2
     )  # a missed label with nothing said instead is no confusion
-    assert metrics.to_matrix([["joy", "nonsense"]], "goemotions").sum() == 1
+    assert metrics.to_matrix([["joy", "nonsense"]], get_taxonomy("goemotions")).sum() == 1
 
 
 def test_single_label_accuracy_and_confusion_match_scikit_learn():
     from sklearn.metrics import accuracy_score
 
-    from emotune.core.taxonomy import from_labels, register_taxonomy
+    from emotune.core.taxonomy import from_labels
     from emotune.stages.metrics import single_label_report
 
-    tax = register_taxonomy(from_labels("queues-test", ["billing", "bug", "login"], multi_label=False))
+    tax = from_labels("queues-test", ["billing", "bug", "login"], multi_label=False)
     gold = [["billing"], ["bug"], ["login"], ["bug"]]
     tuned = [["billing"], ["login"], ["login"], ["bug", "login"]]
     report = single_label_report(gold, {"base": [["bug"]] * 4, "fine-tuned": tuned}, tax)
@@ -153,5 +154,5 @@ def test_single_label_accuracy_and_confusion_match_scikit_learn():
         == 0.5
     )
     assert report["confusion"].loc["bug", "login"] == 1 and report["confusion"].loc["bug", "(other)"] == 1
-    multi = single_label_report(gold, {"fine-tuned": tuned}, "goemotions")
+    multi = single_label_report(gold, {"fine-tuned": tuned}, get_taxonomy("goemotions"))
     assert "multi-label" in multi["accuracy"]["note"].iloc[0] and multi["confusion"].empty

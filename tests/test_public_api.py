@@ -18,6 +18,7 @@ PUBLIC = [
     "PromptSpec",
     "PromptStyle",
     "Provider",
+    "Role",
     "Run",
     "Taxonomy",
     "across_seeds",

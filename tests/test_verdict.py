@@ -9,8 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from emotune.core.taxonomy import get_taxonomy
 from emotune.stages import baselines, evaluate, metrics, verdict
 from emotune.stages.statistics import Comparison
+
+GOEMOTIONS = get_taxonomy("goemotions")
 
 LABELS = ["joy", "anger", "fear", "love", "sadness", "surprise"]
 
@@ -93,22 +96,22 @@ def test_the_verdict_from_real_comparisons_names_margin_spread_floors_and_cost(s
     }
     if answer is verdict.BASELINE_AS_GOOD:
         preds["free baseline"] = preds["fine-tuned"]  # the same answers: a difference of exactly 0
-    comparisons = evaluate.compare_models(gold, preds, "goemotions", n_resamples=999)
+    comparisons = evaluate.compare_models(gold, preds, GOEMOTIONS, n_resamples=999)
     frame = comparisons.to_frame()
     assert set(frame["family"]) == {"primary", "secondary"}
     assert (frame["p (Holm, within family)"] >= frame["p"]).all()
-    scores = metrics.score_models(gold, preds, levels=["goemotions"], n_resamples=199)
+    scores = metrics.score_models(gold, preds, source=GOEMOTIONS, levels=[GOEMOTIONS], n_resamples=199)
     per_seed = pd.DataFrame(
         {"macro_f1": [0.30, 0.31, 0.29], "micro_f1": 0.4, "exact_match": 0.3}, index=[1, 2, 3]
     )
     spread = baselines.SeedSpread(per_seed, own_seed=1)
     train = pd.DataFrame({"labels": [[27]] * 3 + [[17]]})  # goemotions ids: neutral x3, joy
-    floor_table = baselines.floors(gold, train, "goemotions", seed=0)
+    floor_table = baselines.floors(gold, train, GOEMOTIONS, seed=0)
     costs = verdict.Costs(usd_online=0.036, usd_batch=0.018, training_usd=1.5)
     v = verdict.verdict(
         comparisons,
         scores,
-        taxonomy="goemotions",
+        taxonomy=GOEMOTIONS,
         costs=costs,
         compared="label-name matcher vs TF-IDF learner",
         spread=spread,
@@ -127,7 +130,7 @@ def test_the_verdict_from_real_comparisons_names_margin_spread_floors_and_cost(s
 def test_floors_score_the_majority_and_the_label_prior_answers():
     gold = [["neutral"]] * 60 + [["joy"]] * 40
     train = pd.DataFrame({"labels": [[27]] * 6 + [[17]] * 4})
-    table = baselines.floors(gold, train, "goemotions", seed=0)
+    table = baselines.floors(gold, train, GOEMOTIONS, seed=0)
     majority = table.loc["always 'neutral'"]
     assert majority["exact_match"] == pytest.approx(0.6) and majority["micro_f1"] == pytest.approx(0.6)
     assert majority["macro_f1"] == pytest.approx((0.75 + 0.0) / 2)  # neutral F1 0.75, joy 0

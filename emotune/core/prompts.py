@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .errors import ConfigError
-from .taxonomy import Taxonomy, get_taxonomy
+from .taxonomy import DEFAULT, Taxonomy, get_taxonomy
 
 LABEL_FORMATS = ("comma", "json")
 
@@ -85,18 +85,15 @@ class PromptSpec:
         cls,
         style: str | PromptStyle | PromptSpec = "compact",
         label_format: str = "comma",
-        taxonomy: str | Taxonomy | None = None,
+        taxonomy: str | Taxonomy = DEFAULT,
     ) -> PromptSpec:
         """A spec from names or objects (a spec passes through); ``taxonomy`` is a label set or its name.
 
-        No taxonomy means the default dataset's label set (the catalogue's ``_default``).
+        :data:`~emotune.core.taxonomy.DEFAULT` is the default dataset's label set (the catalogue's
+        ``_default``).
         """
         if isinstance(style, PromptSpec):
             return style
-        if taxonomy is None:
-            from .datasets import default_label_set
-
-            taxonomy = default_label_set()
         return cls(get_style(style), _check_format(label_format), get_taxonomy(taxonomy))
 
     def messages(self, text: str) -> list[dict]:
@@ -139,16 +136,20 @@ class PromptSpec:
         }
 
     @classmethod
-    def from_record(cls, record: dict) -> PromptSpec:
-        """The spec a :meth:`to_record` record describes (its label set must be registered)."""
-        from .taxonomy import from_labels, register_taxonomy, taxonomy_names
+    def from_record(cls, record: dict, taxonomy: Taxonomy | None = None) -> PromptSpec:
+        """The spec a :meth:`to_record` record describes, asking with ``taxonomy`` when given (the run's
+        label set of that name); else a built-in label set by name, or one made from the recorded labels."""
+        from .taxonomy import from_labels, taxonomy_names
 
         style = PromptStyle(record["style"], record["system"], record["user"])
-        if record["label_set"] not in taxonomy_names():  # a dataset's own labels, in a fresh kernel
-            register_taxonomy(
-                from_labels(record["label_set"], record["labels"], multi_label=record["multi_label"])
+        name = record["label_set"]
+        if taxonomy is None or taxonomy.name != name:
+            taxonomy = (
+                get_taxonomy(name)
+                if name in taxonomy_names()
+                else from_labels(name, record["labels"], multi_label=record["multi_label"])
             )
-        return cls(style, record["label_format"], get_taxonomy(record["label_set"]))
+        return cls(style, record["label_format"], taxonomy)
 
     def describe(self) -> str:
         """One line naming the spec."""
@@ -158,7 +159,7 @@ class PromptSpec:
 def prompt_spec(
     style: str | PromptStyle | PromptSpec = "compact",
     label_format: str = "comma",
-    taxonomy: str | Taxonomy | None = None,
+    taxonomy: str | Taxonomy = DEFAULT,
 ) -> PromptSpec:
     """A checked :class:`PromptSpec` (unknown styles, formats and label sets are errors here, once)."""
     return PromptSpec.resolve(style, label_format, taxonomy)
@@ -181,7 +182,9 @@ def check_prompt_spec(trained: PromptSpec | dict | None, asked: PromptSpec | dic
             "evaluate with the same prompt_style, label_format and taxonomy as notebook 02 used, "
             "or rebuild the files and train again"
         )
-    return trained if isinstance(trained, PromptSpec) else PromptSpec.from_record(trained)
+    if isinstance(trained, PromptSpec):
+        return trained
+    return PromptSpec.from_record(trained, asked.taxonomy if isinstance(asked, PromptSpec) else None)
 
 
 def prompt_messages(
@@ -189,7 +192,7 @@ def prompt_messages(
     *,
     style: str | PromptStyle | PromptSpec = "compact",
     label_format: str = "comma",
-    taxonomy: str | Taxonomy | None = None,
+    taxonomy: str | Taxonomy = DEFAULT,
 ) -> list[dict]:
     """The system and user messages that ask a model to label ``text`` (``style`` may be a whole
     PromptSpec)."""
@@ -209,7 +212,7 @@ def render_example(
     *,
     style: str | PromptStyle | PromptSpec = "compact",
     label_format: str = "comma",
-    taxonomy: str | Taxonomy | None = None,
+    taxonomy: str | Taxonomy = DEFAULT,
 ) -> dict:
     """One chat fine-tuning example: system, user and the assistant's target answer."""
     spec = PromptSpec.resolve(style, label_format, taxonomy)
@@ -259,30 +262,27 @@ def _candidates(answer: str) -> tuple[list[str] | None, str]:
     return [w.strip(_STRIP) for w in words if w.strip(_STRIP)], ""
 
 
-_DEFAULT = "__default__"
-
-
 def parse_answer(
-    answer: str | None, taxonomy: str | Taxonomy | None = _DEFAULT, *, forgive_misspellings: bool = True
+    answer: str | None,
+    taxonomy: str | Taxonomy = DEFAULT,
+    *,
+    any_label: bool = False,
+    forgive_misspellings: bool = True,
 ) -> ParsedAnswer:
     """Read labels from a model answer, forgiving case, spacing, order, repeats and known misspellings.
 
     With a taxonomy, words outside it are reported as ``unknown``, never dropped silently or turned into
-    'neutral'. Without a taxonomy argument the default dataset's label set is used. With ``taxonomy=None`` any
-    label-like word is accepted (the open vocabulary the local backend's learner uses when it reads training
-    targets). ``forgive_misspellings=False`` reports a known misspelling as unknown (what a training-file
-    check wants: the model would learn it).
+    'neutral'. Without a taxonomy argument the default dataset's label set is used. With ``any_label=True``
+    any label-like word is accepted and ``taxonomy`` is not used (the open vocabulary the local backend's
+    learner uses when it reads training targets). ``forgive_misspellings=False`` reports a known misspelling
+    as unknown (what a training-file check wants: the model would learn it).
     """
     if answer is None or not answer.strip():
         return ParsedAnswer((), (), "unparseable", "empty answer")
     words, problem = _candidates(answer)
     if words is None:
         return ParsedAnswer((), (), "unparseable", problem)
-    if taxonomy is _DEFAULT:
-        from .datasets import default_label_set
-
-        taxonomy = default_label_set()
-    tax = get_taxonomy(taxonomy) if taxonomy is not None else None
+    tax = None if any_label else get_taxonomy(taxonomy)
     whole = tax.normalise(answer.strip().strip(_STRIP)) if tax is not None and forgive_misspellings else None
     if whole is not None:  # a label that itself holds a separator ("rock and roll")
         words = [whole]
@@ -329,9 +329,7 @@ def assistant_text(messages: Sequence[dict]) -> str | None:
     return None
 
 
-def example_labels(
-    ids: Sequence[int], taxonomy: str | Taxonomy, base: str | Taxonomy | None = None
-) -> list[str]:
+def example_labels(ids: Sequence[int], taxonomy: Taxonomy, base: Taxonomy | None = None) -> list[str]:
     """A row's label ids (into the base label set) as names at the chosen level.
 
     ``base`` defaults to the base label set the level groups (the label set itself for a dataset's own
@@ -339,5 +337,5 @@ def example_labels(
     """
     from .taxonomy import base_of, map_labels
 
-    src = get_taxonomy(base) if base is not None else base_of(taxonomy)
+    src = base if base is not None else base_of(taxonomy)
     return map_labels(src.names(ids), src, taxonomy)

@@ -3,8 +3,9 @@
 A :class:`Taxonomy` is a name, its labels in id order, whether an item may carry several of them
 (``multi_label``), and (for a coarse level) the groups of base labels each of its labels stands for.
 Mapping a label set between levels goes through the base. A dataset's label set is built from its
-data (:func:`from_labels`), recorded in the run manifest (:meth:`Taxonomy.to_record`) and registered
-again by later notebooks, which run in fresh kernels.
+data (:func:`from_labels`) and recorded in the run manifest (:meth:`Taxonomy.to_record`); later notebooks,
+which run in fresh kernels, rebuild it from there and pass the object on (only the built-in label sets are
+looked up by name).
 """
 
 from __future__ import annotations
@@ -152,15 +153,15 @@ def register_taxonomy(taxonomy: Taxonomy) -> Taxonomy:
     return taxonomy
 
 
-DEFAULT = "default"  # the label set of the catalogue's default dataset (where None means something else)
+DEFAULT = "default"  # the one spelling of "the label set of the catalogue's default dataset"
 
 
-def get_taxonomy(name: str | Taxonomy | None = None) -> Taxonomy:
+def get_taxonomy(name: str | Taxonomy = DEFAULT) -> Taxonomy:
     """A registered taxonomy by name (``ekman``, ``sentiment``, a dataset's label set or one you registered);
-    None means the label set of the catalogue's default dataset."""
+    :data:`DEFAULT` is the label set of the catalogue's default dataset."""
     if isinstance(name, Taxonomy):
         return name
-    if name is None or name == DEFAULT:
+    if name == DEFAULT:
         from .datasets import default_label_set
 
         name = default_label_set()
@@ -179,6 +180,11 @@ def levels_of(base: str | Taxonomy) -> list[str]:
     """The base label set's name and every registered level that groups it (GoEmotions: ekman, sentiment)."""
     tax = get_taxonomy(base)
     return [tax.name] + sorted(n for n, t in _REGISTRY.items() if t.base == tax.name)
+
+
+def level_taxonomies(base: Taxonomy) -> list[Taxonomy]:
+    """The base label set and every registered level that groups it, as :func:`levels_of` names them."""
+    return [base] + [_REGISTRY[n] for n in levels_of(base)[1:]]
 
 
 def resolve_level(base: str | Taxonomy, level: str | Taxonomy | None) -> Taxonomy:

@@ -24,7 +24,7 @@ MAX_NODES = (
 
 def labels_in(answer: str) -> list[str]:
     """The labels a model's text answer holds (comma list or ``{"labels": [...]}``), else the text itself."""
-    parsed = parse_answer(answer, None)
+    parsed = parse_answer(answer, any_label=True)
     if parsed.labels:
         return list(parsed.labels)
     return [answer.strip()] if answer.strip() else []

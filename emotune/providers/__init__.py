@@ -74,6 +74,16 @@ def _choose(backend: str | None) -> str:
     return choice  # "openai" with another OPENAI_BASE_URL is OpenAI through that gateway
 
 
+def _share_label_set(run) -> None:
+    """Make the run's own label set known to the in-process local backend, which recognises the label set a
+    prompt or a training file uses among the known ones (each notebook runs in a fresh kernel)."""
+    from ..core.taxonomy import Taxonomy, register_taxonomy, taxonomy_names
+
+    record = run.get("data", "label_set")
+    if record is not None and record["name"] not in taxonomy_names():
+        register_taxonomy(Taxonomy.from_record(record))
+
+
 def connect(
     backend: str | None = "auto",
     *,
@@ -105,6 +115,8 @@ def connect(
         server = local_server(state, **(config.fault_settings() | local_options))
         client = openai.OpenAI(api_key=LOCAL_API_KEY, base_url=server.base_url, **options)
         provider: Provider = cls(client, server.base_url, options, server=server)
+        if run is not None:
+            _share_label_set(run)
     else:
         key = config.openai_key()
         if cls.kind == "openai" and not key:

@@ -23,7 +23,7 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import make_pipeline
 
 from ..core.prompts import example_labels
-from ..core.taxonomy import Taxonomy, get_taxonomy
+from ..core.taxonomy import Taxonomy
 from ..core.thresholds import tune_thresholds
 from .metrics import to_matrix
 from .statistics import point_scores
@@ -32,7 +32,7 @@ RANDOM_DRAWS = 200  # random answers averaged for the label-prior floor (its SE 
 SPREAD_METRICS = ("macro_f1", "micro_f1", "exact_match")
 
 
-def gold_labels(frame: pd.DataFrame, taxonomy: str | Taxonomy | None = None) -> list[list[str]]:
+def gold_labels(frame: pd.DataFrame, taxonomy: Taxonomy) -> list[list[str]]:
     """Each row's gold labels as names at the chosen level."""
     return [example_labels(ids, taxonomy) for ids in frame["labels"]]
 
@@ -55,10 +55,10 @@ class Baseline:
 
 
 def train_baseline(
-    train: pd.DataFrame, validation: pd.DataFrame, taxonomy: str | None = None, seed: int = 0
+    train: pd.DataFrame, validation: pd.DataFrame, taxonomy: Taxonomy, seed: int = 0
 ) -> Baseline:
     """The free classical comparator, trained on the same training sample as the fine-tune."""
-    tax = get_taxonomy(taxonomy)
+    tax = taxonomy
     y = to_matrix(gold_labels(train, taxonomy), tax)
     keep = y.sum(axis=0) > 0  # a label never seen in training can't be learned
     pipe = make_pipeline(
@@ -75,7 +75,7 @@ def baselines_by_seed(
     samples: dict[str, pd.DataFrame],
     draws: dict[int, dict[str, pd.DataFrame]],
     texts,
-    taxonomy: str | Taxonomy,
+    taxonomy: Taxonomy,
     *,
     seed: int,
 ) -> dict[int, list[list[str]]]:
@@ -114,11 +114,9 @@ class SeedSpread:
         return table
 
 
-def seed_spread(
-    gold, by_seed: dict[int, list[list[str]]], taxonomy: str | Taxonomy, own_seed: int
-) -> SeedSpread:
+def seed_spread(gold, by_seed: dict[int, list[list[str]]], taxonomy: Taxonomy, own_seed: int) -> SeedSpread:
     """Score each draw's baseline on the same test comments."""
-    tax = get_taxonomy(taxonomy)
+    tax = taxonomy
     y = to_matrix(gold, tax)
     rows = {s: point_scores(y, to_matrix(pred, tax)) for s, pred in by_seed.items()}
     table = pd.DataFrame.from_dict(rows, orient="index")[list(SPREAD_METRICS)]
@@ -126,16 +124,16 @@ def seed_spread(
     return SeedSpread(table, own_seed)
 
 
-def majority_answer(train: pd.DataFrame, taxonomy: str | Taxonomy) -> list[str]:
+def majority_answer(train: pd.DataFrame, taxonomy: Taxonomy) -> list[str]:
     """The most common label set of the training sample (ties: the first in label order)."""
     counts = Counter(tuple(sorted(labels)) for labels in gold_labels(train, taxonomy))
     best = max(counts.values())
     return list(min(k for k, c in counts.items() if c == best))
 
 
-def floors(gold, train: pd.DataFrame, taxonomy: str | Taxonomy, *, seed: int = 0) -> pd.DataFrame:
+def floors(gold, train: pd.DataFrame, taxonomy: Taxonomy, *, seed: int = 0) -> pd.DataFrame:
     """Scores of the majority answer and of the label-prior random answer on these comments."""
-    tax = get_taxonomy(taxonomy)
+    tax = taxonomy
     y = to_matrix(gold, tax)
     majority = majority_answer(train, tax)
     rows = {f"always '{', '.join(majority)}'": point_scores(y, to_matrix([majority] * len(y), tax))}

@@ -29,7 +29,6 @@ from ..core.taxonomy import (
     Taxonomy,
     from_labels,
     get_taxonomy,
-    register_taxonomy,
     resolve_level,
     taxonomy_names,
 )
@@ -38,9 +37,7 @@ from .labels import DROP_REASONS, label_rows
 from .sampling import multi_hot, split_frame, stratified_sample, to_frame  # noqa: F401  (data.multi_hot, ...)
 
 SPLITS = ("train", "validation", "test")
-_BUILTIN = frozenset(
-    taxonomy_names()
-)  # label sets that ship with emotune (at import, before any dataset registers)
+_BUILTIN = frozenset(taxonomy_names())  # label sets that ship with emotune (at import)
 MADE_SPLIT_SHARE = 0.1  # share of the train split cut off for a validation or test split the data lacks
 
 
@@ -196,14 +193,12 @@ def load_own(spec: DatasetSpec, *, seed: int = 42) -> LoadedData:
     labelled = label_rows(splits, spec, paths)
     if spec.name in _BUILTIN:  # a file named sentiment.csv must not replace the built-in sentiment level
         spec = replace(spec, name=f"{spec.name}-data")
-    tax = register_taxonomy(
-        from_labels(
-            spec.name,
-            labelled.label_names,
-            multi_label=labelled.multi_label,
-            item=spec.item,
-            label_kind=spec.label_kind,
-        )
+    tax = from_labels(
+        spec.name,
+        labelled.label_names,
+        multi_label=labelled.multi_label,
+        item=spec.item,
+        label_kind=spec.label_kind,
     )
     frames, made = dict(labelled.frames), {}
     missing = [s for s in SPLITS if s not in frames]
@@ -344,7 +339,7 @@ def load_draws(run) -> dict[int, dict[str, pd.DataFrame]]:
 
 
 def label_set(run, taxonomy: str | Taxonomy | None = None) -> Taxonomy:
-    """The run's label set at the asked level, registered by name (later notebooks run in fresh kernels).
+    """The run's label set at the asked level: what later stages are given (they look nothing up by name).
 
     Reads the dataset's label set from the manifest notebook 01 wrote; ``taxonomy`` is the level
     (``goemotions``, ``ekman``, ``sentiment`` for GoEmotions; empty or the default means a dataset's own
@@ -354,12 +349,12 @@ def label_set(run, taxonomy: str | Taxonomy | None = None) -> Taxonomy:
     if record is None:
         return resolve_level(default_label_set(), taxonomy)
     base = Taxonomy.from_record(record)
-    if base.name not in taxonomy_names():
-        register_taxonomy(base)
-    return resolve_level(base.name, taxonomy)
+    if base.name in taxonomy_names():  # a built-in label set: the catalogue's, with its levels
+        base = get_taxonomy(base.name)
+    return resolve_level(base, taxonomy)
 
 
 def load_samples(run) -> dict[str, pd.DataFrame]:
-    """The samples notebook 01 wrote (the restart point of every later notebook); registers the label set."""
-    label_set(run)
+    """The samples notebook 01 wrote (the restart point of every later notebook); their label set is
+    :func:`label_set`'s."""
     return {name: run.read_frame(fname) for name, fname in SAMPLE_FILES.items()}

@@ -11,7 +11,8 @@ import pandas as pd
 from ..core.errors import PredictionError
 from ..core.manifest import EvaluationRecord
 from ..core.prompts import PromptSpec
-from ..core.taxonomy import get_taxonomy
+from ..core.roles import Role
+from ..core.taxonomy import Taxonomy
 from .baselines import gold_labels  # noqa: F401  (evaluate.gold_labels)
 from .batch import classify_batch
 from .metrics import to_matrix
@@ -19,7 +20,7 @@ from .predict import PredictionCache, Predictions, classify
 from .statistics import N_RESAMPLES, Comparison, LabelSets, bca_intervals, compare, holm
 
 CACHE_FILE = "predictions/cache.jsonl"
-BASE_ON_TRAINING_PROMPT = "base, training prompt"
+BASE_ON_TRAINING_PROMPT = Role.BASE_ON_TRAINING_PROMPT
 COMPARED_METRICS = ("macro_f1", "macro_f1_supported", "micro_f1")
 BATCH_CHECK_FILE = "predictions/batch-check.jsonl"
 
@@ -35,7 +36,7 @@ def prompt_specs(trained: PromptSpec) -> dict[str, PromptSpec]:
     model with exactly the spec it was trained on; and the base model on that training prompt too, so the
     table can show what the prompt alone buys."""
     zero_shot = PromptSpec.resolve("zero-shot", trained.label_format, trained.taxonomy)
-    return {"base": zero_shot, "fine-tuned": trained, BASE_ON_TRAINING_PROMPT: trained}
+    return {Role.BASE: zero_shot, Role.FINE_TUNED: trained, Role.BASE_ON_TRAINING_PROMPT: trained}
 
 
 def predict_models(
@@ -82,26 +83,88 @@ def error_analysis(frame: pd.DataFrame, gold, base, tuned, k: int = 8) -> pd.Dat
                     "change": "fixed" if t == g else "broke",
                     "comment": text,
                     "gold": ", ".join(sorted(g)),
-                    "base": ", ".join(sorted(b)),
-                    "fine-tuned": ", ".join(sorted(t)),
+                    Role.BASE: ", ".join(sorted(b)),
+                    Role.FINE_TUNED: ", ".join(sorted(t)),
                 }
             )
-    out = pd.DataFrame(rows, columns=["change", "comment", "gold", "base", "fine-tuned"])
+    out = pd.DataFrame(rows, columns=["change", "comment", "gold", Role.BASE, Role.FINE_TUNED])
     return pd.concat(
         [out[out.change == "fixed"].head(k), out[out.change == "broke"].head(k)], ignore_index=True
     )
 
 
+USD_ONLINE_COLUMN = "USD per 1,000 (online)"
+USD_BATCH_COLUMN = "USD per 1,000 (batch)"
 COMPUTE_COLUMN = "compute s per 1,000 (online)"
 
 
-def cost_per_1000(conn, predictions: dict[str, Predictions], models: dict[str, str]) -> pd.DataFrame:
+def _nan(value: float | None) -> float:
+    return np.nan if value is None else value
+
+
+@dataclass(frozen=True)
+class CostRow:
+    """What 1,000 predictions of one comparator cost: dollars online and by Batch where priced, else the
+    compute seconds online where timed (``None`` where not known), rounded as the table shows them."""
+
+    comparator: str
+    usd_online: float | None
+    usd_batch: float | None
+    compute_seconds_online: float | None
+    pricing: str  # the provider's pricing note, or "not priced (...)"
+    items: int  # the answers the figures are averaged over
+
+
+@dataclass(frozen=True)
+class CostTable:
+    """:func:`cost_per_1000`'s answer: one :class:`CostRow` per comparator; :meth:`to_frame` is the table."""
+
+    rows: tuple[CostRow, ...]
+
+    def get(self, comparator: str) -> CostRow | None:
+        """The row of ``comparator``, if it was priced."""
+        return next((r for r in self.rows if r.comparator == comparator), None)
+
+    @property
+    def priced(self) -> bool:
+        """Whether any comparator has a dollar price (else the axis is compute seconds)."""
+        return any(r.usd_online is not None for r in self.rows)
+
+    def axis_values(self) -> pd.Series:
+        """Per comparator, what a cost-vs-quality plot puts on its x axis (see :func:`cost_axis`); NaN where
+        not known."""
+        values = [r.usd_online if self.priced else r.compute_seconds_online for r in self.rows]
+        return pd.Series(
+            [_nan(v) for v in values],
+            index=[r.comparator for r in self.rows],
+            dtype=float,
+            name=cost_axis(self),
+        )
+
+    def to_frame(self) -> pd.DataFrame:
+        """The display table: one row per comparator; columns no row has are left out."""
+        rows = [
+            {
+                "comparator": r.comparator,
+                USD_ONLINE_COLUMN: _nan(r.usd_online),
+                USD_BATCH_COLUMN: _nan(r.usd_batch),
+                COMPUTE_COLUMN: _nan(r.compute_seconds_online),
+                "pricing": r.pricing,
+                "items": r.items,
+            }
+            for r in self.rows
+        ]
+        return pd.DataFrame(rows).set_index("comparator").dropna(axis=1, how="all")
+
+
+def cost_per_1000(conn, predictions: dict[str, Predictions], models: dict[str, str]) -> CostTable:
     """What 1,000 predictions cost on this provider, from the tokens the answers used (online and Batch).
 
     The price comes from the provider: OpenAI's dollars, what OpenAI would charge (local backend), or nothing
     ("not priced": an open-weights model costs compute time, an unknown server has no price list). Unpriced
     models get their compute time instead: wall seconds per 1,000 online answers, from the first to the last
-    answer of the pass (at the concurrency the predictor ran). Columns no row has are left out.
+    answer of the pass (at the concurrency the predictor ran). ``to_frame()`` leaves out the columns no row
+    has.
     """
     rows = []
     for name, p in predictions.items():
@@ -114,21 +177,21 @@ def cost_per_1000(conn, predictions: dict[str, Predictions], models: dict[str, s
         batch = pricing.usd_per_1000(prompt, completion, fine_tuned=tuned, batch=True)
         timed = None if pricing.in_dollars or p.seconds_per_answer is None else 1000 * p.seconds_per_answer
         rows.append(
-            {
-                "comparator": name,
-                "USD per 1,000 (online)": np.nan if online is None else round(online, 4),
-                "USD per 1,000 (batch)": np.nan if batch is None else round(batch, 4),
-                COMPUTE_COLUMN: np.nan if timed is None else round(timed, 1),
-                "pricing": pricing.note if pricing.in_dollars else f"not priced ({pricing.note})",
-                "items": n,
-            }
+            CostRow(
+                name,
+                None if online is None else round(online, 4),
+                None if batch is None else round(batch, 4),
+                None if timed is None else round(timed, 1),
+                pricing.note if pricing.in_dollars else f"not priced ({pricing.note})",
+                n,
+            )
         )
-    return pd.DataFrame(rows).set_index("comparator").dropna(axis=1, how="all")
+    return CostTable(tuple(rows))
 
 
-def cost_axis(cost: pd.DataFrame) -> str:
+def cost_axis(cost: CostTable) -> str:
     """The column a cost-vs-quality plot puts on its x axis: dollars where priced, else compute seconds."""
-    return "USD per 1,000 (online)" if "USD per 1,000 (online)" in cost.columns else COMPUTE_COLUMN
+    return USD_ONLINE_COLUMN if cost.priced else COMPUTE_COLUMN
 
 
 def batch_agreement(
@@ -141,7 +204,9 @@ def batch_agreement(
             f"the {conn.kind} provider has no Batch API: skipped (online answers only, no batch request sent)"
         )
     cache = PredictionCache(run.file(BATCH_CHECK_FILE))
-    via_batch = classify_batch(conn, run, model, frame, key="fine-tuned", cache=cache, spec=spec, seed=seed)
+    via_batch = classify_batch(
+        conn, run, model, frame, key=Role.FINE_TUNED, cache=cache, spec=spec, seed=seed
+    )
     same = sum(a == b for a, b in zip(via_batch.labels(), online, strict=True))
     return f"batch and online answers agree on {same} of {len(frame)} comments"
 
@@ -155,7 +220,7 @@ class Comparisons:
     verdict decides on) and the secondary one (the other metrics, reported beside it)."""
 
     rows: tuple[tuple[str, str, Comparison], ...]  # (comparator, family, comparison)
-    model: str = "fine-tuned"
+    model: str = Role.FINE_TUNED
 
     def get(self, other: str, metric: str = PRIMARY_METRIC) -> Comparison | None:
         """The comparison of the fine-tune with ``other`` on ``metric``, if it was made."""
@@ -193,10 +258,10 @@ class Comparisons:
 def compare_models(
     gold,
     predictions: dict[str, list],
-    taxonomy: str,
+    taxonomy: Taxonomy,
     *,
-    against: tuple[str, ...] = ("base", "free baseline"),
-    model: str = "fine-tuned",
+    against: tuple[str, ...] = (Role.BASE, Role.FREE_BASELINE),
+    model: str = Role.FINE_TUNED,
     metrics: tuple[str, ...] = COMPARED_METRICS,
     seed: int = 0,
     n_resamples: int = N_RESAMPLES,
@@ -208,7 +273,7 @@ def compare_models(
     form a secondary family. Macro-F1 over the supported labels is left out when every label is supported (it
     would repeat the macro-F1 test).
     """
-    tax = get_taxonomy(taxonomy)
+    tax = taxonomy
     y = to_matrix(gold, tax)
     labels = LabelSets.of(y)
     tuned = to_matrix(predictions[model], tax)
@@ -240,15 +305,17 @@ def compare_models(
     return Comparisons(tuple(rows), model)
 
 
-def prompt_effect(gold, predictions: dict[str, Predictions], taxonomy: str, *, seed: int = 0) -> pd.DataFrame:
+def prompt_effect(
+    gold, predictions: dict[str, Predictions], taxonomy: Taxonomy, *, seed: int = 0
+) -> pd.DataFrame:
     """The base model on its zero-shot prompt and on the fine-tune's training prompt: what the prompt alone
     buys."""
-    tax = get_taxonomy(taxonomy)
+    tax = taxonomy
     y = to_matrix(gold, tax)
     rows = []
     for name, prompt in (
-        ("base", "zero-shot, lists every label"),
-        (BASE_ON_TRAINING_PROMPT, "training prompt"),
+        (Role.BASE, "zero-shot, lists every label"),
+        (Role.BASE_ON_TRAINING_PROMPT, "training prompt"),
     ):
         if name in predictions:
             ci = bca_intervals(y, to_matrix(predictions[name].labels(), tax), seed=seed)

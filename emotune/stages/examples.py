@@ -27,10 +27,19 @@ from ..core.prompts import (
     render_example,
 )
 from ..core.runs import atomic_write_bytes
-from ..core.taxonomy import Taxonomy
+from ..core.taxonomy import Taxonomy, taxonomy_names
 from ..core.tokens import count_chat_tokens, count_many, encoding_for
 
 JSONL_FILES = {"train": "train.jsonl", "validation": "val.jsonl"}
+
+
+def _spec(style: str | PromptStyle | PromptSpec, label_format: str, taxonomy: Taxonomy | None) -> PromptSpec:
+    """The spec to render with: ``style`` when it is one, else the style and format with ``taxonomy``."""
+    if isinstance(style, PromptSpec):
+        return style
+    if taxonomy is None:
+        raise ConfigError("a label set (taxonomy) is needed unless style is a whole PromptSpec")
+    return PromptSpec.resolve(style, label_format, taxonomy)
 
 
 def render_jsonl(
@@ -38,11 +47,13 @@ def render_jsonl(
     *,
     style: str | PromptStyle | PromptSpec = "compact",
     label_format: str = "comma",
-    taxonomy: str | Taxonomy | None = None,
+    taxonomy: Taxonomy | None = None,
     seed: int | None = None,
 ) -> bytes:
-    """A chat JSONL (one example per row), rows shuffled by ``seed`` when given; deterministic."""
-    spec = PromptSpec.resolve(style, label_format, taxonomy)
+    """A chat JSONL (one example per row), rows shuffled by ``seed`` when given; deterministic.
+
+    ``taxonomy`` is the label set unless ``style`` is a whole PromptSpec (which carries its own)."""
+    spec = _spec(style, label_format, taxonomy)
     order = np.arange(len(frame)) if seed is None else np.random.default_rng(seed).permutation(len(frame))
     texts, labels = frame["text"].tolist(), frame["labels"].tolist()
     lines = [
@@ -60,15 +71,16 @@ def build_training_files(
     *,
     style: str | PromptStyle | PromptSpec = "compact",
     label_format: str = "comma",
-    taxonomy: str | Taxonomy | None = None,
+    taxonomy: Taxonomy | None = None,
     seed: int = 0,
 ) -> dict[str, dict]:
     """Write train.jsonl (training sample, shuffled by seed) and val.jsonl (validation sample) atomically.
 
     The test split is never touched here. Checksums and the prompt spec go into the manifest's ``jsonl``
-    section; the evaluation stage reads the spec back with :func:`trained_prompt_spec`.
+    section; the evaluation stage reads the spec back with :func:`trained_prompt_spec`. ``taxonomy`` is the
+    label set unless ``style`` is a whole PromptSpec (which carries its own).
     """
-    spec = PromptSpec.resolve(style, label_format, taxonomy)
+    spec = _spec(style, label_format, taxonomy)
     record = {}
     for split, name in JSONL_FILES.items():
         raw = render_jsonl(samples[split], style=spec, seed=seed if split == "train" else None)
@@ -98,7 +110,9 @@ def trained_prompt_spec(run) -> PromptSpec:
     rec = run.read(JsonlRecord)
     if not rec.prompt_spec:
         raise ConfigError(f"run {run.name!r} records no prompt spec: run notebook 02 (build_jsonl) again")
-    return PromptSpec.from_record(rec.prompt_spec)
+    data = run.get("data", "label_set")  # a dataset's own label set, with its words for an item and a label
+    own = Taxonomy.from_record(data) if data and data["name"] not in taxonomy_names() else None
+    return PromptSpec.from_record(rec.prompt_spec, own)
 
 
 def prompt_tax(
@@ -106,7 +120,7 @@ def prompt_tax(
     model: str,
     *,
     label_format: str = "comma",
-    taxonomy: str | Taxonomy | None = None,
+    taxonomy: Taxonomy,
     styles: Sequence[str | PromptStyle] = ("verbose", "compact"),
 ):
     """Mean billed tokens per example for each style, next to the irreducible minimum.
@@ -150,7 +164,7 @@ def style_tokens(
     *,
     style: str | PromptStyle,
     label_format: str = "comma",
-    taxonomy: str | Taxonomy | None = None,
+    taxonomy: Taxonomy,
 ):
     """Billed tokens of each example of a frame rendered in one style (OpenAI's counting method)."""
     examples = [
@@ -162,7 +176,7 @@ def style_tokens(
     return np.asarray(count_many(examples, encoding_for(model)), dtype=np.int64)
 
 
-def example_gallery(text: str, labels: Sequence[str], taxonomy: str | Taxonomy | None = None):
+def example_gallery(text: str, labels: Sequence[str], taxonomy: Taxonomy):
     """One comment rendered in every built-in style and label format, as a table."""
     rows = []
     for style in PROMPT_STYLES:
@@ -180,7 +194,7 @@ def example_gallery(text: str, labels: Sequence[str], taxonomy: str | Taxonomy |
     return pd.DataFrame(rows)
 
 
-def parse_table(answers: Sequence[str], taxonomy: str | Taxonomy | None = None):
+def parse_table(answers: Sequence[str], taxonomy: Taxonomy):
     """How the parser reads each answer: labels, unknown words and status."""
     parsed = [parse_answer(a, taxonomy) for a in answers]
     return pd.DataFrame(

@@ -11,15 +11,14 @@ from ..core.tokens import encoding_for
 from .sampling import multi_hot
 
 
-def label_names(frame: pd.DataFrame, taxonomy: str | Taxonomy) -> pd.Series:
+def label_names(frame: pd.DataFrame, taxonomy: Taxonomy) -> pd.Series:
     """Each row's labels as names instead of ids."""
-    tax = get_taxonomy(taxonomy)
-    return frame["labels"].map(tax.names)
+    return frame["labels"].map(taxonomy.names)
 
 
-def label_frequency(frame: pd.DataFrame, taxonomy: str | Taxonomy) -> pd.DataFrame:
+def label_frequency(frame: pd.DataFrame, taxonomy: Taxonomy) -> pd.DataFrame:
     """Items per label and their share of all items, most frequent first."""
-    tax = get_taxonomy(taxonomy)
+    tax = taxonomy
     counts = multi_hot(frame["labels"].tolist(), len(tax)).sum(axis=0)
     out = pd.DataFrame(
         {"label": tax.labels, "comments": counts, "share %": np.round(100 * counts / len(frame), 2)}
@@ -52,9 +51,9 @@ def labels_per_comment(frame: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def cooccurrence(frame: pd.DataFrame, taxonomy: str | Taxonomy) -> pd.DataFrame:
+def cooccurrence(frame: pd.DataFrame, taxonomy: Taxonomy) -> pd.DataFrame:
     """Label-by-label counts of comments that carry both labels (diagonal: the label alone or not)."""
-    tax = get_taxonomy(taxonomy)
+    tax = taxonomy
     y = multi_hot(frame["labels"].tolist(), len(tax)).astype(np.int64)
     return pd.DataFrame(y.T @ y, index=list(tax.labels), columns=list(tax.labels))
 
@@ -92,20 +91,20 @@ def length_summary(lengths: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame([row])
 
 
-def coarser_levels(taxonomy: str | Taxonomy) -> list[str]:
+def coarser_levels(taxonomy: Taxonomy) -> list[str]:
     """The coarser levels a label set has (GoEmotions: ekman, sentiment; most datasets: none)."""
     return levels_of(taxonomy)[1:]
 
 
-def level_breakdown(frame: pd.DataFrame, level: str, base: str | Taxonomy | None = None) -> pd.DataFrame:
+def level_breakdown(frame: pd.DataFrame, level: str, base: Taxonomy | None = None) -> pd.DataFrame:
     """Items per label after mapping each item's labels to a coarser level (Ekman, sentiment)."""
-    src, dst = (get_taxonomy(base) if base is not None else base_of(level)), get_taxonomy(level)
+    src, dst = (base if base is not None else base_of(level)), get_taxonomy(level)
     mapped = [map_labels(src.names(ids), src, dst) for ids in frame["labels"]]
     ids = [[dst.index(lab) for lab in labs] for labs in mapped]
     return label_frequency(pd.DataFrame({"labels": ids}), dst)
 
 
-def sample_table(frame: pd.DataFrame, taxonomy: str | Taxonomy, n: int = 5) -> pd.DataFrame:
+def sample_table(frame: pd.DataFrame, taxonomy: Taxonomy, n: int = 5) -> pd.DataFrame:
     """The first n rows with label names, for reading."""
     head = frame.head(n)
     return pd.DataFrame(

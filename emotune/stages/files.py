@@ -10,7 +10,7 @@ import datasets
 import pandas as pd
 
 from ..core.errors import DataError
-from ..core.taxonomy import Taxonomy, get_taxonomy
+from ..core.taxonomy import Taxonomy
 
 
 def sha256_file(path: Path) -> str:
@@ -37,14 +37,14 @@ def check_text_file(path: Path) -> None:
         ) from None
 
 
-def read_split_tsv(path: Path, taxonomy: str | Taxonomy = "goemotions") -> pd.DataFrame:
+def read_split_tsv(path: Path, taxonomy: Taxonomy) -> pd.DataFrame:
     """Read one GoEmotions release TSV (no header: text, comma-separated label ids, id), checking every row.
 
     The release is CSV-quoted (texts with quotes are wrapped in quotes, inner quotes doubled), so it is read
     with the ``csv`` module's default quoting; ``NA`` stays the text "NA".
     """
     texts, labels, ids = [], [], []
-    n = len(get_taxonomy(taxonomy))
+    n = len(taxonomy)
     check_text_file(path)
     with open(path, encoding="utf-8-sig", newline="") as f:
         reader = csv.reader(f, delimiter="\t")

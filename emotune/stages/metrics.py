@@ -8,15 +8,16 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ..core.taxonomy import Taxonomy, base_of, get_taxonomy, levels_of, map_labels
+from ..core.roles import Role
+from ..core.taxonomy import Taxonomy, base_of, level_taxonomies, map_labels
 from .statistics import METRICS, N_RESAMPLES, LabelSets, bca_intervals, point_scores
 
 HEADLINE = METRICS
 
 
-def to_matrix(label_lists: Sequence[Sequence[str]], taxonomy: str | Taxonomy) -> np.ndarray:
+def to_matrix(label_lists: Sequence[Sequence[str]], taxonomy: Taxonomy) -> np.ndarray:
     """A (rows, labels) 0/1 matrix from label-name lists; names outside the taxonomy are ignored."""
-    tax = get_taxonomy(taxonomy)
+    tax = taxonomy
     index = {lab: i for i, lab in enumerate(tax.labels)}
     y = np.zeros((len(label_lists), len(tax)), dtype=np.int8)
     for row, labels in enumerate(label_lists):
@@ -26,7 +27,7 @@ def to_matrix(label_lists: Sequence[Sequence[str]], taxonomy: str | Taxonomy) ->
     return y
 
 
-def map_rows(label_lists: Sequence[Sequence[str]], source: str, target: str) -> list[list[str]]:
+def map_rows(label_lists: Sequence[Sequence[str]], source: Taxonomy, target: Taxonomy) -> list[list[str]]:
     """Map each row's labels to another taxonomy level."""
     return [map_labels(labels, source, target) for labels in label_lists]
 
@@ -74,19 +75,18 @@ def score_models(
     gold: Sequence[Sequence[str]],
     predictions: dict[str, Sequence[Sequence[str]]],
     *,
-    base: str | None = None,
-    levels: Sequence[str] | None = None,
-    source: str | None = None,
+    source: Taxonomy,
+    levels: Sequence[Taxonomy] | None = None,
     n_resamples: int = N_RESAMPLES,
     seed: int = 0,
 ) -> pd.DataFrame:
     """Every model at every level: headline metrics with 95% BCa intervals (one row per model/level/metric).
 
-    ``gold`` and the predictions are label names at ``source`` level (default: ``base``); levels coarser
-    than the source are scored by mapping both through the taxonomy.
+    ``gold`` and the predictions are label names of the ``source`` label set; ``levels`` (default: the
+    base label set ``source`` groups and every level of it) coarser than the source are scored by mapping both
+    through the taxonomy.
     """
-    source = get_taxonomy(source or base).name
-    levels = levels or levels_of(base_of(source))
+    levels = levels or level_taxonomies(base_of(source))
     rows = []
     for level in levels:
         try:
@@ -102,13 +102,13 @@ def score_models(
                 n_resamples=n_resamples,
                 seed=seed,
             )
-            rows.append(table.assign(model=name, level=level))
+            rows.append(table.assign(model=name, level=level.name))
     out = pd.concat(rows, ignore_index=True)
     return out[["level", "model", "metric", "value", "ci_low", "ci_high"]]
 
 
 def single_label_report(
-    gold: Sequence[Sequence[str]], predictions: dict[str, Sequence[Sequence[str]]], taxonomy: str | Taxonomy
+    gold: Sequence[Sequence[str]], predictions: dict[str, Sequence[Sequence[str]]], taxonomy: Taxonomy
 ) -> dict[str, pd.DataFrame]:
     """For single-label data: each model's accuracy, and the fine-tuned model's confusion matrix
     (scikit-learn).
@@ -119,7 +119,7 @@ def single_label_report(
     """
     from sklearn.metrics import accuracy_score, confusion_matrix
 
-    tax = get_taxonomy(taxonomy)
+    tax = taxonomy
     if tax.multi_label:
         note = pd.DataFrame(
             [{"note": f"{tax.name} is multi-label: accuracy is exact match (above); no confusion matrix"}]
@@ -130,7 +130,7 @@ def single_label_report(
     for name, preds in predictions.items():
         said = [p[0] if len(p) == 1 and p[0] in tax.labels else "(other)" for p in preds]
         rows.append({"model": name, "accuracy": accuracy_score(truth, said), "items": len(truth)})
-        if name == "fine-tuned":
+        if name == Role.FINE_TUNED:
             names = [*tax.labels, "(other)"]
             confusion = pd.DataFrame(
                 confusion_matrix(truth, said, labels=names),

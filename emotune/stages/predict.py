@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..core.prompts import PromptSpec, parse_answer, prompt_spec
+from ..core.taxonomy import Taxonomy
 from .ratelimit import Limiter
 from .requests import RequestLoop
 
@@ -148,7 +149,7 @@ def _assemble(
     cache: PredictionCache,
     cached_keys: set[str],
     failures: dict,
-    taxonomy,
+    taxonomy: Taxonomy,
     sent: int,
     attempts: int = 0,
     rate: dict | None = None,

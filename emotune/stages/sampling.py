@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.errors import DataError
-from ..core.taxonomy import Taxonomy, get_taxonomy
+from ..core.taxonomy import Taxonomy
 
 # OpenAI rejects a training or validation file with fewer examples (fine-tuning guide, checked 2026-11).
 MIN_EXAMPLES = 10
@@ -96,9 +96,9 @@ def split_frame(
     return {names[0]: rest} | out
 
 
-def support_table(population: pd.DataFrame, sample: pd.DataFrame, taxonomy: str | Taxonomy) -> pd.DataFrame:
+def support_table(population: pd.DataFrame, sample: pd.DataFrame, taxonomy: Taxonomy) -> pd.DataFrame:
     """Per-label share of rows in the population and the sample, side by side."""
-    tax = get_taxonomy(taxonomy)
+    tax = taxonomy
     pop = multi_hot(population["labels"].tolist(), len(tax)).mean(axis=0)
     smp = multi_hot(sample["labels"].tolist(), len(tax)).mean(axis=0)
     return pd.DataFrame(

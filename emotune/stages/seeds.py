@@ -15,8 +15,9 @@ import pandas as pd
 
 from ..core.errors import ConfigError
 from ..core.manifest import SeedJobRecord
+from ..core.roles import Role
 from ..core.runs import atomic_write_bytes
-from ..core.taxonomy import Taxonomy, get_taxonomy
+from ..core.taxonomy import Taxonomy
 from .examples import render_jsonl, trained_prompt_spec
 from .finetune import launch_or_resume, upload_once, watch
 from .metrics import to_matrix
@@ -115,13 +116,13 @@ def across_seeds(
     gold,
     tuned_by_seed: dict[int, list[list[str]]],
     baseline_by_seed: dict[int, list[list[str]]],
-    taxonomy: str | Taxonomy,
+    taxonomy: Taxonomy,
 ) -> SeedTest | None:
     """Per-draw macro-F1 of both, and the test across draws; None with fewer than two fine-tune runs."""
     draws = sorted(s for s in tuned_by_seed if s in baseline_by_seed)
     if len(draws) < 2:
         return None
-    tax = get_taxonomy(taxonomy)
+    tax = taxonomy
     y = to_matrix(gold, tax)
 
     def macro(labels):
@@ -129,10 +130,11 @@ def across_seeds(
 
     table = pd.DataFrame(
         {
-            "fine-tuned": [macro(tuned_by_seed[s]) for s in draws],
-            "free baseline": [macro(baseline_by_seed[s]) for s in draws],
+            Role.FINE_TUNED: [macro(tuned_by_seed[s]) for s in draws],
+            Role.FREE_BASELINE: [macro(baseline_by_seed[s]) for s in draws],
         },
         index=pd.Index(draws, name="training draw (seed)"),
     )
-    table["difference"] = table["fine-tuned"] - table["free baseline"]
-    return SeedTest(table, across_draws(table["free baseline"].to_numpy(), table["fine-tuned"].to_numpy()))
+    tuned, baseline = table[Role.FINE_TUNED], table[Role.FREE_BASELINE]
+    table["difference"] = tuned - baseline
+    return SeedTest(table, across_draws(baseline.to_numpy(), tuned.to_numpy()))

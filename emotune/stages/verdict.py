@@ -15,8 +15,10 @@ from dataclasses import asdict, dataclass, field
 import pandas as pd
 
 from ..core.manifest import EvaluationRecord
+from ..core.roles import Role
+from ..core.taxonomy import Taxonomy
 from .baselines import SeedSpread
-from .evaluate import PRIMARY_METRIC, Comparisons
+from .evaluate import PRIMARY_METRIC, Comparisons, CostTable
 from .seeds import SeedTest
 from .statistics import Comparison, holm
 
@@ -163,22 +165,17 @@ class Costs:
     runs: int = 1  # training runs the training figures cover (n_seeds)
 
     @classmethod
-    def from_table(cls, cost: pd.DataFrame, training_usd=None, training_seconds=None, runs: int = 1) -> Costs:
-        """Read the fine-tune's row of :func:`emotune.stages.evaluate.cost_per_1000`; the training figures
-        are per run and are multiplied by ``runs``."""
-        row = cost.loc["fine-tuned"] if "fine-tuned" in cost.index else pd.Series(dtype=object)
-
-        def value(column):
-            v = row.get(column)
-            return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
-
+    def from_table(cls, cost: CostTable, training_usd=None, training_seconds=None, runs: int = 1) -> Costs:
+        """The fine-tune's row of :func:`emotune.stages.evaluate.cost_per_1000`; the training figures are per
+        run and are multiplied by ``runs``."""
+        row = cost.get(Role.FINE_TUNED)
         return cls(
-            value("USD per 1,000 (online)"),
-            value("USD per 1,000 (batch)"),
-            value("compute s per 1,000 (online)"),
+            None if row is None else row.usd_online,
+            None if row is None else row.usd_batch,
+            None if row is None else row.compute_seconds_online,
             None if training_usd is None else training_usd * runs,
             None if training_seconds is None else training_seconds * runs,
-            str(row.get("pricing", "")),
+            "" if row is None else row.pricing,
             runs,
         )
 
@@ -249,7 +246,7 @@ def _sentence(
     parts = [f"Verdict: {answer.text}" + (f" ({compared})" if compared else "") + "."]
     if vs_base is not None or vs_baseline is not None:
         tuned = (vs_base or vs_baseline).b
-        versus = [_versus(vs_base, "base")] if vs_base is not None else []
+        versus = [_versus(vs_base, Role.BASE)] if vs_base is not None else []
         versus += [_versus(vs_baseline, "the free baseline", tost=True)] if vs_baseline is not None else []
         parts.append(
             f"On {n:,} test comments ({taxonomy} labels), macro-F1 of the fine-tuned model {tuned:.3f} "
@@ -277,7 +274,7 @@ def verdict(
     comparisons: Comparisons,
     scores: pd.DataFrame,
     *,
-    taxonomy: str,
+    taxonomy: Taxonomy,
     costs: Costs,
     compared: str = "",
     min_gain: float = DEFAULT_MIN_GAIN,
@@ -287,8 +284,10 @@ def verdict(
 ) -> Verdict:
     """The verdict: its answer, a sentence with the intervals, margin, seed spread, floors and cost behind
     it, and a headline figure line. With several training runs (``across``) the comparison with the free
-    baseline is the test across draws, Holm-corrected with the one against the base model."""
-    vs_base, vs_baseline = comparisons.get("base"), comparisons.get("free baseline")
+    baseline is the test across draws, Holm-corrected with the one against the base model. ``taxonomy`` is
+    the label set scored (its name is the level of ``scores`` the verdict reads)."""
+    level_name = taxonomy.name
+    vs_base, vs_baseline = comparisons.get(Role.BASE), comparisons.get(Role.FREE_BASELINE)
     decisive = vs_baseline
     if across is not None and vs_base is not None:
         vs_base_raw = Comparison(**{**vs_base.__dict__, "p_holm": None})
@@ -302,7 +301,7 @@ def verdict(
         vs_base,
         vs_baseline,
         n=n,
-        taxonomy=taxonomy,
+        taxonomy=level_name,
         compared=compared,
         min_gain=min_gain,
         spread=spread,
@@ -310,7 +309,7 @@ def verdict(
         costs=costs,
         across=across,
     )
-    level = scores[(scores.level == taxonomy) & (scores.metric == PRIMARY_METRIC)].set_index("model")
+    level = scores[(scores.level == level_name) & (scores.metric == PRIMARY_METRIC)].set_index("model")
     figures = [f"{name} {r.value:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]" for name, r in level.iterrows()]
     if floors is not None:
         figures += [f"{name} {r['macro_f1']:.3f} (floor)" for name, r in floors.iterrows()]
@@ -319,7 +318,7 @@ def verdict(
         answer,
         sentence,
         headline,
-        taxonomy,
+        level_name,
         n,
         compared,
         min_gain,

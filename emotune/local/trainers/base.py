@@ -89,7 +89,7 @@ def parse_jsonl(data: bytes, filename: str = "training_file") -> Dataset:
         answer = assistant_text(messages)
         if answer is None:
             raise DataError("no assistant message", path=filename, line=lineno, rule="no_assistant_message")
-        parsed = parse_answer(answer, None)
+        parsed = parse_answer(answer, any_label=True)
         if not parsed.labels:
             raise DataError(
                 f"assistant answer holds no labels ({parsed.detail or parsed.status})",

@@ -9,7 +9,7 @@ from functools import lru_cache
 from importlib import resources
 
 from ...core.prompts import format_answer, last_user_text
-from ...core.taxonomy import get_taxonomy, map_labels, taxonomy_names
+from ...core.taxonomy import DEFAULT, get_taxonomy, map_labels, taxonomy_names
 from .base import wants_json
 
 
@@ -53,7 +53,7 @@ class ZeroShotModel:
             for n in taxonomy_names()
         ]
         best, _, name = max(scored)  # the largest label set among those best covered
-        return get_taxonomy(name) if best >= 0.5 else get_taxonomy(None)
+        return get_taxonomy(name) if best >= 0.5 else get_taxonomy(DEFAULT)
 
     @staticmethod
     def strip_label_lists(text: str, taxonomy) -> str:
