@@ -149,9 +149,12 @@ def test_the_readme_lists_the_verdicts_answers_and_no_retired_one():
 def test_the_score_table_carries_the_floors_at_the_runs_level():
     gold = [["neutral"]] * 6 + [["joy"]] * 4
     preds = {"base": [["neutral"]] * 10, "fine-tuned": gold}
-    table = metrics.score_models(gold, preds, levels=["goemotions", "sentiment"], n_resamples=99)
+    goemotions, sentiment = get_taxonomy("goemotions"), get_taxonomy("sentiment")
+    table = metrics.score_models(
+        gold, preds, source=goemotions, levels=[goemotions, sentiment], n_resamples=99
+    )
     train = pd.DataFrame({"labels": [[27]] * 6 + [[17]] * 4})
-    floor_table = baselines.floors(gold, train, "goemotions", seed=0)
+    floor_table = baselines.floors(gold, train, goemotions, seed=0)
     shown = baselines.with_floors(table, floor_table, "goemotions", ("macro_f1", "exact_match"))
     assert shown.loc[("goemotions", "exact_match"), "floor: always 'neutral'"] == pytest.approx(0.6)
     assert shown.loc[("goemotions", "exact_match"), "base"] == pytest.approx(0.6)  # the base *is* the floor
