@@ -58,3 +58,43 @@ def test_corrupt_records_are_moved_aside_and_the_rest_is_served(tmp_path, caplog
     assert (state / "files" / f"{bad.id}.json.corrupt").exists()
     assert not (state / "blobs" / ".big-upload.tmp").exists()
     assert "moved corrupt record" in caplog.text
+
+
+class _Planted:
+    """Unpickling this would create the marker file: the proof that a pickle was loaded."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_pickle_planted_among_the_weights_is_never_loaded(tmp_path):
+    import json
+    import pickle
+
+    import openai
+    from conftest import wait_job
+
+    from emotune.core.prompts import render_example
+
+    state, marker = tmp_path / "s", tmp_path / "PWNED"
+    lines = "".join(json.dumps(render_example(f"thank you {i}", ["gratitude"])) + "\n" for i in range(12))
+    with LocalServer(state) as srv:
+        c = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0)
+        upload = c.files.create(file=("t.jsonl", lines.encode()), purpose="fine-tune")
+        job = wait_job(
+            c, c.fine_tuning.jobs.create(model="gpt-4o-mini-2024-07-18", training_file=upload.id).id
+        )
+        model = job.fine_tuned_model
+    weights = state / "weights" / model.replace(":", "~")
+    assert sorted(p.name for p in weights.iterdir()) == ["model.json", "model.npz"]  # arrays and JSON only
+    for saved in weights.iterdir():
+        saved.unlink()
+    (weights / "model.pkl").write_bytes(pickle.dumps(_Planted(marker)))
+    with LocalServer(state) as srv:
+        c = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0)
+        with pytest.raises(openai.NotFoundError, match="fine-tune it again"):
+            c.chat.completions.create(model=model, messages=[{"role": "user", "content": "thank you"}])
+    assert not marker.exists()

@@ -81,7 +81,16 @@ class Models:
                 return trainers.OpenWeightsModel.base_model(name)
             except ConfigError as exc:
                 raise ApiError(404, str(exc), param="model", code="model_not_found") from None
-        return trainers.load_model(self.store.weights_dir(name))
+        try:
+            return trainers.load_model(self.store.weights_dir(name))
+        except (OSError, ValueError, KeyError) as exc:  # missing, damaged, or an old pickle (never loaded)
+            raise ApiError(
+                404,
+                f"The weights of model '{name}' are missing or in a format this server does not read "
+                f"({type(exc).__name__}); fine-tune it again.",
+                param="model",
+                code="model_not_found",
+            ) from None
 
     @staticmethod
     def fingerprint(model) -> str:

@@ -4,7 +4,7 @@ and every step has a real training loss; per-label thresholds tuned on the valid
 
 from __future__ import annotations
 
-import pickle
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -15,7 +15,10 @@ from ...core.taxonomy import get_taxonomy, taxonomy_names
 from ...core.thresholds import tune_thresholds
 from .base import Dataset, StepMetrics, TrainResult, wants_json
 
-MODEL_FILE = "model.pkl"
+# A saved model is arrays and JSON only, never a pickle: loading one must not run code from the state
+# directory.
+ARRAYS_FILE = "model.npz"
+SETTINGS_FILE = "model.json"
 
 
 def _taxonomy_for(labels: set[str]):
@@ -90,8 +93,20 @@ class ClassicalModel:
         return format_answer(labels, "json" if as_json else "comma")
 
     def save(self, folder: Path) -> None:
-        with open(folder / MODEL_FILE, "wb") as f:
-            pickle.dump(self, f, protocol=pickle.HIGHEST_PROTOCOL)
+        """The vectorizer's vocabulary and settings as JSON, the numbers as a NumPy archive."""
+        v = self.vectorizer
+        settings = {
+            "classes": list(self.classes),
+            "label_format": self.label_format,
+            "vocabulary": {term: int(i) for term, i in v.vocabulary_.items()},
+            "ngram_range": list(v.ngram_range),
+            "sublinear_tf": bool(v.sublinear_tf),
+            "lowercase": bool(v.lowercase),
+        }
+        (folder / SETTINGS_FILE).write_text(json.dumps(settings), encoding="utf-8")
+        np.savez(
+            folder / ARRAYS_FILE, weights=self.weights, bias=self.bias, thresholds=self.thresholds, idf=v.idf_
+        )
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -200,6 +215,20 @@ class ClassicalTrainer:
 
 
 def load_classical(folder: Path) -> ClassicalModel:
-    """A model saved by :class:`ClassicalTrainer` (the state directory is the backend's own, hence pickle)."""
-    with open(folder / MODEL_FILE, "rb") as f:
-        return pickle.load(f)
+    """A model saved by :meth:`ClassicalModel.save`: JSON and plain arrays only (no pickle is ever read)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    settings = json.loads((folder / SETTINGS_FILE).read_text("utf-8"))
+    with np.load(folder / ARRAYS_FILE, allow_pickle=False) as arrays:
+        weights, bias, thresholds, idf = (arrays[k] for k in ("weights", "bias", "thresholds", "idf"))
+    vectorizer = TfidfVectorizer(
+        ngram_range=tuple(settings["ngram_range"]),
+        sublinear_tf=settings["sublinear_tf"],
+        lowercase=settings["lowercase"],
+        dtype=np.float32,
+        vocabulary=settings["vocabulary"],
+    )
+    vectorizer.idf_ = idf
+    return ClassicalModel(
+        vectorizer, weights, bias, settings["classes"], thresholds, settings["label_format"]
+    )
