@@ -98,3 +98,36 @@ def test_a_pickle_planted_among_the_weights_is_never_loaded(tmp_path):
         with pytest.raises(openai.NotFoundError, match="fine-tune it again"):
             c.chat.completions.create(model=model, messages=[{"role": "user", "content": "thank you"}])
     assert not marker.exists()
+
+
+def test_links_fifos_and_folders_planted_in_the_state_directory_are_never_followed(tmp_path):
+    import os
+
+    import openai
+
+    state, outside = tmp_path / "s", tmp_path / "outside.txt"
+    outside.write_text("precious\n")
+    with LocalServer(state) as srv:
+        c = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0)
+        linked, fifo, folder = (c.files.create(file=(f"{n}.jsonl", b"{}\n"), purpose="batch") for n in "abc")
+    for kind in (linked, fifo, folder):
+        (state / "blobs" / kind.id).unlink()
+    (state / "blobs" / linked.id).symlink_to(outside)
+    os.mkfifo(state / "blobs" / fifo.id)
+    (state / "blobs" / folder.id).mkdir()
+    (state / "requests.log").unlink()
+    (state / "requests.log").symlink_to(outside)
+    with pytest.raises(BackendError, match="requests.log|not a regular file"), LocalServer(state):
+        pass
+    (state / "requests.log").unlink()
+    (state / "server.lock").unlink()
+    (state / "server.lock").symlink_to(outside)
+    with pytest.raises(BackendError, match="server.lock .* is not a regular file"):
+        LocalServer(state)
+    (state / "server.lock").unlink()
+    with LocalServer(state) as srv:
+        c = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0, timeout=10)
+        for planted in (linked, fifo, folder):
+            with pytest.raises(openai.NotFoundError, match="content of"):
+                c.files.content(planted.id)
+    assert outside.read_text() == "precious\n"  # never truncated, appended to or served

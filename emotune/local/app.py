@@ -20,11 +20,13 @@ from fastapi.exceptions import RequestValidationError
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..core.errors import BackendError
 from .api_error import ApiError
 from .engine import Engine
 from .ratelimit import RateLimits
 from .routes import ROUTERS
 from .routes.common import json_response
+from .store import NotRegularFile, append_regular
 
 _ID = re.compile(r"/(file-|ftjob-|batch_|ft:|ftckpt_)[^/]+")
 REQUEST_LOG = (
@@ -54,6 +56,14 @@ def create_app(
     per-minute budgets on chat completions (429s and ``x-ratelimit-*`` headers).
     """
     engine = Engine(state_dir, max_upload_bytes=max_upload_bytes)
+    try:  # before serving: a link or FIFO planted as the request log stops the start with one clear line
+        append_regular(engine.store.root / REQUEST_LOG).close()
+    except NotRegularFile:
+        engine.close()
+        raise BackendError(
+            f"{REQUEST_LOG} in the state directory is not a regular file (a link or a FIFO was put there); "
+            "remove it"
+        ) from None
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
@@ -145,7 +155,7 @@ class _CountAndInject:
             rng,
             retry_after_s,
         )
-        self.log = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 (one append handle for the app's life)
+        self.log = append_regular(log_path)  # one append handle for the app's life; never through a link
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or not scope["path"].startswith("/v1/"):

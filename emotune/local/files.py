@@ -51,7 +51,12 @@ class Files:
 
     def content(self, file_id: str) -> bytes:
         self.get(file_id)
-        return self.store.read_blob(file_id)
+        try:
+            return self.store.read_blob(file_id)
+        except FileNotFoundError:  # missing, or not a regular file (a planted link or FIFO: never read)
+            raise ApiError(
+                404, f"The content of {file_id} is missing", param="id", code="file_not_found"
+            ) from None
 
     def delete(self, file_id: str) -> dict:
         self.get(file_id)

@@ -15,6 +15,7 @@ import uvicorn
 
 from ..core.errors import BackendError, ConfigError
 from .app import create_app
+from .store import NotRegularFile, open_regular
 
 HOST = "127.0.0.1"  # loopback only: the local backend is never reachable from another machine
 
@@ -35,7 +36,13 @@ class StateLock:
 
     def acquire(self, url: str) -> StateLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = open_regular(self.path, os.O_RDWR | os.O_CREAT)
+        except NotRegularFile:
+            raise BackendError(
+                f"{self.path.name} in the state directory {self.path.parent} is not a regular file (a link "
+                "or a FIFO was put there); remove it"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -62,14 +69,17 @@ def holder(state_dir: str | Path) -> dict | None:
     path = Path(state_dir) / LOCK_FILE
     if not path.exists():
         return None
-    fd = os.open(path, os.O_RDONLY)
+    try:
+        fd = open_regular(path, os.O_RDONLY)
+    except NotRegularFile:
+        return None  # not a lock any server wrote; acquiring it says what is wrong
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         fcntl.flock(fd, fcntl.LOCK_UN)
         return None  # nobody holds it
     except BlockingIOError:
         try:
-            return json.loads(path.read_text("utf-8") or "{}")
+            return json.loads(os.pread(fd, 4096, 0).decode("utf-8") or "{}")
         except json.JSONDecodeError:
             return {}
     finally:

@@ -6,10 +6,13 @@ Writes are atomic (temp file + rename) and serialised by one lock.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
 import re
 import secrets
+import stat
 import threading
 import time
 from pathlib import Path
@@ -22,6 +25,38 @@ KINDS = ("files", "jobs", "batches", "models")
 # characters leave room under the 255-byte name limit of common file systems.
 ID_MAX = 200
 RECORD_ID = re.compile(rf"^[A-Za-z0-9_][A-Za-z0-9_:.~-]{{0,{ID_MAX - 1}}}$")  # checked before any disk access
+
+
+class NotRegularFile(FileNotFoundError):
+    """A path in the state directory that is a link, a FIFO, a device or a folder: never read or written."""
+
+
+def open_regular(path: Path, flags: int, mode: int = 0o644) -> int:
+    """A descriptor for ``path`` only if it is a regular file reached without following a link; a FIFO is
+    opened without blocking, then refused like every other kind of file, with a log line naming it."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.EISDIR, errno.ENXIO):
+            raise
+        fd = None
+    if fd is not None and stat.S_ISREG(os.fstat(fd).st_mode):
+        return fd
+    if fd is not None:
+        os.close(fd)
+    log.error("refused %s: not a regular file (a link, FIFO, device or folder was planted there)", path.name)
+    raise NotRegularFile(errno.ENOENT, "not a regular file", str(path.name))
+
+
+def read_regular(path: Path) -> bytes:
+    """The bytes of a regular file (see :func:`open_regular`)."""
+    with os.fdopen(open_regular(path, os.O_RDONLY), "rb") as f:
+        return f.read()
+
+
+def append_regular(path: Path):
+    """A text handle appending to a regular file, created if missing (see :func:`open_regular`)."""
+    return os.fdopen(open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "a", encoding="utf-8")
 
 
 def new_id(prefix: str) -> str:
@@ -55,10 +90,12 @@ class Store:
         """A record file, or None after moving a corrupt one aside (``*.corrupt``) with a log line
         naming it."""
         try:
-            record = json.loads(path.read_text("utf-8"))
+            record = json.loads(read_regular(path).decode("utf-8"))
             if isinstance(record, dict) and isinstance(record.get("id"), str):
                 return record
             problem = "not a record object"
+        except NotRegularFile:
+            return None  # logged; a planted link is never followed, nor moved (that would follow it too)
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             problem = f"{type(exc).__name__}: {exc}"
         aside = path.with_name(path.name + ".corrupt")
@@ -134,7 +171,7 @@ class Store:
         return atomic_write_bytes(self.root / "blobs" / rid, data)
 
     def read_blob(self, rid: str) -> bytes:
-        return (self.root / "blobs" / rid).read_bytes()
+        return read_regular(self.root / "blobs" / rid)
 
     def delete_blob(self, rid: str) -> None:
         (self.root / "blobs" / rid).unlink(missing_ok=True)
@@ -158,7 +195,7 @@ class Store:
             "data": data or {},
             "type": type_,
         }
-        with self.lock, open(self.root / "events" / f"{job_id}.jsonl", "a", encoding="utf-8") as f:
+        with self.lock, append_regular(self.root / "events" / f"{job_id}.jsonl") as f:
             f.write(json.dumps(event) + "\n")
         return event
 
@@ -169,7 +206,7 @@ class Store:
             if not path.exists():
                 return []
             out = []
-            for line in path.read_text("utf-8", errors="replace").splitlines():
+            for line in read_regular(path).decode("utf-8", errors="replace").splitlines():
                 try:
                     out.append(json.loads(line))
                 except json.JSONDecodeError:  # a line cut short by a crash: the other events still count
