@@ -231,7 +231,8 @@ def plot_headline(
     width = 0.8 / len(models)
     for i, model in enumerate(models):
         rows = table[table["model"] == model].set_index("metric").loc[list(metrics)]
-        err = np.vstack([rows["value"] - rows["ci_low"], rows["ci_high"] - rows["value"]])
+        # a BCa interval need not contain the point estimate (skewed resamples): no bar below zero length
+        err = np.vstack([rows["value"] - rows["ci_low"], rows["ci_high"] - rows["value"]]).clip(min=0)
         ax.bar(x + i * width - 0.4 + width / 2, rows["value"], width=width, yerr=err, capsize=3, label=model)
     if reference is not None and "macro_f1" in metrics:
         at = list(metrics).index("macro_f1")

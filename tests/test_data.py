@@ -172,3 +172,21 @@ def test_seed_tutorial_texts_match_the_mirror(seed_tutorial, loaded_mirror):
         if line.strip()
     ]
     assert len(users) == 900 and all(u in texts for u in users)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "folder"])
+def test_a_data_file_that_is_not_a_regular_file_is_refused_before_any_read(tmp_path, kind):
+    import os
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "dev.csv").write_text("text,label\\nhello,a\\n")
+    target = folder / "train.csv"
+    if kind == "fifo":
+        os.mkfifo(target)  # reading it would block forever
+    elif kind == "device":
+        target.symlink_to("/dev/zero")  # reading it would never end
+    else:
+        target.mkdir()
+    with pytest.raises(DataError, match="not a regular file"):
+        data.load(str(folder))

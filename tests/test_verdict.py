@@ -159,3 +159,14 @@ def test_the_score_table_carries_the_floors_at_the_runs_level():
     assert shown.loc[("goemotions", "exact_match"), "floor: always 'neutral'"] == pytest.approx(0.6)
     assert shown.loc[("goemotions", "exact_match"), "base"] == pytest.approx(0.6)  # the base *is* the floor
     assert np.isnan(shown.loc[("sentiment", "macro_f1"), "floor: always 'neutral'"])
+
+
+def test_the_headline_plot_draws_an_interval_that_misses_its_point_estimate():
+    from emotune import plots
+
+    rows = [
+        {"level": "x", "model": m, "metric": "macro_f1", "value": v, "ci_low": lo, "ci_high": hi}
+        for m, v, lo, hi in (("base", 0.10, 0.12, 0.20), ("fine-tuned", 0.30, 0.25, 0.29))
+    ]
+    fig = plots.plot_headline(pd.DataFrame(rows), level="x", metrics=("macro_f1",))
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["base", "fine-tuned"]

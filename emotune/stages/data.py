@@ -32,7 +32,7 @@ from ..core.taxonomy import (
     resolve_level,
     taxonomy_names,
 )
-from .files import check_text_file, dataset_dict, read_split_tsv, sha256_file  # noqa: F401  (data.sha256_file)
+from .files import check_data_file, check_text_file, dataset_dict, read_split_tsv, sha256_file  # noqa: F401  (data.sha256_file)
 from .labels import DROP_REASONS, label_rows
 from .sampling import multi_hot, split_frame, stratified_sample, to_frame  # noqa: F401  (data.multi_hot, ...)
 
@@ -147,6 +147,7 @@ def _read_files(spec: DatasetSpec) -> tuple[object, dict[str, str], dict[str, Pa
     for split, paths in by_split.items():
         first[split] = paths[0]
         for p in paths:
+            check_data_file(p)
             if kind != "parquet":
                 check_text_file(p)
             checksums[p.name] = sha256_file(p)

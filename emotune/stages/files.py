@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import stat
 from pathlib import Path
 
 import datasets
@@ -14,7 +15,8 @@ from ..core.taxonomy import Taxonomy
 
 
 def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file."""
+    """Hex sha256 of a data file (checked first: a FIFO or a device is refused, never read)."""
+    check_data_file(path)
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -22,8 +24,33 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+MAX_DATA_FILE_BYTES = 2 * 1024**3  # one data file; GoEmotions' largest is 5 MB: this is a guard, not a limit
+
+
+def check_data_file(path: Path) -> None:
+    """A data file must be a regular file (a FIFO would hang the read, a device never end) of a bounded size;
+    links are followed, to what they name must be such a file."""
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise DataError(f"cannot be read ({exc.strerror})", path=str(path), rule="unreadable") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise DataError(
+            "is not a regular file (a FIFO, a device or a folder); give a data file",
+            path=str(path),
+            rule="not-a-file",
+        )
+    if info.st_size > MAX_DATA_FILE_BYTES:
+        raise DataError(
+            f"holds {info.st_size:,} bytes, over the {MAX_DATA_FILE_BYTES:,} a data file may have; split it",
+            path=str(path),
+            rule="too-large",
+        )
+
+
 def check_text_file(path: Path) -> None:
     """A text data file must be UTF-8 (a BOM is fine); otherwise a DataError naming the file and line."""
+    check_data_file(path)
     raw = path.read_bytes()
     try:
         raw.decode("utf-8")
