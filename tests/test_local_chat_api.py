@@ -365,6 +365,21 @@ def test_rate_limits_answer_as_openai_does(tmp_path):
         assert info.value.body["type"] == "tokens"
 
 
+def test_a_request_is_charged_what_it_can_cost_and_given_back_what_it_did_not_use(tmp_path):
+    with LocalServer(tmp_path / "s", tpm=3000) as srv:
+        c = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0)
+        with pytest.raises(openai.RateLimitError, match="Request too large"):  # n x the default 64 tokens
+            c.chat.completions.create(model=BASE, messages=prompt_messages("thanks"), n=128, temperature=1)
+        first = c.chat.completions.with_raw_response.create(model=BASE, messages=prompt_messages("thanks"))
+        second = c.chat.completions.with_raw_response.create(model=BASE, messages=prompt_messages("thanks"))
+    used = first.parse().usage.total_tokens
+    left_first = int(first.headers["x-ratelimit-remaining-tokens"])  # after admission: the whole charge
+    left_second = int(second.headers["x-ratelimit-remaining-tokens"])
+    assert 3000 - left_first >= used + 32  # the first was charged its prompt and 64 answer tokens up front
+    # before the second was admitted, the first's unused charge came back: the budget fell by what it used
+    assert left_first - left_second <= used + 1
+
+
 def test_a_stream_that_fails_midway_ends_with_an_error_event():
     from emotune.local.streaming import events
 

@@ -1,9 +1,10 @@
 """Per-minute request and token budgets, as OpenAI enforces them, so clients can be tested against a limit.
 
 Each budget is a bucket that refills continuously (capacity per minute, at capacity/60 per second). A chat
-request is admitted when both buckets hold one request and its tokens (prompt tokens plus
-``max_completion_tokens``, counted at admission as OpenAI does); otherwise it is answered 429 in OpenAI's
-shape. Every answer carries OpenAI's ``x-ratelimit-*`` headers.
+request is admitted when both buckets hold one request and what it can cost: prompt tokens plus ``n`` times
+``max_completion_tokens`` (the default when absent), counted at admission as OpenAI does; what the answer
+did not use is given back after it. Otherwise it is answered 429 in OpenAI's shape. Every answer carries
+OpenAI's ``x-ratelimit-*`` headers.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import time
 
 from .api_error import ApiError
 
-DEFAULT_COMPLETION_TOKENS = 16  # what a request without max_completion_tokens is charged at admission
+# The most tokens a model here generates for a request that sets no limit: what such a request is charged at
+# admission (the open-weights server generates up to this many; the stand-ins answer in far fewer).
+DEFAULT_COMPLETION_TOKENS = 64
 
 
 def duration(seconds: float) -> str:
@@ -101,3 +104,9 @@ class RateLimits:
                 if bucket is not None:
                     bucket.take(need)
             return self._headers()
+
+    def refund(self, tokens: int) -> None:
+        """Give back what an answer did not use of its charge at admission (OpenAI reconciles too)."""
+        if self.tokens is not None and tokens > 0:
+            with self._lock:
+                self.tokens.level = min(self.tokens.capacity, self.tokens.level + tokens)

@@ -20,10 +20,11 @@ router = APIRouter()
 async def chat(request: Request):
     req = parse(ChatRequest, await json_body(request))
     limits = request.app.state.limits
-    headers = {}
+    headers, charged = {}, 0
     if limits is not None:
         prompt = await run_in_threadpool(engine(request).chat.prompt_tokens, req)
-        headers = limits.admit(prompt + (req.limit or DEFAULT_COMPLETION_TOKENS))
+        charged = prompt + req.choices * (req.limit or DEFAULT_COMPLETION_TOKENS)
+        headers = limits.admit(charged)
     if req.stream:  # the model is found (or not) before the stream opens: an error is a plain OpenAI response
         chat_ = engine(request).chat
         live = await run_in_threadpool(chat_.live, req)
@@ -37,6 +38,8 @@ async def chat(request: Request):
             events(source), media_type="text/event-stream", headers=headers | {"cache-control": "no-cache"}
         )
     answer = await run_in_threadpool(engine(request).chat.complete, req)
+    if limits is not None:
+        limits.refund(charged - int((answer.get("usage") or {}).get("total_tokens", charged)))
     together = engine(request).chat.batch_size(req.model)
     if (
         together > 1

@@ -21,12 +21,11 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..ratelimit import DEFAULT_COMPLETION_TOKENS as DEFAULT_LIMIT  # new tokens when a request sets none
 from . import weights
 from .batching import Batcher
 from .grammar import Grammars, logits_processor
 from .open_weights import MARKER, device, load, require_extra
-
-DEFAULT_LIMIT = 64  # new tokens when a request sets no limit
 
 
 def _ids(encoded) -> list[int]:
