@@ -42,6 +42,7 @@ DEFAULT_PARAMETERS: dict[str, object] = {
     "budget_usd": 5.0,
     "baseline_seeds": 5,
     "n_seeds": 1,
+    "dtype": "auto",
     "min_gain": 0.02,
 }
 

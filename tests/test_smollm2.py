@@ -91,7 +91,37 @@ def test_smollm2_answers_in_batches_and_learns_a_few_lora_steps(smollm2, tmp_pat
     assert "open-weights LLM" in provider.model_kind(job.fine_tuned_model)
 
 
-def test_batches_share_the_system_prompts_cache_and_answer_as_one_at_a_time(smollm2):
+@pytest.fixture
+def float32():
+    """Exact token identity holds in float32; bf16 rounds differently with the batch's shape."""
+    from emotune.local.trainers import precision
+
+    precision.configure("float32")
+    yield
+    precision.configure("auto")
+
+
+def test_bf16_and_float32_give_the_same_next_token(smollm2):
+    """bf16 is a rounding of the same model: its next token agrees with float32's on all but a near-tie."""
+    import torch
+
+    from emotune.core.prompts import prompt_spec
+    from emotune.local.trainers import OpenWeightsModel, precision
+
+    spec = prompt_spec("zero-shot", "comma", "goemotions")
+    texts = ["thank you so much", "that is hilarious", "I am furious", "I miss her", "wow, really?", "ok"]
+    top = {}
+    for dtype in ("float32", "bfloat16"):
+        precision.configure(dtype)
+        model = OpenWeightsModel.base_model(NAME)
+        assert next(model.shared.lm.parameters()).dtype == precision.torch_dtype(dtype)
+        top[dtype] = [int(torch.argmax(model.logits(model._prompt(spec.messages(t)))[-1])) for t in texts]
+    precision.configure("auto")
+    same = sum(a == b for a, b in zip(top["bfloat16"], top["float32"], strict=True))
+    assert same >= len(texts) - 1, top  # measured: 5 of 6 (one near-tie flips under bf16 rounding)
+
+
+def test_batches_share_the_system_prompts_cache_and_answer_as_one_at_a_time(smollm2, float32):
     """The zero-shot prompt's 98 shared tokens come from the prefix cache in a batch; answers are unchanged,
     and under the label schema every answer parses as labels of the set."""
     from emotune.core.prompts import parse_answer, prompt_spec

@@ -53,6 +53,7 @@ class BackendRecord(Record):
     batches: bool | None = None
     max_retries: int | None = None
     timeout_s: float | None = None
+    dtype: str | None = None  # local backend: what open-weights models train and answer in, and why
 
 
 @dataclass

@@ -27,6 +27,7 @@ from .ratelimit import RateLimits
 from .routes import ROUTERS
 from .routes.common import json_response
 from .store import NotRegularFile, append_regular
+from .trainers import precision
 
 _ID = re.compile(r"/(file-|ftjob-|batch_|ft:|ftckpt_)[^/]+")
 REQUEST_LOG = (
@@ -48,6 +49,7 @@ def create_app(
     fine_tuning_closed: bool = False,
     rpm: int | None = None,
     tpm: int | None = None,
+    dtype: str = "auto",
 ) -> FastAPI:
     """The local OpenAI-compatible app over a state directory, with optional fault injection.
 
@@ -55,6 +57,7 @@ def create_app(
     longer fine-tune, so the wind-down path can be exercised offline. ``rpm`` / ``tpm`` enforce OpenAI-style
     per-minute budgets on chat completions (429s and ``x-ratelimit-*`` headers).
     """
+    precision.configure(dtype)  # open-weights models train and answer in it (auto: bf16 where native)
     engine = Engine(state_dir, max_upload_bytes=max_upload_bytes)
     try:  # before serving: a link or FIFO planted as the request log stops the start with one clear line
         append_regular(engine.store.root / REQUEST_LOG).close()

@@ -72,6 +72,16 @@ class LocalProvider(Provider):
     batches = True
     server: object | None = None  # the LocalServer
 
+    def record(self) -> dict:
+        """The base record, and the number format open-weights models use on this machine."""
+        from ..local.trainers import precision
+
+        try:
+            dtype, why = precision.chosen()
+        except ImportError:  # no open-weights extra: no model would use it
+            return super().record()
+        return super().record() | {"dtype": f"{dtype} ({why})"}
+
     def model_kind(self, model: str) -> str:
         """What really answers for ``model`` here."""
         tuned = model.startswith("ft:")

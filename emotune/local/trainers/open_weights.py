@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ...core.errors import ConfigError, JobError
-from . import weights
+from . import precision, weights
 from .base import Dataset, StepMetrics, TrainResult
 
 INSTALL = "pip install 'emotune[open-weights]'"
@@ -138,6 +138,7 @@ class OpenWeightsTrainer:
             "lora_r": LORA_R,
             "lora_alpha": LORA_ALPHA,
             "learning_rate": BASE_LEARNING_RATE * float(hp["learning_rate_multiplier"]),
+            "dtype": precision.chosen()[0],
         }
         (work_dir / "request.json").write_text(json.dumps(request))
         with (

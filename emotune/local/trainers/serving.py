@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..ratelimit import DEFAULT_COMPLETION_TOKENS as DEFAULT_LIMIT  # new tokens when a request sets none
-from . import weights
+from . import precision, weights
 from .batching import Batcher
 from .grammar import Grammars, logits_processor
 from .open_weights import MARKER, device, load, require_extra
@@ -61,7 +61,13 @@ class SharedBase:
     def __init__(self, name: str):
         self.name = name
         self.tok, lm = load(name)
-        self.lm = lm.to(device()).eval()
+        self.dtype, self.dtype_reason = precision.chosen()
+        self.lm = lm.to(device(), dtype=precision.torch_dtype(self.dtype)).eval()
+        # generate() hands the output layer a strided slice of the hidden states; in bf16 torch then copies
+        # the whole vocabulary x hidden matrix on every call, so make that input contiguous first
+        lm.get_output_embeddings().register_forward_pre_hook(
+            lambda _m, args: (args[0].contiguous(), *args[1:])
+        )
         self.lock = threading.Lock()  # one forward pass at a time: the active adapter is the model's state
         self.adapters: set[str] = set()
         self._prefixes: OrderedDict = OrderedDict()  # (adapter, prefix tokens) -> its key/value cache
@@ -72,7 +78,7 @@ class SharedBase:
     def get(cls, name: str) -> SharedBase:
         """The loaded base for ``name``, loading it only if no served model holds it (two names of one model,
         such as ``smollm2-135m-instruct`` and its hub id, share one copy)."""
-        folder = str(weights.local_folder(name))
+        folder = f"{weights.local_folder(name)}@{precision.chosen()[0]}"
         with cls._registry_lock:
             base = cls._loaded.get(folder)
             if base is None:

@@ -74,7 +74,8 @@ def main(job_dir: str) -> int:
         disable_tqdm=True,
         max_length=1024,
         completion_only_loss=True,
-        bf16=gpu and torch.cuda.is_bf16_supported(),
+        bf16=req.get("dtype") == "bfloat16",  # mixed precision (autocast), on a GPU or a bf16 CPU alike
+        fp16=req.get("dtype") == "float16" and gpu,
         use_cpu=not gpu,
         dataloader_num_workers=0,
         gradient_checkpointing=False,
