@@ -77,10 +77,10 @@ class LocalProvider(Provider):
         from ..local.trainers import precision
 
         try:
-            dtype, why = precision.chosen()
+            chosen = {purpose: precision.chosen(purpose) for purpose in precision.PURPOSES}
         except ImportError:  # no open-weights extra: no model would use it
             return super().record()
-        return super().record() | {"dtype": f"{dtype} ({why})"}
+        return super().record() | {"dtype": "; ".join(f"{p} {d} ({why})" for p, (d, why) in chosen.items())}
 
     def model_kind(self, model: str) -> str:
         """What really answers for ``model`` here."""

@@ -138,7 +138,7 @@ class OpenWeightsTrainer:
             "lora_r": LORA_R,
             "lora_alpha": LORA_ALPHA,
             "learning_rate": BASE_LEARNING_RATE * float(hp["learning_rate_multiplier"]),
-            "dtype": precision.chosen()[0],
+            "dtype": precision.chosen("training")[0],
         }
         (work_dir / "request.json").write_text(json.dumps(request))
         with (

@@ -61,7 +61,7 @@ class SharedBase:
     def __init__(self, name: str):
         self.name = name
         self.tok, lm = load(name)
-        self.dtype, self.dtype_reason = precision.chosen()
+        self.dtype, self.dtype_reason = precision.chosen("serving")
         self.lm = lm.to(device(), dtype=precision.torch_dtype(self.dtype)).eval()
         # generate() hands the output layer a strided slice of the hidden states; in bf16 torch then copies
         # the whole vocabulary x hidden matrix on every call, so make that input contiguous first
@@ -78,7 +78,7 @@ class SharedBase:
     def get(cls, name: str) -> SharedBase:
         """The loaded base for ``name``, loading it only if no served model holds it (two names of one model,
         such as ``smollm2-135m-instruct`` and its hub id, share one copy)."""
-        folder = f"{weights.local_folder(name)}@{precision.chosen()[0]}"
+        folder = f"{weights.local_folder(name)}@{precision.chosen('serving')[0]}"
         with cls._registry_lock:
             base = cls._loaded.get(folder)
             if base is None:
