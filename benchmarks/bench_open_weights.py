@@ -41,9 +41,10 @@ def comments(n: int, split: str) -> pd.DataFrame:
 def train_adapter(n_train: int, work: Path) -> tuple[Path, dict]:
     frame = comments(n_train, "train")
     from emotune.core.prompts import example_labels
+    from emotune.core.taxonomy import get_taxonomy
 
     lines = [
-        render_example(t, example_labels(ids, "goemotions"))
+        render_example(t, example_labels(ids, get_taxonomy("goemotions")))
         for t, ids in zip(frame["text"], frame["labels"], strict=True)
     ]
     train = parse_jsonl("".join(__import__("json").dumps(x) + "\n" for x in lines).encode())

@@ -10,7 +10,10 @@ from __future__ import annotations
 import time
 
 from emotune.core import file_rules as validate
+from emotune.core.taxonomy import get_taxonomy
 from emotune.stages import data, examples
+
+GOEMOTIONS = get_taxonomy("goemotions")
 
 MODEL = "gpt-4.1-mini-2025-04-14"
 
@@ -18,7 +21,7 @@ MODEL = "gpt-4.1-mini-2025-04-14"
 def main() -> None:
     train = data.to_frame(data.load().dataset["train"])
     for style in ("compact", "verbose"):
-        raw = examples.render_jsonl(train, style=style)
+        raw = examples.render_jsonl(train, style=style, taxonomy=GOEMOTIONS)
         t0 = time.perf_counter()
         report = validate.validate_bytes(raw, f"train-{style}.jsonl", MODEL, token_limit=65536)
         seconds = time.perf_counter() - t0
@@ -28,7 +31,7 @@ def main() -> None:
             "warnings "
             f"in {seconds:.2f} s"
         )
-    print(examples.prompt_tax(train, MODEL).to_string(index=False))
+    print(examples.prompt_tax(train, MODEL, taxonomy=GOEMOTIONS).to_string(index=False))
 
 
 if __name__ == "__main__":
