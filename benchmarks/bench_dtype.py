@@ -89,7 +89,12 @@ def main() -> None:
             row[f"answers/s at {in_flight}"] = round(rate, 2)
         labels = [parse_answer(a, GOEMOTIONS).labels for a in said[dtype]]
         row["macro-F1 (base, zero-shot)"] = round(
-            f1_score(binarize.transform(gold), binarize.transform(labels), average="macro", zero_division=0),
+            f1_score(
+                binarize.transform(gold),
+                binarize.transform(labels),
+                average="macro",
+                zero_division=0,
+            ),
             4,
         )
         rows.append(row)

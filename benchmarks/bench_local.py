@@ -34,7 +34,16 @@ BASE = "gpt-4.1-mini-2025-04-14"
 def start_server(state: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "emotune.cli", "serve", "--port", str(port), "--state-dir", str(state)],
+        [
+            sys.executable,
+            "-m",
+            "emotune.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--state-dir",
+            str(state),
+        ],
         stdout=subprocess.DEVNULL,
     )
     for _ in range(300):
@@ -47,7 +56,9 @@ def start_server(state: Path) -> tuple[subprocess.Popen, str]:
     raise SystemExit("server did not start")
 
 
-async def classify(base_url: str, model: str, texts: list[str], concurrency: int) -> tuple[list[str], float]:
+async def classify(
+    base_url: str, model: str, texts: list[str], concurrency: int
+) -> tuple[list[str], float]:
     client = openai.AsyncOpenAI(
         base_url=base_url, api_key="bench", max_retries=3, http_client=openai.DefaultAioHttpClient()
     )
@@ -116,7 +127,9 @@ def main() -> None:
             answers, elapsed = asyncio.run(
                 classify(base_url, job.fine_tuned_model, list(test["text"]), args.concurrency)
             )
-            base_answers, _ = asyncio.run(classify(base_url, BASE, list(test["text"]), args.concurrency))
+            base_answers, _ = asyncio.run(
+                classify(base_url, BASE, list(test["text"]), args.concurrency)
+            )
             y = data.multi_hot(test["labels"].tolist(), 28)
             for name, ans in (("fine-tuned", answers), ("zero-shot base", base_answers)):
                 pred = [[GOEMOTIONS.index(x) for x in examples.parse_answer(a).labels] for a in ans]

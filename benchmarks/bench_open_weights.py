@@ -91,7 +91,10 @@ def constrained(model: OpenWeightsModel, texts: list[str]) -> list[dict]:
         t0 = time.perf_counter()
         with ThreadPoolExecutor(32) as pool:
             answers = list(
-                pool.map(lambda t, rf=schema: model.complete(spec.messages(t), rf, max_tokens=60)[0], texts)
+                pool.map(
+                    lambda t, rf=schema: model.complete(spec.messages(t), rf, max_tokens=60)[0],
+                    texts,
+                )
             )
         seconds = time.perf_counter() - t0
         ok = sum(parse_answer(a, "goemotions").ok for a in answers)

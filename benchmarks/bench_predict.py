@@ -29,7 +29,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--latency-ms", type=float, default=100.0)
     parser.add_argument(
-        "--concurrency", type=int, default=None, help="cap on requests in flight (default: adaptive)"
+        "--concurrency",
+        type=int,
+        default=None,
+        help="cap on requests in flight (default: adaptive)",
     )
     args = parser.parse_args()
     dd = data.load().dataset
@@ -56,7 +59,10 @@ def main() -> None:
         }
         seconds = time.perf_counter() - t0
         sent = sum(r.sent for r in results.values())
-        shown = args.concurrency or f"adaptive (ended at {results['base'].rate.get('in flight')} in flight)"
+        shown = (
+            args.concurrency
+            or f"adaptive (ended at {results['base'].rate.get('in flight')} in flight)"
+        )
         print(
             f"{sent} requests ({len(test)} comments x 2 models) at concurrency {shown} with "
             f"{args.latency_ms:.0f} ms latency: {seconds:.1f} s = {sent / seconds:.0f} requests/s; "

@@ -47,7 +47,9 @@ def texts(n: int) -> pd.DataFrame:
         frame["text"] = [f"{t} #{i}" for i, t in enumerate(frame["text"])]  # every request distinct
     except Exception:  # no mirror: synthetic comments
         words = ["grateful", "angry", "sad", "amused", "surprised", "proud", "fine"]
-        frame = pd.DataFrame({"text": [f"I am {words[i % len(words)]} about this, #{i}" for i in range(n)]})
+        frame = pd.DataFrame(
+            {"text": [f"I am {words[i % len(words)]} about this, #{i}" for i in range(n)]}
+        )
     frame["id"] = [f"c{i}" for i in range(n)]
     return frame[["id", "text"]]
 
@@ -106,7 +108,9 @@ def sequential(conn: LocalProvider, frame: pd.DataFrame) -> tuple[float, int]:
 
 def adaptive(conn: LocalProvider, frame: pd.DataFrame, cache_path: Path) -> dict:
     t0 = time.perf_counter()
-    out = predict.classify(conn, BASE, frame, cache=predict.PredictionCache(cache_path), progress=False)
+    out = predict.classify(
+        conn, BASE, frame, cache=predict.PredictionCache(cache_path), progress=False
+    )
     seconds = time.perf_counter() - t0
     per_request = (out.prompt_tokens + len(out.frame) * predict.MAX_COMPLETION_TOKENS) / max(
         len(out.frame), 1
@@ -123,7 +127,9 @@ def adaptive(conn: LocalProvider, frame: pd.DataFrame, cache_path: Path) -> dict
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--requests", type=int, default=3000, help="comments emotune classifies per server")
+    parser.add_argument(
+        "--requests", type=int, default=3000, help="comments emotune classifies per server"
+    )
     parser.add_argument(
         "--sequential", type=int, default=150, help="comments the one-at-a-time loop classifies"
     )
@@ -137,7 +143,9 @@ def main() -> None:
         ):
             with emotune_serve(Path(tmp) / name[:4], *flags) as base_url:
                 conn = connection(base_url)
-                conn.client.chat.completions.create(model=BASE, messages=prompt_spec().messages("warm up"))
+                conn.client.chat.completions.create(
+                    model=BASE, messages=prompt_spec().messages("warm up")
+                )
                 ours = adaptive(conn, frame.iloc[: args.requests], Path(tmp) / f"{name[:4]}.jsonl")
                 loop_rate, loop_lost = sequential(conn, frame.iloc[args.requests :])
             if "--rpm" in flags:

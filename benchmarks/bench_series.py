@@ -19,7 +19,16 @@ from pathlib import Path
 
 CONFIGS = {
     "default": [],
-    "full": ["-p", "n_train=43410", "-p", "n_validation=5426", "-p", "n_eval=5427", "-p", "budget_usd=100"],
+    "full": [
+        "-p",
+        "n_train=43410",
+        "-p",
+        "n_validation=5426",
+        "-p",
+        "n_eval=5427",
+        "-p",
+        "budget_usd=100",
+    ],
 }
 
 
@@ -51,7 +60,9 @@ def run(name: str, extra: list[str]) -> None:
         stages = {k: v["seconds"] for k, v in sorted(manifest["stages"].items())}
         verdict = manifest["evaluation"]["verdict"]
         print(
-            f"{name}: {total:.1f} s in all (" + ", ".join(f"{k} {v:.1f} s" for k, v in stages.items()) + ")"
+            f"{name}: {total:.1f} s in all ("
+            + ", ".join(f"{k} {v:.1f} s" for k, v in stages.items())
+            + ")"
         )
         print(f"  {verdict['headline']}")
         print(f"  verdict: {verdict['answer']}")

@@ -1,11 +1,10 @@
-"""Command line: ``emotune run | show`` (and ``serve``, ``validate``, ``estimate`` as they arrive)."""
+"""Command line: ``emotune run | show`` (and ``serve``, ``validate``, ``estimate`` as they
+arrive)."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import unicodedata
 from datetime import datetime
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from .core import config
 from .core.errors import EmotuneError
 from .core.runs import Run, open_run
 from .series import DEFAULT_PARAMETERS, HYPERPARAMETERS
+from .summary import cmd_show, shown
 
 
 def _parse_assignments(items: list[str]) -> dict:
@@ -24,7 +24,8 @@ def _parse_assignments(items: list[str]) -> dict:
         if not sep or not name:
             raise EmotuneError(f"-p takes NAME=VALUE, got {item!r}")
         text_param = (
-            isinstance(DEFAULT_PARAMETERS.get(name.strip()), str) and name.strip() not in HYPERPARAMETERS
+            isinstance(DEFAULT_PARAMETERS.get(name.strip()), str)
+            and name.strip() not in HYPERPARAMETERS
         )
         # a text parameter keeps its text: YAML would read "|" (label_separator) as an empty block scalar
         try:
@@ -51,7 +52,8 @@ def _load_params_file(path: str) -> dict:
 
 
 def open_run_dir(explicit: str | None, params: dict) -> Run:
-    """The run directory, created, with an absolute path: ``--run-dir``, else ``EMOTUNE_RUN_DIR``, else
+    """The run directory, created, with an absolute path: ``--run-dir``, else
+    ``EMOTUNE_RUN_DIR``, else
     ``runs/<run_name>`` or ``runs/<timestamp>`` (decided by ``config.run_dir``)."""
     name = str(params.get("run_name") or datetime.now().strftime("%Y%m%d-%H%M%S"))
     path = config.run_dir(explicit, name)
@@ -72,96 +74,15 @@ def cmd_run(args) -> int:
     params = _load_params_file(args.params) if args.params else {}
     params |= _parse_assignments(args.p or [])
     notebooks_dir = Path(args.notebooks) if args.notebooks else None
-    plan = prepare(params, start=args.from_, stop=args.to, notebooks_dir=notebooks_dir)  # rejects first
+    plan = prepare(
+        params, start=args.from_, stop=args.to, notebooks_dir=notebooks_dir
+    )  # rejects first
     run = open_run_dir(args.run_dir, plan.parameters)
     print(f"run directory: {run.path}")
     results = run_series(run, plan)
     total = sum(r.seconds for r in results)
     print(f"done: {len(results)} notebook(s) in {total:.1f} s; manifest: {run.manifest_path}")
     return 0
-
-
-def cmd_show(args) -> int:
-    if not Path(args.run).is_dir():
-        raise EmotuneError(f"{args.run}: not a directory (give a run directory, e.g. runs/tutorial)")
-    manifest = Run(args.run).manifest()
-    if not manifest:
-        raise EmotuneError(f"{args.run}: no manifest.json (is this a run directory?)")
-    if not isinstance(manifest, dict):
-        raise EmotuneError(f"{args.run}/manifest.json: not a JSON object; the run's manifest is damaged")
-    if args.json:
-        try:
-            print(shown(json.dumps(manifest, indent=2, sort_keys=True)))
-        except RecursionError:
-            raise EmotuneError(f"{args.run}/manifest.json: nested too deeply to print") from None
-        return 0
-    try:
-        lines = [shown(line) for line in summary_lines(manifest)]
-    except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
-        raise EmotuneError(
-            f"{args.run}/manifest.json: malformed ({type(exc).__name__}: {exc}); "
-            "`emotune show --json` prints it as it is"
-        ) from None
-    for line in lines:
-        print(line)
-    return 0
-
-
-def shown(text: str) -> str:
-    """Text safe for a terminal: control characters (an ANSI escape, a carriage return) written as escapes."""
-    return "".join(
-        ch if ch in "\n\t" or unicodedata.category(ch) != "Cc" else ch.encode("unicode_escape").decode()
-        for ch in text
-    )
-
-
-def summary_lines(m: dict) -> list[str]:
-    """A one-screen summary of a manifest."""
-    p = m.get("parameters", {})
-    lines = [
-        f"run {m['run']['name']}  (created {m['run'].get('created_at')}, updated {m['run']['updated_at']})",
-        f"parameters: base_model={p.get('base_model')} taxonomy={p.get('taxonomy')} "
-        f"n_train={p.get('n_train')} "
-        f"n_eval={p.get('n_eval')} style={p.get('prompt_style')} format={p.get('label_format')} "
-        f"seed={p.get('seed')}",
-    ]
-    if "backend" in m:
-        lines.append(f"backend: {m['backend']['kind']}")
-    if "data" in m:
-        d = m["data"]
-        labels = (d.get("label_set") or {}).get("labels") or []
-        kind = "multi-label" if d.get("multi_label", True) else "single-label"
-        lines.append(
-            f"dataset: {d.get('name', '?')} ({d.get('source')}; {len(labels)} labels, {kind}) "
-            f"{d.get('split_sizes')}"
-        )
-    stages = m.get("stages", {})
-    if stages:
-        lines.append(
-            "stages: "
-            + ", ".join(
-                f"{k} {v.get('status', '?')}" + (f" {v['seconds']} s" if "seconds" in v else "")
-                for k, v in sorted(stages.items())
-            )
-        )
-    if "estimate" in m:
-        e = m["estimate"]
-        usd = e.get("training_usd")
-        cost = f"${usd:.2f} training" if usd is not None else "not priced in dollars"
-        lines.append(f"estimate: {e.get('billed_tokens', 0):,} billed tokens, {cost} on {e.get('model')}")
-    job = m.get("job") or {}
-    if job:
-        lines.append(
-            f"job: {job.get('id')} {job.get('status', '')} -> {job.get('fine_tuned_model')} "
-            f"(trained_tokens {job.get('trained_tokens')}, estimate off by {job.get('difference_pct')}%, "
-            f"{job.get('training_seconds')} s of training)"
-        )
-    verdict = (m.get("evaluation") or {}).get("verdict")
-    if verdict:
-        lines.append(verdict["sentence"])  # it begins "Verdict: <answer>"
-        if verdict.get("headline"):
-            lines.append(verdict["headline"])
-    return lines
 
 
 def cmd_validate(args) -> int:
@@ -172,7 +93,9 @@ def cmd_validate(args) -> int:
         _input_file(path)
     limit = load_catalog().model(args.model).example_token_limit
     reports = [
-        validate_file(p, args.model, taxonomy=args.taxonomy or None, token_limit=limit, training=i == 0)
+        validate_file(
+            p, args.model, taxonomy=args.taxonomy or None, token_limit=limit, training=i == 0
+        )
         for i, p in enumerate(args.files)
     ]
     if len(reports) == 2:
@@ -183,7 +106,9 @@ def cmd_validate(args) -> int:
         if len(frame):
             print(frame.drop(columns=["rule"]).to_string(index=False))
             for issue in report.issues[: args.show]:
-                print(f"  {report.path}:{issue.line}: {issue.severity} [{issue.code}] {issue.message}")
+                print(
+                    f"  {report.path}:{issue.line}: {issue.severity} [{issue.code}] {issue.message}"
+                )
     return 1 if any(r.errors for r in reports) else 0
 
 
@@ -202,11 +127,15 @@ def cmd_estimate(args) -> int:
             "copy the shape of emotune/catalog/models.json"
         ) from None
     report = validate_file(
-        args.file, args.model, taxonomy=None, token_limit=catalog.model(args.model).example_token_limit
+        args.file,
+        args.model,
+        taxonomy=None,
+        token_limit=catalog.model(args.model).example_token_limit,
     )
     est = estimate_training(report.tokens, args.model, args.epochs, catalog)
     print(
-        f"{est.n_examples} examples x {est.n_epochs} epochs = {est.billed_tokens:,} billed tokens on "
+        f"{est.n_examples} examples x {est.n_epochs} epochs = {est.billed_tokens:,} billed "
+        "tokens on "
         f"{est.model}: "
         f"${est.training_usd:,.2f} (prices as of {catalog.as_of})"
     )
@@ -229,9 +158,13 @@ def _input_file(path: str, what: str = "") -> Path:
     if p.is_dir():
         raise EmotuneError(f"{name}: is a directory; give a file")
     if not p.is_file():
-        raise EmotuneError(f"{name}: not a regular file (a device or pipe cannot be read to its end)")
+        raise EmotuneError(
+            f"{name}: not a regular file (a device or pipe cannot be read to its end)"
+        )
     if p.stat().st_size > MAX_INPUT_BYTES:
-        raise EmotuneError(f"{name}: {p.stat().st_size:,} bytes, over the {MAX_INPUT_BYTES:,} emotune reads")
+        raise EmotuneError(
+            f"{name}: {p.stat().st_size:,} bytes, over the {MAX_INPUT_BYTES:,} emotune reads"
+        )
     return p
 
 
@@ -263,7 +196,8 @@ def _non_negative(kind):
 
 
 def _within(kind, low, high):
-    """An argparse type for a number in [low, high]: a bad value is a usage line, not a traceback later."""
+    """An argparse type for a number in [low, high]: a bad value is a usage line, not a traceback
+    later."""
 
     def parse(text: str):
         value = _non_negative(kind)(text) if low >= 0 else kind(text)
@@ -293,13 +227,15 @@ def cmd_serve(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="emotune", description="Labelled text -> fine-tuned LLM classifier, with honest numbers."
+        prog="emotune",
+        description="Labelled text -> fine-tuned LLM classifier, with honest numbers.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the notebook series headless (papermill)")
     run.add_argument(
-        "--run-dir", help="run directory (default EMOTUNE_RUN_DIR, else runs/<run_name> or runs/<timestamp>)"
+        "--run-dir",
+        help="run directory (default EMOTUNE_RUN_DIR, else runs/<run_name> or runs/<timestamp>)",
     )
     run.add_argument("--params", help="YAML file of parameters")
     run.add_argument("-p", action="append", metavar="NAME=VALUE", help="one parameter (repeatable)")
@@ -313,10 +249,14 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true", help="print the whole manifest")
     show.set_defaults(func=cmd_show)
 
-    val = sub.add_parser("validate", help="check chat JSONL files against OpenAI's rules (exit 1 on errors)")
+    val = sub.add_parser(
+        "validate", help="check chat JSONL files against OpenAI's rules (exit 1 on errors)"
+    )
     val.add_argument("files", nargs="+", help="training file, and optionally the validation file")
     val.add_argument(
-        "--model", default="gpt-4.1-mini-2025-04-14", help="the model whose encoding and limit apply"
+        "--model",
+        default="gpt-4.1-mini-2025-04-14",
+        help="the model whose encoding and limit apply",
     )
     val.add_argument(
         "--taxonomy",
@@ -331,16 +271,25 @@ def build_parser() -> argparse.ArgumentParser:
     est.add_argument("--model", default="gpt-4.1-mini-2025-04-14")
     est.add_argument("--epochs", type=_epochs, default="auto", help="'auto' or 1..50")
     est.add_argument(
-        "--budget", type=_non_negative(float), help="fail (exit 2) when the estimate exceeds this many USD"
+        "--budget",
+        type=_non_negative(float),
+        help="fail (exit 2) when the estimate exceeds this many USD",
     )
-    est.add_argument("--catalog", help="your own pricing catalogue (JSON, same shape as the built-in one)")
+    est.add_argument(
+        "--catalog", help="your own pricing catalogue (JSON, same shape as the built-in one)"
+    )
     est.set_defaults(func=cmd_estimate)
 
     serve = sub.add_parser("serve", help="run the local OpenAI-compatible backend on 127.0.0.1")
     serve.add_argument("--port", type=_within(int, 1, 65535), default=8765)
-    serve.add_argument("--state-dir", default="runs/local-backend", help="where files, jobs and models live")
     serve.add_argument(
-        "--latency-ms", type=_within(float, 0, 600_000), default=0.0, help="added latency per request"
+        "--state-dir", default="runs/local-backend", help="where files, jobs and models live"
+    )
+    serve.add_argument(
+        "--latency-ms",
+        type=_within(float, 0, 600_000),
+        default=0.0,
+        help="added latency per request",
     )
     serve.add_argument(
         "--fail-429",
@@ -349,10 +298,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="fraction of requests answered 429 (Retry-After)",
     )
     serve.add_argument(
-        "--fail-500", type=_within(float, 0, 1), default=0.0, help="fraction of requests answered 500"
+        "--fail-500",
+        type=_within(float, 0, 1),
+        default=0.0,
+        help="fraction of requests answered 500",
     )
     serve.add_argument(
-        "--max-upload-mb", type=_within(int, 1, 512), default=512, help="upload size limit (413 above it)"
+        "--max-upload-mb",
+        type=_within(int, 1, 512),
+        default=512,
+        help="upload size limit (413 above it)",
     )
     serve.add_argument(
         "--rpm",
@@ -369,7 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; a user's mistake is one line on stderr and a non-zero exit, never a traceback."""
+    """Run one command; a user's mistake is one line on stderr and a non-zero exit, never a
+    traceback."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
@@ -377,7 +333,10 @@ def main(argv: list[str] | None = None) -> int:
         print(shown(f"emotune: error: {exc}"), file=sys.stderr)
         return 2
     except UnicodeDecodeError as exc:
-        print(f"emotune: error: a file is not UTF-8 text ({exc.reason} at byte {exc.start})", file=sys.stderr)
+        print(
+            f"emotune: error: a file is not UTF-8 text ({exc.reason} at byte {exc.start})",
+            file=sys.stderr,
+        )
         return 2
     except OSError as exc:  # a file we could not read or write
         where = f"{exc.filename}: " if exc.filename else ""

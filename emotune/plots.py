@@ -1,4 +1,5 @@
-"""Every figure the notebooks show, as ``emotune.plots.plot_*``. Each function returns a Figure; none saves
+"""Every figure the notebooks show, as ``emotune.plots.plot_*``. Each function returns a Figure;
+none saves
 or shows it."""
 
 from __future__ import annotations
@@ -52,7 +53,9 @@ def plot_labels_per_comment(table: pd.DataFrame, title: str = "Labels per commen
     return _finish(fig, ax, title, "labels on the comment", "comments")
 
 
-def plot_cooccurrence(co: pd.DataFrame, title: str = "Label co-occurrence (comments with both labels)"):
+def plot_cooccurrence(
+    co: pd.DataFrame, title: str = "Label co-occurrence (comments with both labels)"
+):
     """Heatmap of label pairs on a log colour scale; the diagonal is blanked to show pairs only."""
     import seaborn as sns
     from matplotlib.colors import LogNorm
@@ -73,7 +76,8 @@ def plot_cooccurrence(co: pd.DataFrame, title: str = "Label co-occurrence (comme
 
 
 def _clipped(values: np.ndarray, quantile: float = 0.99) -> tuple[np.ndarray, float, int]:
-    """Values up to the ``quantile`` (so one outlier does not squash the axis), the cut, and how many lie
+    """Values up to the ``quantile`` (so one outlier does not squash the axis), the cut, and how
+    many lie
     beyond."""
     values = np.asarray(values)
     cut = float(np.quantile(values, quantile))
@@ -81,16 +85,21 @@ def _clipped(values: np.ndarray, quantile: float = 0.99) -> tuple[np.ndarray, fl
 
 
 def plot_token_lengths(lengths: np.ndarray, model: str, title: str | None = None):
-    """Share of comments by length in tokens, up to the 99th percentile (the longest 1% counted in the
+    """Share of comments by length in tokens, up to the 99th percentile (the longest 1% counted
+    in the
     legend)."""
     lengths = np.asarray(lengths)
     shown, cut, beyond = _clipped(lengths)
     fig, ax = plt.subplots(figsize=(6, 3.2))
     ax.hist(shown, bins=40, color="#8172b2", weights=np.full(len(shown), 100 / len(lengths)))
-    ax.axvline(np.median(lengths), color="black", linestyle="--", label=f"median {int(np.median(lengths))}")
+    ax.axvline(
+        np.median(lengths), color="black", linestyle="--", label=f"median {int(np.median(lengths))}"
+    )
     ax.plot([], [], " ", label=f"{beyond} longer than {cut:.0f} (max {lengths.max()}) not drawn")
     ax.legend(fontsize=8)
-    return _finish(fig, ax, title or f"Comment length in tokens ({model})", "tokens", "share of comments (%)")
+    return _finish(
+        fig, ax, title or f"Comment length in tokens ({model})", "tokens", "share of comments (%)"
+    )
 
 
 def plot_level_breakdowns(
@@ -110,8 +119,11 @@ def plot_level_breakdowns(
     return fig
 
 
-def plot_support_comparison(table: pd.DataFrame, title: str = "Sample minus population share per label"):
-    """Per label, the sample's share minus the population's, in percentage points: the gaps stratification
+def plot_support_comparison(
+    table: pd.DataFrame, title: str = "Sample minus population share per label"
+):
+    """Per label, the sample's share minus the population's, in percentage points: the gaps
+    stratification
     left."""
     diff = table["sample %"] - table["population %"]
     fig, ax = plt.subplots(figsize=(9, 3.4))
@@ -121,8 +133,11 @@ def plot_support_comparison(table: pd.DataFrame, title: str = "Sample minus popu
     return _finish(fig, ax, title, "label", "sample - population (percentage points)")
 
 
-def plot_token_distribution(tokens_by_file: dict[str, np.ndarray], model: str, title: str | None = None):
-    """Share of examples by billed tokens, one series per file, up to the 99th percentile of all of them."""
+def plot_token_distribution(
+    tokens_by_file: dict[str, np.ndarray], model: str, title: str | None = None
+):
+    """Share of examples by billed tokens, one series per file, up to the 99th percentile of all
+    of them."""
     everything = np.concatenate([np.asarray(t) for t in tokens_by_file.values()])
     _, cut, _ = _clipped(everything)
     fig, ax = plt.subplots(figsize=(6.5, 3.4))
@@ -164,9 +179,12 @@ def plot_prompt_tax(table: pd.DataFrame, title: str = "Training cost by model an
 
 
 def plot_training_curves(
-    metrics: pd.DataFrame, title: str = "Training and validation, per step", n_epochs: int | None = None
+    metrics: pd.DataFrame,
+    title: str = "Training and validation, per step",
+    n_epochs: int | None = None,
 ):
-    """Loss (left) and accuracy (right) per step: each training batch faintly, its rolling mean over about a
+    """Loss (left) and accuracy (right) per step: each training batch faintly, its rolling mean
+    over about a
     tenth of an epoch, validation where it was measured, and dotted lines at the end of each epoch."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
     total = int(metrics["step"].max()) if len(metrics) else 0
@@ -174,7 +192,10 @@ def plot_training_curves(
     window = max(int(per_epoch / 10), 1)
     for ax, (train_col, valid_col, name) in zip(
         (left, right),
-        (("train_loss", "valid_loss", "loss"), ("train_accuracy", "valid_mean_token_accuracy", "accuracy")),
+        (
+            ("train_loss", "valid_loss", "loss"),
+            ("train_accuracy", "valid_mean_token_accuracy", "accuracy"),
+        ),
         strict=True,
     ):
         ax.plot(
@@ -221,7 +242,8 @@ def plot_headline(
     metrics=("macro_f1", "macro_f1_supported", "micro_f1", "weighted_f1", "exact_match", "jaccard"),
     floors: pd.DataFrame | None = None,
 ):
-    """Headline metrics per comparator with 95% BCa error bars; an optional reference (BERT-base) over
+    """Headline metrics per comparator with 95% BCa error bars; an optional reference (BERT-base)
+    over
     macro-F1 only, and the floors (answers that never read the comment) as dotted lines where measured."""
     level = level or scores["level"].iloc[0]
     table = scores[(scores["level"] == level) & scores["metric"].isin(metrics)]
@@ -232,8 +254,17 @@ def plot_headline(
     for i, model in enumerate(models):
         rows = table[table["model"] == model].set_index("metric").loc[list(metrics)]
         # a BCa interval need not contain the point estimate (skewed resamples): no bar below zero length
-        err = np.vstack([rows["value"] - rows["ci_low"], rows["ci_high"] - rows["value"]]).clip(min=0)
-        ax.bar(x + i * width - 0.4 + width / 2, rows["value"], width=width, yerr=err, capsize=3, label=model)
+        err = np.vstack([rows["value"] - rows["ci_low"], rows["ci_high"] - rows["value"]]).clip(
+            min=0
+        )
+        ax.bar(
+            x + i * width - 0.4 + width / 2,
+            rows["value"],
+            width=width,
+            yerr=err,
+            capsize=3,
+            label=model,
+        )
     if reference is not None and "macro_f1" in metrics:
         at = list(metrics).index("macro_f1")
         ax.hlines(
@@ -264,7 +295,11 @@ def plot_headline(
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8)
     return _finish(
-        fig, ax, title or f"Headline metrics ({level}), 95% BCa bootstrap intervals", "metric", "score"
+        fig,
+        ax,
+        title or f"Headline metrics ({level}), 95% BCa bootstrap intervals",
+        "metric",
+        "score",
     )
 
 
@@ -289,7 +324,8 @@ def plot_confusions(confusions: pd.DataFrame, title: str = "Most frequent confus
     """Bars of (gold label missed -> label predicted instead) pairs."""
     fig, ax = plt.subplots(figsize=(7, 0.3 * max(len(confusions), 1) + 1.3))
     names = [
-        f"{g} -> {p}" for g, p in zip(confusions["gold label"], confusions["predicted instead"], strict=True)
+        f"{g} -> {p}"
+        for g, p in zip(confusions["gold label"], confusions["predicted instead"], strict=True)
     ]
     ax.barh(names[::-1], confusions["comments"][::-1], color="#dd8452")
     return _finish(fig, ax, title, "comments", "gold label -> predicted instead")
@@ -300,7 +336,8 @@ def plot_cost_vs_quality(
     title: str = "Cost per 1,000 predictions vs macro-F1",
     axis: str = "USD per 1,000 (online)",
 ):
-    """One point per comparator: its cost per 1,000 predictions (column ``cost``: OpenAI's dollars, or compute
+    """One point per comparator: its cost per 1,000 predictions (column ``cost``: OpenAI's
+    dollars, or compute
     seconds for open weights, as ``axis`` says) against macro-F1 with its interval; the free baseline at 0."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for _, row in points.iterrows():
@@ -312,7 +349,10 @@ def plot_cost_vs_quality(
             capsize=4,
         )
         ax.annotate(
-            row["comparator"], (row["cost"], row["macro_f1"]), textcoords="offset points", xytext=(6, 4)
+            row["comparator"],
+            (row["cost"], row["macro_f1"]),
+            textcoords="offset points",
+            xytext=(6, 4),
         )
     ax.set_xlim(left=-0.02 * max(points["cost"].max(), 0.01))
     label = (
@@ -331,6 +371,8 @@ def plot_prompt_tokens(tax: pd.DataFrame, title: str = "Billed tokens per exampl
     for y, (tokens, ratio) in enumerate(
         zip(tax["tokens per example"][::-1], tax["x minimum"][::-1], strict=True)
     ):
-        ax.annotate(f"{tokens:.0f} ({ratio:.2f}x)", (tokens, y), textcoords="offset points", xytext=(4, -3))
+        ax.annotate(
+            f"{tokens:.0f} ({ratio:.2f}x)", (tokens, y), textcoords="offset points", xytext=(4, -3)
+        )
     ax.set_xlim(0, tax["tokens per example"].max() * 1.25)
     return _finish(fig, ax, title, "mean billed tokens per example", "prompt style")

@@ -1,4 +1,5 @@
-"""The rendered tutorial: each executed notebook as HTML, and an index page with the headline results."""
+"""The rendered tutorial: each executed notebook as HTML, and an index page with the headline
+results."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ from .core.runs import atomic_write_text
 
 DESCRIPTIONS = {
     "01_explore": (
-        "Label frequencies, labels per comment, co-occurrence, token lengths, Ekman and sentiment levels; "
+        "Label frequencies, labels per comment, co-occurrence, token lengths, Ekman and "
+        "sentiment levels; "
         "the stratified samples the series uses."
     ),
     "02_build_jsonl": (
-        "Chat examples in each prompt style and label format; train.jsonl and val.jsonl; the prompt tax."
+        "Chat examples in each prompt style and label format; train.jsonl and val.jsonl; the "
+        "prompt tax."
     ),
     "03_validate_cost": (
         "OpenAI's file rules by line, tokens per example, cost across models and prompt styles, "
@@ -24,7 +27,8 @@ DESCRIPTIONS = {
         "billed-token reconciliation."
     ),
     "05_evaluate": (
-        "Base vs fine-tuned vs a free baseline, each asked by its role: BCa intervals at three levels, "
+        "Base vs fine-tuned vs a free baseline, each asked by its role: BCa intervals at three "
+        "levels, "
         "paired permutation tests (Holm), cost, a computed verdict."
     ),
 }
@@ -52,7 +56,8 @@ def _headlines(manifest: dict) -> list[str]:
     job = manifest.get("job") or {}
     if job.get("fine_tuned_model"):
         out.append(
-            f"Fine-tuned model: {job['fine_tuned_model']} ({job.get('trained_tokens')} trained tokens)."
+            f"Fine-tuned model: {job['fine_tuned_model']} ({job.get('trained_tokens')} trained "
+            "tokens)."
         )
     verdict = (manifest.get("evaluation") or {}).get("verdict") or {}
     if verdict.get("sentence"):
@@ -66,7 +71,8 @@ def _headlines(manifest: dict) -> list[str]:
 
 
 def render_html(run) -> Path:
-    """Export ``<run>/notebooks/*.ipynb`` to ``<run>/html/`` with an ``index.html``; returns the index
+    """Export ``<run>/notebooks/*.ipynb`` to ``<run>/html/`` with an ``index.html``; returns the
+    index
     path."""
     import nbformat
     from nbconvert import HTMLExporter
@@ -81,7 +87,8 @@ def render_html(run) -> Path:
         pages.append(nb_path.stem)
     manifest = run.manifest()
     items = "\n".join(
-        f'<li><a href="{p}.html">{p}</a>: {html.escape(DESCRIPTIONS.get(p, ""))}</li>' for p in pages
+        f'<li><a href="{p}.html">{p}</a>: {html.escape(DESCRIPTIONS.get(p, ""))}</li>'
+        for p in pages
     )
     heads = "\n".join(f"<li>{html.escape(h)}</li>" for h in _headlines(manifest))
     page = f"""<!DOCTYPE html>

@@ -1,4 +1,5 @@
-"""Run the numbered notebooks headless with papermill, on one run directory and one parameter set."""
+"""Run the numbered notebooks headless with papermill, on one run directory and one parameter
+set."""
 
 from __future__ import annotations
 
@@ -91,7 +92,9 @@ def select(notebooks: list[Path], start: str | None = None, stop: str | None = N
     def position(flag: str, value: str) -> int:
         number = str(value).strip()[:2].zfill(2)
         if number not in numbers:
-            raise ConfigError(f"{flag} {value}: no such notebook; the series has {', '.join(numbers)}")
+            raise ConfigError(
+                f"{flag} {value}: no such notebook; the series has {', '.join(numbers)}"
+            )
         return numbers.index(number)
 
     lo = position("--from", start) if start else 0
@@ -117,7 +120,11 @@ class SeriesPlan:
 
 
 def prepare(
-    params: dict, *, start: str | None = None, stop: str | None = None, notebooks_dir: Path | None = None
+    params: dict,
+    *,
+    start: str | None = None,
+    stop: str | None = None,
+    notebooks_dir: Path | None = None,
 ) -> SeriesPlan:
     """The plan :func:`run_series` executes; raises before anything is written."""
     selected = select(list_notebooks(notebooks_dir), start, stop)
@@ -126,7 +133,8 @@ def prepare(
 
 
 def _without_machine_paths(path: Path, notebook: Path) -> None:
-    """Keep absolute paths of this machine out of an executed notebook: papermill's metadata, and the
+    """Keep absolute paths of this machine out of an executed notebook: papermill's metadata, and
+    the
     injected ``run_dir``, saved as "." (the notebook ran inside the run directory, so it names the same
     place)."""
     import nbformat
@@ -140,12 +148,15 @@ def _without_machine_paths(path: Path, notebook: Path) -> None:
             meta["parameters"]["run_dir"] = "."
     for cell in nb.cells:
         if "injected-parameters" in cell.metadata.get("tags", []):
-            cell.source = re.sub(r"^run_dir = .*$", 'run_dir = "."', cell.source, flags=re.MULTILINE)
+            cell.source = re.sub(
+                r"^run_dir = .*$", 'run_dir = "."', cell.source, flags=re.MULTILINE
+            )
     nbformat.write(nb, path)
 
 
 def coerce(name: str, value: object) -> object:
-    """Give a parameter the type of its default (``-p seed=7`` is an int, ``-p run_dir=2024`` stays a
+    """Give a parameter the type of its default (``-p seed=7`` is an int, ``-p run_dir=2024``
+    stays a
     string)."""
     default = DEFAULT_PARAMETERS.get(name)
     if name in HYPERPARAMETERS:  # "auto" or a number
@@ -169,7 +180,9 @@ def coerce(name: str, value: object) -> object:
     if isinstance(typed, int | float) and not isinstance(typed, bool):
         low = MINIMUMS.get(name, float("-inf"))
         if not math.isfinite(typed) or typed < low:
-            raise ConfigError(f"parameter {name}: {value!r} is not a finite number of at least {low}")
+            raise ConfigError(
+                f"parameter {name}: {value!r} is not a finite number of at least {low}"
+            )
     return typed
 
 
@@ -182,13 +195,16 @@ def check_parameters(params: dict, notebooks: list[Path]) -> set[str]:
         declared |= set(pm.inspect_notebook(str(nb)))
     unknown = sorted(set(params) - declared)
     if unknown:
-        raise ConfigError(f"unknown parameter(s): {', '.join(unknown)}. Known: {', '.join(sorted(declared))}")
+        raise ConfigError(
+            f"unknown parameter(s): {', '.join(unknown)}. Known: {', '.join(sorted(declared))}"
+        )
     return declared
 
 
 @contextmanager
 def _echo(progress: Path, on_event: Callable[[str], None], every_s: float = 2.0) -> Iterator[None]:
-    """While a notebook runs, show the newest line of its progress bars (copied to ``progress``) on the
+    """While a notebook runs, show the newest line of its progress bars (copied to ``progress``)
+    on the
     console."""
     stop = threading.Event()
     shown = [""]
@@ -219,8 +235,11 @@ def _echo(progress: Path, on_event: Callable[[str], None], every_s: float = 2.0)
         progress.unlink(missing_ok=True)
 
 
-def run_series(run: Run, plan: SeriesPlan, *, on_event: Callable[[str], None] = print) -> list[StageResult]:
-    """Execute the plan's notebooks in order into ``<run>/notebooks/``; stop at the first failure."""
+def run_series(
+    run: Run, plan: SeriesPlan, *, on_event: Callable[[str], None] = print
+) -> list[StageResult]:
+    """Execute the plan's notebooks in order into ``<run>/notebooks/``; stop at the first
+    failure."""
     import papermill as pm
 
     # The kernel gets the run directory as one absolute path, whatever its own working directory;
@@ -233,13 +252,17 @@ def run_series(run: Run, plan: SeriesPlan, *, on_event: Callable[[str], None] = 
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConfigError(f"cannot create the run directory {run.path}: {exc.strerror or exc}") from None
+        raise ConfigError(
+            f"cannot create the run directory {run.path}: {exc.strerror or exc}"
+        ) from None
     results = []
     for i, nb in enumerate(selected, start=1):
         on_event(f"[{i}/{len(selected)}] {nb.stem} ...")
         final, partial = out_dir / nb.name, out_dir / f".{nb.stem}.running.ipynb"
         t0 = time.perf_counter()
-        progress = out_dir / f".{nb.stem}.progress"  # absolute: the kernel runs in the run directory
+        progress = (
+            out_dir / f".{nb.stem}.progress"
+        )  # absolute: the kernel runs in the run directory
         try:
             with headless_kernels(progress), _echo(progress, on_event):
                 pm.execute_notebook(
@@ -264,12 +287,18 @@ def run_series(run: Run, plan: SeriesPlan, *, on_event: Callable[[str], None] = 
         _without_machine_paths(partial, nb)
         partial.replace(final)
         seconds = time.perf_counter() - t0
-        run.update(stages={nb.stem: {"seconds": round(seconds, 2), "notebook": f"notebooks/{nb.name}"}})
+        run.update(
+            stages={nb.stem: {"seconds": round(seconds, 2), "notebook": f"notebooks/{nb.name}"}}
+        )
         on_event(f"[{i}/{len(selected)}] {nb.stem} done in {seconds:.1f} s")
         results.append(StageResult(nb.stem, final, seconds))
     atomic_write_json(
         out_dir / "series.json",
-        {"finished_at": now_iso(), "parameters": params, "notebooks": [r.notebook for r in results]},
+        {
+            "finished_at": now_iso(),
+            "parameters": params,
+            "notebooks": [r.notebook for r in results],
+        },
     )
     from .report import render_html
 
@@ -284,7 +313,8 @@ def collect_parameters(namespace: dict) -> dict:
 
 
 def refresh_committed(notebooks: list[Path]) -> None:
-    """Re-execute notebooks in place with their default parameters (how the committed outputs are made).
+    """Re-execute notebooks in place with their default parameters (how the committed outputs are
+    made).
 
     No parameters are injected, timing and papermill metadata are dropped, and widget state is stripped,
     so the committed files hold only what a reader should see. Each notebook finds its run directory with

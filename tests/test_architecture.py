@@ -117,7 +117,9 @@ def test_the_manifest_owner_table_names_functions_that_exist_and_write_their_sec
 
     rows = _owner_table()
     records = {
-        c.__name__ for c in vars(manifest).values() if isinstance(c, type) and getattr(c, "section", "")
+        c.__name__
+        for c in vars(manifest).values()
+        if isinstance(c, type) and getattr(c, "section", "")
     }
     assert {record for _, record, _ in rows} == records
     for section, record, owners in rows:
@@ -168,7 +170,11 @@ def test_every_file_and_name_the_design_document_cites_exists():
     for path in re.findall(r"`([\w/]+\.(?:py|json|md))`", text):
         if path.startswith("shared/") or ("/" not in path and not path.endswith(".py")):
             continue  # the team's first proposal beside the project; files a job writes at run time
-        assert any((r / path).exists() for r in roots), f"docs/architecture.md cites {path}, which is missing"
+        assert any((r / path).exists() for r in roots), (
+            f"docs/architecture.md cites {path}, which is missing"
+        )
     for name, path in re.findall(r"`([\w.]+)` in `([\w/]+\.py)`", text):
         source = (PKG / path).read_text("utf-8")
-        assert re.search(rf"(def|class) {name.split('.')[-1]}\b", source), f"{name} is not in {path}"
+        assert re.search(rf"(def|class) {name.split('.')[-1]}\b", source), (
+            f"{name} is not in {path}"
+        )

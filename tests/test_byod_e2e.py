@@ -92,12 +92,17 @@ def test_single_label_csv_of_support_tickets(tmp_path):
     assert m["evaluation"]["verdict"]["taxonomy"] == "tickets"
     explore = outputs(run_dir, "01_explore.ipynb")
     assert "single-label data" in explore and "has no coarser levels" in explore
-    from emotune import cli
 
-    assert "dataset: tickets" in "\n".join(cli.summary_lines(m))
-    assert "Dataset: tickets (3 labels, single-label" in (run_dir / "html" / "index.html").read_text()
+    from emotune import summary
+
+    assert "dataset: tickets" in "\n".join(summary.summary_lines(m))
+    assert (
+        "Dataset: tickets (3 labels, single-label" in (run_dir / "html" / "index.html").read_text()
+    )
     evaluate = outputs(run_dir, "05_evaluate.ipynb")
-    assert "accuracy" in evaluate and "predicted" in evaluate  # accuracy per model and the confusion matrix
+    assert (
+        "accuracy" in evaluate and "predicted" in evaluate
+    )  # accuracy per model and the confusion matrix
     train = (run_dir / "train.jsonl").read_text().splitlines()
     assert all(json.loads(line)["messages"][-1]["content"] in cats for line in train)
     # evaluating with another prompt than the model was trained with is an error naming both specs
@@ -115,18 +120,29 @@ def test_single_label_csv_of_support_tickets(tmp_path):
 
 
 def test_multi_label_jsonl_of_tagged_posts(tmp_path):
-    tags = [["billing"], ["bug"], ["login"], ["billing", "urgent"], ["bug", "urgent"], ["login", "bug"]]
+    tags = [
+        ["billing"],
+        ["bug"],
+        ["login"],
+        ["billing", "urgent"],
+        ["bug", "urgent"],
+        ["login", "bug"],
+    ]
     rows = [{"post": ticket_text(i, tags[i % 6]), "tags": tags[i % 6]} for i in range(150)]
     path = tmp_path / "posts.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     run_dir = tmp_path / "run"
-    m = run_series(run_dir, f"dataset={path}", "text_column=post", "label_column=tags", "label_format=json")
+    m = run_series(
+        run_dir, f"dataset={path}", "text_column=post", "label_column=tags", "label_format=json"
+    )
     assert m["data"]["name"] == "posts" and m["data"]["multi_label"] is True
     assert m["data"]["label_set"]["labels"] == ["billing", "bug", "login", "urgent"]
     assert set(m["data"]["made_splits"]) == {"validation", "test"}
     assert m["evaluation"]["verdict"]["taxonomy"] == "posts"
     explore = outputs(run_dir, "01_explore.ipynb")
-    assert "label a" in explore and "single-label data" not in explore  # the co-occurrence pairs are shown
+    assert (
+        "label a" in explore and "single-label data" not in explore
+    )  # the co-occurrence pairs are shown
 
 
 @pytest.fixture(autouse=True)

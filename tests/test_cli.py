@@ -10,7 +10,9 @@ import pytest
 
 from emotune import cli
 
-CHAT = {"messages": [{"role": "user", "content": "I love it"}, {"role": "assistant", "content": "love"}]}
+CHAT = {
+    "messages": [{"role": "user", "content": "I love it"}, {"role": "assistant", "content": "love"}]
+}
 
 
 def fails(argv, capsys, *needles, code=2):
@@ -66,9 +68,16 @@ def test_estimate_mistakes(tmp_path, jsonl, capsys):
     )
     broken = tmp_path / "broken.json"
     broken.write_text("{not json")
-    fails(["estimate", str(jsonl), "--catalog", str(broken)], capsys, "--catalog", "not a pricing catalogue")
+    fails(
+        ["estimate", str(jsonl), "--catalog", str(broken)],
+        capsys,
+        "--catalog",
+        "not a pricing catalogue",
+    )
     usage_error(["estimate", str(jsonl), "--epochs", "-3"], capsys, "--epochs", "outside 1..50")
-    usage_error(["estimate", str(jsonl), "--epochs", "two"], capsys, "--epochs", "neither 'auto' nor")
+    usage_error(
+        ["estimate", str(jsonl), "--epochs", "two"], capsys, "--epochs", "neither 'auto' nor"
+    )
     usage_error(["estimate", str(jsonl), "--budget", "-1"], capsys, "--budget", "negative")
     assert cli.main(["estimate", str(jsonl), "--epochs", "3"]) == 0
     assert "x 3 epochs" in capsys.readouterr().out
@@ -88,19 +97,51 @@ def test_show_mistakes(tmp_path, capsys):
 def test_run_rejects_before_creating_the_run_directory(tmp_path, capsys):
     target = tmp_path / "r"
     fails(
-        ["run", "--run-dir", str(target), "--from", "05", "--to", "02"], capsys, "--from 05", "after --to 02"
+        ["run", "--run-dir", str(target), "--from", "05", "--to", "02"],
+        capsys,
+        "--from 05",
+        "after --to 02",
     )
     fails(
-        ["run", "--run-dir", str(target), "--from", "09"], capsys, "--from 09", "no such notebook", "01, 02"
+        ["run", "--run-dir", str(target), "--from", "09"],
+        capsys,
+        "--from 09",
+        "no such notebook",
+        "01, 02",
     )
     fails(["run", "--run-dir", str(target), "--to", "77"], capsys, "--to 77")
-    fails(["run", "--run-dir", str(target), "-p", "seed=seven"], capsys, "seed", "not a whole number")
-    fails(["run", "--run-dir", str(target), "-p", "n_train=[x"], capsys, "-p n_train", "is not a value")
-    fails(["run", "--run-dir", str(target), "-p", "seed=!!python/object:os.system"], capsys, "is not a value")
-    fails(["run", "--run-dir", str(target), "-p", "n_train=.inf"], capsys, "n_train", "not a whole number")
-    fails(["run", "--run-dir", str(target), "-p", "budget_usd=nan"], capsys, "budget_usd", "finite number")
+    fails(
+        ["run", "--run-dir", str(target), "-p", "seed=seven"], capsys, "seed", "not a whole number"
+    )
+    fails(
+        ["run", "--run-dir", str(target), "-p", "n_train=[x"],
+        capsys,
+        "-p n_train",
+        "is not a value",
+    )
+    fails(
+        ["run", "--run-dir", str(target), "-p", "seed=!!python/object:os.system"],
+        capsys,
+        "is not a value",
+    )
+    fails(
+        ["run", "--run-dir", str(target), "-p", "n_train=.inf"],
+        capsys,
+        "n_train",
+        "not a whole number",
+    )
+    fails(
+        ["run", "--run-dir", str(target), "-p", "budget_usd=nan"],
+        capsys,
+        "budget_usd",
+        "finite number",
+    )
     (tmp_path / "keys.yaml").write_text("1: 2\nseed: 3\n")
-    fails(["run", "--run-dir", str(target), "--params", str(tmp_path / "keys.yaml")], capsys, "must be text")
+    fails(
+        ["run", "--run-dir", str(target), "--params", str(tmp_path / "keys.yaml")],
+        capsys,
+        "must be text",
+    )
     fails(["run", "--run-dir", str(target), "-p", "seeed=3"], capsys, "unknown parameter(s): seeed")
     fails(["run", "--run-dir", str(target), "-p", "novalue"], capsys, "NAME=VALUE")
     fails(
@@ -116,7 +157,11 @@ def test_run_with_an_unwritable_run_directory(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("")
     fails(["run", "--run-dir", str(blocker), "--to", "01"], capsys, "not a directory")
-    fails(["run", "--run-dir", str(blocker / "sub"), "--to", "01"], capsys, "cannot create the run directory")
+    fails(
+        ["run", "--run-dir", str(blocker / "sub"), "--to", "01"],
+        capsys,
+        "cannot create the run directory",
+    )
     if os.geteuid() != 0:  # root writes anywhere
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)
@@ -163,4 +208,6 @@ def test_serve_on_a_busy_port_is_one_line(tmp_path):
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and done.stdout == ""
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"emotune: error: port {port} on 127.0.0.1 is in use")
+    assert len(lines) == 1 and lines[0].startswith(
+        f"emotune: error: port {port} on 127.0.0.1 is in use"
+    )

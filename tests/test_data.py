@@ -88,7 +88,11 @@ def test_no_local_data_and_no_network_gives_one_clear_message(monkeypatch):
 
 def test_release_tsv_is_csv_quoted(tmp_path):
     rows = dict(
-        GOOD, train=['"Three words, no subtlety. ""Dude. Stop. Seriously."" "\t27\teetq9g0', "NA\t27\tq2"]
+        GOOD,
+        train=[
+            '"Three words, no subtlety. ""Dude. Stop. Seriously."" "\t27\teetq9g0',
+            "NA\t27\tq2",
+        ],
     )
     dd = data.load_local(write_tsv(tmp_path / "d", rows), verify=False).dataset
     assert dd["train"]["text"] == ['Three words, no subtlety. "Dude. Stop. Seriously." ', "NA"]
@@ -142,7 +146,11 @@ def test_sampling_keeps_rare_labels_present():
     # 200 rows; label 2 appears on 3 rows only; a 20-row sample must still hold it.
     labels = [[0]] * 120 + [[1]] * 77 + [[2]] * 3
     frame = pd.DataFrame(
-        {"text": [f"t{i}" for i in range(200)], "labels": labels, "id": [f"i{i}" for i in range(200)]}
+        {
+            "text": [f"t{i}" for i in range(200)],
+            "labels": labels,
+            "id": [f"i{i}" for i in range(200)],
+        }
     )
     for seed in range(5):
         sample = sampling.stratified_sample(frame, 20, seed=seed, n_labels=3)
@@ -164,9 +172,9 @@ def test_seed_tutorial_texts_match_the_mirror(seed_tutorial, loaded_mirror):
 
     texts = {t for split in loaded_mirror.dataset.values() for t in split["text"]}
     users = [
-        next(m["content"] for m in json.loads(line)["messages"] if m["role"] == "user").removeprefix(
-            "Label the emotion of this comment: "
-        )
+        next(
+            m["content"] for m in json.loads(line)["messages"] if m["role"] == "user"
+        ).removeprefix("Label the emotion of this comment: ")
         for name in ("training_data.jsonl", "validation_data.jsonl")
         for line in (seed_tutorial / name).read_text("utf-8").splitlines()
         if line.strip()

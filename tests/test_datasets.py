@@ -57,7 +57,9 @@ def test_integer_ids_with_names_param_file_and_error(tmp_path):
     frame = tickets().assign(category=[i % 3 for i in range(60)])
     path = write(frame, tmp_path / "ids.csv")
     loaded = data.load(
-        params(str(path), text_column="body", label_column="category", label_names="billing,bug,login")
+        params(
+            str(path), text_column="body", label_column="category", label_names="billing,bug,login"
+        )
     )
     assert loaded.taxonomy.labels == tuple(CATS)
     names = tmp_path / "names.txt"
@@ -69,16 +71,26 @@ def test_integer_ids_with_names_param_file_and_error(tmp_path):
         data.load(params(str(path), text_column="body", label_column="category"))
     assert info.value.rule == "label-names-missing"
     with pytest.raises(DataError) as info:
-        data.load(params(str(path), text_column="body", label_column="category", label_names="billing,bug"))
+        data.load(
+            params(
+                str(path), text_column="body", label_column="category", label_names="billing,bug"
+            )
+        )
     assert info.value.rule == "label-out-of-range" and "ids.csv:4" in str(info.value)
 
 
 def test_label_outside_label_names_names_file_and_row(tmp_path):
     path = write(tickets(), tmp_path / "t.csv")
     with pytest.raises(DataError) as info:
-        data.load(params(str(path), text_column="body", label_column="category", label_names="billing,bug"))
+        data.load(
+            params(
+                str(path), text_column="body", label_column="category", label_names="billing,bug"
+            )
+        )
     assert (
-        info.value.rule == "label-unknown" and "t.csv:4:" in str(info.value) and "'login'" in str(info.value)
+        info.value.rule == "label-unknown"
+        and "t.csv:4:" in str(info.value)
+        and "'login'" in str(info.value)
     )
 
 
@@ -94,7 +106,9 @@ def test_multi_label_lists_delimited_and_one_hot(tmp_path):
         == a.taxonomy.labels
     )
     csv_json = write(frame.assign(tags=[json.dumps(x) for x in lists]), tmp_path / "jsonlist.csv")
-    assert data.load(params(str(csv_json), text_column="body", label_column="tags")).taxonomy.multi_label
+    assert data.load(
+        params(str(csv_json), text_column="body", label_column="tags")
+    ).taxonomy.multi_label
     delim = write(frame.assign(tags=["|".join(x) for x in lists]), tmp_path / "delim.csv")
     b = data.load(params(str(delim), text_column="body", label_column="tags", label_separator="|"))
     assert b.taxonomy.labels == a.taxonomy.labels and b.taxonomy.multi_label
@@ -116,26 +130,37 @@ def test_multi_label_lists_delimited_and_one_hot(tmp_path):
 def test_own_splits_dev_guessed_columns_drops_counted_and_recorded(tmp_path):
     folder = tmp_path / "tickets"
     folder.mkdir()
-    train = pd.concat([tickets(), pd.DataFrame({"body": ["", "no label here"], "category": ["bug", None]})])
+    train = pd.concat(
+        [tickets(), pd.DataFrame({"body": ["", "no label here"], "category": ["bug", None]})]
+    )
     write(train, folder / "train.csv")
     dev = pd.concat([tickets(12), pd.DataFrame({"body": ["a new kind"], "category": ["refund"]})])
     write(dev, folder / "dev.csv")
     write(tickets(12), folder / "test.csv")
     loaded = data.load(str(folder))  # "body" and "category" are obvious guesses
-    assert loaded.split_sizes() == {"train": 60, "validation": 12, "test": 12} and not loaded.made_splits
+    assert (
+        loaded.split_sizes() == {"train": 60, "validation": 12, "test": 12}
+        and not loaded.made_splits
+    )
     _, cleaning = data.clean(loaded)
     assert cleaning.dropped["train"] == {"empty text": 1, "missing labels": 1, "unknown label": 0}
     assert cleaning.dropped["validation"]["unknown label"] == 1  # "refund" never occurs in training
     run = Run(tmp_path / "run")
     record = record_dataset(run, loaded, cleaning)
     assert (
-        record["name"] == "tickets" and record["multi_label"] is False and record["split_sizes"]["test"] == 12
+        record["name"] == "tickets"
+        and record["multi_label"] is False
+        and record["split_sizes"]["test"] == 12
     )
     assert run.manifest()["data"]["label_set"]["labels"] == CATS
-    assert label_set(run, "goemotions").name == "tickets"  # the default level means the dataset's own labels
+    assert (
+        label_set(run, "goemotions").name == "tickets"
+    )  # the default level means the dataset's own labels
     with pytest.raises(ConfigError, match="not a level of dataset 'tickets'"):
         label_set(run, "ekman")
-    samples = make_samples(data.clean(loaded)[0], n_train=30, n_validation=0, n_eval=0, seed=1, n_labels=3)
+    samples = make_samples(
+        data.clean(loaded)[0], n_train=30, n_validation=0, n_eval=0, seed=1, n_labels=3
+    )
     assert [len(samples[k]) for k in ("train", "validation", "eval")] == [30, 12, 12]
 
 
@@ -180,7 +205,8 @@ def test_mixed_single_and_multi_label_rows(tmp_path):
 
 def test_one_label_and_too_few_examples(tmp_path):
     one = write(
-        pd.DataFrame({"text": [f"t{i}" for i in range(30)], "label": ["bug"] * 30}), tmp_path / "one.csv"
+        pd.DataFrame({"text": [f"t{i}" for i in range(30)], "label": ["bug"] * 30}),
+        tmp_path / "one.csv",
     )
     with pytest.raises(ConfigError, match="1 label"):
         data.load(str(one))
@@ -213,14 +239,21 @@ def test_a_file_named_like_a_builtin_level_does_not_replace_it(tmp_path):
 
     path = write(tickets(), tmp_path / "sentiment.csv")
     loaded = data.load(params(str(path), text_column="body", label_column="category"))
-    assert loaded.taxonomy.name == "sentiment-data" and "positive" in get_taxonomy("sentiment").labels
+    assert (
+        loaded.taxonomy.name == "sentiment-data" and "positive" in get_taxonomy("sentiment").labels
+    )
 
 
 def test_dataset_parameters_are_parsed_once_from_papermill_strings(tmp_path):
     names = tmp_path / "names.txt"
     names.write_text("billing\nbug\n\nlogin\n")
     parsed = DatasetParams.from_parameters(
-        {"dataset": " tickets.csv ", "data_source": "", "text_column": "body", "label_columns": "a, b,c"}
+        {
+            "dataset": " tickets.csv ",
+            "data_source": "",
+            "text_column": "body",
+            "label_columns": "a, b,c",
+        }
         | {"label_column": "", "label_separator": "", "label_names": str(names), "seed": 7}
     )
     assert parsed == DatasetParams(
@@ -228,7 +261,10 @@ def test_dataset_parameters_are_parsed_once_from_papermill_strings(tmp_path):
     )
     assert DatasetParams.from_parameters({}) == DatasetParams()
     assert (
-        DatasetParams.from_parameters({"label_names": "x,y", "label_separator": " "}).label_separator == " "
+        DatasetParams.from_parameters(
+            {"label_names": "x,y", "label_separator": " "}
+        ).label_separator
+        == " "
     )
     with pytest.raises(ConfigError, match="repeats a name"):
         DatasetParams.from_parameters({"label_names": "x,y,x"})

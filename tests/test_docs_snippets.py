@@ -66,7 +66,9 @@ def emotune_attributes(tree: ast.AST) -> set[str]:
 
 
 def test_the_readme_and_notebooks_hold_python_snippets():
-    assert any(name.startswith("05_evaluate.ipynb") for name, _ in SNIPPETS), [name for name, _ in SNIPPETS]
+    assert any(name.startswith("05_evaluate.ipynb") for name, _ in SNIPPETS), [
+        name for name, _ in SNIPPETS
+    ]
 
 
 @pytest.mark.parametrize(("name", "code"), SNIPPETS, ids=[name for name, _ in SNIPPETS])
@@ -82,9 +84,13 @@ def fine_tuned(tmp_path_factory) -> tuple[str, str]:
     """A local backend and a model fine-tuned on it: (base_url, fine-tuned model id)."""
     with LocalServer(tmp_path_factory.mktemp("docs-state")) as srv:
         client = openai.OpenAI(base_url=srv.base_url, api_key="anything", max_retries=0)
-        rows = "".join(json.dumps(prompts.render_example(t, labels)) + "\n" for t, labels in TOY * 3)
+        rows = "".join(
+            json.dumps(prompts.render_example(t, labels)) + "\n" for t, labels in TOY * 3
+        )
         train = client.files.create(file=("train.jsonl", rows.encode()), purpose="fine-tune")
-        job = wait_job(client, client.fine_tuning.jobs.create(model=BASE, training_file=train.id, seed=0).id)
+        job = wait_job(
+            client, client.fine_tuning.jobs.create(model=BASE, training_file=train.id, seed=0).id
+        )
         assert job.status == "succeeded", job.error
         yield srv.base_url, job.fine_tuned_model
 
@@ -95,4 +101,6 @@ def test_a_snippet_runs_against_the_local_backend(name, code, fine_tuned, monkey
     monkeypatch.setenv("OPENAI_BASE_URL", base_url)
     monkeypatch.setenv("OPENAI_API_KEY", "anything")
     runnable = FT_PLACEHOLDER.sub(repr(model), code)
-    exec(compile(runnable, name, "exec"), {"__name__": "__snippet__"})  # raises where the snippet would
+    exec(
+        compile(runnable, name, "exec"), {"__name__": "__snippet__"}
+    )  # raises where the snippet would

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from emotune import cli
+from emotune import summary
 from emotune.stages.verdict import ANSWERS
 
 pytestmark = pytest.mark.slow  # the whole notebook series, more than once
@@ -36,14 +36,28 @@ PARAMS = [
     "-p",
     "seed=7",
 ]
-BILLABLE = ("POST /v1/files", "POST /v1/fine_tuning/jobs", "POST /v1/chat/completions", "POST /v1/batches")
+BILLABLE = (
+    "POST /v1/files",
+    "POST /v1/fine_tuning/jobs",
+    "POST /v1/chat/completions",
+    "POST /v1/batches",
+)
 
 
 def emotune_run(run_dir: Path, log: Path, *extra: str) -> subprocess.CompletedProcess:
     env = os.environ | {"OPENAI_API_KEY": SENTINEL, "TQDM_DISABLE": "1"}
     with open(log, "w") as f:
         return subprocess.run(
-            [sys.executable, "-m", "emotune.cli", "run", "--run-dir", str(run_dir), *PARAMS, *extra],
+            [
+                sys.executable,
+                "-m",
+                "emotune.cli",
+                "run",
+                "--run-dir",
+                str(run_dir),
+                *PARAMS,
+                *extra,
+            ],
             stdout=f,
             stderr=subprocess.STDOUT,
             env=env,
@@ -88,7 +102,9 @@ def test_the_key_appears_nowhere(series):
 
 def test_a_second_identical_run_buys_nothing_and_reproduces_the_scores(series):
     first, second = series["after_first"], series["after_second"]
-    assert first["POST /v1/files"] == 3 and first["POST /v1/fine_tuning/jobs"] == 1  # train, val, batch input
+    assert (
+        first["POST /v1/files"] == 3 and first["POST /v1/fine_tuning/jobs"] == 1
+    )  # train, val, batch input
     # base on its zero-shot prompt and on the training prompt, the fine-tuned model once: 3 x 150 comments
     assert first["POST /v1/chat/completions"] == 3 * 150 and first["POST /v1/batches"] == 1
     for route in BILLABLE:
@@ -123,7 +139,7 @@ def test_the_manifest_alone_records_the_run(series):
             ["explore", "build_jsonl", "validate_cost", "launch_job", "evaluate"], start=1
         )
     )
-    assert "\nVerdict: " in "\n".join(cli.summary_lines(m))
+    assert "\nVerdict: " in "\n".join(summary.summary_lines(m))
     verdict = m["evaluation"]["verdict"]
     assert verdict["answer"] in [a.text for a in ANSWERS] and verdict["min_gain"] == 0.02
     assert verdict["seed_spread"]["draws"] == 5 and "training draws" in verdict["sentence"]
@@ -137,9 +153,9 @@ def test_the_manifest_alone_records_the_run(series):
 def test_from_to_reruns_a_range_without_paying_again(series, tmp_path):
     before = posts(series["run"])
     log = tmp_path / "range.log"
-    assert emotune_run(series["run"], log, "--from", "04", "--to", "05").returncode == 0, log.read_text()[
-        -2000:
-    ]
+    assert emotune_run(series["run"], log, "--from", "04", "--to", "05").returncode == 0, (
+        log.read_text()[-2000:]
+    )
     assert "[1/2] 04_launch_job" in log.read_text()
     after = posts(series["run"])
     assert all(after[r] == before[r] for r in BILLABLE)
@@ -163,7 +179,9 @@ def chromium_driver(tmp_path):
         f"--user-data-dir={tmp_path / 'profile'}",
     ):
         opts.add_argument(flag)
-    return webdriver.Chrome(options=opts, service=Service(executable_path=shutil.which("chromedriver")))
+    return webdriver.Chrome(
+        options=opts, service=Service(executable_path=shutil.which("chromedriver"))
+    )
 
 
 @pytest.mark.skipif(
@@ -178,7 +196,9 @@ def test_rendered_tutorial_in_a_real_browser(series, tmp_path):
         assert "emotune run" in driver.title
         heads = driver.find_element("id", "headlines").text
         assert "Verdict: " in heads and "Headline macro-F1 (95% BCa interval)" in heads
-        links = [a.get_attribute("href") for a in driver.find_elements("css selector", "#notebooks a")]
+        links = [
+            a.get_attribute("href") for a in driver.find_elements("css selector", "#notebooks a")
+        ]
         assert len(links) == 5
         for link in links:
             driver.get(link)
@@ -222,15 +242,21 @@ def test_a_new_provider_is_one_module_and_one_catalogue_entry(series, tmp_path):
     with LocalServer(tmp_path / "fake-state") as srv:
         # the server answers the same fine-tuned model: give it the trained weights, nothing else
         shutil.copytree(
-            run_dir / "local-backend" / "weights", tmp_path / "fake-state" / "weights", dirs_exist_ok=True
+            run_dir / "local-backend" / "weights",
+            tmp_path / "fake-state" / "weights",
+            dirs_exist_ok=True,
         )
         shutil.copytree(
-            run_dir / "local-backend" / "models", tmp_path / "fake-state" / "models", dirs_exist_ok=True
+            run_dir / "local-backend" / "models",
+            tmp_path / "fake-state" / "models",
+            dirs_exist_ok=True,
         )
         env = os.environ | {
             "TQDM_DISABLE": "1",
             "EMOTUNE_PROVIDERS": str(tmp_path / "providers.json"),
-            "PYTHONPATH": os.pathsep.join([str(tmp_path / "plugins"), os.environ.get("PYTHONPATH", "")]),
+            "PYTHONPATH": os.pathsep.join(
+                [str(tmp_path / "plugins"), os.environ.get("PYTHONPATH", "")]
+            ),
             "OPENAI_BASE_URL": srv.base_url,
             "OPENAI_API_KEY": "not-a-real-key",
         }
@@ -288,16 +314,20 @@ def test_the_headline_is_recomputed_from_the_saved_predictions_alone(series):
         by_id = {r["id"]: r["labels"] for r in rows}
         return binarize.transform([by_id[i] for i in ids])
 
-    scores = {(r["model"], r["metric"]): r for r in m["evaluation"]["scores"] if r["level"] == "goemotions"}
+    scores = {
+        (r["model"], r["metric"]): r
+        for r in m["evaluation"]["scores"]
+        if r["level"] == "goemotions"
+    }
     for name in ("base", "fine-tuned", "free baseline"):
         macro = f1_score(y, answers(name), average="macro", labels=present, zero_division=0)
         assert macro == pytest.approx(scores[(name, "macro_f1")]["value"], abs=1e-9), name
     tuned, base = answers("fine-tuned"), answers("free baseline")
 
     def difference(rows):
-        return f1_score(y[rows], tuned[rows], average="macro", labels=present, zero_division=0) - f1_score(
-            y[rows], base[rows], average="macro", labels=present, zero_division=0
-        )
+        return f1_score(
+            y[rows], tuned[rows], average="macro", labels=present, zero_division=0
+        ) - f1_score(y[rows], base[rows], average="macro", labels=present, zero_division=0)
 
     ci = bootstrap(
         (np.arange(len(ids)),),

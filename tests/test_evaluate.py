@@ -17,7 +17,10 @@ def test_error_analysis_finds_fixed_and_broken_comments():
     base = [["neutral"], ["anger"], ["fear"], ["neutral"]]
     tuned = [["joy"], ["annoyance"], ["fear"], ["neutral"]]
     table = evaluate.error_analysis(frame, gold, base, tuned)
-    assert table["change"].tolist() == ["fixed", "broke"] and table["comment"].tolist() == ["a", "b"]
+    assert table["change"].tolist() == ["fixed", "broke"] and table["comment"].tolist() == [
+        "a",
+        "b",
+    ]
 
 
 def test_baseline_learns_on_the_real_mirror(loaded_mirror):
@@ -45,12 +48,16 @@ def fake(model, labels, prompt=100, completion=5):
             "cached": False,
         }
     )
-    return Predictions(model, frame, [], len(labels), prompt * len(labels), completion * len(labels))
+    return Predictions(
+        model, frame, [], len(labels), prompt * len(labels), completion * len(labels)
+    )
 
 
 def _cost(preds, models):
     client = openai.OpenAI(api_key="k", base_url="http://127.0.0.1:9/v1")
-    return evaluate.cost_per_1000(OpenAIProvider(client, "https://api.openai.com/v1"), preds, models)
+    return evaluate.cost_per_1000(
+        OpenAIProvider(client, "https://api.openai.com/v1"), preds, models
+    )
 
 
 def test_cost_per_1000_in_dollars_or_not_priced():
@@ -62,15 +69,20 @@ def test_cost_per_1000_in_dollars_or_not_priced():
     models = {"base": "gpt-4o-mini-2024-07-18", "fine-tuned": "ft:gpt-4o-mini-2024-07-18:o:x:1"}
     cost = _cost(preds, models)
     client = openai.OpenAI(api_key="k", base_url="http://127.0.0.1:9/v1")
-    unpriced = evaluate.cost_per_1000(CompatibleProvider(client, "http://127.0.0.1:9/v1"), preds, models)
+    unpriced = evaluate.cost_per_1000(
+        CompatibleProvider(client, "http://127.0.0.1:9/v1"), preds, models
+    )
     assert list(unpriced.to_frame().columns) == [
         "pricing",
         "items",
     ]  # no dollar column of NaNs, and no timing was recorded
     assert all(r.pricing.startswith("not priced") for r in unpriced.rows)
     assert unpriced.get("fine-tuned").usd_online is None and not unpriced.priced
-    preds["fine-tuned"].seconds_per_answer = preds["base"].seconds_per_answer = 0.35  # 1,000 answers in 350 s
-    timed = evaluate.cost_per_1000(CompatibleProvider(client, "http://127.0.0.1:9/v1"), preds, models)
+    # 1,000 answers in 350 s
+    preds["fine-tuned"].seconds_per_answer = preds["base"].seconds_per_answer = 0.35
+    timed = evaluate.cost_per_1000(
+        CompatibleProvider(client, "http://127.0.0.1:9/v1"), preds, models
+    )
     assert evaluate.cost_axis(timed) == "compute s per 1,000 (online)" and evaluate.cost_axis(
         cost
     ).startswith("USD")
@@ -84,7 +96,9 @@ def test_cost_per_1000_in_dollars_or_not_priced():
         "after 594 compute seconds of training"
     )
     frame = cost.to_frame()
-    assert "compute s per 1,000 (online)" not in frame.columns  # priced in dollars: no compute column
+    assert (
+        "compute s per 1,000 (online)" not in frame.columns
+    )  # priced in dollars: no compute column
     assert frame.loc["fine-tuned", "USD per 1,000 (online)"] == pytest.approx(
         1000 * (100 * 0.3 + 5 * 1.2) / 1e6
     )

@@ -17,7 +17,11 @@ from emotune.core.taxonomy import DEFAULT, get_taxonomy, taxonomy_names
 
 @pytest.mark.parametrize(
     "level, labels",
-    [("goemotions", ["embarrassment", "joy"]), ("ekman", ["fear", "neutral"]), ("sentiment", ["ambiguous"])],
+    [
+        ("goemotions", ["embarrassment", "joy"]),
+        ("ekman", ["fear", "neutral"]),
+        ("sentiment", ["ambiguous"]),
+    ],
 )
 @pytest.mark.parametrize("style", ["verbose", "compact"])
 @pytest.mark.parametrize("fmt", ["comma", "json"])
@@ -42,7 +46,9 @@ def test_custom_style():
     msgs = prompt_messages("hi", style=mine, label_format="json", taxonomy="goemotions")
     assert msgs[1]["content"] == "Comment: hi" and '"labels"' in msgs[0]["content"]
     with pytest.raises(ConfigError, match="must contain"):
-        prompt_messages("hi", style=PromptStyle("bad", "s", "no placeholder"), taxonomy="goemotions")
+        prompt_messages(
+            "hi", style=PromptStyle("bad", "s", "no placeholder"), taxonomy="goemotions"
+        )
     with pytest.raises(ConfigError, match="unknown prompt style"):
         prompt_messages("hi", style="chatty", taxonomy="goemotions")
     with pytest.raises(ConfigError, match="label_format"):
@@ -146,21 +152,32 @@ def test_prompt_tax_and_gallery():
 
     from emotune import example_gallery, prompt_tax
 
-    frame = pd.DataFrame({"text": ["I love this so much", "what?"], "labels": [[18], [7]], "id": ["a", "b"]})
+    frame = pd.DataFrame(
+        {"text": ["I love this so much", "what?"], "labels": [[18], [7]], "id": ["a", "b"]}
+    )
     tax = prompt_tax(frame, "gpt-4o-mini", taxonomy=get_taxonomy("goemotions"))
     ratios = dict(zip(tax["style"], tax["x minimum"], strict=True))
-    assert ratios["minimum (comment + answer)"] == 1.0 and ratios["compact"] < 2 < 4 < ratios["verbose"]
-    assert len(example_gallery("hi", ["joy"], get_taxonomy("goemotions"))) == 6  # 3 styles x 2 formats
+    assert (
+        ratios["minimum (comment + answer)"] == 1.0
+        and ratios["compact"] < 2 < 4 < ratios["verbose"]
+    )
+    assert (
+        len(example_gallery("hi", ["joy"], get_taxonomy("goemotions"))) == 6
+    )  # 3 styles x 2 formats
 
 
 def test_misspellings_can_be_reported_for_training_checks():
-    assert parse_answer("embarassment", "goemotions", forgive_misspellings=False).unknown == ("embarassment",)
+    assert parse_answer("embarassment", "goemotions", forgive_misspellings=False).unknown == (
+        "embarassment",
+    )
 
 
 def _tickets():
     from emotune.core.taxonomy import from_labels, register_taxonomy
 
-    return register_taxonomy(from_labels("tickets", ["billing", "bug", "Login problem"], multi_label=False))
+    return register_taxonomy(
+        from_labels("tickets", ["billing", "bug", "Login problem"], multi_label=False)
+    )
 
 
 def test_zero_shot_lists_the_datasets_labels_and_asks_for_one():
@@ -168,7 +185,9 @@ def test_zero_shot_lists_the_datasets_labels_and_asks_for_one():
     system = prompt_messages("x", style="zero-shot", taxonomy=tickets)[0]["content"]
     assert all(label in system for label in tickets.labels) and "exactly one label" in system
     for style in ("verbose", "zero-shot", "compact"):
-        content = " ".join(m["content"] for m in prompt_messages("x", style=style, taxonomy=tickets))
+        content = " ".join(
+            m["content"] for m in prompt_messages("x", style=style, taxonomy=tickets)
+        )
         assert "Reddit" not in content and "emotion" not in content
     multi = prompt_messages("x", style="zero-shot", taxonomy="goemotions")[0]["content"]
     assert "one or more labels" in multi and "separated by commas" in multi
@@ -192,7 +211,10 @@ def test_prompt_spec_round_trips_and_a_different_spec_is_an_error_naming_both():
         check_prompt_spec(trained.to_record(), PromptSpec.resolve("verbose", "json", "ekman"))
     msg = str(info.value)
     assert (
-        "style='compact'" in msg and "style='verbose'" in msg and "'ekman'" in msg and "'goemotions'" in msg
+        "style='compact'" in msg
+        and "style='verbose'" in msg
+        and "'ekman'" in msg
+        and "'goemotions'" in msg
     )
     assert (
         PromptSpec.resolve("compact", "comma", DEFAULT).taxonomy.name == "goemotions"

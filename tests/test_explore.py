@@ -7,7 +7,9 @@ from emotune.stages import explore
 
 GOEMOTIONS = get_taxonomy("goemotions")
 
-FRAME = pd.DataFrame({"text": ["a b", "c", "d e f"], "labels": [[0, 15], [27], [0]], "id": ["1", "2", "3"]})
+FRAME = pd.DataFrame(
+    {"text": ["a b", "c", "d e f"], "labels": [[0, 15], [27], [0]], "id": ["1", "2", "3"]}
+)
 
 
 def test_frequency_and_per_comment():
@@ -64,7 +66,9 @@ def test_label_counts_stay_readable_and_shapes_are_recognised():
     view = explore.readable_frequency(freq)
     assert len(view) == 40 and view["label"].iloc[0] == "l0" and view["label"].iloc[-1] == "l199"
     assert len(explore.readable_frequency(freq.head(2))) == 2
-    assert explore.is_multi_label(FRAME) and not explore.is_multi_label(FRAME.assign(labels=[[0], [1], [2]]))
+    assert explore.is_multi_label(FRAME) and not explore.is_multi_label(
+        FRAME.assign(labels=[[0], [1], [2]])
+    )
     assert (
         explore.coarser_levels("goemotions") == ["ekman", "sentiment"]
         and explore.coarser_levels("ekman") == []

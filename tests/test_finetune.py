@@ -33,14 +33,18 @@ TOY = [
 
 def prepare_run(path, n_repeat=5, estimate_usd=0.5, bad_line=None):
     run = Run(path)
-    lines = [json.dumps(render_example(f"{t} {i}", labs)) for i in range(n_repeat) for t, labs in TOY]
+    lines = [
+        json.dumps(render_example(f"{t} {i}", labs)) for i in range(n_repeat) for t, labs in TOY
+    ]
     if bad_line is not None:
         lines[bad_line] = '{"messages": [{"role": "user", "content": "no answer"}]}'
     run.file("train.jsonl").parent.mkdir(parents=True, exist_ok=True)
     run.file("train.jsonl").write_text("\n".join(lines) + "\n")
     run.file("val.jsonl").write_text("\n".join(lines[:8]) + "\n")
     run.put(
-        EstimateRecord(model=BASE, pricing="usd", training_usd=estimate_usd, billed_tokens=1000, n_epochs=3)
+        EstimateRecord(
+            model=BASE, pricing="usd", training_usd=estimate_usd, billed_tokens=1000, n_epochs=3
+        )
     )
     run.put(SamplesRecord(eval={"rows": 10}))
     return run
@@ -48,7 +52,9 @@ def prepare_run(path, n_repeat=5, estimate_usd=0.5, bad_line=None):
 
 def P(client, kind=LocalProvider):
     """The client as a provider of the given kind (the local server answers for all of them here)."""
-    return client if not isinstance(client, openai.OpenAI) else kind(client, str(client.base_url), {})
+    return (
+        client if not isinstance(client, openai.OpenAI) else kind(client, str(client.base_url), {})
+    )
 
 
 def launch(client, run, backend=LocalProvider, **kw):
@@ -58,7 +64,13 @@ def launch(client, run, backend=LocalProvider, **kw):
 
 def fast_watch(client, job_id, **kw):
     return finetune.watch(
-        P(client), job_id, poll_s=0.02, max_poll_s=0.1, on_event=lambda m: None, progress=False, **kw
+        P(client),
+        job_id,
+        poll_s=0.02,
+        max_poll_s=0.1,
+        on_event=lambda m: None,
+        progress=False,
+        **kw,
     )
 
 
@@ -76,7 +88,9 @@ def test_running_the_launch_twice_uploads_once_and_creates_one_job(tmp_path, ser
     done = fast_watch(client, job1.id)
     assert done.status == "succeeded"
     metrics = finetune.step_metrics(P(client), done)
-    assert list(metrics.columns[:3]) == ["step", "train_loss", "train_accuracy"] and len(metrics) > 0
+    assert (
+        list(metrics.columns[:3]) == ["step", "train_loss", "train_accuracy"] and len(metrics) > 0
+    )
     table = finetune.reconcile(run, done)
     assert table.loc[0, "trained_tokens"] == done.trained_tokens
     assert run.get("job", "fine_tuned_model") == done.fine_tuned_model
@@ -96,7 +110,9 @@ def test_a_lost_manifest_adopts_the_remote_job_and_file(tmp_path, server, client
     assert again["action"].tolist() == ["reused (found on server)"] * 2
     adopted = launch(client, run)
     assert adopted.action == "adopted (found on server)" and adopted.id == job.id
-    assert server.stats()["POST /v1/fine_tuning/jobs"] == 1 and server.stats()["POST /v1/files"] == 2
+    assert (
+        server.stats()["POST /v1/fine_tuning/jobs"] == 1 and server.stats()["POST /v1/files"] == 2
+    )
 
 
 def test_changed_file_is_uploaded_again(tmp_path, client, server):
@@ -132,7 +148,12 @@ def test_a_403_on_create_is_explained(tmp_path):
         with pytest.raises(LifecycleError) as info:
             launch(c, run)
         msg = str(info.value)
-        assert "403" in msg and "2026-05-07" in msg and "backend='local'" in msg and run.get("job") is None
+        assert (
+            "403" in msg
+            and "2026-05-07" in msg
+            and "backend='local'" in msg
+            and run.get("job") is None
+        )
 
 
 def test_a_429_on_create_is_retried_and_creates_exactly_one_job(tmp_path):
@@ -218,7 +239,10 @@ def test_killing_the_process_mid_job_and_running_again_resumes_the_same_job(tmp_
         proc.wait(timeout=30)
         proc.stdout.close()
     job_id = run.get("job", "id")
-    assert job_id and json.loads((state / "jobs" / f"{job_id}.json").read_text())["status"] == "running"
+    assert (
+        job_id
+        and json.loads((state / "jobs" / f"{job_id}.json").read_text())["status"] == "running"
+    )
     conn = providers.connect("local", state_dir=state, announce=False)
     try:
         again = finetune.launch_or_resume(conn, run, base_model=BASE, seed=1, budget_usd=5.0)

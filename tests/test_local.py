@@ -34,7 +34,9 @@ def strict(model_type, payload: dict):
 
 
 def jsonl(rows: list[tuple[str, list[str]]], **kw) -> bytes:
-    return "".join(json.dumps(examples.render_example(t, labs, **kw)) + "\n" for t, labs in rows).encode()
+    return "".join(
+        json.dumps(examples.render_example(t, labs, **kw)) + "\n" for t, labs in rows
+    ).encode()
 
 
 TOY = [
@@ -64,14 +66,21 @@ def wait_batch(client, batch_id, timeout=60):
 
 
 def test_files_endpoints(client, server):
-    raw = client.files.with_raw_response.create(file=("train.jsonl", jsonl(TOY)), purpose="fine-tune")
+    raw = client.files.with_raw_response.create(
+        file=("train.jsonl", jsonl(TOY)), purpose="fine-tune"
+    )
     f = strict(FileObject, raw.http_response.json())
     assert f.bytes == len(jsonl(TOY)) and f.filename == "train.jsonl" and f.status == "processed"
     listed = client.files.with_raw_response.list().http_response.json()
     assert [strict(FileObject, x).id for x in listed["data"]] == [f.id]
-    assert strict(FileObject, client.files.with_raw_response.retrieve(f.id).http_response.json()).id == f.id
+    assert (
+        strict(FileObject, client.files.with_raw_response.retrieve(f.id).http_response.json()).id
+        == f.id
+    )
     assert client.files.content(f.id).content == jsonl(TOY)
-    assert strict(FileDeleted, client.files.with_raw_response.delete(f.id).http_response.json()).deleted
+    assert strict(
+        FileDeleted, client.files.with_raw_response.delete(f.id).http_response.json()
+    ).deleted
     with pytest.raises(openai.NotFoundError) as info:
         client.files.retrieve(f.id)
     assert info.value.body["code"] == "file_not_found" and set(info.value.body) == {
@@ -97,11 +106,17 @@ def test_models_and_chat(client):
     assert BASE in {strict(Model, m).id for m in models}
     strict(Model, client.models.with_raw_response.retrieve(BASE).http_response.json())
     raw = client.chat.completions.with_raw_response.create(
-        model=BASE, messages=examples.prompt_messages("so grateful, and amused"), temperature=0, seed=1
+        model=BASE,
+        messages=examples.prompt_messages("so grateful, and amused"),
+        temperature=0,
+        seed=1,
     )
     chat = strict(ChatCompletion, raw.http_response.json())
     assert chat.system_fingerprint == "emotune-local-zero-shot"
-    assert examples.parse_answer(chat.choices[0].message.content).labels == ("amusement", "gratitude")
+    assert examples.parse_answer(chat.choices[0].message.content).labels == (
+        "amusement",
+        "gratitude",
+    )
     from emotune.core.tokens import count_chat_tokens, encoding_for
 
     enc = encoding_for(BASE)
@@ -110,7 +125,9 @@ def test_models_and_chat(client):
     )
     assert chat.usage.completion_tokens == len(enc.encode(chat.choices[0].message.content))
     short = client.chat.completions.create(
-        model=BASE, messages=examples.prompt_messages("grateful and amused"), max_completion_tokens=1
+        model=BASE,
+        messages=examples.prompt_messages("grateful and amused"),
+        max_completion_tokens=1,
     )
     assert short.choices[0].finish_reason == "length" and short.usage.completion_tokens == 1
     js = client.chat.completions.create(
@@ -147,30 +164,46 @@ def test_fine_tuning_flow_and_restart(tmp_path):
             method={
                 "type": "supervised",
                 "supervised": {
-                    "hyperparameters": {"n_epochs": 4, "batch_size": 4, "learning_rate_multiplier": "auto"}
+                    "hyperparameters": {
+                        "n_epochs": 4,
+                        "batch_size": 4,
+                        "learning_rate_multiplier": "auto",
+                    }
                 },
             },
         )
         created = strict(FineTuningJob, raw.http_response.json())
         assert created.status == "validating_files"
         job = wait_job(c, created.id)
-        strict(FineTuningJob, c.fine_tuning.jobs.with_raw_response.retrieve(job.id).http_response.json())
-        assert job.status == "succeeded" and job.fine_tuned_model.startswith(f"ft:{BASE}:emotune-local:toy:")
+        strict(
+            FineTuningJob,
+            c.fine_tuning.jobs.with_raw_response.retrieve(job.id).http_response.json(),
+        )
+        assert job.status == "succeeded" and job.fine_tuned_model.startswith(
+            f"ft:{BASE}:emotune-local:toy:"
+        )
         assert job.hyperparameters.n_epochs == 4 and job.hyperparameters.batch_size == 4
         assert job.trained_tokens > 0 and job.metadata == {"run": "r1"}
-        events = c.fine_tuning.jobs.with_raw_response.list_events(job.id, limit=500).http_response.json()
+        events = c.fine_tuning.jobs.with_raw_response.list_events(
+            job.id, limit=500
+        ).http_response.json()
         parsed = [strict(FineTuningJobEvent, e) for e in events["data"]]
         assert parsed[0].message == "The job has successfully completed"  # newest first
         steps = [e.data for e in parsed if e.type == "metrics"]
-        assert len(steps) == 4 * 9 and steps[0]["step"] == 36  # 36 examples / batch 4 = 9 steps an epoch
+        assert (
+            len(steps) == 4 * 9 and steps[0]["step"] == 36
+        )  # 36 examples / batch 4 = 9 steps an epoch
         page = c.fine_tuning.jobs.list_events(job.id, limit=5)
         nxt = c.fine_tuning.jobs.list_events(job.id, limit=5, after=page.data[-1].id)
         assert page.has_more and nxt.data[0].id == parsed[5].id
-        ckpts = c.fine_tuning.jobs.checkpoints.with_raw_response.list(job.id).http_response.json()["data"]
+        ckpts = c.fine_tuning.jobs.checkpoints.with_raw_response.list(job.id).http_response.json()[
+            "data"
+        ]
         assert [strict(FineTuningJobCheckpoint, x).step_number for x in ckpts] == [36, 27, 18]
         csv = c.files.content(job.result_files[0]).text.splitlines()
         assert (
-            csv[0] == "step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy" and len(csv) == 37
+            csv[0] == "step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy"
+            and len(csv) == 37
         )
         losses = [float(line.split(",")[1]) for line in csv[1:]]
         assert np.mean(losses[-9:]) < np.mean(losses[:9])  # it learns
@@ -189,7 +222,10 @@ def test_fine_tuning_flow_and_restart(tmp_path):
     with LocalServer(state) as srv:
         c = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0)
         again = c.fine_tuning.jobs.retrieve(job.id)
-        assert again.status == "succeeded" and {f.id for f in c.files.list()} >= {train.id, valid.id}
+        assert again.status == "succeeded" and {f.id for f in c.files.list()} >= {
+            train.id,
+            valid.id,
+        }
         reply = c.chat.completions.create(
             model=job.fine_tuned_model, messages=examples.prompt_messages("thank you!")
         )
@@ -201,7 +237,9 @@ def test_same_inputs_and_seed_give_the_same_model_and_hyperparameters_matter(cli
     train = client.files.create(file=("t.jsonl", jsonl(TOY * 3)), purpose="fine-tune").id
 
     def run(**hp):
-        job = client.fine_tuning.jobs.create(model=BASE, training_file=train, seed=3, hyperparameters=hp)
+        job = client.fine_tuning.jobs.create(
+            model=BASE, training_file=train, seed=3, hyperparameters=hp
+        )
         job = wait_job(client, job.id)
         return client.files.content(job.result_files[0]).text
 
@@ -214,7 +252,9 @@ def test_same_inputs_and_seed_give_the_same_model_and_hyperparameters_matter(cli
 def test_malformed_training_file_fails_the_job_naming_the_line(client):
     lines = jsonl(TOY).decode().splitlines()
     lines[4] = '{"messages": [{"role": "user", "content": "no answer here"}]}'
-    bad = client.files.create(file=("bad.jsonl", ("\n".join(lines) + "\n").encode()), purpose="fine-tune")
+    bad = client.files.create(
+        file=("bad.jsonl", ("\n".join(lines) + "\n").encode()), purpose="fine-tune"
+    )
     job = wait_job(client, client.fine_tuning.jobs.create(model=BASE, training_file=bad.id).id)
     assert job.status == "failed" and job.error.code == "invalid_training_file"
     assert "line 5" in job.error.message or ":5:" in job.error.message
@@ -296,7 +336,9 @@ def test_batches(client):
     done = wait_batch(client, created.id)
     strict(Batch, client.batches.with_raw_response.retrieve(created.id).http_response.json())
     assert (
-        done.status == "completed" and done.request_counts.completed == 5 and done.request_counts.failed == 1
+        done.status == "completed"
+        and done.request_counts.completed == 5
+        and done.request_counts.failed == 1
     )
     out = [json.loads(x) for x in client.files.content(done.output_file_id).text.splitlines()]
     err = [json.loads(x) for x in client.files.content(done.error_file_id).text.splitlines()]
@@ -345,7 +387,9 @@ def test_fault_injection_does_what_it_promises(tmp_path):
         c = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0)
         t0 = time.perf_counter()
         c.models.list()
-        assert time.perf_counter() - t0 >= 0.12  # a lower bound the sleep guarantees, not a speed test
+        assert (
+            time.perf_counter() - t0 >= 0.12
+        )  # a lower bound the sleep guarantees, not a speed test
 
 
 def test_200_concurrent_async_chats_complete(server):
@@ -376,13 +420,18 @@ def test_learner_beats_the_zero_shot_stand_in_on_held_out_data(loaded_mirror, tm
     train = data.stratified_sample(data.to_frame(dd["train"]), 3000, seed=0, n_labels=28)
     valid = data.stratified_sample(data.to_frame(dd["validation"]), 600, seed=0, n_labels=28)
     test = data.stratified_sample(data.to_frame(dd["test"]), 600, seed=0, n_labels=28)
-    as_rows = lambda f: [(t, GOEMOTIONS.names(ids)) for t, ids in zip(f["text"], f["labels"], strict=True)]  # noqa: E731
+
+    def as_rows(f):
+        return [(t, GOEMOTIONS.names(ids)) for t, ids in zip(f["text"], f["labels"], strict=True)]
+
     with LocalServer(tmp_path / "s") as srv:
         c = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0)
         tf = c.files.create(file=("t.jsonl", jsonl(as_rows(train))), purpose="fine-tune").id
         vf = c.files.create(file=("v.jsonl", jsonl(as_rows(valid))), purpose="fine-tune").id
         job = wait_job(
-            c, c.fine_tuning.jobs.create(model=BASE, training_file=tf, validation_file=vf, seed=0).id, 120
+            c,
+            c.fine_tuning.jobs.create(model=BASE, training_file=tf, validation_file=vf, seed=0).id,
+            120,
         )
         scores = {}
         for name, model in (("base", BASE), ("fine-tuned", job.fine_tuned_model)):

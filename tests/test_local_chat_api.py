@@ -30,7 +30,9 @@ TOY = [
 def no_unknown_fields(obj, where="") -> None:
     """Every field of every nested openai model is one the type declares."""
     if isinstance(obj, BaseModel):
-        assert not obj.model_extra, f"{type(obj).__name__}{where} has unknown fields {set(obj.model_extra)}"
+        assert not obj.model_extra, (
+            f"{type(obj).__name__}{where} has unknown fields {set(obj.model_extra)}"
+        )
         for name in type(obj).model_fields:
             no_unknown_fields(getattr(obj, name), f"{where}.{name}")
     elif isinstance(obj, list):
@@ -48,7 +50,10 @@ def served(tmp_path_factory):
         job = wait_job(
             c,
             c.fine_tuning.jobs.create(
-                model=BASE, training_file=train, seed=0, hyperparameters={"n_epochs": 3, "batch_size": 4}
+                model=BASE,
+                training_file=train,
+                seed=0,
+                hyperparameters={"n_epochs": 3, "batch_size": 4},
             ).id,
         )
         assert job.status == "succeeded", job.error
@@ -67,7 +72,9 @@ def test_streaming_matches_the_plain_answer_sync_and_async(served):
             )
         )
         for chunk in chunks:
-            assert isinstance(chunk, ChatCompletionChunk) and chunk.object == "chat.completion.chunk"
+            assert (
+                isinstance(chunk, ChatCompletionChunk) and chunk.object == "chat.completion.chunk"
+            )
             no_unknown_fields(chunk)
         assert chunks[0].choices[0].delta.role == "assistant"
         assert (
@@ -75,7 +82,9 @@ def test_streaming_matches_the_plain_answer_sync_and_async(served):
             == plain.choices[0].message.content
         )
         assert [ch.choices[0].finish_reason for ch in chunks if ch.choices][-1] == "stop"
-        assert chunks[-1].choices == [] and chunks[-1].usage == plain.usage  # the include_usage chunk
+        assert (
+            chunks[-1].choices == [] and chunks[-1].usage == plain.usage
+        )  # the include_usage chunk
         assert all(ch.usage is None for ch in chunks[:-1])
 
     async def go():
@@ -84,7 +93,9 @@ def test_streaming_matches_the_plain_answer_sync_and_async(served):
             model=tuned, messages=prompt_messages("haha funny"), stream=True
         )
         text = "".join([ch.choices[0].delta.content or "" async for ch in stream])
-        plain = await ac.chat.completions.create(model=tuned, messages=prompt_messages("haha funny"))
+        plain = await ac.chat.completions.create(
+            model=tuned, messages=prompt_messages("haha funny")
+        )
         await ac.close()
         return text, plain.choices[0].message.content
 
@@ -97,13 +108,17 @@ def test_streaming_matches_the_plain_answer_sync_and_async(served):
     )
     assert raw.headers["content-type"].startswith("text/event-stream")
     assert raw.text.endswith("data: [DONE]\n\n") and raw.text.startswith("data: {")
-    with pytest.raises(openai.NotFoundError):  # an error before the stream opens is a plain OpenAI error
+    with pytest.raises(
+        openai.NotFoundError
+    ):  # an error before the stream opens is a plain OpenAI error
         c.chat.completions.create(model="ft:nope:x::y", messages=prompt_messages("hi"), stream=True)
 
 
 def test_n_stop_and_logprobs(served):
     _, c, tuned = served
-    one = c.chat.completions.create(model=tuned, messages=prompt_messages("thanks, love it"), n=None)
+    one = c.chat.completions.create(
+        model=tuned, messages=prompt_messages("thanks, love it"), n=None
+    )
     three = c.chat.completions.create(
         model=tuned, messages=prompt_messages("thanks, love it"), n=3, temperature=0
     )
@@ -113,7 +128,9 @@ def test_n_stop_and_logprobs(served):
     }  # temperature 0: greedy
     assert three.usage.completion_tokens == 3 * one.usage.completion_tokens
     # n > 1 at a temperature above 0 samples each choice (labels drawn from the stand-in's probabilities)
-    hot = dict(model=tuned, messages=prompt_messages("thanks, love it"), n=12, temperature=1.5, seed=7)
+    hot = dict(
+        model=tuned, messages=prompt_messages("thanks, love it"), n=12, temperature=1.5, seed=7
+    )
     sampled = c.chat.completions.create(**hot)
     texts = [ch.message.content for ch in sampled.choices]
     assert len(set(texts)) >= 2 and all(parse_answer(t).labels for t in texts)
@@ -122,13 +139,17 @@ def test_n_stop_and_logprobs(served):
     ] == texts  # a seed reproduces them
     enc_counts = sum(len(t.split(",")) for t in texts)
     assert sampled.usage.completion_tokens >= enc_counts  # every choice's tokens are billed
-    matcher = c.chat.completions.create(model=BASE, messages=prompt_messages("thanks"), n=3, temperature=1)
+    matcher = c.chat.completions.create(
+        model=BASE, messages=prompt_messages("thanks"), n=3, temperature=1
+    )
     assert (
         len({ch.message.content for ch in matcher.choices}) == 1
     )  # the label-word matcher has nothing to sample
     both = c.chat.completions.create(model=BASE, messages=prompt_messages("grateful and amused"))
     assert "," in both.choices[0].message.content
-    cut = c.chat.completions.create(model=BASE, messages=prompt_messages("grateful and amused"), stop=[","])
+    cut = c.chat.completions.create(
+        model=BASE, messages=prompt_messages("grateful and amused"), stop=[","]
+    )
     assert cut.choices[0].message.content == both.choices[0].message.content.split(",")[0]
     assert cut.choices[0].finish_reason == "stop"
     lp = c.chat.completions.create(
@@ -138,10 +159,16 @@ def test_n_stop_and_logprobs(served):
     content = lp.choices[0].logprobs.content
     assert "".join(t.token for t in content) == lp.choices[0].message.content == "gratitude"
     first = content[0]
-    assert first.logprob < 0 and len(first.top_logprobs) == 3 and first.top_logprobs[0].token == first.token
+    assert (
+        first.logprob < 0
+        and len(first.top_logprobs) == 3
+        and first.top_logprobs[0].token == first.token
+    )
     assert all(alt.logprob <= 0 and alt.token != first.token for alt in first.top_logprobs[1:])
     base = c.chat.completions.create(model=BASE, messages=prompt_messages("thanks"), logprobs=True)
-    assert base.choices[0].logprobs.content and all(t.logprob == 0 for t in base.choices[0].logprobs.content)
+    assert base.choices[0].logprobs.content and all(
+        t.logprob == 0 for t in base.choices[0].logprobs.content
+    )
     streamed = list(
         c.chat.completions.create(
             model=tuned, messages=prompt_messages("thank you so much"), logprobs=True, stream=True
@@ -171,7 +198,9 @@ def test_structured_outputs_follow_the_callers_schema(served):
             ).labels
         )
         parsed = c.chat.completions.parse(model=model, messages=messages, response_format=Emotions)
-        assert parsed.choices[0].message.parsed == Emotions(emotions=labels, rationale="", intensity=0)
+        assert parsed.choices[0].message.parsed == Emotions(
+            emotions=labels, rationale="", intensity=0
+        )
     schema = {
         "type": "object",
         "properties": {
@@ -201,10 +230,13 @@ def test_structured_outputs_follow_the_callers_schema(served):
             },
         )
     assert (
-        info.value.body["param"] == "response_format" and "additionalProperties" in info.value.body["message"]
+        info.value.body["param"] == "response_format"
+        and "additionalProperties" in info.value.body["message"]
     )
     obj = c.chat.completions.create(
-        model=BASE, messages=prompt_messages("so grateful!"), response_format={"type": "json_object"}
+        model=BASE,
+        messages=prompt_messages("so grateful!"),
+        response_format={"type": "json_object"},
     )
     assert json.loads(obj.choices[0].message.content) == {"labels": ["gratitude"]}
 
@@ -236,7 +268,10 @@ def test_tools_answer_with_a_call_that_holds_the_labels(served):
     ]
     for choice in ("required", "auto", {"type": "function", "function": {"name": "record"}}):
         r = c.chat.completions.create(
-            model=tuned, messages=prompt_messages("thank you so much"), tools=tools, tool_choice=choice
+            model=tuned,
+            messages=prompt_messages("thank you so much"),
+            tools=tools,
+            tool_choice=choice,
         )
         no_unknown_fields(r)
         call = r.choices[0].message.tool_calls[0]
@@ -248,7 +283,10 @@ def test_tools_answer_with_a_call_that_holds_the_labels(served):
     plain = c.chat.completions.create(
         model=tuned, messages=prompt_messages("thank you"), tools=tools, tool_choice="none"
     )
-    assert plain.choices[0].message.tool_calls is None and plain.choices[0].message.content == "gratitude"
+    assert (
+        plain.choices[0].message.tool_calls is None
+        and plain.choices[0].message.content == "gratitude"
+    )
     streamed = list(
         c.chat.completions.create(
             model=tuned,
@@ -264,7 +302,8 @@ def test_tools_answer_with_a_call_that_holds_the_labels(served):
         if ch.choices and ch.choices[0].delta.tool_calls
     )
     assert (
-        json.loads(args)["found"] == ["gratitude"] and streamed[-1].choices[0].finish_reason == "tool_calls"
+        json.loads(args)["found"] == ["gratitude"]
+        and streamed[-1].choices[0].finish_reason == "tool_calls"
     )
 
 
@@ -282,7 +321,9 @@ def test_headers_unknown_parameters_and_refusals(served):
         reasoning_effort="low",
         extra_body={"not_an_openai_thing": 1},
     )
-    assert r.headers["x-request-id"].startswith("req_") and r.headers["openai-processing-ms"].isdigit()
+    assert (
+        r.headers["x-request-id"].startswith("req_") and r.headers["openai-processing-ms"].isdigit()
+    )
     assert r.parse()._request_id == r.headers["x-request-id"]
     assert "x-ratelimit-limit-requests" not in r.headers  # only when limits are configured
     assert "x-emotune-batch-size" not in r.headers  # the stand-ins answer one request at a time
@@ -301,7 +342,10 @@ def test_headers_unknown_parameters_and_refusals(served):
             timeout=10,
             json={"model": BASE, "messages": prompt_messages("hi")} | extra,
         )
-        assert resp.status_code == 400 and resp.json()["error"]["param"] == param, (extra, resp.text)
+        assert resp.status_code == 400 and resp.json()["error"]["param"] == param, (
+            extra,
+            resp.text,
+        )
         assert resp.headers["x-request-id"].startswith("req_")
 
 
@@ -315,12 +359,18 @@ def test_langchain_streams_by_default_against_base_and_fine_tuned(served):
             .message.content
         )
         llm = chat_openai(
-            model=model, base_url=srv.base_url, api_key="k", max_retries=0, temperature=0, stream_usage=True
+            model=model,
+            base_url=srv.base_url,
+            api_key="k",
+            max_retries=0,
+            temperature=0,
+            stream_usage=True,
         )
         messages = [(m["role"], m["content"]) for m in prompt_messages("so grateful, thanks")]
         parts = list(llm.stream(messages))
         assert (
-            len(parts) > 1 and "".join(p.content for p in parts) == llm.invoke(messages).content == expected
+            len(parts) > 1
+            and "".join(p.content for p in parts) == llm.invoke(messages).content == expected
         )
         assert (
             sum(parts[1:], parts[0]).usage_metadata["output_tokens"] >= 1
@@ -339,26 +389,36 @@ def test_rate_limits_answer_as_openai_does(tmp_path):
     duration = re.compile(r"^(\d+ms|(\d+m)?\d+(\.\d+)?s)$")
     with LocalServer(tmp_path / "s", rpm=2, tpm=1000) as srv:
         c = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0)
-        plain = c.chat.completions.with_raw_response.create(model=BASE, messages=prompt_messages("thanks"))
+        plain = c.chat.completions.with_raw_response.create(
+            model=BASE, messages=prompt_messages("thanks")
+        )
         streamed = c.chat.completions.with_raw_response.create(
             model=BASE, messages=prompt_messages("thanks"), stream=True
         )
         for r in (plain, streamed):
             for kind in ("requests", "tokens"):
-                assert r.headers[f"x-ratelimit-limit-{kind}"] == {"requests": "2", "tokens": "1000"}[kind]
+                assert (
+                    r.headers[f"x-ratelimit-limit-{kind}"]
+                    == {"requests": "2", "tokens": "1000"}[kind]
+                )
                 assert int(r.headers[f"x-ratelimit-remaining-{kind}"]) >= 0
                 assert duration.match(r.headers[f"x-ratelimit-reset-{kind}"])
         assert streamed.headers["x-ratelimit-remaining-requests"] == "0"
         with pytest.raises(openai.RateLimitError) as info:
             c.chat.completions.create(model=BASE, messages=prompt_messages("thanks"))
-        assert info.value.body["type"] == "requests" and info.value.body["code"] == "rate_limit_exceeded"
+        assert (
+            info.value.body["type"] == "requests"
+            and info.value.body["code"] == "rate_limit_exceeded"
+        )
         assert (
             int(info.value.response.headers["retry-after-ms"]) > 0
             and info.value.response.headers["retry-after"]
         )
     with LocalServer(tmp_path / "s", tpm=1000) as srv:
         c = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0)
-        with pytest.raises(openai.RateLimitError) as info:  # prompt + max_completion_tokens over the budget
+        with pytest.raises(
+            openai.RateLimitError
+        ) as info:  # prompt + max_completion_tokens over the budget
             c.chat.completions.create(
                 model=BASE, messages=prompt_messages("thanks"), max_completion_tokens=2000
             )
@@ -368,14 +428,26 @@ def test_rate_limits_answer_as_openai_does(tmp_path):
 def test_a_request_is_charged_what_it_can_cost_and_given_back_what_it_did_not_use(tmp_path):
     with LocalServer(tmp_path / "s", tpm=3000) as srv:
         c = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0)
-        with pytest.raises(openai.RateLimitError, match="Request too large"):  # n x the default 64 tokens
-            c.chat.completions.create(model=BASE, messages=prompt_messages("thanks"), n=128, temperature=1)
-        first = c.chat.completions.with_raw_response.create(model=BASE, messages=prompt_messages("thanks"))
-        second = c.chat.completions.with_raw_response.create(model=BASE, messages=prompt_messages("thanks"))
+        with pytest.raises(
+            openai.RateLimitError, match="Request too large"
+        ):  # n x the default 64 tokens
+            c.chat.completions.create(
+                model=BASE, messages=prompt_messages("thanks"), n=128, temperature=1
+            )
+        first = c.chat.completions.with_raw_response.create(
+            model=BASE, messages=prompt_messages("thanks")
+        )
+        second = c.chat.completions.with_raw_response.create(
+            model=BASE, messages=prompt_messages("thanks")
+        )
     used = first.parse().usage.total_tokens
-    left_first = int(first.headers["x-ratelimit-remaining-tokens"])  # after admission: the whole charge
+    left_first = int(
+        first.headers["x-ratelimit-remaining-tokens"]
+    )  # after admission: the whole charge
     left_second = int(second.headers["x-ratelimit-remaining-tokens"])
-    assert 3000 - left_first >= used + 32  # the first was charged its prompt and 64 answer tokens up front
+    assert (
+        3000 - left_first >= used + 32
+    )  # the first was charged its prompt and 64 answer tokens up front
     # before the second was admitted, the first's unused charge came back: the budget fell by what it used
     assert left_first - left_second <= used + 1
 
@@ -394,4 +466,7 @@ def test_a_stream_that_fails_midway_ends_with_an_error_event():
         raise RuntimeError("generation broke")
 
     sent = b"".join(events(failing())).decode().strip().split("\n\n")
-    assert len(sent) == 2 and json.loads(sent[-1].removeprefix("data: "))["error"]["type"] == "server_error"
+    assert (
+        len(sent) == 2
+        and json.loads(sent[-1].removeprefix("data: "))["error"]["type"] == "server_error"
+    )

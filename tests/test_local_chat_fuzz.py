@@ -65,7 +65,8 @@ FIELDS = {
     "top_logprobs": st.none() | st.integers(-1, 25),
     "max_completion_tokens": st.none() | st.integers(-1, 40),
     "temperature": st.none() | st.floats(-1, 3),
-    "stream_options": st.none() | st.fixed_dictionaries({}, optional={"include_usage": st.booleans()}),
+    "stream_options": st.none()
+    | st.fixed_dictionaries({}, optional={"include_usage": st.booleans()}),
     "response_format": st.none()
     | st.fixed_dictionaries(
         {"type": st.sampled_from(["text", "json_object", "json_schema", "x"])},
@@ -113,4 +114,6 @@ def test_random_chat_requests_get_typed_answers_or_openai_errors(fuzz_root, extr
     else:
         completion = ChatCompletion.model_validate(r.json())
         assert len(completion.choices) == (extra.get("n") or 1)
-    assert {p.name for p in root.iterdir()} == {"state"}  # nothing written beside the state directory
+    assert {p.name for p in root.iterdir()} == {
+        "state"
+    }  # nothing written beside the state directory

@@ -78,11 +78,17 @@ def _check(response: httpx.Response) -> None:
 @given(path=st.sampled_from(ROUTES), body=BODIES)
 def test_random_bodies_never_5xx(fuzz_server, path, body):
     srv, root = fuzz_server
-    _check(httpx.post(srv.base_url.removesuffix("/v1") + path, content=json.dumps(body), timeout=30))
-    assert {p.name for p in root.iterdir()} == {"state"}  # nothing written beside the state directory
+    _check(
+        httpx.post(srv.base_url.removesuffix("/v1") + path, content=json.dumps(body), timeout=30)
+    )
+    assert {p.name for p in root.iterdir()} == {
+        "state"
+    }  # nothing written beside the state directory
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(path=PATHS, raw=st.binary(max_size=200))
 def test_random_paths_and_raw_bytes_never_5xx(fuzz_server, path, raw):
     srv, _ = fuzz_server
@@ -94,7 +100,10 @@ def test_random_paths_and_raw_bytes_never_5xx(fuzz_server, path, raw):
 def test_a_slow_request_does_not_stall_the_others(tmp_path):
     """A huge chat request is answered off the event loop: a models request sent after it returns first."""
     with LocalServer(tmp_path / "s") as srv:
-        big = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "thanks " * 400_000}]}
+        big = {
+            "model": "gpt-4o-mini",
+            "messages": [{"role": "user", "content": "thanks " * 400_000}],
+        }
         order: list[str] = []
         slow = threading.Thread(
             target=lambda: (

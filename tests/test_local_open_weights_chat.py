@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("torch", reason="needs the open-weights extra: pip install 'emotune[open-weights]'")
+pytest.importorskip(
+    "torch", reason="needs the open-weights extra: pip install 'emotune[open-weights]'"
+)
 pytest.importorskip(
     "transformers", reason="needs the open-weights extra: pip install 'emotune[open-weights]'"
 )
-pytest.importorskip("peft", reason="needs the open-weights extra: pip install 'emotune[open-weights]'")
+pytest.importorskip(
+    "peft", reason="needs the open-weights extra: pip install 'emotune[open-weights]'"
+)
 
 import openai  # noqa: E402
 from test_local_chat_api import no_unknown_fields  # noqa: E402
@@ -35,7 +39,11 @@ def test_open_weights_streams_as_it_generates_and_reports_real_logprobs(tiny_mod
         )
         for chunk in chunks:
             no_unknown_fields(chunk)
-        pieces = [ch.choices[0].delta.content for ch in chunks if ch.choices and ch.choices[0].delta.content]
+        pieces = [
+            ch.choices[0].delta.content
+            for ch in chunks
+            if ch.choices and ch.choices[0].delta.content
+        ]
         assert len(pieces) > 1 and "".join(pieces).strip() == plain.choices[0].message.content
         assert (
             chunks[-1].usage.prompt_tokens == plain.usage.prompt_tokens
@@ -59,7 +67,9 @@ def test_open_weights_samples_n_choices_above_temperature_zero(tiny_model, tmp_p
     with LocalServer(tmp_path / "state") as srv:
         c = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0)
         ask = dict(
-            model=str(tiny_model), messages=prompt_messages("thank you so much"), max_completion_tokens=8
+            model=str(tiny_model),
+            messages=prompt_messages("thank you so much"),
+            max_completion_tokens=8,
         )
         greedy = c.chat.completions.create(**ask, n=3, temperature=0)
         assert len({ch.message.content for ch in greedy.choices}) == 1
@@ -67,7 +77,8 @@ def test_open_weights_samples_n_choices_above_temperature_zero(tiny_model, tmp_p
         texts = [ch.message.content for ch in hot.choices]
         assert len(set(texts)) >= 2  # a random tiny model at temperature 2 does not repeat itself
         assert [
-            ch.message.content for ch in c.chat.completions.create(**ask, n=4, temperature=2, seed=3).choices
+            ch.message.content
+            for ch in c.chat.completions.create(**ask, n=4, temperature=2, seed=3).choices
         ] == texts
         assert hot.usage.completion_tokens <= 4 * 8 and hot.usage.completion_tokens >= 4
 
@@ -78,9 +89,18 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(tiny_model
     from emotune.local.trainers import OpenWeightsModel
 
     model = OpenWeightsModel.base_model(str(tiny_model))
-    texts = ["thank you so much", "that is hilarious lol", "I am furious about this", "it is a table"] * 6
-    texts = [f"{t} {'so ' * (i % 5)}".strip() for i, t in enumerate(texts)]  # 24 prompts of different lengths
-    alone = [model.complete(prompt_messages(t), max_tokens=6) for t in texts]  # one at a time: batches of 1
+    texts = [
+        "thank you so much",
+        "that is hilarious lol",
+        "I am furious about this",
+        "it is a table",
+    ] * 6
+    texts = [
+        f"{t} {'so ' * (i % 5)}".strip() for i, t in enumerate(texts)
+    ]  # 24 prompts of different lengths
+    alone = [
+        model.complete(prompt_messages(t), max_tokens=6) for t in texts
+    ]  # one at a time: batches of 1
     assert model.batcher.stats["largest"] == 1
     with ThreadPoolExecutor(24) as pool:
         together = list(pool.map(lambda t: model.complete(prompt_messages(t), max_tokens=6), texts))
@@ -105,7 +125,9 @@ def byte_model(tmp_path_factory):
     raw.train_from_iterator(
         ['{"labels": ["gratitude", "anger"]}', "thank you so much"],
         trainers.BpeTrainer(
-            vocab_size=400, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+            vocab_size=400,
+            special_tokens=specials,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         ),
     )
     tok = PreTrainedTokenizerFast(tokenizer_object=raw, pad_token="<pad>", eos_token="<|end|>")
@@ -172,11 +194,19 @@ def test_a_json_schema_is_enforced_while_decoding_so_every_answer_validates(byte
 
     import jsonschema
 
-    texts = ["thank you so much", "that is hilarious lol", "I am furious about this", "it is a table"] * 3
+    texts = [
+        "thank you so much",
+        "that is hilarious lol",
+        "I am furious about this",
+        "it is a table",
+    ] * 3
     with LocalServer(tmp_path / "state") as srv:
         c = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0, timeout=120)
         for name, schema in SCHEMAS.items():
-            rf = {"type": "json_schema", "json_schema": {"name": name, "strict": True, "schema": schema}}
+            rf = {
+                "type": "json_schema",
+                "json_schema": {"name": name, "strict": True, "schema": schema},
+            }
 
             def ask(text, rf=rf):
                 return c.chat.completions.create(

@@ -11,7 +11,9 @@ from conftest import wait_job
 from emotune.core.prompts import render_example
 
 BASE = "gpt-4.1-mini-2025-04-14"
-GOOD = "".join(json.dumps(render_example(f"thank you {i}", ["gratitude"])) + "\n" for i in range(12)).encode()
+GOOD = "".join(
+    json.dumps(render_example(f"thank you {i}", ["gratitude"])) + "\n" for i in range(12)
+).encode()
 
 
 @pytest.mark.parametrize(
@@ -22,8 +24,16 @@ GOOD = "".join(json.dumps(render_example(f"thank you {i}", ["gratitude"])) + "\n
             {"model": BASE, "training_file": "file-x", "suffix": "../../escape"},
             "suffix",
         ),
-        ("/v1/fine_tuning/jobs", {"model": BASE, "training_file": "file-x", "suffix": "a/b"}, "suffix"),
-        ("/v1/fine_tuning/jobs", {"model": BASE, "training_file": "file-x", "suffix": ".."}, "suffix"),
+        (
+            "/v1/fine_tuning/jobs",
+            {"model": BASE, "training_file": "file-x", "suffix": "a/b"},
+            "suffix",
+        ),
+        (
+            "/v1/fine_tuning/jobs",
+            {"model": BASE, "training_file": "file-x", "suffix": ".."},
+            "suffix",
+        ),
         ("/v1/fine_tuning/jobs", {"model": BASE, "training_file": "f" * 251}, "training_file"),
         (
             "/v1/chat/completions",
@@ -40,8 +50,16 @@ GOOD = "".join(json.dumps(render_example(f"thank you {i}", ["gratitude"])) + "\n
             {"model": BASE, "training_file": "file-x", "hyperparameters": {"n_epochs": 2.5}},
             "hyperparameters.n_epochs",
         ),
-        ("/v1/fine_tuning/jobs", {"model": BASE, "training_file": "file-x", "seed": "seven"}, "seed"),
-        ("/v1/fine_tuning/jobs", {"model": BASE, "training_file": "file-x", "metadata": ["a"]}, "metadata"),
+        (
+            "/v1/fine_tuning/jobs",
+            {"model": BASE, "training_file": "file-x", "seed": "seven"},
+            "seed",
+        ),
+        (
+            "/v1/fine_tuning/jobs",
+            {"model": BASE, "training_file": "file-x", "metadata": ["a"]},
+            "metadata",
+        ),
         ("/v1/fine_tuning/jobs", {"model": "m" * 300, "training_file": "file-x"}, "model"),
         (
             "/v1/chat/completions",
@@ -50,10 +68,18 @@ GOOD = "".join(json.dumps(render_example(f"thank you {i}", ["gratitude"])) + "\n
         ),
         (
             "/v1/chat/completions",
-            {"model": BASE, "messages": [{"role": "user", "content": "hi"}], "response_format": "json"},
+            {
+                "model": BASE,
+                "messages": [{"role": "user", "content": "hi"}],
+                "response_format": "json",
+            },
             "response_format",
         ),
-        ("/v1/batches", {"input_file_id": ["x"], "endpoint": "/v1/chat/completions"}, "input_file_id"),
+        (
+            "/v1/batches",
+            {"input_file_id": ["x"], "endpoint": "/v1/chat/completions"},
+            "input_file_id",
+        ),
     ],
 )
 def test_bad_bodies_are_openai_shaped_400s(server, path, body, param):
@@ -84,7 +110,9 @@ def test_a_poisoned_batch_does_not_stop_the_next(client):
         "url": "/v1/chat/completions",
         "body": {"model": BASE, "messages": [{"role": "user", "content": "thanks a lot"}]},
     }
-    good = client.files.create(file=("good.jsonl", (json.dumps(line) + "\n").encode()), purpose="batch")
+    good = client.files.create(
+        file=("good.jsonl", (json.dumps(line) + "\n").encode()), purpose="batch"
+    )
     first = client.batches.create(
         input_file_id=bad.id, endpoint="/v1/chat/completions", completion_window="24h"
     )
@@ -99,13 +127,16 @@ def test_a_poisoned_batch_does_not_stop_the_next(client):
 
         time.sleep(0.02)
     assert (
-        done[0].status == "failed" and done[1].status == "completed" and done[1].request_counts.completed == 1
+        done[0].status == "failed"
+        and done[1].status == "completed"
+        and done[1].request_counts.completed == 1
     )
 
 
 def test_jobs_still_run_after_a_bad_one(client):
     bad = client.files.create(
-        file=("deep.jsonl", b'{"messages": ' + b"[" * 5000 + b"]" * 5000 + b"}\n"), purpose="fine-tune"
+        file=("deep.jsonl", b'{"messages": ' + b"[" * 5000 + b"]" * 5000 + b"}\n"),
+        purpose="fine-tune",
     )
     good = client.files.create(file=("good.jsonl", GOOD), purpose="fine-tune")
     failed = wait_job(client, client.fine_tuning.jobs.create(model=BASE, training_file=bad.id).id)

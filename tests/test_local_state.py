@@ -17,7 +17,8 @@ from emotune.local.server import holder, running_server
 def test_a_second_server_on_the_same_directory_is_refused_naming_the_first(tmp_path):
     with LocalServer(tmp_path / "s") as first:
         with pytest.raises(
-            BackendError, match=rf"in use by another emotune server \(pid \d+, {first.base_url[:-3]}"
+            BackendError,
+            match=rf"in use by another emotune server \(pid \d+, {first.base_url[:-3]}",
         ):
             LocalServer(tmp_path / "s")
         assert holder(tmp_path / "s")["url"] == first.base_url.removesuffix("/v1")
@@ -34,7 +35,9 @@ def test_another_process_attaches_to_the_running_server(tmp_path):
             print(conn.base_url)
             print(conn.client.models.retrieve("gpt-4o-mini").id)
         """)
-        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+        )
         assert out.returncode == 0, out.stderr[-2000:]
         assert out.stdout.split() == [srv.base_url, "gpt-4o-mini"]
         assert running_server(tmp_path / "s") == srv.base_url
@@ -80,7 +83,9 @@ def test_a_pickle_planted_among_the_weights_is_never_loaded(tmp_path):
     from emotune.core.prompts import render_example
 
     state, marker = tmp_path / "s", tmp_path / "PWNED"
-    lines = "".join(json.dumps(render_example(f"thank you {i}", ["gratitude"])) + "\n" for i in range(12))
+    lines = "".join(
+        json.dumps(render_example(f"thank you {i}", ["gratitude"])) + "\n" for i in range(12)
+    )
     with LocalServer(state) as srv:
         c = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0)
         upload = c.files.create(file=("t.jsonl", lines.encode()), purpose="fine-tune")
@@ -89,14 +94,19 @@ def test_a_pickle_planted_among_the_weights_is_never_loaded(tmp_path):
         )
         model = job.fine_tuned_model
     weights = state / "weights" / model.replace(":", "~")
-    assert sorted(p.name for p in weights.iterdir()) == ["model.json", "model.npz"]  # arrays and JSON only
+    assert sorted(p.name for p in weights.iterdir()) == [
+        "model.json",
+        "model.npz",
+    ]  # arrays and JSON only
     for saved in weights.iterdir():
         saved.unlink()
     (weights / "model.pkl").write_bytes(pickle.dumps(_Planted(marker)))
     with LocalServer(state) as srv:
         c = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0)
         with pytest.raises(openai.NotFoundError, match="fine-tune it again"):
-            c.chat.completions.create(model=model, messages=[{"role": "user", "content": "thank you"}])
+            c.chat.completions.create(
+                model=model, messages=[{"role": "user", "content": "thank you"}]
+            )
     assert not marker.exists()
 
 
@@ -109,7 +119,9 @@ def test_links_fifos_and_folders_planted_in_the_state_directory_are_never_follow
     outside.write_text("precious\n")
     with LocalServer(state) as srv:
         c = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0)
-        linked, fifo, folder = (c.files.create(file=(f"{n}.jsonl", b"{}\n"), purpose="batch") for n in "abc")
+        linked, fifo, folder = (
+            c.files.create(file=(f"{n}.jsonl", b"{}\n"), purpose="batch") for n in "abc"
+        )
     for kind in (linked, fifo, folder):
         (state / "blobs" / kind.id).unlink()
     (state / "blobs" / linked.id).symlink_to(outside)

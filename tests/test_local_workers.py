@@ -34,18 +34,26 @@ def test_cancel_stops_a_running_job_and_the_next_one_runs(client):
         model=BASE, training_file=train, hyperparameters={"n_epochs": 50, "batch_size": 1}
     )  # 12,000 steps
     for _ in range(600):
-        if any(e.type == "metrics" for e in client.fine_tuning.jobs.list_events(long.id, limit=5).data):
+        if any(
+            e.type == "metrics" for e in client.fine_tuning.jobs.list_events(long.id, limit=5).data
+        ):
             break
         time.sleep(0.02)
     assert client.fine_tuning.jobs.retrieve(long.id).status == "running"
     client.fine_tuning.jobs.cancel(long.id)
-    stopped = wait_job(client, long.id, timeout=10)  # cooperative: the trainer stops at its next step
+    stopped = wait_job(
+        client, long.id, timeout=10
+    )  # cooperative: the trainer stops at its next step
     assert stopped.status == "cancelled" and stopped.fine_tuned_model is None
     steps = [
-        e for e in client.fine_tuning.jobs.list_events(long.id, limit=10_000).data if e.type == "metrics"
+        e
+        for e in client.fine_tuning.jobs.list_events(long.id, limit=10_000).data
+        if e.type == "metrics"
     ]
     assert len(steps) < 12_000
-    short = client.fine_tuning.jobs.create(model=BASE, training_file=train, hyperparameters={"n_epochs": 1})
+    short = client.fine_tuning.jobs.create(
+        model=BASE, training_file=train, hyperparameters={"n_epochs": 1}
+    )
     assert wait_job(client, short.id).status == "succeeded"
 
 
@@ -61,7 +69,9 @@ def test_work_that_keeps_stopping_the_server_is_failed_not_restarted_forever(tmp
             "url": "/v1/chat/completions",
             "body": {"model": BASE, "messages": [{"role": "user", "content": "thanks"}]},
         }
-        batch_file = c.files.create(file=("b.jsonl", (json.dumps(line) + "\n").encode()), purpose="batch").id
+        batch_file = c.files.create(
+            file=("b.jsonl", (json.dumps(line) + "\n").encode()), purpose="batch"
+        ).id
         batch = c.batches.create(
             input_file_id=batch_file, endpoint="/v1/chat/completions", completion_window="24h"
         )
@@ -70,7 +80,9 @@ def test_work_that_keeps_stopping_the_server_is_failed_not_restarted_forever(tmp
     # what three crashes in a row leave behind: the records still say running / in progress
     for kind, rid, status in (("jobs", job.id, "running"), ("batches", batch.id, "in_progress")):
         path = state / kind / f"{rid}.json"
-        path.write_text(json.dumps(json.loads(path.read_text()) | {"status": status, "_restarts": 3}))
+        path.write_text(
+            json.dumps(json.loads(path.read_text()) | {"status": status, "_restarts": 3})
+        )
     with LocalServer(state) as srv:
         c = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0)
         failed = c.fine_tuning.jobs.retrieve(job.id)
@@ -82,7 +94,8 @@ def test_work_that_keeps_stopping_the_server_is_failed_not_restarted_forever(tmp
         b = c.batches.retrieve(batch.id)
         assert b.status == "failed" and b.errors.data[0].code == "server_error"
         assert (
-            wait_job(c, c.fine_tuning.jobs.create(model=BASE, training_file=train).id).status == "succeeded"
+            wait_job(c, c.fine_tuning.jobs.create(model=BASE, training_file=train).id).status
+            == "succeeded"
         )
 
 
@@ -102,11 +115,15 @@ def test_failures_name_no_server_path(tmp_path):
             time.sleep(0.02)
         messages = [job.error.message, batch.errors.data[0].message]
         assert job.status == "failed" and batch.status == "failed"
-        assert not any(str(tmp_path) in m or str(tmp_path.resolve()) in m for m in messages), messages
+        assert not any(str(tmp_path) in m or str(tmp_path.resolve()) in m for m in messages), (
+            messages
+        )
 
 
 def test_a_slow_request_does_not_stall_the_others(server):
-    text = "thanks a lot for this, truly grateful " * 100_000  # a few seconds of tokenising and matching
+    text = (
+        "thanks a lot for this, truly grateful " * 100_000
+    )  # a few seconds of tokenising and matching
     slow = {}
 
     def big_chat():
@@ -123,5 +140,7 @@ def test_a_slow_request_does_not_stall_the_others(server):
     quick = [httpx.get(f"{server.base_url}/models", timeout=30).status_code for _ in range(5)]
     still_in_flight = worker.is_alive()
     worker.join()
-    assert quick == [200] * 5 and still_in_flight  # answered while the slow request was being worked on
+    assert (
+        quick == [200] * 5 and still_in_flight
+    )  # answered while the slow request was being worked on
     assert slow["response"].status_code == 200

@@ -44,8 +44,13 @@ def test_macro_f1_averages_the_labels_with_gold_examples_like_scikit_learn():
     y = np.array([[1, 0, 0], [1, 0, 0], [0, 1, 0]])
     p = np.array([[1, 0, 1], [1, 0, 0], [1, 0, 0]])
     s = metrics.scores(y, p)
-    present = [0, 1]  # label 2 has no gold example: its false positive shows in micro-F1, not in the average
-    assert s["macro_f1"] == pytest.approx(f1_score(y, p, average="macro", labels=present, zero_division=0))
+    present = [
+        0,
+        1,
+    ]  # label 2 has no gold example: its false positive shows in micro-F1, not in the average
+    assert s["macro_f1"] == pytest.approx(
+        f1_score(y, p, average="macro", labels=present, zero_division=0)
+    )
     assert np.isnan(s["macro_f1_supported"])  # no label has 5 gold examples here
 
 
@@ -75,7 +80,12 @@ def test_bca_intervals_equal_scipys_own_on_the_same_resamples():
         return np.apply_along_axis(lambda r: f1_score(y[r], p[r], average="micro"), axis, idx)
 
     ref = bootstrap(
-        (rows,), micro, n_resamples=2000, vectorized=True, method="BCa", rng=np.random.default_rng(11)
+        (rows,),
+        micro,
+        n_resamples=2000,
+        vectorized=True,
+        method="BCa",
+        rng=np.random.default_rng(11),
     )
     assert ci["micro_f1"][1] == pytest.approx(ref.confidence_interval.low, abs=1e-9)
     assert ci["micro_f1"][2] == pytest.approx(ref.confidence_interval.high, abs=1e-9)
@@ -114,7 +124,9 @@ def test_holm_adjusts_a_family_of_tests_like_statsmodels():
     from statsmodels.stats.multitest import multipletests
 
     base = statistics.Comparison("macro_f1", 0.1, 0.2, 0.1, 0.05, 0.15, 0.0, 100)
-    family = [statistics.Comparison(**{**base.__dict__, "p_value": p}) for p in (0.01, 0.04, 0.03, 0.2)]
+    family = [
+        statistics.Comparison(**{**base.__dict__, "p_value": p}) for p in (0.01, 0.04, 0.03, 0.2)
+    ]
     adjusted = statistics.holm(family)
     assert [c.p_holm for c in adjusted] == pytest.approx(
         multipletests([0.01, 0.04, 0.03, 0.2], method="holm")[1]
@@ -125,7 +137,9 @@ def test_holm_adjusts_a_family_of_tests_like_statsmodels():
 def test_levels_and_confusions():
     gold = [["annoyance"], ["joy", "love"], ["neutral"]]
     pred = [["anger"], ["joy"], ["curiosity"]]
-    table = metrics.score_models(gold, {"m": pred}, source=get_taxonomy("goemotions"), n_resamples=199)
+    table = metrics.score_models(
+        gold, {"m": pred}, source=get_taxonomy("goemotions"), n_resamples=199
+    )
     ekman = table[(table.level == "ekman") & (table.metric == "exact_match")]["value"].iloc[0]
     fine = table[(table.level == "goemotions") & (table.metric == "exact_match")]["value"].iloc[0]
     assert fine == 0 and ekman == pytest.approx(
@@ -150,9 +164,14 @@ def test_single_label_accuracy_and_confusion_match_scikit_learn():
     report = single_label_report(gold, {"base": [["bug"]] * 4, "fine-tuned": tuned}, tax)
     assert (
         report["accuracy"].loc["fine-tuned", "accuracy"]
-        == accuracy_score(["billing", "bug", "login", "bug"], ["billing", "login", "login", "(other)"])
+        == accuracy_score(
+            ["billing", "bug", "login", "bug"], ["billing", "login", "login", "(other)"]
+        )
         == 0.5
     )
-    assert report["confusion"].loc["bug", "login"] == 1 and report["confusion"].loc["bug", "(other)"] == 1
+    assert (
+        report["confusion"].loc["bug", "login"] == 1
+        and report["confusion"].loc["bug", "(other)"] == 1
+    )
     multi = single_label_report(gold, {"fine-tuned": tuned}, get_taxonomy("goemotions"))
     assert "multi-label" in multi["accuracy"]["note"].iloc[0] and multi["confusion"].empty

@@ -15,7 +15,9 @@ torch = pytest.importorskip(
 transformers = pytest.importorskip(
     "transformers", reason="needs the open-weights extra: pip install 'emotune[open-weights]'"
 )
-pytest.importorskip("peft", reason="needs the open-weights extra: pip install 'emotune[open-weights]'")
+pytest.importorskip(
+    "peft", reason="needs the open-weights extra: pip install 'emotune[open-weights]'"
+)
 
 import openai  # noqa: E402
 from conftest import wait_job  # noqa: E402
@@ -96,7 +98,9 @@ def test_lora_job_learns_serves_and_survives_a_new_process(tiny_model, tmp_path)
         assert job.fine_tuned_model.startswith(f"ft:{tiny_model.name}:emotune-local:tiny:")
         csv = c.files.content(job.result_files[0]).text.splitlines()[1:]
         losses = [float(line.split(",")[1]) for line in csv]
-        assert len(losses) == 12 * 5 and sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 * 0.5  # it learns
+        assert (
+            len(losses) == 12 * 5 and sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 * 0.5
+        )  # it learns
         assert [x for x in csv if x.split(",")[3]]  # validation loss measured
         ckpts = c.fine_tuning.jobs.checkpoints.list(job.id).data
         assert len(ckpts) == 3 and (state / "weights").exists()
@@ -106,7 +110,9 @@ def test_lora_job_learns_serves_and_survives_a_new_process(tiny_model, tmp_path)
         adapters = sorted((state / "weights").glob("*/adapter"))
         assert len(adapters) == 3
         for adapter in adapters:
-            assert {"adapter_config.json", "adapter_model.safetensors"} <= {f.name for f in adapter.iterdir()}
+            assert {"adapter_config.json", "adapter_model.safetensors"} <= {
+                f.name for f in adapter.iterdir()
+            }
             cfg = PeftConfig.from_pretrained(str(adapter))
             assert (
                 cfg.peft_type == "LORA"
@@ -115,7 +121,9 @@ def test_lora_job_learns_serves_and_survives_a_new_process(tiny_model, tmp_path)
                 and cfg.lora_alpha == 16
             )
         base = c.chat.completions.create(
-            model=str(tiny_model), messages=prompt_messages("thank you so much"), max_completion_tokens=3
+            model=str(tiny_model),
+            messages=prompt_messages("thank you so much"),
+            max_completion_tokens=3,
         )
         assert base.usage.completion_tokens <= 3
         # the fine-tune is served on the base's weights already in memory: one copy, its adapter attached
@@ -132,7 +140,9 @@ def test_lora_job_learns_serves_and_survives_a_new_process(tiny_model, tmp_path)
         shared = SharedBase.get(str(tiny_model))  # the copy already loaded, not a second one
         assert len(shared.adapters) == 1
         again = c.chat.completions.create(
-            model=str(tiny_model), messages=prompt_messages("thank you so much"), max_completion_tokens=3
+            model=str(tiny_model),
+            messages=prompt_messages("thank you so much"),
+            max_completion_tokens=3,
         )
         assert (
             again.choices[0].message.content == base.choices[0].message.content
@@ -141,7 +151,16 @@ def test_lora_job_learns_serves_and_survives_a_new_process(tiny_model, tmp_path)
     # a fresh server process loads the saved adapter and answers, online and through a batch
     port = __import__("emotune.local.server", fromlist=["free_port"]).free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "emotune.cli", "serve", "--port", str(port), "--state-dir", str(state)],
+        [
+            sys.executable,
+            "-m",
+            "emotune.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--state-dir",
+            str(state),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -177,20 +196,28 @@ def test_lora_job_learns_serves_and_survives_a_new_process(tiny_model, tmp_path)
         f = c.files.create(
             file=("b.jsonl", "".join(json.dumps(x) + "\n" for x in lines).encode()), purpose="batch"
         )
-        batch = c.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
+        batch = c.batches.create(
+            input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
         while batch.status not in ("completed", "failed"):
             time.sleep(0.2)
             batch = c.batches.retrieve(batch.id)
         out = {
-            json.loads(x)["custom_id"]: json.loads(x)["response"]["body"]["choices"][0]["message"]["content"]
+            json.loads(x)["custom_id"]: json.loads(x)["response"]["body"]["choices"][0]["message"][
+                "content"
+            ]
             for x in c.files.content(batch.output_file_id).text.splitlines()
         }
         online = {
             f"r{i}": c.chat.completions.create(**line["body"]).choices[0].message.content
             for i, line in enumerate(lines)
         }
-        assert out == online and out["r0"] == "gratitude"  # greedy: the batch path answers as the online one
-        assert all(parse_answer(answer).ok for answer in out.values())  # it learned to answer with labels
+        assert (
+            out == online and out["r0"] == "gratitude"
+        )  # greedy: the batch path answers as the online one
+        assert all(
+            parse_answer(answer).ok for answer in out.values()
+        )  # it learned to answer with labels
     finally:
         proc.terminate()
         proc.wait(timeout=20)
@@ -202,7 +229,9 @@ def test_missing_weights_fail_the_job_clearly(tmp_path, monkeypatch):
         c = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0)
         train = c.files.create(file=("t.jsonl", jsonl(DATA * 3)), purpose="fine-tune").id
         job = wait_job(
-            c, c.fine_tuning.jobs.create(model="no-such-org/no-such-model", training_file=train).id, 60
+            c,
+            c.fine_tuning.jobs.create(model="no-such-org/no-such-model", training_file=train).id,
+            60,
         )
         assert job.status == "failed" and job.error.code == "invalid_model"
         assert "no weights for 'no-such-org/no-such-model'" in job.error.message
@@ -255,4 +284,6 @@ def test_cancel_kills_the_training_process(tiny_model, tmp_path):
                 break
             time.sleep(0.1)
         assert not workers()  # the training process is gone, its memory with it
-    assert (tmp_path / "state" / "training" / job.id / "request.json").exists()  # in the state dir, not /tmp
+    assert (
+        tmp_path / "state" / "training" / job.id / "request.json"
+    ).exists()  # in the state dir, not /tmp

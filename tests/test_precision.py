@@ -14,7 +14,11 @@ HW = {"cuda": False, "cuda_bf16": False, "mps": False, "cpu_bf16": False}
     ("hardware", "training", "serving"),
     [
         ({}, "float32", "float32"),
-        ({"cpu_bf16": True}, "bfloat16", "float32"),  # measured: bf16 answers were no faster on the CPU
+        (
+            {"cpu_bf16": True},
+            "bfloat16",
+            "float32",
+        ),  # measured: bf16 answers were no faster on the CPU
         ({"cuda": True, "cuda_bf16": True}, "bfloat16", "bfloat16"),
         ({"cuda": True}, "float16", "float16"),
         ({"mps": True}, "float16", "float16"),

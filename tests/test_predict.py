@@ -55,7 +55,9 @@ def test_faults_lose_no_prediction_and_failures_never_become_labels(tmp_path):
 
 
 def test_a_request_that_keeps_failing_is_reported_not_labelled(tmp_path):
-    conn = backend.connect("local", state_dir=tmp_path / "s", announce=False, max_retries=0, fail_500=1.0)
+    conn = backend.connect(
+        "local", state_dir=tmp_path / "s", announce=False, max_retries=0, fail_500=1.0
+    )
     cache = predict.PredictionCache(tmp_path / "cache.jsonl")
     out = predict.classify(conn, BASE, frame(5), cache=cache, progress=False)
     assert len(out.frame) == 0 and len(out.failures) == 5 and len(cache) == 0
@@ -72,8 +74,12 @@ def test_a_failure_kind_says_whether_the_request_is_asked_again_now_and_in_the_n
 def test_a_server_error_is_asked_again_in_every_round(tmp_path):
     from emotune.stages.requests import ROUNDS
 
-    conn = backend.connect("local", state_dir=tmp_path / "s", announce=False, max_retries=0, fail_500=1.0)
-    out = predict.classify(conn, BASE, frame(4), cache=predict.PredictionCache(tmp_path / "c.jsonl"))
+    conn = backend.connect(
+        "local", state_dir=tmp_path / "s", announce=False, max_retries=0, fail_500=1.0
+    )
+    out = predict.classify(
+        conn, BASE, frame(4), cache=predict.PredictionCache(tmp_path / "c.jsonl")
+    )
     assert out.sent == out.attempts == 4 * ROUNDS == conn.server.stats()["injected 500"]
     assert [f["id"] for f in out.failures] == ["c0", "c1", "c2", "c3"]
     assert all(f["error"].startswith("InternalServerError: ") for f in out.failures)
@@ -85,13 +91,23 @@ def test_a_rerun_buys_nothing_twice(tmp_path):
     first = predict.classify(conn, BASE, frame(40), cache=cache, seed=3, progress=False)
     cache.close()
     again = predict.classify(
-        conn, BASE, frame(40), cache=predict.PredictionCache(tmp_path / "cache.jsonl"), seed=3, progress=False
+        conn,
+        BASE,
+        frame(40),
+        cache=predict.PredictionCache(tmp_path / "cache.jsonl"),
+        seed=3,
+        progress=False,
     )
     assert first.sent == 40 and again.sent == 0 and again.frame["cached"].all()
     assert conn.server.stats()["POST /v1/chat/completions"] == 40
     assert again.labels() == first.labels() and again.prompt_tokens == first.prompt_tokens
     other_seed = predict.classify(
-        conn, BASE, frame(40), cache=predict.PredictionCache(tmp_path / "cache.jsonl"), seed=4, progress=False
+        conn,
+        BASE,
+        frame(40),
+        cache=predict.PredictionCache(tmp_path / "cache.jsonl"),
+        seed=4,
+        progress=False,
     )
     assert other_seed.sent == 40  # another sampling parameter is another prediction
 
@@ -123,7 +139,9 @@ def test_after_a_kill_mid_run_only_the_missing_predictions_are_requested(tmp_pat
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait(timeout=30)
-    done_before = len({json.loads(x)["key"] for x in cache_path.read_text().splitlines() if x.endswith("}")})
+    done_before = len(
+        {json.loads(x)["key"] for x in cache_path.read_text().splitlines() if x.endswith("}")}
+    )
     assert 60 <= done_before < 400
     conn = conn_for(tmp_path / "s2")
     texts = pd.DataFrame(
@@ -151,7 +169,9 @@ def test_batch_and_online_give_the_same_predictions_and_the_batch_resumes(tmp_pa
         online.frame.columns
     )
     assert via_batch.sent == 30 and run.get("batches", "base", "status") == "completed"
-    again = batch.classify_batch(conn, run, BASE, texts, key="base", cache=batch_cache, sleep=lambda s: None)
+    again = batch.classify_batch(
+        conn, run, BASE, texts, key="base", cache=batch_cache, sleep=lambda s: None
+    )
     assert again.sent == 0 and conn.server.stats()["POST /v1/batches"] == 1
     # the batch filled the cache: the online path now buys nothing
     after = predict.classify(conn, BASE, texts, cache=batch_cache, progress=False)
@@ -161,7 +181,9 @@ def test_batch_and_online_give_the_same_predictions_and_the_batch_resumes(tmp_pa
 def test_cache_survives_a_torn_last_line(tmp_path):
     path = tmp_path / "c.jsonl"
     path.write_text(
-        json.dumps({"key": "a", "content": "joy", "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
+        json.dumps(
+            {"key": "a", "content": "joy", "usage": {"prompt_tokens": 1, "completion_tokens": 1}}
+        )
         + '\n{"key": "b", "cont'
     )
     cache = predict.PredictionCache(path)
@@ -176,7 +198,9 @@ GOOD = {
     "created": 0,
     "model": "m",
     "system_fingerprint": "fp",
-    "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "joy"}}],
+    "choices": [
+        {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "joy"}}
+    ],
     "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
 }
 GARBAGE = {  # model name -> (content type, body)
@@ -184,14 +208,21 @@ GARBAGE = {  # model name -> (content type, body)
     "empty": ("application/json", b""),
     "list": ("application/json", b"[1, 2, 3]"),
     "no-choices": ("application/json", json.dumps({**GOOD, "choices": []}).encode()),
-    "no-usage": ("application/json", json.dumps({k: v for k, v in GOOD.items() if k != "usage"}).encode()),
+    "no-usage": (
+        "application/json",
+        json.dumps({k: v for k, v in GOOD.items() if k != "usage"}).encode(),
+    ),
     "number-content": (
         "application/json",
         json.dumps(
             {
                 **GOOD,
                 "choices": [
-                    {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": 5}}
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "message": {"role": "assistant", "content": 5},
+                    }
                 ],
             }
         ).encode(),
@@ -257,7 +288,9 @@ def conn_at(url, max_retries=2):
 
 
 @pytest.mark.parametrize("model", [m for m in GARBAGE if m != "good"])
-def test_a_garbage_answer_is_a_reported_failure_never_a_crash_or_a_cache_entry(tmp_path, garbage_url, model):
+def test_a_garbage_answer_is_a_reported_failure_never_a_crash_or_a_cache_entry(
+    tmp_path, garbage_url, model
+):
     cache = predict.PredictionCache(tmp_path / "cache.jsonl")
     out = predict.classify(conn_at(garbage_url), model, frame(3), cache=cache, progress=False)
     assert len(out.frame) == 0 and len(out.failures) == 3 and len(cache) == 0
@@ -272,7 +305,10 @@ def test_a_non_string_answer_cached_by_an_older_run_is_asked_again(tmp_path, gar
     messages = prompt_spec().messages("I am grateful #0")
     key = predict.PredictionCache.key("good", messages, predict.sampling_params(0))
     path.write_text(
-        json.dumps({"key": key, "content": 7, "usage": {"prompt_tokens": 1, "completion_tokens": 1}}) + "\n"
+        json.dumps(
+            {"key": key, "content": 7, "usage": {"prompt_tokens": 1, "completion_tokens": 1}}
+        )
+        + "\n"
     )
     cache = predict.PredictionCache(path)
     assert len(cache) == 0
@@ -287,11 +323,20 @@ def test_a_stopped_server_is_reported_down_after_a_few_attempts_and_the_cache_is
     cache = predict.PredictionCache(tmp_path / "cache.jsonl")
     kept = frame(200).iloc[:2]
     for text in kept["text"]:
-        key = predict.PredictionCache.key(BASE, prompt_spec().messages(text), predict.sampling_params(0))
-        cache.put(
-            key, {"model": BASE, "content": "joy", "usage": {"prompt_tokens": 1, "completion_tokens": 1}}
+        key = predict.PredictionCache.key(
+            BASE, prompt_spec().messages(text), predict.sampling_params(0)
         )
-    out = predict.classify(conn_at(url, max_retries=5), BASE, frame(200), cache=cache, progress=False)
+        cache.put(
+            key,
+            {
+                "model": BASE,
+                "content": "joy",
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1},
+            },
+        )
+    out = predict.classify(
+        conn_at(url, max_retries=5), BASE, frame(200), cache=cache, progress=False
+    )
     assert len(out.frame) == 2 and len(out.failures) == 198 and len(cache) == 2
     assert all("refused" in f["error"] for f in out.failures)
     assert any(f["error"].startswith("server down") for f in out.failures)
@@ -304,14 +349,20 @@ def test_the_predictor_runs_at_a_servers_rate_limit_without_losing_anything(tmp_
     with LocalServer(tmp_path / "s", rpm=1200, tpm=1_000_000, latency_ms=20) as srv:
         conn = conn_at(srv.base_url, max_retries=2)
         out = predict.classify(
-            conn, BASE, frame(150), cache=predict.PredictionCache(tmp_path / "c.jsonl"), progress=False
+            conn,
+            BASE,
+            frame(150),
+            cache=predict.PredictionCache(tmp_path / "c.jsonl"),
+            progress=False,
         )
     assert out.failures == [] and len(out.frame) == 150
     assert out.rate["rpm limit"] == 1200 and out.rate.get("429s", 0) <= 0.05 * out.attempts
 
 
 def test_rate_limit_headers_and_429s_steer_the_limiter():
-    assert [ratelimit.parse_duration(x) for x in ("1s", "6m0s", "120ms", "1h2m3.5s", "2", "soon", "")] == [
+    assert [
+        ratelimit.parse_duration(x) for x in ("1s", "6m0s", "120ms", "1h2m3.5s", "2", "soon", "")
+    ] == [
         1.0,
         360.0,
         0.12,
@@ -332,7 +383,9 @@ def test_rate_limit_headers_and_429s_steer_the_limiter():
         }
     )
     assert (
-        lim.requests.limit == 600 and lim.tokens.limit == 90000 and lim._blocked_for(time.monotonic()) > 1.5
+        lim.requests.limit == 600
+        and lim.tokens.limit == 90000
+        and lim._blocked_for(time.monotonic()) > 1.5
     )
     first = lim._reserve(100, 0.0)  # booked send times keep both budgets at SAFETY
     second = lim._reserve(100, 0.0)
@@ -354,7 +407,9 @@ def test_a_slow_backend_gets_fewer_requests_in_flight_and_longer_timeouts():
         lim.on_success(1.0 + 0.5 * lim.concurrency)
     assert lim.concurrency < 4 and lim.timeout() > 10
     batching = ratelimit.Limiter(concurrency=8, base_timeout=10)
-    batching.observe_headers({"x-emotune-batch-size": "32"})  # the backend answers 32 requests in one pass
+    batching.observe_headers(
+        {"x-emotune-batch-size": "32"}
+    )  # the backend answers 32 requests in one pass
     assert batching.concurrency == 32
     batching.on_success(1.0)
     for _ in range(
@@ -364,7 +419,9 @@ def test_a_slow_backend_gets_fewer_requests_in_flight_and_longer_timeouts():
     assert batching.concurrency == 32 and batching.timeout() > 10
 
 
-def test_the_base_model_is_asked_with_every_label_and_answers_from_the_comment(tmp_path, monkeypatch):
+def test_the_base_model_is_asked_with_every_label_and_answers_from_the_comment(
+    tmp_path, monkeypatch
+):
     from emotune.core.runs import open_run
     from emotune.local.chat import Chat
     from emotune.stages import evaluate
@@ -420,9 +477,17 @@ def test_each_answer_records_when_it_came_so_a_cached_pass_keeps_its_pace(tmp_pa
         )
     cache.close()
     again = PredictionCache(tmp_path / "c.jsonl")  # a re-run reads the pace back from the cache
-    assert _assemble("m", items, again, {k for *_, k in items}, {}, "goemotions", 0).seconds_per_answer == 2.5
-    again.put("old", {"model": "m", "content": "joy", "usage": {"prompt_tokens": 3, "completion_tokens": 1}})
     assert (
-        _assemble("m", items + [("5", [], "old")], again, set(), {}, "goemotions", 0).seconds_per_answer
+        _assemble("m", items, again, {k for *_, k in items}, {}, "goemotions", 0).seconds_per_answer
+        == 2.5
+    )
+    again.put(
+        "old",
+        {"model": "m", "content": "joy", "usage": {"prompt_tokens": 3, "completion_tokens": 1}},
+    )
+    assert (
+        _assemble(
+            "m", items + [("5", [], "old")], again, set(), {}, "goemotions", 0
+        ).seconds_per_answer
         is None
     )

@@ -126,7 +126,9 @@ def test_cli_estimate_budget(tmp_path, capsys):
 def test_a_non_dollar_pricing_counts_tokens_but_bills_nothing():
     compute = pricing.Pricing.compute("Qwen/Qwen2.5-0.5B-Instruct", "your hardware")
     est = pricing.estimate_training([100, 200, 70_000], compute, n_epochs=2)
-    assert est.training_usd is None and est.billed_tokens == 2 * 70_300 and est.truncated_examples == 0
+    assert (
+        est.training_usd is None and est.billed_tokens == 2 * 70_300 and est.truncated_examples == 0
+    )
     with pytest.raises(ConfigError, match="not in the pricing catalogue"):
         pricing.load_catalog().model("Qwen/Qwen2.5-0.5B-Instruct")
 
@@ -134,4 +136,8 @@ def test_a_non_dollar_pricing_counts_tokens_but_bills_nothing():
 def test_wind_down_dates_come_from_the_catalogue():
     text = pricing.wind_down_summary()
     cat = pricing.load_catalog()
-    assert str(cat.no_new_jobs_after) in text and str(cat.closed_to_new_orgs) in text and "2027-01-14" in text
+    assert (
+        str(cat.no_new_jobs_after) in text
+        and str(cat.closed_to_new_orgs) in text
+        and "2027-01-14" in text
+    )

@@ -28,7 +28,9 @@ def test_tqdm_disable_turns_bars_off(monkeypatch, capsys):
     assert capsys.readouterr().err == ""
 
 
-def test_emotune_run_echoes_a_headless_kernels_progress_on_the_console(monkeypatch, tmp_path, capsys):
+def test_emotune_run_echoes_a_headless_kernels_progress_on_the_console(
+    monkeypatch, tmp_path, capsys
+):
     """The kernel copies each redraw to a progress file; the runner shows its newest line while the notebook
     runs."""
     from emotune.series import _echo
@@ -46,4 +48,6 @@ def test_emotune_run_echoes_a_headless_kernels_progress_on_the_console(monkeypat
         config.progress_file() is None and not progress.exists()
     )  # the setting and the file end with the run
     assert shown and "30/30" in shown[-1] and "train_loss=0.512" in shown[-1]
-    assert "30/30" in capsys.readouterr().err.split("\r")[-1]  # the notebook's own output is unchanged
+    assert (
+        "30/30" in capsys.readouterr().err.split("\r")[-1]
+    )  # the notebook's own output is unchanged

@@ -34,7 +34,9 @@ def test_auto_without_a_key_starts_the_local_backend_and_records_it(tmp_path, ca
     assert conn.client.models.retrieve("gpt-4o-mini").id == "gpt-4o-mini"
     assert run.read(BackendRecord).kind == "local" and run.read(BackendRecord).fine_tuning is True
     # one server per state directory per process
-    assert providers.connect("local", state_dir=tmp_path / "s", announce=False).server is conn.server
+    assert (
+        providers.connect("local", state_dir=tmp_path / "s", announce=False).server is conn.server
+    )
 
 
 def test_an_exported_key_alone_never_picks_the_paid_backend(tmp_path, monkeypatch):
@@ -57,9 +59,15 @@ def test_openai_needs_a_key_and_another_base_url_is_a_compatible_server(monkeypa
     assert isinstance(providers.connect("openai", announce=False), OpenAIProvider)
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
     conn = providers.connect("auto", announce=False)
-    assert isinstance(conn, CompatibleProvider) and conn.base_url.startswith("http://127.0.0.1:9/v1")
-    gateway = providers.connect("openai", announce=False)  # named: OpenAI through that gateway, priced
-    assert isinstance(gateway, OpenAIProvider) and gateway.base_url.startswith("http://127.0.0.1:9/v1")
+    assert isinstance(conn, CompatibleProvider) and conn.base_url.startswith(
+        "http://127.0.0.1:9/v1"
+    )
+    gateway = providers.connect(
+        "openai", announce=False
+    )  # named: OpenAI through that gateway, priced
+    assert isinstance(gateway, OpenAIProvider) and gateway.base_url.startswith(
+        "http://127.0.0.1:9/v1"
+    )
     with pytest.raises(ConfigError, match="backend must be"):
         providers.connect("azure")
 
@@ -72,7 +80,8 @@ def test_capabilities_and_pricing_by_provider():
     assert (real.fine_tuning, real.batches, real.lifecycle_applies) == (True, True, True)
     assert (other.fine_tuning, other.batches, other.lifecycle_applies) == (False, False, False)
     assert (
-        real.pricing("gpt-4o-mini").unit == "usd" and "billed by OpenAI" in real.pricing("gpt-4o-mini").note
+        real.pricing("gpt-4o-mini").unit == "usd"
+        and "billed by OpenAI" in real.pricing("gpt-4o-mini").note
     )
     assert other.pricing("gpt-4o-mini").unit == "not-priced"
     assert "would charge" in local.pricing("gpt-4o-mini").note
@@ -87,7 +96,10 @@ def test_capabilities_and_pricing_by_provider():
 def test_async_client_shares_settings(tmp_path):
     conn = providers.connect("local", state_dir=tmp_path / "s", announce=False)
     aclient = conn.async_client()
-    assert isinstance(aclient, openai.AsyncOpenAI) and aclient.max_retries == providers.DEFAULT_MAX_RETRIES
+    assert (
+        isinstance(aclient, openai.AsyncOpenAI)
+        and aclient.max_retries == providers.DEFAULT_MAX_RETRIES
+    )
 
 
 def test_a_provider_added_by_catalogue_entry(tmp_path, monkeypatch):

@@ -153,7 +153,11 @@ def test_plots_are_a_namespace():
 
     assert emotune.plots is plots
     assert plots.__all__ == sorted(plots.__all__) == PLOTS
-    defined = {n for n, f in vars(plots).items() if inspect.isfunction(f) and f.__module__ == plots.__name__}
+    defined = {
+        n
+        for n, f in vars(plots).items()
+        if inspect.isfunction(f) and f.__module__ == plots.__name__
+    }
     assert {n for n in defined if not n.startswith("_")} == set(PLOTS)
     assert not [n for n in emotune.__all__ if n.startswith("plot_")]
 
@@ -162,5 +166,7 @@ def test_only_config_reads_the_environment():
     from pathlib import Path
 
     pkg = Path(emotune.__file__).parent
-    offenders = [p.name for p in pkg.rglob("*.py") if p.name != "config.py" and "os.environ" in p.read_text()]
+    offenders = [
+        p.name for p in pkg.rglob("*.py") if p.name != "config.py" and "os.environ" in p.read_text()
+    ]
     assert offenders == []

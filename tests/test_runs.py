@@ -42,7 +42,9 @@ def test_atomic_write_replaces_by_rename(tmp_path, monkeypatch):
     monkeypatch.setattr(runs.os, "replace", lambda a, b: (calls.append((a, b)), real(a, b)))
     runs.atomic_write_text(tmp_path / "f.txt", "hello")
     assert (tmp_path / "f.txt").read_text() == "hello"
-    assert len(calls) == 1 and str(calls[0][1]).endswith("f.txt") and str(calls[0][0]).endswith(".tmp")
+    assert (
+        len(calls) == 1 and str(calls[0][1]).endswith("f.txt") and str(calls[0][0]).endswith(".tmp")
+    )
 
 
 def test_corrupt_manifest_is_a_clear_error(tmp_path):
@@ -66,4 +68,8 @@ def test_stages_record_parameters_and_outputs(tmp_path):
     run = begin_stage(Run(tmp_path), "01_explore", {"seed": 3})
     assert run.get("stages", "01_explore", "status") == "running"
     entry = finish_stage(run, "01_explore", wrote=["b", "a"])
-    assert entry["status"] == "done" and entry["wrote"] == ["a", "b"] and run.get("parameters") == {"seed": 3}
+    assert (
+        entry["status"] == "done"
+        and entry["wrote"] == ["a", "b"]
+        and run.get("parameters") == {"seed": 3}
+    )

@@ -16,7 +16,18 @@ from scipy.stats import ttest_1samp
 
 from emotune.stages.statistics import across_draws
 
-PARAMS = ["-p", "n_train=200", "-p", "n_validation=40", "-p", "n_eval=150", "-p", "n_seeds=3", "-p", "seed=3"]
+PARAMS = [
+    "-p",
+    "n_train=200",
+    "-p",
+    "n_validation=40",
+    "-p",
+    "n_eval=150",
+    "-p",
+    "n_seeds=3",
+    "-p",
+    "seed=3",
+]
 
 
 def test_across_draws_is_scipys_paired_t_test_on_the_per_draw_differences():
@@ -32,8 +43,19 @@ def _run(run_dir: Path, log: Path, *extra: str) -> int:
     env = os.environ | {"TQDM_DISABLE": "1"}
     env.pop("OPENAI_API_KEY", None)
     with open(log, "w") as f:
-        cmd = [sys.executable, "-m", "emotune.cli", "run", "--run-dir", str(run_dir), *PARAMS, *extra]
-        return subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, timeout=900).returncode
+        cmd = [
+            sys.executable,
+            "-m",
+            "emotune.cli",
+            "run",
+            "--run-dir",
+            str(run_dir),
+            *PARAMS,
+            *extra,
+        ]
+        return subprocess.run(
+            cmd, stdout=f, stderr=subprocess.STDOUT, env=env, timeout=900
+        ).returncode
 
 
 def _posts(run_dir: Path) -> Counter:
@@ -48,17 +70,21 @@ def test_three_training_runs_are_launched_once_and_tested_across_draws(tmp_path,
     assert first["POST /v1/fine_tuning/jobs"] == 3  # the run's own job and two more, one per draw
     m = json.loads((run_dir / "manifest.json").read_text())
     assert sorted(m["seed_jobs"]) == ["seed-4", "seed-5"]
-    assert all(j["status"] == "succeeded" and j["fine_tuned_model"] for j in m["seed_jobs"].values())
+    assert all(
+        j["status"] == "succeeded" and j["fine_tuned_model"] for j in m["seed_jobs"].values()
+    )
     across = m["evaluation"]["verdict"]["across_draws"]
     per_draw = across["per_draw"]
     assert sorted(per_draw) == ["3", "4", "5"]
-    diffs = np.array([per_draw[s]["fine-tuned"] - per_draw[s]["free baseline"] for s in ("3", "4", "5")])
+    diffs = np.array(
+        [per_draw[s]["fine-tuned"] - per_draw[s]["free baseline"] for s in ("3", "4", "5")]
+    )
     assert across["comparison"]["p_value"] == pytest.approx(ttest_1samp(diffs, 0.0).pvalue)
     assert "Across 3 training runs" in m["evaluation"]["verdict"]["sentence"]
     assert (run_dir / "predictions" / "fine-tuned-seed-4.jsonl").exists()
-    assert _run(run_dir, tmp_path / "again.log", "--from", "04") == 0, (tmp_path / "again.log").read_text()[
-        -3000:
-    ]
+    assert _run(run_dir, tmp_path / "again.log", "--from", "04") == 0, (
+        tmp_path / "again.log"
+    ).read_text()[-3000:]
     again = _posts(run_dir)
     for route in ("POST /v1/files", "POST /v1/fine_tuning/jobs", "POST /v1/chat/completions"):
         assert again[route] == first[route], route

@@ -30,7 +30,9 @@ def test_committed_notebooks_have_counts_kernel_and_no_injected_cell():
         assert all(c.execution_count for c in code), f"{nb_path.name} has unrun cells"
         assert not any("injected-parameters" in c.metadata.get("tags", []) for c in code)
         body = [c for c in code if "parameters" not in c.metadata.get("tags", [])]
-        assert all(c.source.count("\n") < 10 for c in body), f"{nb_path.name} has a cell over 10 lines"
+        assert all(c.source.count("\n") < 10 for c in body), (
+            f"{nb_path.name} has a cell over 10 lines"
+        )
         assert not any(c.source.lstrip().startswith(("def ", "class ")) for c in code)
         text = json.dumps(nb)
         assert "/work/" not in text and "/home/" not in text and "/tmp/" not in text
@@ -93,7 +95,8 @@ def test_unknown_parameter_is_rejected_before_anything_runs(tmp_path, capsys):
 
 
 def test_emotune_run_executes_01_with_parameters(tmp_path, mirror, capfd):
-    capsys = capfd  # the kernel is another process: its noise would reach the console through the fd
+    # the kernel is another process: its noise would reach the console through the fd
+    capsys = capfd
     params = tmp_path / "p.yaml"
     params.write_text(yaml.safe_dump({"n_train": 200, "n_validation": 60}))
     run_dir = tmp_path / "myrun"
@@ -125,7 +128,10 @@ def test_emotune_run_executes_01_with_parameters(tmp_path, mirror, capfd):
     assert manifest["data"]["split_sizes"]["train"] == 43410
     assert (run_dir / "notebooks" / "01_explore.ipynb").exists()
     executed = (run_dir / "notebooks" / "01_explore.ipynb").read_text()
-    for machine_path in (str(run_dir.resolve()), str(Path(series.__file__).resolve().parent.parent)):
+    for machine_path in (
+        str(run_dir.resolve()),
+        str(Path(series.__file__).resolve().parent.parent),
+    ):
         assert machine_path not in executed  # injected run_dir and papermill metadata are relative
     assert "IPKernelApp" not in out and "IPKernelApp" not in capsys.readouterr().err
     assert len((run_dir / "train_sample.jsonl").read_text().splitlines()) == 200
@@ -134,14 +140,23 @@ def test_emotune_run_executes_01_with_parameters(tmp_path, mirror, capfd):
     assert "01_explore" in capsys.readouterr().out
 
 
-def test_run_dir_is_decided_once_and_the_kernel_gets_it_as_an_absolute_path(tmp_path, monkeypatch, capfd):
+def test_run_dir_is_decided_once_and_the_kernel_gets_it_as_an_absolute_path(
+    tmp_path, monkeypatch, capfd
+):
     nb_dir = tmp_path / "nbs"
     nb_dir.mkdir()
     nb = nbformat.v4.new_notebook()
     params = nbformat.v4.new_code_cell("run_dir = ''\nrun_name = 'tutorial'")
     params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, nbformat.v4.new_code_cell("open('seen.txt', 'w').write(run_dir + '|' + run_name)")]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [
+        params,
+        nbformat.v4.new_code_cell("open('seen.txt', 'w').write(run_dir + '|' + run_name)"),
+    ]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nbformat.write(nb, nb_dir / "01_where.ipynb")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("EMOTUNE_RUN_DIR", "from-env")  # relative: resolved once, by the CLI
@@ -160,9 +175,15 @@ def test_failing_notebook_shows_the_cell_and_exits_nonzero(tmp_path, capfd):
     params = nbformat.v4.new_code_cell("seed = 1")
     params.metadata["tags"] = ["parameters"]
     nb.cells = [params, nbformat.v4.new_code_cell("raise ValueError('boom ' + str(seed))")]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nbformat.write(nb, nb_dir / "01_fail.ipynb")
-    rc = cli.main(["run", "--run-dir", str(tmp_path / "r"), "--notebooks", str(nb_dir), "-p", "seed=5"])
+    rc = cli.main(
+        ["run", "--run-dir", str(tmp_path / "r"), "--notebooks", str(nb_dir), "-p", "seed=5"]
+    )
     assert rc == 2
     err = capsys.readouterr().err
     assert "01_fail.ipynb failed" in err and "ValueError: boom 5" in err

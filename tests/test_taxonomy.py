@@ -30,7 +30,10 @@ def test_map_labels_down_and_across():
         "sadness",
         "neutral",
     ]
-    assert map_labels(["curiosity", "admiration"], "goemotions", "sentiment") == ["positive", "ambiguous"]
+    assert map_labels(["curiosity", "admiration"], "goemotions", "sentiment") == [
+        "positive",
+        "ambiguous",
+    ]
     assert map_labels(["joy", "surprise", "anger"], "ekman", "sentiment") == [
         "positive",
         "negative",

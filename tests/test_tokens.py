@@ -26,7 +26,9 @@ def test_seed_tutorial_counts_match_cookbook_method(seed_tutorial):
     totals = {}
     for name in ("training_data", "validation_data"):
         with open(seed_tutorial / f"{name}.jsonl", encoding="utf-8") as f:
-            totals[name] = sum(tokens.count_chat_tokens(json.loads(line)["messages"], enc) for line in f)
+            totals[name] = sum(
+                tokens.count_chat_tokens(json.loads(line)["messages"], enc) for line in f
+            )
     assert totals == {"training_data": 101_616, "validation_data": 47_892}
 
 
@@ -41,9 +43,9 @@ def test_counting_rules():
     assert tokens.count_chat_tokens(parts, enc) == base
     special = [{"role": "user", "content": "<|endoftext|>"}]
     assert tokens.count_chat_tokens(special, enc) > base  # counted as text, not rejected
-    assert tokens.count_assistant_tokens([{"role": "assistant", "content": "joy, love"}], enc) == len(
-        enc.encode("joy, love")
-    )
+    assert tokens.count_assistant_tokens(
+        [{"role": "assistant", "content": "joy, love"}], enc
+    ) == len(enc.encode("joy, love"))
 
 
 def test_missing_encoding_offline_names_the_variable(monkeypatch, tmp_path):

@@ -36,8 +36,18 @@ CORPUS = [
     ("messages not a list", with_line(1, {"messages": "hi"}), "missing_messages", 2),
     ("empty messages", with_line(6, {"messages": []}), "empty_messages", 7),
     ("message not an object", with_line(3, {"messages": ["hi", ASST]}), "message_not_object", 4),
-    ("unknown role", with_line(5, {"messages": [{"role": "bot", "content": "x"}, ASST]}), "unknown_role", 6),
-    ("unknown key", with_line(7, {"messages": [USER, {**ASST, "confidence": 0.9}]}), "unknown_key", 8),
+    (
+        "unknown role",
+        with_line(5, {"messages": [{"role": "bot", "content": "x"}, ASST]}),
+        "unknown_role",
+        6,
+    ),
+    (
+        "unknown key",
+        with_line(7, {"messages": [USER, {**ASST, "confidence": 0.9}]}),
+        "unknown_key",
+        8,
+    ),
     ("missing content", with_line(8, {"messages": [{"role": "user"}, ASST]}), "missing_content", 9),
     (
         "content is a number",
@@ -47,7 +57,12 @@ CORPUS = [
     ),
     ("no assistant", with_line(10, {"messages": [SYS, USER]}), "no_assistant_message", 11),
     ("weight 0.5", with_line(11, {"messages": [USER, {**ASST, "weight": 0.5}]}), "bad_weight", 12),
-    ("weight on user", with_line(0, {"messages": [{**USER, "weight": 1}, ASST]}), "weight_not_assistant", 1),
+    (
+        "weight on user",
+        with_line(0, {"messages": [{**USER, "weight": 1}, ASST]}),
+        "weight_not_assistant",
+        1,
+    ),
     (
         "special token",
         with_line(2, {"messages": [{"role": "user", "content": "hi <|endoftext|>"}, ASST]}),
@@ -64,12 +79,20 @@ CORPUS = [
     ("byte-order mark", b"\xef\xbb\xbf" + as_bytes(good_lines()), "bom", 1),
     (
         "not utf-8",
-        as_bytes(good_lines()[:3]) + "caf\xe9".encode("latin-1") + b"\n" + as_bytes(good_lines()[3:]),
+        as_bytes(good_lines()[:3])
+        + "caf\xe9".encode("latin-1")
+        + b"\n"
+        + as_bytes(good_lines()[3:]),
         "encoding",
         4,
     ),
     ("too few examples", as_bytes(good_lines(4)), "too_few_examples", None),
-    ("label outside taxonomy", with_line(3, render_example("x", ["embarassment"])), "unknown_label", 4),
+    (
+        "label outside taxonomy",
+        with_line(3, render_example("x", ["embarassment"])),
+        "unknown_label",
+        4,
+    ),
     (
         "unparseable answer",
         with_line(4, {"messages": [USER, {"role": "assistant", "content": '{"labels": 3}'}]}),
@@ -100,7 +123,9 @@ def test_a_good_file_has_no_issues_and_exact_token_counts():
     from emotune.core.tokens import count_chat_tokens, encoding_for
 
     enc = encoding_for(MODEL)
-    assert report.tokens.tolist() == [count_chat_tokens(json.loads(x)["messages"], enc) for x in good_lines()]
+    assert report.tokens.tolist() == [
+        count_chat_tokens(json.loads(x)["messages"], enc) for x in good_lines()
+    ]
     assert report.assistant_tokens.tolist() == [len(enc.encode("joy"))] * 12
 
 
@@ -120,7 +145,9 @@ def test_overlap_between_train_and_validation():
     train = validate.validate_bytes(as_bytes(good_lines()), "train.jsonl", MODEL)
     val = validate.validate_bytes(as_bytes(good_lines(3)), "val.jsonl", MODEL, training=False)
     found = validate.check_overlap(train, val)
-    assert [i.line for i in found] == [1, 2, 3] and all(i.code == "train_val_overlap" for i in val.issues)
+    assert [i.line for i in found] == [1, 2, 3] and all(
+        i.code == "train_val_overlap" for i in val.issues
+    )
 
 
 def test_report_frame_and_rules_table():
@@ -132,8 +159,12 @@ def test_report_frame_and_rules_table():
 
 
 def test_seed_tutorial_files_validate_and_flag_the_misspelling(seed_tutorial):
-    train = validate.validate_file(seed_tutorial / "training_data.jsonl", "gpt-3.5-turbo", token_limit=16385)
-    val = validate.validate_file(seed_tutorial / "validation_data.jsonl", "gpt-3.5-turbo", training=False)
+    train = validate.validate_file(
+        seed_tutorial / "training_data.jsonl", "gpt-3.5-turbo", token_limit=16385
+    )
+    val = validate.validate_file(
+        seed_tutorial / "validation_data.jsonl", "gpt-3.5-turbo", training=False
+    )
     assert train.ok and val.ok
     assert int(train.tokens.sum()) == 101_616 and int(val.tokens.sum()) == 47_892
     flagged = [i for i in train.issues if i.code == "unknown_label"]

@@ -21,7 +21,9 @@ LABELS = ["joy", "anger", "fear", "love", "sadness", "surprise"]
 def cmp(difference, low, high, p, *, eq=None, n=1000):
     """A primary comparison as compare_models makes it (Holm p given; 90% interval inside the 95% one)."""
     eq_low, eq_high = eq or (low + (high - low) * 0.08, high - (high - low) * 0.08)
-    return Comparison("macro_f1", 0.3, 0.3 + difference, difference, low, high, p, n, p, eq_low, eq_high)
+    return Comparison(
+        "macro_f1", 0.3, 0.3 + difference, difference, low, high, p, n, p, eq_low, eq_high
+    )
 
 
 WIN = cmp(0.10, 0.07, 0.13, 0.0002)
@@ -31,7 +33,11 @@ CASES = {
         cmp(0.05, 0.03, 0.07, 0.0004),
         verdict.WORTH_IT,
     ),
-    "the baseline significantly better": (WIN, cmp(-0.06, -0.09, -0.03, 0.0002), verdict.BASELINE_BETTER),
+    "the baseline significantly better": (
+        WIN,
+        cmp(-0.06, -0.09, -0.03, 0.0002),
+        verdict.BASELINE_BETTER,
+    ),
     "a significant loss to the base model (-0.080, p 0.001)": (
         cmp(-0.080, -0.11, -0.05, 0.001),
         cmp(0.004, -0.03, 0.04, 0.8),
@@ -92,7 +98,9 @@ def test_the_verdict_from_real_comparisons_names_margin_spread_floors_and_cost(s
     gold = [[LABELS[i % len(LABELS)]] for i in range(600)]
     preds = {
         name: _answers(gold, share, seed)
-        for name, share, seed in zip(("base", "fine-tuned", "free baseline"), shares, (1, 2, 3), strict=True)
+        for name, share, seed in zip(
+            ("base", "fine-tuned", "free baseline"), shares, (1, 2, 3), strict=True
+        )
     }
     if answer is verdict.BASELINE_AS_GOOD:
         preds["free baseline"] = preds["fine-tuned"]  # the same answers: a difference of exactly 0
@@ -100,7 +108,9 @@ def test_the_verdict_from_real_comparisons_names_margin_spread_floors_and_cost(s
     frame = comparisons.to_frame()
     assert set(frame["family"]) == {"primary", "secondary"}
     assert (frame["p (Holm, within family)"] >= frame["p"]).all()
-    scores = metrics.score_models(gold, preds, source=GOEMOTIONS, levels=[GOEMOTIONS], n_resamples=199)
+    scores = metrics.score_models(
+        gold, preds, source=GOEMOTIONS, levels=[GOEMOTIONS], n_resamples=199
+    )
     per_seed = pd.DataFrame(
         {"macro_f1": [0.30, 0.31, 0.29], "micro_f1": 0.4, "exact_match": 0.3}, index=[1, 2, 3]
     )
@@ -117,7 +127,9 @@ def test_the_verdict_from_real_comparisons_names_margin_spread_floors_and_cost(s
         spread=spread,
         floors=floor_table,
     )
-    assert v.answer is answer and v.sentence.startswith(f"Verdict: {answer.text} (label-name matcher")
+    assert v.answer is answer and v.sentence.startswith(
+        f"Verdict: {answer.text} (label-name matcher"
+    )
     assert "600 test comments" in v.sentence and "$1.50 of training" in v.sentence
     assert "The margin worth paying for is 0.020" in v.sentence and "unadjusted" in v.sentence
     assert "SD 0.0100 over 3 training draws" in v.sentence and "always 'neutral'" in v.sentence
@@ -132,7 +144,9 @@ def test_floors_score_the_majority_and_the_label_prior_answers():
     train = pd.DataFrame({"labels": [[27]] * 6 + [[17]] * 4})
     table = baselines.floors(gold, train, GOEMOTIONS, seed=0)
     majority = table.loc["always 'neutral'"]
-    assert majority["exact_match"] == pytest.approx(0.6) and majority["micro_f1"] == pytest.approx(0.6)
+    assert majority["exact_match"] == pytest.approx(0.6) and majority["micro_f1"] == pytest.approx(
+        0.6
+    )
     assert majority["macro_f1"] == pytest.approx((0.75 + 0.0) / 2)  # neutral F1 0.75, joy 0
     random = table.loc["random by label prior"]
     assert 0.3 < random["micro_f1"] < 0.65 and random["exact_match"] < majority["exact_match"]
@@ -157,7 +171,9 @@ def test_the_score_table_carries_the_floors_at_the_runs_level():
     floor_table = baselines.floors(gold, train, goemotions, seed=0)
     shown = baselines.with_floors(table, floor_table, "goemotions", ("macro_f1", "exact_match"))
     assert shown.loc[("goemotions", "exact_match"), "floor: always 'neutral'"] == pytest.approx(0.6)
-    assert shown.loc[("goemotions", "exact_match"), "base"] == pytest.approx(0.6)  # the base *is* the floor
+    assert shown.loc[("goemotions", "exact_match"), "base"] == pytest.approx(
+        0.6
+    )  # the base *is* the floor
     assert np.isnan(shown.loc[("sentiment", "macro_f1"), "floor: always 'neutral'"])
 
 

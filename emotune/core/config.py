@@ -44,11 +44,14 @@ def run_dir(explicit: str | os.PathLike | None = None, name: str = "tutorial") -
 def models_dir() -> Path:
     """Where open-weights models emotune fetches or converts are kept: ``EMOTUNE_MODELS_DIR``, else
     ``~/.cache/emotune/models``."""
-    return Path(env("EMOTUNE_MODELS_DIR") or Path.home() / ".cache" / "emotune" / "models").expanduser()
+    return Path(
+        env("EMOTUNE_MODELS_DIR") or Path.home() / ".cache" / "emotune" / "models"
+    ).expanduser()
 
 
 def backend_choice(explicit: str | None = None) -> str:
-    """The backend asked for: the argument, else ``EMOTUNE_BACKEND``, else ``auto`` (names are checked by
+    """The backend asked for: the argument, else ``EMOTUNE_BACKEND``, else ``auto`` (names are
+    checked by
     :func:`emotune.providers.connect` against the provider catalogue)."""
     value = explicit if explicit not in (None, "", "auto") else env("EMOTUNE_BACKEND", "auto")
     return str(value)
@@ -78,19 +81,21 @@ def fault_settings() -> dict[str, float]:
     }
 
 
-HEADLESS_ENV = (
-    "EMOTUNE_HEADLESS"  # set while ``emotune run`` executes notebooks: kernels started inside inherit it
-)
-PROGRESS_ENV = "EMOTUNE_PROGRESS_FILE"  # where a headless kernel's progress bars are copied for the console
+# set while ``emotune run`` executes notebooks: kernels started inside inherit it
+HEADLESS_ENV = "EMOTUNE_HEADLESS"
+# where a headless kernel's progress bars are copied for the console
+PROGRESS_ENV = "EMOTUNE_PROGRESS_FILE"
 
 
 def headless() -> bool:
-    """Whether this kernel was started by a headless run (``emotune run``, ``make refresh-notebooks``)."""
+    """Whether this kernel was started by a headless run (``emotune run``, ``make
+    refresh-notebooks``)."""
     return bool(env(HEADLESS_ENV))
 
 
 def progress_file() -> Path | None:
-    """The file a headless kernel copies its progress bars to (``emotune run`` shows it on the console)."""
+    """The file a headless kernel copies its progress bars to (``emotune run`` shows it on the
+    console)."""
     value = env(PROGRESS_ENV)
     return Path(value) if value else None
 
@@ -102,7 +107,8 @@ def progress_disabled() -> bool:
 
 @contextmanager
 def headless_kernels(progress_to: Path | None = None) -> Iterator[None]:
-    """Within the block, kernels started for notebooks know they run headless (and where to copy progress)."""
+    """Within the block, kernels started for notebooks know they run headless (and where to copy
+    progress)."""
     settings = {HEADLESS_ENV: "1", PROGRESS_ENV: str(progress_to) if progress_to else None}
     before = {name: os.environ.get(name) for name in settings}
     for name, value in settings.items():

@@ -1,4 +1,5 @@
-"""Dataset specs: what a dataset is (source, fields, label set, levels, splits), as catalogue data or from
+"""Dataset specs: what a dataset is (source, fields, label set, levels, splits), as catalogue
+data or from
 parameters.
 
 The catalogue (``catalog/datasets.json``) holds the datasets emotune knows by name (GoEmotions); any other
@@ -17,7 +18,13 @@ from pathlib import Path
 
 from .errors import ConfigError
 
-FILE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+FILE_FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".jsonl": "json",
+    ".json": "json",
+    ".parquet": "parquet",
+}
 # Names a file's own splits may carry, mapped to the series' split names ("dev" is validation).
 SPLIT_ALIASES = {
     "train": "train",
@@ -33,7 +40,8 @@ LABEL_GUESSES = ("label", "labels", "category", "class", "target")
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """One dataset: where it comes from, which fields hold text and labels, and how labels are shaped."""
+    """One dataset: where it comes from, which fields hold text and labels, and how labels are
+    shaped."""
 
     name: str
     source: str  # "catalog", "file", "folder" or "hub"
@@ -55,7 +63,9 @@ class DatasetSpec:
     def reference_score(self, metric: str, level: str) -> float | None:
         """The published score for ``metric`` at ``level``, when the catalogue has one."""
         ref = self.reference or {}
-        return ref.get("value") if ref.get("metric") == metric and ref.get("level") == level else None
+        return (
+            ref.get("value") if ref.get("metric") == metric and ref.get("level") == level else None
+        )
 
     def to_record(self) -> dict:
         """What the run manifest keeps about the dataset."""
@@ -73,19 +83,26 @@ class DatasetSpec:
 
 @lru_cache(maxsize=1)
 def _catalogue() -> dict:
-    raw = json.loads(resources.files("emotune").joinpath("catalog/datasets.json").read_text("utf-8"))
+    raw = json.loads(
+        resources.files("emotune").joinpath("catalog/datasets.json").read_text("utf-8")
+    )
     return {k: v for k, v in raw.items() if not k.startswith("_")}
 
 
 def default_label_set() -> str:
-    """The label set of the series' default dataset (what a prompt or parser uses when given none)."""
-    raw = json.loads(resources.files("emotune").joinpath("catalog/datasets.json").read_text("utf-8"))
+    """The label set of the series' default dataset (what a prompt or parser uses when given
+    none)."""
+    raw = json.loads(
+        resources.files("emotune").joinpath("catalog/datasets.json").read_text("utf-8")
+    )
     return catalogue_spec(raw["_default"]).label_set
 
 
 def dataset_spec(name: str | None = None) -> DatasetSpec:
     """A catalogue dataset's spec (the default dataset when None)."""
-    raw = json.loads(resources.files("emotune").joinpath("catalog/datasets.json").read_text("utf-8"))
+    raw = json.loads(
+        resources.files("emotune").joinpath("catalog/datasets.json").read_text("utf-8")
+    )
     return catalogue_spec(name or raw["_default"])
 
 
@@ -99,7 +116,9 @@ def catalogue_spec(name: str) -> DatasetSpec:
     try:
         raw = _catalogue()[name]
     except KeyError:
-        raise ConfigError(f"unknown dataset {name!r}; known: {', '.join(dataset_names())}") from None
+        raise ConfigError(
+            f"unknown dataset {name!r}; known: {', '.join(dataset_names())}"
+        ) from None
     return DatasetSpec(
         name,
         "catalog",
@@ -117,7 +136,8 @@ def catalogue_spec(name: str) -> DatasetSpec:
 
 
 def _text(value: object) -> str | None:
-    """A papermill string parameter as it was given (a separator may be a space); empty or missing is
+    """A papermill string parameter as it was given (a separator may be a space); empty or
+    missing is
     None."""
     return None if value in (None, "") else str(value)
 
@@ -137,7 +157,8 @@ def _names(value: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class DatasetParams:
-    """The series' dataset parameters, parsed: None where unset, tuples where papermill gave ``a,b,c``."""
+    """The series' dataset parameters, parsed: None where unset, tuples where papermill gave
+    ``a,b,c``."""
 
     dataset: str = "goemotions"  # a catalogue name, a local file or folder, or a hub id
     data_source: str | None = None  # catalogue datasets only: a release-format folder
@@ -153,7 +174,8 @@ class DatasetParams:
 
     @classmethod
     def from_parameters(cls, params: Mapping[str, object]) -> DatasetParams:
-        """Parse the notebook parameters once: "" is unset, "a,b,c" a tuple, label_names may name a file."""
+        """Parse the notebook parameters once: "" is unset, "a,b,c" a tuple, label_names may name
+        a file."""
         columns = _text(params.get("label_columns"))
         names = _text(params.get("label_names"))
         return cls(
@@ -161,14 +183,17 @@ class DatasetParams:
             data_source=_text(params.get("data_source")),
             text_column=_text(params.get("text_column")),
             label_column=_text(params.get("label_column")),
-            label_columns=tuple(c.strip() for c in columns.split(",") if c.strip()) if columns else None,
+            label_columns=tuple(c.strip() for c in columns.split(",") if c.strip())
+            if columns
+            else None,
             label_separator=_text(params.get("label_separator")),
             label_names=_names(names) if names else None,
         )
 
 
 def resolve_spec(params: DatasetParams | str = "goemotions") -> DatasetSpec:
-    """The spec for the ``dataset`` parameter: a catalogue name, a local file or folder, or a hub id."""
+    """The spec for the ``dataset`` parameter: a catalogue name, a local file or folder, or a hub
+    id."""
     if isinstance(params, str):
         params = DatasetParams(params or "goemotions")
     dataset = params.dataset.strip()
@@ -194,17 +219,21 @@ def resolve_spec(params: DatasetParams | str = "goemotions") -> DatasetSpec:
     if "/" in dataset and not dataset.startswith((".", "/", "~")) and dataset.count("/") == 1:
         return DatasetSpec(dataset.split("/")[1], "hub", dataset, **common)
     raise ConfigError(
-        f"dataset={dataset!r} is neither a known dataset ({', '.join(dataset_names())}), an existing "
+        f"dataset={dataset!r} is neither a known dataset ({', '.join(dataset_names())}), an "
+        "existing "
         "file or folder, nor a Hugging Face hub id (owner/name)"
     )
 
 
 def split_files(folder: Path) -> dict[str, list[Path]]:
-    """A folder's data files by series split (``train.csv``, ``dev.jsonl``…); a lone file is the train
+    """A folder's data files by series split (``train.csv``, ``dev.jsonl``…); a lone file is the
+    train
     split."""
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in FILE_FORMATS)
     if not files:
-        raise ConfigError(f"dataset folder {folder} holds no {', '.join(sorted(FILE_FORMATS))} file")
+        raise ConfigError(
+            f"dataset folder {folder} holds no {', '.join(sorted(FILE_FORMATS))} file"
+        )
     out: dict[str, list[Path]] = {}
     for p in files:
         split = SPLIT_ALIASES.get(p.stem.lower().split("-")[0].split("_")[0])

@@ -30,7 +30,12 @@ class DataError(EmotuneError):
     """Input data breaks a rule; the message names file, line and rule."""
 
     def __init__(
-        self, message: str, *, path: str | None = None, line: int | None = None, rule: str | None = None
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        line: int | None = None,
+        rule: str | None = None,
     ):
         where = ""
         if path is not None:
@@ -61,7 +66,8 @@ class JobError(EmotuneError):
 
 
 class PredictionError(BackendError):
-    """Some predictions failed after retries; the answered ones are cached and a re-run asks only for the
+    """Some predictions failed after retries; the answered ones are cached and a re-run asks only
+    for the
     rest."""
 
 

@@ -21,7 +21,16 @@ from .taxonomy import DEFAULT, Taxonomy, get_taxonomy
 from .tokens import chat_token_parts, encoding_for
 
 ROLES = {"system", "user", "assistant", "tool", "function"}
-MESSAGE_KEYS = {"role", "content", "weight", "name", "tool_calls", "tool_call_id", "function_call", "refusal"}
+MESSAGE_KEYS = {
+    "role",
+    "content",
+    "weight",
+    "name",
+    "tool_calls",
+    "tool_call_id",
+    "function_call",
+    "refusal",
+}
 SPECIAL_TOKENS = (
     "<|endoftext|>",
     "<|im_start|>",
@@ -36,7 +45,9 @@ SPECIAL_TOKENS = (
 @dataclass(frozen=True)
 class Rule:
     code: str
-    severity: str  # "error" (OpenAI rejects the file) or "warning" (it trains, but not as you meant)
+    severity: (
+        str  # "error" (OpenAI rejects the file) or "warning" (it trains, but not as you meant)
+    )
     description: str
 
 
@@ -45,17 +56,22 @@ RULES: tuple[Rule, ...] = (
     Rule("bom", "error", "the file must not start with a byte-order mark"),
     Rule("file_too_large", "error", "the file must be at most 512 MB"),
     Rule("blank_line", "error", "every line must hold one example; no blank lines"),
-    Rule("truncated_last_line", "error", "the last line is cut off (no newline and not valid JSON)"),
+    Rule(
+        "truncated_last_line", "error", "the last line is cut off (no newline and not valid JSON)"
+    ),
     Rule("invalid_json", "error", "every line must be valid JSON"),
     Rule("not_object", "error", "every line must be a JSON object"),
     Rule("missing_messages", "error", "an example needs a 'messages' list"),
     Rule("empty_messages", "error", "'messages' must not be empty"),
     Rule("message_not_object", "error", "every message must be a JSON object"),
-    Rule("unknown_role", "error", "role must be system, user, assistant, tool (or legacy function)"),
+    Rule(
+        "unknown_role", "error", "role must be system, user, assistant, tool (or legacy function)"
+    ),
     Rule(
         "unknown_key",
         "error",
-        "message keys: role, content, weight, name, tool_calls, tool_call_id, function_call, refusal",
+        "message keys: role, content, weight, name, tool_calls, tool_call_id, function_call, "
+        "refusal",
     ),
     Rule(
         "missing_content",
@@ -66,13 +82,29 @@ RULES: tuple[Rule, ...] = (
     Rule("no_assistant_message", "error", "an example needs at least one assistant message"),
     Rule("bad_weight", "error", "weight must be 0 or 1"),
     Rule("weight_not_assistant", "error", "weight is allowed on assistant messages only"),
-    Rule("special_tokens", "error", "content must not contain special tokens such as <|endoftext|>"),
-    Rule("too_few_examples", "error", f"a training file needs at least {MIN_TRAINING_EXAMPLES} examples"),
-    Rule("too_many_tokens", "warning", "an example over the model's token limit is truncated in training"),
+    Rule(
+        "special_tokens", "error", "content must not contain special tokens such as <|endoftext|>"
+    ),
+    Rule(
+        "too_few_examples",
+        "error",
+        f"a training file needs at least {MIN_TRAINING_EXAMPLES} examples",
+    ),
+    Rule(
+        "too_many_tokens",
+        "warning",
+        "an example over the model's token limit is truncated in training",
+    ),
     Rule("unknown_label", "warning", "the assistant answer holds a label outside the taxonomy"),
-    Rule("unparseable_answer", "warning", "the assistant answer holds no label the parser can read"),
+    Rule(
+        "unparseable_answer", "warning", "the assistant answer holds no label the parser can read"
+    ),
     Rule("duplicate_example", "warning", "the same example appears more than once"),
-    Rule("train_val_overlap", "warning", "the same comment is in the training and the validation file"),
+    Rule(
+        "train_val_overlap",
+        "warning",
+        "the same comment is in the training and the validation file",
+    ),
 )
 RULES_BY_CODE = {r.code: r for r in RULES}
 
@@ -128,12 +160,15 @@ class ValidationReport:
                     "rule": RULES_BY_CODE[code].description,
                 }
             )
-        return pd.DataFrame(rows, columns=["code", "severity", "count", "first lines", "example", "rule"])
+        return pd.DataFrame(
+            rows, columns=["code", "severity", "count", "first lines", "example", "rule"]
+        )
 
     def summary(self) -> str:
         name = Path(self.path).name
         return (
-            f"{name}: {self.n_examples} examples, {len(self.errors)} errors, {len(self.warnings)} warnings, "
+            f"{name}: {self.n_examples} examples, {len(self.errors)} errors, "
+            f"{len(self.warnings)} warnings, "
             f"{int(self.tokens.sum())} tokens ({self.model})"
         )
 
@@ -147,12 +182,16 @@ def _group(issues: list[Issue]) -> dict[str, list[Issue]]:
 
 def rules_frame() -> pd.DataFrame:
     """The rules as a table, for the notebook."""
-    return pd.DataFrame([{"code": r.code, "severity": r.severity, "rule": r.description} for r in RULES])
+    return pd.DataFrame(
+        [{"code": r.code, "severity": r.severity, "rule": r.description} for r in RULES]
+    )
 
 
 def _check_message(m, lineno: int, issues: list[Issue]) -> None:
     if not isinstance(m, dict):
-        issues.append(Issue("message_not_object", lineno, f"a message is {type(m).__name__}, not an object"))
+        issues.append(
+            Issue("message_not_object", lineno, f"a message is {type(m).__name__}, not an object")
+        )
         return
     role = m.get("role")
     if role not in ROLES:
@@ -160,21 +199,31 @@ def _check_message(m, lineno: int, issues: list[Issue]) -> None:
     extra = sorted(set(m) - MESSAGE_KEYS)
     if extra:
         issues.append(
-            Issue("unknown_key", lineno, f"unexpected key(s) {', '.join(extra)} in a {role} message")
+            Issue(
+                "unknown_key", lineno, f"unexpected key(s) {', '.join(extra)} in a {role} message"
+            )
         )
     content = m.get("content")
-    if content is None and not (role == "assistant" and (m.get("tool_calls") or m.get("function_call"))):
+    if content is None and not (
+        role == "assistant" and (m.get("tool_calls") or m.get("function_call"))
+    ):
         issues.append(Issue("missing_content", lineno, f"{role} message without content"))
     elif content is not None and not isinstance(content, str | list):
         issues.append(Issue("bad_content_type", lineno, f"content is {type(content).__name__}"))
-    elif isinstance(content, list) and not all(isinstance(p, dict) and "type" in p for p in content):
-        issues.append(Issue("bad_content_type", lineno, "content parts must be objects with a 'type'"))
+    elif isinstance(content, list) and not all(
+        isinstance(p, dict) and "type" in p for p in content
+    ):
+        issues.append(
+            Issue("bad_content_type", lineno, "content parts must be objects with a 'type'")
+        )
     if "weight" in m:
         if m["weight"] not in (0, 1) or isinstance(m["weight"], bool):
             issues.append(Issue("bad_weight", lineno, f"weight {m['weight']!r}"))
         if role != "assistant":
             issues.append(Issue("weight_not_assistant", lineno, f"weight on a {role} message"))
-    text = content if isinstance(content, str) else json.dumps(content) if content is not None else ""
+    text = (
+        content if isinstance(content, str) else json.dumps(content) if content is not None else ""
+    )
     for token in SPECIAL_TOKENS:
         if token in text:
             issues.append(Issue("special_tokens", lineno, f"{token} in {role} content"))
@@ -182,7 +231,8 @@ def _check_message(m, lineno: int, issues: list[Issue]) -> None:
 
 
 def _token_lengths(strings: list[str], model: str) -> list[int]:
-    """Token count of each string; repeated strings (system prompts, role names) are encoded once."""
+    """Token count of each string; repeated strings (system prompts, role names) are encoded
+    once."""
     enc = encoding_for(model)
     cache: dict[str, int] = {}
     out = []
@@ -203,7 +253,8 @@ def validate_bytes(
     token_limit: int | None = None,
     training: bool = True,
 ) -> ValidationReport:
-    """Check a chat JSONL held in memory; every problem becomes an :class:`Issue` naming its line."""
+    """Check a chat JSONL held in memory; every problem becomes an :class:`Issue` naming its
+    line."""
     report = ValidationReport(path=path, model=model)
     issues = report.issues
     if len(raw) > MAX_FILE_BYTES:
@@ -216,7 +267,9 @@ def validate_bytes(
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         issues.append(
-            Issue("encoding", line, f"byte 0x{raw[exc.start]:02x} at offset {exc.start} is not UTF-8")
+            Issue(
+                "encoding", line, f"byte 0x{raw[exc.start]:02x} at offset {exc.start} is not UTF-8"
+            )
         )
         text = raw.decode("utf-8", errors="replace")
     lines = text.split("\n")
@@ -241,7 +294,9 @@ def validate_bytes(
             issues.append(Issue(code, lineno, f"{exc.msg} at column {exc.colno}"))
             continue
         if not isinstance(obj, dict):
-            issues.append(Issue("not_object", lineno, f"a JSON {type(obj).__name__}, not an object"))
+            issues.append(
+                Issue("not_object", lineno, f"a JSON {type(obj).__name__}, not an object")
+            )
             continue
         messages = obj.get("messages")
         if not isinstance(messages, list):
@@ -259,7 +314,11 @@ def validate_bytes(
             parsed = parse_answer(assistant_text(messages), tax, forgive_misspellings=False)
             if parsed.unknown:
                 issues.append(
-                    Issue("unknown_label", lineno, f"not a {tax.name} label: {', '.join(parsed.unknown)}")
+                    Issue(
+                        "unknown_label",
+                        lineno,
+                        f"not a {tax.name} label: {', '.join(parsed.unknown)}",
+                    )
                 )
             elif not parsed.labels:
                 issues.append(Issue("unparseable_answer", lineno, parsed.detail or "no labels"))
@@ -270,7 +329,11 @@ def validate_bytes(
             seen[key] = lineno
         report.user_texts.append(last_user_text([m for m in messages if isinstance(m, dict)]))
         ex_strings, fixed = chat_token_parts(messages)
-        asst = [m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == "assistant"]
+        asst = [
+            m.get("content")
+            for m in messages
+            if isinstance(m, dict) and m.get("role") == "assistant"
+        ]
         asst = [a if isinstance(a, str) else "" for a in asst]
         start = len(strings)
         strings.extend(ex_strings)
@@ -282,7 +345,9 @@ def validate_bytes(
     lengths = _token_lengths(strings, model)
     csum = np.concatenate([[0], np.cumsum(lengths)]) if lengths else np.zeros(1, dtype=np.int64)
     report.tokens = np.array([csum[e] - csum[s] + f for s, e, f, _, _ in spans], dtype=np.int64)
-    report.assistant_tokens = np.array([csum[ae] - csum[a] for _, _, _, a, ae in spans], dtype=np.int64)
+    report.assistant_tokens = np.array(
+        [csum[ae] - csum[a] for _, _, _, a, ae in spans], dtype=np.int64
+    )
     if token_limit:
         example_lines = [i for i, line in enumerate(lines, start=1) if line.strip()]
         for idx in np.flatnonzero(report.tokens > token_limit):
@@ -308,7 +373,9 @@ def validate_file(
     """
     path = Path(path)
     if not path.is_file():
-        raise DataError("is not a file" if path.exists() else "no such file", path=str(path), rule="file")
+        raise DataError(
+            "is not a file" if path.exists() else "no such file", path=str(path), rule="file"
+        )
     try:
         with open(path, "rb") as f:
             raw = f.read(MAX_FILE_BYTES + 1)

@@ -1,4 +1,5 @@
-"""Typed manifest sections: each has one owner (the stage function that writes it) and a record type.
+"""Typed manifest sections: each has one owner (the stage function that writes it) and a record
+type.
 
 ``manifest.json`` is the record of a run. Every section below is written only by its owner, through
 ``Run.put(record)``, and read back by later stages through ``Run.read(RecordType)``, which names the notebook
@@ -84,9 +85,8 @@ class JsonlRecord(Record):
     prompt_style: str | None = None
     label_format: str | None = None
     taxonomy: str | None = None
-    prompt_spec: dict | None = (
-        None  # PromptSpec.to_record(): what notebook 05 must ask the fine-tuned model with
-    )
+    # PromptSpec.to_record(): what notebook 05 must ask the fine-tuned model with
+    prompt_spec: dict | None = None
     seed: int | None = None
 
 
@@ -150,7 +150,8 @@ class JobRecord(Record):
 
 @dataclass
 class SeedJobRecord(JobRecord):
-    """A further training run of the fine-tune, on another draw of training examples (``n_seeds``)."""
+    """A further training run of the fine-tune, on another draw of training examples
+    (``n_seeds``)."""
 
     section = "seed_jobs"
     seed: int | None = None
@@ -177,7 +178,8 @@ class EvaluationRecord(Record):
     verdict: dict | None = None
     scores: list | None = None
     sample_ids: list | None = None
-    prediction_files: dict | None = None  # comparator -> predictions/<name>.jsonl (answers by comment id)
+    # comparator -> predictions/<name>.jsonl (answers by comment id)
+    prediction_files: dict | None = None
 
 
 KEYED = ("uploads", "seed_jobs", "batches")  # sections holding one record per key

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 MIN_TRAINING_EXAMPLES = 10  # OpenAI rejects a training file with fewer examples
 MAX_FILE_BYTES = 512 * 1024 * 1024  # the upload limit for fine-tuning files
-JOB_TERMINAL = ("succeeded", "failed", "cancelled")  # a fine-tuning job in one of these never changes again
+JOB_TERMINAL = (
+    "succeeded",
+    "failed",
+    "cancelled",
+)  # a fine-tuning job in one of these never changes again
 BATCH_TERMINAL = ("completed", "failed", "expired", "cancelled")
 FILE_PURPOSES = (
     "fine-tune",
@@ -36,7 +40,9 @@ def default_epochs(n_examples: int) -> int:
     if n_examples <= 0:
         from .errors import DataError
 
-        raise DataError(f"a training file needs examples, got {n_examples}", rule="too_few_examples")
+        raise DataError(
+            f"a training file needs examples, got {n_examples}", rule="too_few_examples"
+        )
     epochs = TARGET_EPOCHS
     if n_examples * epochs < MIN_TARGET_EXAMPLES:
         epochs = min(MAX_DEFAULT_EPOCHS, -(-MIN_TARGET_EXAMPLES // n_examples))

@@ -1,4 +1,5 @@
-"""Prices, limits and lifecycle dates of the fine-tunable models, cost estimates, and the budget guard.
+"""Prices, limits and lifecycle dates of the fine-tunable models, cost estimates, and the budget
+guard.
 
 The catalogue is data (``emotune/catalog/models.json``, dated, with sources), never constants buried in
 code; pass your own with :func:`load_catalog` when prices change.
@@ -50,7 +51,8 @@ class Catalog:
     sources: dict[str, str]
 
     def model(self, name: str) -> ModelPrice:
-        """A model by dated name, alias (``gpt-4o-mini``) or fine-tuned name (``ft:gpt-4o-mini-…``)."""
+        """A model by dated name, alias (``gpt-4o-mini``) or fine-tuned name
+        (``ft:gpt-4o-mini-…``)."""
         key = base_model(name)
         if key in self.models:
             return self.models[key]
@@ -63,7 +65,8 @@ class Catalog:
         )
 
     def fine_tunable(self) -> dict[str, str]:
-        """Models still fine-tunable as of the catalogue's date: dated name and family alias -> dated name."""
+        """Models still fine-tunable as of the catalogue's date: dated name and family alias ->
+        dated name."""
         live = [m for m in self.models.values() if m.shutdown > self.as_of]
         return {m.name: m.name for m in live} | {m.family: m.name for m in live}
 
@@ -140,7 +143,8 @@ class Pricing:
         batch: bool = False,
         catalog: Catalog | None = None,
     ) -> float | None:
-        """Dollars for 1,000 requests of the given mean prompt and completion tokens; None when not in
+        """Dollars for 1,000 requests of the given mean prompt and completion tokens; None when
+        not in
         dollars."""
         if not self.in_dollars:
             return None
@@ -156,7 +160,8 @@ class Pricing:
 
 @dataclass(frozen=True)
 class CostEstimate:
-    """What a training job on a file would bill (``training_usd`` is None when the model is not priced in
+    """What a training job on a file would bill (``training_usd`` is None when the model is not
+    priced in
     dollars)."""
 
     model: str
@@ -172,9 +177,13 @@ class CostEstimate:
 
 
 def estimate_training(
-    example_tokens, model: str | Pricing, n_epochs: int | str = "auto", catalog: Catalog | None = None
+    example_tokens,
+    model: str | Pricing,
+    n_epochs: int | str = "auto",
+    catalog: Catalog | None = None,
 ) -> CostEstimate:
-    """Training cost: each example capped at the model's limit, times epochs; validation is not billed.
+    """Training cost: each example capped at the model's limit, times epochs; validation is not
+    billed.
 
     ``model`` is an OpenAI model name (priced from the catalogue) or a provider's :class:`Pricing`.
     """
@@ -228,11 +237,13 @@ def estimate_inference(
 
 
 def check_budget(estimated_usd: float, budget_usd: float, what: str = "this step") -> None:
-    """Raise :class:`BudgetError` before any spend when the estimate exceeds the budget (or the budget is not
+    """Raise :class:`BudgetError` before any spend when the estimate exceeds the budget (or the
+    budget is not
     an amount: NaN compares false with everything, so it would let any spend through)."""
     if not math.isfinite(budget_usd) or budget_usd < 0:
         raise BudgetError(
-            f"budget_usd must be a finite amount of at least $0, not {budget_usd!r}; nothing was spent"
+            f"budget_usd must be a finite amount of at least $0, not {budget_usd!r}; nothing was "
+            "spent"
         )
     if estimated_usd > budget_usd:
         raise BudgetError(
@@ -264,14 +275,17 @@ def lifecycle(model: str, today: date | None = None, catalog: Catalog | None = N
         return Lifecycle(p.name, today, False, days, msg)
     if window < 0:
         msg = (
-            f"No OpenAI fine-tuning job can be created after {cat.no_new_jobs_after}; {p.name} and its "
+            f"No OpenAI fine-tuning job can be created after {cat.no_new_jobs_after}; {p.name} "
+            "and its "
             f"fine-tunes shut down on {p.shutdown}. Use the local backend (backend='local')."
         )
         return Lifecycle(p.name, today, False, days, msg)
     msg = (
-        f"OpenAI closed fine-tuning to new organisations on {cat.closed_to_new_orgs}; existing ones can "
+        f"OpenAI closed fine-tuning to new organisations on {cat.closed_to_new_orgs}; existing "
+        "ones can "
         "create "
-        f"jobs until {cat.no_new_jobs_after} ({window} days left). {p.name} and its fine-tunes shut down on "
+        f"jobs until {cat.no_new_jobs_after} ({window} days left). {p.name} and its fine-tunes "
+        "shut down on "
         f"{p.shutdown} ({days} days left)."
     )
     if window <= WARN_DAYS or days <= WARN_DAYS:
@@ -280,7 +294,8 @@ def lifecycle(model: str, today: date | None = None, catalog: Catalog | None = N
 
 
 def wind_down_summary(catalog: Catalog | None = None) -> str:
-    """OpenAI's fine-tuning wind-down in one sentence, from the catalogue's dates (the one home of those
+    """OpenAI's fine-tuning wind-down in one sentence, from the catalogue's dates (the one home
+    of those
     dates)."""
     cat = catalog or load_catalog()
     by_date: dict[date, list[str]] = {}
@@ -291,14 +306,17 @@ def wind_down_summary(catalog: Catalog | None = None) -> str:
         for d, fams in sorted(by_date.items())
     )
     return (
-        f"OpenAI closed self-serve fine-tuning to new organisations on {cat.closed_to_new_orgs} and allows "
+        f"OpenAI closed self-serve fine-tuning to new organisations on {cat.closed_to_new_orgs} "
+        "and allows "
         "no new "
         f"job after {cat.no_new_jobs_after}; {shutdowns}. Run the same series on the local backend "
         "(backend='local', or unset OPENAI_API_KEY), with an open-weights model for a real LLM."
     )
 
 
-def require_can_fine_tune(model: str, today: date | None = None, catalog: Catalog | None = None) -> Lifecycle:
+def require_can_fine_tune(
+    model: str, today: date | None = None, catalog: Catalog | None = None
+) -> Lifecycle:
     """Raise :class:`LifecycleError` when OpenAI would refuse the job on this date."""
     state = lifecycle(model, today, catalog)
     if not state.can_create_job:
@@ -339,7 +357,8 @@ def inference_table(
     model: str,
     catalog: Catalog | None = None,
 ) -> pd.DataFrame:
-    """Cost of n predictions on the base and the fine-tuned model, online and through the Batch API."""
+    """Cost of n predictions on the base and the fine-tuned model, online and through the Batch
+    API."""
     rows = []
     for fine_tuned in (False, True):
         for batch in (False, True):

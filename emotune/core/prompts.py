@@ -33,30 +33,40 @@ class PromptStyle:
 
 VERBOSE = PromptStyle(
     "verbose",
-    "You are a highly intelligent text classification assistant. You carefully read a {item} and label it "
+    "You are a highly intelligent text classification assistant. You carefully read a {item} and "
+    "label it "
     "with "
-    "{how} from a fixed list. The labels are: {labels}. {multi_rule}Do not invent labels that are not in "
+    "{how} from a fixed list. The labels are: {labels}. {multi_rule}Do not invent labels that "
+    "are not in "
     "the list. "
     "{format_rule}",
     "Label this {item}: {text}",
 )
 COMPACT = PromptStyle("compact", "Label the {label_kind} ({taxonomy}).")
-ZERO_SHOT = PromptStyle("zero-shot", "Classify the {item} with {how} from this list: {labels}. {format_rule}")
+ZERO_SHOT = PromptStyle(
+    "zero-shot", "Classify the {item} with {how} from this list: {labels}. {format_rule}"
+)
 PROMPT_STYLES = {s.name: s for s in (VERBOSE, COMPACT, ZERO_SHOT)}
 
 _FORMAT_RULES = {
     ("comma", True): "Answer with the labels only, separated by commas.",
     ("json", True): 'Answer with JSON only, in the form {"labels": ["label", ...]}.',
     ("comma", False): "Answer with exactly one label and nothing else.",
-    ("json", False): 'Answer with JSON only, in the form {"labels": ["label"]}, holding exactly one label.',
+    (
+        "json",
+        False,
+    ): 'Answer with JSON only, in the form {"labels": ["label"]}, holding exactly one label.',
 }
 
 
 def get_style(style: str | PromptStyle) -> PromptStyle:
-    """A prompt style by name (``verbose``, ``compact``, ``zero-shot``) or your own :class:`PromptStyle`."""
+    """A prompt style by name (``verbose``, ``compact``, ``zero-shot``) or your own
+    :class:`PromptStyle`."""
     if isinstance(style, PromptStyle):
         if "{text}" not in style.user:
-            raise ConfigError(f"prompt style {style.name!r}: the user template must contain {{text}}")
+            raise ConfigError(
+                f"prompt style {style.name!r}: the user template must contain {{text}}"
+            )
         return style
     try:
         return PROMPT_STYLES[style]
@@ -87,7 +97,8 @@ class PromptSpec:
         label_format: str = "comma",
         taxonomy: str | Taxonomy = DEFAULT,
     ) -> PromptSpec:
-        """A spec from names or objects (a spec passes through); ``taxonomy`` is a label set or its name.
+        """A spec from names or objects (a spec passes through); ``taxonomy`` is a label set or
+        its name.
 
         :data:`~emotune.core.taxonomy.DEFAULT` is the default dataset's label set (the catalogue's
         ``_default``).
@@ -137,7 +148,8 @@ class PromptSpec:
 
     @classmethod
     def from_record(cls, record: dict, taxonomy: Taxonomy | None = None) -> PromptSpec:
-        """The spec a :meth:`to_record` record describes, asking with ``taxonomy`` when given (the run's
+        """The spec a :meth:`to_record` record describes, asking with ``taxonomy`` when given
+        (the run's
         label set of that name); else a built-in label set by name, or one made from the recorded labels."""
         from .taxonomy import from_labels, taxonomy_names
 
@@ -161,30 +173,40 @@ def prompt_spec(
     label_format: str = "comma",
     taxonomy: str | Taxonomy = DEFAULT,
 ) -> PromptSpec:
-    """A checked :class:`PromptSpec` (unknown styles, formats and label sets are errors here, once)."""
+    """A checked :class:`PromptSpec` (unknown styles, formats and label sets are errors here,
+    once)."""
     return PromptSpec.resolve(style, label_format, taxonomy)
 
 
 def check_prompt_spec(trained: PromptSpec | dict | None, asked: PromptSpec | dict) -> PromptSpec:
-    """The spec to ask a fine-tuned model with: the one it was trained with; asking otherwise is an error that
+    """The spec to ask a fine-tuned model with: the one it was trained with; asking otherwise is
+    an error that
     says both specs."""
     if trained is None:
         return asked if isinstance(asked, PromptSpec) else PromptSpec.from_record(asked)
-    rec = {k: v for k, v in (trained.to_record() if isinstance(trained, PromptSpec) else trained).items()}
+    rec = {
+        k: v
+        for k, v in (trained.to_record() if isinstance(trained, PromptSpec) else trained).items()
+    }
     now = asked.to_record() if isinstance(asked, PromptSpec) else asked
 
     def line(r: dict) -> str:
-        return f"style={r['style']!r}, label_format={r['label_format']!r}, labels={r['label_set']!r}"
+        return (
+            f"style={r['style']!r}, label_format={r['label_format']!r}, labels={r['label_set']!r}"
+        )
 
     if rec != now:
         raise ConfigError(
-            f"the fine-tuned model was trained with prompt ({line(rec)}) but is asked with ({line(now)}); "
+            f"the fine-tuned model was trained with prompt ({line(rec)}) but is asked with "
+            f"({line(now)}); "
             "evaluate with the same prompt_style, label_format and taxonomy as notebook 02 used, "
             "or rebuild the files and train again"
         )
     if isinstance(trained, PromptSpec):
         return trained
-    return PromptSpec.from_record(trained, asked.taxonomy if isinstance(asked, PromptSpec) else None)
+    return PromptSpec.from_record(
+        trained, asked.taxonomy if isinstance(asked, PromptSpec) else None
+    )
 
 
 def prompt_messages(
@@ -223,7 +245,8 @@ def render_example(
 
 @dataclass(frozen=True)
 class ParsedAnswer:
-    """Labels read from an answer; ``status`` is ok, partial (some unknown), unknown, extra or unparseable.
+    """Labels read from an answer; ``status`` is ok, partial (some unknown), unknown, extra or
+    unparseable.
 
     ``extra``: a single-label task answered with several known labels (all kept in ``labels``).
     """
@@ -269,7 +292,8 @@ def parse_answer(
     any_label: bool = False,
     forgive_misspellings: bool = True,
 ) -> ParsedAnswer:
-    """Read labels from a model answer, forgiving case, spacing, order, repeats and known misspellings.
+    """Read labels from a model answer, forgiving case, spacing, order, repeats and known
+    misspellings.
 
     With a taxonomy, words outside it are reported as ``unknown``, never dropped silently or turned into
     'neutral'. Without a taxonomy argument the default dataset's label set is used. With ``any_label=True``
@@ -283,7 +307,11 @@ def parse_answer(
     if words is None:
         return ParsedAnswer((), (), "unparseable", problem)
     tax = None if any_label else get_taxonomy(taxonomy)
-    whole = tax.normalise(answer.strip().strip(_STRIP)) if tax is not None and forgive_misspellings else None
+    whole = (
+        tax.normalise(answer.strip().strip(_STRIP))
+        if tax is not None and forgive_misspellings
+        else None
+    )
     if whole is not None:  # a label that itself holds a separator ("rock and roll")
         words = [whole]
     found, unknown = [], []
@@ -292,7 +320,9 @@ def parse_answer(
         if tax is None:
             label = key if _WORD.match(key) else None
         else:
-            label = tax.normalise(key) if forgive_misspellings else (key if key in tax.labels else None)
+            label = (
+                tax.normalise(key) if forgive_misspellings else (key if key in tax.labels else None)
+            )
         if label is None:
             unknown.append(key)
         elif label not in found:
@@ -303,7 +333,9 @@ def parse_answer(
         return ParsedAnswer((), (), "unparseable", "no labels in answer")
     status = "ok" if not unknown else ("partial" if found else "unknown")
     if status == "ok" and tax is not None and not tax.multi_label and len(found) > 1:
-        return ParsedAnswer(tuple(found), (), "extra", f"{len(found)} labels for a single-label task")
+        return ParsedAnswer(
+            tuple(found), (), "extra", f"{len(found)} labels for a single-label task"
+        )
     return ParsedAnswer(tuple(found), tuple(dict.fromkeys(unknown)), status)
 
 
@@ -329,7 +361,9 @@ def assistant_text(messages: Sequence[dict]) -> str | None:
     return None
 
 
-def example_labels(ids: Sequence[int], taxonomy: Taxonomy, base: Taxonomy | None = None) -> list[str]:
+def example_labels(
+    ids: Sequence[int], taxonomy: Taxonomy, base: Taxonomy | None = None
+) -> list[str]:
     """A row's label ids (into the base label set) as names at the chosen level.
 
     ``base`` defaults to the base label set the level groups (the label set itself for a dataset's own

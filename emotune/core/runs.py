@@ -70,11 +70,14 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
     """Write JSON atomically, indented and key-sorted so diffs stay readable."""
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    return atomic_write_text(
+        path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    )
 
 
 def deep_merge(base: dict, update: dict) -> dict:
-    """A new dict: ``update`` merged into ``base`` recursively (dicts merge, everything else replaces)."""
+    """A new dict: ``update`` merged into ``base`` recursively (dicts merge, everything else
+    replaces)."""
     out = dict(base)
     for key, value in update.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
@@ -111,7 +114,8 @@ class Run:
 
     @property
     def id(self) -> str:
-        """A stable id for the run (created with the manifest); it tags remote jobs as this run's."""
+        """A stable id for the run (created with the manifest); it tags remote jobs as this
+        run's."""
         return self.get("run", "id") or self.update()["run"]["id"]
 
     @property
@@ -128,8 +132,12 @@ class Run:
             raise ConfigError(
                 f"{self.manifest_path}: not valid JSON ({exc.msg}, line {exc.lineno})"
             ) from None
-        except RecursionError:  # a manifest is a few levels deep; this one was made to exhaust the parser
-            raise ConfigError(f"{self.manifest_path}: nested too deeply to be a run's manifest") from None
+        except (
+            RecursionError
+        ):  # a manifest is a few levels deep; this one was made to exhaust the parser
+            raise ConfigError(
+                f"{self.manifest_path}: nested too deeply to be a run's manifest"
+            ) from None
 
     def update(self, **sections: Any) -> dict:
         """Merge sections into the manifest and write it atomically; returns the new manifest."""
@@ -142,17 +150,21 @@ class Run:
         return merged
 
     def put(self, record: Record, key: str | None = None) -> Record:
-        """Write a typed section (merged into what is there); ``key`` names the entry of a keyed section."""
+        """Write a typed section (merged into what is there); ``key`` names the entry of a keyed
+        section."""
         body = record.to_dict()
         if record.section in KEYED:
             if not key:
-                raise ConfigError(f"manifest section {record.section!r} holds one record per key; pass key=")
+                raise ConfigError(
+                    f"manifest section {record.section!r} holds one record per key; pass key="
+                )
             body = {key: body}
         self.update(**{record.section: body})
         return record
 
     def read(self, kind: type[R], key: str | None = None, *, required: bool = True) -> R | None:
-        """A typed section; when it is missing, an error names the notebook that writes it (or None)."""
+        """A typed section; when it is missing, an error names the notebook that writes it (or
+        None)."""
         data = self.get(kind.section, *([key] if key else []))
         if not data:
             if not required:
@@ -179,12 +191,14 @@ class Run:
         return self.path / name
 
     def require(self, *names: str) -> list[Path]:
-        """Paths of files an earlier stage must have written; a clear error names the first missing one."""
+        """Paths of files an earlier stage must have written; a clear error names the first
+        missing one."""
         paths = [self.file(n) for n in names]
         for name, path in zip(names, paths, strict=True):
             if not path.exists():
                 raise ConfigError(
-                    f"{name} is not in run {self.name!r} yet: run the notebook that writes it first "
+                    f"{name} is not in run {self.name!r} yet: run the notebook that writes it "
+                    "first "
                     "(or `emotune run --run-dir` on this run)"
                 )
         return paths
@@ -196,7 +210,8 @@ class Run:
         )
 
     def read_frame(self, name: str) -> pd.DataFrame:
-        """Read a DataFrame written by :meth:`write_frame`, with a clear error if an earlier stage has not
+        """Read a DataFrame written by :meth:`write_frame`, with a clear error if an earlier
+        stage has not
         run."""
         path = self.file(name)
         if not path.exists():
@@ -207,7 +222,9 @@ class Run:
         return pd.read_json(path, orient="records", lines=True, dtype={"id": str})
 
 
-def open_run(run_dir: str | Path | None = None, *, name: str = "tutorial", create: bool = True) -> Run:
+def open_run(
+    run_dir: str | Path | None = None, *, name: str = "tutorial", create: bool = True
+) -> Run:
     """The run directory: the argument, else ``EMOTUNE_RUN_DIR``, else ``runs/<name>``."""
     path = config.run_dir(run_dir, name)
     if create:
@@ -220,7 +237,9 @@ def open_run(run_dir: str | Path | None = None, *, name: str = "tutorial", creat
 def begin_stage(run: Run, stage: str, parameters: dict) -> Run:
     """Record that a stage started, with the parameters it runs on (never a secret: keys aren't
     parameters)."""
-    run.update(parameters=dict(parameters), stages={stage: {"started_at": now_iso(), "status": "running"}})
+    run.update(
+        parameters=dict(parameters), stages={stage: {"started_at": now_iso(), "status": "running"}}
+    )
     return run
 
 

@@ -72,12 +72,17 @@ class Taxonomy:
         return len(self.labels)
 
     def response_format(self) -> dict:
-        """The ``response_format`` (OpenAI's strict structured outputs) of an answer ``{"labels": [...]}``
+        """The ``response_format`` (OpenAI's strict structured outputs) of an answer ``{"labels":
+        [...]}``
         whose labels come from this set: at most :data:`MAX_ANSWER_LABELS` of them, or exactly one when
         single-label. A model decoding under it (an open-weights model here, OpenAI's own) cannot answer
         anything else."""
         most = min(MAX_ANSWER_LABELS, len(self.labels)) if self.multi_label else 1
-        labels = {"type": "array", "items": {"type": "string", "enum": list(self.labels)}, "maxItems": most}
+        labels = {
+            "type": "array",
+            "items": {"type": "string", "enum": list(self.labels)},
+            "maxItems": most,
+        }
         if not self.multi_label:
             labels["minItems"] = 1
         schema = {
@@ -86,7 +91,10 @@ class Taxonomy:
             "required": ["labels"],
             "additionalProperties": False,
         }
-        return {"type": "json_schema", "json_schema": {"name": "labels", "strict": True, "schema": schema}}
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": "labels", "strict": True, "schema": schema},
+        }
 
     def index(self, label: str) -> int:
         """The id of a label."""
@@ -97,7 +105,8 @@ class Taxonomy:
         return [self.labels[i] for i in ids]
 
     def normalise(self, word: str) -> str | None:
-        """The canonical label for a word (case, spacing and known misspellings forgiven), else None."""
+        """The canonical label for a word (case, spacing and known misspellings forgiven), else
+        None."""
         key = " ".join(word.strip().lower().split())
         if key in self.labels:
             return key
@@ -113,7 +122,9 @@ class Taxonomy:
 
 
 def _load_builtin() -> dict[str, Taxonomy]:
-    raw = json.loads(resources.files("emotune").joinpath("catalog/taxonomies.json").read_text("utf-8"))
+    raw = json.loads(
+        resources.files("emotune").joinpath("catalog/taxonomies.json").read_text("utf-8")
+    )
     out: dict[str, Taxonomy] = {}
     for name, spec in raw.items():
         if name.startswith("_"):
@@ -125,7 +136,9 @@ def _load_builtin() -> dict[str, Taxonomy]:
             words = {k: base[k] for k in ("item", "label_kind") if k in base} | words
             out[name] = Taxonomy(name, tuple(groups), base=spec["base"], groups=groups, **words)
         else:
-            out[name] = Taxonomy(name, tuple(spec["labels"]), aliases=dict(spec.get("aliases", {})), **words)
+            out[name] = Taxonomy(
+                name, tuple(spec["labels"]), aliases=dict(spec.get("aliases", {})), **words
+            )
     return out
 
 
@@ -133,9 +146,15 @@ _REGISTRY: dict[str, Taxonomy] = _load_builtin()
 
 
 def from_labels(
-    name: str, labels: Iterable[str], *, multi_label: bool, item: str = "text", label_kind: str = "text"
+    name: str,
+    labels: Iterable[str],
+    *,
+    multi_label: bool,
+    item: str = "text",
+    label_kind: str = "text",
 ) -> Taxonomy:
-    """A dataset's own label set, in the given order; one label only is an error (nothing to learn)."""
+    """A dataset's own label set, in the given order; one label only is an error (nothing to
+    learn)."""
     labels = tuple(labels)
     if len(labels) < 2:
         raise ConfigError(
@@ -157,7 +176,8 @@ DEFAULT = "default"  # the one spelling of "the label set of the catalogue's def
 
 
 def get_taxonomy(name: str | Taxonomy = DEFAULT) -> Taxonomy:
-    """A registered taxonomy by name (``ekman``, ``sentiment``, a dataset's label set or one you registered);
+    """A registered taxonomy by name (``ekman``, ``sentiment``, a dataset's label set or one you
+    registered);
     :data:`DEFAULT` is the label set of the catalogue's default dataset."""
     if isinstance(name, Taxonomy):
         return name
@@ -168,7 +188,9 @@ def get_taxonomy(name: str | Taxonomy = DEFAULT) -> Taxonomy:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ConfigError(f"unknown taxonomy {name!r}; known: {', '.join(sorted(_REGISTRY))}") from None
+        raise ConfigError(
+            f"unknown taxonomy {name!r}; known: {', '.join(sorted(_REGISTRY))}"
+        ) from None
 
 
 def taxonomy_names() -> list[str]:
@@ -177,13 +199,15 @@ def taxonomy_names() -> list[str]:
 
 
 def levels_of(base: str | Taxonomy) -> list[str]:
-    """The base label set's name and every registered level that groups it (GoEmotions: ekman, sentiment)."""
+    """The base label set's name and every registered level that groups it (GoEmotions: ekman,
+    sentiment)."""
     tax = get_taxonomy(base)
     return [tax.name] + sorted(n for n, t in _REGISTRY.items() if t.base == tax.name)
 
 
 def level_taxonomies(base: Taxonomy) -> list[Taxonomy]:
-    """The base label set and every registered level that groups it, as :func:`levels_of` names them."""
+    """The base label set and every registered level that groups it, as :func:`levels_of` names
+    them."""
     return [base] + [_REGISTRY[n] for n in levels_of(base)[1:]]
 
 
@@ -233,7 +257,8 @@ def map_labels(labels: Iterable[str], source: str | Taxonomy, target: str | Taxo
         hits = {to_target[m] for m in src.base_members(label) if m in to_target}
         if len(hits) != 1:
             raise ConfigError(
-                f"{src.name} label {label!r} maps to {sorted(hits)} in {dst.name}; map towards a coarser "
+                f"{src.name} label {label!r} maps to {sorted(hits)} in {dst.name}; map towards a "
+                "coarser "
                 "level"
             )
         out |= hits

@@ -1,4 +1,5 @@
-"""Decision thresholds for multi-label probabilities, tuned on held-out data for the metric that is reported.
+"""Decision thresholds for multi-label probabilities, tuned on held-out data for the metric that
+is reported.
 
 One home for the rule, shared by the local backend's classical learner and the evaluation's free baseline.
 """
@@ -8,9 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 GRID = np.linspace(0.02, 0.9, 45)
-SHRINK_POSITIVES = (
-    10  # a label with this many held-out positives weighs its own threshold and the shared one equally
-)
+# a label with this many held-out positives weighs its own threshold and the shared one equally
+SHRINK_POSITIVES = 10
 
 
 def _f1_by_threshold(probs: np.ndarray, positives: np.ndarray) -> np.ndarray:
@@ -26,7 +26,9 @@ def _middle_best(values: np.ndarray) -> float:
     return float(GRID[ties[len(ties) // 2]])  # the middle of a tie, not its lowest edge
 
 
-def tune_thresholds(probs: np.ndarray, y: np.ndarray, shrink: float = SHRINK_POSITIVES) -> np.ndarray:
+def tune_thresholds(
+    probs: np.ndarray, y: np.ndarray, shrink: float = SHRINK_POSITIVES
+) -> np.ndarray:
     """One threshold per label, chosen on held-out data for macro-F1 (the headline metric).
 
     A shared threshold maximises macro-F1 over the labels with held-out positives; each label's own best

@@ -53,7 +53,8 @@ def get_encoding(name: str):
     except Exception as exc:  # tiktoken downloads on first use; offline that fails in several ways
         raise ConfigError(
             f"could not load tiktoken encoding {name!r} ({type(exc).__name__}). Offline, set "
-            "TIKTOKEN_CACHE_DIR to a folder holding tiktoken's cache files, or allow network access once."
+            "TIKTOKEN_CACHE_DIR to a folder holding tiktoken's cache files, or allow network "
+            "access once."
         ) from None
 
 
@@ -68,7 +69,9 @@ def content_text(content) -> str:
         return content
     if isinstance(content, list):
         return "".join(
-            p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text", ""), str)
+            p.get("text", "")
+            for p in content
+            if isinstance(p, dict) and isinstance(p.get("text", ""), str)
         )
     return ""
 
@@ -102,7 +105,8 @@ def count_chat_tokens(messages: Sequence[dict], enc) -> int:
 
 
 def count_many(examples: Sequence[Sequence[dict]], enc) -> list[int]:
-    """:func:`count_chat_tokens` for many examples; a string repeated across them (a system prompt) is encoded
+    """:func:`count_chat_tokens` for many examples; a string repeated across them (a system
+    prompt) is encoded
     once."""
     cache: dict[str, int] = {}
     out = []

@@ -30,11 +30,12 @@ from .store import NotRegularFile, append_regular
 from .trainers import precision
 
 _ID = re.compile(r"/(file-|ftjob-|batch_|ft:|ftckpt_)[^/]+")
-REQUEST_LOG = (
-    "requests.log"  # every POST the backend received, across processes: what a re-run would have bought
-)
+# every POST the backend received, across processes: what a re-run would have bought
+REQUEST_LOG = "requests.log"
 log = logging.getLogger("emotune.local")
-access = logging.getLogger("emotune.local.access")  # one line per /v1 request: request id, route, status, ms
+access = logging.getLogger(
+    "emotune.local.access"
+)  # one line per /v1 request: request id, route, status, ms
 
 
 def create_app(
@@ -57,14 +58,17 @@ def create_app(
     longer fine-tune, so the wind-down path can be exercised offline. ``rpm`` / ``tpm`` enforce OpenAI-style
     per-minute budgets on chat completions (429s and ``x-ratelimit-*`` headers).
     """
-    precision.configure(dtype)  # open-weights models train and answer in it (auto: bf16 where native)
+    precision.configure(
+        dtype
+    )  # open-weights models train and answer in it (auto: bf16 where native)
     engine = Engine(state_dir, max_upload_bytes=max_upload_bytes)
     try:  # before serving: a link or FIFO planted as the request log stops the start with one clear line
         append_regular(engine.store.root / REQUEST_LOG).close()
     except NotRegularFile:
         engine.close()
         raise BackendError(
-            f"{REQUEST_LOG} in the state directory is not a regular file (a link or a FIFO was put there); "
+            f"{REQUEST_LOG} in the state directory is not a regular file (a link or a FIFO was "
+            "put there); "
             "remove it"
         ) from None
 
@@ -100,9 +104,14 @@ def create_app(
         )
 
     @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception):  # outside /v1 (the middleware answers those)
+    async def unexpected(
+        request: Request, exc: Exception
+    ):  # outside /v1 (the middleware answers those)
         return _server_error(
-            request.method, request.url.path, getattr(request.state, "request_id", new_request_id()), exc
+            request.method,
+            request.url.path,
+            getattr(request.state, "request_id", new_request_id()),
+            exc,
         )
 
     @app.get("/health")
@@ -132,7 +141,9 @@ def new_request_id() -> str:
 
 def _server_error(method: str, path: str, request_id: str, exc: Exception):
     """An unexpected exception: logged once with the request id, answered as OpenAI's 500."""
-    log.error("%s %s failed (%s): %s: %s", method, path, request_id, type(exc).__name__, exc, exc_info=exc)
+    log.error(
+        "%s %s failed (%s): %s: %s", method, path, request_id, type(exc).__name__, exc, exc_info=exc
+    )
     body = ApiError(
         500,
         f"The server had an error while processing your request. You can retry your request, or "
@@ -144,12 +155,20 @@ def _server_error(method: str, path: str, request_id: str, exc: Exception):
 
 
 class _CountAndInject:
-    """Plain ASGI middleware (cheaper than Starlette's BaseHTTPMiddleware): counts every /v1 request by
+    """Plain ASGI middleware (cheaper than Starlette's BaseHTTPMiddleware): counts every /v1
+    request by
     route, logs each POST to the state directory's request log, and injects the configured latency,
     429s (with Retry-After) and 500s."""
 
     def __init__(
-        self, app, *, stats: Counter, faults: dict, rng: random.Random, retry_after_s: float, log_path
+        self,
+        app,
+        *,
+        stats: Counter,
+        faults: dict,
+        rng: random.Random,
+        retry_after_s: float,
+        log_path,
     ):
         self.app, self.stats, self.faults, self.rng, self.retry_after_s = (
             app,
@@ -158,7 +177,9 @@ class _CountAndInject:
             rng,
             retry_after_s,
         )
-        self.log = append_regular(log_path)  # one append handle for the app's life; never through a link
+        self.log = append_regular(
+            log_path
+        )  # one append handle for the app's life; never through a link
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
@@ -215,7 +236,9 @@ class _CountAndInject:
         if roll < self.faults["fail_429"] + self.faults["fail_500"]:
             self.stats["injected 500"] += 1
             error = ApiError(
-                500, "The server had an error (injected by the emotune local backend).", type_="server_error"
+                500,
+                "The server had an error (injected by the emotune local backend).",
+                type_="server_error",
             )
             return await json_response(error.body(), 500)(scope, receive, send)
         return await self.app(scope, receive, send)

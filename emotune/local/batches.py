@@ -67,7 +67,10 @@ class Batches:
         record = self.store.get("batches", batch_id)
         if record is None:
             raise ApiError(
-                404, f"No batch found with id '{batch_id}'.", param="batch_id", code="batch_not_found"
+                404,
+                f"No batch found with id '{batch_id}'.",
+                param="batch_id",
+                code="batch_not_found",
             )
         return public(record)
 
@@ -77,10 +80,14 @@ class Batches:
     def cancel(self, batch_id: str) -> dict:
         b = self.get(batch_id)
         if b["status"] in BATCH_TERMINAL:
-            raise ApiError(409, f"Cannot cancel a batch with status {b['status']}.", code="invalid_state")
+            raise ApiError(
+                409, f"Cannot cancel a batch with status {b['status']}.", code="invalid_state"
+            )
         self.cancelled.add(batch_id)
         return public(
-            self.store.update("batches", batch_id, status="cancelling", cancelling_at=int(time.time()))
+            self.store.update(
+                "batches", batch_id, status="cancelling", cancelling_at=int(time.time())
+            )
         )
 
     def recover(self) -> None:
@@ -108,7 +115,14 @@ class Batches:
             failed_at=int(time.time()),
             errors={
                 "object": "list",
-                "data": [{"code": code, "line": None, "param": param, "message": self.store.scrub(message)}],
+                "data": [
+                    {
+                        "code": code,
+                        "line": None,
+                        "param": param,
+                        "message": self.store.scrub(message),
+                    }
+                ],
             },
         )
 
@@ -120,7 +134,9 @@ class Batches:
                 raise ApiError(400, f"line {lineno}: each line must be a JSON object")
             custom_id = req.get("custom_id") if isinstance(req.get("custom_id"), str) else None
             if req.get("url") != "/v1/chat/completions" or not isinstance(req.get("body"), dict):
-                raise ApiError(400, f"line {lineno}: url must be /v1/chat/completions with a JSON body")
+                raise ApiError(
+                    400, f"line {lineno}: url must be /v1/chat/completions with a JSON body"
+                )
             return custom_id, self.chat.complete(parse(ChatRequest, req["body"])), None
         except ApiError as exc:
             return custom_id, None, exc
@@ -141,11 +157,16 @@ class Batches:
         try:
             lines = self.store.read_blob(b["input_file_id"]).decode("utf-8-sig").splitlines()
         except (UnicodeDecodeError, FileNotFoundError) as exc:
-            reason = "it is not UTF-8" if isinstance(exc, UnicodeDecodeError) else "its content is missing"
+            reason = (
+                "it is not UTF-8"
+                if isinstance(exc, UnicodeDecodeError)
+                else "its content is missing"
+            )
             self._fail(
                 batch_id,
                 "invalid_input_file",
-                f"The input file {b['input_file_id']} cannot be read: {reason} ({type(exc).__name__}).",
+                f"The input file {b['input_file_id']} cannot be read: {reason} "
+                f"({type(exc).__name__}).",
                 "input_file_id",
             )
             return
@@ -169,7 +190,11 @@ class Batches:
                                 "id": new_id("batch_req_"),
                                 "custom_id": custom_id,
                                 "error": None,
-                                "response": {"status_code": 200, "request_id": new_id("req_"), "body": body},
+                                "response": {
+                                    "status_code": 200,
+                                    "request_id": new_id("req_"),
+                                    "body": body,
+                                },
                             }
                         )
                     else:
@@ -192,14 +217,20 @@ class Batches:
                 )
         if batch_id in self.cancelled:
             self.cancelled.discard(batch_id)
-            self.store.update("batches", batch_id, status="cancelled", cancelled_at=int(time.time()))
+            self.store.update(
+                "batches", batch_id, status="cancelled", cancelled_at=int(time.time())
+            )
             return
         self.store.update("batches", batch_id, status="finalizing", finalizing_at=int(time.time()))
         out_id = (
-            self.files.create(f"{batch_id}_output.jsonl", "batch_output", _jsonl(out))["id"] if out else None
+            self.files.create(f"{batch_id}_output.jsonl", "batch_output", _jsonl(out))["id"]
+            if out
+            else None
         )
         err_id = (
-            self.files.create(f"{batch_id}_error.jsonl", "batch_output", _jsonl(err))["id"] if err else None
+            self.files.create(f"{batch_id}_error.jsonl", "batch_output", _jsonl(err))["id"]
+            if err
+            else None
         )
         self.store.update(
             "batches",

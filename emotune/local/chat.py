@@ -1,4 +1,5 @@
-"""Chat completions: one typed request in, an answer with ``n`` choices out (a ChatCompletion, or chunks).
+"""Chat completions: one typed request in, an answer with ``n`` choices out (a ChatCompletion, or
+chunks).
 
 What the local backend does with the request surface (the rest of OpenAI's parameters are accepted and
 ignored, as OpenAI ignores what a model does not use):
@@ -91,7 +92,8 @@ class Answer:
 def _draw(
     model, messages: list[dict], rf: dict | None, limit: int | None, temperature: float, seed: int
 ) -> tuple[str, int | None, int, str]:
-    """(text, prompt tokens or None, completion tokens, finish): greedy at temperature 0, else sampled."""
+    """(text, prompt tokens or None, completion tokens, finish): greedy at temperature 0, else
+    sampled."""
     if hasattr(model, "complete"):  # counts its own tokens and stops at the limit
         return model.complete(messages, rf, limit, temperature=temperature, seed=seed)
     if temperature > 0:
@@ -126,13 +128,15 @@ class Chat:
         self.models = models
 
     def batch_size(self, model_name: str) -> int:
-        """How many concurrent greedy requests the model behind ``model_name`` answers in one pass (1:
+        """How many concurrent greedy requests the model behind ``model_name`` answers in one
+        pass (1:
         unbatched)."""
         batcher = getattr(self.models.chat_model(model_name), "batcher", None)
         return batcher.max_batch if batcher is not None else 1
 
     def prompt_tokens(self, req: ChatRequest) -> int:
-        """The request's prompt tokens by OpenAI's counting method (what a token budget is charged)."""
+        """The request's prompt tokens by OpenAI's counting method (what a token budget is
+        charged)."""
         return tokens.count_chat_tokens(
             req.messages_as_dicts(), tokens.encoding_for(self.models.resolve(req.model))
         )
@@ -155,11 +159,15 @@ class Chat:
         language_model = hasattr(model, "complete")
         if req.logprobs and language_model and not hasattr(model, "logits"):
             raise ApiError(
-                400, f"logprobs are not available for {req.model} on the local backend.", param="logprobs"
+                400,
+                f"logprobs are not available for {req.model} on the local backend.",
+                param="logprobs",
             )
         enc = tokens.encoding_for(self.models.resolve(req.model))
         temperature = 1.0 if req.temperature is None else req.temperature  # OpenAI's default is 1
-        output_schema(req)  # a strict schema that breaks OpenAI's rules is refused before any generation
+        output_schema(
+            req
+        )  # a strict schema that breaks OpenAI's rules is refused before any generation
         try:
             if req.choices > 1 and temperature > 0 and (language_model or hasattr(model, "sample")):
                 rng = np.random.default_rng(
@@ -179,7 +187,9 @@ class Chat:
                 code="invalid_value",
             ) from None
         shaped = [self._shape(req, model, enc, messages, function, d) for d in drawn]
-        prompt_tokens = drawn[0][1] if drawn[0][1] is not None else tokens.count_chat_tokens(messages, enc)
+        prompt_tokens = (
+            drawn[0][1] if drawn[0][1] is not None else tokens.count_chat_tokens(messages, enc)
+        )
         return Answer(
             req.model,
             [c for c, _ in shaped],
@@ -189,13 +199,16 @@ class Chat:
         )
 
     def _shape(self, req: ChatRequest, model, enc, messages, function, drawn) -> tuple[Choice, int]:
-        """One choice from a generated text: laid into the schema or tool call, cut at stop or limit,
+        """One choice from a generated text: laid into the schema or tool call, cut at stop or
+        limit,
         logprobs."""
         text, _, n_out, finish = drawn
         language_model = hasattr(model, "complete")
         schema = output_schema(req)
         original = text
-        labels = labels_in(text) if function is not None or schema is not None or req.logprobs else []
+        labels = (
+            labels_in(text) if function is not None or schema is not None or req.logprobs else []
+        )
         decoded_under_schema = getattr(
             model, "constrains_json", False
         )  # else the labels are laid into the schema
@@ -218,7 +231,9 @@ class Chat:
             n_out = len(ids)
         elif text != original:
             n_out = (
-                len(model.tok.encode(text, add_special_tokens=False)) if hasattr(model, "tok") else len(ids)
+                len(model.tok.encode(text, add_special_tokens=False))
+                if hasattr(model, "tok")
+                else len(ids)
             )
         logprobs = None
         if req.logprobs:
@@ -228,7 +243,9 @@ class Chat:
             elif language_model:
                 pieces, logprobs = language_model_logprobs(model, messages, text, top)
             else:
-                logprobs = stand_in_logprobs(pieces, labels, label_probabilities(model, messages), top, enc)
+                logprobs = stand_in_logprobs(
+                    pieces, labels, label_probabilities(model, messages), top, enc
+                )
         if function is not None and finish == "stop":
             finish = "tool_calls"
         return Choice(
@@ -240,7 +257,8 @@ class Chat:
         ), n_out
 
     def live(self, req: ChatRequest) -> tuple[Answer, Iterator[str]] | None:
-        """For a model that streams as it generates: the answer's head and its text pieces as they come (the
+        """For a model that streams as it generates: the answer's head and its text pieces as
+        they come (the
         head's finish reason and usage are set when the pieces end); None where the whole answer comes at once
         (the classical stand-in; n > 1, tools, a json_schema or logprobs)."""
         model = self.models.chat_model(req.model)
@@ -272,7 +290,9 @@ class Chat:
                     emitted = len(cut)
             if stopped:
                 head.choices[0].finish = "stop"
-                head.completion_tokens = len(model.tok.encode(text[:emitted], add_special_tokens=False))
+                head.completion_tokens = len(
+                    model.tok.encode(text[:emitted], add_special_tokens=False)
+                )
 
         return head, pieces()
 

@@ -30,7 +30,10 @@ class Engine:
     def __init__(self, state_dir, *, max_upload_bytes: int = 512 * 1024 * 1024):
         self.store = Store(state_dir)
         self.max_upload_bytes = max_upload_bytes
-        self._queues: dict[str, queue.Queue[str | None]] = {"jobs": queue.Queue(), "batches": queue.Queue()}
+        self._queues: dict[str, queue.Queue[str | None]] = {
+            "jobs": queue.Queue(),
+            "batches": queue.Queue(),
+        }
         self.files = Files(self.store, max_upload_bytes)
         self.models = Models(self.store)
         self.chat = Chat(self.models)
@@ -38,7 +41,10 @@ class Engine:
         self.batches = Batches(self.store, self.files, self.chat, self._queues["batches"].put)
         self._threads = [
             threading.Thread(
-                target=self._work, args=(self._queues[name], fn), daemon=True, name=f"emotune-{name}"
+                target=self._work,
+                args=(self._queues[name], fn),
+                daemon=True,
+                name=f"emotune-{name}",
             )
             for name, fn in (("jobs", self.jobs.run), ("batches", self.batches.run))
         ]

@@ -21,7 +21,8 @@ class Files:
         if len(data) > self.max_upload_bytes:
             raise ApiError(
                 413,
-                f"File is too large: {len(data)} bytes; the limit is {self.max_upload_bytes} bytes.",
+                f"File is too large: {len(data)} bytes; the limit is {self.max_upload_bytes} "
+                "bytes.",
                 param="file",
                 code="file_too_large",
             )
@@ -43,7 +44,9 @@ class Files:
     def get(self, file_id: str) -> dict:
         record = self.store.get("files", file_id)
         if record is None:
-            raise ApiError(404, f"No such File object: {file_id}", param="id", code="file_not_found")
+            raise ApiError(
+                404, f"No such File object: {file_id}", param="id", code="file_not_found"
+            )
         return public(record)
 
     def list(self, purpose: str | None = None) -> list[dict]:
@@ -53,7 +56,9 @@ class Files:
         self.get(file_id)
         try:
             return self.store.read_blob(file_id)
-        except FileNotFoundError:  # missing, or not a regular file (a planted link or FIFO: never read)
+        except (
+            FileNotFoundError
+        ):  # missing, or not a regular file (a planted link or FIFO: never read)
             raise ApiError(
                 404, f"The content of {file_id} is missing", param="id", code="file_not_found"
             ) from None
@@ -71,6 +76,8 @@ class Files:
             raise ApiError(400, f"invalid {param}: {file_id}", param=param, code="invalid_file")
         if record["purpose"] != purpose:
             raise ApiError(
-                400, f"File {file_id} has purpose {record['purpose']!r}; this needs {purpose!r}.", param=param
+                400,
+                f"File {file_id} has purpose {record['purpose']!r}; this needs {purpose!r}.",
+                param=param,
             )
         return record

@@ -1,4 +1,5 @@
-"""Fine-tuning jobs: create, follow, cancel; the worker that validates, trains and publishes the model."""
+"""Fine-tuning jobs: create, follow, cancel; the worker that validates, trains and publishes the
+model."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ RESULT_COLUMNS = ("step", "train_loss", "train_accuracy", "valid_loss", "valid_m
 
 
 class Jobs:
-    """Job records and their events and checkpoints; :meth:`run` is the worker's body for one job."""
+    """Job records and their events and checkpoints; :meth:`run` is the worker's body for one
+    job."""
 
     def __init__(self, store: Store, files: Files, models: Models, enqueue):
         self.store, self.files, self.models, self.enqueue = store, files, models, enqueue
@@ -92,7 +94,8 @@ class Jobs:
         return [
             public(r)
             for r in self.store.all("jobs")
-            if not metadata or all((r.get("metadata") or {}).get(k) == v for k, v in metadata.items())
+            if not metadata
+            or all((r.get("metadata") or {}).get(k) == v for k, v in metadata.items())
         ]
 
     def cancel(self, job_id: str) -> dict:
@@ -118,12 +121,15 @@ class Jobs:
         return list(reversed(self.store.get("jobs", job_id).get("_checkpoints", [])))
 
     def recover(self) -> None:
-        """Jobs caught mid-way by a crash start again, at most MAX_RESTARTS times; none stays 'running'
+        """Jobs caught mid-way by a crash start again, at most MAX_RESTARTS times; none stays
+        'running'
         forever."""
         for job in sorted(self.store.all("jobs"), key=lambda r: r["created_at"]):
             if job["status"] not in JOB_TERMINAL:
                 restarts = job.get("_restarts", 0) + 1
-                if restarts > MAX_RESTARTS:  # the job itself may be what stops the server: not again
+                if (
+                    restarts > MAX_RESTARTS
+                ):  # the job itself may be what stops the server: not again
                     self._finish(
                         job["id"],
                         "failed",
@@ -131,7 +137,8 @@ class Jobs:
                             "code": "server_error",
                             "param": None,
                             "message": f"The local backend stopped {restarts - 1} times while this job ran; "
-                            "it is not started again. Check the training file and hyperparameters, then "
+                            "it is not started again. Check the training file and "
+                            "hyperparameters, then "
                             "create a new job.",
                         },
                     )
@@ -159,12 +166,18 @@ class Jobs:
         )
         return public(
             self.store.update(
-                "jobs", job_id, status=status, finished_at=int(time.time()), estimated_finish=None, **changes
+                "jobs",
+                job_id,
+                status=status,
+                finished_at=int(time.time()),
+                estimated_finish=None,
+                **changes,
             )
         )
 
     def _advance(self, job_id: str, **changes) -> bool:
-        """Move a job on, unless it was cancelled meanwhile (the check and the write hold one lock)."""
+        """Move a job on, unless it was cancelled meanwhile (the check and the write hold one
+        lock)."""
         with self.store.lock:
             record = self.store.get("jobs", job_id)
             if record is None or record["status"] in JOB_TERMINAL:
@@ -175,7 +188,9 @@ class Jobs:
     @staticmethod
     def _resolve_hp(hp: dict, n_examples: int) -> dict:
         return {
-            "n_epochs": default_epochs(n_examples) if hp["n_epochs"] == "auto" else int(hp["n_epochs"]),
+            "n_epochs": default_epochs(n_examples)
+            if hp["n_epochs"] == "auto"
+            else int(hp["n_epochs"]),
             "batch_size": max(8, min(256, n_examples // 500))
             if hp["batch_size"] == "auto"
             else int(hp["batch_size"]),
@@ -198,7 +213,9 @@ class Jobs:
             )
         train = trainers.parse_jsonl(train_bytes, job["training_file"])
         valid = (
-            trainers.parse_jsonl(self.store.read_blob(job["validation_file"]), job["validation_file"])
+            trainers.parse_jsonl(
+                self.store.read_blob(job["validation_file"]), job["validation_file"]
+            )
             if job["validation_file"]
             else None
         )
@@ -211,7 +228,8 @@ class Jobs:
         return train_bytes, train, valid
 
     def run(self, job_id: str) -> None:
-        """Validate, train and publish one job; whatever happens, the job ends and the worker lives on."""
+        """Validate, train and publish one job; whatever happens, the job ends and the worker
+        lives on."""
         job = self.store.get("jobs", job_id)
         if job is None or job["status"] in JOB_TERMINAL:
             return
@@ -221,7 +239,9 @@ class Jobs:
             if self._advance(job_id):
                 message = self.store.scrub(f"Training failed: {type(exc).__name__}: {exc}")
                 self._finish(
-                    job_id, "failed", error={"code": "server_error", "param": None, "message": message}
+                    job_id,
+                    "failed",
+                    error={"code": "server_error", "param": None, "message": message},
                 )
 
     def _train(self, job: dict) -> None:
@@ -234,7 +254,11 @@ class Jobs:
                 self._finish(
                     job_id,
                     "failed",
-                    error={"code": "invalid_training_file", "param": "training_file", "message": message},
+                    error={
+                        "code": "invalid_training_file",
+                        "param": "training_file",
+                        "message": message,
+                    },
                 )
             return
         hp = self._resolve_hp(job["hyperparameters"], len(train.texts))
@@ -286,19 +310,29 @@ class Jobs:
         except trainers.Cancelled:
             self._finish(job_id, "cancelled")
             return
-        except ConfigError as exc:  # a missing extra or missing weights: the user's to fix, said plainly
+        except (
+            ConfigError
+        ) as exc:  # a missing extra or missing weights: the user's to fix, said plainly
             self._finish(
-                job_id, "failed", error={"code": "invalid_model", "param": "model", "message": str(exc)}
+                job_id,
+                "failed",
+                error={"code": "invalid_model", "param": "model", "message": str(exc)},
             )
             return
-        if self.store.get("jobs", job_id)["status"] in JOB_TERMINAL:  # cancelled during the last step
+        if (
+            self.store.get("jobs", job_id)["status"] in JOB_TERMINAL
+        ):  # cancelled during the last step
             return
         self._publish(job, result, hp, train_bytes)
 
-    def _publish(self, job: dict, result: trainers.TrainResult, hp: dict, train_bytes: bytes) -> None:
+    def _publish(
+        self, job: dict, result: trainers.TrainResult, hp: dict, train_bytes: bytes
+    ) -> None:
         job_id = job["id"]
         suffix = job.get("_suffix") or ""
-        base_name = Path(job["model"]).name if "/" in job["model"] else job["model"]  # ids can't hold a path
+        base_name = (
+            Path(job["model"]).name if "/" in job["model"] else job["model"]
+        )  # ids can't hold a path
         name = f"ft:{base_name}:{OWNER}:{suffix}:{job_id.removeprefix('ftjob-')[:8]}"
         enc = tokens.encoding_for(job["model"])
         per_epoch = sum(
@@ -310,7 +344,13 @@ class Jobs:
             ckpt_name = f"{name}:ckpt-step-{step}" if step != result.checkpoints[-1][0] else name
             model.save(self.store.weights_dir(ckpt_name))
             self.store.put(
-                "models", {"id": ckpt_name, "object": "model", "created": int(time.time()), "owned_by": OWNER}
+                "models",
+                {
+                    "id": ckpt_name,
+                    "object": "model",
+                    "created": int(time.time()),
+                    "owned_by": OWNER,
+                },
             )
             checkpoints.append(
                 {
@@ -344,7 +384,9 @@ class Jobs:
                     "" if m.valid_accuracy is None else f"{m.valid_accuracy:.5f}",
                 ]
             )
-        results = self.files.create("step_metrics.csv", "fine-tune-results", buf.getvalue().encode())
+        results = self.files.create(
+            "step_metrics.csv", "fine-tune-results", buf.getvalue().encode()
+        )
         self.store.add_event(job_id, f"Checkpoint created at step {result.checkpoints[-1][0]}")
         self.store.add_event(job_id, f"New fine-tuned model created: {name}")
         self.store.update("jobs", job_id, _checkpoints=checkpoints)

@@ -1,4 +1,5 @@
-"""Token log-probabilities for the answers the local backend gives (``logprobs`` / ``top_logprobs``).
+"""Token log-probabilities for the answers the local backend gives (``logprobs`` /
+``top_logprobs``).
 
 - Open-weights models: the real log-probabilities of the answer's tokens under the model (one forward
   pass over prompt + answer), with the model's ``top_logprobs`` most likely tokens at each position.
@@ -29,7 +30,8 @@ def _entry(token: str, logprob: float) -> dict:
 
 
 def label_probabilities(model, messages: Sequence[dict]) -> dict[str, float]:
-    """p(label) for a classifier with ``probabilities``/``classes`` (the classical stand-in), else {}."""
+    """p(label) for a classifier with ``probabilities``/``classes`` (the classical stand-in),
+    else {}."""
     if not (hasattr(model, "probabilities") and hasattr(model, "classes")):
         return {}
     row = model.probabilities([last_user_text(list(messages))])[0]
@@ -78,7 +80,9 @@ def language_model_logprobs(
 
     tok = model.tok
     prompt = tok.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True)
-    prompt = list(prompt["input_ids"] if isinstance(prompt, dict) or hasattr(prompt, "input_ids") else prompt)
+    prompt = list(
+        prompt["input_ids"] if isinstance(prompt, dict) or hasattr(prompt, "input_ids") else prompt
+    )
     ids = tok.encode(answer, add_special_tokens=False)
     if not ids:
         return [], []

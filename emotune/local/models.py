@@ -19,7 +19,8 @@ CATALOGUE = tuple(sorted(set(_FINE_TUNABLE.values())))
 
 
 class Models:
-    """Model records (catalogue models, open-weights bases, fine-tunes) and their loaded chat models."""
+    """Model records (catalogue models, open-weights bases, fine-tunes) and their loaded chat
+    models."""
 
     def __init__(self, store: Store):
         self.store = store
@@ -36,7 +37,8 @@ class Models:
 
     def list(self) -> list[dict]:
         base = [
-            {"id": m, "object": "model", "created": 0, "owned_by": "system"} for m in (*CATALOGUE, *ALIASES)
+            {"id": m, "object": "model", "created": 0, "owned_by": "system"}
+            for m in (*CATALOGUE, *ALIASES)
         ]
         return base + [public(r) for r in self.store.all("models")]
 
@@ -83,10 +85,15 @@ class Models:
                 raise ApiError(404, str(exc), param="model", code="model_not_found") from None
         try:
             return trainers.load_model(self.store.weights_dir(name))
-        except (OSError, ValueError, KeyError) as exc:  # missing, damaged, or an old pickle (never loaded)
+        except (
+            OSError,
+            ValueError,
+            KeyError,
+        ) as exc:  # missing, damaged, or an old pickle (never loaded)
             raise ApiError(
                 404,
-                f"The weights of model '{name}' are missing or in a format this server does not read "
+                f"The weights of model '{name}' are missing or in a format this server does not "
+                "read "
                 f"({type(exc).__name__}); fine-tune it again.",
                 param="model",
                 code="model_not_found",
@@ -99,6 +106,8 @@ class Models:
             return "emotune-local-zero-shot"
         if isinstance(model, trainers.OpenWeightsModel):
             return (
-                "emotune-local-open-weights-lora" if model.fine_tuned else "emotune-local-open-weights-base"
+                "emotune-local-open-weights-lora"
+                if model.fine_tuned
+                else "emotune-local-open-weights-base"
             )
         return "emotune-local-fine-tuned"

@@ -1,4 +1,5 @@
-"""Per-minute request and token budgets, as OpenAI enforces them, so clients can be tested against a limit.
+"""Per-minute request and token budgets, as OpenAI enforces them, so clients can be tested
+against a limit.
 
 Each budget is a bucket that refills continuously (capacity per minute, at capacity/60 per second). A chat
 request is admitted when both buckets hold one request and what it can cost: prompt tokens plus ``n`` times
@@ -74,9 +75,13 @@ class RateLimits:
         return out
 
     def admit(self, tokens: int) -> dict[str, str]:
-        """Take one request and ``tokens`` from the budgets and return the headers, or raise a 429."""
+        """Take one request and ``tokens`` from the budgets and return the headers, or raise a
+        429."""
         with self._lock:
-            for kind, bucket, need in (("requests", self.requests, 1), ("tokens", self.tokens, tokens)):
+            for kind, bucket, need in (
+                ("requests", self.requests, 1),
+                ("tokens", self.tokens, tokens),
+            ):
                 if bucket is not None and not bucket.can_take(need):
                     if need > bucket.capacity:
                         raise ApiError(
@@ -106,7 +111,8 @@ class RateLimits:
             return self._headers()
 
     def refund(self, tokens: int) -> None:
-        """Give back what an answer did not use of its charge at admission (OpenAI reconciles too)."""
+        """Give back what an answer did not use of its charge at admission (OpenAI reconciles
+        too)."""
         if self.tokens is not None and tokens > 0:
             with self._lock:
                 self.tokens.level = min(self.tokens.capacity, self.tokens.level + tokens)

@@ -23,7 +23,9 @@ MAX_LR_MULTIPLIER = 100.0
 
 Auto = Literal["auto"]
 # pydantic names the member of a union that failed ("int", "literal['auto']"); a client needs the field only
-_TYPE_TAG = re.compile(r"^(str|int|float|bool|none|list|dict|[a-z-]+\[.*\]|constrained-\w+|function-\w+)$")
+_TYPE_TAG = re.compile(
+    r"^(str|int|float|bool|none|list|dict|[a-z-]+\[.*\]|constrained-\w+|function-\w+)$"
+)
 ShortText = Annotated[str, Field(min_length=1, max_length=ID_MAX)]
 
 
@@ -107,7 +109,8 @@ class StreamOptions(BaseModel):
 
 
 class ChatRequest(_Body):
-    """A chat completion request: the parameters the local backend acts on; other valid ones are ignored."""
+    """A chat completion request: the parameters the local backend acts on; other valid ones are
+    ignored."""
 
     model: ShortText
     messages: list[Message] = Field(min_length=1)
@@ -136,7 +139,8 @@ class ChatRequest(_Body):
     def _consistent(self):
         if self.stream_options is not None and not self.stream:
             raise ParamError(
-                "stream_options", "The 'stream_options' parameter is only allowed when 'stream' is enabled"
+                "stream_options",
+                "The 'stream_options' parameter is only allowed when 'stream' is enabled",
             )
         if self.top_logprobs is not None and not self.logprobs:
             raise ParamError("top_logprobs", "'top_logprobs' needs 'logprobs' set to true")
@@ -144,10 +148,14 @@ class ChatRequest(_Body):
             names = {t.function.name for t in self.tools or []}
             if not names:
                 raise ParamError("tool_choice", "'tool_choice' needs 'tools'")
-            if isinstance(self.tool_choice, NamedToolChoice) and self.tool_choice.function.name not in names:
+            if (
+                isinstance(self.tool_choice, NamedToolChoice)
+                and self.tool_choice.function.name not in names
+            ):
                 raise ParamError(
                     "tool_choice",
-                    f"tool_choice names '{self.tool_choice.function.name}', which is not in 'tools'",
+                    f"tool_choice names '{self.tool_choice.function.name}', which is not in "
+                    "'tools'",
                 )
         return self
 
@@ -168,7 +176,8 @@ class ChatRequest(_Body):
         return bool(self.stream_options and self.stream_options.include_usage)
 
     def format_dict(self) -> dict | None:
-        """``response_format`` as the plain dict the models read (``schema`` under its wire name)."""
+        """``response_format`` as the plain dict the models read (``schema`` under its wire
+        name)."""
         return (
             self.response_format.model_dump(by_alias=True, exclude_none=True)
             if self.response_format
@@ -201,9 +210,9 @@ class JobRequest(_Body):
     validation_file: ShortText | None = None
     suffix: Annotated[str, Field(max_length=64, pattern=SUFFIX_PATTERN)] | None = None
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
-    metadata: dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]] | None = (
-        Field(default=None, max_length=16)
-    )
+    metadata: (
+        dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]] | None
+    ) = Field(default=None, max_length=16)
     hyperparameters: Hyperparameters | None = None
     method: Method | None = None
 
@@ -220,13 +229,14 @@ class BatchRequest(_Body):
     input_file_id: ShortText
     endpoint: Literal["/v1/chat/completions"]
     completion_window: Literal["24h"] = "24h"
-    metadata: dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]] | None = (
-        Field(default=None, max_length=16)
-    )
+    metadata: (
+        dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]] | None
+    ) = Field(default=None, max_length=16)
 
 
 def parse(kind: type[_Body] | type[BaseModel], body: Any):
-    """A typed request from a decoded JSON body, or an OpenAI-shaped 400 naming the first bad parameter."""
+    """A typed request from a decoded JSON body, or an OpenAI-shaped 400 naming the first bad
+    parameter."""
     try:
         return kind.model_validate(body)
     except ValidationError as exc:

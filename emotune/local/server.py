@@ -40,7 +40,8 @@ class StateLock:
             fd = open_regular(self.path, os.O_RDWR | os.O_CREAT)
         except NotRegularFile:
             raise BackendError(
-                f"{self.path.name} in the state directory {self.path.parent} is not a regular file (a link "
+                f"{self.path.name} in the state directory {self.path.parent} is not a regular "
+                "file (a link "
                 "or a FIFO was put there); remove it"
             ) from None
         try:
@@ -65,7 +66,8 @@ class StateLock:
 
 
 def holder(state_dir: str | Path) -> dict | None:
-    """The pid and URL of the live server holding ``state_dir``'s lock, or None when no server holds it."""
+    """The pid and URL of the live server holding ``state_dir``'s lock, or None when no server
+    holds it."""
     path = Path(state_dir) / LOCK_FILE
     if not path.exists():
         return None
@@ -87,7 +89,8 @@ def holder(state_dir: str | Path) -> dict | None:
 
 
 def running_server(state_dir: str | Path) -> str | None:
-    """The base URL of a live emotune server on ``state_dir`` (in another process), if there is one."""
+    """The base URL of a live emotune server on ``state_dir`` (in another process), if there is
+    one."""
     owner = holder(state_dir)
     return f"{owner['url']}/v1" if owner and owner.get("url") else None
 
@@ -113,7 +116,12 @@ class LocalServer:
             raise
         self._server = uvicorn.Server(
             uvicorn.Config(
-                self.app, host=HOST, port=self.port, log_level="warning", access_log=False, lifespan="on"
+                self.app,
+                host=HOST,
+                port=self.port,
+                log_level="warning",
+                access_log=False,
+                lifespan="on",
             )
         )
         self._thread: threading.Thread | None = None
@@ -143,7 +151,9 @@ class LocalServer:
                 break
             time.sleep(0.02)
         self.stop()
-        raise BackendError(f"the local backend did not start on {HOST}:{self.port} within {timeout:.0f} s")
+        raise BackendError(
+            f"the local backend did not start on {HOST}:{self.port} within {timeout:.0f} s"
+        )
 
     def stop(self) -> None:
         self._server.should_exit = True
@@ -163,7 +173,8 @@ class LocalServer:
 
 
 def _check_port_free(port: int) -> None:
-    """One line instead of uvicorn's error block when another program listens on the port already."""
+    """One line instead of uvicorn's error block when another program listens on the port
+    already."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         try:
             probe.bind((HOST, port))
@@ -184,7 +195,10 @@ def serve(port: int, state_dir: str | Path, **app_options) -> None:
         lock.release()
         raise
     app = create_app(Path(state_dir), **app_options)
-    print(f"emotune local backend on http://{HOST}:{port}/v1 (state: {state_dir}); any API key is accepted")
+    print(
+        f"emotune local backend on http://{HOST}:{port}/v1 (state: {state_dir}); any API key is "
+        "accepted"
+    )
     try:
         uvicorn.run(app, host=HOST, port=port, log_level="warning", access_log=False)
     finally:

@@ -1,4 +1,5 @@
-"""On-disk state of the local backend: files, jobs, events, models and batches, one JSON record each.
+"""On-disk state of the local backend: files, jobs, events, models and batches, one JSON record
+each.
 
 Everything lives under one state directory, so a model trained in one process answers in the next.
 Writes are atomic (temp file + rename) and serialised by one lock.
@@ -24,15 +25,19 @@ KINDS = ("files", "jobs", "batches", "models")
 # Ids and model names become file names (``<id>.json``, and ``.<id>.json.<random>.tmp`` while written): 200
 # characters leave room under the 255-byte name limit of common file systems.
 ID_MAX = 200
-RECORD_ID = re.compile(rf"^[A-Za-z0-9_][A-Za-z0-9_:.~-]{{0,{ID_MAX - 1}}}$")  # checked before any disk access
+RECORD_ID = re.compile(
+    rf"^[A-Za-z0-9_][A-Za-z0-9_:.~-]{{0,{ID_MAX - 1}}}$"
+)  # checked before any disk access
 
 
 class NotRegularFile(FileNotFoundError):
-    """A path in the state directory that is a link, a FIFO, a device or a folder: never read or written."""
+    """A path in the state directory that is a link, a FIFO, a device or a folder: never read or
+    written."""
 
 
 def open_regular(path: Path, flags: int, mode: int = 0o644) -> int:
-    """A descriptor for ``path`` only if it is a regular file reached without following a link; a FIFO is
+    """A descriptor for ``path`` only if it is a regular file reached without following a link; a
+    FIFO is
     opened without blocking, then refused like every other kind of file, with a log line naming it."""
     try:
         fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
@@ -44,7 +49,10 @@ def open_regular(path: Path, flags: int, mode: int = 0o644) -> int:
         return fd
     if fd is not None:
         os.close(fd)
-    log.error("refused %s: not a regular file (a link, FIFO, device or folder was planted there)", path.name)
+    log.error(
+        "refused %s: not a regular file (a link, FIFO, device or folder was planted there)",
+        path.name,
+    )
     raise NotRegularFile(errno.ENOENT, "not a regular file", str(path.name))
 
 
@@ -56,7 +64,9 @@ def read_regular(path: Path) -> bytes:
 
 def append_regular(path: Path):
     """A text handle appending to a regular file, created if missing (see :func:`open_regular`)."""
-    return os.fdopen(open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "a", encoding="utf-8")
+    return os.fdopen(
+        open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "a", encoding="utf-8"
+    )
 
 
 def new_id(prefix: str) -> str:
@@ -84,7 +94,9 @@ class Store:
         """Remove the temporary files of writes a crash cut short (an upload's can be large)."""
         for tmp in self.root.glob("*/.*.tmp"):
             tmp.unlink(missing_ok=True)
-            log.warning("removed %s, a write cut short by an earlier crash", tmp.relative_to(self.root))
+            log.warning(
+                "removed %s, a write cut short by an earlier crash", tmp.relative_to(self.root)
+            )
 
     def _read(self, path: Path) -> dict | None:
         """A record file, or None after moving a corrupt one aside (``*.corrupt``) with a log line
@@ -109,7 +121,8 @@ class Store:
         return None
 
     def scrub(self, text: str) -> str:
-        """A message without the server's own paths (answers name ``<state>``, never where it lives on
+        """A message without the server's own paths (answers name ``<state>``, never where it
+        lives on
         disk)."""
         for root in sorted({str(self.root.resolve()), str(self.root)}, key=len, reverse=True):
             text = text.replace(root, "<state>")
@@ -161,7 +174,9 @@ class Store:
     def all(self, kind: str) -> list[dict]:
         """Every record of a kind, newest first (ties broken by id for a stable order)."""
         with self.lock:
-            records = [r for p in (self.root / kind).glob("*.json") if (r := self._read(p)) is not None]
+            records = [
+                r for p in (self.root / kind).glob("*.json") if (r := self._read(p)) is not None
+            ]
         return sorted(
             records, key=lambda r: (r.get("created_at", 0), r.get("_seq", 0), r["id"]), reverse=True
         )
@@ -209,7 +224,9 @@ class Store:
             for line in read_regular(path).decode("utf-8", errors="replace").splitlines():
                 try:
                     out.append(json.loads(line))
-                except json.JSONDecodeError:  # a line cut short by a crash: the other events still count
+                except (
+                    json.JSONDecodeError
+                ):  # a line cut short by a crash: the other events still count
                     log.warning("skipped a damaged line in events/%s.jsonl", job_id)
             return out
 

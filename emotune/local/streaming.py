@@ -1,4 +1,5 @@
-"""Streamed chat completions as OpenAI sends them: server-sent events of ``chat.completion.chunk`` objects.
+"""Streamed chat completions as OpenAI sends them: server-sent events of
+``chat.completion.chunk`` objects.
 
 Per choice: a first chunk with the role (and, for a tool call, the call's id and name), one chunk per
 token-sized piece of the content (or of the call's arguments, with its log-probabilities when asked), a
@@ -31,7 +32,12 @@ def _choice_chunks(i: int, c: Choice) -> Iterator[dict]:
         }
         for k, piece in enumerate(c.pieces):
             logprobs = {"content": [c.logprobs[k]], "refusal": None} if c.logprobs else None
-            yield {"index": i, "delta": {"content": piece}, "logprobs": logprobs, "finish_reason": None}
+            yield {
+                "index": i,
+                "delta": {"content": piece},
+                "logprobs": logprobs,
+                "finish_reason": None,
+            }
     else:
         call = {
             "index": 0,
@@ -74,7 +80,8 @@ def chunks(answer: Answer, include_usage: bool) -> Iterator[dict]:
 
 
 def live_chunks(head: Answer, pieces: Iterator[str], include_usage: bool) -> Iterator[dict]:
-    """Chunks sent as the model generates: the role first, each piece as it comes, then finish and usage."""
+    """Chunks sent as the model generates: the role first, each piece as it comes, then finish
+    and usage."""
     first = head.choices[0]
     start = {
         "id": head.id,
@@ -104,7 +111,12 @@ def live_chunks(head: Answer, pieces: Iterator[str], include_usage: bool) -> Ite
             start
             | {
                 "choices": [
-                    {"index": 0, "delta": {"content": piece}, "logprobs": None, "finish_reason": None}
+                    {
+                        "index": 0,
+                        "delta": {"content": piece},
+                        "logprobs": None,
+                        "finish_reason": None,
+                    }
                 ]
             }
             | usage
@@ -119,15 +131,22 @@ def live_chunks(head: Answer, pieces: Iterator[str], include_usage: bool) -> Ite
 
 
 def events(chunk_source: Iterator[dict]) -> Iterator[bytes]:
-    """``text/event-stream`` lines, each chunk built through ``openai``'s ChatCompletionChunk type, then
+    """``text/event-stream`` lines, each chunk built through ``openai``'s ChatCompletionChunk
+    type, then
     ``[DONE]``."""
     try:
         for chunk in chunk_source:
-            typed = ChatCompletionChunk.model_validate(chunk).model_dump(mode="json", exclude_unset=True)
+            typed = ChatCompletionChunk.model_validate(chunk).model_dump(
+                mode="json", exclude_unset=True
+            )
             yield b"data: " + json.dumps(typed).encode() + b"\n\n"
-    except Exception as exc:  # the status line is sent: say so in the stream, as OpenAI does, and end it
+    except (
+        Exception
+    ) as exc:  # the status line is sent: say so in the stream, as OpenAI does, and end it
         log.error("a chat stream failed: %s: %s", type(exc).__name__, exc, exc_info=exc)
-        error = ApiError(500, "The server had an error while streaming the answer.", type_="server_error")
+        error = ApiError(
+            500, "The server had an error while streaming the answer.", type_="server_error"
+        )
         yield b"data: " + json.dumps(error.body()).encode() + b"\n\n"
         return
     yield DONE

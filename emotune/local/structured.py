@@ -16,14 +16,15 @@ from ..core.prompts import parse_answer
 from .api_error import ApiError
 from .schemas import ChatRequest, Function
 
-MAX_DEPTH = 32  # deeper schemas are answered with null below this depth (and OpenAI refuses them anyway)
-MAX_NODES = (
-    10_000  # values written for one schema: a schema that refers to itself cannot make the answer explode
-)
+# deeper schemas are answered with null below this depth (and OpenAI refuses them anyway)
+MAX_DEPTH = 32
+# values written for one schema: a schema that refers to itself cannot make the answer explode
+MAX_NODES = 10_000
 
 
 def labels_in(answer: str) -> list[str]:
-    """The labels a model's text answer holds (comma list or ``{"labels": [...]}``), else the text itself."""
+    """The labels a model's text answer holds (comma list or ``{"labels": [...]}``), else the
+    text itself."""
     parsed = parse_answer(answer, any_label=True)
     if parsed.labels:
         return list(parsed.labels)
@@ -69,7 +70,9 @@ def _enum(schema: dict) -> list | None:
 
 def _props(schema: dict) -> dict:
     props = schema.get("properties")
-    return {k: v for k, v in props.items() if isinstance(v, dict)} if isinstance(props, dict) else {}
+    return (
+        {k: v for k, v in props.items() if isinstance(v, dict)} if isinstance(props, dict) else {}
+    )
 
 
 def _is_label_list(schema: dict, root: dict) -> bool:
@@ -113,7 +116,11 @@ def fill(schema: dict, labels: Sequence[str]):
         if kind == "array":
             items = _resolve(node.get("items"), schema)
             most = node.get("maxItems") if isinstance(node.get("maxItems"), int) else None
-            return _pick(labels, _enum(items))[:most] if holds_labels and _type(items) == "string" else []
+            return (
+                _pick(labels, _enum(items))[:most]
+                if holds_labels and _type(items) == "string"
+                else []
+            )
         if kind == "string":
             enum = _enum(node)
             chosen = _pick(labels, enum) if holds_labels else []
@@ -124,7 +131,8 @@ def fill(schema: dict, labels: Sequence[str]):
 
 
 def check_strict(schema: dict, where: str) -> None:
-    """OpenAI's rules for a strict schema: every object lists all its properties as required and allows no
+    """OpenAI's rules for a strict schema: every object lists all its properties as required and
+    allows no
     others."""
     budget = [MAX_NODES]
     param = where.split(" ")[0]
@@ -139,13 +147,16 @@ def check_strict(schema: dict, where: str) -> None:
             if node.get("additionalProperties") is not False:
                 raise ApiError(
                     400,
-                    f"Invalid schema for {where}: 'additionalProperties' is required to be supplied "
+                    f"Invalid schema for {where}: 'additionalProperties' is required to be "
+                    "supplied "
                     "and to be false (strict mode).",
                     param=param,
                     code="invalid_value",
                 )
             required = node.get("required")
-            named = {r for r in required if isinstance(r, str)} if isinstance(required, list) else set()
+            named = (
+                {r for r in required if isinstance(r, str)} if isinstance(required, list) else set()
+            )
             if set(props) - named:
                 raise ApiError(
                     400,
@@ -163,7 +174,8 @@ def check_strict(schema: dict, where: str) -> None:
 
 
 def chosen_tool(req: ChatRequest) -> Function | None:
-    """The function the answer calls: the named one, any one when required, one that holds labels when
+    """The function the answer calls: the named one, any one when required, one that holds labels
+    when
     auto."""
     tools = [t.function for t in req.tools or []]
     choice = req.tool_choice if req.tool_choice is not None else ("auto" if tools else "none")
@@ -179,7 +191,8 @@ def chosen_tool(req: ChatRequest) -> Function | None:
 
 
 def output_schema(req: ChatRequest) -> dict | None:
-    """The JSON schema the content must follow (``response_format`` json_schema), checked when strict."""
+    """The JSON schema the content must follow (``response_format`` json_schema), checked when
+    strict."""
     rf = req.response_format
     if rf is None or rf.type != "json_schema" or rf.json_schema is None:
         return None

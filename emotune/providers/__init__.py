@@ -37,13 +37,17 @@ __all__ = [
 
 
 def _catalog() -> dict[str, str]:
-    entries = json.loads(resources.files("emotune").joinpath("catalog/providers.json").read_text("utf-8"))
+    entries = json.loads(
+        resources.files("emotune").joinpath("catalog/providers.json").read_text("utf-8")
+    )
     extra = config.providers_file()
     if extra is not None:
         try:
             entries |= json.loads(Path(extra).read_text("utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"EMOTUNE_PROVIDERS={extra}: cannot read it as JSON ({exc})") from None
+            raise ConfigError(
+                f"EMOTUNE_PROVIDERS={extra}: cannot read it as JSON ({exc})"
+            ) from None
     return {k: v for k, v in entries.items() if not k.startswith("_")}
 
 
@@ -55,7 +59,9 @@ def provider_names() -> list[str]:
 def _provider_class(name: str) -> type[Provider]:
     entries = _catalog()
     if name not in entries:
-        raise ConfigError(f"backend must be 'auto' or one of {', '.join(sorted(entries))}, not {name!r}")
+        raise ConfigError(
+            f"backend must be 'auto' or one of {', '.join(sorted(entries))}, not {name!r}"
+        )
     module, _, cls = entries[name].partition(":")
     try:
         found = getattr(importlib.import_module(module), cls)
@@ -69,13 +75,16 @@ def _provider_class(name: str) -> type[Provider]:
 def _choose(backend: str | None) -> str:
     choice = config.backend_choice(backend)
     url = config.openai_base_url()
-    if choice == "auto":  # paid runs are asked for by name: a key in the environment alone never picks OpenAI
+    if (
+        choice == "auto"
+    ):  # paid runs are asked for by name: a key in the environment alone never picks OpenAI
         choice = "compatible" if url and urlparse(url).hostname not in OPENAI_HOSTS else "local"
     return choice  # "openai" with another OPENAI_BASE_URL is OpenAI through that gateway
 
 
 def _share_label_set(run) -> None:
-    """Make the run's own label set known to the in-process local backend, which recognises the label set a
+    """Make the run's own label set known to the in-process local backend, which recognises the
+    label set a
     prompt or a training file uses among the known ones (each notebook runs in a fresh kernel)."""
     from ..core.taxonomy import Taxonomy, register_taxonomy, taxonomy_names
 
@@ -94,7 +103,8 @@ def connect(
     run=None,
     **local_options,
 ) -> Provider:
-    """The provider for the chosen backend, with a configured client; the local server is started if needed.
+    """The provider for the chosen backend, with a configured client; the local server is started
+    if needed.
 
     ``state_dir`` is where the local backend keeps files, jobs and models (default: the run directory's
     ``local-backend/``). ``local_options`` go to the local server (fault injection: ``latency_ms``,
@@ -110,7 +120,9 @@ def connect(
         state = (
             Path(state_dir)
             if state_dir
-            else (run.file("local-backend") if run is not None else config.run_dir() / "local-backend")
+            else (
+                run.file("local-backend") if run is not None else config.run_dir() / "local-backend"
+            )
         )
         server = local_server(state, **(config.fault_settings() | local_options))
         client = openai.OpenAI(api_key=LOCAL_API_KEY, base_url=server.base_url, **options)
@@ -125,7 +137,9 @@ def connect(
                 "or use backend='local' to run offline for free"
             )
         # A keyless OpenAI-compatible server still needs some key for the client; this one means "none".
-        client = openai.OpenAI(api_key=key or "not-needed", base_url=config.openai_base_url(), **options)
+        client = openai.OpenAI(
+            api_key=key or "not-needed", base_url=config.openai_base_url(), **options
+        )
         provider = cls(client, str(client.base_url), options)
     if run is not None:
         from ..core.manifest import BackendRecord

@@ -15,13 +15,15 @@ from typing import ClassVar
 from ..core.errors import ConfigError, LifecycleError
 from ..core.pricing import Pricing, lifecycle, load_catalog
 
-DEFAULT_MAX_RETRIES = 5  # 429s and 5xx are retried with back-off that honours Retry-After (openai client)
+# 429s and 5xx are retried with back-off that honours Retry-After (openai client)
+DEFAULT_MAX_RETRIES = 5
 DEFAULT_TIMEOUT_S = 60.0
 
 
 @dataclass
 class Provider:
-    """One OpenAI-compatible endpoint and what it can do. Subclasses set the class-level capabilities."""
+    """One OpenAI-compatible endpoint and what it can do. Subclasses set the class-level
+    capabilities."""
 
     kind: ClassVar[str] = "abstract"
     fine_tuning: ClassVar[bool] = False  # runs /v1/fine_tuning/jobs
@@ -34,7 +36,8 @@ class Provider:
 
     @property
     def backend(self) -> str:
-        """The provider's kind (``openai``, ``compatible``, ``local``...), as recorded in the manifest."""
+        """The provider's kind (``openai``, ``compatible``, ``local``...), as recorded in the
+        manifest."""
         return self.kind
 
     def async_client(self):
@@ -61,7 +64,8 @@ class Provider:
         return f"{model} on the {self.kind} server"
 
     def comparison(self, base: str, tuned: str) -> str:
-        """What notebook 05's verdict compares here, and what its cost figures mean (a few words)."""
+        """What notebook 05's verdict compares here, and what its cost figures mean (a few
+        words)."""
         money = {
             "usd": "dollars at OpenAI's prices",
             "compute-seconds": "costs are compute time on your hardware",
@@ -73,10 +77,12 @@ class Provider:
         return Pricing.not_priced(model, f"{self.kind} server: no price list")
 
     def check_can_fine_tune(self, model: str, today: date | None = None) -> None:
-        """Raise before any upload-to-job step when this provider cannot fine-tune ``model`` today."""
+        """Raise before any upload-to-job step when this provider cannot fine-tune ``model``
+        today."""
         if not self.fine_tuning:
             raise ConfigError(
-                f"the {self.kind} provider at {self.base_url} runs no fine-tuning jobs; fine-tune with "
+                f"the {self.kind} provider at {self.base_url} runs no fine-tuning jobs; "
+                "fine-tune with "
                 "backend='local' (free, offline) or backend='openai', then evaluate here"
             )
         if self.lifecycle_applies:
@@ -101,7 +107,8 @@ class Provider:
 
 
 def catalog_pricing(model: str, note: str) -> Pricing:
-    """Dollars per token from the model catalogue (fine-tuned names priced at their base's fine-tuned
+    """Dollars per token from the model catalogue (fine-tuned names priced at their base's
+    fine-tuned
     rates)."""
     try:
         price = load_catalog().model(model)

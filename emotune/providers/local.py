@@ -1,4 +1,5 @@
-"""emotune's own local backend: an OpenAI-compatible server on 127.0.0.1, started in-process, free and
+"""emotune's own local backend: an OpenAI-compatible server on 127.0.0.1, started in-process,
+free and
 offline.
 
 It answers OpenAI model names with a classical stand-in (a label-name matcher as the base model, a TF-IDF
@@ -19,7 +20,8 @@ from ..core.pricing import Pricing, lifecycle
 from ..core.tokens import base_model
 from .base import Provider, catalog_pricing
 
-LOCAL_API_KEY = "emotune-local"  # the local backend accepts any key; this keeps a real one from reaching it
+# the local backend accepts any key; this keeps a real one from reaching it
+LOCAL_API_KEY = "emotune-local"
 
 _servers: dict[Path, object] = {}
 _servers_lock = threading.Lock()
@@ -33,7 +35,8 @@ def _is_open_weights(model: str) -> bool:
 
 @dataclass
 class RunningServer:
-    """A local server another process (another notebook's kernel, ``emotune serve``) already runs here."""
+    """A local server another process (another notebook's kernel, ``emotune serve``) already runs
+    here."""
 
     base_url: str
 
@@ -42,7 +45,8 @@ class RunningServer:
 
 
 def local_server(state_dir: Path, **options):
-    """The local server for a state directory: this process's (started once), or the live one another
+    """The local server for a state directory: this process's (started once), or the live one
+    another
     process holds the directory with (two kernels on one run share one server, never run a job twice)."""
     from ..local import LocalServer
     from ..local.server import running_server
@@ -80,7 +84,9 @@ class LocalProvider(Provider):
             chosen = {purpose: precision.chosen(purpose) for purpose in precision.PURPOSES}
         except ImportError:  # no open-weights extra: no model would use it
             return super().record()
-        return super().record() | {"dtype": "; ".join(f"{p} {d} ({why})" for p, (d, why) in chosen.items())}
+        return super().record() | {
+            "dtype": "; ".join(f"{p} {d} ({why})" for p, (d, why) in chosen.items())
+        }
 
     def model_kind(self, model: str) -> str:
         """What really answers for ``model`` here."""
@@ -112,13 +118,16 @@ class LocalProvider(Provider):
 
     def pricing(self, model: str) -> Pricing:
         if _is_open_weights(model):
-            return Pricing.compute(model, "open-weights model on your hardware: the cost is compute time")
+            return Pricing.compute(
+                model, "open-weights model on your hardware: the cost is compute time"
+            )
         return catalog_pricing(model, "what OpenAI would charge; the local backend is free")
 
     def lifecycle_note(self, model: str, today: date | None = None) -> str:
         if _is_open_weights(model):
             return (
-                f"{model} is an open-weights model fine-tuned on your own hardware: OpenAI's wind-down "
+                f"{model} is an open-weights model fine-tuned on your own hardware: OpenAI's "
+                "wind-down "
                 "dates do "
                 "not apply, and the adapters stay yours."
             )

@@ -1,4 +1,5 @@
-"""OpenAI itself (api.openai.com): billed in dollars per token, and subject to the fine-tuning wind-down."""
+"""OpenAI itself (api.openai.com): billed in dollars per token, and subject to the fine-tuning
+wind-down."""
 
 from __future__ import annotations
 

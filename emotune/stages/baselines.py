@@ -28,7 +28,8 @@ from ..core.thresholds import tune_thresholds
 from .metrics import to_matrix
 from .statistics import point_scores
 
-RANDOM_DRAWS = 200  # random answers averaged for the label-prior floor (its SE is then ~1/14 of one draw's)
+# random answers averaged for the label-prior floor (its SE is then ~1/14 of one draw's)
+RANDOM_DRAWS = 200
 SPREAD_METRICS = ("macro_f1", "micro_f1", "exact_match")
 
 
@@ -39,7 +40,8 @@ def gold_labels(frame: pd.DataFrame, taxonomy: Taxonomy) -> list[list[str]]:
 
 @dataclass
 class Baseline:
-    """TF-IDF + one-vs-rest logistic regression (liblinear), thresholds tuned for macro-F1 on the validation
+    """TF-IDF + one-vs-rest logistic regression (liblinear), thresholds tuned for macro-F1 on the
+    validation
     sample."""
 
     pipeline: object
@@ -79,7 +81,8 @@ def baselines_by_seed(
     *,
     seed: int,
 ) -> dict[int, list[list[str]]]:
-    """The baseline's answers on ``texts`` for the run's own sample (key ``seed``) and for every draw."""
+    """The baseline's answers on ``texts`` for the run's own sample (key ``seed``) and for every
+    draw."""
     sets = {seed: samples} | draws
     return {
         s: train_baseline(d["train"], d["validation"], taxonomy=taxonomy, seed=s).predict(texts)
@@ -103,7 +106,8 @@ class SeedSpread:
         return float(self.per_seed[metric].std(ddof=1)) if self.n_draws > 1 else float("nan")
 
     def noise_band(self, metric: str = "macro_f1") -> float:
-        """About 95% of differences between two models trained on independent draws lie within +/- this:
+        """About 95% of differences between two models trained on independent draws lie within
+        +/- this:
         2 x sqrt(2) x the between-draw SD (assuming the other model varies as much as the baseline)."""
         return 2 * np.sqrt(2) * self.sd(metric)
 
@@ -114,7 +118,9 @@ class SeedSpread:
         return table
 
 
-def seed_spread(gold, by_seed: dict[int, list[list[str]]], taxonomy: Taxonomy, own_seed: int) -> SeedSpread:
+def seed_spread(
+    gold, by_seed: dict[int, list[list[str]]], taxonomy: Taxonomy, own_seed: int
+) -> SeedSpread:
     """Score each draw's baseline on the same test comments."""
     tax = taxonomy
     y = to_matrix(gold, tax)
@@ -144,7 +150,9 @@ def floors(gold, train: pd.DataFrame, taxonomy: Taxonomy, *, seed: int = 0) -> p
         if tax.multi_label:
             guess = (rng.random(y.shape) < prior).astype(np.int8)
         else:
-            guess = np.eye(len(tax), dtype=np.int8)[rng.choice(len(tax), size=len(y), p=prior / prior.sum())]
+            guess = np.eye(len(tax), dtype=np.int8)[
+                rng.choice(len(tax), size=len(y), p=prior / prior.sum())
+            ]
         draws.append(point_scores(y, guess))
     rows["random by label prior"] = pd.DataFrame(draws).mean().to_dict()
     out = pd.DataFrame.from_dict(rows, orient="index")[list(SPREAD_METRICS)]
@@ -155,7 +163,8 @@ def floors(gold, train: pd.DataFrame, taxonomy: Taxonomy, *, seed: int = 0) -> p
 def with_floors(
     table: pd.DataFrame, floor_table: pd.DataFrame, level: str, metrics: tuple[str, ...]
 ) -> pd.DataFrame:
-    """The score table (model per column, level and metric per row) with a column per floor beside the
+    """The score table (model per column, level and metric per row) with a column per floor
+    beside the
     models, filled at the run's level (the floors are measured there)."""
     shown = table[table.metric.isin(metrics)].pivot_table(
         index=["level", "metric"], columns="model", values="value", sort=False

@@ -46,12 +46,15 @@ def batch_input(model: str, items, params: dict) -> bytes:
 
 
 def upload_batch(client, run, model: str, raw: bytes, key: str):
-    """The run's batch for these exact requests: the one the manifest records, else a new upload and batch."""
+    """The run's batch for these exact requests: the one the manifest records, else a new upload
+    and batch."""
     sha = hashlib.sha256(raw).hexdigest()
     known = run.read(BatchRecord, key, required=False)
     if known is not None and known.sha256 == sha and known.batch_id:
         return client.batches.retrieve(known.batch_id)
-    upload = client.files.create(file=(f"{run.name}-batch-{key}-{sha[:16]}.jsonl", raw), purpose="batch")
+    upload = client.files.create(
+        file=(f"{run.name}-batch-{key}-{sha[:16]}.jsonl", raw), purpose="batch"
+    )
     batch = client.batches.create(
         input_file_id=upload.id,
         endpoint="/v1/chat/completions",
@@ -68,7 +71,8 @@ def poll_batch(client, batch, *, poll_s: float, max_poll_s: float, timeout_s: fl
     while batch.status not in BATCH_DONE:
         if waited >= timeout_s:
             raise BackendError(
-                f"batch {batch.id} still {batch.status} after {timeout_s:.0f} s; run again to resume"
+                f"batch {batch.id} still {batch.status} after {timeout_s:.0f} s; run again to "
+                "resume"
             )
         sleep(interval)
         waited += interval
@@ -79,8 +83,11 @@ def poll_batch(client, batch, *, poll_s: float, max_poll_s: float, timeout_s: fl
     return batch
 
 
-def collect_batch(client, batch, model: str, items, cache: PredictionCache, max_completion_tokens: int):
-    """Cache the batch's good answers (never over a cached one); the new keys and each failure by row id."""
+def collect_batch(
+    client, batch, model: str, items, cache: PredictionCache, max_completion_tokens: int
+):
+    """Cache the batch's good answers (never over a cached one); the new keys and each failure by
+    row id."""
     by_id = {row_id: k for row_id, _, k in items}
     cached_before = {k for _, _, k in items if cache.get(k) is not None}
     fresh: set[str] = set()
@@ -92,7 +99,9 @@ def collect_batch(client, batch, model: str, items, cache: PredictionCache, max_
             if k in cached_before:
                 continue
             try:
-                record = read_completion(json.dumps(out["response"]["body"]).encode(), max_completion_tokens)
+                record = read_completion(
+                    json.dumps(out["response"]["body"]).encode(), max_completion_tokens
+                )
             except (MalformedAnswer, KeyError, TypeError) as exc:
                 failures[out["custom_id"]] = f"malformed answer: {exc}"
                 continue
@@ -125,7 +134,8 @@ def classify_batch(
     timeout_s: float = 25 * 3600,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Predictions:
-    """The same classification as :func:`~emotune.stages.predict.classify` through ``/v1/batches``."""
+    """The same classification as :func:`~emotune.stages.predict.classify` through
+    ``/v1/batches``."""
     if not conn.batches:
         raise ConfigError(f"the {conn.kind} provider runs no batches; classify online instead")
     spec = spec or prompt_spec()
@@ -140,7 +150,9 @@ def classify_batch(
     )
     run.put(
         BatchRecord(
-            status=batch.status, output_file_id=batch.output_file_id, error_file_id=batch.error_file_id
+            status=batch.status,
+            output_file_id=batch.output_file_id,
+            error_file_id=batch.error_file_id,
         ),
         key,
     )

@@ -1,4 +1,5 @@
-"""Notebook 03's stage: what the validated files would cost to train on and to evaluate, and the budget guard.
+"""Notebook 03's stage: what the validated files would cost to train on and to evaluate, and the
+budget guard.
 
 The provider says how its models are priced (:meth:`emotune.providers.base.Provider.pricing`): dollars per
 token on OpenAI (and, on the local backend, what OpenAI *would* charge for an OpenAI model name), compute
@@ -23,7 +24,9 @@ class CostPlan:
 
     pricing: Pricing
     training: CostEstimate
-    evaluation: pd.DataFrame  # one row per (model, path); online and batch are alternatives, not a sum
+    evaluation: (
+        pd.DataFrame
+    )  # one row per (model, path); online and batch are alternatives, not a sum
     n_eval: int
     budget_usd: float
 
@@ -31,14 +34,16 @@ class CostPlan:
         """One sentence on the cost and the budget."""
         if not self.pricing.in_dollars:
             return (
-                f"{self.pricing.model}: {self.pricing.note}. {self.training.billed_tokens:,} training tokens "
+                f"{self.pricing.model}: {self.pricing.note}. {self.training.billed_tokens:,} "
+                "training tokens "
                 f"({self.training.n_epochs} epochs); nothing is billed in dollars, so the "
                 f"${self.budget_usd:.2f} budget "
                 "does not apply."
             )
         online = self.evaluation[self.evaluation.path == "online"]["USD"].sum()
         return (
-            f"{self.pricing.model} ({self.pricing.note}): training ${self.training.training_usd:.2f} for "
+            f"{self.pricing.model} ({self.pricing.note}): training "
+            f"${self.training.training_usd:.2f} for "
             f"{self.training.billed_tokens:,} billed tokens; evaluating base and fine-tuned on "
             f"{self.n_eval:,} comments "
             f"${online:.4f} online (the Batch API halves that). Total at most "
@@ -47,7 +52,8 @@ class CostPlan:
 
 
 def token_limit(provider, model: str) -> int | None:
-    """The per-example token limit the provider trains ``model`` with (None: emotune knows of none)."""
+    """The per-example token limit the provider trains ``model`` with (None: emotune knows of
+    none)."""
     pricing = provider.pricing(model)
     return pricing.price.example_token_limit if pricing.in_dollars else None
 
@@ -62,7 +68,8 @@ def plan_costs(
     budget_usd: float,
     n_epochs: int | str = "auto",
 ) -> CostPlan:
-    """Estimate training and evaluation on ``provider``, check the budget, and record both in the manifest.
+    """Estimate training and evaluation on ``provider``, check the budget, and record both in the
+    manifest.
 
     Raises :class:`~emotune.core.errors.BudgetError` (nothing spent) when training plus the dearer evaluation
     path exceeds ``budget_usd``.
@@ -116,7 +123,8 @@ def estimate_line(run) -> str:
             f"({est.pricing_note})"
         )
     return (
-        f"estimated training cost of {est.model}: ${est.training_usd:.2f} for {est.billed_tokens:,} billed "
+        f"estimated training cost of {est.model}: ${est.training_usd:.2f} for "
+        f"{est.billed_tokens:,} billed "
         "tokens "
         f"({est.pricing_note}; budget ${est.budget_usd:.2f})"
     )

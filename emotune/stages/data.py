@@ -1,4 +1,5 @@
-"""Load a labelled text dataset (GoEmotions from its release or the hub, or your own file, folder or hub id).
+"""Load a labelled text dataset (GoEmotions from its release or the hub, or your own file, folder
+or hub id).
 
 Every source gives the same ``datasets.DatasetDict``: splits train/validation/test with columns ``text``
 (str), ``labels`` (list of label ids into the dataset's label set) and ``id`` (str), plus the label set
@@ -38,7 +39,8 @@ from .sampling import multi_hot, split_frame, stratified_sample, to_frame  # noq
 
 SPLITS = ("train", "validation", "test")
 _BUILTIN = frozenset(taxonomy_names())  # label sets that ship with emotune (at import)
-MADE_SPLIT_SHARE = 0.1  # share of the train split cut off for a validation or test split the data lacks
+# share of the train split cut off for a validation or test split the data lacks
+MADE_SPLIT_SHARE = 0.1
 
 
 @dataclass
@@ -78,7 +80,9 @@ class CleaningReport:
         return pd.DataFrame(rows)
 
 
-def load_local(folder: str | Path, *, spec: DatasetSpec | None = None, verify: bool = True) -> LoadedData:
+def load_local(
+    folder: str | Path, *, spec: DatasetSpec | None = None, verify: bool = True
+) -> LoadedData:
     """Load a catalogue dataset's release files from a folder; files with a published checksum must
     match it."""
     spec = spec or resolve_spec("goemotions")
@@ -100,7 +104,8 @@ def load_local(folder: str | Path, *, spec: DatasetSpec | None = None, verify: b
         checksums[name] = digest
         if verify and name in known and digest != known[name]:
             raise ChecksumError(
-                f"sha256 {digest[:12]}… does not match the published {known[name][:12]}…; the file is "
+                f"sha256 {digest[:12]}… does not match the published {known[name][:12]}…; the "
+                "file is "
                 f"damaged or not the {spec.name} release (pass verify=False for other data)",
                 path=str(path),
                 rule="checksum",
@@ -117,7 +122,8 @@ def load_local(folder: str | Path, *, spec: DatasetSpec | None = None, verify: b
 
 
 def load_hub(hub_id: str, hub_config: str | None = None) -> object:
-    """A DatasetDict from the Hugging Face hub (needs network access or a warm cache); one clear error
+    """A DatasetDict from the Hugging Face hub (needs network access or a warm cache); one clear
+    error
     otherwise."""
     import datasets
 
@@ -130,7 +136,8 @@ def load_hub(hub_id: str, hub_config: str | None = None) -> object:
             else "pass a local file or folder as dataset=, or "
         )
         raise DataError(
-            f"could not load {hub_id!r} from the Hugging Face hub ({type(exc).__name__}). Either {hint}"
+            f"could not load {hub_id!r} from the Hugging Face hub ({type(exc).__name__}). Either "
+            f"{hint}"
             "allow network access (and unset HF_DATASETS_OFFLINE and HF_HUB_OFFLINE).",
             rule="data-source",
         ) from None
@@ -184,7 +191,8 @@ def _own_splits(dd) -> dict[str, object]:
 
 
 def load_own(spec: DatasetSpec, *, seed: int = 42) -> LoadedData:
-    """Load a dataset that is not in the catalogue: map its columns, label its rows, make missing splits."""
+    """Load a dataset that is not in the catalogue: map its columns, label its rows, make missing
+    splits."""
     if spec.source == "hub":
         dd, checksums, paths = load_hub(spec.location), {}, {}
         checksums = {s: ds._fingerprint for s, ds in dd.items()}
@@ -192,7 +200,9 @@ def load_own(spec: DatasetSpec, *, seed: int = 42) -> LoadedData:
         dd, checksums, paths = _read_files(spec)
     splits = _own_splits(dd)
     labelled = label_rows(splits, spec, paths)
-    if spec.name in _BUILTIN:  # a file named sentiment.csv must not replace the built-in sentiment level
+    if (
+        spec.name in _BUILTIN
+    ):  # a file named sentiment.csv must not replace the built-in sentiment level
         spec = replace(spec, name=f"{spec.name}-data")
     tax = from_labels(
         spec.name,
@@ -207,7 +217,8 @@ def load_own(spec: DatasetSpec, *, seed: int = 42) -> LoadedData:
         shares = {"train": 1.0} | {s: MADE_SPLIT_SHARE for s in missing}
         frames |= split_frame(frames["train"], shares, seed=seed, n_labels=len(tax))
         made = {
-            s: f"stratified {MADE_SPLIT_SHARE:.0%} of the file's train rows, seed {seed}" for s in missing
+            s: f"stratified {MADE_SPLIT_SHARE:.0%} of the file's train rows, seed {seed}"
+            for s in missing
         }
     frames = {s: frames[s] for s in SPLITS}
     return LoadedData(
@@ -224,19 +235,25 @@ def load_own(spec: DatasetSpec, *, seed: int = 42) -> LoadedData:
 def load(
     dataset: DatasetParams | str | Path = "goemotions", *, seed: int = 42, verify: bool = True
 ) -> LoadedData:
-    """Load a dataset: a catalogue name, a local CSV/TSV/JSONL/Parquet file or folder, or a hub id, with
+    """Load a dataset: a catalogue name, a local CSV/TSV/JSONL/Parquet file or folder, or a hub
+    id, with
     the column mapping of :class:`DatasetParams` (a bare string is a dataset with no mapping).
 
     A catalogue dataset comes from ``data_source``, else ``EMOTUNE_DATA_DIR``, else the hub; when neither
     works, one :class:`DataError` names both remedies. Any other dataset is read with the column mapping.
     """
-    params = dataset if isinstance(dataset, DatasetParams) else DatasetParams(str(dataset or "goemotions"))
+    params = (
+        dataset
+        if isinstance(dataset, DatasetParams)
+        else DatasetParams(str(dataset or "goemotions"))
+    )
     data_source = params.data_source
     spec = resolve_spec(params)
     if spec.source != "catalog":
         if data_source:
             raise ConfigError(
-                f"data_source is for catalogue datasets only; dataset={params.dataset!r} is read directly"
+                f"data_source is for catalogue datasets only; dataset={params.dataset!r} is read "
+                "directly"
             )
         return load_own(spec, seed=seed)
     folder = config.data_dir(data_source)
@@ -277,7 +294,8 @@ def clean(data) -> tuple[object, CleaningReport]:
 
 
 def record_dataset(run, loaded: LoadedData, cleaning: CleaningReport | None = None) -> dict:
-    """Write the manifest's ``data`` section: the dataset, its source, columns, label set, splits and
+    """Write the manifest's ``data`` section: the dataset, its source, columns, label set, splits
+    and
     drops."""
     record = {
         "name": loaded.spec.name if loaded.spec else "goemotions",
@@ -304,7 +322,8 @@ SAMPLE_FILES = {
 
 
 def save_samples(run, samples: dict[str, pd.DataFrame]) -> dict[str, dict]:
-    """Write the samples into the run directory and record their size and id checksum in the manifest."""
+    """Write the samples into the run directory and record their size and id checksum in the
+    manifest."""
     record = {}
     for name, frame in samples.items():
         path = run.write_frame(SAMPLE_FILES[name], frame)
@@ -320,13 +339,17 @@ def save_samples(run, samples: dict[str, pd.DataFrame]) -> dict[str, dict]:
 
 
 def save_draws(run, draws: dict[int, dict[str, pd.DataFrame]]) -> list[dict]:
-    """Write the baseline's extra training draws (``draws/seed-<seed>-<split>.jsonl``) and list them."""
+    """Write the baseline's extra training draws (``draws/seed-<seed>-<split>.jsonl``) and list
+    them."""
     record = []
     for seed, frames in draws.items():
         files = {
-            name: run.write_frame(f"draws/seed-{seed}-{name}.jsonl", f).name for name, f in frames.items()
+            name: run.write_frame(f"draws/seed-{seed}-{name}.jsonl", f).name
+            for name, f in frames.items()
         }
-        record.append({"seed": seed, "rows": {name: len(f) for name, f in frames.items()}, "files": files})
+        record.append(
+            {"seed": seed, "rows": {name: len(f) for name, f in frames.items()}, "files": files}
+        )
     run.update(samples={"draws": record})
     return record
 
@@ -340,7 +363,8 @@ def load_draws(run) -> dict[int, dict[str, pd.DataFrame]]:
 
 
 def label_set(run, taxonomy: str | Taxonomy | None = None) -> Taxonomy:
-    """The run's label set at the asked level: what later stages are given (they look nothing up by name).
+    """The run's label set at the asked level: what later stages are given (they look nothing up
+    by name).
 
     Reads the dataset's label set from the manifest notebook 01 wrote; ``taxonomy`` is the level
     (``goemotions``, ``ekman``, ``sentiment`` for GoEmotions; empty or the default means a dataset's own

@@ -1,4 +1,5 @@
-"""Notebook 05's steps: predictions for every comparator (each asked by its role), the free baseline, the
+"""Notebook 05's steps: predictions for every comparator (each asked by its role), the free
+baseline, the
 comparisons that answer "was it worth it?", error analysis. The verdict itself is in :mod:`.verdict`."""
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ def open_cache(run) -> PredictionCache:
 
 
 def prompt_specs(trained: PromptSpec) -> dict[str, PromptSpec]:
-    """How each comparator is asked, by role: the base model with a zero-shot prompt that lists every label
+    """How each comparator is asked, by role: the base model with a zero-shot prompt that lists
+    every label
     and the answer format (a model that was never trained cannot know the labels otherwise); the fine-tuned
     model with exactly the spec it was trained on; and the base model on that training prompt too, so the
     table can show what the prompt alone buys."""
@@ -50,7 +52,8 @@ def predict_models(
     seed: int,
     **kw,
 ) -> dict[str, Predictions]:
-    """Ask every model about every row with its prompt (``specs``, see :func:`prompt_specs`) and the same
+    """Ask every model about every row with its prompt (``specs``, see :func:`prompt_specs`) and
+    the same
     sampling; only uncached rows cost anything."""
     out = {}
     for name, model in models.items():
@@ -67,13 +70,14 @@ def predict_models(
 
 def usage_table(predictions: dict[str, Predictions]) -> pd.DataFrame:
     """Requests sent, answers from the cache, tokens and parse rates per model."""
-    return pd.DataFrame([p.summary() | {"comparator": name} for name, p in predictions.items()]).set_index(
-        "comparator"
-    )
+    return pd.DataFrame(
+        [p.summary() | {"comparator": name} for name, p in predictions.items()]
+    ).set_index("comparator")
 
 
 def error_analysis(frame: pd.DataFrame, gold, base, tuned, k: int = 8) -> pd.DataFrame:
-    """Comments the fine-tune fixed (base wrong, fine-tuned exactly right) and broke (the reverse)."""
+    """Comments the fine-tune fixed (base wrong, fine-tuned exactly right) and broke (the
+    reverse)."""
     rows = []
     for text, g, b, t in zip(frame["text"], gold, base, tuned, strict=True):
         g, b, t = set(g), set(b), set(t)
@@ -104,7 +108,8 @@ def _nan(value: float | None) -> float:
 
 @dataclass(frozen=True)
 class CostRow:
-    """What 1,000 predictions of one comparator cost: dollars online and by Batch where priced, else the
+    """What 1,000 predictions of one comparator cost: dollars online and by Batch where priced,
+    else the
     compute seconds online where timed (``None`` where not known), rounded as the table shows them."""
 
     comparator: str
@@ -117,7 +122,8 @@ class CostRow:
 
 @dataclass(frozen=True)
 class CostTable:
-    """:func:`cost_per_1000`'s answer: one :class:`CostRow` per comparator; :meth:`to_frame` is the table."""
+    """:func:`cost_per_1000`'s answer: one :class:`CostRow` per comparator; :meth:`to_frame` is
+    the table."""
 
     rows: tuple[CostRow, ...]
 
@@ -131,7 +137,8 @@ class CostTable:
         return any(r.usd_online is not None for r in self.rows)
 
     def axis_values(self) -> pd.Series:
-        """Per comparator, what a cost-vs-quality plot puts on its x axis (see :func:`cost_axis`); NaN where
+        """Per comparator, what a cost-vs-quality plot puts on its x axis (see
+        :func:`cost_axis`); NaN where
         not known."""
         values = [r.usd_online if self.priced else r.compute_seconds_online for r in self.rows]
         return pd.Series(
@@ -158,7 +165,8 @@ class CostTable:
 
 
 def cost_per_1000(conn, predictions: dict[str, Predictions], models: dict[str, str]) -> CostTable:
-    """What 1,000 predictions cost on this provider, from the tokens the answers used (online and Batch).
+    """What 1,000 predictions cost on this provider, from the tokens the answers used (online and
+    Batch).
 
     The price comes from the provider: OpenAI's dollars, what OpenAI would charge (local backend), or nothing
     ("not priced": an open-weights model costs compute time, an unknown server has no price list). Unpriced
@@ -175,7 +183,11 @@ def cost_per_1000(conn, predictions: dict[str, Predictions], models: dict[str, s
         tuned = model.startswith("ft:")
         online = pricing.usd_per_1000(prompt, completion, fine_tuned=tuned)
         batch = pricing.usd_per_1000(prompt, completion, fine_tuned=tuned, batch=True)
-        timed = None if pricing.in_dollars or p.seconds_per_answer is None else 1000 * p.seconds_per_answer
+        timed = (
+            None
+            if pricing.in_dollars or p.seconds_per_answer is None
+            else 1000 * p.seconds_per_answer
+        )
         rows.append(
             CostRow(
                 name,
@@ -190,18 +202,28 @@ def cost_per_1000(conn, predictions: dict[str, Predictions], models: dict[str, s
 
 
 def cost_axis(cost: CostTable) -> str:
-    """The column a cost-vs-quality plot puts on its x axis: dollars where priced, else compute seconds."""
+    """The column a cost-vs-quality plot puts on its x axis: dollars where priced, else compute
+    seconds."""
     return USD_ONLINE_COLUMN if cost.priced else COMPUTE_COLUMN
 
 
 def batch_agreement(
-    conn, run, model: str, frame: pd.DataFrame, online: list[list[str]], *, spec: PromptSpec, seed: int
+    conn,
+    run,
+    model: str,
+    frame: pd.DataFrame,
+    online: list[list[str]],
+    *,
+    spec: PromptSpec,
+    seed: int,
 ) -> str:
-    """Ask ``model`` again through the Batch API (where the provider has one) and say how often it agrees
+    """Ask ``model`` again through the Batch API (where the provider has one) and say how often
+    it agrees
     online."""
     if not conn.batches:
         return (
-            f"the {conn.kind} provider has no Batch API: skipped (online answers only, no batch request sent)"
+            f"the {conn.kind} provider has no Batch API: skipped "
+            "(online answers only, no batch request sent)"
         )
     cache = PredictionCache(run.file(BATCH_CHECK_FILE))
     via_batch = classify_batch(
@@ -211,12 +233,14 @@ def batch_agreement(
     return f"batch and online answers agree on {same} of {len(frame)} comments"
 
 
-PRIMARY_METRIC = "macro_f1"  # the verdict's family: fine-tune vs base and vs the baseline on macro-F1
+# the verdict's family: fine-tune vs base and vs the baseline on macro-F1
+PRIMARY_METRIC = "macro_f1"
 
 
 @dataclass(frozen=True)
 class Comparisons:
-    """The fine-tune against each comparator, in two Holm families: the primary one (macro-F1, which the
+    """The fine-tune against each comparator, in two Holm families: the primary one (macro-F1,
+    which the
     verdict decides on) and the secondary one (the other metrics, reported beside it)."""
 
     rows: tuple[tuple[str, str, Comparison], ...]  # (comparator, family, comparison)
@@ -266,7 +290,8 @@ def compare_models(
     seed: int = 0,
     n_resamples: int = N_RESAMPLES,
 ) -> Comparisons:
-    """``model`` against each comparator on the same comments: the difference, its paired BCa intervals
+    """``model`` against each comparator on the same comments: the difference, its paired BCa
+    intervals
     (95%, and 90% for equivalence) and the paired permutation test's p, Holm-corrected within each family.
 
     The primary family is macro-F1 against each comparator (what the verdict decides on); the other metrics
@@ -277,7 +302,9 @@ def compare_models(
     y = to_matrix(gold, tax)
     labels = LabelSets.of(y)
     tuned = to_matrix(predictions[model], tax)
-    if (labels.supported == labels.present).all():  # every label has enough examples: the same test twice
+    if (
+        labels.supported == labels.present
+    ).all():  # every label has enough examples: the same test twice
         metrics = tuple(m for m in metrics if m != "macro_f1_supported")
     tests = [
         (other, "primary" if metric == PRIMARY_METRIC else "secondary", metric)
@@ -308,7 +335,8 @@ def compare_models(
 def prompt_effect(
     gold, predictions: dict[str, Predictions], taxonomy: Taxonomy, *, seed: int = 0
 ) -> pd.DataFrame:
-    """The base model on its zero-shot prompt and on the fine-tune's training prompt: what the prompt alone
+    """The base model on its zero-shot prompt and on the fine-tune's training prompt: what the
+    prompt alone
     buys."""
     tax = taxonomy
     y = to_matrix(gold, tax)
@@ -335,7 +363,8 @@ def prompt_effect(
 def interval_widths(
     table: pd.DataFrame, level: str, metrics: tuple[str, ...] = ("macro_f1", "micro_f1")
 ) -> str:
-    """One sentence on how precise this sample size makes the scores (mean 95% interval width per metric)."""
+    """One sentence on how precise this sample size makes the scores (mean 95% interval width per
+    metric)."""
     t = table[(table.level == level) & table.metric.isin(metrics)]
     widths = (t.ci_high - t.ci_low).groupby(t.metric).mean()
     return ", ".join(f"{m} +/- {w / 2:.3f}" for m, w in widths.items())
@@ -353,7 +382,8 @@ def prediction_file(name: str) -> str:
 def save_predictions(
     run, frame: pd.DataFrame, labels: dict[str, list[list[str]]], answers: dict[str, Predictions]
 ) -> dict[str, str]:
-    """Every comparator's answers by comment id, one JSON line each: ``{"id", "labels"}``, plus ``"answer"``
+    """Every comparator's answers by comment id, one JSON line each: ``{"id", "labels"}``, plus
+    ``"answer"``
     (the raw text) for the models asked through the API; returns the file of each comparator."""
     files = {}
     for name, label_lists in labels.items():

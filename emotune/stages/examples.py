@@ -1,4 +1,5 @@
-"""Notebook 02's stage: chat JSONL files from the samples, the prompt tax, and the gallery of prompt styles.
+"""Notebook 02's stage: chat JSONL files from the samples, the prompt tax, and the gallery of
+prompt styles.
 
 The rules (prompt styles, label formats, the answer parser) live in :mod:`emotune.core.prompts`; this module
 applies them to a run's samples and writes the ``jsonl`` section of the manifest.
@@ -33,8 +34,11 @@ from ..core.tokens import count_chat_tokens, count_many, encoding_for
 JSONL_FILES = {"train": "train.jsonl", "validation": "val.jsonl"}
 
 
-def _spec(style: str | PromptStyle | PromptSpec, label_format: str, taxonomy: Taxonomy | None) -> PromptSpec:
-    """The spec to render with: ``style`` when it is one, else the style and format with ``taxonomy``."""
+def _spec(
+    style: str | PromptStyle | PromptSpec, label_format: str, taxonomy: Taxonomy | None
+) -> PromptSpec:
+    """The spec to render with: ``style`` when it is one, else the style and format with
+    ``taxonomy``."""
     if isinstance(style, PromptSpec):
         return style
     if taxonomy is None:
@@ -54,11 +58,16 @@ def render_jsonl(
 
     ``taxonomy`` is the label set unless ``style`` is a whole PromptSpec (which carries its own)."""
     spec = _spec(style, label_format, taxonomy)
-    order = np.arange(len(frame)) if seed is None else np.random.default_rng(seed).permutation(len(frame))
+    order = (
+        np.arange(len(frame))
+        if seed is None
+        else np.random.default_rng(seed).permutation(len(frame))
+    )
     texts, labels = frame["text"].tolist(), frame["labels"].tolist()
     lines = [
         json.dumps(
-            render_example(texts[i], example_labels(labels[i], spec.taxonomy), style=spec), ensure_ascii=False
+            render_example(texts[i], example_labels(labels[i], spec.taxonomy), style=spec),
+            ensure_ascii=False,
         )
         for i in order
     ]
@@ -74,7 +83,8 @@ def build_training_files(
     taxonomy: Taxonomy | None = None,
     seed: int = 0,
 ) -> dict[str, dict]:
-    """Write train.jsonl (training sample, shuffled by seed) and val.jsonl (validation sample) atomically.
+    """Write train.jsonl (training sample, shuffled by seed) and val.jsonl (validation sample)
+    atomically.
 
     The test split is never touched here. Checksums and the prompt spec go into the manifest's ``jsonl``
     section; the evaluation stage reads the spec back with :func:`trained_prompt_spec`. ``taxonomy`` is the
@@ -109,8 +119,12 @@ def trained_prompt_spec(run) -> PromptSpec:
     missing)."""
     rec = run.read(JsonlRecord)
     if not rec.prompt_spec:
-        raise ConfigError(f"run {run.name!r} records no prompt spec: run notebook 02 (build_jsonl) again")
-    data = run.get("data", "label_set")  # a dataset's own label set, with its words for an item and a label
+        raise ConfigError(
+            f"run {run.name!r} records no prompt spec: run notebook 02 (build_jsonl) again"
+        )
+    data = run.get(
+        "data", "label_set"
+    )  # a dataset's own label set, with its words for an item and a label
     own = Taxonomy.from_record(data) if data and data["name"] not in taxonomy_names() else None
     return PromptSpec.from_record(rec.prompt_spec, own)
 
@@ -128,14 +142,23 @@ def prompt_tax(
     The minimum is the comment and the answer with OpenAI's per-message overhead and no system prompt.
     """
     enc = encoding_for(model)
-    texts, labels = frame["text"].tolist(), [example_labels(ids, taxonomy) for ids in frame["labels"]]
+    texts, labels = (
+        frame["text"].tolist(),
+        [example_labels(ids, taxonomy) for ids in frame["labels"]],
+    )
     answers = [format_answer(labs, label_format) for labs in labels]
     minimum = sum(
-        count_chat_tokens([{"role": "user", "content": t}, {"role": "assistant", "content": a}], enc)
+        count_chat_tokens(
+            [{"role": "user", "content": t}, {"role": "assistant", "content": a}], enc
+        )
         for t, a in zip(texts, answers, strict=True)
     ) / len(texts)
     rows = [
-        {"style": "minimum (comment + answer)", "tokens per example": round(minimum, 1), "x minimum": 1.0}
+        {
+            "style": "minimum (comment + answer)",
+            "tokens per example": round(minimum, 1),
+            "x minimum": 1.0,
+        }
     ]
     for style in styles:
         total = sum(
@@ -181,7 +204,9 @@ def example_gallery(text: str, labels: Sequence[str], taxonomy: Taxonomy):
     rows = []
     for style in PROMPT_STYLES:
         for fmt in LABEL_FORMATS:
-            msgs = render_example(text, labels, style=style, label_format=fmt, taxonomy=taxonomy)["messages"]
+            msgs = render_example(text, labels, style=style, label_format=fmt, taxonomy=taxonomy)[
+                "messages"
+            ]
             rows.append(
                 {
                     "style": style,

@@ -1,4 +1,5 @@
-"""Statistics behind notebook 01: label frequencies, labels per item, co-occurrence, lengths, coarser
+"""Statistics behind notebook 01: label frequencies, labels per item, co-occurrence, lengths,
+coarser
 levels."""
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ def label_frequency(frame: pd.DataFrame, taxonomy: Taxonomy) -> pd.DataFrame:
 
 
 def readable_frequency(freq: pd.DataFrame, max_labels: int = 40) -> pd.DataFrame:
-    """The rows of a frequency table worth a bar each: all of them, or the most and least frequent halves."""
+    """The rows of a frequency table worth a bar each: all of them, or the most and least
+    frequent halves."""
     if len(freq) <= max_labels:
         return freq
     half = max_labels // 2
@@ -52,7 +54,8 @@ def labels_per_comment(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def cooccurrence(frame: pd.DataFrame, taxonomy: Taxonomy) -> pd.DataFrame:
-    """Label-by-label counts of comments that carry both labels (diagonal: the label alone or not)."""
+    """Label-by-label counts of comments that carry both labels (diagonal: the label alone or
+    not)."""
     tax = taxonomy
     y = multi_hot(frame["labels"].tolist(), len(tax)).astype(np.int64)
     return pd.DataFrame(y.T @ y, index=list(tax.labels), columns=list(tax.labels))
@@ -108,5 +111,9 @@ def sample_table(frame: pd.DataFrame, taxonomy: Taxonomy, n: int = 5) -> pd.Data
     """The first n rows with label names, for reading."""
     head = frame.head(n)
     return pd.DataFrame(
-        {"id": head["id"], "text": head["text"], "labels": label_names(head, taxonomy).map(", ".join)}
+        {
+            "id": head["id"],
+            "text": head["text"],
+            "labels": label_names(head, taxonomy).map(", ".join),
+        }
     )

@@ -1,4 +1,5 @@
-"""Reading data files: checksums, the UTF-8 check, GoEmotions' release TSVs, frames to a DatasetDict."""
+"""Reading data files: checksums, the UTF-8 check, GoEmotions' release TSVs, frames to a
+DatasetDict."""
 
 from __future__ import annotations
 
@@ -24,16 +25,21 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-MAX_DATA_FILE_BYTES = 2 * 1024**3  # one data file; GoEmotions' largest is 5 MB: this is a guard, not a limit
+MAX_DATA_FILE_BYTES = (
+    2 * 1024**3
+)  # one data file; GoEmotions' largest is 5 MB: this is a guard, not a limit
 
 
 def check_data_file(path: Path) -> None:
-    """A data file must be a regular file (a FIFO would hang the read, a device never end) of a bounded size;
+    """A data file must be a regular file (a FIFO would hang the read, a device never end) of a
+    bounded size;
     links are followed, to what they name must be such a file."""
     try:
         info = path.stat()
     except OSError as exc:
-        raise DataError(f"cannot be read ({exc.strerror})", path=str(path), rule="unreadable") from None
+        raise DataError(
+            f"cannot be read ({exc.strerror})", path=str(path), rule="unreadable"
+        ) from None
     if not stat.S_ISREG(info.st_mode):
         raise DataError(
             "is not a regular file (a FIFO, a device or a folder); give a data file",
@@ -42,14 +48,16 @@ def check_data_file(path: Path) -> None:
         )
     if info.st_size > MAX_DATA_FILE_BYTES:
         raise DataError(
-            f"holds {info.st_size:,} bytes, over the {MAX_DATA_FILE_BYTES:,} a data file may have; split it",
+            f"holds {info.st_size:,} bytes, over the {MAX_DATA_FILE_BYTES:,} a data file may "
+            "have; split it",
             path=str(path),
             rule="too-large",
         )
 
 
 def check_text_file(path: Path) -> None:
-    """A text data file must be UTF-8 (a BOM is fine); otherwise a DataError naming the file and line."""
+    """A text data file must be UTF-8 (a BOM is fine); otherwise a DataError naming the file and
+    line."""
     check_data_file(path)
     raw = path.read_bytes()
     try:
@@ -65,7 +73,8 @@ def check_text_file(path: Path) -> None:
 
 
 def read_split_tsv(path: Path, taxonomy: Taxonomy) -> pd.DataFrame:
-    """Read one GoEmotions release TSV (no header: text, comma-separated label ids, id), checking every row.
+    """Read one GoEmotions release TSV (no header: text, comma-separated label ids, id), checking
+    every row.
 
     The release is CSV-quoted (texts with quotes are wrapped in quotes, inner quotes doubled), so it is read
     with the ``csv`` module's default quoting; ``NA`` stays the text "NA".
@@ -124,11 +133,14 @@ def dataset_features(taxonomy: Taxonomy):
 
 
 def dataset_dict(frames: dict[str, pd.DataFrame], taxonomy: Taxonomy):
-    """A ``datasets.DatasetDict`` of the split frames, with the label set as ``ClassLabel`` names."""
+    """A ``datasets.DatasetDict`` of the split frames, with the label set as ``ClassLabel``
+    names."""
     return datasets.DatasetDict(
         {
             name: datasets.Dataset.from_pandas(
-                frame[["text", "labels", "id"]], features=dataset_features(taxonomy), preserve_index=False
+                frame[["text", "labels", "id"]],
+                features=dataset_features(taxonomy),
+                preserve_index=False,
             )
             for name, frame in frames.items()
         }

@@ -51,7 +51,8 @@ def upload_once(
     purpose: str = "fine-tune",
     wait: Callable[[float], None] = time.sleep,
 ) -> Upload:
-    """The remote file id for ``path``: from the manifest, else a matching remote file, else a new upload."""
+    """The remote file id for ``path``: from the manifest, else a matching remote file, else a
+    new upload."""
     import openai
 
     client = provider.client
@@ -69,7 +70,11 @@ def upload_once(
             pass
     if record is None:
         match = next(
-            (f for f in client.files.list(purpose=purpose) if f.filename == filename and f.bytes == size),
+            (
+                f
+                for f in client.files.list(purpose=purpose)
+                if f.filename == filename and f.bytes == size
+            ),
             None,
         )
         if match is not None:
@@ -93,7 +98,10 @@ def upload_training_files(provider, run) -> pd.DataFrame:
     train, val = run.require("train.jsonl", "val.jsonl")
     if not provider.fine_tuning:  # nothing to upload for: say so before sending a byte
         provider.check_can_fine_tune("")
-    records = [upload_once(provider, run, train, "train"), upload_once(provider, run, val, "validation")]
+    records = [
+        upload_once(provider, run, train, "train"),
+        upload_once(provider, run, val, "validation"),
+    ]
     return pd.DataFrame([r.__dict__ for r in records])[["key", "file_id", "bytes", "action"]]
 
 
@@ -130,7 +138,8 @@ def launch_or_resume(
     key: str | None = None,
     runs: int = 1,
 ) -> JobLaunch:
-    """Resume the run's job, adopt a matching remote one, or (after the budget and provider checks) create
+    """Resume the run's job, adopt a matching remote one, or (after the budget and provider
+    checks) create
     one. ``key`` names a further training run (``seed_jobs.<key>``, trained on the uploads ``train-<key>``
     and ``validation-<key>``); ``runs`` is how many training runs the budget must cover."""
     import openai
@@ -171,9 +180,12 @@ def launch_or_resume(
         )
     except openai.PermissionDeniedError as exc:
         raise LifecycleError(
-            f"OpenAI refused to create the job ({exc.status_code}: {exc.message}). {wind_down_summary()}"
+            f"OpenAI refused to create the job ({exc.status_code}: {exc.message}). "
+            f"{wind_down_summary()}"
         ) from None
-    run.put(record(id=job.id, created_at=job.created_at, base_model=base_model, hyperparameters=hp), key)
+    run.put(
+        record(id=job.id, created_at=job.created_at, base_model=base_model, hyperparameters=hp), key
+    )
     return JobLaunch(job, "created")
 
 
@@ -201,7 +213,9 @@ def watch(
         while True:
             job = client.fine_tuning.jobs.retrieve(job_id)
             fresh = [
-                e for e in client.fine_tuning.jobs.list_events(job_id, limit=100).data if e.id not in seen
+                e
+                for e in client.fine_tuning.jobs.list_events(job_id, limit=100).data
+                if e.id not in seen
             ]
             for event in reversed(fresh):  # the API lists newest first
                 seen.add(event.id)
@@ -209,7 +223,10 @@ def watch(
                 if event.type == "metrics" and "total_steps" in data:
                     if bar is None and progress:
                         bar = progress_bar(
-                            int(data["total_steps"]), "training steps", "step", initial=int(data["step"])
+                            int(data["total_steps"]),
+                            "training steps",
+                            "step",
+                            initial=int(data["step"]),
                         )
                     if bar is not None:
                         bar.n = int(data["step"])
@@ -220,13 +237,18 @@ def watch(
                 status = job.status
                 on_event(
                     f"status: {status}"
-                    + (" (resume it with client.fine_tuning.jobs.resume)" if status == "paused" else "")
+                    + (
+                        " (resume it with client.fine_tuning.jobs.resume)"
+                        if status == "paused"
+                        else ""
+                    )
                 )
             if status in JOB_TERMINAL:
                 break
             if waited >= timeout_s:
                 raise JobError(
-                    f"job {job_id} still {status} after {timeout_s:.0f} s; it keeps running, watch it "
+                    f"job {job_id} still {status} after {timeout_s:.0f} s; it keeps running, "
+                    "watch it "
                     "again later"
                 )
             interval = poll_s if fresh else min(max_poll_s, interval * 1.5)
@@ -234,7 +256,8 @@ def watch(
             waited += interval
     except KeyboardInterrupt:
         on_event(
-            f"interrupted: job {job_id} keeps running on the server; run this cell again to resume watching"
+            f"interrupted: job {job_id} keeps running on the server; run this cell again to "
+            "resume watching"
         )
         raise
     finally:
@@ -245,14 +268,17 @@ def watch(
             bar.close()
     if status == "failed":
         err = job.error
-        raise JobError(f"job {job_id} failed: {getattr(err, 'code', None)}: {getattr(err, 'message', err)}")
+        raise JobError(
+            f"job {job_id} failed: {getattr(err, 'code', None)}: {getattr(err, 'message', err)}"
+        )
     if status == "cancelled":
         raise JobError(f"job {job_id} was cancelled")
     return job
 
 
 def step_metrics(provider, job) -> pd.DataFrame:
-    """Per-step metrics from the job's result file (OpenAI's CSV), or from its events when there is none."""
+    """Per-step metrics from the job's result file (OpenAI's CSV), or from its events when there
+    is none."""
     client = provider.client
     if job.result_files:
         text = client.files.content(job.result_files[0]).text
@@ -280,37 +306,49 @@ def checkpoints_frame(provider, job_id: str) -> pd.DataFrame:
         }
         for c in client.fine_tuning.jobs.checkpoints.list(job_id).data
     ]
-    return pd.DataFrame(rows, columns=["step", "model", "train_loss", "valid_loss", "valid_accuracy"])
+    return pd.DataFrame(
+        rows, columns=["step", "model", "train_loss", "valid_loss", "valid_accuracy"]
+    )
 
 
 def fine_tuned_model(run) -> str:
-    """The run's fine-tuned model (from notebook 04's job record); an error says to run notebook 04 first."""
+    """The run's fine-tuned model (from notebook 04's job record); an error says to run notebook
+    04 first."""
     job = run.read(JobRecord)
     if not job.fine_tuned_model:
         raise JobError(
-            f"job {job.id} has no fine-tuned model yet: run notebook 04 to the end (it resumes the job)"
+            f"job {job.id} has no fine-tuned model yet: run notebook 04 to the end (it resumes "
+            "the job)"
         )
     return job.fine_tuned_model
 
 
 def trained_base_model(run, asked: str) -> str:
-    """The base model the run's job fine-tuned (notebook 04's record); asking for another is an error, since
+    """The base model the run's job fine-tuned (notebook 04's record); asking for another is an
+    error, since
     comparing a fine-tune with a model it was not trained from answers nothing."""
     job = run.read(JobRecord)
     if job.base_model and asked and job.base_model != asked:
         raise ConfigError(
-            f"the fine-tuned model of run {run.name!r} was trained from {job.base_model}, but this notebook "
-            f"was given base_model={asked}: drop the -p base_model override, or run notebooks 02-04 again"
+            f"the fine-tuned model of run {run.name!r} was trained from {job.base_model}, but "
+            "this notebook "
+            f"was given base_model={asked}: drop the -p base_model override, or run notebooks "
+            "02-04 again"
         )
     return job.base_model or asked
 
 
 def reconcile(run, job) -> pd.DataFrame:
-    """The billed-token estimate from notebook 03 next to the job's ``trained_tokens``; both into the
+    """The billed-token estimate from notebook 03 next to the job's ``trained_tokens``; both into
+    the
     manifest."""
     est = run.read(EstimateRecord)
     estimated, trained = est.billed_tokens, job.trained_tokens
-    diff = None if not estimated or trained is None else round(100 * (trained - estimated) / estimated, 2)
+    diff = (
+        None
+        if not estimated or trained is None
+        else round(100 * (trained - estimated) / estimated, 2)
+    )
     seconds = (job.finished_at - job.created_at) if job.finished_at else None
     hp = job.hyperparameters
     run.put(

@@ -1,4 +1,5 @@
-"""Read a dataset's labels in any common shape into label ids, dropping (and counting) rows that have none.
+"""Read a dataset's labels in any common shape into label ids, dropping (and counting) rows that
+have none.
 
 Shapes: one label per row (a string, or an integer id named by a ``ClassLabel`` or ``label_names``), a list
 per row (a JSON/Parquet list, a JSON list in a string, or a string split on ``label_separator``), or one
@@ -24,7 +25,8 @@ DROP_REASONS = ("empty text", "missing labels", "unknown label")
 
 @dataclass
 class Labelled:
-    """Each split as a frame (text, labels as ids, id), the label names, the shape, and the drops."""
+    """Each split as a frame (text, labels as ids, id), the label names, the shape, and the
+    drops."""
 
     frames: dict[str, pd.DataFrame]
     label_names: tuple[str, ...]
@@ -90,7 +92,9 @@ def _as_list(value, separator: str):
 
 
 def _id_names(spec: DatasetSpec, feature) -> tuple[str, ...]:
-    names = getattr(feature, "names", None) or getattr(getattr(feature, "feature", None), "names", None)
+    names = getattr(feature, "names", None) or getattr(
+        getattr(feature, "feature", None), "names", None
+    )
     return tuple(spec.label_names) or tuple(names or ())
 
 
@@ -121,8 +125,11 @@ def _one_hot(frame: pd.DataFrame, columns: tuple[str, ...], where: str, path) ->
     return out
 
 
-def label_rows(splits: Mapping[str, object], spec: DatasetSpec, paths: Mapping[str, Path]) -> Labelled:
-    """Text, label ids and ids for every split, with the label set and a count of dropped rows per reason."""
+def label_rows(
+    splits: Mapping[str, object], spec: DatasetSpec, paths: Mapping[str, Path]
+) -> Labelled:
+    """Text, label ids and ids for every split, with the label set and a count of dropped rows
+    per reason."""
     raw: dict[str, tuple[pd.DataFrame, list, list]] = {}
     shapes: dict[str, tuple[str, int]] = {}
     feature = None
@@ -132,9 +139,14 @@ def label_rows(splits: Mapping[str, object], spec: DatasetSpec, paths: Mapping[s
         frame.columns = [str(c).lstrip("\ufeff") for c in frame.columns]
         text_col = _column(list(frame.columns), spec.text_field, TEXT_GUESSES, "text", where)
         if spec.label_columns:
-            cells = [("list", labs) for labs in _one_hot(frame, spec.label_columns, where, paths.get(split))]
+            cells = [
+                ("list", labs)
+                for labs in _one_hot(frame, spec.label_columns, where, paths.get(split))
+            ]
         else:
-            label_col = _column(list(frame.columns), spec.label_field, LABEL_GUESSES, "label", where)
+            label_col = _column(
+                list(frame.columns), spec.label_field, LABEL_GUESSES, "label", where
+            )
             feature = ds.features.get(label_col, feature) if hasattr(ds, "features") else feature
             cells = [
                 None
@@ -150,7 +162,8 @@ def label_rows(splits: Mapping[str, object], spec: DatasetSpec, paths: Mapping[s
         split, i = max(shapes.values(), key=lambda si: (si[0] != "train", si[1]))
         kind = next(k for k, v in shapes.items() if v == (split, i))
         raise DataError(
-            f"row {i + 1} holds {'a list of labels' if kind == 'list' else 'a single label'} while earlier "
+            f"row {i + 1} holds {'a list of labels' if kind == 'list' else 'a single label'} "
+            "while earlier "
             "rows "
             "hold the other shape; every row must be single-label or every row a label list",
             path=_where(paths, split, spec),
@@ -161,7 +174,8 @@ def label_rows(splits: Mapping[str, object], spec: DatasetSpec, paths: Mapping[s
     values = [v for _, _, cells in raw.values() for c in cells if c for v in c[1]]
     if any(isinstance(v, int | np.integer) for v in values) and not declared:
         raise DataError(
-            "labels are integer ids but nothing names them; pass label_names=a,b,c (in id order) or a "
+            "labels are integer ids but nothing names them; pass label_names=a,b,c (in id order) "
+            "or a "
             "file with one name per line",
             path=spec.location,
             rule="label-names-missing",
@@ -205,7 +219,9 @@ def label_rows(splits: Mapping[str, object], spec: DatasetSpec, paths: Mapping[s
     return Labelled(frames, names, multi, dropped)
 
 
-def _label_id(value, names: tuple[str, ...], declared: tuple[str, ...], where: str, line: int) -> int:
+def _label_id(
+    value, names: tuple[str, ...], declared: tuple[str, ...], where: str, line: int
+) -> int:
     if isinstance(value, int | np.integer) and not isinstance(value, bool):
         if not 0 <= int(value) < len(names):
             raise DataError(
@@ -221,7 +237,8 @@ def _label_id(value, names: tuple[str, ...], declared: tuple[str, ...], where: s
     if key.lstrip("-").isdigit() and declared and 0 <= int(key) < len(names):
         return int(key)
     raise DataError(
-        f"label {key!r} is not in label_names ({', '.join(names[:20])}{'…' if len(names) > 20 else ''})",
+        f"label {key!r} is not in label_names "
+        f"({', '.join(names[:20])}{'…' if len(names) > 20 else ''})",
         path=where,
         line=line,
         rule="label-unknown",

@@ -1,4 +1,5 @@
-"""Multi-label scores per model and level, per label, and where the errors go. Pure functions on label lists
+"""Multi-label scores per model and level, per label, and where the errors go. Pure functions on
+label lists
 and 0/1 matrices; the intervals and tests come from :mod:`emotune.stages.statistics`."""
 
 from __future__ import annotations
@@ -27,19 +28,23 @@ def to_matrix(label_lists: Sequence[Sequence[str]], taxonomy: Taxonomy) -> np.nd
     return y
 
 
-def map_rows(label_lists: Sequence[Sequence[str]], source: Taxonomy, target: Taxonomy) -> list[list[str]]:
+def map_rows(
+    label_lists: Sequence[Sequence[str]], source: Taxonomy, target: Taxonomy
+) -> list[list[str]]:
     """Map each row's labels to another taxonomy level."""
     return [map_labels(labels, source, target) for labels in label_lists]
 
 
 def scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """Macro-F1 (all labels with gold examples, and those with at least 5), micro and weighted F1, exact
+    """Macro-F1 (all labels with gold examples, and those with at least 5), micro and weighted
+    F1, exact
     match, Hamming loss and sample-averaged Jaccard (:func:`emotune.stages.statistics.point_scores`)."""
     return point_scores(y_true, y_pred)
 
 
 def per_label(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> pd.DataFrame:
-    """Precision, recall, F1 and support for each label (scikit-learn, zero where a ratio is undefined)."""
+    """Precision, recall, F1 and support for each label (scikit-learn, zero where a ratio is
+    undefined)."""
     from sklearn.metrics import precision_recall_fscore_support
 
     precision, recall, f1, support = precision_recall_fscore_support(
@@ -67,7 +72,10 @@ def confidence_intervals(
     """Point estimate and 95% BCa bootstrap interval for each headline metric."""
     ci = bca_intervals(y_true, y_pred, labels=labels, n_resamples=n_resamples, seed=seed)
     return pd.DataFrame(
-        [{"metric": m, "value": ci[m][0], "ci_low": ci[m][1], "ci_high": ci[m][2]} for m in HEADLINE]
+        [
+            {"metric": m, "value": ci[m][0], "ci_low": ci[m][1], "ci_high": ci[m][2]}
+            for m in HEADLINE
+        ]
     )
 
 
@@ -80,7 +88,8 @@ def score_models(
     n_resamples: int = N_RESAMPLES,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Every model at every level: headline metrics with 95% BCa intervals (one row per model/level/metric).
+    """Every model at every level: headline metrics with 95% BCa intervals (one row per
+    model/level/metric).
 
     ``gold`` and the predictions are label names of the ``source`` label set; ``levels`` (default: the
     base label set ``source`` groups and every level of it) coarser than the source are scored by mapping both
@@ -108,7 +117,9 @@ def score_models(
 
 
 def single_label_report(
-    gold: Sequence[Sequence[str]], predictions: dict[str, Sequence[Sequence[str]]], taxonomy: Taxonomy
+    gold: Sequence[Sequence[str]],
+    predictions: dict[str, Sequence[Sequence[str]]],
+    taxonomy: Taxonomy,
 ) -> dict[str, pd.DataFrame]:
     """For single-label data: each model's accuracy, and the fine-tuned model's confusion matrix
     (scikit-learn).
@@ -122,7 +133,11 @@ def single_label_report(
     tax = taxonomy
     if tax.multi_label:
         note = pd.DataFrame(
-            [{"note": f"{tax.name} is multi-label: accuracy is exact match (above); no confusion matrix"}]
+            [
+                {
+                    "note": f"{tax.name} is multi-label: accuracy is exact match (above); no confusion matrix"
+                }
+            ]
         )
         return {"accuracy": note, "confusion": pd.DataFrame()}
     truth = [g[0] if len(g) == 1 else "(other)" for g in gold]
@@ -137,11 +152,15 @@ def single_label_report(
                 index=pd.Index(names, name="gold"),
                 columns=pd.Index(names, name="predicted"),
             )
-            confusion = confusion.loc[:, (confusion.sum(axis=0) > 0) | confusion.columns.isin(tax.labels)]
+            confusion = confusion.loc[
+                :, (confusion.sum(axis=0) > 0) | confusion.columns.isin(tax.labels)
+            ]
     return {"accuracy": pd.DataFrame(rows).set_index("model").round(3), "confusion": confusion}
 
 
-def top_confusions(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], k: int = 10) -> pd.DataFrame:
+def top_confusions(
+    gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], k: int = 10
+) -> pd.DataFrame:
     """The most frequent (gold label missed, label predicted instead) pairs on the same comment."""
     counts: dict[tuple[str, str], int] = {}
     for g, p in zip(gold, pred, strict=True):
@@ -149,5 +168,7 @@ def top_confusions(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]],
         for m in missed:
             for e in extra:
                 counts[(m, e)] = counts.get((m, e), 0) + 1
-    rows = sorted(((m, e, c) for (m, e), c in counts.items()), key=lambda r: (-r[2], r[0], r[1]))[:k]
+    rows = sorted(((m, e, c) for (m, e), c in counts.items()), key=lambda r: (-r[2], r[0], r[1]))[
+        :k
+    ]
     return pd.DataFrame(rows, columns=["gold label", "predicted instead", "comments"])

@@ -26,7 +26,8 @@ MAX_COMPLETION_TOKENS = 60
 
 
 def _usable(rec) -> bool:
-    """Whether a cache line holds a string answer with token counts (what every reader relies on)."""
+    """Whether a cache line holds a string answer with token counts (what every reader relies
+    on)."""
     if (
         not isinstance(rec, dict)
         or not isinstance(rec.get("key"), str)
@@ -68,7 +69,8 @@ class PredictionCache:
         record = {"key": key, **record}
         if not _usable(record):
             raise ValueError(
-                f"refusing to cache a record without a string answer and token counts: {record!r:.200}"
+                "refusing to cache a record without a string answer and token counts: "
+                f"{record!r:.200}"
             )
         self._data[key] = record
         self._file.write(json.dumps(record) + "\n")
@@ -92,8 +94,11 @@ class Predictions:
     prompt_tokens: int = 0  # tokens the answers used, whether bought now or earlier
     completion_tokens: int = 0
     attempts: int = 0  # HTTP attempts made, retries included
-    rate: dict = field(default_factory=dict)  # what the limiter ended on: req/s, in flight, budgets, 429s
-    seconds_per_answer: float | None = None  # wall time between the first and last online answer, per answer
+    rate: dict = field(
+        default_factory=dict
+    )  # what the limiter ended on: req/s, in flight, budgets, 429s
+    # wall time between the first and last online answer, per answer
+    seconds_per_answer: float | None = None
 
     def labels(self) -> list[list[str]]:
         return [list(x) for x in self.frame["labels"]]
@@ -107,7 +112,9 @@ class Predictions:
             "failed": len(self.failures),
             "prompt tokens": self.prompt_tokens,
             "completion tokens": self.completion_tokens,
-            "parse ok %": round(100 * (self.frame["status"] == "ok").mean(), 1) if len(self.frame) else 0.0,
+            "parse ok %": round(100 * (self.frame["status"] == "ok").mean(), 1)
+            if len(self.frame)
+            else 0.0,
         }
 
 
@@ -117,9 +124,14 @@ def sampling_params(
     max_completion_tokens: int = MAX_COMPLETION_TOKENS,
     spec: PromptSpec | None = None,
 ) -> dict:
-    """The same sampling parameters for every model compared; a JSON answer format also sends its schema as
+    """The same sampling parameters for every model compared; a JSON answer format also sends its
+    schema as
     ``response_format`` (structured outputs: a model decoding under it answers only labels of the set)."""
-    params = {"temperature": temperature, "seed": seed, "max_completion_tokens": max_completion_tokens}
+    params = {
+        "temperature": temperature,
+        "seed": seed,
+        "max_completion_tokens": max_completion_tokens,
+    }
     if spec is not None and spec.label_format == "json":
         params["response_format"] = spec.taxonomy.response_format()
     return params
@@ -154,7 +166,8 @@ def _assemble(
     attempts: int = 0,
     rate: dict | None = None,
 ) -> Predictions:
-    """Parsed answers for every item that has one; tokens are those the answers used, cached or not."""
+    """Parsed answers for every item that has one; tokens are those the answers used, cached or
+    not."""
     rows, prompt, completion, times = [], 0, 0, []
     for row_id, _, key in items:
         rec = cache.get(key)
@@ -178,7 +191,9 @@ def _assemble(
     fails = [{"id": i, "error": e} for i, e in failures.items()]
     timed = [t for t in times if isinstance(t, int | float)]
     pace = (
-        (max(timed) - min(timed)) / (len(timed) - 1) if len(timed) == len(times) and len(timed) > 1 else None
+        (max(timed) - min(timed)) / (len(timed) - 1)
+        if len(timed) == len(times) and len(timed) > 1
+        else None
     )
     return Predictions(model, frame, fails, sent, prompt, completion, attempts, rate or {}, pace)
 
@@ -216,4 +231,6 @@ def classify(
     )
     failures = {row_id: f.message for row_id, f in _run(loop.run(todo, progress)).items()}
     rate = loop.limiter.describe()
-    return _assemble(model, items, cache, cached, failures, spec.taxonomy, loop.sent, loop.attempts, rate)
+    return _assemble(
+        model, items, cache, cached, failures, spec.taxonomy, loop.sent, loop.attempts, rate
+    )

@@ -1,4 +1,5 @@
-"""Pace requests to a server's rate limits and its speed: adaptive concurrency, budgets, a circuit breaker.
+"""Pace requests to a server's rate limits and its speed: adaptive concurrency, budgets, a
+circuit breaker.
 
 The limiter starts at a safe concurrency and learns from every answer:
 
@@ -29,7 +30,8 @@ START_CONCURRENCY = 8
 MAX_CONCURRENCY = 128
 SAFETY = 0.97  # fraction of an advertised budget the predictor aims for
 LATENCY_SLACK = 2.0  # answers slower than this x the fastest seen mean the backend is saturated...
-LATENCY_MARGIN = 0.25  # ...once they are also this many seconds slower (a fast local server jitters)
+# ...once they are also this many seconds slower (a fast local server jitters)
+LATENCY_MARGIN = 0.25
 TIMEOUT_FACTOR = 10.0  # a request's timeout: at least this x the typical latency
 BREAKER_AFTER = 5  # consecutive connection failures that mean the server is down
 
@@ -37,7 +39,8 @@ _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 
 
 def parse_duration(text: str | None) -> float | None:
-    """Seconds in OpenAI's reset durations ("1s", "6m0s", "120ms", "1h2m3.5s"); a bare number is seconds."""
+    """Seconds in OpenAI's reset durations ("1s", "6m0s", "120ms", "1h2m3.5s"); a bare number is
+    seconds."""
     if not text:
         return None
     text = text.strip()
@@ -82,7 +85,8 @@ class Budget:
 
 @dataclass
 class Limiter:
-    """Decides when the next request may go; fed with every answer's headers, latency and outcome."""
+    """Decides when the next request may go; fed with every answer's headers, latency and
+    outcome."""
 
     concurrency: float = START_CONCURRENCY
     max_concurrency: int = MAX_CONCURRENCY
@@ -96,9 +100,8 @@ class Limiter:
     slow_start: bool = True  # until the first sign of a limit, concurrency grows fast
     fastest: float | None = None
     typical: float | None = None  # moving average of latency
-    batch_floor: int = (
-        1  # a batching backend's batch size (BATCH_HEADER): the concurrency never falls below it
-    )
+    # a batching backend's batch size (BATCH_HEADER): the concurrency never falls below it
+    batch_floor: int = 1
     _paused_until: float = 0.0
     _next_request_at: float = 0.0
     _next_token_at: float = 0.0
@@ -127,7 +130,8 @@ class Limiter:
         return wait
 
     def _reserve(self, cost: int, now: float) -> float:
-        """Book the next send time that keeps both budgets at ``SAFETY``; returns it (no thundering herd)."""
+        """Book the next send time that keeps both budgets at ``SAFETY``; returns it (no
+        thundering herd)."""
         at = now
         if self.requests.limit:
             at = max(at, self._next_request_at)
@@ -186,7 +190,8 @@ class Limiter:
         self._fit_concurrency()
 
     def _fit_concurrency(self) -> None:
-        """With a request budget known, keep just enough in flight to meet it at the typical latency."""
+        """With a request budget known, keep just enough in flight to meet it at the typical
+        latency."""
         if self.requests.limit and self.typical:
             needed = self.requests.limit / 60.0 * self.typical * 4 + 16
             self.concurrency = min(self.concurrency, needed)
@@ -196,7 +201,10 @@ class Limiter:
         self._done.append(time.monotonic())
         self.fastest = latency if self.fastest is None else min(self.fastest, latency)
         self.typical = latency if self.typical is None else 0.9 * self.typical + 0.1 * latency
-        if self.typical > LATENCY_SLACK * self.fastest and self.typical - self.fastest > LATENCY_MARGIN:
+        if (
+            self.typical > LATENCY_SLACK * self.fastest
+            and self.typical - self.fastest > LATENCY_MARGIN
+        ):
             # saturated backend: fewer in flight, but never fewer than a batching backend answers at once
             self.concurrency = max(1.0, self.batch_floor, self.concurrency * 0.98)
             self.slow_start = False
@@ -205,7 +213,9 @@ class Limiter:
         ):  # no sign of a limit yet: one more in flight per answer (doubling per round trip)
             self.concurrency = min(self.max_concurrency, self.concurrency + 1.0)
         else:
-            self.concurrency = min(self.max_concurrency, self.concurrency + 1.0 / max(1.0, self.concurrency))
+            self.concurrency = min(
+                self.max_concurrency, self.concurrency + 1.0 / max(1.0, self.concurrency)
+            )
         self._fit_concurrency()
 
     def on_throttled(self, wait: float | None, headers=None) -> None:
@@ -214,7 +224,9 @@ class Limiter:
         self.slow_start = False
         self.observe_headers(headers)
         self.concurrency = max(1.0, self.concurrency / 2)
-        self._paused_until = max(self._paused_until, time.monotonic() + (wait if wait is not None else 1.0))
+        self._paused_until = max(
+            self._paused_until, time.monotonic() + (wait if wait is not None else 1.0)
+        )
 
     def on_overloaded(self) -> None:
         """A timeout or a 5xx: the backend struggles, so send less at once."""

@@ -1,4 +1,5 @@
-"""One model's requests, sent concurrently and retried: why each one failed, and reading the answers.
+"""One model's requests, sent concurrently and retried: why each one failed, and reading the
+answers.
 
 A request that keeps failing is recorded as a ``Failure`` whose kind says whether another round asks it again;
 its message is the text ``Predictions.failures`` reports.
@@ -29,7 +30,8 @@ def max_answer_chars(max_completion_tokens: int) -> int:
 
 
 def read_completion(raw: bytes, max_completion_tokens: int) -> dict:
-    """The cache record of a chat completion body, or ``MalformedAnswer`` saying what is wrong with it."""
+    """The cache record of a chat completion body, or ``MalformedAnswer`` saying what is wrong
+    with it."""
     if len(raw) > 64 * max_answer_chars(max_completion_tokens) + 65536:
         raise MalformedAnswer(
             f"answer of {len(raw):,} bytes for max_completion_tokens={max_completion_tokens}"
@@ -50,13 +52,18 @@ def read_completion(raw: bytes, max_completion_tokens: int) -> dict:
         raise MalformedAnswer(f"message content is {type(content).__name__}, not a string")
     if len(content) > max_answer_chars(max_completion_tokens):
         raise MalformedAnswer(
-            f"answer of {len(content):,} characters for max_completion_tokens={max_completion_tokens}"
+            f"answer of {len(content):,} characters for "
+            f"max_completion_tokens={max_completion_tokens}"
         )
     usage = body.get("usage")
     counts = (
-        [usage.get(k) for k in ("prompt_tokens", "completion_tokens")] if isinstance(usage, dict) else None
+        [usage.get(k) for k in ("prompt_tokens", "completion_tokens")]
+        if isinstance(usage, dict)
+        else None
     )
-    if not counts or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
+    if not counts or not all(
+        isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts
+    ):
         raise MalformedAnswer("no usage token counts")
     if counts[1] > max_completion_tokens:
         raise MalformedAnswer(
@@ -73,7 +80,8 @@ def read_completion(raw: bytes, max_completion_tokens: int) -> dict:
 
 
 def _refused(exc: BaseException) -> bool:
-    """Whether a connection error means nothing listens (refused, unreachable) rather than slowness."""
+    """Whether a connection error means nothing listens (refused, unreachable) rather than
+    slowness."""
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, ConnectionRefusedError) or "refused" in str(seen).lower():
@@ -83,15 +91,24 @@ def _refused(exc: BaseException) -> bool:
 
 
 class FailureKind(enum.Enum):
-    """Why a request failed: ``retry_now`` asks it again in this round, ``next_round`` in the next one."""
+    """Why a request failed: ``retry_now`` asks it again in this round, ``next_round`` in the
+    next one."""
 
     RATE_LIMITED = "429", True, True  # asked again without using up a retry, up to MAX_THROTTLED
     REFUSED = "connection refused", True, True  # each one counts toward the limiter's breaker
     TIMEOUT = "timeout", True, True
     CONNECTION = "connection error", True, True
-    CLIENT_ERROR = "4xx", False, True  # other than 408 and 409: the request itself is wrong, not its timing
+    CLIENT_ERROR = (
+        "4xx",
+        False,
+        True,
+    )  # other than 408 and 409: the request itself is wrong, not its timing
     SERVER_ERROR = "5xx, 408 or 409", True, True
-    MALFORMED = "malformed answer", False, False  # the server answered; it would answer garbage again
+    MALFORMED = (
+        "malformed answer",
+        False,
+        False,
+    )  # the server answered; it would answer garbage again
     SERVER_DOWN = "server down", False, False  # the breaker tripped: nothing listens
 
     def __init__(self, what: str, retry_now: bool, next_round: bool):
@@ -107,10 +124,19 @@ class Failure:
 
 
 class RequestLoop:
-    """Asks for the answers of many requests in rounds, paced by a ``Limiter`` and cached as they come."""
+    """Asks for the answers of many requests in rounds, paced by a ``Limiter`` and cached as they
+    come."""
 
     def __init__(
-        self, conn, model: str, params: dict, cache, *, max_tokens: int, concurrency=None, limiter=None
+        self,
+        conn,
+        model: str,
+        params: dict,
+        cache,
+        *,
+        max_tokens: int,
+        concurrency=None,
+        limiter=None,
     ):
         self.conn, self.model, self.params, self.cache = conn, model, params, cache
         self.max_tokens = max_tokens
@@ -120,13 +146,16 @@ class RequestLoop:
             self.limiter.max_concurrency = concurrency
             self.limiter.concurrency = min(self.limiter.concurrency, concurrency)
         self.sent = self.attempts = 0
-        self.token_ratio = 0.3  # prompt tokens per JSON character of the messages, learned from usage
+        # prompt tokens per JSON character of the messages, learned from usage
+        self.token_ratio = 0.3
         self.failures: dict[str, Failure] = {}
         self.client = self.bar = None  # made in run(), inside the event loop that uses them
 
     async def run(self, todo, progress: bool = True) -> dict[str, Failure]:
         """Every item of ``todo`` (row id, messages, cache key) asked in up to ``ROUNDS`` rounds."""
-        self.client = self.conn.async_client().with_options(max_retries=0)  # retries here, where 429s teach
+        self.client = self.conn.async_client().with_options(
+            max_retries=0
+        )  # retries here, where 429s teach
         self.bar = progress_bar(len(todo), self.model[:40], "req", enabled=progress and bool(todo))
         try:
             pending = todo
@@ -141,7 +170,8 @@ class RequestLoop:
         return self.failures
 
     async def ask_one(self, row_id: str, messages: list[dict], key: str) -> None:
-        """One item: attempts until it is answered, its retries are used up, or it cannot succeed."""
+        """One item: attempts until it is answered, its retries are used up, or it cannot
+        succeed."""
         size = len(json.dumps(messages))
         self.sent += 1
         n = throttled = 0
@@ -160,28 +190,39 @@ class RequestLoop:
             if not last:
                 await asyncio.sleep(min(8.0, 0.25 * 2**n))
 
-    async def attempt(self, row_id: str, messages: list[dict], key: str, size: int) -> FailureKind | None:
+    async def attempt(
+        self, row_id: str, messages: list[dict], key: str, size: int
+    ) -> FailureKind | None:
         """One request: None once its answer is cached, else the kind of the failure it recorded."""
         import openai
 
         try:
-            r, raw, latency = await self._post(messages, int(size * self.token_ratio) + self.max_tokens)
+            r, raw, latency = await self._post(
+                messages, int(size * self.token_ratio) + self.max_tokens
+            )
         except openai.RateLimitError as exc:
             self.limiter.on_throttled(retry_after(exc.response.headers), exc.response.headers)
             return self._fail(row_id, FailureKind.RATE_LIMITED, f"RateLimitError: {exc.message}")
-        except openai.APIConnectionError as exc:  # timeouts included (aiohttp reports a refusal as one)
+        except (
+            openai.APIConnectionError
+        ) as exc:  # timeouts included (aiohttp reports a refusal as one)
             return self._connection_failed(row_id, exc)
         except openai.APIStatusError as exc:
             if exc.status_code < 500 and exc.status_code not in (408, 409):
-                return self._fail(row_id, FailureKind.CLIENT_ERROR, f"{type(exc).__name__}: {exc.message}")
+                return self._fail(
+                    row_id, FailureKind.CLIENT_ERROR, f"{type(exc).__name__}: {exc.message}"
+                )
             self.limiter.on_overloaded()
-            return self._fail(row_id, FailureKind.SERVER_ERROR, f"{type(exc).__name__}: {exc.message}")
+            return self._fail(
+                row_id, FailureKind.SERVER_ERROR, f"{type(exc).__name__}: {exc.message}"
+            )
         if r is None:  # the breaker tripped while this request waited for its turn
             return self._fail(row_id, FailureKind.SERVER_DOWN, self.down_message)
         return self._answered(row_id, key, r, raw, latency, size)
 
     async def _post(self, messages: list[dict], cost: int):
-        """The response, its body and its latency; no response when the server went down meanwhile."""
+        """The response, its body and its latency; no response when the server went down
+        meanwhile."""
         import httpx
 
         await self.limiter.acquire(cost)
@@ -205,7 +246,9 @@ class RequestLoop:
 
         if _refused(exc):
             self.limiter.on_connection_error()
-            return self._fail(row_id, FailureKind.REFUSED, f"connection refused at {self.conn.base_url}")
+            return self._fail(
+                row_id, FailureKind.REFUSED, f"connection refused at {self.conn.base_url}"
+            )
         self.limiter.on_overloaded()
         if isinstance(exc, openai.APITimeoutError):
             message = f"APITimeoutError: {exc.message} after {self.limiter.timeout():.0f} s"
@@ -220,7 +263,9 @@ class RequestLoop:
             self.limiter.on_success(latency)
             return self._fail(row_id, FailureKind.MALFORMED, f"malformed answer: {exc}")
         self.limiter.on_success(latency)
-        self.token_ratio = 0.9 * self.token_ratio + 0.1 * record["usage"]["prompt_tokens"] / max(size, 1)
+        self.token_ratio = 0.9 * self.token_ratio + 0.1 * record["usage"]["prompt_tokens"] / max(
+            size, 1
+        )
         self.cache.put(key, {"model": self.model, **record, "answered_at": round(time.time(), 3)})
         self.failures.pop(row_id, None)
         self.bar.update(1)

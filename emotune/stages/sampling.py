@@ -28,7 +28,9 @@ def _n_labels(frame: pd.DataFrame, n_labels: int | None) -> int:
     )
 
 
-def stratified_sample(frame: pd.DataFrame, n: int, *, seed: int, n_labels: int | None = None) -> pd.DataFrame:
+def stratified_sample(
+    frame: pd.DataFrame, n: int, *, seed: int, n_labels: int | None = None
+) -> pd.DataFrame:
     """n rows whose per-label support follows the population's (iterative stratification), seeded.
 
     Uses ``iterstrat``'s MultilabelStratifiedShuffleSplit, then tops up or trims at random (same seed)
@@ -83,20 +85,25 @@ def _ensure_every_label(chosen: np.ndarray, y: np.ndarray, rng: np.random.Genera
 def split_frame(
     frame: pd.DataFrame, shares: dict[str, float], *, seed: int, n_labels: int | None = None
 ) -> dict[str, pd.DataFrame]:
-    """Cut one frame into named, stratified, seeded parts; the first name takes what the others leave."""
+    """Cut one frame into named, stratified, seeded parts; the first name takes what the others
+    leave."""
     names = list(shares)
     out, rest = {}, frame.reset_index(drop=True)
     for name in names[1:]:
         n = max(1, round(shares[name] * len(frame)))
         if n >= len(rest):
-            raise DataError(f"{len(frame)} rows are too few to split off a {name} split", rule="split-size")
+            raise DataError(
+                f"{len(frame)} rows are too few to split off a {name} split", rule="split-size"
+            )
         taken, kept = _split_indices(rest, n, seed=seed, n_labels=n_labels)
         out[name] = rest.iloc[taken].reset_index(drop=True)
         rest = rest.iloc[kept].reset_index(drop=True)
     return {names[0]: rest} | out
 
 
-def support_table(population: pd.DataFrame, sample: pd.DataFrame, taxonomy: Taxonomy) -> pd.DataFrame:
+def support_table(
+    population: pd.DataFrame, sample: pd.DataFrame, taxonomy: Taxonomy
+) -> pd.DataFrame:
     """Per-label share of rows in the population and the sample, side by side."""
     tax = taxonomy
     pop = multi_hot(population["labels"].tolist(), len(tax)).mean(axis=0)
@@ -128,25 +135,32 @@ def make_samples(
     n_labels: int | None = None,
     min_examples: int = MIN_EXAMPLES,
 ) -> dict[str, pd.DataFrame]:
-    """Stratified, seeded samples: train from train, validation from the validation split, eval from test.
+    """Stratified, seeded samples: train from train, validation from the validation split, eval
+    from test.
 
     Only the eval sample touches the test split, and only notebook 05 reads it. A size of 0 takes the whole
     split. A training or validation sample below OpenAI's minimum of 10 examples is an error.
     """
-    plan = {"train": ("train", n_train), "validation": ("validation", n_validation), "eval": ("test", n_eval)}
+    plan = {
+        "train": ("train", n_train),
+        "validation": ("validation", n_validation),
+        "eval": ("test", n_eval),
+    }
     frames = {name: to_frame(dd[split]) for name, (split, _) in plan.items()}
     for name, (split, n) in plan.items():
         size = n or len(frames[name])
         if name != "eval" and min(size, len(frames[name])) < min_examples:
             raise DataError(
-                f"the {name} sample would hold {min(size, len(frames[name]))} examples ({split} split: "
+                f"the {name} sample would hold {min(size, len(frames[name]))} examples ({split} "
+                "split: "
                 f"{len(frames[name])} rows); fine-tuning needs at least {min_examples}",
                 path=f"split {split}",
                 rule="too-few-examples",
             )
         if size > len(frames[name]):
             raise DataError(
-                f"n_{'eval' if name == 'eval' else name}={n} is more than the {len(frames[name])} rows of "
+                f"n_{'eval' if name == 'eval' else name}={n} is more than the "
+                f"{len(frames[name])} rows of "
                 f"the {split} split; ask for fewer, or 0 for all",
                 path=f"split {split}",
                 rule="sample-size",
@@ -160,7 +174,8 @@ def make_samples(
 def baseline_draws(
     dd, *, n_draws: int, n_train: int, n_validation: int, seed: int, n_labels: int | None = None
 ) -> dict[int, dict[str, pd.DataFrame]]:
-    """Further training and validation samples, drawn like the run's own with seeds ``seed + 1 ...``.
+    """Further training and validation samples, drawn like the run's own with seeds ``seed + 1
+    ...``.
 
     The free baseline is retrained on each: the spread of its test scores shows how much a score moves
     with the draw of training examples alone (the test split is never touched).
@@ -169,7 +184,9 @@ def baseline_draws(
     sizes = {"train": n_train, "validation": n_validation}
     return {
         seed + k: {
-            name: stratified_sample(frame, sizes[name] or len(frame), seed=seed + k, n_labels=n_labels)
+            name: stratified_sample(
+                frame, sizes[name] or len(frame), seed=seed + k, n_labels=n_labels
+            )
             for name, frame in frames.items()
         }
         for k in range(1, n_draws + 1)

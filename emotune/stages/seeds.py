@@ -1,4 +1,5 @@
-"""Training variance, measured: the fine-tune trained ``n_seeds`` times, each on its own draw of training
+"""Training variance, measured: the fine-tune trained ``n_seeds`` times, each on its own draw of
+training
 examples, and compared with the free baseline trained on the same draws.
 
 Notebook 04 trains the further runs on notebook 01's draws (``seed + 1 ...``), each uploaded once and
@@ -40,7 +41,8 @@ def train_seed_runs(
     progress: bool = True,
     **hyperparameters,
 ) -> pd.DataFrame:
-    """Fine-tune once more on each of the first ``n_seeds - 1`` draws (the run's own job is the first run);
+    """Fine-tune once more on each of the first ``n_seeds - 1`` draws (the run's own job is the
+    first run);
     re-running resumes every job instead of starting another."""
     seeds = sorted(draws)[: max(n_seeds - 1, 0)]
     if len(seeds) < n_seeds - 1:
@@ -69,7 +71,10 @@ def train_seed_runs(
         seconds = (job.finished_at - job.created_at) if job.finished_at else None
         run.put(
             SeedJobRecord(
-                status=job.status, fine_tuned_model=job.fine_tuned_model, seed=seed, training_seconds=seconds
+                status=job.status,
+                fine_tuned_model=job.fine_tuned_model,
+                seed=seed,
+                training_seconds=seconds,
             ),
             key,
         )
@@ -88,7 +93,11 @@ def train_seed_runs(
 def seed_models(run) -> dict[int, str]:
     """The further runs' fine-tuned models by draw seed (empty with one training run)."""
     jobs = run.get("seed_jobs") or {}
-    return {int(rec["seed"]): rec["fine_tuned_model"] for rec in jobs.values() if rec.get("fine_tuned_model")}
+    return {
+        int(rec["seed"]): rec["fine_tuned_model"]
+        for rec in jobs.values()
+        if rec.get("fine_tuned_model")
+    }
 
 
 def predict_seed_models(
@@ -103,9 +112,12 @@ def predict_seed_models(
 
 @dataclass(frozen=True)
 class SeedTest:
-    """The fine-tune and the free baseline, each trained on the same draws, scored on the same comments."""
+    """The fine-tune and the free baseline, each trained on the same draws, scored on the same
+    comments."""
 
-    per_draw: pd.DataFrame  # index: draw seed; columns: fine-tuned, free baseline, difference (macro-F1)
+    per_draw: (
+        pd.DataFrame
+    )  # index: draw seed; columns: fine-tuned, free baseline, difference (macro-F1)
     comparison: Comparison  # across draws: paired t-test, 95% and 90% t-intervals
 
     def to_frame(self) -> pd.DataFrame:
@@ -118,7 +130,8 @@ def across_seeds(
     baseline_by_seed: dict[int, list[list[str]]],
     taxonomy: Taxonomy,
 ) -> SeedTest | None:
-    """Per-draw macro-F1 of both, and the test across draws; None with fewer than two fine-tune runs."""
+    """Per-draw macro-F1 of both, and the test across draws; None with fewer than two fine-tune
+    runs."""
     draws = sorted(s for s in tuned_by_seed if s in baseline_by_seed)
     if len(draws) < 2:
         return None

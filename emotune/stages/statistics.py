@@ -1,4 +1,5 @@
-"""How sure we can be: intervals for each score, tests for each difference, and a correction for asking many.
+"""How sure we can be: intervals for each score, tests for each difference, and a correction for
+asking many.
 
 Which method answers which question, and why:
 
@@ -38,7 +39,9 @@ MIN_SUPPORT = 5  # gold examples a label needs to count in the "supported labels
 N_RESAMPLES = 9_999  # bootstrap resamples and permutations: B + 1 = 10,000
 LEVEL = 0.95
 ALPHA = 0.05
-TOST_LEVEL = 1 - 2 * ALPHA  # two one-sided tests at ALPHA each = one (1 - 2 ALPHA) interval inside the margin
+TOST_LEVEL = (
+    1 - 2 * ALPHA
+)  # two one-sided tests at ALPHA each = one (1 - 2 ALPHA) interval inside the margin
 METRICS = (
     "macro_f1",
     "macro_f1_supported",
@@ -88,7 +91,8 @@ def _f1(tp, fp, fn):
 
 
 def from_sums(sums: np.ndarray, n_items, labels: LabelSets) -> dict[str, np.ndarray]:
-    """Each metric from summed :func:`row_features` (last axis); works on one sum or a stack of resamples."""
+    """Each metric from summed :func:`row_features` (last axis); works on one sum or a stack of
+    resamples."""
     k = len(labels.present)
     tp, fp, fn = sums[..., :k], sums[..., k : 2 * k], sums[..., 2 * k : 3 * k]
     per_label = _f1(tp, fp, fn)
@@ -97,7 +101,11 @@ def from_sums(sums: np.ndarray, n_items, labels: LabelSets) -> dict[str, np.ndar
     n_items = np.asarray(n_items, dtype=float)
 
     def macro(mask):
-        return per_label[..., mask].mean(axis=-1) if mask.any() else np.full(per_label.shape[:-1], np.nan)
+        return (
+            per_label[..., mask].mean(axis=-1)
+            if mask.any()
+            else np.full(per_label.shape[:-1], np.nan)
+        )
 
     return {
         "macro_f1": macro(labels.present),
@@ -110,7 +118,9 @@ def from_sums(sums: np.ndarray, n_items, labels: LabelSets) -> dict[str, np.ndar
     }
 
 
-def point_scores(y_true: np.ndarray, y_pred: np.ndarray, labels: LabelSets | None = None) -> dict[str, float]:
+def point_scores(
+    y_true: np.ndarray, y_pred: np.ndarray, labels: LabelSets | None = None
+) -> dict[str, float]:
     """Every metric of :data:`METRICS` on the whole sample."""
     labels = labels or LabelSets.of(y_true)
     out = from_sums(row_features(y_true, y_pred).sum(axis=0), len(y_true), labels)
@@ -118,7 +128,8 @@ def point_scores(y_true: np.ndarray, y_pred: np.ndarray, labels: LabelSets | Non
 
 
 def _weights(index: np.ndarray, n: int) -> np.ndarray:
-    """Resampled row indices (..., m) as counts per row (..., n): how often each comment was drawn."""
+    """Resampled row indices (..., m) as counts per row (..., n): how often each comment was
+    drawn."""
     flat = index.reshape(-1, index.shape[-1])
     offsets = (np.arange(len(flat)) * n)[:, None]
     counts = np.bincount((flat + offsets).ravel(), minlength=len(flat) * n).reshape(len(flat), n)
@@ -138,7 +149,8 @@ def _metric_statistic(features: np.ndarray, labels: LabelSets, metrics: tuple[st
 
 
 def _interval(res, level: float) -> tuple[np.ndarray, np.ndarray]:
-    """The BCa interval; where BCa is undefined (a degenerate bootstrap distribution, e.g. a score that is
+    """The BCa interval; where BCa is undefined (a degenerate bootstrap distribution, e.g. a
+    score that is
     the same on every resample, as for two identical prediction sets) the percentile interval instead."""
     low, high = (
         np.atleast_1d(res.confidence_interval.low).astype(float),
@@ -157,7 +169,9 @@ def _quiet():
     """SciPy warns when BCa is undefined; :func:`_interval` handles that case."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        warnings.filterwarnings("ignore", message=".*BCa confidence interval cannot be calculated.*")
+        warnings.filterwarnings(
+            "ignore", message=".*BCa confidence interval cannot be calculated.*"
+        )
         yield
 
 
@@ -170,7 +184,8 @@ def bca_intervals(
     seed: int = 0,
     level: float = LEVEL,
 ) -> dict[str, tuple[float, float, float]]:
-    """(score, low, high) for every metric: BCa intervals from :func:`scipy.stats.bootstrap` over comments."""
+    """(score, low, high) for every metric: BCa intervals from :func:`scipy.stats.bootstrap` over
+    comments."""
     from scipy.stats import bootstrap
 
     labels = labels or LabelSets.of(y_true)
@@ -195,7 +210,8 @@ def bca_intervals(
 
 @dataclass(frozen=True)
 class Comparison:
-    """Model B minus model A on one metric over the same comments: BCa interval and permutation p-value."""
+    """Model B minus model A on one metric over the same comments: BCa interval and permutation
+    p-value."""
 
     metric: str
     a: float
@@ -206,7 +222,9 @@ class Comparison:
     p_value: float
     n_items: int
     p_holm: float | None = None  # set when the comparison is part of a corrected family
-    eq_low: float = float("nan")  # 90% paired BCa interval: inside +/- a margin is TOST equivalence at 5%
+    eq_low: float = float(
+        "nan"
+    )  # 90% paired BCa interval: inside +/- a margin is TOST equivalence at 5%
     eq_high: float = float("nan")
 
     @property
@@ -233,7 +251,8 @@ def compare(
     seed: int = 0,
     level: float = LEVEL,
 ) -> Comparison:
-    """B minus A: paired BCa interval of the difference, and the paired permutation test's p-value."""
+    """B minus A: paired BCa interval of the difference, and the paired permutation test's
+    p-value."""
     from scipy.stats import bootstrap, permutation_test
 
     labels = labels or LabelSets.of(y_true)
@@ -242,7 +261,9 @@ def compare(
     a, b = (float(from_sums(f.sum(axis=0), n, labels)[metric]) for f in (fa, fb))
     total_a, total_b, swap = fa.sum(axis=0), fb.sum(axis=0), (fb - fa).astype(np.float32)
 
-    def size(x, y, axis=-1):  # x[..., i] is comment i's row from A (i) or from B (n + i) after the swaps
+    def size(
+        x, y, axis=-1
+    ):  # x[..., i] is comment i's row from A (i) or from B (n + i) after the swaps
         chose_b = (np.moveaxis(np.asarray(x), axis, -1) >= n).astype(np.float32)
         sums_x = total_a + (chose_b @ swap).astype(np.float64)
         sums_y = total_a + total_b - sums_x
@@ -251,12 +272,15 @@ def compare(
     paired = np.hstack([fa, fb]).astype(np.float32)
     width = fa.shape[1]
 
-    def difference(x, y, axis=-1):  # the same resampled comments for both models: x holds their indices
+    def difference(
+        x, y, axis=-1
+    ):  # the same resampled comments for both models: x holds their indices
         x = np.moveaxis(np.asarray(x), axis, -1)
         sums = (_weights(x, n) @ paired).astype(np.float64)
         m = x.shape[-1]
         return (
-            from_sums(sums[..., width:], m, labels)[metric] - from_sums(sums[..., :width], m, labels)[metric]
+            from_sums(sums[..., width:], m, labels)[metric]
+            - from_sums(sums[..., :width], m, labels)[metric]
         )
 
     rows = np.arange(n)
@@ -271,30 +295,24 @@ def compare(
             alternative="greater",
             rng=np.random.default_rng(seed),
         )
-        interval = bootstrap(
-            (rows, rows),
-            difference,
-            paired=True,
-            n_resamples=n_resamples,
-            batch=_BATCH,
-            vectorized=True,
-            confidence_level=level,
-            method="BCa",
-            rng=np.random.default_rng(seed),
-        )
+
+        def paired_bca(confidence_level, **resamples):
+            return bootstrap(
+                (rows, rows),
+                difference,
+                paired=True,
+                batch=_BATCH,
+                vectorized=True,
+                confidence_level=confidence_level,
+                method="BCa",
+                rng=np.random.default_rng(seed),
+                **resamples,
+            )
+
+        interval = paired_bca(level, n_resamples=n_resamples)
         low, high = _interval(interval, level)
-        equivalence = bootstrap(  # the same resamples at the TOST level: no second bootstrap distribution
-            (rows, rows),
-            difference,
-            paired=True,
-            n_resamples=0,
-            bootstrap_result=interval,
-            batch=_BATCH,
-            vectorized=True,
-            confidence_level=TOST_LEVEL,
-            method="BCa",
-            rng=np.random.default_rng(seed),
-        )
+        # the same resamples at the TOST level: no second bootstrap distribution
+        equivalence = paired_bca(TOST_LEVEL, n_resamples=0, bootstrap_result=interval)
         eq_low, eq_high = _interval(equivalence, TOST_LEVEL)
     return Comparison(
         metric,
@@ -323,7 +341,8 @@ def holm(comparisons: list[Comparison], alpha: float = ALPHA) -> list[Comparison
 
 
 def across_draws(a: np.ndarray, b: np.ndarray, metric: str = "macro_f1") -> Comparison:
-    """B minus A over several training draws (one score each per draw, on the same test comments): a paired
+    """B minus A over several training draws (one score each per draw, on the same test
+    comments): a paired
     t-test on the per-draw differences (:func:`scipy.stats.ttest_1samp`), its 95% t-interval, and the 90%
     one for equivalence. ``n_items`` is the number of draws: the unit that varies is the training run."""
     from scipy.stats import ttest_1samp

@@ -1,4 +1,5 @@
-"""Notebook 05's answer to "was the fine-tune worth it?": computed from the comparisons, never written by
+"""Notebook 05's answer to "was the fine-tune worth it?": computed from the comparisons, never
+written by
 hand. This module is the one home of the answers and their rules: notebook 05, ``emotune show``, the
 rendered page and the README's list all come from :data:`ANSWERS`.
 
@@ -47,24 +48,28 @@ WORSE_THAN_BASE = Answer(
 WORTH_IT = Answer(
     "worth_it",
     "the fine-tune is worth it",
-    "the fine-tune beats the base model and the free baseline on macro-F1 (Holm-corrected p < 0.05), and "
+    "the fine-tune beats the base model and the free baseline on macro-F1 (Holm-corrected p < "
+    "0.05), and "
     "the lower end of its 95% interval over the baseline clears min_gain",
 )
 BASELINE_AS_GOOD = Answer(
     "baseline_as_good",
     "a free baseline does as well",
-    "equivalence: the 90% interval of fine-tune minus baseline lies inside +/- min_gain (two one-sided "
+    "equivalence: the 90% interval of fine-tune minus baseline lies inside +/- min_gain (two "
+    "one-sided "
     "tests at 5%)",
 )
 INCONCLUSIVE = Answer(
     "inconclusive",
     "inconclusive at this sample size",
-    "none of the above; the verdict gives the interval and roughly how many test comments would settle it",
+    "none of the above; the verdict gives the interval and roughly how many test comments would "
+    "settle it",
 )
 NO_BASELINE = Answer(
     "no_baseline",
     "not judged against a free baseline",
-    "no free baseline was compared (and the base model does not beat the fine-tune): only the comparison "
+    "no free baseline was compared (and the base model does not beat the fine-tune): only the "
+    "comparison "
     "with the base model is stated",
 )
 ANSWERS = (BASELINE_BETTER, WORSE_THAN_BASE, WORTH_IT, BASELINE_AS_GOOD, INCONCLUSIVE, NO_BASELINE)
@@ -111,18 +116,24 @@ def comments_to_settle(c: Comparison, min_gain: float) -> tuple[float, int]:
 def _versus(c: Comparison, name: str, tost: bool = False) -> str:
     equivalence = f"; 90% CI {c.eq_low:+.3f} to {c.eq_high:+.3f}" if tost else ""
     return (
-        f"vs {name} {c.a:.3f}: {c.difference:+.3f} (95% CI {c.ci_low:+.3f} to {c.ci_high:+.3f}, unadjusted"
+        f"vs {name} {c.a:.3f}: {c.difference:+.3f} (95% CI {c.ci_low:+.3f} to {c.ci_high:+.3f}, "
+        "unadjusted"
         f"{equivalence}; Holm-adjusted permutation p = {c.p_reported:.4f})"
     )
 
 
-def _spread_words(spread: SeedSpread | None, vs_baseline: Comparison | None, across: SeedTest | None) -> str:
+def _spread_words(
+    spread: SeedSpread | None, vs_baseline: Comparison | None, across: SeedTest | None
+) -> str:
     if across is not None:
         c = across.comparison
         return (
-            f"Across {c.n_items} training runs of the fine-tune and the free baseline on the same draws "
-            f"(paired t-test on the per-draw macro-F1 differences): {c.difference:+.3f} (95% t-interval "
-            f"{c.ci_low:+.3f} to {c.ci_high:+.3f}; 90% {c.eq_low:+.3f} to {c.eq_high:+.3f}; Holm-adjusted "
+            f"Across {c.n_items} training runs of the fine-tune and the free baseline on the "
+            "same draws "
+            f"(paired t-test on the per-draw macro-F1 differences): {c.difference:+.3f} (95% "
+            "t-interval "
+            f"{c.ci_low:+.3f} to {c.ci_high:+.3f}; 90% {c.eq_low:+.3f} to {c.eq_high:+.3f}; "
+            "Holm-adjusted "
             f"p = {c.p_reported:.4f}); "
             "the verdict's comparison with the baseline is this one."
         )
@@ -131,7 +142,8 @@ def _spread_words(spread: SeedSpread | None, vs_baseline: Comparison | None, acr
     band = spread.noise_band()
     words = (
         f"One training run of the fine-tune: the free baseline's macro-F1 varied with SD "
-        f"{spread.sd():.4f} over {spread.n_draws} training draws, so a difference within +/-{band:.3f} "
+        f"{spread.sd():.4f} over {spread.n_draws} training draws, so a difference within "
+        f"+/-{band:.3f} "
         "between two single runs could be draw-to-draw noise"
     )
     if vs_baseline is not None:
@@ -154,7 +166,8 @@ def _floor_words(floors: pd.DataFrame | None) -> str:
 
 @dataclass(frozen=True)
 class Costs:
-    """What the fine-tune costs: per 1,000 online predictions and to train (dollars, or compute seconds)."""
+    """What the fine-tune costs: per 1,000 online predictions and to train (dollars, or compute
+    seconds)."""
 
     usd_online: float | None = None
     usd_batch: float | None = None
@@ -165,8 +178,11 @@ class Costs:
     runs: int = 1  # training runs the training figures cover (n_seeds)
 
     @classmethod
-    def from_table(cls, cost: CostTable, training_usd=None, training_seconds=None, runs: int = 1) -> Costs:
-        """The fine-tune's row of :func:`emotune.stages.evaluate.cost_per_1000`; the training figures are per
+    def from_table(
+        cls, cost: CostTable, training_usd=None, training_seconds=None, runs: int = 1
+    ) -> Costs:
+        """The fine-tune's row of :func:`emotune.stages.evaluate.cost_per_1000`; the training
+        figures are per
         run and are multiplied by ``runs``."""
         row = cost.get(Role.FINE_TUNED)
         return cls(
@@ -181,17 +197,15 @@ class Costs:
 
     def words(self) -> str:
         if self.usd_online is not None:
-            words = (
-                f"1,000 predictions cost ${self.usd_online:.3f} online (${self.usd_batch or 0:.3f} by Batch)"
-            )
+            batch = self.usd_batch or 0
+            words = f"1,000 predictions cost ${self.usd_online:.3f} online (${batch:.3f} by Batch)"
             runs = f" ({self.runs} training runs)" if self.runs > 1 else ""
             return words + (
                 f", after ${self.training_usd:.2f} of training{runs}" if self.training_usd else ""
             )
         if self.seconds_online is not None:
-            words = (
-                f"1,000 predictions take {self.seconds_online:,.0f} compute seconds online on this machine"
-            )
+            seconds = self.seconds_online
+            words = f"1,000 predictions take {seconds:,.0f} compute seconds online on this machine"
             if self.training_seconds is not None:
                 words += f", after {self.training_seconds:,.0f} compute seconds of training"
             return words
@@ -205,13 +219,15 @@ class Costs:
         points = gain * 100
         if self.training_usd is not None and self.usd_online is not None:
             return (
-                f"Each macro-F1 point gained over the free baseline costs ${self.training_usd / points:.2f} "
+                "Each macro-F1 point gained over the free baseline costs "
+                f"${self.training_usd / points:.2f} "
                 f"of training and ${self.usd_online / points:.4f} per 1,000 predictions."
             )
         if self.training_seconds is not None:
             seconds = self.training_seconds / points
             return (
-                f"Each macro-F1 point gained over the free baseline took {seconds:,.0f} seconds of training."
+                f"Each macro-F1 point gained over the free baseline took {seconds:,.0f} seconds "
+                "of training."
             )
         return ""
 
@@ -231,12 +247,18 @@ class Verdict:
     floors: dict = field(default_factory=dict)
     seed_spread: dict = field(default_factory=dict)
     costs: dict = field(default_factory=dict)
-    across_draws: dict = field(default_factory=dict)  # several training runs: per draw, and the test
+    across_draws: dict = field(
+        default_factory=dict
+    )  # several training runs: per draw, and the test
     metric: str = PRIMARY_METRIC
 
     def to_dict(self) -> dict:
         out = asdict(self)
-        out["answer"], out["answer_key"], out["rule"] = self.answer.text, self.answer.key, self.answer.rule
+        out["answer"], out["answer_key"], out["rule"] = (
+            self.answer.text,
+            self.answer.key,
+            self.answer.rule,
+        )
         return out
 
 
@@ -247,9 +269,14 @@ def _sentence(
     if vs_base is not None or vs_baseline is not None:
         tuned = (vs_base or vs_baseline).b
         versus = [_versus(vs_base, Role.BASE)] if vs_base is not None else []
-        versus += [_versus(vs_baseline, "the free baseline", tost=True)] if vs_baseline is not None else []
+        versus += (
+            [_versus(vs_baseline, "the free baseline", tost=True)]
+            if vs_baseline is not None
+            else []
+        )
         parts.append(
-            f"On {n:,} test comments ({taxonomy} labels), macro-F1 of the fine-tuned model {tuned:.3f} "
+            f"On {n:,} test comments ({taxonomy} labels), macro-F1 of the fine-tuned model "
+            f"{tuned:.3f} "
             + "; ".join(versus)
             + f". The margin worth paying for is {min_gain:.3f} macro-F1 over the free baseline."
         )
@@ -260,8 +287,10 @@ def _sentence(
         half, needed = comments_to_settle(decisive, min_gain)
         unit = "training runs" if across is not None else "test comments"
         parts.append(
-            f"To settle it the 95% interval of fine-tune minus baseline would need a half-width under "
-            f"{half:.3f}: roughly {needed:,} {unit} if the difference stayed at {decisive.difference:+.3f}."
+            "To settle it the 95% interval of fine-tune minus baseline would need a half-width "
+            "under "
+            f"{half:.3f}: roughly {needed:,} {unit} if the difference stayed at "
+            f"{decisive.difference:+.3f}."
         )
     parts.append(_spread_words(spread, vs_baseline, across))
     parts.append(_floor_words(floors))
@@ -282,7 +311,8 @@ def verdict(
     floors: pd.DataFrame | None = None,
     across: SeedTest | None = None,
 ) -> Verdict:
-    """The verdict: its answer, a sentence with the intervals, margin, seed spread, floors and cost behind
+    """The verdict: its answer, a sentence with the intervals, margin, seed spread, floors and
+    cost behind
     it, and a headline figure line. With several training runs (``across``) the comparison with the free
     baseline is the test across draws, Holm-corrected with the one against the base model. ``taxonomy`` is
     the label set scored (its name is the level of ``scores`` the verdict reads)."""
@@ -309,8 +339,12 @@ def verdict(
         costs=costs,
         across=across,
     )
-    level = scores[(scores.level == level_name) & (scores.metric == PRIMARY_METRIC)].set_index("model")
-    figures = [f"{name} {r.value:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]" for name, r in level.iterrows()]
+    level = scores[(scores.level == level_name) & (scores.metric == PRIMARY_METRIC)].set_index(
+        "model"
+    )
+    figures = [
+        f"{name} {r.value:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]" for name, r in level.iterrows()
+    ]
     if floors is not None:
         figures += [f"{name} {r['macro_f1']:.3f} (floor)" for name, r in floors.iterrows()]
     headline = f"Headline macro-F1 (95% BCa interval) on {n:,} test comments: " + "; ".join(figures)
@@ -342,10 +376,13 @@ def verdict(
 
 
 def record_evaluation(run, result: Verdict, scores: pd.DataFrame, frame: pd.DataFrame) -> Verdict:
-    """Write the verdict, the score table and the evaluated ids into the manifest (this stage's section)."""
+    """Write the verdict, the score table and the evaluated ids into the manifest (this stage's
+    section)."""
     run.put(
         EvaluationRecord(
-            verdict=result.to_dict(), scores=scores.to_dict("records"), sample_ids=frame["id"].tolist()
+            verdict=result.to_dict(),
+            scores=scores.to_dict("records"),
+            sample_ids=frame["id"].tolist(),
         )
     )
     return result

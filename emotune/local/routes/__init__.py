@@ -1,4 +1,5 @@
-"""The local backend's routes, one module per resource (files, models, chat, fine-tuning jobs, batches)."""
+"""The local backend's routes, one module per resource (files, models, chat, fine-tuning jobs,
+batches)."""
 
 from . import batches, chat, files, jobs, models
 

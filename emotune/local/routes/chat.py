@@ -25,7 +25,9 @@ async def chat(request: Request):
         prompt = await run_in_threadpool(engine(request).chat.prompt_tokens, req)
         charged = prompt + req.choices * (req.limit or DEFAULT_COMPLETION_TOKENS)
         headers = limits.admit(charged)
-    if req.stream:  # the model is found (or not) before the stream opens: an error is a plain OpenAI response
+    if (
+        req.stream
+    ):  # the model is found (or not) before the stream opens: an error is a plain OpenAI response
         chat_ = engine(request).chat
         live = await run_in_threadpool(chat_.live, req)
         source = (
@@ -35,7 +37,9 @@ async def chat(request: Request):
         )
         # a sync iterator: Starlette pulls it in a worker thread, so generation never blocks the event loop
         return StreamingResponse(
-            events(source), media_type="text/event-stream", headers=headers | {"cache-control": "no-cache"}
+            events(source),
+            media_type="text/event-stream",
+            headers=headers | {"cache-control": "no-cache"},
         )
     answer = await run_in_threadpool(engine(request).chat.complete, req)
     if limits is not None:

@@ -1,4 +1,5 @@
-"""What every route shares: JSON responses, OpenAI's cursor pages, reading a JSON body, the engine."""
+"""What every route shares: JSON responses, OpenAI's cursor pages, reading a JSON body, the
+engine."""
 
 from __future__ import annotations
 
@@ -14,11 +15,14 @@ MAX_PAGE = 10_000
 
 
 def json_response(obj, status: int = 200, headers: dict | None = None) -> Response:
-    return Response(json.dumps(obj), status_code=status, media_type="application/json", headers=headers)
+    return Response(
+        json.dumps(obj), status_code=status, media_type="application/json", headers=headers
+    )
 
 
 def typed(kind, obj: dict) -> dict:
-    """A response built through the ``openai`` package's own type: what the official client parses, no
+    """A response built through the ``openai`` package's own type: what the official client
+    parses, no
     more."""
     return kind.model_validate(obj).model_dump(mode="json", exclude_unset=True)
 
@@ -60,7 +64,9 @@ async def json_body(request: Request) -> dict:
     """The request's JSON object, or an OpenAI-shaped 400/413."""
     raw = await request.body()
     if len(raw) > MAX_JSON_BODY:
-        raise ApiError(413, f"Request body is too large: {len(raw)} bytes; the limit is {MAX_JSON_BODY}.")
+        raise ApiError(
+            413, f"Request body is too large: {len(raw)} bytes; the limit is {MAX_JSON_BODY}."
+        )
     try:
         body = json.loads(raw or b"{}")
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:

@@ -20,7 +20,8 @@ async def create_file(request: Request):
     if declared.isdigit() and int(declared) > files.max_upload_bytes + 1024 * 1024:
         raise ApiError(
             413,
-            f"Request is too large: {declared} bytes; the upload limit is {files.max_upload_bytes} bytes.",
+            f"Request is too large: {declared} bytes; the upload limit is "
+            f"{files.max_upload_bytes} bytes.",
             param="file",
             code="file_too_large",
         )
@@ -32,7 +33,10 @@ async def create_file(request: Request):
             raise ApiError(400, "Missing required parameter: 'purpose'.", param="purpose")
         data = await upload.read()
     return json_response(
-        typed(FileObject, await run_in_threadpool(files.create, upload.filename or "upload", purpose, data))
+        typed(
+            FileObject,
+            await run_in_threadpool(files.create, upload.filename or "upload", purpose, data),
+        )
     )
 
 
@@ -61,5 +65,6 @@ async def delete_file(request: Request, file_id: str):
 @router.get("/v1/files/{file_id}/content")
 async def file_content(request: Request, file_id: str):
     return Response(
-        await run_in_threadpool(engine(request).files.content, file_id), media_type="application/octet-stream"
+        await run_in_threadpool(engine(request).files.content, file_id),
+        media_type="application/octet-stream",
     )

@@ -24,12 +24,18 @@ async def create_job(request: Request):
             code="fine_tuning_unavailable",
         )
     req = parse(JobRequest, await json_body(request))
-    return json_response(typed(FineTuningJob, await run_in_threadpool(engine(request).jobs.create, req)))
+    return json_response(
+        typed(FineTuningJob, await run_in_threadpool(engine(request).jobs.create, req))
+    )
 
 
 @router.get("/v1/fine_tuning/jobs")
 async def list_jobs(request: Request, after: str | None = None, limit: str | None = None):
-    meta = {k[len("metadata[") : -1]: v for k, v in request.query_params.items() if k.startswith("metadata[")}
+    meta = {
+        k[len("metadata[") : -1]: v
+        for k, v in request.query_params.items()
+        if k.startswith("metadata[")
+    }
     return json_response(
         page(typed_list(FineTuningJob, engine(request).jobs.list(meta or None)), after, limit)
     )
@@ -46,14 +52,23 @@ async def cancel_job(request: Request, job_id: str):
 
 
 @router.get("/v1/fine_tuning/jobs/{job_id}/events")
-async def job_events(request: Request, job_id: str, after: str | None = None, limit: str | None = None):
+async def job_events(
+    request: Request, job_id: str, after: str | None = None, limit: str | None = None
+):
     return json_response(
         page(typed_list(FineTuningJobEvent, engine(request).jobs.events(job_id)), after, limit)
     )
 
 
 @router.get("/v1/fine_tuning/jobs/{job_id}/checkpoints")
-async def job_checkpoints(request: Request, job_id: str, after: str | None = None, limit: str | None = None):
+async def job_checkpoints(
+    request: Request, job_id: str, after: str | None = None, limit: str | None = None
+):
     return json_response(
-        page(typed_list(FineTuningJobCheckpoint, engine(request).jobs.checkpoints(job_id)), after, limit, 10)
+        page(
+            typed_list(FineTuningJobCheckpoint, engine(request).jobs.checkpoints(job_id)),
+            after,
+            limit,
+            10,
+        )
     )

@@ -1,4 +1,5 @@
-"""What every trainer and served model of the local backend shares: the parsed training data, per-step
+"""What every trainer and served model of the local backend shares: the parsed training data,
+per-step
 metrics, the result of a training run, and the two protocols (:class:`Trainer`, :class:`ChatModel`)."""
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ class Dataset:
     texts: list[str]
     labels: list[tuple[str, ...]]
     label_format: str = "comma"
-    messages: list[list[dict]] = field(default_factory=list)  # the raw conversations (for LLM trainers)
+    messages: list[list[dict]] = field(
+        default_factory=list
+    )  # the raw conversations (for LLM trainers)
 
 
 @dataclass
@@ -47,7 +50,8 @@ class TrainResult:
 
 
 class Trainer(Protocol):
-    """Turns a chat JSONL into a model; the registry (``trainers.trainer_for``) picks one per base model."""
+    """Turns a chat JSONL into a model; the registry (``trainers.trainer_for``) picks one per
+    base model."""
 
     name: str
 
@@ -66,7 +70,8 @@ class Trainer(Protocol):
 
 
 def parse_jsonl(data: bytes, filename: str = "training_file") -> Dataset:
-    """Read a chat JSONL into texts and label sets; a line that can't be used is a DataError naming it."""
+    """Read a chat JSONL into texts and label sets; a line that can't be used is a DataError
+    naming it."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -84,11 +89,16 @@ def parse_jsonl(data: bytes, filename: str = "training_file") -> Dataset:
         messages = obj.get("messages") if isinstance(obj, dict) else None
         if not isinstance(messages, list) or not messages:
             raise DataError(
-                "'messages' must be a non-empty list", path=filename, line=lineno, rule="missing_messages"
+                "'messages' must be a non-empty list",
+                path=filename,
+                line=lineno,
+                rule="missing_messages",
             )
         answer = assistant_text(messages)
         if answer is None:
-            raise DataError("no assistant message", path=filename, line=lineno, rule="no_assistant_message")
+            raise DataError(
+                "no assistant message", path=filename, line=lineno, rule="no_assistant_message"
+            )
         parsed = parse_answer(answer, any_label=True)
         if not parsed.labels:
             raise DataError(

@@ -19,7 +19,8 @@ WAIT_S = 0.01  # how long the first request of a batch waits for company
 
 
 class Batcher:
-    """Gathers ``(prompt ids, token limit, grammar or None)`` requests and answers them in batches with
+    """Gathers ``(prompt ids, token limit, grammar or None)`` requests and answers them in
+    batches with
     ``run_batch``."""
 
     def __init__(
@@ -34,13 +35,18 @@ class Batcher:
         self._worker: threading.Thread | None = None
         self.stats = {"batches": 0, "requests": 0, "largest": 0}
 
-    def submit(self, prompt: list[int], limit: int, grammar: object = None) -> tuple[list[int], str]:
-        """The new token ids and the finish reason for one prompt (blocks until its batch is done)."""
+    def submit(
+        self, prompt: list[int], limit: int, grammar: object = None
+    ) -> tuple[list[int], str]:
+        """The new token ids and the finish reason for one prompt (blocks until its batch is
+        done)."""
         future: Future = Future()
         self._queue.put((prompt, limit, grammar, future))
         with self._lock:
             if self._worker is None or not self._worker.is_alive():
-                self._worker = threading.Thread(target=self._loop, name="emotune-batcher", daemon=True)
+                self._worker = threading.Thread(
+                    target=self._loop, name="emotune-batcher", daemon=True
+                )
                 self._worker.start()
         return future.result()
 
@@ -58,7 +64,9 @@ class Batcher:
         while True:
             batch = self._take()
             try:
-                answers = self.run_batch([(prompt, limit, grammar) for prompt, limit, grammar, _ in batch])
+                answers = self.run_batch(
+                    [(prompt, limit, grammar) for prompt, limit, grammar, _ in batch]
+                )
             except Exception as exc:  # noqa: BLE001 - handed to every caller of this batch
                 for *_, future in batch:
                     future.set_exception(exc)

@@ -61,7 +61,8 @@ class ClassicalModel:
         return _sigmoid(np.asarray(x @ self.weights) + self.bias)
 
     def decide(self, probs: np.ndarray) -> np.ndarray:
-        """0/1 decisions: above each label's threshold, or the single most likely label if none is."""
+        """0/1 decisions: above each label's threshold, or the single most likely label if none
+        is."""
         out = (probs >= self.thresholds).astype(np.int8)
         empty = out.sum(axis=1) == 0
         out[empty, probs[empty].argmax(axis=1)] = 1
@@ -75,7 +76,8 @@ class ClassicalModel:
         return self._format(self.predict([last_user_text(messages)])[0], messages, response_format)
 
     def sample(self, messages, response_format, temperature: float, seed: int) -> str:
-        """One sampled answer: each label drawn with its probability, its logit divided by ``temperature``
+        """One sampled answer: each label drawn with its probability, its logit divided by
+        ``temperature``
         (below 1 sharper, above 1 flatter); if no label is drawn, one is drawn in proportion to them."""
         p = self.probabilities([last_user_text(messages)])[0].clip(1e-9, 1 - 1e-9)
         tempered = _sigmoid(np.log(p / (1 - p)) / temperature)
@@ -105,7 +107,11 @@ class ClassicalModel:
         }
         (folder / SETTINGS_FILE).write_text(json.dumps(settings), encoding="utf-8")
         np.savez(
-            folder / ARRAYS_FILE, weights=self.weights, bias=self.bias, thresholds=self.thresholds, idf=v.idf_
+            folder / ARRAYS_FILE,
+            weights=self.weights,
+            bias=self.bias,
+            thresholds=self.thresholds,
+            idf=v.idf_,
         )
 
 
@@ -166,7 +172,9 @@ class ClassicalTrainer:
         )
         x = vectorizer.fit_transform(train.texts).tocsr()
         y = targets(train)
-        xv, yv = (vectorizer.transform(valid.texts).tocsr(), targets(valid)) if valid else (None, None)
+        xv, yv = (
+            (vectorizer.transform(valid.texts).tocsr(), targets(valid)) if valid else (None, None)
+        )
 
         n, n_feat, n_lab = x.shape[0], x.shape[1], len(classes)
         epochs, batch = int(hp["n_epochs"]), int(hp["batch_size"])
@@ -200,7 +208,10 @@ class ClassicalTrainer:
                     step % eval_every == 0 or start + batch >= n
                 ):  # and at every epoch end
                     pv = _sigmoid(np.asarray(xv @ w) + b)
-                    metrics.valid_loss, metrics.valid_accuracy = _bce(pv, yv), _exact((pv >= 0.5), yv)
+                    metrics.valid_loss, metrics.valid_accuracy = (
+                        _bce(pv, yv),
+                        _exact((pv >= 0.5), yv),
+                    )
                 result.steps.append(metrics)
                 on_step(metrics)
             thresholds = (
@@ -208,19 +219,24 @@ class ClassicalTrainer:
                 if xv is not None
                 else np.full(n_lab, 0.5)
             )
-            snapshot = ClassicalModel(vectorizer, w.copy(), b.copy(), classes, thresholds, train.label_format)
+            snapshot = ClassicalModel(
+                vectorizer, w.copy(), b.copy(), classes, thresholds, train.label_format
+            )
             result.checkpoints.append((step, snapshot, result.steps[-1]))
         result.model = result.checkpoints[-1][1]
         return result
 
 
 def load_classical(folder: Path) -> ClassicalModel:
-    """A model saved by :meth:`ClassicalModel.save`: JSON and plain arrays only (no pickle is ever read)."""
+    """A model saved by :meth:`ClassicalModel.save`: JSON and plain arrays only (no pickle is
+    ever read)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     settings = json.loads((folder / SETTINGS_FILE).read_text("utf-8"))
     with np.load(folder / ARRAYS_FILE, allow_pickle=False) as arrays:
-        weights, bias, thresholds, idf = (arrays[k] for k in ("weights", "bias", "thresholds", "idf"))
+        weights, bias, thresholds, idf = (
+            arrays[k] for k in ("weights", "bias", "thresholds", "idf")
+        )
     vectorizer = TfidfVectorizer(
         ngram_range=tuple(settings["ngram_range"]),
         sublinear_tf=settings["sublinear_tf"],

@@ -25,7 +25,9 @@ def _xgrammar():
     try:
         import xgrammar
     except ImportError:
-        raise ConfigError(f"constrained decoding needs xgrammar (xgrammar is missing): {INSTALL}") from None
+        raise ConfigError(
+            f"constrained decoding needs xgrammar (xgrammar is missing): {INSTALL}"
+        ) from None
     return xgrammar
 
 
@@ -71,7 +73,8 @@ class Grammars:
 
 
 def logits_processor(grammars: list, vocab_size: int):
-    """A transformers logits processor that masks each row's tokens to its grammar (rows with None are free).
+    """A transformers logits processor that masks each row's tokens to its grammar (rows with
+    None are free).
 
     One instance serves one ``generate`` call: it follows the tokens each row has produced so far.
     """
@@ -86,7 +89,9 @@ def logits_processor(grammars: list, vocab_size: int):
             self.mask = xgr.allocate_token_bitmask(len(grammars), vocab_size)
             self.started = False
 
-        def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        def __call__(
+            self, input_ids: torch.LongTensor, scores: torch.FloatTensor
+        ) -> torch.FloatTensor:
             rows = [i for i, m in enumerate(self.matchers) if m is not None]
             if self.started:
                 for i in rows:

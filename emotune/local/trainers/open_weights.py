@@ -1,4 +1,5 @@
-"""Open-weights fine-tuning behind the local backend: LoRA on a causal language model, served as a chat model.
+"""Open-weights fine-tuning behind the local backend: LoRA on a causal language model, served as
+a chat model.
 
 Chosen when a job's ``model`` is a model emotune knows by name (``smollm2-135m-instruct``), a GGUF file, a
 local folder holding a Hugging Face model, or a hub id (``org/name``) in the Hugging Face cache. Supervised
@@ -31,7 +32,8 @@ MARKER = "open_weights.json"
 
 
 def is_open_weights(model: str) -> bool:
-    """A model emotune knows by name (``smollm2-135m-instruct``), a GGUF file, a local model folder, or a hub
+    """A model emotune knows by name (``smollm2-135m-instruct``), a GGUF file, a local model
+    folder, or a hub
     id of the form org/name (OpenAI's names have no slash)."""
     if weights.known(model) is not None or weights.is_gguf(model):
         return True
@@ -54,7 +56,8 @@ def require_extra():
 
 def _no_weights(model: str) -> ConfigError:
     return ConfigError(
-        f"no weights for {model!r} in the Hugging Face cache or at that path; download them where you "
+        f"no weights for {model!r} in the Hugging Face cache or at that path; download them "
+        "where you "
         f"have a network (huggingface-cli download {model}) or pass a local folder"
     )
 
@@ -80,7 +83,8 @@ def _tokenizer(model: str):
 
 
 def load(model: str):
-    """Tokenizer and model from a local folder or the Hugging Face cache, never a hanging download."""
+    """Tokenizer and model from a local folder or the Hugging Face cache, never a hanging
+    download."""
     from transformers import AutoModelForCausalLM
 
     folder, tok = _tokenizer(model)
@@ -98,7 +102,8 @@ def device():
 
 
 class OpenWeightsTrainer:
-    """LoRA supervised fine-tuning of an open-weights chat model: TRL's SFTTrainer in its own process
+    """LoRA supervised fine-tuning of an open-weights chat model: TRL's SFTTrainer in its own
+    process
     (:mod:`.sft_worker`), its events read back line by line."""
 
     name = "open-weights"
@@ -123,10 +128,13 @@ class OpenWeightsTrainer:
         try:
             import trl  # noqa: F401
         except ImportError:
-            raise ConfigError(f"open-weights fine-tuning needs TRL (trl is missing): {INSTALL}") from None
+            raise ConfigError(
+                f"open-weights fine-tuning needs TRL (trl is missing): {INSTALL}"
+            ) from None
         if work_dir is None:
             raise ConfigError(
-                "open-weights training needs a working folder (the job's folder in the state directory)"
+                "open-weights training needs a working folder (the job's folder in the state "
+                "directory)"
             )
         work_dir.mkdir(parents=True, exist_ok=True)
         request = {
@@ -153,14 +161,16 @@ class OpenWeightsTrainer:
             try:
                 result = self._follow(proc, base, on_step)
                 code = proc.wait()
-            except BaseException:  # a cancel (raised by on_step) or anything else: the process goes too
+            except (
+                BaseException
+            ):  # a cancel (raised by on_step) or anything else: the process goes too
                 proc.kill()
                 proc.wait()
                 raise
         if code != 0 or not result.checkpoints:
-            tail = (work_dir / "worker.log").read_text(errors="replace").strip().splitlines()[-1:] or [
-                "no output"
-            ]
+            tail = (work_dir / "worker.log").read_text(errors="replace").strip().splitlines()[
+                -1:
+            ] or ["no output"]
             raise JobError(f"the training process ended with exit code {code}: {tail[0][:500]}")
         result.model = result.checkpoints[-1][1]
         return result
@@ -215,7 +225,8 @@ class OpenWeightsTrainer:
 
 
 class _Snapshot:
-    """The LoRA adapter saved at one epoch's end; published by copying it into the backend's weights."""
+    """The LoRA adapter saved at one epoch's end; published by copying it into the backend's
+    weights."""
 
     def __init__(self, base: str, adapter: Path):
         self.base, self.adapter = base, adapter

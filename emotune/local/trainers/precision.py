@@ -1,4 +1,5 @@
-"""The number format open-weights models train and answer in: bf16 where the hardware computes it natively
+"""The number format open-weights models train and answer in: bf16 where the hardware computes it
+natively
 (a CUDA GPU with bf16; for training, a CPU with AMX or AVX-512 BF16), fp16 on Apple's MPS, float32 elsewhere.
 
 On a bf16 CPU, ``auto`` trains in bf16 (mixed precision: 1.3x faster LoRA steps here) but answers in float32:
@@ -16,13 +17,17 @@ from pathlib import Path
 from ...core.errors import ConfigError
 
 DTYPES = ("auto", "bfloat16", "float16", "float32")
-CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo flags of a CPU with native bf16 arithmetic
+CPU_BF16_FLAGS = (
+    "amx_bf16",
+    "avx512_bf16",
+)  # /proc/cpuinfo flags of a CPU with native bf16 arithmetic
 
 _setting = "auto"
 
 
 def configure(setting: str | None) -> None:
-    """Set this process's choice (``auto`` or a dtype name); checked here, before any model loads."""
+    """Set this process's choice (``auto`` or a dtype name); checked here, before any model
+    loads."""
     global _setting
     value = (setting or "auto").strip().lower()
     if value not in DTYPES:
@@ -47,12 +52,17 @@ PURPOSES = ("training", "serving")
 def resolve(
     setting: str, *, purpose: str, cuda: bool, cuda_bf16: bool, mps: bool, cpu_bf16: bool
 ) -> tuple[str, str]:
-    """The dtype for a setting, a purpose (``training`` or ``serving``) and given hardware, and why (pure:
+    """The dtype for a setting, a purpose (``training`` or ``serving``) and given hardware, and
+    why (pure:
     the hardware is passed in)."""
     if setting != "auto":
         return setting, "asked for"
     if cuda:
-        return ("bfloat16", "CUDA GPU with bf16") if cuda_bf16 else ("float16", "CUDA GPU without bf16")
+        return (
+            ("bfloat16", "CUDA GPU with bf16")
+            if cuda_bf16
+            else ("float16", "CUDA GPU without bf16")
+        )
     if mps:
         return "float16", "Apple MPS"
     if cpu_bf16 and purpose == "training":
@@ -63,7 +73,8 @@ def resolve(
 
 
 def chosen(purpose: str = "serving") -> tuple[str, str]:
-    """This process's dtype for ``purpose`` and the reason, from the setting and the hardware torch sees."""
+    """This process's dtype for ``purpose`` and the reason, from the setting and the hardware
+    torch sees."""
     import torch
 
     cuda = torch.cuda.is_available()

@@ -1,4 +1,5 @@
-"""Serving open-weights chat models: one copy of a base model's weights, its LoRA adapters beside it.
+"""Serving open-weights chat models: one copy of a base model's weights, its LoRA adapters beside
+it.
 
 A base model is loaded once per process (:class:`SharedBase`); the base itself and every fine-tune on it are
 :class:`OpenWeightsModel` views that name an adapter (or none). Adapters are attached with PEFT
@@ -21,7 +22,9 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..ratelimit import DEFAULT_COMPLETION_TOKENS as DEFAULT_LIMIT  # new tokens when a request sets none
+from ..ratelimit import (
+    DEFAULT_COMPLETION_TOKENS as DEFAULT_LIMIT,
+)  # new tokens when a request sets none
 from . import precision, weights
 from .batching import Batcher
 from .grammar import Grammars, logits_processor
@@ -37,9 +40,12 @@ def _ids(encoded) -> list[int]:
 # transformers 5 renames generate's and forward's past_key_values to cache, and PEFT still calls the old
 # is_gradient_checkpointing; both names work, and the warnings would only clutter a notebook's output.
 warnings.filterwarnings("ignore", message="`past_key_values` is deprecated", category=FutureWarning)
-warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+warnings.filterwarnings(
+    "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
+)
 
-MIN_SHARED_PREFIX = 16  # a batch's common prompt beginning shorter than this is simply computed per row
+# a batch's common prompt beginning shorter than this is simply computed per row
+MIN_SHARED_PREFIX = 16
 PREFIX_CACHES = 4  # prefix caches kept per base (per adapter and prefix), newest first
 
 
@@ -68,15 +74,20 @@ class SharedBase:
         lm.get_output_embeddings().register_forward_pre_hook(
             lambda _m, args: (args[0].contiguous(), *args[1:])
         )
-        self.lock = threading.Lock()  # one forward pass at a time: the active adapter is the model's state
+        self.lock = (
+            threading.Lock()
+        )  # one forward pass at a time: the active adapter is the model's state
         self.adapters: set[str] = set()
-        self._prefixes: OrderedDict = OrderedDict()  # (adapter, prefix tokens) -> its key/value cache
+        self._prefixes: OrderedDict = (
+            OrderedDict()
+        )  # (adapter, prefix tokens) -> its key/value cache
         self.grammars = Grammars(self.tok, lm.config.vocab_size)
         self.vocab_size = lm.config.vocab_size
 
     @classmethod
     def get(cls, name: str) -> SharedBase:
-        """The loaded base for ``name``, loading it only if no served model holds it (two names of one model,
+        """The loaded base for ``name``, loading it only if no served model holds it (two names
+        of one model,
         such as ``smollm2-135m-instruct`` and its hub id, share one copy)."""
         folder = f"{weights.local_folder(name)}@{precision.chosen('serving')[0]}"
         with cls._registry_lock:
@@ -103,7 +114,8 @@ class SharedBase:
         return key
 
     def prefix_cache(self, adapter: str | None, prefix: list[int], rows: int):
-        """The key/value cache of ``prefix`` under ``adapter``, repeated for ``rows`` rows (call inside
+        """The key/value cache of ``prefix`` under ``adapter``, repeated for ``rows`` rows (call
+        inside
         :meth:`using`). Computed once per adapter and prefix; the few newest are kept."""
         import copy
 
@@ -113,7 +125,11 @@ class SharedBase:
         key = (adapter, tuple(prefix))
         if key not in self._prefixes:
             cache = DynamicCache()
-            self.lm(input_ids=torch.tensor([prefix], device=device()), past_key_values=cache, use_cache=True)
+            self.lm(
+                input_ids=torch.tensor([prefix], device=device()),
+                past_key_values=cache,
+                use_cache=True,
+            )
             self._prefixes[key] = cache
             while len(self._prefixes) > PREFIX_CACHES:
                 self._prefixes.popitem(last=False)
@@ -140,7 +156,8 @@ class OpenWeightsModel:
     """A causal LM (with a LoRA adapter once fine-tuned) that answers chat completions."""
 
     kind = "open-weights causal LM"
-    constrains_json = True  # a response_format's schema is enforced while decoding, not laid in afterwards
+    # a response_format's schema is enforced while decoding, not laid in afterwards
+    constrains_json = True
 
     def __init__(self, shared: SharedBase, adapter: str | None = None):
         self.shared, self.adapter = shared, adapter
@@ -165,7 +182,8 @@ class OpenWeightsModel:
         return cls(SharedBase.get(name))
 
     def _generate(self, ids, mask, limit: int, grammars: list, prefix: int = 0, **sampling):
-        """``generate`` with the model's adapter selected; the first ``prefix`` tokens, the same in every row,
+        """``generate`` with the model's adapter selected; the first ``prefix`` tokens, the same
+        in every row,
         come from the shared prefix cache instead of being computed again for each row."""
         import torch
 
@@ -176,7 +194,9 @@ class OpenWeightsModel:
         )
         with torch.no_grad(), self.shared.using(self.adapter) as lm:
             cache = (
-                self.shared.prefix_cache(self.adapter, ids[0, :prefix].tolist(), len(ids)) if prefix else None
+                self.shared.prefix_cache(self.adapter, ids[0, :prefix].tolist(), len(ids))
+                if prefix
+                else None
             )
             return lm.generate(
                 input_ids=ids,
@@ -189,8 +209,11 @@ class OpenWeightsModel:
                 **sampling,
             )
 
-    def _generate_batch(self, items: list[tuple[list[int], int, object]]) -> list[tuple[list[int], str]]:
-        """Greedy answers for several prompts in one padded ``generate`` call (the batcher's worker).
+    def _generate_batch(
+        self, items: list[tuple[list[int], int, object]]
+    ) -> list[tuple[list[int], str]]:
+        """Greedy answers for several prompts in one padded ``generate`` call (the batcher's
+        worker).
 
         The prompts' shared beginning (the system prompt, when long enough) is taken from the prefix cache and
         the padding goes between it and each prompt's own tokens; otherwise the prompts are left-padded.
@@ -204,28 +227,41 @@ class OpenWeightsModel:
         width = max(len(p) for p in prompts) - shared
         pad = self.tok.pad_token_id
         ids = torch.tensor(
-            [p[:shared] + [pad] * (width - len(p) + shared) + p[shared:] for p in prompts], device=device()
+            [p[:shared] + [pad] * (width - len(p) + shared) + p[shared:] for p in prompts],
+            device=device(),
         )
         mask = torch.tensor(
-            [[1] * shared + [0] * (width - len(p) + shared) + [1] * (len(p) - shared) for p in prompts],
+            [
+                [1] * shared + [0] * (width - len(p) + shared) + [1] * (len(p) - shared)
+                for p in prompts
+            ],
             device=device(),
         )
         out = self._generate(
-            ids, mask, max(lim for _, lim, _ in items), [g for *_, g in items], prefix=shared, do_sample=False
+            ids,
+            mask,
+            max(lim for _, lim, _ in items),
+            [g for *_, g in items],
+            prefix=shared,
+            do_sample=False,
         )
         start = shared + width
         return [
-            self._cut(row, limit) for row, (_, limit, _) in zip(out[:, start:].tolist(), items, strict=True)
+            self._cut(row, limit)
+            for row, (_, limit, _) in zip(out[:, start:].tolist(), items, strict=True)
         ]
 
     def _cut(self, row: list[int], limit: int) -> tuple[list[int], str]:
-        """The answer's tokens (up to the end-of-turn token and the request's own limit) and finish reason."""
+        """The answer's tokens (up to the end-of-turn token and the request's own limit) and
+        finish reason."""
         if self.tok.eos_token_id in row[:limit]:
             return row[: row.index(self.tok.eos_token_id)], "stop"
         return row[:limit], "length" if len(row) >= limit else "stop"
 
     def _prompt(self, messages: Sequence[dict]) -> list[int]:
-        return _ids(self.tok.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True))
+        return _ids(
+            self.tok.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True)
+        )
 
     def complete(
         self,
@@ -244,7 +280,9 @@ class OpenWeightsModel:
         prompt = self._prompt(messages)
         limit = max_tokens or DEFAULT_LIMIT
         grammar = self.shared.grammars.compile(response_format)
-        if temperature <= 0:  # greedy answers for concurrent requests share one batched generate call
+        if (
+            temperature <= 0
+        ):  # greedy answers for concurrent requests share one batched generate call
             new, finish = self.batcher.submit(prompt, limit, grammar)
         else:
             torch.manual_seed(seed)

