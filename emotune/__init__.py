@@ -33,7 +33,7 @@ from .core.prompts import (
 from .core.roles import Role
 from .core.runs import Run, begin_stage, finish_stage, open_run, package_versions
 from .core.taxonomy import Taxonomy, get_taxonomy
-from .providers import Provider, connect
+from .providers import Provider, connect, resolve_base_model
 from .series import collect_parameters, run_series
 from .stages.baselines import (
     baselines_by_seed,
@@ -56,7 +56,6 @@ from .stages.data import (
     to_frame,
 )
 from .stages.evaluate import (
-    batch_agreement,
     compare_models,
     cost_axis,
     cost_per_1000,
@@ -67,6 +66,7 @@ from .stages.evaluate import (
     prompt_effect,
     prompt_specs,
     save_predictions,
+    side_by_side,
     usage_table,
 )
 from .stages.examples import (
@@ -101,6 +101,7 @@ from .stages.finetune import (
     watch,
 )
 from .stages.metrics import per_label, score_models, single_label_report, to_matrix, top_confusions
+from .stages.passes import Passes, batch_agreement, evaluation_models, evaluation_passes
 from .stages.sampling import baseline_draws, make_samples, support_table
 from .stages.seeds import across_seeds, predict_seed_models, seed_models, train_seed_runs
 from .stages.statistics import LabelSets
@@ -121,6 +122,7 @@ __all__ = [
     "LabelSets",
     "LifecycleError",
     "NotebookFailed",
+    "Passes",
     "PredictionError",
     "PromptSpec",
     "PromptStyle",
@@ -151,6 +153,8 @@ __all__ = [
     "error_analysis",
     "estimate_line",
     "estimate_usd",
+    "evaluation_models",
+    "evaluation_passes",
     "example_gallery",
     "example_labels",
     "fine_tuned_model",
@@ -190,6 +194,7 @@ __all__ = [
     "reconcile",
     "record_dataset",
     "record_evaluation",
+    "resolve_base_model",
     "rules_frame",
     "run_series",
     "sample_table",
@@ -199,6 +204,7 @@ __all__ = [
     "score_models",
     "seed_models",
     "seed_spread",
+    "side_by_side",
     "single_label_report",
     "step_metrics",
     "style_tokens",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -79,9 +80,17 @@ def cmd_run(args) -> int:
     )  # rejects first
     run = open_run_dir(args.run_dir, plan.parameters)
     print(f"run directory: {run.path}")
+    started = time.perf_counter()
     results = run_series(run, plan)
-    total = sum(r.seconds for r in results)
-    print(f"done: {len(results)} notebook(s) in {total:.1f} s; manifest: {run.manifest_path}")
+    wall = time.perf_counter() - started
+    verdict = (run.manifest().get("evaluation") or {}).get("verdict")
+    if verdict:
+        print(verdict["sentence"])
+    each = ", ".join(f"{r.notebook} {r.seconds:.0f} s" for r in results)
+    print(
+        f"done: {len(results)} notebook(s) in {wall / 60:.1f} min wall time ({each}, and rendering)"
+    )
+    print(f"manifest: {run.manifest_path}")
     return 0
 
 

@@ -51,6 +51,8 @@ def run_series(run_dir: Path, *params: str, extra: tuple[str, ...] = (), ok: boo
         "n_validation=12",
         "-p",
         "n_eval=12",
+        "-p",
+        "base_model=stand-in",
         *[x for p in params for x in ("-p", p)],
         *extra,
     ]

@@ -35,6 +35,8 @@ PARAMS = [
     "n_eval=150",
     "-p",
     "seed=7",
+    "-p",
+    "base_model=gpt-4.1-mini-2025-04-14",  # a rehearsal of the OpenAI path, answered by the stand-in
 ]
 BILLABLE = (
     "POST /v1/files",
@@ -208,12 +210,19 @@ def test_rendered_tutorial_in_a_real_browser(series, tmp_path):
                 "document.querySelectorAll('.jp-RenderedText[data-mime-type="
                 '"application/vnd.jupyter.stderr"] .ansi-red-fg\').length, h1: '
                 "document.querySelector('h1') && "
-                "document.querySelector('h1').textContent}"
+                "document.querySelector('h1').textContent, stderr: "
+                "document.querySelectorAll('[data-mime-type=\"application/vnd.jupyter.stderr\"]')"
+                ".length, body: document.body.innerText}"
             )
             name = link.rsplit("/", 1)[-1]
             assert state["ready"] == "complete" and state["h1"], name
             assert state["images"] and all(state["images"]), f"{name}: a figure did not render"
             assert state["errors"] == 0, f"{name}: an error output"
+            # a page for readers: no progress bars or library chatter, the injected cell as a note
+            assert state["stderr"] == 0, f"{name}: a stderr block"
+            assert (
+                "Parameters this run set" in state["body"] and "# Parameters\n" not in state["body"]
+            )
     finally:
         driver.quit()
 
@@ -345,3 +354,26 @@ def test_the_headline_is_recomputed_from_the_saved_predictions_alone(series):
     assert row["difference"] == pytest.approx(difference(np.arange(len(ids))), abs=1e-9)
     assert ci.low == pytest.approx(row["95% CI low (unadjusted)"], abs=0.03)
     assert ci.high == pytest.approx(row["95% CI high (unadjusted)"], abs=0.03)
+
+
+def test_the_reader_page_drops_stderr_and_turns_the_injected_cell_into_a_note():
+    import nbformat
+
+    from emotune.report import for_readers
+
+    nb = nbformat.v4.new_notebook()
+    injected = nbformat.v4.new_code_cell('# Parameters\nn_train = 80\nrun_dir = "."')
+    injected.metadata["tags"] = ["injected-parameters"]
+    work = nbformat.v4.new_code_cell("print(1)")
+    work.outputs = [
+        nbformat.v4.new_output("stream", name="stderr", text="steps: 50%|#####\n"),
+        nbformat.v4.new_output("stream", name="stdout", text="1\n"),
+        nbformat.v4.new_output("error", ename="E", evalue="kept", traceback=[]),
+    ]
+    nb.cells = [injected, work]
+    shown = for_readers(nb)
+    assert shown.cells[0].cell_type == "markdown"
+    assert (
+        "- `n_train = 80`" in shown.cells[0].source and "# Parameters" not in shown.cells[0].source
+    )
+    assert [o.get("name", o["output_type"]) for o in shown.cells[1].outputs] == ["stdout", "error"]

@@ -303,7 +303,9 @@ def test_a_garbage_answer_is_a_reported_failure_never_a_crash_or_a_cache_entry(
 def test_a_non_string_answer_cached_by_an_older_run_is_asked_again(tmp_path, garbage_url):
     path = tmp_path / "c.jsonl"
     messages = prompt_spec().messages("I am grateful #0")
-    key = predict.PredictionCache.key("good", messages, predict.sampling_params(0))
+    key = predict.PredictionCache.key(
+        "good", messages, predict.sampling_params(0, spec=prompt_spec())
+    )
     path.write_text(
         json.dumps(
             {"key": key, "content": 7, "usage": {"prompt_tokens": 1, "completion_tokens": 1}}
@@ -324,7 +326,7 @@ def test_a_stopped_server_is_reported_down_after_a_few_attempts_and_the_cache_is
     kept = frame(200).iloc[:2]
     for text in kept["text"]:
         key = predict.PredictionCache.key(
-            BASE, prompt_spec().messages(text), predict.sampling_params(0)
+            BASE, prompt_spec().messages(text), predict.sampling_params(0, spec=prompt_spec())
         )
         cache.put(
             key,

@@ -27,6 +27,8 @@ PARAMS = [
     "n_seeds=3",
     "-p",
     "seed=3",
+    "-p",
+    "base_model=stand-in",
 ]
 
 

@@ -111,6 +111,8 @@ def test_emotune_run_executes_01_with_parameters(tmp_path, mirror, capfd):
             "seed=7",
             "-p",
             "n_eval=80",
+            "-p",
+            "base_model=stand-in",
             "--to",
             "01",
         ]
@@ -209,3 +211,21 @@ def test_ci_calls_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in readme and ci.strip().splitlines()[-1] == "make test"
+
+
+def test_the_default_run_is_sized_for_the_twelve_minute_budget():
+    """The sizes the default run was measured at (benchmarks/RESULTS.md: 300 comments x 2 epochs
+    trained in under 4 minutes, two passes of 1,000 answers in under 6, 10.3 minutes in all on 2
+    cores); a larger default would need measuring again."""
+    from emotune.local.trainers.open_weights import OpenWeightsTrainer
+    from emotune.providers.local import LocalProvider
+    from emotune.stages.passes import evaluation_passes
+
+    p = DEFAULT_PARAMETERS
+    assert p["base_model"] == "auto" and LocalProvider.default_base_model == "smollm2-135m-instruct"
+    assert p["n_epochs"] == "auto" and p["batch_size"] == "auto" and p["n_seeds"] == 1
+    assert p["n_train"] * OpenWeightsTrainer.auto_epochs <= 600
+    assert p["n_validation"] <= 64 and p["n_eval"] == 1000
+    passes = evaluation_passes(LocalProvider(None, ""), "smollm2-135m-instruct")
+    assert not passes.base_on_training_prompt and not passes.batch_check  # two passes, not four
+    assert evaluation_passes(LocalProvider(None, ""), "stand-in").batch_check

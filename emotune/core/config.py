@@ -11,6 +11,8 @@ Environment variables:
   for the local backend (off by default).
 - ``OPENAI_API_KEY``, ``OPENAI_BASE_URL``: read only to decide and build the client; never stored.
 - ``TIKTOKEN_CACHE_DIR``: where tiktoken finds its encodings offline (read by tiktoken itself).
+- ``EMOTUNE_REPLAY``: set (``make notebooks``, ``make refresh-notebooks``) when the notebooks replay a
+  recorded run: every upload, job, batch and answer must come from the recording, never be made anew.
 """
 
 from __future__ import annotations
@@ -79,6 +81,26 @@ def fault_settings() -> dict[str, float]:
         "fail_429": float(env("EMOTUNE_LOCAL_FAIL_429", "0")),
         "fail_500": float(env("EMOTUNE_LOCAL_FAIL_500", "0")),
     }
+
+
+REPLAY_ENV = "EMOTUNE_REPLAY"
+
+
+def replaying() -> bool:
+    """Whether the notebooks replay a recorded run (``EMOTUNE_REPLAY``)."""
+    return (env(REPLAY_ENV) or "").strip().lower() in ("1", "true", "yes")
+
+
+def refuse_in_replay(what: str) -> None:
+    """Raise when a replay would have to make ``what`` anew: the recording does not hold it."""
+    if replaying():
+        from .errors import ConfigError
+
+        raise ConfigError(
+            f"replaying a recorded run ({REPLAY_ENV}=1), but {what} is not in the recording: "
+            "the notebooks ask for something the recorded run did not; re-record them with "
+            "`make refresh-notebooks`"
+        )
 
 
 # set while ``emotune run`` executes notebooks: kernels started inside inherit it

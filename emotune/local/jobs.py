@@ -186,9 +186,9 @@ class Jobs:
             return True
 
     @staticmethod
-    def _resolve_hp(hp: dict, n_examples: int) -> dict:
+    def _resolve_hp(hp: dict, n_examples: int, trainer) -> dict:  # auto epochs: the trainer's
         return {
-            "n_epochs": default_epochs(n_examples)
+            "n_epochs": getattr(trainer, "auto_epochs", None) or default_epochs(n_examples)
             if hp["n_epochs"] == "auto"
             else int(hp["n_epochs"]),
             "batch_size": max(8, min(256, n_examples // 500))
@@ -261,7 +261,8 @@ class Jobs:
                     },
                 )
             return
-        hp = self._resolve_hp(job["hyperparameters"], len(train.texts))
+        trainer = trainers.trainer_for(job["model"])
+        hp = self._resolve_hp(job["hyperparameters"], len(train.texts), trainer)
         if not self._advance(
             job_id,
             status="queued",
@@ -270,7 +271,6 @@ class Jobs:
         ):
             return
         self.store.add_event(job_id, "Files validated, moving job to queued state")
-        trainer = trainers.trainer_for(job["model"])
         started = time.time()
         if not self._advance(job_id, status="running"):
             return

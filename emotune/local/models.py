@@ -15,7 +15,9 @@ OWNER = "emotune-local"
 # by dated name and by alias (the catalogue is the one home of that list).
 _FINE_TUNABLE = load_catalog().fine_tunable()
 ALIASES = {k: v for k, v in _FINE_TUNABLE.items() if k != v}
-CATALOGUE = tuple(sorted(set(_FINE_TUNABLE.values())))
+# The classical stand-in's own name (not an LLM): quick rehearsals and tests, free of OpenAI's dates
+STAND_IN = "stand-in"
+CATALOGUE = (STAND_IN, *sorted(set(_FINE_TUNABLE.values())))
 
 
 class Models:
@@ -32,7 +34,8 @@ class Models:
         )  # one load at a time: concurrent requests for a new model wait for it
 
     def resolve(self, name: str) -> str:
-        """The dated snapshot behind an alias (``gpt-4o-mini`` -> ``gpt-4o-mini-2024-07-18``)."""
+        """The dated snapshot behind an alias (``gpt-4o-mini`` -> ``gpt-4o-mini-2024-07-18``); the
+        catalogue's names and ``stand-in`` are all answered by the classical stand-in."""
         return ALIASES.get(name, name)
 
     def list(self) -> list[dict]:

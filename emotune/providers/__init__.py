@@ -32,6 +32,7 @@ __all__ = [
     "Provider",
     "connect",
     "provider_names",
+    "resolve_base_model",
     "stop_local_servers",
 ]
 
@@ -80,6 +81,23 @@ def _choose(backend: str | None) -> str:
     ):  # paid runs are asked for by name: a key in the environment alone never picks OpenAI
         choice = "compatible" if url and urlparse(url).hostname not in OPENAI_HOSTS else "local"
     return choice  # "openai" with another OPENAI_BASE_URL is OpenAI through that gateway
+
+
+def resolve_base_model(base_model: str, backend: str | None = "auto") -> str:
+    """The model to fine-tune: ``base_model`` itself, or for ``auto`` the chosen backend's default
+    (the local backend's is SmolLM2-135M-Instruct, a real LLM, which needs the open-weights extra)."""
+    if base_model not in ("", "auto"):
+        return base_model
+    name = _choose(backend)
+    model = _provider_class(name).default_base_model
+    if model is None:
+        raise ConfigError(
+            f"base_model=auto: the {name} backend has no default model; name the model to "
+            "fine-tune (-p base_model=NAME)"
+        )
+    if issubclass(_provider_class(name), LocalProvider):
+        LocalProvider.require_default_model()
+    return model
 
 
 def _share_label_set(run) -> None:

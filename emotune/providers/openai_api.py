@@ -18,6 +18,7 @@ class OpenAIProvider(Provider):
     fine_tuning = True
     batches = True
     lifecycle_applies = True
+    default_base_model = "gpt-4.1-mini-2025-04-14"
 
     def describe(self, model: str | None = None) -> str:
         return f"OpenAI backend: {self.base_url}" + (f"; model {model}" if model else "")

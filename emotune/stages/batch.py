@@ -13,11 +13,11 @@ from collections.abc import Callable
 
 import pandas as pd
 
+from ..core import config
 from ..core.errors import BackendError, ConfigError
 from ..core.manifest import BatchRecord
 from ..core.prompts import PromptSpec, prompt_spec
 from .predict import (
-    MAX_COMPLETION_TOKENS,
     PredictionCache,
     Predictions,
     _assemble,
@@ -52,6 +52,7 @@ def upload_batch(client, run, model: str, raw: bytes, key: str):
     known = run.read(BatchRecord, key, required=False)
     if known is not None and known.sha256 == sha and known.batch_id:
         return client.batches.retrieve(known.batch_id)
+    config.refuse_in_replay(f"a batch of {model}")
     upload = client.files.create(
         file=(f"{run.name}-batch-{key}-{sha[:16]}.jsonl", raw), purpose="batch"
     )
@@ -128,7 +129,7 @@ def classify_batch(
     spec: PromptSpec | None = None,
     seed: int = 0,
     temperature: float = 0.0,
-    max_completion_tokens: int = MAX_COMPLETION_TOKENS,
+    max_completion_tokens: int | None = None,
     poll_s: float = 1.0,
     max_poll_s: float = 60.0,
     timeout_s: float = 25 * 3600,
@@ -146,7 +147,7 @@ def classify_batch(
         conn.client, batch, poll_s=poll_s, max_poll_s=max_poll_s, timeout_s=timeout_s, sleep=sleep
     )
     cached_before, fresh, failures = collect_batch(
-        conn.client, batch, model, items, cache, max_completion_tokens
+        conn.client, batch, model, items, cache, params["max_completion_tokens"]
     )
     run.put(
         BatchRecord(

@@ -75,6 +75,8 @@ def plan_costs(
     path exceeds ``budget_usd``.
     """
     pricing = provider.pricing(base_model)
+    if n_epochs == "auto":  # as the job will resolve it on this provider
+        n_epochs = provider.auto_epochs(base_model) or "auto"
     estimate = estimate_training(train.tokens, pricing, n_epochs)
     samples = run.read(SamplesRecord)
     n_eval = int((samples.eval or {}).get("rows", 0))

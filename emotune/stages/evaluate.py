@@ -15,7 +15,6 @@ from ..core.prompts import PromptSpec
 from ..core.roles import Role
 from ..core.taxonomy import Taxonomy
 from .baselines import gold_labels  # noqa: F401  (evaluate.gold_labels)
-from .batch import classify_batch
 from .metrics import to_matrix
 from .predict import PredictionCache, Predictions, classify
 from .statistics import N_RESAMPLES, Comparison, LabelSets, bca_intervals, compare, holm
@@ -23,7 +22,6 @@ from .statistics import N_RESAMPLES, Comparison, LabelSets, bca_intervals, compa
 CACHE_FILE = "predictions/cache.jsonl"
 BASE_ON_TRAINING_PROMPT = Role.BASE_ON_TRAINING_PROMPT
 COMPARED_METRICS = ("macro_f1", "macro_f1_supported", "micro_f1")
-BATCH_CHECK_FILE = "predictions/batch-check.jsonl"
 
 
 def open_cache(run) -> PredictionCache:
@@ -95,6 +93,18 @@ def error_analysis(frame: pd.DataFrame, gold, base, tuned, k: int = 8) -> pd.Dat
     return pd.concat(
         [out[out.change == "fixed"].head(k), out[out.change == "broke"].head(k)], ignore_index=True
     )
+
+
+def side_by_side(
+    frame: pd.DataFrame, gold, predictions: dict[str, Predictions], baseline, k: int = 15
+) -> pd.DataFrame:
+    """The first ``k`` comments with their gold labels, each model's raw answer as it came back,
+    and the free baseline's labels: what the scores are made of."""
+    rows = {"comment": frame["text"].head(k), "gold": [", ".join(g) for g in gold[:k]]}
+    for name, p in predictions.items():
+        rows[f"{name}: raw answer"] = p.frame["answer"].head(k).tolist()
+    rows[f"{Role.FREE_BASELINE}: labels"] = [", ".join(b) for b in baseline[:k]]
+    return pd.DataFrame({c: list(v) for c, v in rows.items()})
 
 
 USD_ONLINE_COLUMN = "USD per 1,000 (online)"
@@ -205,32 +215,6 @@ def cost_axis(cost: CostTable) -> str:
     """The column a cost-vs-quality plot puts on its x axis: dollars where priced, else compute
     seconds."""
     return USD_ONLINE_COLUMN if cost.priced else COMPUTE_COLUMN
-
-
-def batch_agreement(
-    conn,
-    run,
-    model: str,
-    frame: pd.DataFrame,
-    online: list[list[str]],
-    *,
-    spec: PromptSpec,
-    seed: int,
-) -> str:
-    """Ask ``model`` again through the Batch API (where the provider has one) and say how often
-    it agrees
-    online."""
-    if not conn.batches:
-        return (
-            f"the {conn.kind} provider has no Batch API: skipped "
-            "(online answers only, no batch request sent)"
-        )
-    cache = PredictionCache(run.file(BATCH_CHECK_FILE))
-    via_batch = classify_batch(
-        conn, run, model, frame, key=Role.FINE_TUNED, cache=cache, spec=spec, seed=seed
-    )
-    same = sum(a == b for a, b in zip(via_batch.labels(), online, strict=True))
-    return f"batch and online answers agree on {same} of {len(frame)} comments"
 
 
 # the verdict's family: fine-tune vs base and vs the baseline on macro-F1

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..core import config
 from ..core.errors import ConfigError, JobError, LifecycleError
 from ..core.manifest import EstimateRecord, JobRecord, SeedJobRecord, UploadRecord
 from ..core.openai_spec import JOB_TERMINAL
@@ -80,6 +81,7 @@ def upload_once(
         if match is not None:
             record = Upload(key, match.id, sha, size, filename, "reused (found on server)")
     if record is None:
+        config.refuse_in_replay(f"an upload of {filename}")
         created = client.files.create(file=(filename, path.read_bytes()), purpose=purpose)
         record = Upload(key, created.id, sha, size, filename, "uploaded")
     run.put(UploadRecord(file_id=record.file_id, sha256=sha, bytes=size, filename=filename), key)
@@ -167,6 +169,7 @@ def launch_or_resume(
         what = "training" if runs == 1 else f"training {runs} runs (n_seeds)"
         check_budget(runs * float(estimate.training_usd), budget_usd, what)
     provider.check_can_fine_tune(base_model, today)
+    config.refuse_in_replay(f"a fine-tuning job on {base_model}")
     hp = _hyperparameters(n_epochs, batch_size, learning_rate_multiplier)
     try:
         job = client.fine_tuning.jobs.create(
@@ -328,7 +331,7 @@ def trained_base_model(run, asked: str) -> str:
     error, since
     comparing a fine-tune with a model it was not trained from answers nothing."""
     job = run.read(JobRecord)
-    if job.base_model and asked and job.base_model != asked:
+    if job.base_model and asked not in ("", "auto") and job.base_model != asked:
         raise ConfigError(
             f"the fine-tuned model of run {run.name!r} was trained from {job.base_model}, but "
             "this notebook "

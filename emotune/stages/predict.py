@@ -16,13 +16,26 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..core import config
 from ..core.prompts import PromptSpec, parse_answer, prompt_spec
 from ..core.taxonomy import Taxonomy
 from .ratelimit import Limiter
 from .requests import RequestLoop
 
 DEFAULT_CONCURRENCY = None  # adaptive (emotune.ratelimit); an int caps the requests in flight
+# Answer tokens asked of every model compared: enough for five labels in the format (a JSON answer spells
+# out its brackets and quotes). A model that chats instead of answering is cut there, the same for all.
 MAX_COMPLETION_TOKENS = 60
+ANSWER_TOKENS = {"comma": 24, "json": MAX_COMPLETION_TOKENS}
+
+
+def answer_tokens(spec: PromptSpec | None) -> int:
+    """The completion-token cap for answers in ``spec``'s label format."""
+    return (
+        ANSWER_TOKENS.get(spec.label_format, MAX_COMPLETION_TOKENS)
+        if spec
+        else MAX_COMPLETION_TOKENS
+    )
 
 
 def _usable(rec) -> bool:
@@ -121,7 +134,7 @@ class Predictions:
 def sampling_params(
     seed: int,
     temperature: float = 0.0,
-    max_completion_tokens: int = MAX_COMPLETION_TOKENS,
+    max_completion_tokens: int | None = None,
     spec: PromptSpec | None = None,
 ) -> dict:
     """The same sampling parameters for every model compared; a JSON answer format also sends its
@@ -130,7 +143,7 @@ def sampling_params(
     params = {
         "temperature": temperature,
         "seed": seed,
-        "max_completion_tokens": max_completion_tokens,
+        "max_completion_tokens": max_completion_tokens or answer_tokens(spec),
     }
     if spec is not None and spec.label_format == "json":
         params["response_format"] = spec.taxonomy.response_format()
@@ -208,7 +221,7 @@ def classify(
     seed: int = 0,
     temperature: float = 0.0,
     concurrency: int | None = DEFAULT_CONCURRENCY,
-    max_completion_tokens: int = MAX_COMPLETION_TOKENS,
+    max_completion_tokens: int | None = None,
     progress: bool = True,
     limiter: Limiter | None = None,
 ) -> Predictions:
@@ -225,6 +238,7 @@ def classify(
     todo = [item for item in items if item[2] not in cached]
     if not todo:
         return _assemble(model, items, cache, cached, {}, spec.taxonomy, 0)
+    config.refuse_in_replay(f"{len(todo)} of {len(items)} answers of {model}")
     max_tokens = int(params.get("max_completion_tokens", MAX_COMPLETION_TOKENS))
     loop = RequestLoop(
         conn, model, params, cache, max_tokens=max_tokens, concurrency=concurrency, limiter=limiter

@@ -56,7 +56,8 @@ def main(job_dir: str) -> int:
     accumulation = math.ceil(batch / micro)
     steps_per_epoch = math.ceil(len(train) / (micro * accumulation))
     total = steps_per_epoch * int(hp["n_epochs"])
-    gpu = torch.cuda.is_available()
+    mps = getattr(torch.backends, "mps", None)
+    gpu = torch.cuda.is_available() or bool(mps is not None and mps.is_available())
     args = SFTConfig(
         output_dir=str(root / "checkpoints"),
         num_train_epochs=int(hp["n_epochs"]),
@@ -69,7 +70,7 @@ def main(job_dir: str) -> int:
         data_seed=seed,
         logging_steps=1,
         eval_strategy="steps" if valid is not None else "no",
-        eval_steps=max(1, total // 10),
+        eval_steps=max(1, total // 5),  # five validation points: each costs a pass over it
         save_strategy="epoch",
         save_only_model=True,
         report_to=[],
