@@ -173,3 +173,65 @@ def test_batches_share_the_system_prompts_cache_and_answer_as_one_at_a_time(smol
     )  # one copy
     assert [a[0] for a in together] == [a[0] for a in alone]
     assert all(a[3] == "stop" and parse_answer(a[0], "goemotions").ok for a in together)
+
+
+def test_a_bf16_and_a_float32_fine_tune_answer_the_same_label_sets(smollm2, tmp_path):
+    """The same LoRA job trained in bf16 and in float32 (a few steps at the recipe's learning rate),
+    then asked in one batch: the label sets agree (measured: 4 of 4), and the job records which
+    number format it trained in."""
+    from emotune.core.prompts import parse_answer, prompt_spec
+    from emotune.local.trainers import precision
+
+    spec = prompt_spec("compact", "comma", "goemotions")
+    rows = [
+        ("thank you so much for this", ["gratitude"]),
+        ("that is hilarious lol", ["amusement"]),
+        ("I am furious about this", ["anger"]),
+        ("it is a table", ["neutral"]),
+    ] * 4
+    data = "".join(
+        json.dumps(render_example(t, labels, style=spec)) + "\n" for t, labels in rows
+    ).encode()
+    texts = ["thanks a lot!", "lol that is so funny", "this makes me so angry", "the sky is blue"]
+    answers = {}
+    with LocalServer(tmp_path / "state") as srv:
+        c = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0, timeout=300)
+        train = c.files.create(file=("t.jsonl", data), purpose="fine-tune").id
+        for dtype in ("float32", "bfloat16"):
+            precision.configure(dtype)
+            try:
+                job = c.fine_tuning.jobs.create(
+                    model=NAME,
+                    training_file=train,
+                    seed=0,
+                    suffix=dtype[:4],
+                    hyperparameters={"n_epochs": 2, "batch_size": 8},
+                )
+                job = wait_job(c, job.id, 600)
+                assert job.status == "succeeded", job.error
+                request = json.loads(
+                    next(
+                        (tmp_path / "state" / "training").glob(f"{job.id}/request.json")
+                    ).read_text()
+                )
+                assert request["dtype"] == dtype  # what the worker trained in
+                with ThreadPoolExecutor(4) as pool:  # one batch on the server
+                    replies = list(
+                        pool.map(
+                            lambda t, model=job.fine_tuned_model: c.chat.completions.create(
+                                model=model,
+                                messages=spec.messages(t),
+                                max_completion_tokens=12,
+                                temperature=0,
+                            ),
+                            texts,
+                        )
+                    )
+            finally:
+                precision.configure("auto")
+            answers[dtype] = [
+                set(parse_answer(r.choices[0].message.content, spec.taxonomy).labels)
+                for r in replies
+            ]
+    same = sum(a == b for a, b in zip(answers["float32"], answers["bfloat16"], strict=True))
+    assert same >= len(texts) - 1, answers
