@@ -78,3 +78,25 @@ def test_saving_needs_a_finished_run_and_restoring_needs_a_recording(tmp_path):
         save_recording(tmp_path / "nowhere", tmp_path / "out")
     with pytest.raises(ConfigError, match="not a recording"):
         restore_recording(tmp_path / "nowhere", tmp_path / "out")
+
+
+def test_the_readme_quotes_the_recorded_run_it_shows():
+    """The README's results are the recorded run's own: its headline line verbatim, its verdict, its
+    differences and training time (so a re-recording that changes them fails until the README does)."""
+    from emotune.recording import default_recording
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text("utf-8")
+    manifest = json.loads((default_recording() / "manifest.json").read_text("utf-8"))
+    verdict = manifest["evaluation"]["verdict"]
+    assert f"> {verdict['headline']}" in readme
+    assert f"Verdict: **{verdict['answer']}**" in readme
+    vs_free = next(
+        c
+        for c in verdict["comparisons"]
+        if c["comparison"] == "fine-tuned - free baseline" and c["metric"] == "macro_f1"
+    )
+    assert f"{vs_free['difference']:+.3f} macro-F1" in readme
+    assert f"p = {vs_free['p (Holm, within family)']:.4f}" in readme
+    assert f"({vs_free['95% CI low (unadjusted)']:+.3f})" in readme
+    assert f"{manifest['job']['training_seconds']} s of training" in readme
+    assert f"{manifest['parameters']['n_train']} training comments" in readme
