@@ -133,6 +133,29 @@ def test_sampling_is_deterministic_and_seed_dependent(train_frame):
     assert a["id"].is_unique
 
 
+def test_balanced_sampling_evens_out_the_labels_and_is_seeded(train_frame):
+    a = sampling.balanced_sample(train_frame, 300, seed=3, n_labels=28)
+    b = sampling.balanced_sample(train_frame, 300, seed=3, n_labels=28)
+    assert len(a) == 300 and a["id"].is_unique and a["id"].tolist() == b["id"].tolist()
+    rows = sampling.multi_hot(a["labels"].tolist(), 28).sum(axis=0)
+    quota = -(-300 // 28)  # 11: every label of GoEmotions has more rows than that
+    assert rows.min() >= quota and rows[27] <= 3 * quota  # neutral (27): 33 of 300, not a third
+    stratified = sampling.stratified_sample(train_frame, 300, seed=3, n_labels=28)
+    assert sampling.multi_hot(stratified["labels"].tolist(), 28).sum(axis=0)[27] > 80
+    # only the training sample is balanced; an unknown way is refused by name
+    with pytest.raises(DataError, match="train_sampling='even'"):
+        sampling._train_sample(train_frame, 30, seed=0, n_labels=28, how="even")
+
+
+def test_balanced_sampling_takes_all_of_a_rare_label_and_fills_up_at_random():
+    frame = pd.DataFrame(
+        {"text": [f"t{i}" for i in range(40)], "labels": [[0]] * 2 + [[1]] * 38, "id": range(40)}
+    )
+    sample = sampling.balanced_sample(frame, 20, seed=0, n_labels=2)
+    labels = sampling.multi_hot(sample["labels"].tolist(), 2).sum(axis=0)
+    assert len(sample) == 20 and labels[0] == 2 and labels[1] == 18
+
+
 def test_sampling_keeps_label_shares_within_tolerance(train_frame):
     sample = sampling.stratified_sample(train_frame, 1000, seed=7, n_labels=28)
     table = sampling.support_table(train_frame, sample, GOEMOTIONS)

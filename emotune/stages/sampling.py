@@ -10,6 +10,8 @@ from ..core.taxonomy import Taxonomy
 
 # OpenAI rejects a training or validation file with fewer examples (fine-tuning guide, checked 2026-11).
 MIN_EXAMPLES = 10
+# How the training comments are drawn: each label's share as in the population, or as even as the data allows
+TRAIN_SAMPLING = ("stratified", "balanced")
 
 
 def multi_hot(label_lists, n_labels: int) -> np.ndarray:
@@ -38,6 +40,46 @@ def stratified_sample(
     """
     chosen, _ = _split_indices(frame, n, seed=seed, n_labels=n_labels)
     return frame.iloc[chosen].reset_index(drop=True)
+
+
+def balanced_sample(
+    frame: pd.DataFrame, n: int, *, seed: int, n_labels: int | None = None
+) -> pd.DataFrame:
+    """n rows in which every label is carried by about n / (labels present) rows where the data has
+    them, so the majority label (``neutral``) no longer dominates what a model is trained on.
+
+    Labels are filled rarest first, each up to its quota, by seeded random draws among the rows that
+    carry it; a label with fewer rows gives all it has, and the rows left to reach n are drawn at random.
+    """
+    if not 0 < n <= len(frame):
+        raise DataError(f"cannot sample {n} rows from {len(frame)}", rule="sample-size")
+    y = multi_hot(frame["labels"].tolist(), _n_labels(frame, n_labels))
+    rng = np.random.default_rng(seed)
+    present = np.flatnonzero(y.sum(axis=0))
+    quota = -(-n // max(len(present), 1))
+    chosen: list[int] = []
+    taken = np.zeros(len(frame), dtype=bool)
+    for label in present[np.argsort(y[:, present].sum(axis=0), kind="stable")]:
+        have = int(y[chosen, label].sum()) if chosen else 0
+        candidates = np.flatnonzero((y[:, label] == 1) & ~taken)
+        pick = rng.permutation(candidates)[: max(0, min(quota - have, n - len(chosen)))]
+        chosen += pick.tolist()
+        taken[pick] = True
+    if len(chosen) < n:
+        rest = rng.permutation(np.flatnonzero(~taken))[: n - len(chosen)]
+        chosen += rest.tolist()
+    return frame.iloc[np.sort(chosen)].reset_index(drop=True)
+
+
+def _train_sample(
+    frame: pd.DataFrame, n: int, *, seed: int, n_labels: int | None, how: str
+) -> pd.DataFrame:
+    if how not in TRAIN_SAMPLING:
+        raise DataError(
+            f"train_sampling={how!r}: use one of {', '.join(TRAIN_SAMPLING)}", rule="train-sampling"
+        )
+    draw = balanced_sample if how == "balanced" else stratified_sample
+    return draw(frame, n, seed=seed, n_labels=n_labels)
 
 
 def _split_indices(
@@ -134,9 +176,10 @@ def make_samples(
     seed: int,
     n_labels: int | None = None,
     min_examples: int = MIN_EXAMPLES,
+    train_sampling: str = "stratified",
 ) -> dict[str, pd.DataFrame]:
     """Stratified, seeded samples: train from train, validation from the validation split, eval
-    from test.
+    from test (``train_sampling="balanced"`` evens out the labels of the training sample only).
 
     Only the eval sample touches the test split, and only notebook 05 reads it. A size of 0 takes the whole
     split. A training or validation sample below OpenAI's minimum of 10 examples is an error.
@@ -166,13 +209,24 @@ def make_samples(
                 rule="sample-size",
             )
     return {
-        name: stratified_sample(frames[name], n or len(frames[name]), seed=seed, n_labels=n_labels)
+        name: _train_sample(
+            frames[name], n or len(frames[name]), seed=seed, n_labels=n_labels, how=train_sampling
+        )
+        if name == "train"
+        else stratified_sample(frames[name], n or len(frames[name]), seed=seed, n_labels=n_labels)
         for name, (_, n) in plan.items()
     }
 
 
 def baseline_draws(
-    dd, *, n_draws: int, n_train: int, n_validation: int, seed: int, n_labels: int | None = None
+    dd,
+    *,
+    n_draws: int,
+    n_train: int,
+    n_validation: int,
+    seed: int,
+    n_labels: int | None = None,
+    train_sampling: str = "stratified",
 ) -> dict[int, dict[str, pd.DataFrame]]:
     """Further training and validation samples, drawn like the run's own with seeds ``seed + 1
     ...``.
@@ -184,10 +238,19 @@ def baseline_draws(
     sizes = {"train": n_train, "validation": n_validation}
     return {
         seed + k: {
-            name: stratified_sample(
-                frame, sizes[name] or len(frame), seed=seed + k, n_labels=n_labels
-            )
-            for name, frame in frames.items()
+            "train": _train_sample(
+                frames["train"],
+                sizes["train"] or len(frames["train"]),
+                seed=seed + k,
+                n_labels=n_labels,
+                how=train_sampling,
+            ),
+            "validation": stratified_sample(
+                frames["validation"],
+                sizes["validation"] or len(frames["validation"]),
+                seed=seed + k,
+                n_labels=n_labels,
+            ),
         }
         for k in range(1, n_draws + 1)
     }
