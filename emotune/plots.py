@@ -84,6 +84,13 @@ def _clipped(values: np.ndarray, quantile: float = 0.99) -> tuple[np.ndarray, fl
     return values[values <= cut], cut, int((values > cut).sum())
 
 
+def _integer_bins(low: float, high: float, most: int = 40) -> np.ndarray:
+    """Bin edges for whole numbers (token counts): each bin holds the same count of integers, so
+    none is empty by construction."""
+    width = max(1, int(np.ceil((high - low + 1) / most)))
+    return np.arange(np.floor(low) - 0.5, np.ceil(high) + width + 0.5, width)
+
+
 def plot_token_lengths(lengths: np.ndarray, model: str, title: str | None = None):
     """Share of comments by length in tokens, up to the 99th percentile (the longest 1% counted
     in the
@@ -91,7 +98,12 @@ def plot_token_lengths(lengths: np.ndarray, model: str, title: str | None = None
     lengths = np.asarray(lengths)
     shown, cut, beyond = _clipped(lengths)
     fig, ax = plt.subplots(figsize=(6, 3.2))
-    ax.hist(shown, bins=40, color="#8172b2", weights=np.full(len(shown), 100 / len(lengths)))
+    ax.hist(
+        shown,
+        bins=_integer_bins(shown.min(), cut),
+        color="#8172b2",
+        weights=np.full(len(shown), 100 / len(lengths)),
+    )
     ax.axvline(
         np.median(lengths), color="black", linestyle="--", label=f"median {int(np.median(lengths))}"
     )
@@ -141,14 +153,15 @@ def plot_token_distribution(
     everything = np.concatenate([np.asarray(t) for t in tokens_by_file.values()])
     _, cut, _ = _clipped(everything)
     fig, ax = plt.subplots(figsize=(6.5, 3.4))
-    bins = np.linspace(everything.min(), cut, 40)
-    for name, tokens in tokens_by_file.items():
+    bins = _integer_bins(everything.min(), cut)
+    for name, tokens in tokens_by_file.items():  # outlines, so overlapping files mix no colour
         tokens = np.asarray(tokens)
         shown = tokens[tokens <= cut]
         ax.hist(
             shown,
             bins=bins,
-            alpha=0.6,
+            histtype="step",
+            linewidth=1.6,
             weights=np.full(len(shown), 100 / len(tokens)),
             label=f"{name} (median {int(np.median(tokens))}; {int((tokens > cut).sum())} above {cut:.0f}, "
             f"max {tokens.max()})",

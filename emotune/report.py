@@ -70,6 +70,24 @@ def _headlines(manifest: dict) -> list[str]:
     return out
 
 
+def for_readers(nb):
+    """A notebook as a reader should see it: no stderr streams (progress bars, library chatter;
+    the console had them), and papermill's injected cell shown as a note of the parameters this run
+    set rather than as code."""
+    import nbformat
+
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.get("outputs", []) if o.get("name") != "stderr"]
+    for i, cell in enumerate(nb.cells):
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            lines = [x for x in cell.source.splitlines() if x.strip() and not x.startswith("#")]
+            note = "**Parameters this run set** (the rest are the defaults above):\n\n"
+            note += "\n".join(f"- `{x.strip()}`" for x in lines) if lines else "- none"
+            nb.cells[i] = nbformat.v4.new_markdown_cell(note)
+    return nb
+
+
 def render_html(run) -> Path:
     """Export ``<run>/notebooks/*.ipynb`` to ``<run>/html/`` with an ``index.html``; returns the
     index
@@ -82,7 +100,7 @@ def render_html(run) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     pages = []
     for nb_path in sorted(run.file("notebooks").glob("[0-9][0-9]_*.ipynb")):
-        body, _ = exporter.from_notebook_node(nbformat.read(nb_path, as_version=4))
+        body, _ = exporter.from_notebook_node(for_readers(nbformat.read(nb_path, as_version=4)))
         atomic_write_text(out_dir / f"{nb_path.stem}.html", body)
         pages.append(nb_path.stem)
     manifest = run.manifest()

@@ -180,3 +180,19 @@ def test_cli_validate_exit_codes(tmp_path, capsys):
     assert cli.main(["validate", str(good), "--model", MODEL]) == 0
     assert cli.main(["validate", str(bad), "--model", MODEL]) == 1
     assert "bad.jsonl:3: error [invalid_json]" in capsys.readouterr().out
+
+
+def test_the_rule_codes_notebook_03_names_are_the_rules_codes():
+    import json
+    import re
+    from pathlib import Path
+
+    from emotune.core.file_rules import RULES_BY_CODE
+
+    nb = Path(__file__).resolve().parents[1] / "notebooks" / "03_validate_cost.ipynb"
+    cells = json.loads(nb.read_text("utf-8"))["cells"]
+    text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    named = set(re.findall(r"^- `([a-z_]+)`", text, re.M)) | set(
+        re.findall(r"\bor `([a-z_]+)`", text)
+    )
+    assert named and named <= set(RULES_BY_CODE), named - set(RULES_BY_CODE)
