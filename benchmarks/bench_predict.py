@@ -38,7 +38,7 @@ def main() -> None:
     dd = data.load().dataset
     train, test = data.to_frame(dd["train"]), data.to_frame(dd["test"])
     with tempfile.TemporaryDirectory() as tmp:
-        conn = backend.connect("local", state_dir=Path(tmp) / "state", announce=False)
+        conn = backend.connect("local", state_dir=Path(tmp) / "state")
         raw = "".join(
             json.dumps(examples.render_example(t, GOEMOTIONS.names(ids))) + "\n"
             for t, ids in zip(train["text"], train["labels"], strict=True)

@@ -211,7 +211,7 @@ SCRIPT = textwrap.dedent("""
     from emotune import Run, connect
     from emotune.stages import finetune
     run = Run(sys.argv[1])
-    conn = connect("local", state_dir=sys.argv[2], announce=False)
+    conn = connect("local", state_dir=sys.argv[2])
     finetune.upload_training_files(conn, run)
     rec = finetune.launch_or_resume(conn, run, base_model="gpt-4.1-mini-2025-04-14",
                                     seed=1, budget_usd=5.0, n_epochs=25, batch_size=1)
@@ -243,7 +243,7 @@ def test_killing_the_process_mid_job_and_running_again_resumes_the_same_job(tmp_
         job_id
         and json.loads((state / "jobs" / f"{job_id}.json").read_text())["status"] == "running"
     )
-    conn = providers.connect("local", state_dir=state, announce=False)
+    conn = providers.connect("local", state_dir=state)
     try:
         again = finetune.launch_or_resume(conn, run, base_model=BASE, seed=1, budget_usd=5.0)
         assert again.action == "resumed (manifest)" and again.id == job_id

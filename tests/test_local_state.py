@@ -31,7 +31,7 @@ def test_another_process_attaches_to_the_running_server(tmp_path):
     with LocalServer(tmp_path / "s") as srv:
         script = textwrap.dedent(f"""
             from emotune import connect
-            conn = connect("local", state_dir={str(tmp_path / "s")!r}, announce=False)
+            conn = connect("local", state_dir={str(tmp_path / "s")!r})
             print(conn.base_url)
             print(conn.client.models.retrieve("gpt-4o-mini").id)
         """)

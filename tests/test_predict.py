@@ -41,7 +41,7 @@ def stop_servers():
 
 
 def conn_for(state, **faults):
-    return backend.connect("local", state_dir=state, announce=False, **faults)
+    return backend.connect("local", state_dir=state, **faults)
 
 
 def test_faults_lose_no_prediction_and_failures_never_become_labels(tmp_path):
@@ -55,9 +55,7 @@ def test_faults_lose_no_prediction_and_failures_never_become_labels(tmp_path):
 
 
 def test_a_request_that_keeps_failing_is_reported_not_labelled(tmp_path):
-    conn = backend.connect(
-        "local", state_dir=tmp_path / "s", announce=False, max_retries=0, fail_500=1.0
-    )
+    conn = backend.connect("local", state_dir=tmp_path / "s", max_retries=0, fail_500=1.0)
     cache = predict.PredictionCache(tmp_path / "cache.jsonl")
     out = predict.classify(conn, BASE, frame(5), cache=cache, progress=False)
     assert len(out.frame) == 0 and len(out.failures) == 5 and len(cache) == 0
@@ -74,9 +72,7 @@ def test_a_failure_kind_says_whether_the_request_is_asked_again_now_and_in_the_n
 def test_a_server_error_is_asked_again_in_every_round(tmp_path):
     from emotune.stages.requests import ROUNDS
 
-    conn = backend.connect(
-        "local", state_dir=tmp_path / "s", announce=False, max_retries=0, fail_500=1.0
-    )
+    conn = backend.connect("local", state_dir=tmp_path / "s", max_retries=0, fail_500=1.0)
     out = predict.classify(
         conn, BASE, frame(4), cache=predict.PredictionCache(tmp_path / "c.jsonl")
     )
@@ -116,7 +112,7 @@ SCRIPT = textwrap.dedent("""
     import sys, pandas as pd
     from emotune.stages import predict
     from emotune import providers as backend
-    conn = backend.connect("local", state_dir=sys.argv[1], announce=False, latency_ms=50)
+    conn = backend.connect("local", state_dir=sys.argv[1], latency_ms=50)
     cache = predict.PredictionCache(sys.argv[2])
     ids = range(400)
     texts = pd.DataFrame({"id": [f"c{i}" for i in ids], "text": [f"I am grateful #{i}" for i in ids]})

@@ -34,37 +34,33 @@ def test_auto_without_a_key_starts_the_local_backend_and_records_it(tmp_path, ca
     assert conn.client.models.retrieve("gpt-4o-mini").id == "gpt-4o-mini"
     assert run.read(BackendRecord).kind == "local" and run.read(BackendRecord).fine_tuning is True
     # one server per state directory per process
-    assert (
-        providers.connect("local", state_dir=tmp_path / "s", announce=False).server is conn.server
-    )
+    assert providers.connect("local", state_dir=tmp_path / "s").server is conn.server
 
 
 def test_an_exported_key_alone_never_picks_the_paid_backend(tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-sentinel-456")
-    conn = providers.connect("auto", state_dir=tmp_path / "s", announce=False)
+    conn = providers.connect("auto", state_dir=tmp_path / "s")
     assert isinstance(conn, LocalProvider) and conn.client.api_key == LOCAL_API_KEY
 
 
 def test_a_real_key_never_reaches_the_local_backend(tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-sentinel-123")
-    conn = providers.connect("local", state_dir=tmp_path / "s", announce=False)
+    conn = providers.connect("local", state_dir=tmp_path / "s")
     assert conn.client.api_key == LOCAL_API_KEY
     assert "sk-test" not in conn.describe() and "sk-test" not in json.dumps(conn.record())
 
 
 def test_openai_needs_a_key_and_another_base_url_is_a_compatible_server(monkeypatch):
     with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
-        providers.connect("openai", announce=False)
+        providers.connect("openai")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key")
-    assert isinstance(providers.connect("openai", announce=False), OpenAIProvider)
+    assert isinstance(providers.connect("openai"), OpenAIProvider)
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
-    conn = providers.connect("auto", announce=False)
+    conn = providers.connect("auto")
     assert isinstance(conn, CompatibleProvider) and conn.base_url.startswith(
         "http://127.0.0.1:9/v1"
     )
-    gateway = providers.connect(
-        "openai", announce=False
-    )  # named: OpenAI through that gateway, priced
+    gateway = providers.connect("openai")  # named: OpenAI through that gateway, priced
     assert isinstance(gateway, OpenAIProvider) and gateway.base_url.startswith(
         "http://127.0.0.1:9/v1"
     )
@@ -94,7 +90,7 @@ def test_capabilities_and_pricing_by_provider():
 
 
 def test_async_client_shares_settings(tmp_path):
-    conn = providers.connect("local", state_dir=tmp_path / "s", announce=False)
+    conn = providers.connect("local", state_dir=tmp_path / "s")
     aclient = conn.async_client()
     assert (
         isinstance(aclient, openai.AsyncOpenAI)
@@ -113,7 +109,7 @@ def test_a_provider_added_by_catalogue_entry(tmp_path, monkeypatch):
     monkeypatch.setenv("EMOTUNE_PROVIDERS", str(entries))
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
     assert "mine" in providers.provider_names()
-    assert providers.connect("mine", announce=False).record()["kind"] == "mine"
+    assert providers.connect("mine").record()["kind"] == "mine"
 
 
 def test_emotune_serve_runs_standalone(tmp_path):

@@ -117,7 +117,6 @@ def connect(
     state_dir: str | Path | None = None,
     max_retries: int = DEFAULT_MAX_RETRIES,
     timeout: float = DEFAULT_TIMEOUT_S,
-    announce: bool = True,
     run=None,
     **local_options,
 ) -> Provider:
@@ -127,7 +126,8 @@ def connect(
     ``state_dir`` is where the local backend keeps files, jobs and models (default: the run directory's
     ``local-backend/``). ``local_options`` go to the local server (fault injection: ``latency_ms``,
     ``fail_429``, ``fail_500``; defaults from ``EMOTUNE_LOCAL_*``). With ``run``, the provider (kind, URL and
-    capabilities, never the key) is recorded in the run's manifest.
+    capabilities, never the key) is recorded in the run's manifest. It prints nothing:
+    ``provider.describe()`` says what answers.
     """
     import openai
 
@@ -163,6 +163,4 @@ def connect(
         from ..core.manifest import BackendRecord
 
         run.put(BackendRecord(**provider.record()))
-    if announce:
-        print(provider.describe())
     return provider
