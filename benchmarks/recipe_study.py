@@ -24,10 +24,10 @@ from pathlib import Path
 RECIPES: dict[str, dict[str, str]] = {
     "default, 2 training draws": {"n_seeds": "2"},
     "LR 2e-4 (multiplier 0.1)": {"learning_rate_multiplier": "0.1"},
+    "balanced training sample": {"train_sampling": "balanced"},
     "JSON answers": {"label_format": "json"},
     "3 epochs": {"n_epochs": "3"},
     "1,000 training comments": {"n_train": "1000"},
-    "balanced training sample": {"train_sampling": "balanced"},
 }
 # a recipe that only adds training draws to the default resumes a finished default run (--default-from)
 RESUMES = {"default, 2 training draws"}
