@@ -19,12 +19,18 @@ import sys
 import time
 from pathlib import Path
 
-# name -> parameters changed from the defaults (the default recipe: comma answers, LoRA r 8 at 2e-3,
-# 2 epochs, bf16 training on a bf16 CPU)
+# name -> parameters changed from the defaults (the default recipe: a balanced training sample, comma answers,
+# LoRA r 8 at 2e-3, 2 epochs, bf16 training on a bf16 CPU)
 RECIPES: dict[str, dict[str, str]] = {
     "default, 2 training draws": {"n_seeds": "2"},
-    "LR 2e-4 (multiplier 0.1)": {"learning_rate_multiplier": "0.1"},
-    "balanced training sample": {"train_sampling": "balanced"},
+    "stratified training sample, 2 training draws": {
+        "train_sampling": "stratified",
+        "n_seeds": "2",
+    },
+    "stratified, LR 2e-4 (multiplier 0.1)": {
+        "train_sampling": "stratified",
+        "learning_rate_multiplier": "0.1",
+    },
     "JSON answers": {"label_format": "json"},
     "3 epochs": {"n_epochs": "3"},
     "1,000 training comments": {"n_train": "1000"},

@@ -34,7 +34,7 @@ DEFAULT_PARAMETERS: dict[str, object] = {
     "n_train": 300,
     "n_validation": 50,
     "n_eval": 1000,
-    "train_sampling": "stratified",
+    "train_sampling": "balanced",
     "prompt_style": "compact",
     "label_format": "comma",
     "backend": "auto",
