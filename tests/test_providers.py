@@ -145,3 +145,14 @@ def test_emotune_serve_runs_standalone(tmp_path):
         proc.terminate()
         proc.wait(timeout=10)
         proc.stdout.close()
+
+
+def test_where_the_stand_in_answers_an_openai_name_the_shown_name_says_so():
+    local = LocalProvider(None, "")
+    assert local.display_name("gpt-4.1-mini-2025-04-14") == "stand-in for gpt-4.1-mini-2025-04-14"
+    tuned = "ft:gpt-4.1-mini-2025-04-14:emotune-local:x:1"
+    assert local.display_name(tuned).startswith("stand-in for ft:")
+    for named in ("stand-in", "ft:stand-in:emotune-local:x:1", "smollm2-135m-instruct"):
+        assert local.display_name(named) == named  # the name already says what answers
+    assert "classical stand-in, not an LLM" in local.model_kind(tuned)
+    assert OpenAIProvider(None, "").display_name("gpt-4.1-mini") == "gpt-4.1-mini"

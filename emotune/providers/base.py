@@ -65,6 +65,11 @@ class Provider:
         """What really answers for ``model`` here, in a few words."""
         return f"{model} on the {self.kind} server"
 
+    def display_name(self, model: str) -> str:
+        """``model`` as progress bars and figure titles show it: saying what really answers where
+        the name alone does not."""
+        return model
+
     def comparison(self, base: str, tuned: str) -> str:
         """What notebook 05's verdict compares here, and what its cost figures mean (a few
         words)."""

@@ -120,6 +120,12 @@ class LocalProvider(Provider):
             else "classical stand-in, not an LLM: label-name matcher"
         )
 
+    def display_name(self, model: str) -> str:
+        """An OpenAI model name here is answered by the classical stand-in: the name says so first."""
+        if _is_open_weights(model) or _is_stand_in(model):
+            return model
+        return f"stand-in for {model}"
+
     def comparison(self, base: str, tuned: str) -> str:
         if _is_open_weights(tuned):
             return (

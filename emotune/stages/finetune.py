@@ -227,7 +227,7 @@ def watch(
                     if bar is None and progress:
                         bar = progress_bar(
                             int(data["total_steps"]),
-                            "training steps",
+                            f"training {provider.display_name(job.model)}"[:48],
                             "step",
                             initial=int(data["step"]),
                         )

@@ -156,7 +156,10 @@ class RequestLoop:
         self.client = self.conn.async_client().with_options(
             max_retries=0
         )  # retries here, where 429s teach
-        self.bar = progress_bar(len(todo), self.model[:40], "req", enabled=progress and bool(todo))
+        label = self.conn.display_name(self.model)[
+            :48
+        ]  # "stand-in for ..." where the stand-in answers
+        self.bar = progress_bar(len(todo), label, "req", enabled=progress and bool(todo))
         try:
             pending = todo
             for _ in range(ROUNDS):
