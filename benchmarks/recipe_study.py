@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 # name -> parameters changed from the defaults (the default recipe: a balanced training sample, comma answers,
-# LoRA r 8 at 2e-3, 2 epochs, bf16 training on a bf16 CPU)
+# LoRA r 8 at 2e-3, 3 epochs, bf16 training on a bf16 CPU)
 RECIPES: dict[str, dict[str, str]] = {
     "default, 2 training draws": {"n_seeds": "2"},
     "stratified training sample, 2 training draws": {

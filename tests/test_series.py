@@ -214,8 +214,8 @@ def test_ci_calls_the_readme_test_command():
 
 
 def test_the_default_run_is_sized_for_the_twelve_minute_budget():
-    """The sizes the default run was measured at (benchmarks/RESULTS.md: 300 comments x 2 epochs
-    trained in under 4 minutes, two passes of 1,000 answers in under 6, 10.3 minutes in all on 2
+    """The sizes the default run was measured at (benchmarks/RESULTS.md: 300 comments x 3 epochs
+    trained in 264 s, two passes of 1,000 answers in about 6 minutes, 11.1 minutes in all on 2
     cores); a larger default would need measuring again."""
     from emotune.local.trainers.open_weights import OpenWeightsTrainer
     from emotune.providers.local import LocalProvider
@@ -224,7 +224,7 @@ def test_the_default_run_is_sized_for_the_twelve_minute_budget():
     p = DEFAULT_PARAMETERS
     assert p["base_model"] == "auto" and LocalProvider.default_base_model == "smollm2-135m-instruct"
     assert p["n_epochs"] == "auto" and p["batch_size"] == "auto" and p["n_seeds"] == 1
-    assert p["n_train"] * OpenWeightsTrainer.auto_epochs <= 600
+    assert p["n_train"] * OpenWeightsTrainer.auto_epochs <= 900
     assert p["n_validation"] <= 64 and p["n_eval"] == 1000
     passes = evaluation_passes(LocalProvider(None, ""), "smollm2-135m-instruct")
     assert not passes.base_on_training_prompt and not passes.batch_check  # two passes, not four

@@ -26,7 +26,7 @@ from .base import Dataset, StepMetrics, TrainResult
 
 INSTALL = "pip install 'emotune[open-weights]'"
 # The recipe (docs/recipe.md): LoRA r 8 on every linear layer at 2e-3, ten times the usual 2e-4 (at 2e-4
-# SmolLM2 answered `neutral` to 86% of comments), scaled by learning_rate_multiplier; `auto` epochs: 2
+# SmolLM2 answered `neutral` to 86% of comments), scaled by learning_rate_multiplier; `auto` epochs: 3
 BASE_LEARNING_RATE = 2e-3
 LORA_R, LORA_ALPHA = 8, 16
 MAX_VALID_EXAMPLES = 64  # validation loss is measured on at most this many examples
@@ -124,7 +124,7 @@ class OpenWeightsTrainer:
     (:mod:`.sft_worker`), its events read back line by line."""
 
     name = "open-weights"
-    auto_epochs = 2
+    auto_epochs = 3
 
     def supports(self, model: str) -> bool:
         return is_open_weights(model)
