@@ -72,14 +72,19 @@ def _headlines(manifest: dict) -> list[str]:
 
 def for_readers(nb):
     """A notebook as a reader should see it: no stderr streams (progress bars, library chatter;
-    the console had them), and papermill's injected cell shown as a note of the parameters this run
-    set rather than as code."""
+    the console had them), the parameters cell as one line, and papermill's injected cell as a note
+    of the parameters this run set rather than as code."""
     import nbformat
 
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs = [o for o in cell.get("outputs", []) if o.get("name") != "stderr"]
     for i, cell in enumerate(nb.cells):
+        if "parameters" in cell.metadata.get("tags", []):  # the defaults: one line, not 28
+            nb.cells[i] = nbformat.v4.new_markdown_cell(
+                "**Parameters**: the series' defaults (`docs/parameters.md` lists them), except any "
+                "this run set (below)."
+            )
         if "injected-parameters" in cell.metadata.get("tags", []):
             lines = [x for x in cell.source.splitlines() if x.strip() and not x.startswith("#")]
             note = "**Parameters this run set** (the rest are the defaults above):\n\n"

@@ -370,10 +370,13 @@ def test_the_reader_page_drops_stderr_and_turns_the_injected_cell_into_a_note():
         nbformat.v4.new_output("stream", name="stdout", text="1\n"),
         nbformat.v4.new_output("error", ename="E", evalue="kept", traceback=[]),
     ]
-    nb.cells = [injected, work]
-    shown = for_readers(nb)
-    assert shown.cells[0].cell_type == "markdown"
-    assert (
-        "- `n_train = 80`" in shown.cells[0].source and "# Parameters" not in shown.cells[0].source
+    defaults = nbformat.v4.new_code_cell(
+        "run_name = 'tutorial'\nn_train = 300  # training examples"
     )
-    assert [o.get("name", o["output_type"]) for o in shown.cells[1].outputs] == ["stdout", "error"]
+    defaults.metadata["tags"] = ["parameters"]
+    nb.cells = [defaults, injected, work]
+    shown = for_readers(nb)
+    assert shown.cells[0].cell_type == "markdown" and "docs/parameters.md" in shown.cells[0].source
+    assert shown.cells[1].cell_type == "markdown" and "# Parameters" not in shown.cells[1].source
+    assert "- `n_train = 80`" in shown.cells[1].source
+    assert [o.get("name", o["output_type"]) for o in shown.cells[2].outputs] == ["stdout", "error"]

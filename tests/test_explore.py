@@ -73,3 +73,18 @@ def test_label_counts_stay_readable_and_shapes_are_recognised():
         explore.coarser_levels("goemotions") == ["ekman", "sentiment"]
         and explore.coarser_levels("ekman") == []
     )
+
+
+def test_token_histograms_bin_whole_numbers_and_draw_each_file_as_an_outline():
+    lengths = np.array([5, 6, 6, 7, 11, 16, 16, 21, 40] * 20)
+    fig = plots.plot_token_lengths(lengths, "m")
+    edges = sorted({round(p.get_x(), 6) for p in fig.axes[0].patches})
+    assert edges and all(
+        abs(e - round(e) - 0.5) < 1e-6 or abs(e - round(e) + 0.5) < 1e-6 for e in edges
+    )
+    heights = [p.get_height() for p in fig.axes[0].patches]
+    assert sum(h > 0 for h in heights) == len(set(lengths[lengths <= np.quantile(lengths, 0.99)]))
+    fig = plots.plot_token_distribution({"train": lengths, "val": lengths[:30]}, "m")
+    ax = fig.axes[0]
+    assert all(not p.get_fill() for p in ax.patches)  # outlines: overlapping files mix no colour
+    assert [t.get_text().split(" ")[0] for t in ax.get_legend().get_texts()] == ["train", "val"]

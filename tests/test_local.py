@@ -180,7 +180,7 @@ def test_fine_tuning_flow_and_restart(tmp_path):
             c.fine_tuning.jobs.with_raw_response.retrieve(job.id).http_response.json(),
         )
         assert job.status == "succeeded" and job.fine_tuned_model.startswith(
-            f"ft:{BASE}:emotune-local:toy:"
+            f"ft:{BASE}:emotune-local-stand-in:toy:"
         )
         assert job.hyperparameters.n_epochs == 4 and job.hyperparameters.batch_size == 4
         assert job.trained_tokens > 0 and job.metadata == {"run": "r1"}

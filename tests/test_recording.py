@@ -66,6 +66,7 @@ def test_a_recorded_run_replays_without_asking_anything_and_refuses_what_it_lack
     assert missing.returncode != 0
     said = missing.stdout + missing.stderr
     assert "is not in the recording" in said and "make refresh-notebooks" in said
+    assert '(the first: {"model": ' in said and '"messages": [' in said  # the request it would send
     weights = tmp_path / "more" / "local-backend" / "weights"
     assert not weights.exists() or not any(weights.iterdir())  # nothing was trained
 

@@ -16,7 +16,7 @@ from ..core.openai_spec import JOB_TERMINAL, MIN_TRAINING_EXAMPLES, default_epoc
 from . import trainers
 from .api_error import ApiError
 from .files import Files
-from .models import OWNER, Models
+from .models import OWNER, Models, owner_of
 from .schemas import JobRequest
 from .store import Store, new_id, public
 
@@ -328,12 +328,9 @@ class Jobs:
     def _publish(
         self, job: dict, result: trainers.TrainResult, hp: dict, train_bytes: bytes
     ) -> None:
-        job_id = job["id"]
-        suffix = job.get("_suffix") or ""
-        base_name = (
-            Path(job["model"]).name if "/" in job["model"] else job["model"]
-        )  # ids can't hold a path
-        name = f"ft:{base_name}:{OWNER}:{suffix}:{job_id.removeprefix('ftjob-')[:8]}"
+        job_id, suffix, model = job["id"], job.get("_suffix") or "", job["model"]
+        base_name = Path(model).name if "/" in model else model  # ids can't hold a path
+        name = f"ft:{base_name}:{owner_of(model)}:{suffix}:{job_id.removeprefix('ftjob-')[:8]}"
         enc = tokens.encoding_for(job["model"])
         per_epoch = sum(
             tokens.count_chat_tokens(json.loads(line)["messages"], enc)

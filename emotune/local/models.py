@@ -20,6 +20,13 @@ STAND_IN = "stand-in"
 CATALOGUE = (STAND_IN, *sorted(set(_FINE_TUNABLE.values())))
 
 
+def owner_of(base: str) -> str:
+    """The organisation part of a fine-tune's id: an OpenAI name trained by the classical stand-in
+    says so (``ft:gpt-4.1-mini-...:emotune-local-stand-in:...``), so no id suggests OpenAI trained it."""
+    stand_in = trainers.trainer_for(base).name == "classical" and base != STAND_IN
+    return f"{OWNER}-stand-in" if stand_in else OWNER
+
+
 class Models:
     """Model records (catalogue models, open-weights bases, fine-tunes) and their loaded chat
     models."""

@@ -238,7 +238,11 @@ def classify(
     todo = [item for item in items if item[2] not in cached]
     if not todo:
         return _assemble(model, items, cache, cached, {}, spec.taxonomy, 0)
-    config.refuse_in_replay(f"{len(todo)} of {len(items)} answers of {model}")
+    if config.replaying():  # name the first request it would have sent
+        first = json.dumps({"model": model, "messages": todo[0][1]} | params)
+        config.refuse_in_replay(
+            f"{len(todo)} of {len(items)} answers of {model} (the first: {first:.400})"
+        )
     max_tokens = int(params.get("max_completion_tokens", MAX_COMPLETION_TOKENS))
     loop = RequestLoop(
         conn, model, params, cache, max_tokens=max_tokens, concurrency=concurrency, limiter=limiter
