@@ -1,8 +1,9 @@
 """emotune: from a labelled text dataset to a fine-tuned LLM classifier, with honest numbers.
 
 The notebooks import everything they use from here; the public API is pinned by
-``tests/test_public_api.py``. Figures are a namespace: ``emotune.plots.plot_headline(...)`` and the other
-``emotune.plots.plot_*`` functions. The layers behind it are described in ``docs/architecture.md``.
+``tests/test_public_api.py``. Figures are a namespace: ``emotune.plots.plot_headline(...)`` and the
+other ``emotune.plots.plot_*`` functions. The layers behind it are described in
+``docs/architecture.md``.
 """
 
 from . import plots

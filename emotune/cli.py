@@ -28,7 +28,8 @@ def _parse_assignments(items: list[str]) -> dict:
             isinstance(DEFAULT_PARAMETERS.get(name.strip()), str)
             and name.strip() not in HYPERPARAMETERS
         )
-        # a text parameter keeps its text: YAML would read "|" (label_separator) as an empty block scalar
+        # a text parameter keeps its text: YAML would read "|" (label_separator) as an empty block
+        # scalar
         try:
             out[name.strip()] = raw if text_param else (yaml.safe_load(raw) if raw.strip() else "")
         except yaml.YAMLError as exc:

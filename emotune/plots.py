@@ -196,9 +196,9 @@ def plot_training_curves(
     title: str = "Training and validation, per step",
     n_epochs: int | None = None,
 ):
-    """Loss (left) and accuracy (right) per step: each training batch faintly, its rolling mean
-    over about a
-    tenth of an epoch, validation where it was measured, and dotted lines at the end of each epoch."""
+    """Loss (left) and accuracy (right) per step: each training batch faintly, its rolling mean over
+    about a tenth of an epoch, validation where it was measured, and dotted lines at the end of each
+    epoch."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
     total = int(metrics["step"].max()) if len(metrics) else 0
     per_epoch = total / n_epochs if n_epochs else total / 3
@@ -256,8 +256,8 @@ def plot_headline(
     floors: pd.DataFrame | None = None,
 ):
     """Headline metrics per comparator with 95% BCa error bars; an optional reference (BERT-base)
-    over
-    macro-F1 only, and the floors (answers that never read the comment) as dotted lines where measured."""
+    over macro-F1 only, and the floors (answers that never read the comment) as dotted lines where
+    measured."""
     level = level or scores["level"].iloc[0]
     table = scores[(scores["level"] == level) & scores["metric"].isin(metrics)]
     models = list(dict.fromkeys(table["model"]))
@@ -266,7 +266,8 @@ def plot_headline(
     width = 0.8 / len(models)
     for i, model in enumerate(models):
         rows = table[table["model"] == model].set_index("metric").loc[list(metrics)]
-        # a BCa interval need not contain the point estimate (skewed resamples): no bar below zero length
+        # a BCa interval need not contain the point estimate (skewed resamples): no bar below zero
+        # length
         err = np.vstack([rows["value"] - rows["ci_low"], rows["ci_high"] - rows["value"]]).clip(
             min=0
         )
@@ -349,9 +350,9 @@ def plot_cost_vs_quality(
     title: str = "Cost per 1,000 predictions vs macro-F1",
     axis: str = "USD per 1,000 (online)",
 ):
-    """One point per comparator: its cost per 1,000 predictions (column ``cost``: OpenAI's
-    dollars, or compute
-    seconds for open weights, as ``axis`` says) against macro-F1 with its interval; the free baseline at 0."""
+    """One point per comparator: its cost per 1,000 predictions (column ``cost``: OpenAI's dollars,
+    or compute seconds for open weights, as ``axis`` says) against macro-F1 with its interval; the
+    free baseline at 0."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for _, row in points.iterrows():
         ax.errorbar(

@@ -2,15 +2,17 @@
 series on its defaults (SmolLM2 fine-tuned on this kind of machine), and CI re-executes them without
 training or generating anything.
 
-A recording is the part of a run directory that the notebooks read back when they resume: the manifest
-(upload and job ids, the estimate), the prediction cache, and the local backend's records (files, the
-job, its events and checkpoints' records, the result CSV). Never the model weights, the training folder,
-the uploaded training files (notebook 02 rebuilds them, byte for byte) or the rendered pages.
+A recording is the part of a run directory that the notebooks read back when they resume: the
+manifest (upload and job ids, the estimate), the prediction cache, and the local backend's records
+(files, the job, its events and checkpoints' records, the result CSV). Never the model weights, the
+training folder, the uploaded training files (notebook 02 rebuilds them, byte for byte) or the
+rendered pages.
 
-Replaying copies the recording into a fresh run directory and sets ``EMOTUNE_REPLAY``: notebooks 01-03
-recompute their figures from the data, notebook 04 finds its upload and its finished job, notebook 05 its
-answers; anything not in the recording (a new upload, job, batch or answer) stops the notebook with an
-error (:func:`emotune.core.config.refuse_in_replay`) instead of training or generating.
+Replaying copies the recording into a fresh run directory and sets ``EMOTUNE_REPLAY``: notebooks
+01-03 recompute their figures from the data, notebook 04 finds its upload and its finished job,
+notebook 05 its answers; anything not in the recording (a new upload, job, batch or answer) stops
+the notebook with an error (:func:`emotune.core.config.refuse_in_replay`) instead of training or
+generating.
 """
 
 from __future__ import annotations

@@ -109,8 +109,9 @@ def select(notebooks: list[Path], start: str | None = None, stop: str | None = N
     return notebooks[lo : hi + 1]
 
 
-# Quiets the kernel's own log (the TCP-without-encryption warning, "KeyboardInterrupt caught in kernel"),
-# meant for Jupyter developers; a failing cell still reaches the user through emotune's NotebookFailed.
+# Quiets the kernel's own log (the TCP-without-encryption warning, "KeyboardInterrupt caught in
+# kernel"), meant for Jupyter developers; a failing cell still reaches the user through emotune's
+# NotebookFailed.
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
 
 
@@ -139,9 +140,8 @@ def prepare(
 
 def _without_machine_paths(path: Path, notebook: Path) -> None:
     """Keep absolute paths of this machine out of an executed notebook: papermill's metadata, and
-    the
-    injected ``run_dir``, saved as "." (the notebook ran inside the run directory, so it names the same
-    place)."""
+    the injected ``run_dir``, saved as "." (the notebook ran inside the run directory, so it names
+    the same place)."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
@@ -323,9 +323,10 @@ def refresh_committed(notebooks: list[Path]) -> None:
     """Re-execute notebooks in place with their default parameters (how the committed outputs are
     made).
 
-    No parameters are injected, timing and papermill metadata are dropped, and widget state is stripped,
-    so the committed files hold only what a reader should see. Each notebook finds its run directory with
-    ``emotune.open_run`` (``EMOTUNE_RUN_DIR``, else ``runs/tutorial`` beside the notebooks).
+    No parameters are injected, timing and papermill metadata are dropped, and widget state is
+    stripped, so the committed files hold only what a reader should see. Each notebook finds its run
+    directory with ``emotune.open_run`` (``EMOTUNE_RUN_DIR``, else ``runs/tutorial`` beside the
+    notebooks).
     """
     import nbformat
     import papermill as pm

@@ -5,14 +5,16 @@ Environment variables:
 - ``EMOTUNE_DATA_DIR``: a folder in the GoEmotions release format (train.tsv, dev.tsv, test.tsv);
   when unset, data comes from the Hugging Face hub.
 - ``EMOTUNE_RUN_DIR``: the run directory notebooks use when their ``run_dir`` parameter is empty.
-- ``EMOTUNE_BACKEND``: ``auto`` (default), ``openai``, ``compatible``, ``local`` or a provider you added.
+- ``EMOTUNE_BACKEND``: ``auto`` (default), ``openai``, ``compatible``, ``local`` or a provider you
+  added.
 - ``EMOTUNE_PROVIDERS``: a JSON file of extra providers (name -> ``module:Class``).
-- ``EMOTUNE_LOCAL_LATENCY_MS``, ``EMOTUNE_LOCAL_FAIL_429``, ``EMOTUNE_LOCAL_FAIL_500``: fault injection
-  for the local backend (off by default).
+- ``EMOTUNE_LOCAL_LATENCY_MS``, ``EMOTUNE_LOCAL_FAIL_429``, ``EMOTUNE_LOCAL_FAIL_500``: fault
+  injection for the local backend (off by default).
 - ``OPENAI_API_KEY``, ``OPENAI_BASE_URL``: read only to decide and build the client; never stored.
 - ``TIKTOKEN_CACHE_DIR``: where tiktoken finds its encodings offline (read by tiktoken itself).
-- ``EMOTUNE_REPLAY``: set (``make notebooks``, ``make refresh-notebooks``) when the notebooks replay a
-  recorded run: every upload, job, batch and answer must come from the recording, never be made anew.
+- ``EMOTUNE_REPLAY``: set (``make notebooks``, ``make refresh-notebooks``) when the notebooks replay
+  a recorded run: every upload, job, batch and answer must come from the recording, never be made
+  anew.
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 data or from
 parameters.
 
-The catalogue (``catalog/datasets.json``) holds the datasets emotune knows by name (GoEmotions); any other
-``dataset`` parameter is a local file or folder, or a Hugging Face hub id, described by the column-mapping
-parameters (:func:`resolve_spec`).
+The catalogue (``catalog/datasets.json``) holds the datasets emotune knows by name (GoEmotions); any
+other ``dataset`` parameter is a local file or folder, or a Hugging Face hub id, described by the
+column-mapping parameters (:func:`resolve_spec`).
 """
 
 from __future__ import annotations

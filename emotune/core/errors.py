@@ -11,8 +11,8 @@
     ├── JobError                a fine-tuning job failed or was cancelled
     └── NotebookFailed          a notebook of the series raised (names the notebook and the cell)
 
-Every exception emotune raises on purpose is one of these; the CLI prints them as one line and exits 2.
-The local server answers its own errors in OpenAI's wire shape and never raises them to a client.
+Every exception emotune raises on purpose is one of these; the CLI prints them as one line and exits
+2. The local server answers its own errors in OpenAI's wire shape and never raises them to a client.
 """
 
 from __future__ import annotations

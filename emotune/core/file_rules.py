@@ -369,7 +369,8 @@ def validate_file(
 ) -> ValidationReport:
     """Check a chat JSONL file against OpenAI's rules and the task's checks.
 
-    Reads at most one byte more than OpenAI's upload limit, so a device or a huge file cannot exhaust memory.
+    Reads at most one byte more than OpenAI's upload limit, so a device or a huge file cannot
+    exhaust memory.
     """
     path = Path(path)
     if not path.is_file():

@@ -2,9 +2,10 @@
 type.
 
 ``manifest.json`` is the record of a run. Every section below is written only by its owner, through
-``Run.put(record)``, and read back by later stages through ``Run.read(RecordType)``, which names the notebook
-to run when the section is missing. Notebook cells call stage functions; they never assemble manifest dicts.
-Unknown keys in an older manifest are ignored on read, so a manifest stays readable as fields are added.
+``Run.put(record)``, and read back by later stages through ``Run.read(RecordType)``, which names the
+notebook to run when the section is missing. Notebook cells call stage functions; they never
+assemble manifest dicts. Unknown keys in an older manifest are ignored on read, so a manifest stays
+readable as fields are added.
 
     section      record            owner (writes it)                          read by
     backend      BackendRecord     providers.connect                          show, report

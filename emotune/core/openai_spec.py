@@ -1,9 +1,9 @@
 """What OpenAI's API says, in one place: status sets, file limits and the default-epochs rule.
 
-Both sides import these: the pipeline (to check files and follow jobs) and the local backend (to behave
-as OpenAI does). Prices, token limits per model and lifecycle dates are data, in the model catalogue
-(:mod:`emotune.pricing`), not here. Sources: OpenAI's fine-tuning guide and API reference, and the
-openai-cookbook's Chat_finetuning_data_prep, read 2026-11.
+Both sides import these: the pipeline (to check files and follow jobs) and the local backend (to
+behave as OpenAI does). Prices, token limits per model and lifecycle dates are data, in the model
+catalogue (:mod:`emotune.pricing`), not here. Sources: OpenAI's fine-tuning guide and API reference,
+and the openai-cookbook's Chat_finetuning_data_prep, read 2026-11.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def default_epochs(n_examples: int) -> int:
     return epochs
 
 
-# emotune's own response header: how many concurrent requests the served model answers in one pass (an
-# open-weights model's dynamic batch). Fewer in flight leave batches part empty, so the predictor's limiter
-# never lets its concurrency fall below it.
+# emotune's own response header: how many concurrent requests the served model answers in one pass
+# (an open-weights model's dynamic batch). Fewer in flight leave batches part empty, so the
+# predictor's limiter never lets its concurrency fall below it.
 BATCH_HEADER = "x-emotune-batch-size"

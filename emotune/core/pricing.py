@@ -1,8 +1,8 @@
 """Prices, limits and lifecycle dates of the fine-tunable models, cost estimates, and the budget
 guard.
 
-The catalogue is data (``emotune/catalog/models.json``, dated, with sources), never constants buried in
-code; pass your own with :func:`load_catalog` when prices change.
+The catalogue is data (``emotune/catalog/models.json``, dated, with sources), never constants buried
+in code; pass your own with :func:`load_catalog` when prices change.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """Progress bars for long work, one rule for every stage.
 
 An interactive notebook gets tqdm's live widget. A notebook executed headless (``emotune run`` sets
-``EMOTUNE_HEADLESS``) gets a text bar that redraws every few seconds: a widget there would be saved as its
-first frame, a bar stuck at 0%, while the text bar's last redraw is what the saved output shows; under
-``emotune run`` each redraw is also appended to a progress file that the runner echoes to the console
-(training steps, loss, ETA and evaluation requests, live). A console gets the text bar too.
-``TQDM_DISABLE=1`` (CI, the committed notebooks) turns bars off everywhere.
+``EMOTUNE_HEADLESS``) gets a text bar that redraws every few seconds: a widget there would be saved
+as its first frame, a bar stuck at 0%, while the text bar's last redraw is what the saved output
+shows; under ``emotune run`` each redraw is also appended to a progress file that the runner echoes
+to the console (training steps, loss, ETA and evaluation requests, live). A console gets the text
+bar too. ``TQDM_DISABLE=1`` (CI, the committed notebooks) turns bars off everywhere.
 """
 
 from __future__ import annotations

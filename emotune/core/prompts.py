@@ -1,7 +1,7 @@
 """Chat examples: one labelled row in, one chat example out; one model answer in, labels out.
 
-The same functions build training files and evaluation prompts, and the same parser reads training targets (in
-the local backend's learner) and model answers (in evaluation), so the two can't drift.
+The same functions build training files and evaluation prompts, and the same parser reads training
+targets (in the local backend's learner) and model answers (in evaluation), so the two can't drift.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ LABEL_FORMATS = ("comma", "json")
 class PromptStyle:
     """A system prompt template and a user message template.
 
-    ``system`` may use ``{labels}`` (the label list), ``{taxonomy}`` (the label set's name), ``{item}`` (what
-    one example is), ``{label_kind}``, ``{how}`` ("one or more labels" or "exactly one label"),
-    ``{multi_rule}`` and ``{format_rule}``; ``user`` must use ``{text}``.
+    ``system`` may use ``{labels}`` (the label list), ``{taxonomy}`` (the label set's name),
+    ``{item}`` (what one example is), ``{label_kind}``, ``{how}`` ("one or more labels" or "exactly
+    one label"), ``{multi_rule}`` and ``{format_rule}``; ``user`` must use ``{text}``.
     """
 
     name: str
@@ -148,9 +148,9 @@ class PromptSpec:
 
     @classmethod
     def from_record(cls, record: dict, taxonomy: Taxonomy | None = None) -> PromptSpec:
-        """The spec a :meth:`to_record` record describes, asking with ``taxonomy`` when given
-        (the run's
-        label set of that name); else a built-in label set by name, or one made from the recorded labels."""
+        """The spec a :meth:`to_record` record describes, asking with ``taxonomy`` when given (the
+        run's label set of that name); else a built-in label set by name, or one made from the
+        recorded labels."""
         from .taxonomy import from_labels, taxonomy_names
 
         style = PromptStyle(record["style"], record["system"], record["user"])
@@ -295,11 +295,12 @@ def parse_answer(
     """Read labels from a model answer, forgiving case, spacing, order, repeats and known
     misspellings.
 
-    With a taxonomy, words outside it are reported as ``unknown``, never dropped silently or turned into
-    'neutral'. Without a taxonomy argument the default dataset's label set is used. With ``any_label=True``
-    any label-like word is accepted and ``taxonomy`` is not used (the open vocabulary the local backend's
-    learner uses when it reads training targets). ``forgive_misspellings=False`` reports a known misspelling
-    as unknown (what a training-file check wants: the model would learn it).
+    With a taxonomy, words outside it are reported as ``unknown``, never dropped silently or turned
+    into 'neutral'. Without a taxonomy argument the default dataset's label set is used. With
+    ``any_label=True`` any label-like word is accepted and ``taxonomy`` is not used (the open
+    vocabulary the local backend's learner uses when it reads training targets).
+    ``forgive_misspellings=False`` reports a known misspelling as unknown (what a training-file
+    check wants: the model would learn it).
     """
     if answer is None or not answer.strip():
         return ParsedAnswer((), (), "unparseable", "empty answer")
@@ -366,8 +367,8 @@ def example_labels(
 ) -> list[str]:
     """A row's label ids (into the base label set) as names at the chosen level.
 
-    ``base`` defaults to the base label set the level groups (the label set itself for a dataset's own
-    labels).
+    ``base`` defaults to the base label set the level groups (the label set itself for a dataset's
+    own labels).
     """
     from .taxonomy import base_of, map_labels
 

@@ -1,7 +1,7 @@
 """The roles a model plays in the comparison (notebook 05): the one spelling of each.
 
-A role is a string (:class:`enum.StrEnum`), so it is the same key in a dict, the same label in a DataFrame
-and the same text in the manifest's JSON as the plain word.
+A role is a string (:class:`enum.StrEnum`), so it is the same key in a dict, the same label in a
+DataFrame and the same text in the manifest's JSON as the plain word.
 """
 
 from __future__ import annotations

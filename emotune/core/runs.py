@@ -1,7 +1,8 @@
 """The run directory and its manifest, the single record of a run.
 
-``runs/<name>/manifest.json`` is merged, never clobbered: each stage updates its own keys, and every write
-goes to a temporary file that is renamed over the old one, so a crash never leaves half a file.
+``runs/<name>/manifest.json`` is merged, never clobbered: each stage updates its own keys, and every
+write goes to a temporary file that is renamed over the old one, so a crash never leaves half a
+file.
 """
 
 from __future__ import annotations

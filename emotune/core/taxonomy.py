@@ -3,9 +3,9 @@
 A :class:`Taxonomy` is a name, its labels in id order, whether an item may carry several of them
 (``multi_label``), and (for a coarse level) the groups of base labels each of its labels stands for.
 Mapping a label set between levels goes through the base. A dataset's label set is built from its
-data (:func:`from_labels`) and recorded in the run manifest (:meth:`Taxonomy.to_record`); later notebooks,
-which run in fresh kernels, rebuild it from there and pass the object on (only the built-in label sets are
-looked up by name).
+data (:func:`from_labels`) and recorded in the run manifest (:meth:`Taxonomy.to_record`); later
+notebooks, which run in fresh kernels, rebuild it from there and pass the object on (only the
+built-in label sets are looked up by name).
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from importlib import resources
 
 from .errors import ConfigError
 
-# The most labels an answer under the structured-output schema may hold: GoEmotions' raters gave a comment
-# at most 5, and a cap stops a small model from repeating labels until its token limit cuts the JSON.
+# The most labels an answer under the structured-output schema may hold: GoEmotions' raters gave a
+# comment at most 5, and a cap stops a small model from repeating labels until its token limit cuts
+# the JSON.
 MAX_ANSWER_LABELS = 5
 
 
@@ -73,10 +74,9 @@ class Taxonomy:
 
     def response_format(self) -> dict:
         """The ``response_format`` (OpenAI's strict structured outputs) of an answer ``{"labels":
-        [...]}``
-        whose labels come from this set: at most :data:`MAX_ANSWER_LABELS` of them, or exactly one when
-        single-label. A model decoding under it (an open-weights model here, OpenAI's own) cannot answer
-        anything else."""
+        [...]}`` whose labels come from this set: at most :data:`MAX_ANSWER_LABELS` of them, or
+        exactly one when single-label. A model decoding under it (an open-weights model here,
+        OpenAI's own) cannot answer anything else."""
         most = min(MAX_ANSWER_LABELS, len(self.labels)) if self.multi_label else 1
         labels = {
             "type": "array",
@@ -214,8 +214,9 @@ def level_taxonomies(base: Taxonomy) -> list[Taxonomy]:
 def resolve_level(base: str | Taxonomy, level: str | Taxonomy | None) -> Taxonomy:
     """The label set to train and score at: ``level`` when it is the base or one of its levels.
 
-    ``level`` empty, or the series' default (the default dataset's label set) on another dataset, means the
-    dataset's own labels; any other level the dataset does not have is an error listing the ones it has.
+    ``level`` empty, or the series' default (the default dataset's label set) on another dataset,
+    means the dataset's own labels; any other level the dataset does not have is an error listing
+    the ones it has.
     """
     from .datasets import default_label_set
 

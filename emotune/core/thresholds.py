@@ -1,7 +1,8 @@
 """Decision thresholds for multi-label probabilities, tuned on held-out data for the metric that
 is reported.
 
-One home for the rule, shared by the local backend's classical learner and the evaluation's free baseline.
+One home for the rule, shared by the local backend's classical learner and the evaluation's free
+baseline.
 """
 
 from __future__ import annotations
@@ -31,10 +32,10 @@ def tune_thresholds(
 ) -> np.ndarray:
     """One threshold per label, chosen on held-out data for macro-F1 (the headline metric).
 
-    A shared threshold maximises macro-F1 over the labels with held-out positives; each label's own best
-    threshold is then shrunk toward it by its number of positives ``n``, ``(n * own + shrink * shared) /
-    (n + shrink)``, so a label seen a handful of times mostly keeps the shared threshold instead of
-    memorising a few comments.
+    A shared threshold maximises macro-F1 over the labels with held-out positives; each label's own
+    best threshold is then shrunk toward it by its number of positives ``n``, ``(n * own + shrink *
+    shared) / (n + shrink)``, so a label seen a handful of times mostly keeps the shared threshold
+    instead of memorising a few comments.
     """
     probs, positives = np.asarray(probs, dtype=float), np.asarray(y).astype(bool)
     if not positives.any():

@@ -79,8 +79,8 @@ def content_text(content) -> str:
 def chat_token_parts(messages: Sequence) -> tuple[list[str], int]:
     """What OpenAI's counting method encodes for one chat example, and its fixed overhead.
 
-    The method (openai-cookbook, Chat_finetuning_data_prep): 3 tokens an example, 3 a message, 1 a name,
-    plus the tokens of every string value of every message (``weight`` excluded).
+    The method (openai-cookbook, Chat_finetuning_data_prep): 3 tokens an example, 3 a message, 1 a
+    name, plus the tokens of every string value of every message (``weight`` excluded).
     """
     strings, fixed = [], TOKENS_PER_EXAMPLE
     for message in messages:

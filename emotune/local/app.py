@@ -54,9 +54,10 @@ def create_app(
 ) -> FastAPI:
     """The local OpenAI-compatible app over a state directory, with optional fault injection.
 
-    ``fine_tuning_closed=True`` answers job creation with the 403 OpenAI gives an organisation that can no
-    longer fine-tune, so the wind-down path can be exercised offline. ``rpm`` / ``tpm`` enforce OpenAI-style
-    per-minute budgets on chat completions (429s and ``x-ratelimit-*`` headers).
+    ``fine_tuning_closed=True`` answers job creation with the 403 OpenAI gives an organisation that
+    can no longer fine-tune, so the wind-down path can be exercised offline. ``rpm`` / ``tpm``
+    enforce OpenAI-style per-minute budgets on chat completions (429s and ``x-ratelimit-*``
+    headers).
     """
     precision.configure(
         dtype

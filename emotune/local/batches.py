@@ -17,8 +17,8 @@ OPEN = ("validating", "in_progress", "finalizing", "cancelling")
 MAX_RESTARTS = 3  # a batch caught by this many server restarts is failed, not run a fourth time
 
 
-# Requests of one batch answered at once, in input order: an open-weights model answers them in one batched
-# generate call (trainers/batching.py); the stand-ins answer them one by one as before.
+# Requests of one batch answered at once, in input order: an open-weights model answers them in one
+# batched generate call (trainers/batching.py); the stand-ins answer them one by one as before.
 IN_FLIGHT = 32
 
 

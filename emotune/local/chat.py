@@ -1,21 +1,26 @@
 """Chat completions: one typed request in, an answer with ``n`` choices out (a ChatCompletion, or
 chunks).
 
-What the local backend does with the request surface (the rest of OpenAI's parameters are accepted and
-ignored, as OpenAI ignores what a model does not use):
+What the local backend does with the request surface (the rest of OpenAI's parameters are accepted
+and ignored, as OpenAI ignores what a model does not use):
 
-- ``n`` (``null`` means 1): with ``n > 1`` and a temperature above 0 (OpenAI's default is 1) each choice is
-  sampled: an open-weights model samples its tokens; the classical stand-in draws each label from its
-  probability sharpened or flattened by the temperature. ``seed`` makes the draws reproducible. One choice,
-  or temperature 0, is the deterministic answer; the label-word matcher (the local "base model") has no
-  distribution to sample, so its choices are always identical. Usage counts the tokens of every choice.
-- ``response_format``: an open-weights model decodes under the schema (``json_schema``) or JSON grammar
-  (``json_object``), so its answer always parses unless the token limit cuts it (:mod:`.trainers.grammar`).
-  The stand-ins predict labels and lay them into the caller's schema (:mod:`.structured`); ``json_object``
-  gives ``{"labels": [...]}``. Strict schemas are checked by OpenAI's rules before anything is generated.
-- ``tools``/``tool_choice``: the answer calls the chosen function with arguments that follow its parameters
-  (decoded under them by an open-weights model).
-- ``stop``: the answer is cut before the first stop sequence. ``max_completion_tokens``: cut at the limit.
+- ``n`` (``null`` means 1): with ``n > 1`` and a temperature above 0 (OpenAI's default is 1) each
+  choice is sampled: an open-weights model samples its tokens; the classical stand-in draws each
+  label from its
+  probability sharpened or flattened by the temperature. ``seed`` makes the draws reproducible. One
+  choice, or temperature 0, is the deterministic answer; the label-word matcher (the local "base
+  model") has no distribution to sample, so its choices are always identical. Usage counts the
+  tokens of every choice.
+- ``response_format``: an open-weights model decodes under the schema (``json_schema``) or JSON
+  grammar (``json_object``), so its answer always parses unless the token limit cuts it
+  (:mod:`.trainers.grammar`).
+  The stand-ins predict labels and lay them into the caller's schema (:mod:`.structured`);
+  ``json_object`` gives ``{"labels": [...]}``. Strict schemas are checked by OpenAI's rules before
+  anything is generated.
+- ``tools``/``tool_choice``: the answer calls the chosen function with arguments that follow its
+  parameters (decoded under them by an open-weights model).
+- ``stop``: the answer is cut before the first stop sequence. ``max_completion_tokens``: cut at the
+  limit.
 - ``logprobs``/``top_logprobs``: see :mod:`.logprobs`.
 """
 
@@ -257,10 +262,9 @@ class Chat:
         ), n_out
 
     def live(self, req: ChatRequest) -> tuple[Answer, Iterator[str]] | None:
-        """For a model that streams as it generates: the answer's head and its text pieces as
-        they come (the
-        head's finish reason and usage are set when the pieces end); None where the whole answer comes at once
-        (the classical stand-in; n > 1, tools, a json_schema or logprobs)."""
+        """For a model that streams as it generates: the answer's head and its text pieces as they
+        come (the head's finish reason and usage are set when the pieces end); None where the whole
+        answer comes at once (the classical stand-in; n > 1, tools, a json_schema or logprobs)."""
         model = self.models.chat_model(req.model)
         if (
             not hasattr(model, "stream")

@@ -7,7 +7,8 @@
     ├── jobs      Jobs      fine-tuning jobs (worker: validate, train, publish)
     └── batches   Batches   batch requests (worker: answer each line)
 
-Each worker runs one item at a time in its own thread; an item that raises fails itself, never the worker.
+Each worker runs one item at a time in its own thread; an item that raises fails itself, never the
+worker.
 """
 
 from __future__ import annotations

@@ -1,13 +1,16 @@
 """Token log-probabilities for the answers the local backend gives (``logprobs`` /
 ``top_logprobs``).
 
-- Open-weights models: the real log-probabilities of the answer's tokens under the model (one forward
-  pass over prompt + answer), with the model's ``top_logprobs`` most likely tokens at each position.
-- The classical fine-tuned stand-in is a classifier, not a language model; its values come from its label
-  probabilities: the first token of each label in the answer carries log p(label), every other token
-  (the rest of a label, separators, JSON punctuation) is certain (log-probability 0, the deterministic
-  writer's). At a label's first token the alternatives are the first tokens of the most probable labels
-  *not* in the answer, each with that label's log-probability (not a distribution over the vocabulary).
+- Open-weights models: the real log-probabilities of the answer's tokens under the model (one
+  forward pass over prompt + answer), with the model's ``top_logprobs`` most likely tokens at each
+  position.
+- The classical fine-tuned stand-in is a classifier, not a language model; its values come from its
+  label probabilities: the first token of each label in the answer carries log p(label), every other
+  token
+  (the rest of a label, separators, JSON punctuation) is certain (log-probability 0, the
+  deterministic writer's). At a label's first token the alternatives are the first tokens of the
+  most probable labels *not* in the answer, each with that label's log-probability (not a
+  distribution over the vocabulary).
 - The zero-shot matcher is a rule with no probabilities: every token has log-probability 0.
 """
 

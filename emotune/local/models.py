@@ -11,8 +11,8 @@ from .api_error import ApiError
 from .store import Store, public
 
 OWNER = "emotune-local"
-# The local stand-in serves the catalogue's models that were still fine-tunable on the catalogue's date,
-# by dated name and by alias (the catalogue is the one home of that list).
+# The local stand-in serves the catalogue's models that were still fine-tunable on the catalogue's
+# date, by dated name and by alias (the catalogue is the one home of that list).
 _FINE_TUNABLE = load_catalog().fine_tunable()
 ALIASES = {k: v for k, v in _FINE_TUNABLE.items() if k != v}
 # The classical stand-in's own name (not an LLM): quick rehearsals and tests, free of OpenAI's dates
@@ -22,7 +22,8 @@ CATALOGUE = (STAND_IN, *sorted(set(_FINE_TUNABLE.values())))
 
 def owner_of(base: str) -> str:
     """The organisation part of a fine-tune's id: an OpenAI name trained by the classical stand-in
-    says so (``ft:gpt-4.1-mini-...:emotune-local-stand-in:...``), so no id suggests OpenAI trained it."""
+    says so (``ft:gpt-4.1-mini-...:emotune-local-stand-in:...``), so no id suggests OpenAI trained
+    it."""
     stand_in = trainers.trainer_for(base).name == "classical" and base != STAND_IN
     return f"{OWNER}-stand-in" if stand_in else OWNER
 

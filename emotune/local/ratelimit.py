@@ -1,11 +1,11 @@
 """Per-minute request and token budgets, as OpenAI enforces them, so clients can be tested
 against a limit.
 
-Each budget is a bucket that refills continuously (capacity per minute, at capacity/60 per second). A chat
-request is admitted when both buckets hold one request and what it can cost: prompt tokens plus ``n`` times
-``max_completion_tokens`` (the default when absent), counted at admission as OpenAI does; what the answer
-did not use is given back after it. Otherwise it is answered 429 in OpenAI's shape. Every answer carries
-OpenAI's ``x-ratelimit-*`` headers.
+Each budget is a bucket that refills continuously (capacity per minute, at capacity/60 per second).
+A chat request is admitted when both buckets hold one request and what it can cost: prompt tokens
+plus ``n`` times ``max_completion_tokens`` (the default when absent), counted at admission as OpenAI
+does; what the answer did not use is given back after it. Otherwise it is answered 429 in OpenAI's
+shape. Every answer carries OpenAI's ``x-ratelimit-*`` headers.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ import time
 
 from .api_error import ApiError
 
-# The most tokens a model here generates for a request that sets no limit: what such a request is charged at
-# admission (the open-weights server generates up to this many; the stand-ins answer in far fewer).
+# The most tokens a model here generates for a request that sets no limit: what such a request is
+# charged at admission (the open-weights server generates up to this many; the stand-ins answer in
+# far fewer).
 DEFAULT_COMPLETION_TOKENS = 64
 
 

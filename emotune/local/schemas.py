@@ -1,7 +1,8 @@
 """Request bodies the local backend accepts, as typed models with OpenAI's limits.
 
-Every body is parsed here before anything is acted on; a body that does not fit is a 400 in OpenAI's shape
-naming the parameter. Unknown but valid OpenAI parameters are accepted and ignored, as OpenAI does.
+Every body is parsed here before anything is acted on; a body that does not fit is a 400 in OpenAI's
+shape naming the parameter. Unknown but valid OpenAI parameters are accepted and ignored, as OpenAI
+does.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .api_error import ApiError
 from .store import ID_MAX  # longer ids and model names are refused before any lookup
 
-# OpenAI's suffix: at most 64 characters, no separators or paths; not dots alone ("." and ".." name folders)
+# OpenAI's suffix: at most 64 characters, no separators or paths; not dots alone ("." and ".." name
+# folders)
 SUFFIX_PATTERN = r"^([A-Za-z0-9_.-]*[A-Za-z0-9_-][A-Za-z0-9_.-]*)?$"
 NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"  # OpenAI's pattern for function and json_schema names
 MAX_EPOCHS = 50
@@ -22,7 +24,8 @@ MAX_BATCH_SIZE = 256
 MAX_LR_MULTIPLIER = 100.0
 
 Auto = Literal["auto"]
-# pydantic names the member of a union that failed ("int", "literal['auto']"); a client needs the field only
+# pydantic names the member of a union that failed ("int", "literal['auto']"); a client needs the
+# field only
 _TYPE_TAG = re.compile(
     r"^(str|int|float|bool|none|list|dict|[a-z-]+\[.*\]|constrained-\w+|function-\w+)$"
 )

@@ -26,8 +26,8 @@ LOCK_FILE = "server.lock"
 class StateLock:
     """One server per state directory: an exclusive lock file holding the owner's pid and URL.
 
-    The operating system releases the lock when the owning process ends, however it ends, so a lock held
-    means a live server.
+    The operating system releases the lock when the owning process ends, however it ends, so a lock
+    held means a live server.
     """
 
     def __init__(self, state_dir: Path):

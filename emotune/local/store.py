@@ -22,8 +22,8 @@ from ..core.runs import atomic_write_bytes, atomic_write_json
 
 log = logging.getLogger("emotune.local")
 KINDS = ("files", "jobs", "batches", "models")
-# Ids and model names become file names (``<id>.json``, and ``.<id>.json.<random>.tmp`` while written): 200
-# characters leave room under the 255-byte name limit of common file systems.
+# Ids and model names become file names (``<id>.json``, and ``.<id>.json.<random>.tmp`` while
+# written): 200 characters leave room under the 255-byte name limit of common file systems.
 ID_MAX = 200
 RECORD_ID = re.compile(
     rf"^[A-Za-z0-9_][A-Za-z0-9_:.~-]{{0,{ID_MAX - 1}}}$"
@@ -37,8 +37,8 @@ class NotRegularFile(FileNotFoundError):
 
 def open_regular(path: Path, flags: int, mode: int = 0o644) -> int:
     """A descriptor for ``path`` only if it is a regular file reached without following a link; a
-    FIFO is
-    opened without blocking, then refused like every other kind of file, with a log line naming it."""
+    FIFO is opened without blocking, then refused like every other kind of file, with a log line
+    naming it."""
     try:
         fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
     except OSError as exc:

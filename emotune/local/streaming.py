@@ -1,10 +1,10 @@
 """Streamed chat completions as OpenAI sends them: server-sent events of
 ``chat.completion.chunk`` objects.
 
-Per choice: a first chunk with the role (and, for a tool call, the call's id and name), one chunk per
-token-sized piece of the content (or of the call's arguments, with its log-probabilities when asked), a
-chunk with the ``finish_reason``; with ``stream_options.include_usage`` every chunk carries ``usage: null``
-and a last chunk with no choices carries the usage. Then ``data: [DONE]``.
+Per choice: a first chunk with the role (and, for a tool call, the call's id and name), one chunk
+per token-sized piece of the content (or of the call's arguments, with its log-probabilities when
+asked), a chunk with the ``finish_reason``; with ``stream_options.include_usage`` every chunk
+carries ``usage: null`` and a last chunk with no choices carries the usage. Then ``data: [DONE]``.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """Structured outputs for the local stand-in: an answer's labels laid into the caller's JSON schema.
 
-A real model is decoded under the schema; the local stand-in predicts labels and writes them into the
-schema's label field: the first array-of-strings property (whatever its name), else a string property
-(the first label), the other properties filled with typed empty values (``""``, ``0``, ``false``, ``[]``,
-nested objects filled the same way). ``enum`` values are respected. The same shaping answers a tool call
-whose function parameters hold the labels (the structured-output pattern).
+A real model is decoded under the schema; the local stand-in predicts labels and writes them into
+the schema's label field: the first array-of-strings property (whatever its name), else a string
+property (the first label), the other properties filled with typed empty values (``""``, ``0``,
+``false``, ``[]``, nested objects filled the same way). ``enum`` values are respected. The same
+shaping answers a tool call whose function parameters hold the labels (the structured-output
+pattern).
 """
 
 from __future__ import annotations

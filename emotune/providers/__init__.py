@@ -1,11 +1,11 @@
 """Providers: the servers emotune talks to, each behind the same interface (:class:`Provider`).
 
 ``connect(backend)`` picks one, in this order: the ``backend`` argument, ``EMOTUNE_BACKEND``, then
-``auto``: the local backend, or the ``compatible`` provider when ``OPENAI_BASE_URL`` names a server that is
-not OpenAI's (never priced or wind-down-checked as OpenAI). OpenAI costs money, so it is only ever asked
-for by name (``backend="openai"``, through ``OPENAI_BASE_URL`` when that names a gateway); an exported key
-alone never picks it. The key is read by :mod:`emotune.config` and handed to the client only;
-it is never printed, stored or sent to the local backend.
+``auto``: the local backend, or the ``compatible`` provider when ``OPENAI_BASE_URL`` names a server
+that is not OpenAI's (never priced or wind-down-checked as OpenAI). OpenAI costs money, so it is
+only ever asked for by name (``backend="openai"``, through ``OPENAI_BASE_URL`` when that names a
+gateway); an exported key alone never picks it. The key is read by :mod:`emotune.config` and handed
+to the client only; it is never printed, stored or sent to the local backend.
 
 Providers are catalogue data (``emotune/catalog/providers.json``: name -> ``module:Class``); a file
 named by ``EMOTUNE_PROVIDERS`` adds your own entries (see docs/architecture.md).
@@ -85,7 +85,8 @@ def _choose(backend: str | None) -> str:
 
 def resolve_base_model(base_model: str, backend: str | None = "auto") -> str:
     """The model to fine-tune: ``base_model`` itself, or for ``auto`` the chosen backend's default
-    (the local backend's is SmolLM2-135M-Instruct, a real LLM, which needs the open-weights extra)."""
+    (the local backend's is SmolLM2-135M-Instruct, a real LLM, which needs the open-weights extra).
+    """
     if base_model not in ("", "auto"):
         return base_model
     name = _choose(backend)
@@ -123,11 +124,11 @@ def connect(
     """The provider for the chosen backend, with a configured client; the local server is started
     if needed.
 
-    ``state_dir`` is where the local backend keeps files, jobs and models (default: the run directory's
-    ``local-backend/``). ``local_options`` go to the local server (fault injection: ``latency_ms``,
-    ``fail_429``, ``fail_500``; defaults from ``EMOTUNE_LOCAL_*``). With ``run``, the provider (kind, URL and
-    capabilities, never the key) is recorded in the run's manifest. It prints nothing:
-    ``provider.describe()`` says what answers.
+    ``state_dir`` is where the local backend keeps files, jobs and models (default: the run
+    directory's ``local-backend/``). ``local_options`` go to the local server (fault injection:
+    ``latency_ms``, ``fail_429``, ``fail_500``; defaults from ``EMOTUNE_LOCAL_*``). With ``run``,
+    the provider (kind, URL and capabilities, never the key) is recorded in the run's manifest. It
+    prints nothing: ``provider.describe()`` says what answers.
     """
     import openai
 
@@ -154,7 +155,8 @@ def connect(
                 "backend 'openai' needs OPENAI_API_KEY in the environment (never as a parameter); "
                 "or use backend='local' to run offline for free"
             )
-        # A keyless OpenAI-compatible server still needs some key for the client; this one means "none".
+        # A keyless OpenAI-compatible server still needs some key for the client; this one means
+        # "none".
         client = openai.OpenAI(
             api_key=key or "not-needed", base_url=config.openai_base_url(), **options
         )

@@ -45,8 +45,8 @@ class Provider:
     def async_client(self):
         """An ``openai.AsyncOpenAI`` with the same endpoint, key, retries and timeout.
 
-        It runs on aiohttp (``openai[aiohttp]``): at 64 requests in flight the default httpx transport
-        spends about twice the CPU per request (benchmarks/bench_local.py).
+        It runs on aiohttp (``openai[aiohttp]``): at 64 requests in flight the default httpx
+        transport spends about twice the CPU per request (benchmarks/bench_local.py).
         """
         import openai
 

@@ -1,11 +1,12 @@
 """emotune's own local backend: an OpenAI-compatible server on 127.0.0.1, started in-process,
 free and offline.
 
-Its default model is a real LLM, SmolLM2-135M-Instruct (open weights, LoRA fine-tunes). The model named
-``stand-in``, and OpenAI model names (the original tutorial's code may send them), are answered by a
-classical stand-in, not an LLM: a label-name matcher as the base model, a TF-IDF learner as the fine-tune,
-for quick rehearsals and tests. Nothing is billed: OpenAI model names are priced at what OpenAI *would*
-charge, so the notebooks can show that figure; open-weights models and ``stand-in`` cost compute seconds.
+Its default model is a real LLM, SmolLM2-135M-Instruct (open weights, LoRA fine-tunes). The model
+named ``stand-in``, and OpenAI model names (the original tutorial's code may send them), are
+answered by a classical stand-in, not an LLM: a label-name matcher as the base model, a TF-IDF
+learner as the fine-tune, for quick rehearsals and tests. Nothing is billed: OpenAI model names are
+priced at what OpenAI *would* charge, so the notebooks can show that figure; open-weights models and
+``stand-in`` cost compute seconds.
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ class RunningServer:
 
 def local_server(state_dir: Path, **options):
     """The local server for a state directory: this process's (started once), or the live one
-    another
-    process holds the directory with (two kernels on one run share one server, never run a job twice)."""
+    another process holds the directory with (two kernels on one run share one server, never run a
+    job twice)."""
     from ..local import LocalServer
     from ..local.server import running_server
 

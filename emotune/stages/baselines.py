@@ -1,13 +1,15 @@
 """The free comparators of notebook 05: a TF-IDF baseline retrained on seeded draws, and the floors.
 
-- **The free baseline**: TF-IDF + one-vs-rest logistic regression, thresholds tuned for macro-F1 on the
-  validation sample. It is trained on the run's own training sample (the one the fine-tune saw) and again on
-  each further draw of the same size (notebook 01's ``draws/``): the spread of its test scores across draws
-  is how much a score moves with the draw of training examples alone.
-- **Floors**: what a model that never reads the comment scores. The majority answer (the most common label
-  set of the training sample, for every comment) and the label-prior random answer (each label said with
-  its training frequency, averaged over :data:`RANDOM_DRAWS` seeded draws). A score near a floor is no
-  skill, whatever its interval.
+- **The free baseline**: TF-IDF + one-vs-rest logistic regression, thresholds tuned for macro-F1 on
+  the validation sample. It is trained on the run's own training sample (the one the fine-tune saw)
+  and again on
+  each further draw of the same size (notebook 01's ``draws/``): the spread of its test scores
+  across draws is how much a score moves with the draw of training examples alone.
+- **Floors**: what a model that never reads the comment scores. The majority answer (the most common
+  label set of the training sample, for every comment) and the label-prior random answer (each label
+  said with
+  its training frequency, averaged over :data:`RANDOM_DRAWS` seeded draws). A score near a floor is
+  no skill, whatever its interval.
 """
 
 from __future__ import annotations
@@ -108,7 +110,8 @@ class SeedSpread:
     def noise_band(self, metric: str = "macro_f1") -> float:
         """About 95% of differences between two models trained on independent draws lie within
         +/- this:
-        2 x sqrt(2) x the between-draw SD (assuming the other model varies as much as the baseline)."""
+        2 x sqrt(2) x the between-draw SD (assuming the other model varies as much as the baseline).
+        """
         return 2 * np.sqrt(2) * self.sd(metric)
 
     def to_frame(self) -> pd.DataFrame:

@@ -1,7 +1,8 @@
 """Classify through the Batch API (``/v1/batches``, 50% cheaper on OpenAI): upload, poll, collect.
 
-Each step is resumable from the manifest's ``batches`` section: a re-run with the same requests finds the
-batch it created instead of uploading again, and answers already cached are never replaced.
+Each step is resumable from the manifest's ``batches`` section: a re-run with the same requests
+finds the batch it created instead of uploading again, and answers already cached are never
+replaced.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """Notebook 03's stage: what the validated files would cost to train on and to evaluate, and the
 budget guard.
 
-The provider says how its models are priced (:meth:`emotune.providers.base.Provider.pricing`): dollars per
-token on OpenAI (and, on the local backend, what OpenAI *would* charge for an OpenAI model name), compute
-seconds for an open-weights model, nothing for a server emotune has no price list for. The budget is checked
-here, before anything is spent, and again in notebook 04 before a job is created.
+The provider says how its models are priced (:meth:`emotune.providers.base.Provider.pricing`):
+dollars per token on OpenAI (and, on the local backend, what OpenAI *would* charge for an OpenAI
+model name), compute seconds for an open-weights model, nothing for a server emotune has no price
+list for. The budget is checked here, before anything is spent, and again in notebook 04 before a
+job is created.
 """
 
 from __future__ import annotations
@@ -71,8 +72,8 @@ def plan_costs(
     """Estimate training and evaluation on ``provider``, check the budget, and record both in the
     manifest.
 
-    Raises :class:`~emotune.core.errors.BudgetError` (nothing spent) when training plus the dearer evaluation
-    path exceeds ``budget_usd``.
+    Raises :class:`~emotune.core.errors.BudgetError` (nothing spent) when training plus the dearer
+    evaluation path exceeds ``budget_usd``.
     """
     pricing = provider.pricing(base_model)
     if n_epochs == "auto":  # as the job will resolve it on this provider

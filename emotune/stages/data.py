@@ -1,10 +1,10 @@
 """Load a labelled text dataset (GoEmotions from its release or the hub, or your own file, folder
 or hub id).
 
-Every source gives the same ``datasets.DatasetDict``: splits train/validation/test with columns ``text``
-(str), ``labels`` (list of label ids into the dataset's label set) and ``id`` (str), plus the label set
-itself (:class:`~emotune.taxonomy.Taxonomy`) and a count of the rows dropped, per split and reason. The
-file readers are in :mod:`.files`.
+Every source gives the same ``datasets.DatasetDict``: splits train/validation/test with columns
+``text`` (str), ``labels`` (list of label ids into the dataset's label set) and ``id`` (str), plus
+the label set itself (:class:`~emotune.taxonomy.Taxonomy`) and a count of the rows dropped, per
+split and reason. The file readers are in :mod:`.files`.
 """
 
 from __future__ import annotations
@@ -239,8 +239,9 @@ def load(
     id, with
     the column mapping of :class:`DatasetParams` (a bare string is a dataset with no mapping).
 
-    A catalogue dataset comes from ``data_source``, else ``EMOTUNE_DATA_DIR``, else the hub; when neither
-    works, one :class:`DataError` names both remedies. Any other dataset is read with the column mapping.
+    A catalogue dataset comes from ``data_source``, else ``EMOTUNE_DATA_DIR``, else the hub; when
+    neither works, one :class:`DataError` names both remedies. Any other dataset is read with the
+    column mapping.
     """
     params = (
         dataset
@@ -367,8 +368,8 @@ def label_set(run, taxonomy: str | Taxonomy | None = None) -> Taxonomy:
     by name).
 
     Reads the dataset's label set from the manifest notebook 01 wrote; ``taxonomy`` is the level
-    (``goemotions``, ``ekman``, ``sentiment`` for GoEmotions; empty or the default means a dataset's own
-    labels).
+    (``goemotions``, ``ekman``, ``sentiment`` for GoEmotions; empty or the default means a dataset's
+    own labels).
     """
     record = run.get("data", "label_set")
     if record is None:

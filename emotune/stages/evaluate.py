@@ -1,6 +1,6 @@
 """Notebook 05's steps: predictions for every comparator (each asked by its role), the free
-baseline, the
-comparisons that answer "was it worth it?", error analysis. The verdict itself is in :mod:`.verdict`."""
+baseline, the comparisons that answer "was it worth it?", error analysis. The verdict itself is in
+:mod:`.verdict`."""
 
 from __future__ import annotations
 
@@ -31,10 +31,9 @@ def open_cache(run) -> PredictionCache:
 
 def prompt_specs(trained: PromptSpec) -> dict[str, PromptSpec]:
     """How each comparator is asked, by role: the base model with a zero-shot prompt that lists
-    every label
-    and the answer format (a model that was never trained cannot know the labels otherwise); the fine-tuned
-    model with exactly the spec it was trained on; and the base model on that training prompt too, so the
-    table can show what the prompt alone buys."""
+    every label and the answer format (a model that was never trained cannot know the labels
+    otherwise); the fine-tuned model with exactly the spec it was trained on; and the base model on
+    that training prompt too, so the table can show what the prompt alone buys."""
     zero_shot = PromptSpec.resolve("zero-shot", trained.label_format, trained.taxonomy)
     return {Role.BASE: zero_shot, Role.FINE_TUNED: trained, Role.BASE_ON_TRAINING_PROMPT: trained}
 
@@ -118,9 +117,9 @@ def _nan(value: float | None) -> float:
 
 @dataclass(frozen=True)
 class CostRow:
-    """What 1,000 predictions of one comparator cost: dollars online and by Batch where priced,
-    else the
-    compute seconds online where timed (``None`` where not known), rounded as the table shows them."""
+    """What 1,000 predictions of one comparator cost: dollars online and by Batch where priced, else
+    the compute seconds online where timed (``None`` where not known), rounded as the table shows
+    them."""
 
     comparator: str
     usd_online: float | None
@@ -178,11 +177,11 @@ def cost_per_1000(conn, predictions: dict[str, Predictions], models: dict[str, s
     """What 1,000 predictions cost on this provider, from the tokens the answers used (online and
     Batch).
 
-    The price comes from the provider: OpenAI's dollars, what OpenAI would charge (local backend), or nothing
-    ("not priced": an open-weights model costs compute time, an unknown server has no price list). Unpriced
-    models get their compute time instead: wall seconds per 1,000 online answers, from the first to the last
-    answer of the pass (at the concurrency the predictor ran). ``to_frame()`` leaves out the columns no row
-    has.
+    The price comes from the provider: OpenAI's dollars, what OpenAI would charge (local backend),
+    or nothing ("not priced": an open-weights model costs compute time, an unknown server has no
+    price list). Unpriced models get their compute time instead: wall seconds per 1,000 online
+    answers, from the first to the last answer of the pass (at the concurrency the predictor ran).
+    ``to_frame()`` leaves out the columns no row has.
     """
     rows = []
     for name, p in predictions.items():
@@ -275,12 +274,12 @@ def compare_models(
     n_resamples: int = N_RESAMPLES,
 ) -> Comparisons:
     """``model`` against each comparator on the same comments: the difference, its paired BCa
-    intervals
-    (95%, and 90% for equivalence) and the paired permutation test's p, Holm-corrected within each family.
+    intervals (95%, and 90% for equivalence) and the paired permutation test's p, Holm-corrected
+    within each family.
 
-    The primary family is macro-F1 against each comparator (what the verdict decides on); the other metrics
-    form a secondary family. Macro-F1 over the supported labels is left out when every label is supported (it
-    would repeat the macro-F1 test).
+    The primary family is macro-F1 against each comparator (what the verdict decides on); the other
+    metrics form a secondary family. Macro-F1 over the supported labels is left out when every label
+    is supported (it would repeat the macro-F1 test).
     """
     tax = taxonomy
     y = to_matrix(gold, tax)

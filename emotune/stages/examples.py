@@ -1,8 +1,8 @@
 """Notebook 02's stage: chat JSONL files from the samples, the prompt tax, and the gallery of
 prompt styles.
 
-The rules (prompt styles, label formats, the answer parser) live in :mod:`emotune.core.prompts`; this module
-applies them to a run's samples and writes the ``jsonl`` section of the manifest.
+The rules (prompt styles, label formats, the answer parser) live in :mod:`emotune.core.prompts`;
+this module applies them to a run's samples and writes the ``jsonl`` section of the manifest.
 """
 
 from __future__ import annotations
@@ -86,9 +86,9 @@ def build_training_files(
     """Write train.jsonl (training sample, shuffled by seed) and val.jsonl (validation sample)
     atomically.
 
-    The test split is never touched here. Checksums and the prompt spec go into the manifest's ``jsonl``
-    section; the evaluation stage reads the spec back with :func:`trained_prompt_spec`. ``taxonomy`` is the
-    label set unless ``style`` is a whole PromptSpec (which carries its own).
+    The test split is never touched here. Checksums and the prompt spec go into the manifest's
+    ``jsonl`` section; the evaluation stage reads the spec back with :func:`trained_prompt_spec`.
+    ``taxonomy`` is the label set unless ``style`` is a whole PromptSpec (which carries its own).
     """
     spec = _spec(style, label_format, taxonomy)
     record = {}
@@ -139,7 +139,8 @@ def prompt_tax(
 ):
     """Mean billed tokens per example for each style, next to the irreducible minimum.
 
-    The minimum is the comment and the answer with OpenAI's per-message overhead and no system prompt.
+    The minimum is the comment and the answer with OpenAI's per-message overhead and no system
+    prompt.
     """
     enc = encoding_for(model)
     texts, labels = (

@@ -76,8 +76,8 @@ def read_split_tsv(path: Path, taxonomy: Taxonomy) -> pd.DataFrame:
     """Read one GoEmotions release TSV (no header: text, comma-separated label ids, id), checking
     every row.
 
-    The release is CSV-quoted (texts with quotes are wrapped in quotes, inner quotes doubled), so it is read
-    with the ``csv`` module's default quoting; ``NA`` stays the text "NA".
+    The release is CSV-quoted (texts with quotes are wrapped in quotes, inner quotes doubled), so it
+    is read with the ``csv`` module's default quoting; ``NA`` stays the text "NA".
     """
     texts, labels, ids = [], [], []
     n = len(taxonomy)

@@ -1,10 +1,10 @@
 """Upload once, launch or resume, watch, and read the results of a fine-tuning job (notebook 04).
 
-Every function takes the provider (what ``emotune.connect`` returns); the run manifest is the memory that
-keeps a re-run, a dead kernel or a lost notebook from paying twice:
+Every function takes the provider (what ``emotune.connect`` returns); the run manifest is the memory
+that keeps a re-run, a dead kernel or a lost notebook from paying twice:
 
-- a file is content-addressed (its sha256 is in the uploaded file's name) and reused when the manifest or
-  the server already has it;
+- a file is content-addressed (its sha256 is in the uploaded file's name) and reused when the
+  manifest or the server already has it;
 - a job id goes into the manifest the moment the job exists; without a manifest, a remote job whose
   metadata carries this run's id and file hashes is adopted instead of launching another.
 """
@@ -140,10 +140,10 @@ def launch_or_resume(
     key: str | None = None,
     runs: int = 1,
 ) -> JobLaunch:
-    """Resume the run's job, adopt a matching remote one, or (after the budget and provider
-    checks) create
-    one. ``key`` names a further training run (``seed_jobs.<key>``, trained on the uploads ``train-<key>``
-    and ``validation-<key>``); ``runs`` is how many training runs the budget must cover."""
+    """Resume the run's job, adopt a matching remote one, or (after the budget and provider checks)
+    create one. ``key`` names a further training run (``seed_jobs.<key>``, trained on the uploads
+    ``train-<key>`` and ``validation-<key>``); ``runs`` is how many training runs the budget must
+    cover."""
     import openai
 
     client = provider.client

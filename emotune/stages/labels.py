@@ -1,9 +1,9 @@
 """Read a dataset's labels in any common shape into label ids, dropping (and counting) rows that
 have none.
 
-Shapes: one label per row (a string, or an integer id named by a ``ClassLabel`` or ``label_names``), a list
-per row (a JSON/Parquet list, a JSON list in a string, or a string split on ``label_separator``), or one
-0/1 column per label (``label_columns``).
+Shapes: one label per row (a string, or an integer id named by a ``ClassLabel`` or ``label_names``),
+a list per row (a JSON/Parquet list, a JSON list in a string, or a string split on
+``label_separator``), or one 0/1 column per label (``label_columns``).
 """
 
 from __future__ import annotations

@@ -36,9 +36,9 @@ def map_rows(
 
 
 def scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """Macro-F1 (all labels with gold examples, and those with at least 5), micro and weighted
-    F1, exact
-    match, Hamming loss and sample-averaged Jaccard (:func:`emotune.stages.statistics.point_scores`)."""
+    """Macro-F1 (all labels with gold examples, and those with at least 5), micro and weighted F1,
+    exact match, Hamming loss and sample-averaged Jaccard
+    (:func:`emotune.stages.statistics.point_scores`)."""
     return point_scores(y_true, y_pred)
 
 
@@ -91,9 +91,9 @@ def score_models(
     """Every model at every level: headline metrics with 95% BCa intervals (one row per
     model/level/metric).
 
-    ``gold`` and the predictions are label names of the ``source`` label set; ``levels`` (default: the
-    base label set ``source`` groups and every level of it) coarser than the source are scored by mapping both
-    through the taxonomy.
+    ``gold`` and the predictions are label names of the ``source`` label set; ``levels`` (default:
+    the base label set ``source`` groups and every level of it) coarser than the source are scored
+    by mapping both through the taxonomy.
     """
     levels = levels or level_taxonomies(base_of(source))
     rows = []
@@ -124,9 +124,9 @@ def single_label_report(
     """For single-label data: each model's accuracy, and the fine-tuned model's confusion matrix
     (scikit-learn).
 
-    An answer counts as right only when it is exactly the gold label (an answer with several labels, or none,
-    is wrong and shown as the column ``(other)``). For multi-label data accuracy is the exact-match figure of
-    :func:`scores`, and no confusion matrix is drawn.
+    An answer counts as right only when it is exactly the gold label (an answer with several labels,
+    or none, is wrong and shown as the column ``(other)``). For multi-label data accuracy is the
+    exact-match figure of :func:`scores`, and no confusion matrix is drawn.
     """
     from sklearn.metrics import accuracy_score, confusion_matrix
 

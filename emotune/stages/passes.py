@@ -1,10 +1,11 @@
 """Notebook 05's optional passes: the base model asked once more on the training prompt (what the
 prompt alone buys), and the Batch API check (the same requests through ``/v1/batches``).
 
-Each is a parameter, ``base_on_training_prompt`` and ``batch_check``: ``true``, ``false`` or ``auto``.
-``auto`` runs a pass where answers are cheap (the classical stand-in, OpenAI, an OpenAI-compatible
-server) and skips it for open weights on this machine, where each pass over the test comments costs
-minutes of compute and the comparison (base zero-shot, fine-tune, free baseline) does not need it.
+Each is a parameter, ``base_on_training_prompt`` and ``batch_check``: ``true``, ``false`` or
+``auto``. ``auto`` runs a pass where answers are cheap (the classical stand-in, OpenAI, an
+OpenAI-compatible server) and skips it for open weights on this machine, where each pass over the
+test comments costs minutes of compute and the comparison (base zero-shot, fine-tune, free baseline)
+does not need it.
 """
 
 from __future__ import annotations

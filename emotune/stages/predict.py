@@ -23,8 +23,9 @@ from .ratelimit import Limiter
 from .requests import RequestLoop
 
 DEFAULT_CONCURRENCY = None  # adaptive (emotune.ratelimit); an int caps the requests in flight
-# Answer tokens asked of every model compared: enough for five labels in the format (a JSON answer spells
-# out its brackets and quotes). A model that chats instead of answering is cut there, the same for all.
+# Answer tokens asked of every model compared: enough for five labels in the format (a JSON answer
+# spells out its brackets and quotes). A model that chats instead of answering is cut there, the
+# same for all.
 MAX_COMPLETION_TOKENS = 60
 ANSWER_TOKENS = {"comma": 24, "json": MAX_COMPLETION_TOKENS}
 
@@ -138,8 +139,8 @@ def sampling_params(
     spec: PromptSpec | None = None,
 ) -> dict:
     """The same sampling parameters for every model compared; a JSON answer format also sends its
-    schema as
-    ``response_format`` (structured outputs: a model decoding under it answers only labels of the set)."""
+    schema as ``response_format`` (structured outputs: a model decoding under it answers only labels
+    of the set)."""
     params = {
         "temperature": temperature,
         "seed": seed,
@@ -227,9 +228,10 @@ def classify(
 ) -> Predictions:
     """Answers for every row of ``frame`` (columns id, text), asking only for those not cached.
 
-    Requests are paced by an adaptive ``Limiter`` (the server's rate-limit headers, 429s and latency);
-    ``concurrency`` caps the requests in flight. A malformed answer, a request that keeps failing, and every
-    item left when the server refuses connections are reported in ``failures``, never cached.
+    Requests are paced by an adaptive ``Limiter`` (the server's rate-limit headers, 429s and
+    latency); ``concurrency`` caps the requests in flight. A malformed answer, a request that keeps
+    failing, and every item left when the server refuses connections are reported in ``failures``,
+    never cached.
     """
     spec = spec or prompt_spec()
     params = sampling_params(seed, temperature, max_completion_tokens, spec)

@@ -4,14 +4,18 @@ circuit breaker.
 The limiter starts at a safe concurrency and learns from every answer:
 
 - ``x-ratelimit-limit-requests|tokens`` (OpenAI's headers) set per-minute budgets; requests are then
-  spaced to ``SAFETY`` of the binding budget, and ``x-ratelimit-remaining-*`` near zero waits for the
+  spaced to ``SAFETY`` of the binding budget, and ``x-ratelimit-remaining-*`` near zero waits for
+  the
   matching ``x-ratelimit-reset-*`` ("1s", "6m0s", "120ms").
 - A 429 halves the concurrency and pauses every request for ``retry-after-ms`` / ``retry-after``.
-- Latency steers the concurrency (additive increase, multiplicative decrease): while answers come back
-  within ``LATENCY_SLACK`` x the fastest seen, one more request may fly; a slower backend (an LLM taking
-  seconds per answer) gets fewer in flight and longer timeouts instead of a flood of timeouts and retries.
-- A batching backend that says how many requests it answers at once (``x-emotune-batch-size``, emotune's
-  open-weights models) keeps at least that many in flight: its latency grows with the batch, its throughput
+- Latency steers the concurrency (additive increase, multiplicative decrease): while answers come
+  back within ``LATENCY_SLACK`` x the fastest seen, one more request may fly; a slower backend (an
+  LLM taking
+  seconds per answer) gets fewer in flight and longer timeouts instead of a flood of timeouts and
+  retries.
+- A batching backend that says how many requests it answers at once (``x-emotune-batch-size``,
+  emotune's open-weights models) keeps at least that many in flight: its latency grows with the
+  batch, its throughput
   more.
 """
 
@@ -164,8 +168,9 @@ class Limiter:
         cond = self._condition()
         async with cond:
             self.in_flight -= 1
-            # wake only as many waiters as there are free slots: with thousands of requests queued, waking
-            # all of them on every answer made each answer cost O(queue) (5,427 comments: 45 req/s, not 190)
+            # wake only as many waiters as there are free slots: with thousands of requests queued,
+            # waking all of them on every answer made each answer cost O(queue) (5,427 comments: 45
+            # req/s, not 190)
             cond.notify(max(1, int(self.concurrency) - self.in_flight))
 
     def observe_headers(self, headers) -> None:
@@ -205,7 +210,8 @@ class Limiter:
             self.typical > LATENCY_SLACK * self.fastest
             and self.typical - self.fastest > LATENCY_MARGIN
         ):
-            # saturated backend: fewer in flight, but never fewer than a batching backend answers at once
+            # saturated backend: fewer in flight, but never fewer than a batching backend answers at
+            # once
             self.concurrency = max(1.0, self.batch_floor, self.concurrency * 0.98)
             self.slow_start = False
         elif (

@@ -1,8 +1,8 @@
 """One model's requests, sent concurrently and retried: why each one failed, and reading the
 answers.
 
-A request that keeps failing is recorded as a ``Failure`` whose kind says whether another round asks it again;
-its message is the text ``Predictions.failures`` reports.
+A request that keeps failing is recorded as a ``Failure`` whose kind says whether another round asks
+it again; its message is the text ``Predictions.failures`` reports.
 """
 
 from __future__ import annotations

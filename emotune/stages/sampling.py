@@ -8,9 +8,11 @@ import pandas as pd
 from ..core.errors import DataError
 from ..core.taxonomy import Taxonomy
 
-# OpenAI rejects a training or validation file with fewer examples (fine-tuning guide, checked 2026-11).
+# OpenAI rejects a training or validation file with fewer examples (fine-tuning guide, checked
+# 2026-11).
 MIN_EXAMPLES = 10
-# How the training comments are drawn: each label's share as in the population, or as even as the data allows
+# How the training comments are drawn: each label's share as in the population, or as even as the
+# data allows
 TRAIN_SAMPLING = ("stratified", "balanced")
 
 
@@ -35,8 +37,8 @@ def stratified_sample(
 ) -> pd.DataFrame:
     """n rows whose per-label support follows the population's (iterative stratification), seeded.
 
-    Uses ``iterstrat``'s MultilabelStratifiedShuffleSplit, then tops up or trims at random (same seed)
-    to exactly n rows, since iterative stratification only approximates the requested size.
+    Uses ``iterstrat``'s MultilabelStratifiedShuffleSplit, then tops up or trims at random (same
+    seed) to exactly n rows, since iterative stratification only approximates the requested size.
     """
     chosen, _ = _split_indices(frame, n, seed=seed, n_labels=n_labels)
     return frame.iloc[chosen].reset_index(drop=True)
@@ -49,7 +51,8 @@ def balanced_sample(
     them, so the majority label (``neutral``) no longer dominates what a model is trained on.
 
     Labels are filled rarest first, each up to its quota, by seeded random draws among the rows that
-    carry it; a label with fewer rows gives all it has, and the rows left to reach n are drawn at random.
+    carry it; a label with fewer rows gives all it has, and the rows left to reach n are drawn at
+    random.
     """
     if not 0 < n <= len(frame):
         raise DataError(f"cannot sample {n} rows from {len(frame)}", rule="sample-size")
@@ -181,8 +184,9 @@ def make_samples(
     """Stratified, seeded samples: train from train, validation from the validation split, eval
     from test (``train_sampling="balanced"`` evens out the labels of the training sample only).
 
-    Only the eval sample touches the test split, and only notebook 05 reads it. A size of 0 takes the whole
-    split. A training or validation sample below OpenAI's minimum of 10 examples is an error.
+    Only the eval sample touches the test split, and only notebook 05 reads it. A size of 0 takes
+    the whole split. A training or validation sample below OpenAI's minimum of 10 examples is an
+    error.
     """
     plan = {
         "train": ("train", n_train),
@@ -231,8 +235,8 @@ def baseline_draws(
     """Further training and validation samples, drawn like the run's own with seeds ``seed + 1
     ...``.
 
-    The free baseline is retrained on each: the spread of its test scores shows how much a score moves
-    with the draw of training examples alone (the test split is never touched).
+    The free baseline is retrained on each: the spread of its test scores shows how much a score
+    moves with the draw of training examples alone (the test split is never touched).
     """
     frames = {"train": to_frame(dd["train"]), "validation": to_frame(dd["validation"])}
     sizes = {"train": n_train, "validation": n_validation}

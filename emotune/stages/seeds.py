@@ -2,9 +2,9 @@
 training
 examples, and compared with the free baseline trained on the same draws.
 
-Notebook 04 trains the further runs on notebook 01's draws (``seed + 1 ...``), each uploaded once and
-resumable from the manifest (``seed_jobs.<key>``); notebook 05 asks every run's model on the same test
-comments and tests the per-draw differences to the baseline across draws
+Notebook 04 trains the further runs on notebook 01's draws (``seed + 1 ...``), each uploaded once
+and resumable from the manifest (``seed_jobs.<key>``); notebook 05 asks every run's model on the
+same test comments and tests the per-draw differences to the baseline across draws
 (:func:`emotune.stages.statistics.across_draws`).
 """
 

@@ -5,26 +5,29 @@ Which method answers which question, and why:
 
 - **"How good is this model on comments like these?"** The score on the evaluation sample with a 95%
   bias-corrected and accelerated (BCa) bootstrap interval: :func:`scipy.stats.bootstrap` with
-  ``method="BCa"`` and 9,999 resamples of the comments. Macro-F1 leans on rare labels that drop out of
-  many resamples, which makes the bootstrap distribution biased and skewed; the plain percentile interval
-  inherits both, BCa corrects for them (Efron 1987).
-- **"Is model B better than model A on the same comments?"** A paired permutation (randomization) test:
-  :func:`scipy.stats.permutation_test` with ``permutation_type="samples"``. If the two models were
-  exchangeable, swapping their answers on any comment would leave the score difference's distribution
-  unchanged; the test draws 9,999 random swap patterns and counts the ``k`` whose absolute difference
-  reaches the observed one, so p = (k + 1) / (B + 1) (SciPy's own count for a randomized test): never 0,
-  resolution 1 / 10,000. The size of the difference gets a paired BCa bootstrap interval (the same
-  resampled comments for both models, so comment difficulty cancels).
+  ``method="BCa"`` and 9,999 resamples of the comments. Macro-F1 leans on rare labels that drop out
+  of many resamples, which makes the bootstrap distribution biased and skewed; the plain percentile
+  interval inherits both, BCa corrects for them (Efron 1987).
+- **"Is model B better than model A on the same comments?"** A paired permutation (randomization)
+  test: :func:`scipy.stats.permutation_test` with ``permutation_type="samples"``. If the two models
+  were
+  exchangeable, swapping their answers on any comment would leave the score difference's
+  distribution unchanged; the test draws 9,999 random swap patterns and counts the ``k`` whose
+  absolute difference reaches the observed one, so p = (k + 1) / (B + 1) (SciPy's own count for a
+  randomized test): never 0, resolution 1 / 10,000. The size of the difference gets a paired BCa
+  bootstrap interval (the same resampled comments for both models, so comment difficulty cancels).
 - **"Which of the several differences reported hold?"** Holm's step-down correction across the whole
-  family of tests in a table (:func:`statsmodels.stats.multitest.multipletests`): it controls the chance
+  family of tests in a table (:func:`statsmodels.stats.multitest.multipletests`): it controls the
+  chance
   of any false claim at 5% without assuming the tests are independent.
 - **Macro-F1 is reported twice**: over every label with at least one gold example in the sample
   (scikit-learn's ``f1_score(average="macro", labels=...)``), and over the labels with at least
-  :data:`MIN_SUPPORT` gold examples, with the count of labels left out: an F1 on one or two examples is
-  mostly noise, and on a few hundred comments such labels can carry half of the all-label figure.
+  :data:`MIN_SUPPORT` gold examples, with the count of labels left out: an F1 on one or two examples
+  is mostly noise, and on a few hundred comments such labels can carry half of the all-label figure.
 
-Everything here is a pure function of 0/1 matrices (rows: comments, columns: labels), so an independent
-recomputation from the saved predictions reproduces every interval and p-value (the seed is fixed).
+Everything here is a pure function of 0/1 matrices (rows: comments, columns: labels), so an
+independent recomputation from the saved predictions reproduces every interval and p-value (the seed
+is fixed).
 """
 
 from __future__ import annotations
@@ -149,9 +152,9 @@ def _metric_statistic(features: np.ndarray, labels: LabelSets, metrics: tuple[st
 
 
 def _interval(res, level: float) -> tuple[np.ndarray, np.ndarray]:
-    """The BCa interval; where BCa is undefined (a degenerate bootstrap distribution, e.g. a
-    score that is
-    the same on every resample, as for two identical prediction sets) the percentile interval instead."""
+    """The BCa interval; where BCa is undefined (a degenerate bootstrap distribution, e.g. a score
+    that is the same on every resample, as for two identical prediction sets) the percentile
+    interval instead."""
     low, high = (
         np.atleast_1d(res.confidence_interval.low).astype(float),
         np.atleast_1d(res.confidence_interval.high).astype(float),
@@ -341,10 +344,10 @@ def holm(comparisons: list[Comparison], alpha: float = ALPHA) -> list[Comparison
 
 
 def across_draws(a: np.ndarray, b: np.ndarray, metric: str = "macro_f1") -> Comparison:
-    """B minus A over several training draws (one score each per draw, on the same test
-    comments): a paired
-    t-test on the per-draw differences (:func:`scipy.stats.ttest_1samp`), its 95% t-interval, and the 90%
-    one for equivalence. ``n_items`` is the number of draws: the unit that varies is the training run."""
+    """B minus A over several training draws (one score each per draw, on the same test comments): a
+    paired t-test on the per-draw differences (:func:`scipy.stats.ttest_1samp`), its 95% t-interval,
+    and the 90% one for equivalence. ``n_items`` is the number of draws: the unit that varies is the
+    training run."""
     from scipy.stats import ttest_1samp
 
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)

@@ -3,9 +3,10 @@ written by
 hand. This module is the one home of the answers and their rules: notebook 05, ``emotune show``, the
 rendered page and the README's list all come from :data:`ANSWERS`.
 
-The decision uses the primary family only (macro-F1 of the fine-tune against the base model and against
-the free baseline, Holm-corrected within it) and a margin, ``min_gain`` macro-F1 points: the smallest gain
-over the free baseline worth paying for. The first answer whose rule holds is the verdict.
+The decision uses the primary family only (macro-F1 of the fine-tune against the base model and
+against the free baseline, Holm-corrected within it) and a margin, ``min_gain`` macro-F1 points: the
+smallest gain over the free baseline worth paying for. The first answer whose rule holds is the
+verdict.
 """
 
 from __future__ import annotations
@@ -105,7 +106,8 @@ def decide(vs_base: Comparison | None, vs_baseline: Comparison | None, min_gain:
 
 def comments_to_settle(c: Comparison, min_gain: float) -> tuple[float, int]:
     """The 95% half-width that would settle ``c`` against 0 and +/- ``min_gain``, and about how many
-    comments give it if the difference stayed the same (a half-width shrinks with 1 / sqrt(comments))."""
+    comments give it if the difference stayed the same (a half-width shrinks with 1 /
+    sqrt(comments))."""
     distance = min(abs(c.difference - edge) for edge in (0.0, min_gain, -min_gain))
     half = (c.ci_high - c.ci_low) / 2
     if distance <= 0 or half <= 0:
@@ -311,11 +313,11 @@ def verdict(
     floors: pd.DataFrame | None = None,
     across: SeedTest | None = None,
 ) -> Verdict:
-    """The verdict: its answer, a sentence with the intervals, margin, seed spread, floors and
-    cost behind
-    it, and a headline figure line. With several training runs (``across``) the comparison with the free
-    baseline is the test across draws, Holm-corrected with the one against the base model. ``taxonomy`` is
-    the label set scored (its name is the level of ``scores`` the verdict reads)."""
+    """The verdict: its answer, a sentence with the intervals, margin, seed spread, floors and cost
+    behind it, and a headline figure line. With several training runs (``across``) the comparison
+    with the free baseline is the test across draws, Holm-corrected with the one against the base
+    model. ``taxonomy`` is the label set scored (its name is the level of ``scores`` the verdict
+    reads)."""
     level_name = taxonomy.name
     vs_base, vs_baseline = comparisons.get(Role.BASE), comparisons.get(Role.FREE_BASELINE)
     decisive = vs_baseline

@@ -35,7 +35,8 @@ async def chat(request: Request):
             if live is not None
             else chunks(await run_in_threadpool(chat_.answer, req), req.include_usage)
         )
-        # a sync iterator: Starlette pulls it in a worker thread, so generation never blocks the event loop
+        # a sync iterator: Starlette pulls it in a worker thread, so generation never blocks the
+        # event loop
         return StreamingResponse(
             events(source),
             media_type="text/event-stream",

@@ -1,10 +1,12 @@
 """Trainers behind the local backend, and the registry that picks one per job.
 
 - :mod:`.zero_shot`: the "base model" for OpenAI model names (an untrained label-word matcher).
-- :mod:`.classical`: the classical stand-in fine-tune (TF-IDF + logistic regression by mini-batch SGD).
+- :mod:`.classical`: the classical stand-in fine-tune (TF-IDF + logistic regression by mini-batch
+  SGD).
 - :mod:`.open_weights`: LoRA on a real open-weights LLM (optional extra), served by :mod:`.serving`.
 
-A new trainer is one module implementing :class:`~.base.Trainer`, registered with :func:`register_trainer`.
+A new trainer is one module implementing :class:`~.base.Trainer`, registered with
+:func:`register_trainer`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """What every trainer and served model of the local backend shares: the parsed training data,
-per-step
-metrics, the result of a training run, and the two protocols (:class:`Trainer`, :class:`ChatModel`)."""
+per-step metrics, the result of a training run, and the two protocols (:class:`Trainer`,
+:class:`ChatModel`)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,10 @@
 """Dynamic batching for a served language model.
 
-Concurrent greedy requests for the same model wait a few milliseconds on a queue; one worker thread takes up
-to :data:`MAX_BATCH` of them and answers them with one padded ``generate`` call, so 32 requests in flight cost
-about one forward pass per token instead of 32 (benchmarks/bench_open_weights.py). Each caller gets its own
-answer back through a future; an error in a batch fails exactly that batch's requests.
+Concurrent greedy requests for the same model wait a few milliseconds on a queue; one worker thread
+takes up to :data:`MAX_BATCH` of them and answers them with one padded ``generate`` call, so 32
+requests in flight cost about one forward pass per token instead of 32
+(benchmarks/bench_open_weights.py). Each caller gets its own answer back through a future; an error
+in a batch fails exactly that batch's requests.
 """
 
 from __future__ import annotations

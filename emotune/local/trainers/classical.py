@@ -1,6 +1,7 @@
 """The classical stand-in trainer: TF-IDF features and a multi-label logistic regression trained by
-mini-batch SGD, so that ``n_epochs``, ``batch_size``, ``learning_rate_multiplier`` and ``seed`` matter
-and every step has a real training loss; per-label thresholds tuned on the validation file."""
+mini-batch SGD, so that ``n_epochs``, ``batch_size``, ``learning_rate_multiplier`` and ``seed``
+matter and every step has a real training loss; per-label thresholds tuned on the validation file.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from ...core.taxonomy import get_taxonomy, taxonomy_names
 from ...core.thresholds import tune_thresholds
 from .base import Dataset, StepMetrics, TrainResult, wants_json
 
-# A saved model is arrays and JSON only, never a pickle: loading one must not run code from the state
-# directory.
+# A saved model is arrays and JSON only, never a pickle: loading one must not run code from the
+# state directory.
 ARRAYS_FILE = "model.npz"
 SETTINGS_FILE = "model.json"
 
@@ -77,8 +78,8 @@ class ClassicalModel:
 
     def sample(self, messages, response_format, temperature: float, seed: int) -> str:
         """One sampled answer: each label drawn with its probability, its logit divided by
-        ``temperature``
-        (below 1 sharper, above 1 flatter); if no label is drawn, one is drawn in proportion to them."""
+        ``temperature`` (below 1 sharper, above 1 flatter); if no label is drawn, one is drawn in
+        proportion to them."""
         p = self.probabilities([last_user_text(messages)])[0].clip(1e-9, 1 - 1e-9)
         tempered = _sigmoid(np.log(p / (1 - p)) / temperature)
         rng = np.random.default_rng(seed)
@@ -133,8 +134,9 @@ class ClassicalTrainer:
     """Fine-tunes the local stand-in: TF-IDF + logistic regression by mini-batch SGD."""
 
     name = "classical"
-    # Tuned on GoEmotions' dev split: plain SGD at 2.3 per example in the batch (200 at batch size 86),
-    # times the multiplier, decaying linearly, matches liblinear's macro-F1 (0.45) on the full split.
+    # Tuned on GoEmotions' dev split: plain SGD at 2.3 per example in the batch (200 at batch size
+    # 86), times the multiplier, decaying linearly, matches liblinear's macro-F1 (0.45) on the full
+    # split.
     LEARNING_RATE_PER_EXAMPLE = 2.3
     L2 = 1e-5
     BIAS_LR_SCALE = 0.025  # the bias sees every example; a feature weight sees few

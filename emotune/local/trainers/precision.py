@@ -1,13 +1,15 @@
 """The number format open-weights models train and answer in: bf16 where the hardware computes it
-natively
-(a CUDA GPU with bf16; for training, a CPU with AMX or AVX-512 BF16), fp16 on Apple's MPS, float32 elsewhere.
+natively (a CUDA GPU with bf16; for training, a CPU with AMX or AVX-512 BF16), fp16 on Apple's MPS,
+float32 elsewhere.
 
-On a bf16 CPU, ``auto`` trains in bf16 (mixed precision: 1.3x faster LoRA steps here) but answers in float32:
-measured side by side, bf16 weights answered at 0.5x (1 in flight) to 1.0x (32 in flight) of float32's speed.
+On a bf16 CPU, ``auto`` trains in bf16 (mixed precision: 1.3x faster LoRA steps here) but answers in
+float32: measured side by side, bf16 weights answered at 0.5x (1 in flight) to 1.0x (32 in flight)
+of float32's speed.
 
-The local backend's ``dtype`` option (``auto`` or a name) is set once per process by :func:`configure`;
-training (:mod:`.sft_worker`, through its request) and serving (:mod:`.serving`) both ask :func:`chosen`.
-Measured float32 against bf16, side by side: `benchmarks/bench_dtype.py`, figures in `benchmarks/RESULTS.md`.
+The local backend's ``dtype`` option (``auto`` or a name) is set once per process by
+:func:`configure`; training (:mod:`.sft_worker`, through its request) and serving (:mod:`.serving`)
+both ask :func:`chosen`. Measured float32 against bf16, side by side: `benchmarks/bench_dtype.py`,
+figures in `benchmarks/RESULTS.md`.
 """
 
 from __future__ import annotations

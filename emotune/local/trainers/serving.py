@@ -1,13 +1,13 @@
 """Serving open-weights chat models: one copy of a base model's weights, its LoRA adapters beside
 it.
 
-A base model is loaded once per process (:class:`SharedBase`); the base itself and every fine-tune on it are
-:class:`OpenWeightsModel` views that name an adapter (or none). Adapters are attached with PEFT
-(``load_adapter``) and selected per ``generate`` call under the base's lock, so serving the base and two
-fine-tunes costs one set of base weights plus a few MB per adapter. Greedy requests are batched
-(:mod:`.batching`), and the beginning their prompts share (a system prompt) is computed once per adapter and
-kept as a key/value cache: a batch then computes only each prompt's own tokens. A ``response_format`` is
-enforced by constrained decoding (:mod:`.grammar`).
+A base model is loaded once per process (:class:`SharedBase`); the base itself and every fine-tune
+on it are :class:`OpenWeightsModel` views that name an adapter (or none). Adapters are attached with
+PEFT (``load_adapter``) and selected per ``generate`` call under the base's lock, so serving the
+base and two fine-tunes costs one set of base weights plus a few MB per adapter. Greedy requests are
+batched (:mod:`.batching`), and the beginning their prompts share (a system prompt) is computed once
+per adapter and kept as a key/value cache: a batch then computes only each prompt's own tokens. A
+``response_format`` is enforced by constrained decoding (:mod:`.grammar`).
 """
 
 from __future__ import annotations
@@ -37,8 +37,9 @@ def _ids(encoded) -> list[int]:
     return list(encoded)
 
 
-# transformers 5 renames generate's and forward's past_key_values to cache, and PEFT still calls the old
-# is_gradient_checkpointing; both names work, and the warnings would only clutter a notebook's output.
+# transformers 5 renames generate's and forward's past_key_values to cache, and PEFT still calls the
+# old is_gradient_checkpointing; both names work, and the warnings would only clutter a notebook's
+# output.
 warnings.filterwarnings("ignore", message="`past_key_values` is deprecated", category=FutureWarning)
 warnings.filterwarnings(
     "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
@@ -69,8 +70,9 @@ class SharedBase:
         self.tok, lm = load(name)
         self.dtype, self.dtype_reason = precision.chosen("serving")
         self.lm = lm.to(device(), dtype=precision.torch_dtype(self.dtype)).eval()
-        # generate() hands the output layer a strided slice of the hidden states; in bf16 torch then copies
-        # the whole vocabulary x hidden matrix on every call, so make that input contiguous first
+        # generate() hands the output layer a strided slice of the hidden states; in bf16 torch then
+        # copies the whole vocabulary x hidden matrix on every call, so make that input contiguous
+        # first
         lm.get_output_embeddings().register_forward_pre_hook(
             lambda _m, args: (args[0].contiguous(), *args[1:])
         )
@@ -215,9 +217,10 @@ class OpenWeightsModel:
         """Greedy answers for several prompts in one padded ``generate`` call (the batcher's
         worker).
 
-        The prompts' shared beginning (the system prompt, when long enough) is taken from the prefix cache and
-        the padding goes between it and each prompt's own tokens; otherwise the prompts are left-padded.
-        Positions follow the attention mask, so padding changes no answer either way.
+        The prompts' shared beginning (the system prompt, when long enough) is taken from the prefix
+        cache and the padding goes between it and each prompt's own tokens; otherwise the prompts
+        are left-padded. Positions follow the attention mask, so padding changes no answer either
+        way.
         """
         import torch
 
@@ -273,8 +276,8 @@ class OpenWeightsModel:
         seed: int = 0,
     ):
         """The answer (greedy at temperature 0, else sampled with ``seed``), its finish reason, and
-        prompt/completion token counts from the model's tokenizer. A ``response_format`` with a JSON schema
-        (or ``json_object``) constrains the decoding (:mod:`.grammar`)."""
+        prompt/completion token counts from the model's tokenizer. A ``response_format`` with a JSON
+        schema (or ``json_object``) constrains the decoding (:mod:`.grammar`)."""
         import torch
 
         prompt = self._prompt(messages)

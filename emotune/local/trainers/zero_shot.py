@@ -61,8 +61,8 @@ class ZeroShotModel:
     @staticmethod
     def strip_label_lists(text: str, taxonomy) -> str:
         """The text without a prompt's list of label names (three or more in a row,
-        comma-separated), as in
-        prompts that put the label list and the comment in one user message: only the comment is read."""
+        comma-separated), as in prompts that put the label list and the comment in one user message:
+        only the comment is read."""
         names = "|".join(re.escape(lab) for lab in sorted(taxonomy.labels, key=len, reverse=True))
         return re.sub(
             rf"(?i)\b(?:{names})(?:\s*,\s*(?:and\s+|or\s+)?(?:{names})){{2,}}\b", " ", text
