@@ -36,7 +36,8 @@ _REBUILT_PURPOSES = ("fine-tune", "batch")
 
 
 def default_recording() -> Path:
-    """The recording the committed notebooks replay: ``notebooks/recorded/`` in a source checkout."""
+    """The recording the committed notebooks replay: ``notebooks/recorded/`` in a source
+    checkout."""
     return Path(__file__).resolve().parent.parent / "notebooks" / "recorded"
 
 
@@ -74,7 +75,8 @@ def save_recording(run_dir: Path, dest: Path) -> list[str]:
 
 
 def restore_recording(src: Path, run_dir: Path) -> None:
-    """A fresh ``run_dir`` holding the recording ``src``, ready to replay (with ``EMOTUNE_REPLAY``)."""
+    """A fresh ``run_dir`` holding the recording ``src``, ready to replay (with
+    ``EMOTUNE_REPLAY``)."""
     src, run_dir = Path(src), Path(run_dir)
     if not (src / "manifest.json").is_file():
         raise ConfigError(

