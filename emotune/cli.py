@@ -12,7 +12,7 @@ from pathlib import Path
 from .core import config
 from .core.errors import EmotuneError
 from .core.runs import Run, open_run
-from .series import DEFAULT_PARAMETERS, HYPERPARAMETERS
+from .series import DEFAULT_PARAMETERS, HYPERPARAMETERS, shown_value
 from .summary import cmd_show, shown
 
 
@@ -23,7 +23,7 @@ def _parse_assignments(items: list[str]) -> dict:
     for item in items:
         name, sep, raw = item.partition("=")
         if not sep or not name:
-            raise EmotuneError(f"-p takes NAME=VALUE, got {item!r}")
+            raise EmotuneError(f"-p takes NAME=VALUE, got {shown_value(item)}")
         text_param = (
             isinstance(DEFAULT_PARAMETERS.get(name.strip()), str)
             and name.strip() not in HYPERPARAMETERS
@@ -32,9 +32,11 @@ def _parse_assignments(items: list[str]) -> dict:
         # scalar
         try:
             out[name.strip()] = raw if text_param else (yaml.safe_load(raw) if raw.strip() else "")
-        except yaml.YAMLError as exc:
-            problem = getattr(exc, "problem", None) or type(exc).__name__
-            raise EmotuneError(f"-p {name.strip()}: {raw!r} is not a value ({problem})") from None
+        except (yaml.YAMLError, RecursionError, ValueError) as exc:
+            problem = _yaml_problem(exc)
+            raise EmotuneError(
+                f"-p {name.strip()}: {shown_value(raw)} is not a value ({problem})"
+            ) from None
     return out
 
 
@@ -42,15 +44,31 @@ def _load_params_file(path: str) -> dict:
     import yaml
 
     try:
+        _input_file(path, "--params", limit=MAX_PARAMS_BYTES)
+    except EmotuneError as exc:
+        raise EmotuneError(f"cannot read parameters: {exc}") from None
+    try:
         data = yaml.safe_load(Path(path).read_text("utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise EmotuneError(f"{path}: cannot read parameters ({exc})") from None
+    except yaml.YAMLError as exc:
+        raise EmotuneError(
+            f"--params {path}: cannot read parameters ({_yaml_problem(exc)})"
+        ) from None
+    except (OSError, RecursionError, ValueError) as exc:  # ValueError: an int of 5,000 digits
+        raise EmotuneError(f"--params {path}: cannot read parameters ({exc})") from None
     if not isinstance(data, dict):
-        raise EmotuneError(f"{path}: parameters must be a mapping of name: value")
+        raise EmotuneError(f"--params {path}: parameters must be a mapping of name: value")
     odd = [repr(k) for k in data if not isinstance(k, str)]
     if odd:
-        raise EmotuneError(f"{path}: parameter names must be text, not {', '.join(odd)}")
+        raise EmotuneError(f"--params {path}: parameter names must be text, not {', '.join(odd)}")
     return data
+
+
+def _yaml_problem(exc) -> str:
+    """A YAML error in one line: what is wrong and where."""
+    problem = getattr(exc, "problem", None) or getattr(exc, "context", None) or type(exc).__name__
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    return f"{problem}{where}"
 
 
 def open_run_dir(explicit: str | None, params: dict) -> Run:
@@ -157,9 +175,10 @@ def cmd_estimate(args) -> int:
 
 
 MAX_INPUT_BYTES = 1024 * 1024 * 1024  # OpenAI's upload limit for a fine-tuning file is 512 MB
+MAX_PARAMS_BYTES = 1024 * 1024  # a parameters file is a few lines
 
 
-def _input_file(path: str, what: str = "") -> Path:
+def _input_file(path: str, what: str = "", limit: int = MAX_INPUT_BYTES) -> Path:
     """A readable regular file of sane size, or a one-line error naming it."""
     p = Path(path)
     name = f"{what} {path}".strip()
@@ -171,10 +190,8 @@ def _input_file(path: str, what: str = "") -> Path:
         raise EmotuneError(
             f"{name}: not a regular file (a device or pipe cannot be read to its end)"
         )
-    if p.stat().st_size > MAX_INPUT_BYTES:
-        raise EmotuneError(
-            f"{name}: {p.stat().st_size:,} bytes, over the {MAX_INPUT_BYTES:,} emotune reads"
-        )
+    if p.stat().st_size > limit:
+        raise EmotuneError(f"{name}: {p.stat().st_size:,} bytes, over the {limit:,} emotune reads")
     return p
 
 
@@ -231,6 +248,7 @@ def cmd_serve(args) -> int:
         max_upload_bytes=args.max_upload_mb * 1024 * 1024,
         rpm=args.rpm,
         tpm=args.tpm,
+        base_models=args.base_model,
     )
     return 0
 
@@ -328,6 +346,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--tpm",
         type=_within(int, 1, 10**12),
         help="tokens per minute for chat (prompt + max_completion_tokens, counted at admission)",
+    )
+    serve.add_argument(
+        "--base-model",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="an open-weights base to serve besides the known ones: a model folder, a GGUF file or "
+        "a hub id (repeatable); a request can name no other path",
     )
     serve.set_defaults(func=cmd_serve)
     return parser

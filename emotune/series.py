@@ -159,38 +159,80 @@ def _without_machine_paths(path: Path, notebook: Path) -> None:
     nbformat.write(nb, path)
 
 
+# The largest value each number may take: a seed numpy accepts, sizes no data set reaches, a budget
+# no tutorial run needs (a typo of a few zeros is refused rather than spent).
+MAXIMUMS = dict(seed=2**32 - 1, n_train=10**9, n_validation=10**9, n_eval=10**9, n_seeds=100)
+MAXIMUMS |= dict(budget_usd=1e6, baseline_seeds=1000, min_gain=1.0, n_epochs=50, batch_size=10**6)
+MAXIMUMS |= dict(learning_rate_multiplier=1000.0)
+WHOLE_HYPERPARAMETERS = ("n_epochs", "batch_size")  # they count; the multiplier may be fractional
+
+
+def shown_value(value: object) -> str:
+    """A value as an error line quotes it: its repr, cut to 80 characters."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(text):,} characters)"
+
+
+def _refused(name: str, value: object, whole: bool, low: float) -> ConfigError:
+    """The one line that names a numeric parameter and what it accepts."""
+    value = shown_value(value)
+    high = MAXIMUMS.get(name)
+    span = f"from {low:g} to {high:,}" if high is not None else f"of at least {low:g}"
+    if name in HYPERPARAMETERS:
+        kind = (
+            f"a whole number from 1 to {high:,}" if whole else f"a number above 0, up to {high:g}"
+        )
+        return ConfigError(
+            f"parameter {name}: {value} is neither 'auto' nor a positive number (takes {kind})"
+        )
+    kind = "a whole number" if whole else "a finite number"
+    return ConfigError(f"parameter {name}: {value} is not {kind} {span}")
+
+
+def _number(name: str, value: object, *, whole: bool, low: float) -> int | float:
+    """A finite number within the parameter's range, from a number or its text; else one line."""
+    number = value
+    if isinstance(value, str):
+        text = value.strip().replace("_", "")
+        try:
+            number = int(text) if whole and text.lstrip("+-").isdigit() else float(text)
+        except ValueError:
+            number = None
+    ok = isinstance(number, int) or (isinstance(number, float) and math.isfinite(number))
+    ok = ok and not isinstance(number, bool)
+    if ok and whole and isinstance(number, float):
+        ok, number = number.is_integer(), int(number) if number.is_integer() else number
+    if not ok or not low <= number <= MAXIMUMS.get(name, math.inf):
+        raise _refused(name, value, whole, low)
+    return number if whole else float(number)
+
+
 def coerce(name: str, value: object) -> object:
     """Give a parameter the type of its default (``-p seed=7`` is an int, ``-p run_dir=2024``
-    stays a
-    string)."""
+    stays a string); a number must be finite and within its range (``MINIMUMS``, ``MAXIMUMS``):
+    NaN, infinities, negatives, fractions of a count and booleans are refused in one line."""
     default = DEFAULT_PARAMETERS.get(name)
     if name in SWITCHES:  # true, false or auto
         return parse_switch(name, value)
-    if name in HYPERPARAMETERS:  # "auto" or a number
-        if value == "auto":
-            return value
-        if (
-            isinstance(value, int | float)
-            and not isinstance(value, bool)
-            and math.isfinite(value)
-            and value > 0
-        ):
-            return value
-        raise ConfigError(f"parameter {name}: {value!r} is neither 'auto' nor a positive number")
+    if name in HYPERPARAMETERS:  # "auto" or a positive number
+        if isinstance(value, str) and value.strip() == "auto":
+            return "auto"
+        whole = name in WHOLE_HYPERPARAMETERS
+        number = _number(name, value, whole=whole, low=1 if whole else 0)
+        if number <= 0:
+            raise _refused(name, value, whole, 0)
+        return number
     if isinstance(default, bool) or default is None:
         return value
-    try:
-        typed = value if isinstance(value, type(default)) else type(default)(value)
-    except (TypeError, ValueError, OverflowError):
-        kind = {int: "a whole number", float: "a number", str: "text"}[type(default)]
-        raise ConfigError(f"parameter {name}: {value!r} is not {kind}") from None
-    if isinstance(typed, int | float) and not isinstance(typed, bool):
-        low = MINIMUMS.get(name, float("-inf"))
-        if not math.isfinite(typed) or typed < low:
-            raise ConfigError(
-                f"parameter {name}: {value!r} is not a finite number of at least {low}"
-            )
-    return typed
+    if isinstance(default, int | float):
+        return _number(
+            name, value, whole=isinstance(default, int), low=MINIMUMS.get(name, -math.inf)
+        )
+    if value is None or isinstance(value, str):
+        return value or ""  # an empty YAML value is empty text
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)  # -p run_name=2024 reads as a number; a name is its text
+    raise ConfigError(f"parameter {name}: {shown_value(value)} is not text (quote it in a file)")
 
 
 def check_parameters(params: dict, notebooks: list[Path]) -> set[str]:
@@ -249,6 +291,8 @@ def run_series(
     failure."""
     import papermill as pm
 
+    from .providers import spending_notice
+
     # The kernel gets the run directory as one absolute path, whatever its own working directory;
     # the saved notebooks show it as "." (see _without_machine_paths).
     run_path = run.path.resolve()
@@ -262,6 +306,7 @@ def run_series(
         raise ConfigError(
             f"cannot create the run directory {run.path}: {exc.strerror or exc}"
         ) from None
+    on_event(spending_notice(params.get("backend"), params.get("budget_usd")))
     results = []
     for i, nb in enumerate(selected, start=1):
         on_event(f"[{i}/{len(selected)}] {nb.stem} ...")
