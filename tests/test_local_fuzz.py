@@ -134,3 +134,72 @@ def test_a_running_job_is_cancelled(client):
         threading.Event().wait(0.01)
     client.fine_tuning.jobs.cancel(job.id)
     assert wait_job(client, job.id, timeout=30).status == "cancelled"
+
+
+# ids and model names: long, dotted, path-like; each is a 4xx at the door on every route ----------
+ID_TEXT = st.text(alphabet="abcXYZ019_:.~-/", min_size=1, max_size=300)
+IDS = st.builds(
+    lambda prefix, rest, pad: prefix + rest + "a" * pad,
+    st.sampled_from(["", "ft:", "file-", "ftjob-", "batch_", "/", "./", "../", "/tmp/"]),
+    ID_TEXT,
+    st.sampled_from([0, 190, 240, 250, 256]),
+)
+ID_ROUTES = [
+    ("GET", "/v1/files/{}"),
+    ("DELETE", "/v1/files/{}"),
+    ("GET", "/v1/files/{}/content"),
+    ("GET", "/v1/batches/{}"),
+    ("POST", "/v1/batches/{}/cancel"),
+    ("GET", "/v1/fine_tuning/jobs/{}"),
+    ("POST", "/v1/fine_tuning/jobs/{}/cancel"),
+    ("GET", "/v1/fine_tuning/jobs/{}/events"),
+    ("GET", "/v1/fine_tuning/jobs/{}/checkpoints"),
+    ("GET", "/v1/models/{}"),
+]
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(rid=IDS)
+def test_long_dotted_and_path_like_ids_are_a_4xx_on_every_route(fuzz_server, rid):
+    srv, root = fuzz_server
+    host = srv.base_url.removesuffix("/v1")
+    for method, route in ID_ROUTES:
+        _check(httpx.request(method, host + route.format(quote(rid, safe="/:")), timeout=30))
+    chat = {"model": rid, "messages": [{"role": "user", "content": "hi"}]}
+    for route, body in (
+        ("/v1/chat/completions", chat),
+        ("/v1/fine_tuning/jobs", {"model": rid, "training_file": "file-x"}),
+        ("/v1/fine_tuning/jobs", {"model": "stand-in", "training_file": rid}),
+        ("/v1/batches", {"input_file_id": rid, "endpoint": "/v1/chat/completions"}),
+    ):
+        response = httpx.post(host + route, json=body, timeout=30)
+        _check(response)
+        assert response.status_code >= 400  # no id or model here names anything the server has
+    assert {p.name for p in root.iterdir()} == {"state"}
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(suffix=st.text(alphabet="ab.-_/:", max_size=64))
+def test_a_suffix_is_refused_at_the_door_or_its_job_succeeds(fuzz_server, suffix):
+    srv, _ = fuzz_server
+    c = __import__("openai").OpenAI(base_url=srv.base_url, api_key="k", max_retries=0)
+    lines = "".join(
+        json.dumps(render_example(f"thank you {i}", ["gratitude"])) + "\n" for i in range(12)
+    )
+    train = c.files.create(file=("t.jsonl", lines.encode()), purpose="fine-tune").id
+    response = httpx.post(
+        f"{srv.base_url}/fine_tuning/jobs",
+        json={"model": "stand-in", "training_file": train, "suffix": suffix},
+        timeout=30,
+    )
+    _check(response)
+    if response.status_code == 200:  # accepted: it trains and publishes under its name
+        job = wait_job(c, response.json()["id"])
+        assert job.status == "succeeded", job.error
+        assert c.models.retrieve(job.fine_tuned_model).id == job.fine_tuned_model
+    else:
+        assert response.json()["error"]["param"] == "suffix"

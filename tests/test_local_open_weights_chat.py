@@ -24,7 +24,7 @@ from emotune.local import LocalServer  # noqa: E402
 
 
 def test_open_weights_streams_as_it_generates_and_reports_real_logprobs(tiny_model, tmp_path):  # noqa: F811
-    with LocalServer(tmp_path / "state") as srv:
+    with LocalServer(tmp_path / "state", base_models=[str(tiny_model)]) as srv:
         c = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0)
         model, messages = str(tiny_model), prompt_messages("thank you so much")
         plain = c.chat.completions.create(model=model, messages=messages, max_completion_tokens=6)
@@ -64,7 +64,7 @@ def test_open_weights_streams_as_it_generates_and_reports_real_logprobs(tiny_mod
 
 
 def test_open_weights_samples_n_choices_above_temperature_zero(tiny_model, tmp_path):  # noqa: F811
-    with LocalServer(tmp_path / "state") as srv:
+    with LocalServer(tmp_path / "state", base_models=[str(tiny_model)]) as srv:
         c = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0)
         ask = dict(
             model=str(tiny_model),
@@ -200,7 +200,7 @@ def test_a_json_schema_is_enforced_while_decoding_so_every_answer_validates(byte
         "I am furious about this",
         "it is a table",
     ] * 3
-    with LocalServer(tmp_path / "state") as srv:
+    with LocalServer(tmp_path / "state", base_models=[str(byte_model)]) as srv:
         c = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0, timeout=120)
         for name, schema in SCHEMAS.items():
             rf = {

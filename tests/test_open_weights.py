@@ -81,7 +81,7 @@ def jsonl(rows) -> bytes:
 @pytest.mark.slow  # trains a LoRA adapter in a worker process
 def test_lora_job_learns_serves_and_survives_a_new_process(tiny_model, tmp_path):
     state = tmp_path / "state"
-    with LocalServer(state) as srv:
+    with LocalServer(state, base_models=[str(tiny_model)]) as srv:
         c = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0)
         train = c.files.create(file=("t.jsonl", jsonl(DATA * 5)), purpose="fine-tune").id
         valid = c.files.create(file=("v.jsonl", jsonl(DATA)), purpose="fine-tune").id
@@ -225,7 +225,7 @@ def test_lora_job_learns_serves_and_survives_a_new_process(tiny_model, tmp_path)
 
 def test_missing_weights_fail_the_job_clearly(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with LocalServer(tmp_path / "state") as srv:
+    with LocalServer(tmp_path / "state", base_models=["no-such-org/no-such-model"]) as srv:
         c = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0)
         train = c.files.create(file=("t.jsonl", jsonl(DATA * 3)), purpose="fine-tune").id
         job = wait_job(
@@ -262,7 +262,7 @@ def test_cancel_kills_the_training_process(tiny_model, tmp_path):
             if "emotune.local.trainers.sft_worker" in " ".join(p.info["cmdline"] or [])
         ]
 
-    with LocalServer(tmp_path / "state") as srv:
+    with LocalServer(tmp_path / "state", base_models=[str(tiny_model)]) as srv:
         c = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0)
         train = c.files.create(file=("t.jsonl", jsonl(DATA * 5)), purpose="fine-tune").id
         job = c.fine_tuning.jobs.create(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -14,6 +15,8 @@ from .schemas import BatchRequest, ChatRequest, parse
 from .store import Store, new_id, public
 
 OPEN = ("validating", "in_progress", "finalizing", "cancelling")
+RUNNABLE = ("validating", "in_progress", "finalizing")  # finalizing: a crash stopped it there
+log = logging.getLogger("emotune.local")
 MAX_RESTARTS = 3  # a batch caught by this many server restarts is failed, not run a fourth time
 
 
@@ -78,22 +81,33 @@ class Batches:
         return [public(r) for r in self.store.all("batches")]
 
     def cancel(self, batch_id: str) -> dict:
-        b = self.get(batch_id)
-        if b["status"] in BATCH_TERMINAL:
+        """Record ``cancelling`` on the batch (it survives a restart). The rule that settles a race:
+        a cancel recorded before the batch's final state makes it ``cancelled``, keeping the answers
+        it has as its output file, as OpenAI does; the final state is written once
+        (compare-and-set under the store's lock); after it, a cancel is a 409."""
+        self.get(batch_id)
+        done = self.store.update_if(
+            "batches",
+            batch_id,
+            lambda r: r["status"] not in BATCH_TERMINAL,
+            status="cancelling",
+            cancelling_at=int(time.time()),
+        )
+        if done is None:
+            status = self.get(batch_id)["status"]
             raise ApiError(
-                409, f"Cannot cancel a batch with status {b['status']}.", code="invalid_state"
+                409, f"Cannot cancel a batch with status {status}.", code="invalid_state"
             )
         self.cancelled.add(batch_id)
-        return public(
-            self.store.update(
-                "batches", batch_id, status="cancelling", cancelling_at=int(time.time())
-            )
-        )
+        return public(done)
 
     def recover(self) -> None:
-        """Batches caught mid-way by a crash run again, at most MAX_RESTARTS times."""
+        """Batches caught mid-way by a crash run again, at most MAX_RESTARTS times; one cancelled
+        before the stop ends cancelled, never answered again."""
         for b in self.store.all("batches"):
-            if b["status"] in OPEN:
+            if b["status"] == "cancelling":
+                self._settle(b["id"], "completed", {})
+            elif b["status"] in OPEN:
                 restarts = b.get("_restarts", 0) + 1
                 if restarts > MAX_RESTARTS:
                     self._fail(
@@ -107,23 +121,43 @@ class Batches:
                 self.store.update("batches", b["id"], _restarts=restarts)
                 self.enqueue(b["id"])
 
+    def _settle(self, batch_id: str, status: str, changes: dict) -> dict | None:
+        """Write the batch's final state once: ``cancelled`` instead when a cancel was recorded
+        first; nothing when it has a final state already."""
+        now = int(time.time())
+        with self.store.lock:
+            b = self.store.get("batches", batch_id)
+            if b is None or b["status"] in BATCH_TERMINAL:
+                return None
+            if b["status"] == "cancelling":  # the cancel came first: it is the outcome
+                status, changes = "cancelled", {k: v for k, v in changes.items() if k != "errors"}
+            stamp = {
+                "completed": "completed_at",
+                "failed": "failed_at",
+                "cancelled": "cancelled_at",
+            }
+            self.cancelled.discard(batch_id)
+            return self.store.update(
+                "batches", batch_id, status=status, **{stamp[status]: now}, **changes
+            )
+
     def _fail(self, batch_id: str, code: str, message: str, param: str | None) -> None:
-        self.store.update(
-            "batches",
+        self._settle(
             batch_id,
-            status="failed",
-            failed_at=int(time.time()),
-            errors={
-                "object": "list",
-                "data": [
-                    {
-                        "code": code,
-                        "line": None,
-                        "param": param,
-                        "message": self.store.scrub(message),
-                    }
-                ],
-            },
+            "failed",
+            dict(
+                errors={
+                    "object": "list",
+                    "data": [
+                        {
+                            "code": code,
+                            "line": None,
+                            "param": param,
+                            "message": self.store.scrub(message),
+                        }
+                    ],
+                },
+            ),
         )
 
     def _answer(self, lineno: int, line: str) -> tuple[str | None, dict | None, ApiError | None]:
@@ -142,6 +176,18 @@ class Batches:
             return custom_id, None, exc
         except (json.JSONDecodeError, RecursionError):
             return custom_id, None, ApiError(400, f"line {lineno}: invalid JSON request")
+        except Exception as exc:  # one line's bug is that line's error, never the whole batch's
+            log.exception("batch line %d failed", lineno)
+            return (
+                custom_id,
+                None,
+                ApiError(
+                    500,
+                    self.store.scrub(f"line {lineno}: {type(exc).__name__}: {exc}"),
+                    type_="server_error",
+                    code="server_error",
+                ),
+            )
 
     def run(self, batch_id: str) -> None:
         """Answer one batch; whatever happens, the batch ends and the worker lives on."""
@@ -152,7 +198,9 @@ class Batches:
 
     def _run(self, batch_id: str) -> None:
         b = self.store.get("batches", batch_id)
-        if b is None or b["status"] not in ("validating", "in_progress", "cancelling"):
+        if b is not None and b["status"] == "cancelling":  # cancelled while queued
+            self._settle(batch_id, "cancelled", {})
+        if b is None or b["status"] not in RUNNABLE:
             return
         try:
             lines = self.store.read_blob(b["input_file_id"]).decode("utf-8-sig").splitlines()
@@ -170,13 +218,16 @@ class Batches:
                 "input_file_id",
             )
             return
-        self.store.update(
+        if not self.store.update_if(
             "batches",
             batch_id,
+            lambda r: r["status"] in RUNNABLE,
             status="in_progress",
             in_progress_at=int(time.time()),
             request_counts={"total": len(lines), "completed": 0, "failed": 0},
-        )
+        ):
+            self._settle(batch_id, "cancelled", {})  # cancelled while its file was read
+            return
         out, err = [], []
         with ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="emotune-batch") as pool:
             for start in range(0, len(lines), IN_FLIGHT):
@@ -215,29 +266,29 @@ class Batches:
                     batch_id,
                     request_counts={"total": len(lines), "completed": len(out), "failed": len(err)},
                 )
-        if batch_id in self.cancelled:
-            self.cancelled.discard(batch_id)
-            self.store.update(
-                "batches", batch_id, status="cancelled", cancelled_at=int(time.time())
-            )
-            return
-        self.store.update("batches", batch_id, status="finalizing", finalizing_at=int(time.time()))
-        out_id = (
-            self.files.create(f"{batch_id}_output.jsonl", "batch_output", _jsonl(out))["id"]
-            if out
-            else None
-        )
-        err_id = (
-            self.files.create(f"{batch_id}_error.jsonl", "batch_output", _jsonl(err))["id"]
-            if err
-            else None
-        )
-        self.store.update(
+        counts = {"total": len(lines), "completed": len(out), "failed": len(err)}
+        if not self.store.update_if(
             "batches",
             batch_id,
-            status="completed",
-            completed_at=int(time.time()),
-            output_file_id=out_id,
-            error_file_id=err_id,
-            request_counts={"total": len(lines), "completed": len(out), "failed": len(err)},
-        )
+            lambda r: r["status"] == "in_progress",
+            status="finalizing",
+            finalizing_at=int(time.time()),
+        ):  # cancelled: its final state keeps the answers it has
+            self._settle(batch_id, "cancelled", self._outputs(batch_id, out, err, counts))
+            return
+        self._settle(batch_id, "completed", self._outputs(batch_id, out, err, counts))
+
+    def _outputs(self, batch_id: str, out: list[dict], err: list[dict], counts: dict) -> dict:
+        return {
+            "output_file_id": self.files.create(
+                f"{batch_id}_output.jsonl", "batch_output", _jsonl(out)
+            )["id"]
+            if out
+            else None,
+            "error_file_id": self.files.create(
+                f"{batch_id}_error.jsonl", "batch_output", _jsonl(err)
+            )["id"]
+            if err
+            else None,
+            "request_counts": counts,
+        }

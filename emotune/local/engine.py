@@ -28,7 +28,7 @@ from .store import Store
 class Engine:
     """The local backend's state and workers. Thread-safe; one per state directory."""
 
-    def __init__(self, state_dir, *, max_upload_bytes: int = 512 * 1024 * 1024):
+    def __init__(self, state_dir, *, max_upload_bytes: int = 512 * 1024 * 1024, base_models=()):
         self.store = Store(state_dir)
         self.max_upload_bytes = max_upload_bytes
         self._queues: dict[str, queue.Queue[str | None]] = {
@@ -36,7 +36,7 @@ class Engine:
             "batches": queue.Queue(),
         }
         self.files = Files(self.store, max_upload_bytes)
-        self.models = Models(self.store)
+        self.models = Models(self.store, base_models)
         self.chat = Chat(self.models)
         self.jobs = Jobs(self.store, self.files, self.models, self._queues["jobs"].put)
         self.batches = Batches(self.store, self.files, self.chat, self._queues["batches"].put)

@@ -3,26 +3,26 @@ model."""
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import time
-from pathlib import Path
+from contextlib import closing
 
-from ..core import tokens
 from ..core.errors import ConfigError, DataError
 from ..core.file_rules import RULES_BY_CODE, validate_bytes
 from ..core.openai_spec import JOB_TERMINAL, MIN_TRAINING_EXAMPLES, default_epochs
-from . import trainers
+from . import publish, trainers
 from .api_error import ApiError
 from .files import Files
-from .models import OWNER, Models, owner_of
+from .models import Models
 from .schemas import JobRequest
 from .store import Store, new_id, public
 
 ORG = "org-emotune-local"
 MAX_RESTARTS = 3  # a job caught by this many server restarts is failed, not started a fourth time
-RESULT_COLUMNS = ("step", "train_loss", "train_accuracy", "valid_loss", "valid_mean_token_accuracy")
+MAX_PAGE = 10_000  # the most events one page shows (as routes/common.py's page does)
+
+
+def _open(record: dict) -> bool:
+    return record["status"] not in JOB_TERMINAL
 
 
 class Jobs:
@@ -45,10 +45,22 @@ class Jobs:
         self.files.require(req.training_file, "fine-tune", "training_file")
         if req.validation_file:
             self.files.require(req.validation_file, "fine-tune", "validation_file")
+        job_id = new_id("ftjob-")
+        if not publish.name_is_storable(
+            self.store, publish.fine_tune_name(base, req.suffix, job_id)
+        ):
+            raise ApiError(
+                400,
+                f"Invalid suffix {req.suffix!r}: the fine-tuned model's name "
+                f"ft:{base}:...:{req.suffix}:... would not be a valid model id (no '..', and at "
+                "most 200 characters with its checkpoints' names).",
+                param="suffix",
+                code="invalid_value",
+            )
         hp = req.resolved_hyperparameters()
         seed = req.seed if req.seed is not None else int(time.time()) % 2**31
         job = {
-            "id": new_id("ftjob-"),
+            "id": job_id,
             "object": "fine_tuning.job",
             "created_at": int(time.time()),
             "error": None,
@@ -99,8 +111,12 @@ class Jobs:
         ]
 
     def cancel(self, job_id: str) -> dict:
+        """Record the cancel on the job (it survives a restart), then stop it. The rule that
+        settles a race: a cancel recorded before the job's final state wins, and the final state is
+        written once (compare-and-set under the store's lock); after it, a cancel is a 400."""
         job = self.get(job_id)
-        if job["status"] in JOB_TERMINAL:
+        if self.store.update_if("jobs", job_id, _open, _cancel_requested=True) is None:
+            job = self.get(job_id)
             raise ApiError(
                 400,
                 f"Job {job_id} has already {job['status']}; it cannot be cancelled.",
@@ -112,9 +128,22 @@ class Jobs:
             return self._finish(job_id, "cancelled")
         return self.get(job_id)
 
-    def events(self, job_id: str) -> list[dict]:
+    def events(self, job_id: str, after: str | None = None, limit: str | None = None) -> list[dict]:
+        """The newest events (after the event ``after``, which leads the list when given): enough
+        for routes/common.py's ``page`` to cut one page, read from the end of the events file."""
         self.get(job_id)
-        return list(reversed(self.store.events(job_id)))
+        try:
+            wanted = max(1, min(int(limit or 20), MAX_PAGE)) + 1  # one more says has_more
+        except ValueError:
+            wanted = 21  # the page itself answers the bad limit with a 400
+        out: list[dict] = []
+        with closing(self.store.events_newest(job_id)) as newest:
+            for event in newest:
+                if out or not after or event["id"] == after:
+                    out.append(event)
+                if len(out) >= wanted + bool(after):
+                    break
+        return out
 
     def checkpoints(self, job_id: str) -> list[dict]:
         self.get(job_id)
@@ -125,7 +154,9 @@ class Jobs:
         'running'
         forever."""
         for job in sorted(self.store.all("jobs"), key=lambda r: r["created_at"]):
-            if job["status"] not in JOB_TERMINAL:
+            if job["status"] not in JOB_TERMINAL and job.get("_cancel_requested"):
+                self._finish(job["id"], "cancelled")  # cancelled before the stop: stays cancelled
+            elif job["status"] not in JOB_TERMINAL:
                 restarts = job.get("_restarts", 0) + 1
                 if (
                     restarts > MAX_RESTARTS
@@ -153,37 +184,54 @@ class Jobs:
                 self.enqueue(job["id"])
 
     # the worker -----------------------------------------------------------------------------
-    def _finish(self, job_id: str, status: str, **changes) -> dict:
+    def _finish(self, job_id: str, status: str, prepared=None, **changes) -> dict:
+        """Write the job's final state once: nothing if it already has one; ``cancelled`` instead
+        of any other outcome when a cancel was recorded first (then a prepared fine-tune is
+        discarded, never served)."""
         self.cancelled.discard(job_id)
-        self.store.add_event(
-            job_id,
-            {
-                "succeeded": "The job has successfully completed",
-                "cancelled": "Job cancelled",
-                "failed": "The job failed",
-            }[status],
-            level="error" if status == "failed" else "info",
-        )
-        return public(
-            self.store.update(
-                "jobs",
+        with self.store.lock:
+            record = self.store.get("jobs", job_id)
+            if record is None or not _open(record):
+                if prepared is not None:
+                    prepared.discard()
+                return public(record or {})
+            if record.get("_cancel_requested") and status != "cancelled":
+                status, changes = "cancelled", {}
+            if prepared is not None:
+                if status == "succeeded":
+                    prepared.commit()
+                else:
+                    prepared.discard()
+            self.store.add_event(
                 job_id,
-                status=status,
-                finished_at=int(time.time()),
-                estimated_finish=None,
-                **changes,
+                {
+                    "succeeded": "The job has successfully completed",
+                    "cancelled": "Job cancelled",
+                    "failed": "The job failed",
+                }[status],
+                level="error" if status == "failed" else "info",
             )
-        )
+            return public(
+                self.store.update(
+                    "jobs",
+                    job_id,
+                    status=status,
+                    finished_at=int(time.time()),
+                    estimated_finish=None,
+                    **changes,
+                )
+            )
 
     def _advance(self, job_id: str, **changes) -> bool:
         """Move a job on, unless it was cancelled meanwhile (the check and the write hold one
         lock)."""
         with self.store.lock:
-            record = self.store.get("jobs", job_id)
-            if record is None or record["status"] in JOB_TERMINAL:
-                return False
-            self.store.update("jobs", job_id, **changes)
-            return True
+            return (
+                self.store.update_if(
+                    "jobs", job_id, lambda r: _open(r) and not r.get("_cancel_requested"), **changes
+                )
+                is not None
+            )
 
     @staticmethod
     def _resolve_hp(hp: dict, n_examples: int, trainer) -> dict:  # auto epochs: the trainer's
@@ -236,30 +284,26 @@ class Jobs:
         try:
             self._train(job)
         except Exception as exc:  # a bug must fail this job, never the queue
-            if self._advance(job_id):
-                message = self.store.scrub(f"Training failed: {type(exc).__name__}: {exc}")
-                self._finish(
-                    job_id,
-                    "failed",
-                    error={"code": "server_error", "param": None, "message": message},
-                )
+            message = self.store.scrub(f"Training failed: {type(exc).__name__}: {exc}")
+            self._finish(
+                job_id, "failed", error={"code": "server_error", "param": None, "message": message}
+            )
 
     def _train(self, job: dict) -> None:
         job_id = job["id"]
         try:
             train_bytes, train, valid = self._read_training_data(job)
         except (DataError, FileNotFoundError, UnicodeDecodeError, RecursionError) as exc:
-            if self._advance(job_id):
-                message = self.store.scrub(f"The job failed due to an invalid training file. {exc}")
-                self._finish(
-                    job_id,
-                    "failed",
-                    error={
-                        "code": "invalid_training_file",
-                        "param": "training_file",
-                        "message": message,
-                    },
-                )
+            message = self.store.scrub(f"The job failed due to an invalid training file. {exc}")
+            self._finish(
+                job_id,
+                "failed",
+                error={
+                    "code": "invalid_training_file",
+                    "param": "training_file",
+                    "message": message,
+                },
+            )
             return
         trainer = trainers.trainer_for(job["model"])
         hp = self._resolve_hp(job["hyperparameters"], len(train.texts), trainer)
@@ -295,7 +339,7 @@ class Jobs:
             )
             if m.step in (1, m.total_steps // 2):
                 eta = started + (time.time() - started) / m.step * m.total_steps
-                self.store.update("jobs", job_id, estimated_finish=int(eta) + 1)
+                self.store.update_if("jobs", job_id, _open, estimated_finish=int(eta) + 1)
 
         try:
             result = trainer.train(
@@ -319,78 +363,18 @@ class Jobs:
                 error={"code": "invalid_model", "param": "model", "message": str(exc)},
             )
             return
-        if (
-            self.store.get("jobs", job_id)["status"] in JOB_TERMINAL
-        ):  # cancelled during the last step
+        if not self._advance(job_id):  # cancelled during the last step (no-op if already final)
+            self._finish(job_id, "cancelled")
             return
-        self._publish(job, result, hp, train_bytes)
-
-    def _publish(
-        self, job: dict, result: trainers.TrainResult, hp: dict, train_bytes: bytes
-    ) -> None:
-        job_id, suffix, model = job["id"], job.get("_suffix") or "", job["model"]
-        base_name = Path(model).name if "/" in model else model  # ids can't hold a path
-        name = f"ft:{base_name}:{owner_of(model)}:{suffix}:{job_id.removeprefix('ftjob-')[:8]}"
-        enc = tokens.encoding_for(job["model"])
-        per_epoch = sum(
-            tokens.count_chat_tokens(json.loads(line)["messages"], enc)
-            for line in train_bytes.decode("utf-8-sig").splitlines()
-        )
-        checkpoints = []
-        for step, model, metrics in result.checkpoints[-3:]:
-            ckpt_name = f"{name}:ckpt-step-{step}" if step != result.checkpoints[-1][0] else name
-            model.save(self.store.weights_dir(ckpt_name))
-            self.store.put(
-                "models",
-                {
-                    "id": ckpt_name,
-                    "object": "model",
-                    "created": int(time.time()),
-                    "owned_by": OWNER,
-                },
-            )
-            checkpoints.append(
-                {
-                    "id": new_id("ftckpt_"),
-                    "object": "fine_tuning.job.checkpoint",
-                    "created_at": int(time.time()),
-                    "fine_tuned_model_checkpoint": ckpt_name,
-                    "fine_tuning_job_id": job_id,
-                    "step_number": step,
-                    "metrics": {
-                        "step": step,
-                        "train_loss": metrics.train_loss,
-                        "train_mean_token_accuracy": metrics.train_accuracy,
-                        "valid_loss": metrics.valid_loss,
-                        "valid_mean_token_accuracy": metrics.valid_accuracy,
-                        "full_valid_loss": metrics.valid_loss,
-                        "full_valid_mean_token_accuracy": metrics.valid_accuracy,
-                    },
-                }
-            )
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(RESULT_COLUMNS)
-        for m in result.steps:
-            writer.writerow(
-                [
-                    m.step,
-                    f"{m.train_loss:.5f}",
-                    f"{m.train_accuracy:.5f}",
-                    "" if m.valid_loss is None else f"{m.valid_loss:.5f}",
-                    "" if m.valid_accuracy is None else f"{m.valid_accuracy:.5f}",
-                ]
-            )
-        results = self.files.create(
-            "step_metrics.csv", "fine-tune-results", buf.getvalue().encode()
-        )
-        self.store.add_event(job_id, f"Checkpoint created at step {result.checkpoints[-1][0]}")
-        self.store.add_event(job_id, f"New fine-tuned model created: {name}")
-        self.store.update("jobs", job_id, _checkpoints=checkpoints)
+        prepared = publish.prepare(self.store, self.files, job, result, hp, train_bytes)
+        self.store.add_event(job_id, f"Checkpoint created at step {prepared.last_step}")
+        self.store.add_event(job_id, f"New fine-tuned model created: {prepared.name}")
         self._finish(
             job_id,
             "succeeded",
-            fine_tuned_model=name,
-            result_files=[results["id"]],
-            trained_tokens=result.trained_tokens or per_epoch * hp["n_epochs"],
+            prepared,
+            fine_tuned_model=prepared.name,
+            result_files=[prepared.result_file],
+            trained_tokens=prepared.trained_tokens,
+            _checkpoints=prepared.checkpoints,
         )

@@ -9,6 +9,7 @@ from ..core.pricing import load_catalog
 from . import trainers
 from .api_error import ApiError
 from .store import Store, public
+from .trainers.weights import known
 
 OWNER = "emotune-local"
 # The local stand-in serves the catalogue's models that were still fine-tunable on the catalogue's
@@ -32,14 +33,33 @@ class Models:
     """Model records (catalogue models, open-weights bases, fine-tunes) and their loaded chat
     models."""
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, base_models=()):
         self.store = store
+        # open-weights bases served by name (a folder, GGUF or hub id): only those the server was
+        # started with, never a path an HTTP request names
+        self.bases: set[str] = set()
+        for name in base_models:
+            self.register(name)
         self.zero_shot = trainers.ZeroShotModel()
         self._loaded: dict[str, trainers.ChatModel] = {}
         self._lock = threading.Lock()
         self._loading = (
             threading.Lock()
         )  # one load at a time: concurrent requests for a new model wait for it
+
+    def register(self, name: str) -> None:
+        """Serve the open-weights base ``name`` (named on the server's command line, or by the
+        process that started it): a model folder, a GGUF file or a hub id."""
+        if not trainers.is_open_weights(name):
+            raise ConfigError(
+                f"{name} is not an open-weights model (a folder with config.json, a GGUF file or "
+                "a hub id): it cannot be served as a base model"
+            )
+        self.bases.add(name)
+
+    def is_base(self, name: str) -> bool:
+        """An open-weights base this server serves: registered, or one emotune knows by name."""
+        return name in self.bases or known(name) is not None
 
     def resolve(self, name: str) -> str:
         """The dated snapshot behind an alias (``gpt-4o-mini`` -> ``gpt-4o-mini-2024-07-18``); the
@@ -51,14 +71,18 @@ class Models:
             {"id": m, "object": "model", "created": 0, "owned_by": "system"}
             for m in (*CATALOGUE, *ALIASES)
         ]
-        return base + [public(r) for r in self.store.all("models")]
+        bases = [
+            {"id": m, "object": "model", "created": 0, "owned_by": "open-weights"}
+            for m in sorted(self.bases)
+        ]
+        return base + bases + [public(r) for r in self.store.all("models")]
 
     def record(self, name: str) -> dict:
         if name in CATALOGUE or name in ALIASES:
             return {"id": name, "object": "model", "created": 0, "owned_by": "system"}
-        if trainers.is_open_weights(name):
+        if isinstance(name, str) and self.is_base(name):
             return {"id": name, "object": "model", "created": 0, "owned_by": "open-weights"}
-        record = self.store.get("models", name)
+        record = self.store.get("models", name)  # None for any name that is not a stored id
         if record is None:
             raise ApiError(
                 404,
@@ -70,7 +94,7 @@ class Models:
 
     def can_fine_tune(self, name: str) -> bool:
         base = self.resolve(name)
-        return base in CATALOGUE or trainers.trainer_for(base).name != "classical"
+        return base in CATALOGUE or self.is_base(base)
 
     def chat_model(self, name: str) -> trainers.ChatModel:
         """The model that answers for ``name`` (loaded once, then kept)."""
@@ -95,7 +119,7 @@ class Models:
             except ConfigError as exc:
                 raise ApiError(404, str(exc), param="model", code="model_not_found") from None
         try:
-            return trainers.load_model(self.store.weights_dir(name))
+            return trainers.load_model(self.store.weights_to_load(name))
         except (
             OSError,
             ValueError,

@@ -104,13 +104,15 @@ def free_port() -> int:
 class LocalServer:
     """The local backend on 127.0.0.1 in a background thread; ``start()`` waits until it answers."""
 
-    def __init__(self, state_dir: str | Path, port: int | None = None, **app_options):
+    def __init__(
+        self, state_dir: str | Path, port: int | None = None, *, base_models=(), **app_options
+    ):
         self.state_dir = Path(state_dir)
         self.port = port or free_port()
         # the lock comes first: a second server on this directory must not even recover its jobs
         self._lock = StateLock(self.state_dir).acquire(f"http://{HOST}:{self.port}")
         try:
-            self.app = create_app(self.state_dir, **app_options)
+            self.app = _app(self.state_dir, base_models, app_options)
         except BaseException:
             self._lock.release()
             raise
@@ -184,7 +186,21 @@ def _check_port_free(port: int) -> None:
             ) from None
 
 
-def serve(port: int, state_dir: str | Path, **app_options) -> None:
+def _app(state_dir: Path, base_models, app_options: dict):
+    """The app, serving the open-weights bases named here (a folder, GGUF or hub id) besides the
+    catalogue, the models emotune knows by name and its own fine-tunes: a request never names a
+    path the server was not started with."""
+    app = create_app(state_dir, **app_options)
+    try:
+        for name in base_models:
+            app.state.engine.models.register(name)
+    except BaseException:
+        app.state.engine.close()
+        raise
+    return app
+
+
+def serve(port: int, state_dir: str | Path, *, base_models=(), **app_options) -> None:
     """Run the local backend in the foreground until interrupted (``emotune serve``)."""
     lock = StateLock(Path(state_dir)).acquire(
         f"http://{HOST}:{port}"
@@ -194,7 +210,11 @@ def serve(port: int, state_dir: str | Path, **app_options) -> None:
     except ConfigError:
         lock.release()
         raise
-    app = create_app(Path(state_dir), **app_options)
+    try:
+        app = _app(Path(state_dir), base_models, app_options)
+    except BaseException:
+        lock.release()
+        raise
     print(
         f"emotune local backend on http://{HOST}:{port}/v1 (state: {state_dir}); any API key is "
         "accepted"

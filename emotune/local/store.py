@@ -16,12 +16,29 @@ import secrets
 import stat
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from openai import BaseModel as _OpenAIType
+from openai.types import Batch, FileObject, Model
+from openai.types.fine_tuning import FineTuningJob
+from pydantic import ValidationError
 
 from ..core.runs import atomic_write_bytes, atomic_write_json
 
 log = logging.getLogger("emotune.local")
 KINDS = ("files", "jobs", "batches", "models")
+# A record is what the API shows of it: one the official type cannot hold (a job without ``status``)
+# is damaged like a truncated one, and moved aside on read.
+SHAPES: dict[str, type[_OpenAIType]] = {
+    "files": FileObject,
+    "jobs": FineTuningJob,
+    "batches": Batch,
+    "models": Model,
+}
+EVENT_BLOCK = (
+    64 * 1024
+)  # a job's events are read from the end of their file, this many bytes at a time
 # Ids and model names become file names (``<id>.json``, and ``.<id>.json.<random>.tmp`` while
 # written): 200 characters leave room under the 255-byte name limit of common file systems.
 ID_MAX = 200
@@ -88,6 +105,7 @@ class Store:
             (self.root / kind).mkdir(parents=True, exist_ok=True)
         self.lock = threading.RLock()
         self._seq = 0
+        self.event_bytes_read = 0  # how many bytes of event files were read (events page cheaply)
         self._clean_partial_writes()
 
     def _clean_partial_writes(self) -> None:
@@ -100,12 +118,13 @@ class Store:
 
     def _read(self, path: Path) -> dict | None:
         """A record file, or None after moving a corrupt one aside (``*.corrupt``) with a log line
-        naming it."""
+        naming it: cut short, not JSON, or missing a field the API shows (a job without
+        ``status``)."""
         try:
             record = json.loads(read_regular(path).decode("utf-8"))
-            if isinstance(record, dict) and isinstance(record.get("id"), str):
+            problem = _shape_problem(path.parent.name, record)
+            if problem is None:
                 return record
-            problem = "not a record object"
         except NotRegularFile:
             return None  # logged; a planted link is never followed, nor moved (that would follow it too)
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
@@ -135,10 +154,17 @@ class Store:
             return self._seq
 
     # records -------------------------------------------------------------------------------
-    def _path(self, kind: str, rid: str) -> Path:
-        if not isinstance(rid, str) or not RECORD_ID.match(rid) or ".." in rid:
+    def _path(self, kind: str, rid: str, suffix: str = ".json") -> Path:
+        """Where a record (or a job's events, or a model's weights) lives: only for an id the
+        store's pattern allows (at most ID_MAX characters, no separators, no ``..``)."""
+        if not self.valid_id(rid):
             raise KeyError(rid)
-        return self.root / kind / f"{rid.replace(':', '~')}.json"
+        return self.root / kind / f"{rid.replace(':', '~')}{suffix}"
+
+    @staticmethod
+    def valid_id(rid: str) -> bool:
+        """Whether ``rid`` can name a record (see :meth:`_path`)."""
+        return isinstance(rid, str) and bool(RECORD_ID.match(rid)) and ".." not in rid
 
     def put(self, kind: str, record: dict) -> dict:
         with self.lock:
@@ -160,6 +186,18 @@ class Store:
             record = self.get(kind, rid)
             if record is None:
                 raise KeyError(rid)
+            record.update(changes)
+            return self.put(kind, record)
+
+    def update_if(
+        self, kind: str, rid: str, when: Callable[[dict], bool], **changes
+    ) -> dict | None:
+        """Compare-and-set: apply ``changes`` only if ``when(record)`` holds, reading and writing
+        under the one lock; None (nothing written) when it does not or the record is gone."""
+        with self.lock:
+            record = self.get(kind, rid)
+            if record is None or not when(record):
+                return None
             record.update(changes)
             return self.put(kind, record)
 
@@ -210,31 +248,95 @@ class Store:
             "data": data or {},
             "type": type_,
         }
-        with self.lock, append_regular(self.root / "events" / f"{job_id}.jsonl") as f:
+        with self.lock, append_regular(self._events_path(job_id)) as f:
             f.write(json.dumps(event) + "\n")
         return event
 
-    def events(self, job_id: str) -> list[dict]:
-        """A job's events, oldest first."""
-        path = self.root / "events" / f"{job_id}.jsonl"
-        with self.lock:
-            if not path.exists():
-                return []
-            out = []
-            for line in read_regular(path).decode("utf-8", errors="replace").splitlines():
-                try:
-                    out.append(json.loads(line))
-                except (
-                    json.JSONDecodeError
-                ):  # a line cut short by a crash: the other events still count
-                    log.warning("skipped a damaged line in events/%s.jsonl", job_id)
-            return out
+    def events_newest(self, job_id: str) -> Iterator[dict]:
+        """A job's events, newest first, read backwards from the end of the append-only file a
+        block at a time: the newest page costs the same however many events came before it
+        (:attr:`event_bytes_read` counts what was read). A line still being written is left for
+        the next read; a damaged one is skipped with a log line."""
+        path = self._events_path(job_id)
+        try:
+            fd = open_regular(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        try:
+            pos, head, trailing_cut = os.fstat(fd).st_size, b"", False
+            while pos > 0:
+                size = min(EVENT_BLOCK, pos)
+                pos -= size
+                block = os.pread(fd, size, pos)
+                self.event_bytes_read += len(block)
+                lines = (block + head).split(b"\n")
+                head = lines.pop(0)  # may begin in the block before this one
+                if lines and not trailing_cut:
+                    lines.pop()  # after the last newline: empty, or a line still being written
+                    trailing_cut = True
+                for raw in reversed(lines):
+                    if (event := self._event(job_id, raw)) is not None:
+                        yield event
+            if head and trailing_cut and (event := self._event(job_id, head)) is not None:
+                yield event
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _event(job_id: str, raw: bytes) -> dict | None:
+        try:
+            event = json.loads(raw.decode("utf-8"))
+            if isinstance(event, dict) and isinstance(event.get("id"), str):
+                return event
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            pass
+        log.warning("skipped a damaged line in events/%s.jsonl", job_id)
+        return None
+
+    def _events_path(self, job_id: str) -> Path:
+        return self._path("events", job_id, ".jsonl")
 
     def clear_events(self, job_id: str) -> None:
         with self.lock:
-            (self.root / "events" / f"{job_id}.jsonl").unlink(missing_ok=True)
+            self._events_path(job_id).unlink(missing_ok=True)
+
+    def weights_to_load(self, name: str) -> Path:
+        """A model's weights folder, only if it and everything in it are real folders and regular
+        files: a link, FIFO or device planted there is refused (NotRegularFile, with a log line
+        naming it) before any loader opens it."""
+        folder = self._path("weights", name, "")
+        pending = [folder]
+        while pending:
+            path = pending.pop()
+            try:
+                mode = os.lstat(path).st_mode
+            except FileNotFoundError:
+                raise NotRegularFile(errno.ENOENT, "missing", path.name) from None
+            if stat.S_ISDIR(mode):
+                pending.extend(Path(e.path) for e in os.scandir(path))
+            elif not stat.S_ISREG(mode):
+                log.error(
+                    "refused %s: not a regular file or folder (a link, FIFO or device was planted "
+                    "there)",
+                    path.relative_to(self.root),
+                )
+                raise NotRegularFile(errno.ENOENT, "not a regular file", path.name)
+        return folder
 
     def weights_dir(self, name: str) -> Path:
-        path = self.root / "weights" / name.replace(":", "~")
+        path = self._path("weights", name, "")
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+
+def _shape_problem(kind: str, record) -> str | None:
+    """Why ``record`` cannot be served as a ``kind`` record, or None when it can."""
+    if not isinstance(record, dict) or not isinstance(record.get("id"), str):
+        return "not a record object"
+    try:
+        SHAPES[kind].model_validate(public(record))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "record"
+        return f"{where}: {first['msg']}"
+    return None

@@ -56,7 +56,11 @@ async def job_events(
     request: Request, job_id: str, after: str | None = None, limit: str | None = None
 ):
     return json_response(
-        page(typed_list(FineTuningJobEvent, engine(request).jobs.events(job_id)), after, limit)
+        page(
+            typed_list(FineTuningJobEvent, engine(request).jobs.events(job_id, after, limit)),
+            after,
+            limit,
+        )
     )
 
 
