@@ -232,22 +232,36 @@ from emotune.providers.compatible import CompatibleProvider
 
 
 class FakeProvider(CompatibleProvider):
-    """Test-only: an OpenAI-compatible server without fine-tuning or batches, priced by nobody."""
+    """Test-only: an OpenAI-compatible server that is asked for chat only, priced by nobody."""
 
     kind = "fake"
+
+    @classmethod
+    def build(cls, options, *, run=None, **ignored):
+        provider = super().build(options, run=run)
+        provider.fine_tuning = provider.batches = False  # this team's box only answers
+        return provider
 '''
 
 
-def test_a_new_provider_is_one_module_and_one_catalogue_entry(series, tmp_path):
-    """Notebook 05 evaluates through a provider emotune has never seen: not priced, and no Batch call."""
+def test_a_plugin_package_adds_a_provider_without_touching_emotune(series, tmp_path):
+    """Notebook 05 evaluates through a provider emotune has never seen, installed as a package
+    (a module and a dist-info with an entry point in the ``emotune.providers`` group): not
+    priced, and no Batch call."""
     from emotune.local import LocalServer
 
     run_dir = tmp_path / "run"
     shutil.copytree(series["run"], run_dir)
     shutil.rmtree(run_dir / "predictions")  # ask the new server for every answer
-    (tmp_path / "plugins").mkdir()
-    (tmp_path / "plugins" / "fake_provider.py").write_text(FAKE_PROVIDER)
-    (tmp_path / "providers.json").write_text(json.dumps({"fake": "fake_provider:FakeProvider"}))
+    plugins = tmp_path / "plugins"  # what `pip install emotune-fake` would leave
+    (plugins / "emotune_fake-0.1.dist-info").mkdir(parents=True)
+    (plugins / "fake_provider.py").write_text(FAKE_PROVIDER)
+    (plugins / "emotune_fake-0.1.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: emotune-fake\nVersion: 0.1\n"
+    )
+    (plugins / "emotune_fake-0.1.dist-info" / "entry_points.txt").write_text(
+        "[emotune.providers]\nfake = fake_provider:FakeProvider\n"
+    )
     with LocalServer(tmp_path / "fake-state") as srv:
         # the server answers the same fine-tuned model: give it the trained weights, nothing else
         shutil.copytree(
@@ -262,10 +276,7 @@ def test_a_new_provider_is_one_module_and_one_catalogue_entry(series, tmp_path):
         )
         env = os.environ | {
             "TQDM_DISABLE": "1",
-            "EMOTUNE_PROVIDERS": str(tmp_path / "providers.json"),
-            "PYTHONPATH": os.pathsep.join(
-                [str(tmp_path / "plugins"), os.environ.get("PYTHONPATH", "")]
-            ),
+            "PYTHONPATH": os.pathsep.join([str(plugins), os.environ.get("PYTHONPATH", "")]),
             "OPENAI_BASE_URL": srv.base_url,
             "OPENAI_API_KEY": "not-a-real-key",
         }

@@ -65,8 +65,8 @@ def test_openai_needs_a_key_and_another_base_url_is_a_compatible_server(monkeypa
     assert isinstance(gateway, OpenAIProvider) and gateway.base_url.startswith(
         "http://127.0.0.1:9/v1"
     )
-    with pytest.raises(ConfigError, match="backend must be"):
-        providers.connect("azure")
+    with pytest.raises(ConfigError, match="backend must be .* entry point"):
+        providers.connect("nonesuch")
 
 
 def test_capabilities_and_pricing_by_provider():
@@ -99,18 +99,154 @@ def test_async_client_shares_settings(tmp_path):
     )
 
 
-def test_a_provider_added_by_catalogue_entry(tmp_path, monkeypatch):
-    (tmp_path / "my_provider.py").write_text(
-        "from emotune.providers.compatible import CompatibleProvider\n"
-        "class Mine(CompatibleProvider):\n    kind = 'mine'\n"
+PLUGIN = """
+from emotune.providers.compatible import CompatibleProvider
+
+
+class TeamProvider(CompatibleProvider):
+    \"\"\"A team's own GPU box: an OpenAI-compatible server, found through an entry point.\"\"\"
+
+    kind = "team"
+
+    def describe(self, model=None):
+        return f"team server at {self.base_url} (runs {self.runs()})"
+"""
+
+
+def install_plugin(root) -> None:
+    """A distribution the way pip leaves one: a module and its dist-info, with an entry point in
+    emotune's group; putting ``root`` on the path installs it."""
+    (root / "emotune_team.py").write_text(PLUGIN)
+    info = root / "emotune_team-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: emotune-team\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(
+        "[emotune.providers]\nteam = emotune_team:TeamProvider\n"
     )
+
+
+def test_a_package_adds_a_provider_through_an_entry_point(tmp_path, monkeypatch):
+    install_plugin(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
-    entries = tmp_path / "providers.json"
-    entries.write_text(json.dumps({"mine": "my_provider:Mine"}))
-    monkeypatch.setenv("EMOTUNE_PROVIDERS", str(entries))
-    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
-    assert "mine" in providers.provider_names()
-    assert providers.connect("mine").record()["kind"] == "mine"
+    assert {"openai", "azure", "compatible", "local", "team"} <= set(providers.provider_names())
+    from emotune.local import LocalServer
+
+    with LocalServer(tmp_path / "state") as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        team = providers.connect("team")
+        assert team.record()["kind"] == "team" and team.fine_tuning and team.batches
+        assert "runs fine-tuning jobs and batches" in team.describe()
+
+
+def test_the_built_in_providers_are_entry_points_of_emotune_itself():
+    from importlib.metadata import entry_points
+
+    found = {ep.name: ep.dist.name for ep in entry_points(group=providers.ENTRY_POINT_GROUP)}
+    assert {
+        name: found[name] for name in ("openai", "azure", "compatible", "local")
+    } == dict.fromkeys(("openai", "azure", "compatible", "local"), "emotune")
+
+
+def test_compatible_asks_what_the_server_runs_once_per_run(tmp_path, monkeypatch):
+    """emotune serve elsewhere runs jobs and batches; a re-run reads the answer back."""
+    from emotune.local import LocalServer
+
+    with LocalServer(tmp_path / "state") as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        run = Run(tmp_path / "run")
+        conn = providers.connect("auto", run=run)
+        assert isinstance(conn, CompatibleProvider) and (conn.fine_tuning, conn.batches) == (
+            True,
+            True,
+        )
+        recorded = run.read(BackendRecord).discovered
+        assert recorded["fine_tuning"] == 200 and recorded["batches"] == 200
+        assert "gpt-4.1-mini-2025-04-14" in recorded["model_names"]
+        before = server.stats()
+        again = providers.connect("compatible", run=run)
+        assert again.fine_tuning and server.stats() == before  # nothing asked twice
+
+
+def test_a_chat_only_server_fine_tunes_nowhere_and_says_so_in_one_line(tmp_path, monkeypatch):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class ChatOnly(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            found = self.path.startswith("/v1/models")
+            body = b'{"object": "list", "data": [{"id": "my-vllm-model"}]}' if found else b"{}"
+            self.send_response(200 if found else 404)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), ChatOnly)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{server.server_address[1]}/v1")
+        conn = providers.connect("auto", run=Run(tmp_path / "run"))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (conn.fine_tuning, conn.batches) == (False, False)
+    assert conn.discovered["model_names"] == ["my-vllm-model"]
+    assert "chat only" in conn.describe()
+    with pytest.raises(
+        ConfigError, match=r"runs no fine-tuning jobs \(asked: GET .* answered 404\)"
+    ):
+        conn.check_can_fine_tune("my-vllm-model")
+
+
+def test_azure_reaches_the_local_server_through_azures_url_shapes(tmp_path, monkeypatch):
+    from counting_proxy import CountingProxy
+
+    from emotune.local import LocalServer
+    from emotune.providers.azure import AzureProvider
+
+    with (
+        LocalServer(tmp_path / "state") as server,
+        CountingProxy(server.base_url.removesuffix("/v1")) as proxy,
+    ):
+        monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", proxy.url)
+        monkeypatch.setenv("AZURE_OPENAI_API_KEY", "azure-test-key")
+        monkeypatch.setenv("AZURE_OPENAI_DEPLOYMENTS", "stand-in=stand-in")
+        conn = providers.connect("azure")
+        assert isinstance(conn, AzureProvider) and conn.api_version == "2024-10-21"
+        answer = conn.client.chat.completions.create(
+            model="stand-in", messages=[{"role": "user", "content": "I am so happy today"}]
+        )
+        assert answer.choices[0].message.content
+        conn.client.files.list()
+        conn.client.fine_tuning.jobs.list(limit=1)
+        seen = proxy.snapshot()
+    assert seen["POST /openai/deployments/stand-in/chat/completions"] == 1
+    assert seen["GET /openai/files"] == 1 and seen["GET /openai/fine_tuning/jobs"] == 1
+    assert "azure-test-key" not in json.dumps(conn.record())
+    with pytest.raises(ConfigError, match="AZURE_OPENAI_DEPLOYMENTS"):
+        monkeypatch.setenv("AZURE_OPENAI_DEPLOYMENTS", "no-equals-sign")
+        providers.connect("azure")
+
+
+def test_azure_without_a_deployment_stops_with_what_to_deploy():
+    from emotune.providers.azure import AzureProvider
+
+    conn = AzureProvider(None, "https://x.openai.azure.com/openai", deployments={"a": "b"})
+    assert conn.serving_name("a") == "b" and conn.serving_name("c") == "c"
+    with pytest.raises(ConfigError, match="deploy it .* AZURE_OPENAI_DEPLOYMENTS='m.ft-1="):
+        conn.explain_failures("m.ft-1", {"r1": "NotFoundError: {'code': 'DeploymentNotFound'}"})
+    conn.explain_failures("m.ft-1", {"r1": "BadRequestError: too long"})  # row by row, as before
+    assert "OpenAI's wind-down dates do not apply" in conn.lifecycle_note("gpt-4.1-mini-2025-04-14")
+
+
+def test_spending_is_announced_before_the_first_request(monkeypatch):
+    assert providers.spending_notice("local") == "backend local: nothing is billed in dollars"
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-sentinel-789")
+    assert "nothing is billed" in providers.spending_notice("auto")  # a key alone never pays
+    notice = providers.spending_notice("openai", 2.5)
+    assert "bills in dollars" in notice and "budget_usd=2.5" in notice
 
 
 def test_emotune_serve_runs_standalone(tmp_path):

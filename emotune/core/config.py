@@ -5,9 +5,8 @@ Environment variables:
 - ``EMOTUNE_DATA_DIR``: a folder in the GoEmotions release format (train.tsv, dev.tsv, test.tsv);
   when unset, data comes from the Hugging Face hub.
 - ``EMOTUNE_RUN_DIR``: the run directory notebooks use when their ``run_dir`` parameter is empty.
-- ``EMOTUNE_BACKEND``: ``auto`` (default), ``openai``, ``compatible``, ``local`` or a provider you
-  added.
-- ``EMOTUNE_PROVIDERS``: a JSON file of extra providers (name -> ``module:Class``).
+- ``EMOTUNE_BACKEND``: ``auto`` (default), ``openai``, ``azure``, ``compatible``, ``local`` or a
+  provider a package of yours registers (entry-point group ``emotune.providers``).
 - ``EMOTUNE_LOCAL_LATENCY_MS``, ``EMOTUNE_LOCAL_FAIL_429``, ``EMOTUNE_LOCAL_FAIL_500``: fault
   injection for the local backend (off by default).
 - ``OPENAI_API_KEY``, ``OPENAI_BASE_URL``: read only to decide and build the client; never stored.
@@ -59,11 +58,6 @@ def backend_choice(explicit: str | None = None) -> str:
     :func:`emotune.providers.connect` against the provider catalogue)."""
     value = explicit if explicit not in (None, "", "auto") else env("EMOTUNE_BACKEND", "auto")
     return str(value)
-
-
-def providers_file() -> str | None:
-    """``EMOTUNE_PROVIDERS``: a JSON file adding your own providers (name -> ``module:Class``)."""
-    return env("EMOTUNE_PROVIDERS")
 
 
 def openai_key() -> str | None:
@@ -146,3 +140,16 @@ def headless_kernels(progress_to: Path | None = None) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def azure_settings() -> dict[str, str | None]:
+    """Azure OpenAI's settings, under the names the official client reads: ``AZURE_OPENAI_ENDPOINT``,
+    ``AZURE_OPENAI_API_KEY`` (never stored or printed), ``OPENAI_API_VERSION``, and emotune's
+    ``AZURE_OPENAI_DEPLOYMENTS`` (``model=deployment,...``: where a deployment is not named after
+    its model)."""
+    return {
+        "endpoint": env("AZURE_OPENAI_ENDPOINT"),
+        "api_key": env("AZURE_OPENAI_API_KEY"),
+        "api_version": env("OPENAI_API_VERSION"),
+        "deployments": env("AZURE_OPENAI_DEPLOYMENTS"),
+    }

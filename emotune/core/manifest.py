@@ -56,6 +56,10 @@ class BackendRecord(Record):
     max_retries: int | None = None
     timeout_s: float | None = None
     dtype: str | None = None  # local backend: what open-weights models train and answer in, and why
+    gateway: str | None = None  # openai: the gateway OpenAI is reached through (never the key)
+    discovered: dict | None = None  # compatible: what the server answered when asked what it runs
+    api_version: str | None = None  # azure: the data-plane API version
+    deployments: dict | None = None  # azure: model -> deployment, where they differ
 
 
 @dataclass

@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..core.errors import BackendError
 from .api_error import ApiError
+from .azure_paths import AzurePaths
 from .engine import Engine
 from .ratelimit import RateLimits
 from .routes import ROUTERS
@@ -133,6 +134,7 @@ def create_app(
         retry_after_s=retry_after_s,
         log_path=engine.store.root / REQUEST_LOG,
     )
+    app.add_middleware(AzurePaths)  # outermost: Azure's URLs become /v1 ones first
     return app
 
 

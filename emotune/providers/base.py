@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import ClassVar
 
+from ..core import config
 from ..core.errors import ConfigError, LifecycleError
 from ..core.pricing import Pricing, lifecycle, load_catalog
 
@@ -31,10 +32,39 @@ class Provider:
     lifecycle_applies: ClassVar[bool] = False  # OpenAI's wind-down dates gate job creation
     # what base_model="auto" fine-tunes here; None: the user must name one
     default_base_model: ClassVar[str | None] = None
+    needs_key: ClassVar[bool] = False  # OPENAI_API_KEY must be set (a paid service)
+    bills_dollars: ClassVar[bool] = False  # its requests cost money: runs say so before the first
 
     client: object  # openai.OpenAI
     base_url: str
     options: dict = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, options: dict, *, run=None, state_dir=None, **local_options) -> Provider:
+        """This provider, with the client it needs, configured from the environment.
+
+        ``options`` are the client's ``max_retries`` and ``timeout``; ``run`` is the run the
+        provider serves (a provider may read what an earlier notebook recorded about it);
+        ``state_dir`` and ``local_options`` matter to providers that start a server of their own.
+        The default builds an ``openai.OpenAI`` client for ``OPENAI_BASE_URL`` with
+        ``OPENAI_API_KEY`` (a keyless server gets a placeholder key).
+        """
+        import openai
+
+        key = config.openai_key()
+        if cls.needs_key and not key:
+            raise ConfigError(
+                f"backend {cls.kind!r} needs OPENAI_API_KEY in the environment (never as a "
+                "parameter); or use backend='local' to run offline for free"
+            )
+        client = openai.OpenAI(
+            api_key=key or "not-needed", base_url=config.openai_base_url(), **options
+        )
+        return cls(client, str(client.base_url), options)
+
+    @classmethod
+    def check_default_model(cls) -> None:
+        """Raise when ``base_model=auto`` cannot use :attr:`default_base_model` on this machine."""
 
     @property
     def backend(self) -> str:
@@ -56,6 +86,14 @@ class Provider:
             http_client=openai.DefaultAioHttpClient(),
             **self.options,
         )
+
+    def serving_name(self, model: str) -> str:
+        """The name a request for ``model`` carries (an Azure deployment; elsewhere the model)."""
+        return model
+
+    def explain_failures(self, model: str, failures: dict[str, str]) -> None:
+        """Raise one clear error when ``failures`` (row id -> message) mean that ``model`` cannot
+        answer here at all; by default they are reported row by row."""
 
     def describe(self, model: str | None = None) -> str:
         """One line saying what answers (and, given a model, what that model really is)."""

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from ..core import config
 from ..core.errors import ConfigError
 from ..core.pricing import Pricing, lifecycle
 from ..core.tokens import base_model
@@ -38,6 +39,17 @@ def _is_stand_in(model: str) -> bool:
     from ..local.models import STAND_IN
 
     return base_model(model) == STAND_IN
+
+
+def _share_label_set(run) -> None:
+    """Make the run's own label set known to the in-process local backend, which recognises the
+    label set a prompt or a training file uses among the known ones (each notebook runs in a fresh
+    kernel)."""
+    from ..core.taxonomy import Taxonomy, register_taxonomy, taxonomy_names
+
+    record = run.get("data", "label_set")
+    if record is not None and record["name"] not in taxonomy_names():
+        register_taxonomy(Taxonomy.from_record(record))
 
 
 @dataclass
@@ -84,8 +96,31 @@ class LocalProvider(Provider):
     default_base_model = "smollm2-135m-instruct"
     server: object | None = None  # the LocalServer
 
-    @staticmethod
-    def require_default_model() -> None:
+    @classmethod
+    def build(cls, options: dict, *, run=None, state_dir=None, **local_options) -> Provider:
+        """Start (or find) the local server for the state directory, with a client that never
+        carries a real key.
+
+        ``state_dir`` defaults to the run directory's ``local-backend/``; ``local_options`` go to
+        the server (fault injection: ``latency_ms``, ``fail_429``, ``fail_500``; defaults from
+        ``EMOTUNE_LOCAL_*``).
+        """
+        import openai
+
+        if state_dir:
+            state = Path(state_dir)
+        else:
+            state = (
+                run.file("local-backend") if run is not None else config.run_dir() / "local-backend"
+            )
+        server = local_server(state, **(config.fault_settings() | local_options))
+        client = openai.OpenAI(api_key=LOCAL_API_KEY, base_url=server.base_url, **options)
+        if run is not None:
+            _share_label_set(run)
+        return cls(client, server.base_url, options, server=server)
+
+    @classmethod
+    def check_default_model(cls) -> None:
         """The default model needs the open-weights extra; without it, say how to get it."""
         from ..local.trainers.open_weights import INSTALL, missing_extra
 

@@ -143,7 +143,9 @@ def classify_batch(
     spec = spec or prompt_spec()
     params = sampling_params(seed, temperature, max_completion_tokens, spec)
     items = _build(frame, model, params, spec)
-    batch = upload_batch(conn.client, run, model, batch_input(model, items, params), key)
+    batch = upload_batch(
+        conn.client, run, model, batch_input(conn.serving_name(model), items, params), key
+    )
     batch = poll_batch(
         conn.client, batch, poll_s=poll_s, max_poll_s=max_poll_s, timeout_s=timeout_s, sleep=sleep
     )

@@ -250,6 +250,7 @@ def classify(
         conn, model, params, cache, max_tokens=max_tokens, concurrency=concurrency, limiter=limiter
     )
     failures = {row_id: f.message for row_id, f in _run(loop.run(todo, progress)).items()}
+    conn.explain_failures(model, failures)  # e.g. an Azure model nobody deployed
     rate = loop.limiter.describe()
     return _assemble(
         model, items, cache, cached, failures, spec.taxonomy, loop.sent, loop.attempts, rate
