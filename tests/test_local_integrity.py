@@ -343,9 +343,20 @@ def test_a_request_cannot_name_a_folder_as_its_model(tmp_path):
         assert str(folder) not in {
             m["id"] for m in httpx.get(f"{srv.base_url}/models").json()["data"]
         }
+        r = httpx.get(f"{srv.base_url}/models/{folder}", timeout=30)
+        assert "--base-model" in r.json()["error"]["message"]  # says how its owner serves one
     with LocalServer(tmp_path / "s2", base_models=[str(folder)]) as srv:  # named by its owner
         r = httpx.get(f"{srv.base_url}/models/{folder}", timeout=30)
         assert r.status_code == 200 and r.json()["owned_by"] == "open-weights"
+    from emotune import connect
+    from emotune.providers import stop_local_servers
+
+    try:  # the same through connect, which starts the server in this process
+        conn = connect("local", state_dir=tmp_path / "s3", base_models=[str(folder)])
+        r = httpx.get(f"{conn.base_url}/models/{folder}", timeout=30)
+        assert r.status_code == 200 and r.json()["id"] == str(folder)
+    finally:
+        stop_local_servers()
 
 
 def test_planted_links_and_fifos_among_the_weights_are_never_opened(tmp_path, caplog):
@@ -378,3 +389,22 @@ def test_planted_links_and_fifos_among_the_weights_are_never_opened(tmp_path, ca
                     model=job.fine_tuned_model, messages=[{"role": "user", "content": "thanks"}]
                 )
     assert caplog.text.count("refused") >= 3
+
+
+def test_a_state_folder_that_is_a_link_stops_the_start_with_one_line(tmp_path):
+    from emotune import BackendError
+
+    state, outside = tmp_path / "s", tmp_path / "elsewhere"
+    with LocalServer(state):
+        pass
+    outside.mkdir()
+    for kind in ("blobs", "weights", "events", "jobs"):
+        (state / kind).rename(tmp_path / f"{kind}.kept")
+        (state / kind).symlink_to(outside)
+        with pytest.raises(BackendError, match=f"{kind} in the state directory .* not a folder"):
+            LocalServer(state)
+        (state / kind).unlink()
+        (tmp_path / f"{kind}.kept").rename(state / kind)
+    with LocalServer(state):
+        pass
+    assert not list(outside.iterdir())

@@ -106,7 +106,7 @@ class Batches:
         before the stop ends cancelled, never answered again."""
         for b in self.store.all("batches"):
             if b["status"] == "cancelling":
-                self._settle(b["id"], "completed", {})
+                self._settle(b["id"], "cancelled", {})
             elif b["status"] in OPEN:
                 restarts = b.get("_restarts", 0) + 1
                 if restarts > MAX_RESTARTS:

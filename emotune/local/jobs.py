@@ -12,7 +12,7 @@ from ..core.openai_spec import JOB_TERMINAL, MIN_TRAINING_EXAMPLES, default_epoc
 from . import publish, trainers
 from .api_error import ApiError
 from .files import Files
-from .models import Models
+from .models import Models, unregistered_hint
 from .schemas import JobRequest
 from .store import Store, new_id, public
 
@@ -38,7 +38,8 @@ class Jobs:
         if not self.models.can_fine_tune(base):
             raise ApiError(
                 400,
-                f"Model {req.model} is not available for fine-tuning or does not exist.",
+                f"Model {req.model} is not available for fine-tuning or does not exist."
+                + unregistered_hint(req.model),
                 param="model",
                 code="model_not_available",
             )

@@ -29,6 +29,19 @@ def owner_of(base: str) -> str:
     return f"{OWNER}-stand-in" if stand_in else OWNER
 
 
+def unregistered_hint(name) -> str:
+    """What to do when a request names an open-weights folder, GGUF or hub id the server was not
+    started with (told from the name's shape alone: a request never makes the server look at a
+    path)."""
+    if not isinstance(name, str) or not ("/" in name or name.lower().endswith(".gguf")):
+        return ""
+    return (
+        " The local backend serves an open-weights folder, GGUF file or hub id only when it is "
+        "started with it: `emotune serve --base-model NAME`, `LocalServer(..., "
+        "base_models=[NAME])` or `emotune.connect('local', base_models=[NAME])`."
+    )
+
+
 class Models:
     """Model records (catalogue models, open-weights bases, fine-tunes) and their loaded chat
     models."""
@@ -86,7 +99,8 @@ class Models:
         if record is None:
             raise ApiError(
                 404,
-                f"The model `{name}` does not exist or you do not have access to it.",
+                f"The model `{name}` does not exist or you do not have access to it."
+                + unregistered_hint(name),
                 param="model",
                 code="model_not_found",
             )

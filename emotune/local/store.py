@@ -24,6 +24,7 @@ from openai.types import Batch, FileObject, Model
 from openai.types.fine_tuning import FineTuningJob
 from pydantic import ValidationError
 
+from ..core.errors import BackendError
 from ..core.runs import atomic_write_bytes, atomic_write_json
 
 log = logging.getLogger("emotune.local")
@@ -101,8 +102,13 @@ class Store:
 
     def __init__(self, state_dir: str | Path):
         self.root = Path(state_dir)
-        for kind in (*KINDS, "blobs", "events", "weights"):
+        for kind in (*KINDS, "blobs", "events", "weights", "training"):
             (self.root / kind).mkdir(parents=True, exist_ok=True)
+            if not _real_folder(self.root / kind):  # a link would carry every read and write out
+                raise BackendError(
+                    f"{kind} in the state directory {self.root} is not a folder (a link was put "
+                    "there); remove it"
+                )
         self.lock = threading.RLock()
         self._seq = 0
         self.event_bytes_read = 0  # how many bytes of event files were read (events page cheaply)
@@ -324,9 +330,17 @@ class Store:
         return folder
 
     def weights_dir(self, name: str) -> Path:
+        """The folder a trainer saves a model's weights in: a real folder, never through a link."""
         path = self._path("weights", name, "")
         path.mkdir(parents=True, exist_ok=True)
+        if not _real_folder(path):
+            log.error("refused weights/%s: not a folder (a link was planted there)", path.name)
+            raise NotRegularFile(errno.ENOENT, "not a folder", path.name)
         return path
+
+
+def _real_folder(path: Path) -> bool:
+    return stat.S_ISDIR(os.lstat(path).st_mode)
 
 
 def _shape_problem(kind: str, record) -> str | None:
