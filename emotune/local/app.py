@@ -26,7 +26,7 @@ from .azure_paths import AzurePaths
 from .engine import Engine
 from .ratelimit import RateLimits
 from .routes import ROUTERS
-from .routes.common import json_response
+from .routes.common import MAX_JSON_BODY, MULTIPART_SLACK, json_response
 from .store import NotRegularFile, append_regular
 from .trainers import precision
 
@@ -43,6 +43,7 @@ def create_app(
     state_dir,
     *,
     max_upload_bytes: int = 512 * 1024 * 1024,
+    max_body_bytes: int = MAX_JSON_BODY,
     latency_ms: float = 0.0,
     fail_429: float = 0.0,
     fail_500: float = 0.0,
@@ -58,7 +59,8 @@ def create_app(
     ``fine_tuning_closed=True`` answers job creation with the 403 OpenAI gives an organisation that
     can no longer fine-tune, so the wind-down path can be exercised offline. ``rpm`` / ``tpm``
     enforce OpenAI-style per-minute budgets on chat completions (429s and ``x-ratelimit-*``
-    headers).
+    headers). A request body over ``max_body_bytes`` (an upload's over ``max_upload_bytes``) is
+    answered 413 as soon as its declared length or the bytes read so far pass the limit.
     """
     precision.configure(
         dtype
@@ -85,6 +87,7 @@ def create_app(
     app.state.faults = {"latency_ms": latency_ms, "fail_429": fail_429, "fail_500": fail_500}
     app.state.fine_tuning_closed = fine_tuning_closed
     app.state.limits = RateLimits(rpm, tpm) if (rpm or tpm) else None
+    app.state.max_body_bytes = max_body_bytes
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError):
@@ -133,6 +136,7 @@ def create_app(
         rng=random.Random(fault_seed),
         retry_after_s=retry_after_s,
         log_path=engine.store.root / REQUEST_LOG,
+        body_limits=(max_body_bytes, max_upload_bytes + MULTIPART_SLACK),
     )
     app.add_middleware(AzurePaths)  # outermost: Azure's URLs become /v1 ones first
     return app
@@ -157,6 +161,39 @@ def _server_error(method: str, path: str, request_id: str, exc: Exception):
     return json_response(body, 500, {"x-request-id": request_id})
 
 
+def _too_large(size: int, limit: int, upload: bool, declared: bool = False) -> ApiError:
+    return ApiError(
+        413,
+        f"Request body is too large: {'declared ' if declared else 'over '}{size:,} bytes; "
+        f"the limit is {limit:,} bytes.",
+        param="file" if upload else None,
+        code="file_too_large" if upload else "request_too_large",
+        headers={"connection": "close"},  # the rest of the body is never read
+    )
+
+
+def _capped(scope, receive, limit: int):
+    """``receive`` that refuses (a 413, raised where the body is read) a body whose declared length
+    is over ``limit`` before reading any of it, else as soon as the bytes read pass it (a chunked
+    body has no declared length)."""
+    upload = scope["path"].rstrip("/") == "/v1/files"
+    declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+    read = 0
+
+    async def capped():
+        nonlocal read
+        if declared.isdigit() and int(declared) > limit:
+            raise _too_large(int(declared), limit, upload, declared=True)
+        message = await receive()
+        if message["type"] == "http.request":
+            read += len(message.get("body", b""))
+            if read > limit:
+                raise _too_large(read, limit, upload)
+        return message
+
+    return capped
+
+
 class _CountAndInject:
     """Plain ASGI middleware (cheaper than Starlette's BaseHTTPMiddleware): counts every /v1
     request by
@@ -172,6 +209,7 @@ class _CountAndInject:
         rng: random.Random,
         retry_after_s: float,
         log_path,
+        body_limits: tuple[int, int],
     ):
         self.app, self.stats, self.faults, self.rng, self.retry_after_s = (
             app,
@@ -183,6 +221,7 @@ class _CountAndInject:
         self.log = append_regular(
             log_path
         )  # one append handle for the app's life; never through a link
+        self.body_limits = body_limits  # (any JSON body, a multipart upload)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
@@ -204,7 +243,12 @@ class _CountAndInject:
             self.log.write(route + "\n")
             self.log.flush()
         try:
-            await self._answer(scope, receive, send_with_ids)
+            limit = self.body_limits[scope["path"].rstrip("/") == "/v1/files"]
+            await self._answer(scope, _capped(scope, receive, limit), send_with_ids)
+        except ApiError as exc:  # a body over the limit, found while reading it
+            if "status" in sent:
+                raise
+            await json_response(exc.body(), exc.status, exc.headers)(scope, receive, send_with_ids)
         except Exception as exc:  # never a plain-text 500 or a dropped connection
             if "status" in sent:
                 raise

@@ -22,6 +22,8 @@ and ignored, as OpenAI ignores what a model does not use):
 - ``stop``: the answer is cut before the first stop sequence. ``max_completion_tokens``: cut at the
   limit.
 - ``logprobs``/``top_logprobs``: see :mod:`.logprobs`.
+
+Every request's work is bounded before it starts: see :meth:`Chat.check`.
 """
 
 from __future__ import annotations
@@ -38,9 +40,23 @@ from ..core import tokens
 from .api_error import ApiError
 from .logprobs import label_probabilities, language_model_logprobs, stand_in_logprobs
 from .models import Models
-from .schemas import ChatRequest
+from .ratelimit import DEFAULT_COMPLETION_TOKENS
+from .schemas import (
+    MAX_PROMPT_CHARS,
+    MAX_PROMPT_TOKENS,
+    MAX_REQUEST_OUTPUT_TOKENS,
+    STRUCTURED_COMPLETION_TOKENS,
+    ChatRequest,
+)
 from .store import new_id
-from .structured import chosen_tool, labels_in, output_schema, schema_answer, tool_arguments
+from .structured import (
+    check_schemas,
+    chosen_tool,
+    labels_in,
+    output_schema,
+    schema_answer,
+    tool_arguments,
+)
 from .trainers import GrammarError
 
 
@@ -73,6 +89,14 @@ class Choice:
                 }
             ],
         }
+
+
+@dataclass(frozen=True)
+class Bound:
+    """What a request may cost, decided before any work: prompt tokens, each choice's most tokens."""
+
+    prompt_tokens: int
+    limit: int
 
 
 @dataclass
@@ -146,7 +170,55 @@ class Chat:
             req.messages_as_dicts(), tokens.encoding_for(self.models.resolve(req.model))
         )
 
+    def check(self, req: ChatRequest) -> Bound:
+        """The request's bound, or a 400 naming the limit it breaks, before any work: the prompt's
+        characters (before its tokens), every schema's size and expansion (:mod:`.structured`), ``n``
+        times the completion limit (the model's default when unset: a stand-in's answer is cut
+        there), the prompt's tokens."""
+        if req._bound is not None:
+            return req._bound
+        strings, _ = tokens.chat_token_parts(req.messages_as_dicts())
+        chars = sum(len(s) for s in strings)
+        if chars > MAX_PROMPT_CHARS:
+            raise ApiError(
+                400,
+                f"Your messages have {chars:,} characters, over the local backend's limit of "
+                f"{MAX_PROMPT_CHARS:,}. Please reduce the length of the messages.",
+                param="messages",
+                code="context_length_exceeded",
+            )
+        model = self.models.chat_model(req.model)
+        structured = check_schemas(req)
+        default = (
+            STRUCTURED_COMPLETION_TOKENS
+            if structured and not hasattr(model, "complete")
+            else DEFAULT_COMPLETION_TOKENS
+        )
+        limit = req.limit or default
+        if req.choices * limit > MAX_REQUEST_OUTPUT_TOKENS:
+            given = "max_completion_tokens" if req.limit else "the default completion limit"
+            raise ApiError(
+                400,
+                f"n x {given} is {req.choices} x {limit:,} = {req.choices * limit:,} completion "
+                f"tokens, over the limit of {MAX_REQUEST_OUTPUT_TOKENS:,} per request.",
+                param="n" if req.limit is None else "max_completion_tokens",
+                code="invalid_value",
+            )
+        prompt = self.prompt_tokens(req)
+        if prompt > MAX_PROMPT_TOKENS:
+            raise ApiError(
+                400,
+                f"This model's maximum context length is {MAX_PROMPT_TOKENS:,} tokens. However, "
+                f"your messages resulted in {prompt:,} tokens. Please reduce the length of the "
+                "messages.",
+                param="messages",
+                code="context_length_exceeded",
+            )
+        req._bound = Bound(prompt, limit)
+        return req._bound
+
     def answer(self, req: ChatRequest) -> Answer:
+        bound = self.check(req)
         messages = req.messages_as_dicts()
         model = self.models.chat_model(req.model)
         function = chosen_tool(req)
@@ -179,11 +251,11 @@ class Chat:
                     None if req.seed is None else req.seed % 2**64
                 )  # a seed makes the n samples reproducible
                 drawn = [
-                    _draw(model, messages, rf, req.limit, temperature, int(rng.integers(2**31)))
+                    _draw(model, messages, rf, bound.limit, temperature, int(rng.integers(2**31)))
                     for _ in range(req.choices)
                 ]
             else:
-                drawn = [_draw(model, messages, rf, req.limit, 0.0, 0)] * req.choices
+                drawn = [_draw(model, messages, rf, bound.limit, 0.0, 0)] * req.choices
         except GrammarError as exc:
             raise ApiError(
                 400,
@@ -191,10 +263,8 @@ class Chat:
                 param="tools" if function else "response_format",
                 code="invalid_value",
             ) from None
-        shaped = [self._shape(req, model, enc, messages, function, d) for d in drawn]
-        prompt_tokens = (
-            drawn[0][1] if drawn[0][1] is not None else tokens.count_chat_tokens(messages, enc)
-        )
+        shaped = [self._shape(req, bound.limit, model, enc, messages, function, d) for d in drawn]
+        prompt_tokens = drawn[0][1] if drawn[0][1] is not None else bound.prompt_tokens
         return Answer(
             req.model,
             [c for c, _ in shaped],
@@ -203,7 +273,9 @@ class Chat:
             self.models.fingerprint(model),
         )
 
-    def _shape(self, req: ChatRequest, model, enc, messages, function, drawn) -> tuple[Choice, int]:
+    def _shape(
+        self, req: ChatRequest, limit: int, model, enc, messages, function, drawn
+    ) -> tuple[Choice, int]:
         """One choice from a generated text: laid into the schema or tool call, cut at stop or
         limit,
         logprobs."""
@@ -226,8 +298,8 @@ class Chat:
             text, stopped = _cut_at_stop(text, req.stops)
             finish = "stop" if stopped else finish
         ids = enc.encode_ordinary(text)
-        if req.limit is not None and len(ids) > req.limit and not language_model:
-            ids, finish = ids[: req.limit], "length"
+        if len(ids) > limit and not language_model:  # the request's limit, or the default
+            ids, finish = ids[:limit], "length"
             text = enc.decode(ids)
         pieces = (
             pieces_of(enc, ids) if req.stream or req.logprobs else [text]

@@ -3,9 +3,10 @@ against a limit.
 
 Each budget is a bucket that refills continuously (capacity per minute, at capacity/60 per second).
 A chat request is admitted when both buckets hold one request and what it can cost: prompt tokens
-plus ``n`` times ``max_completion_tokens`` (the default when absent), counted at admission as OpenAI
-does; what the answer did not use is given back after it. Otherwise it is answered 429 in OpenAI's
-shape. Every answer carries OpenAI's ``x-ratelimit-*`` headers.
+plus ``n`` times ``max_completion_tokens`` (the model's default when absent: what its answer is cut
+at), counted at admission as OpenAI does; the charge is settled against the answer's usage after it
+(streamed or not; an error answer uses nothing). Otherwise it is answered 429 in OpenAI's shape.
+Every answer carries OpenAI's ``x-ratelimit-*`` headers.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import time
 from .api_error import ApiError
 
 # The most tokens a model here generates for a request that sets no limit: what such a request is
-# charged at admission (the open-weights server generates up to this many; the stand-ins answer in
-# far fewer).
+# charged at admission (the open-weights server generates up to this many; a stand-in's text answer
+# is cut here, its structured answer at schemas.STRUCTURED_COMPLETION_TOKENS).
 DEFAULT_COMPLETION_TOKENS = 64
 
 
@@ -111,9 +112,10 @@ class RateLimits:
                     bucket.take(need)
             return self._headers()
 
-    def refund(self, tokens: int) -> None:
-        """Give back what an answer did not use of its charge at admission (OpenAI reconciles
-        too)."""
-        if self.tokens is not None and tokens > 0:
+    def settle(self, charged: int, used: int) -> None:
+        """Reconcile a charge at admission with what the answer used (OpenAI reconciles too): the
+        rest is given back, an overrun taken."""
+        if self.tokens is not None and charged != used:
             with self._lock:
-                self.tokens.level = min(self.tokens.capacity, self.tokens.level + tokens)
+                self.tokens._refill()
+                self.tokens.level = min(self.tokens.capacity, self.tokens.level + charged - used)

@@ -10,7 +10,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .api_error import ApiError
 from .store import ID_MAX  # longer ids and model names are refused before any lookup
@@ -22,6 +30,13 @@ NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"  # OpenAI's pattern for function and jso
 MAX_EPOCHS = 50
 MAX_BATCH_SIZE = 256
 MAX_LR_MULTIPLIER = 100.0
+# What one chat request may cost, decided before any work (a request over a limit is a 400):
+MAX_OUTPUT_TOKENS = 32_768  # max_completion_tokens / max_tokens (gpt-4.1's most completion tokens)
+MAX_REQUEST_OUTPUT_TOKENS = 32_768  # n x the completion limit (the model's default when unset)
+# a stand-in's answer laid into a schema or tool call stops here when the request sets no limit
+STRUCTURED_COMPLETION_TOKENS = 2048
+MAX_PROMPT_CHARS = 1_048_576  # the messages' text, measured before it is tokenized
+MAX_PROMPT_TOKENS = 128_000  # the local backend's context window (gpt-4o-mini's)
 
 Auto = Literal["auto"]
 # pydantic names the member of a union that failed ("int", "literal['auto']"); a client needs the
@@ -118,8 +133,8 @@ class ChatRequest(_Body):
     model: ShortText
     messages: list[Message] = Field(min_length=1)
     n: Annotated[int, Field(ge=1, le=128)] | None = None  # null means 1
-    max_completion_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
-    max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=MAX_OUTPUT_TOKENS)
+    max_tokens: int | None = Field(default=None, ge=1, le=MAX_OUTPUT_TOKENS)
     response_format: ResponseFormat | None = None
     stream: bool | None = None
     stream_options: StreamOptions | None = None
@@ -137,6 +152,7 @@ class ChatRequest(_Body):
     top_p: float | None = Field(default=None, ge=0, le=1)
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    _bound: Any = PrivateAttr(default=None)  # what Chat.check decided, so it is decided once
 
     @model_validator(mode="after")
     def _consistent(self):

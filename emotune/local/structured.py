@@ -19,8 +19,18 @@ from .schemas import ChatRequest, Function
 
 # deeper schemas are answered with null below this depth (and OpenAI refuses them anyway)
 MAX_DEPTH = 32
-# values written for one schema: a schema that refers to itself cannot make the answer explode
+# values (property keys included) one schema may expand to, its $refs followed: a schema over it is
+# refused before any work (a $ref that repeats one on its own path is a cycle, answered null)
 MAX_NODES = 10_000
+MAX_HOPS = 64  # $refs and anyOf options followed to reach one value's schema
+# OpenAI's limits on a structured-output schema (platform.openai.com/docs/guides/structured-outputs)
+MAX_PROPERTIES = 5000  # object properties in one schema
+MAX_NESTING = 10  # levels of properties and items
+MAX_ENUM_VALUES = 1000  # enum values in one schema
+MAX_SCHEMA_TEXT = 120_000  # characters of property and definition names, enum and const values
+LONG_ENUM, MAX_LONG_ENUM_TEXT = 250, 15_000  # one enum of more strings than this: its characters
+_NESTED = ("items", "additionalProperties", "not", "contains")
+_OPTIONS = ("anyOf", "oneOf", "allOf")
 
 
 def labels_in(answer: str) -> list[str]:
@@ -32,25 +42,102 @@ def labels_in(answer: str) -> list[str]:
     return [answer.strip()] if answer.strip() else []
 
 
-def _resolve(schema, root: dict) -> dict:
-    if not isinstance(schema, dict):
-        return {}
-    ref = schema.get("$ref")
-    if isinstance(ref, str) and ref.startswith("#/"):
-        node = root
-        for part in ref[2:].split("/"):
-            node = node.get(part, {}) if isinstance(node, dict) else {}
-        return node if isinstance(node, dict) else {}
-    for key in ("anyOf", "oneOf", "allOf"):
-        given = schema.get(key)
-        options = (
-            [o for o in given if isinstance(o, dict) and o.get("type") != "null"]
-            if isinstance(given, list)
-            else []
+def _lookup(root: dict, ref: str):
+    node = root
+    for part in ref[2:].split("/"):
+        node = node.get(part, {}) if isinstance(node, dict) else {}
+    return node if isinstance(node, dict) else {}
+
+
+def _follow(schema, root: dict, seen: frozenset = frozenset()) -> tuple[dict | None, frozenset]:
+    """The schema a value follows: local ``$ref``s and the first non-null ``anyOf``/``oneOf``/
+    ``allOf`` option followed. None where a ``$ref`` repeats one followed on the way here (a
+    cycle), or the chain is longer than MAX_HOPS."""
+    for _ in range(MAX_HOPS):
+        if not isinstance(schema, dict):
+            return {}, seen
+        ref = schema.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/"):
+            if ref in seen:
+                return None, seen
+            seen = seen | {ref}
+            schema = _lookup(root, ref)
+            continue
+        option = next(
+            (
+                o
+                for key in _OPTIONS
+                if isinstance(schema.get(key), list)
+                for o in schema[key]
+                if isinstance(o, dict) and o.get("type") != "null"
+            ),
+            None,
         )
-        if options:
-            return _resolve(options[0], root)
-    return schema
+        if option is None:
+            return schema, seen
+        schema = option
+    return None, seen
+
+
+def _resolve(schema, root: dict) -> dict:
+    return _follow(schema, root)[0] or {}
+
+
+def _refuse(where: str, what: str, limit: int) -> ApiError:
+    return ApiError(
+        400,
+        f"Invalid schema for {where}: {what}, over the limit of {limit:,}.",
+        param=where.split(" ")[0],
+        code="invalid_value",
+    )
+
+
+def check_limits(schema: dict, where: str) -> None:
+    """OpenAI's limits on a schema's size (properties, nesting, enum values, text), read from the
+    schema as written (no $ref followed): a 400 naming the limit, before any work."""
+    props = enums = text = 0
+    stack = [(schema, 0)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, list):
+            stack.extend((n, level) for n in node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        if level > MAX_NESTING:
+            raise _refuse(where, f"it nests more than {MAX_NESTING} levels", MAX_NESTING)
+        named = node.get("properties")
+        if isinstance(named, dict):
+            props += len(named)
+            text += sum(len(k) for k in named)
+            stack.extend((v, level + 1) for v in named.values())
+        for key in ("$defs", "definitions"):
+            if isinstance(node.get(key), dict):
+                text += sum(len(k) for k in node[key])
+                stack.extend((v, 0) for v in node[key].values())
+        stack.extend((node[k], level + 1) for k in _NESTED + ("prefixItems",) if k in node)
+        stack.extend((node[k], level) for k in _OPTIONS if k in node)
+        enum = node.get("enum")
+        if isinstance(enum, list):
+            enums += len(enum)
+            chars = sum(len(str(v)) for v in enum)
+            text += chars
+            if len(enum) > LONG_ENUM and chars > MAX_LONG_ENUM_TEXT:
+                raise _refuse(
+                    where,
+                    f"an enum of {len(enum):,} values has {chars:,} characters",
+                    MAX_LONG_ENUM_TEXT,
+                )
+        if isinstance(node.get("const"), str):
+            text += len(node["const"])
+        if props > MAX_PROPERTIES:
+            raise _refuse(where, f"it has more than {MAX_PROPERTIES:,} properties", MAX_PROPERTIES)
+        if enums > MAX_ENUM_VALUES:
+            raise _refuse(where, f"it has {enums:,} enum values", MAX_ENUM_VALUES)
+        if text > MAX_SCHEMA_TEXT:
+            raise _refuse(
+                where, "its names, enum and const values have more characters", MAX_SCHEMA_TEXT
+            )
 
 
 def _type(schema: dict) -> str | None:
@@ -97,15 +184,19 @@ def _pick(labels: Sequence[str], enum: list | None) -> list[str]:
     return [allowed[x.lower()] for x in labels if x.lower() in allowed]
 
 
-def fill(schema: dict, labels: Sequence[str]):
-    """A value that follows ``schema``, with ``labels`` in its label field (at most MAX_NODES values
-    written)."""
+def fill(schema: dict, labels: Sequence[str], where: str = "response_format"):
+    """A value that follows ``schema``, with ``labels`` in its label field; a schema that expands
+    to more than MAX_NODES values (keys included) is a 400 naming ``where``."""
     budget = [MAX_NODES]
 
-    def value(node, holds_labels: bool, depth: int):
-        node = _resolve(node, schema)
+    def value(node, holds_labels: bool, depth: int, seen: frozenset):
         budget[0] -= 1
-        if depth > MAX_DEPTH or budget[0] < 0:  # a schema that refers to itself ends here
+        if budget[0] < 0:
+            raise _refuse(
+                where, f"it expands to more than {MAX_NODES:,} values with its $refs", MAX_NODES
+            )
+        node, seen = _follow(node, schema, seen)
+        if node is None or depth > MAX_DEPTH:  # a cycle or a too deep schema ends here
             return None
         kind = _type(node)
         if kind == "object":
@@ -113,7 +204,7 @@ def fill(schema: dict, labels: Sequence[str]):
             if not props:
                 return {"labels": list(labels)} if holds_labels else {}
             target = _label_property(props, schema) if holds_labels else None
-            return {k: value(v, k == target, depth + 1) for k, v in props.items()}
+            return {k: value(v, k == target, depth + 1, seen) for k, v in props.items()}
         if kind == "array":
             items = _resolve(node.get("items"), schema)
             most = node.get("maxItems") if isinstance(node.get("maxItems"), int) else None
@@ -128,7 +219,7 @@ def fill(schema: dict, labels: Sequence[str]):
             return chosen[0] if chosen else (str(enum[0]) if enum else "")
         return {"integer": 0, "number": 0, "boolean": False}.get(kind) if kind else None
 
-    return value(schema, True, 0)
+    return value(schema, True, 0, frozenset())
 
 
 def check_strict(schema: dict, where: str) -> None:
@@ -207,8 +298,25 @@ def tool_arguments(function: Function, labels: Sequence[str]) -> str:
     params = function.parameters or {"type": "object"}
     if function.strict:
         check_strict(params, f"tools function '{function.name}'")
-    return json.dumps(fill(params, labels))
+    return json.dumps(fill(params, labels, f"tools function '{function.name}'"))
 
 
 def schema_answer(schema: dict, labels: Sequence[str]) -> str:
     return json.dumps(fill(schema, labels))
+
+
+def check_schemas(req: ChatRequest) -> bool:
+    """Every schema in the request within OpenAI's limits, and the one the answer follows expanded
+    within MAX_NODES values (a dry run), before any work; True when the answer is structured."""
+    rf = req.response_format
+    schema = rf.json_schema.schema_ if rf and rf.type == "json_schema" and rf.json_schema else None
+    if schema is not None:
+        where = f"response_format '{rf.json_schema.name}'"
+        check_limits(schema, where)
+        fill(schema, [], where)
+    for tool in req.tools or []:
+        check_limits(tool.function.parameters or {}, f"tools function '{tool.function.name}'")
+    function = chosen_tool(req)
+    if function is not None:
+        fill(function.parameters or {}, [], f"tools function '{function.name}'")
+    return function is not None or (rf is not None and rf.type == "json_schema")

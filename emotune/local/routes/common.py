@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from ..api_error import ApiError
 
 MAX_JSON_BODY = 32 * 1024 * 1024  # a chat or job body larger than this is refused with a 413
+MULTIPART_SLACK = 1024 * 1024  # an upload's body may pass the file limit by this (parts' headers)
 MAX_PAGE = 10_000
 
 
@@ -61,12 +62,21 @@ def page(items: list[dict], after: str | None, limit: str | None, default_limit:
 
 
 async def json_body(request: Request) -> dict:
-    """The request's JSON object, or an OpenAI-shaped 400/413."""
-    raw = await request.body()
-    if len(raw) > MAX_JSON_BODY:
-        raise ApiError(
-            413, f"Request body is too large: {len(raw)} bytes; the limit is {MAX_JSON_BODY}."
-        )
+    """The request's JSON object, or an OpenAI-shaped 400/413: the body is read as it streams in
+    and refused as soon as it passes the app's limit, never read whole first."""
+    limit = getattr(request.app.state, "max_body_bytes", MAX_JSON_BODY)
+    parts, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(
+                413,
+                f"Request body is too large: over {size:,} bytes; the limit is {limit:,} bytes.",
+                code="request_too_large",
+                headers={"connection": "close"},
+            )
+        parts.append(chunk)
+    raw = b"".join(parts)
     try:
         body = json.loads(raw or b"{}")
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:

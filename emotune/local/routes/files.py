@@ -16,15 +16,7 @@ router = APIRouter()
 @router.post("/v1/files")
 async def create_file(request: Request):
     files = engine(request).files
-    declared = request.headers.get("content-length") or "0"
-    if declared.isdigit() and int(declared) > files.max_upload_bytes + 1024 * 1024:
-        raise ApiError(
-            413,
-            f"Request is too large: {declared} bytes; the upload limit is "
-            f"{files.max_upload_bytes} bytes.",
-            param="file",
-            code="file_too_large",
-        )
+    # a body over the upload limit is refused as it is read (the app's middleware), never whole
     async with request.form() as form:  # closes the upload's spooled temporary file when read
         upload, purpose = form.get("file"), form.get("purpose")
         if upload is None or not hasattr(upload, "read"):
