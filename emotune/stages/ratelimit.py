@@ -38,6 +38,12 @@ LATENCY_SLACK = 2.0  # answers slower than this x the fastest seen mean the back
 LATENCY_MARGIN = 0.25
 TIMEOUT_FACTOR = 10.0  # a request's timeout: at least this x the typical latency
 BREAKER_AFTER = 5  # consecutive connection failures that mean the server is down
+# The longest a server's headers may hold requests back (a retry-after, a budget's reset, the pace
+# of a tiny budget): a longer wait gives the server up, every unanswered item reported as a failure.
+MAX_WAIT_S = 300.0
+# requests in a row that time out, none answered between them, that mean the server never finishes
+# an answer (a slowloris): the rest are given up instead of each waiting out its deadline
+TIMEOUT_BREAKER = 16
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 
@@ -49,7 +55,8 @@ def parse_duration(text: str | None) -> float | None:
         return None
     text = text.strip()
     try:
-        return max(0.0, float(text))
+        seconds = float(text)
+        return max(0.0, seconds) if seconds == seconds else None  # NaN says nothing
     except ValueError:
         pass
     parts = _DURATION.findall(text)
@@ -64,17 +71,18 @@ def retry_after(headers) -> float | None:
     for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
         raw = headers.get(name) if headers is not None else None
         try:
-            if raw is not None:
-                return max(0.0, float(raw) * scale)
+            seconds = float(raw) * scale if raw is not None else None
         except ValueError:
             continue
+        if seconds is not None and seconds == seconds:  # NaN says nothing
+            return max(0.0, seconds)
     return None
 
 
 def _int(headers, name: str) -> int | None:
     try:
         return int(float(headers.get(name)))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # absent, not a number, NaN or infinite
         return None
 
 
@@ -101,11 +109,13 @@ class Limiter:
     in_flight: int = 0
     throttled: int = 0  # 429s seen
     consecutive_connection_errors: int = 0
+    consecutive_timeouts: int = 0
     slow_start: bool = True  # until the first sign of a limit, concurrency grows fast
     fastest: float | None = None
     typical: float | None = None  # moving average of latency
     # a batching backend's batch size (BATCH_HEADER): the concurrency never falls below it
     batch_floor: int = 1
+    gave_up: str | None = None  # why the server's pacing was given up (a wait over MAX_WAIT_S)
     _paused_until: float = 0.0
     _next_request_at: float = 0.0
     _next_token_at: float = 0.0
@@ -119,7 +129,21 @@ class Limiter:
 
     @property
     def down(self) -> bool:
-        return self.consecutive_connection_errors >= self.breaker_after
+        """Whether nothing more is sent: the server refuses connections, or asked for a wait over
+        ``MAX_WAIT_S``."""
+        return self.consecutive_connection_errors >= self.breaker_after or self.gave_up is not None
+
+    def _too_long(self, seconds: float, why: str) -> bool:
+        """Give the server up when ``why`` asks for a wait over ``MAX_WAIT_S``; report it once."""
+        if seconds <= MAX_WAIT_S:
+            return False
+        if self.gave_up is None:
+            shown = f"{seconds:,.0f} s" if math.isfinite(seconds) else "forever"
+            self.gave_up = (
+                f"the server asked to wait {shown} ({why}), "
+                f"over the {MAX_WAIT_S:.0f} s emotune waits"
+            )
+        return True
 
     def timeout(self) -> float:
         """A request's timeout: the connection's, or longer when the backend is slow."""
@@ -132,6 +156,17 @@ class Limiter:
             if budget.remaining is not None and budget.remaining <= 0 and budget.reset_at > now:
                 wait = max(wait, budget.reset_at - now)
         return wait
+
+    def _pace(self, cost: int, now: float) -> float:
+        """When this request could go at the earliest, and the next one after it, with the budgets
+        known: the later of the two (a budget of 1 token a minute puts it days away)."""
+        at = max(now, self._next_request_at if self.requests.limit else now)
+        at = max(at, self._next_token_at if self.tokens.limit else now)
+        if self.tokens.limit:
+            at = max(at, now + 60.0 * cost / (self.tokens.limit * SAFETY))
+        if self.requests.limit:
+            at = max(at, now + 60.0 / (self.requests.limit * SAFETY))
+        return at
 
     def _reserve(self, cost: int, now: float) -> float:
         """Book the next send time that keeps both budgets at ``SAFETY``; returns it (no
@@ -155,8 +190,12 @@ class Limiter:
             await cond.wait_for(lambda: self.in_flight < max(1, int(self.concurrency)))
             self.in_flight += 1
         while (blocked := self._blocked_for(time.monotonic())) > 0:
+            if self._too_long(blocked, "a rate limit's reset"):
+                return  # the caller finds the limiter down and sends nothing
             await asyncio.sleep(blocked)
         now = time.monotonic()
+        if self._too_long(self._pace(cost, now) - now, "the pace of its per-minute budget"):
+            return
         at = self._reserve(cost, now)
         if at > now:
             await asyncio.sleep(at - now)
@@ -202,7 +241,7 @@ class Limiter:
             self.concurrency = min(self.concurrency, needed)
 
     def on_success(self, latency: float) -> None:
-        self.consecutive_connection_errors = 0
+        self.consecutive_connection_errors = self.consecutive_timeouts = 0
         self._done.append(time.monotonic())
         self.fastest = latency if self.fastest is None else min(self.fastest, latency)
         self.typical = latency if self.typical is None else 0.9 * self.typical + 0.1 * latency
@@ -230,15 +269,26 @@ class Limiter:
         self.slow_start = False
         self.observe_headers(headers)
         self.concurrency = max(1.0, self.concurrency / 2)
-        self._paused_until = max(
-            self._paused_until, time.monotonic() + (wait if wait is not None else 1.0)
-        )
+        wait = 1.0 if wait is None else wait
+        if self._too_long(wait, "retry-after of a 429"):
+            wait = 0.0  # given up: nothing waits
+        self._paused_until = max(self._paused_until, time.monotonic() + wait)
 
     def on_overloaded(self) -> None:
         """A timeout or a 5xx: the backend struggles, so send less at once."""
         self.consecutive_connection_errors = 0
         self.slow_start = False
         self.concurrency = max(1.0, self.concurrency / 2)
+
+    def on_timeout(self) -> None:
+        """A request got no whole answer within its deadline; many in a row give the server up."""
+        self.on_overloaded()
+        self.consecutive_timeouts += 1
+        if self.consecutive_timeouts >= TIMEOUT_BREAKER and self.gave_up is None:
+            self.gave_up = (
+                f"{self.consecutive_timeouts} requests in a row got no whole answer within their "
+                f"{self.timeout():.0f} s deadline"
+            )
 
     def on_connection_error(self) -> None:
         self.consecutive_connection_errors += 1

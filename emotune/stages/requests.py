@@ -13,6 +13,8 @@ import json
 import time
 from dataclasses import dataclass
 
+import httpx2  # the openai client's HTTP layer
+
 from ..core.progress import progress_bar
 from .ratelimit import Limiter, retry_after
 
@@ -24,16 +26,58 @@ class MalformedAnswer(ValueError):
     """A 200 answer that is not a chat completion we can trust (never cached)."""
 
 
+class AnswerTooLarge(MalformedAnswer):
+    """A body (an answer or an error) longer than :func:`max_body_bytes`: cut off, not read."""
+
+
 def max_answer_chars(max_completion_tokens: int) -> int:
     """The longest answer accepted for a token limit (a token is rarely over 16 characters)."""
     return max(256, 16 * max_completion_tokens)
 
 
+def max_body_bytes(max_completion_tokens: int) -> int:
+    """The most bytes of a response read for a token limit (escapes, logprobs and headroom)."""
+    return 64 * max_answer_chars(max_completion_tokens) + 65536
+
+
+class _CappedStream(httpx2.AsyncByteStream):
+    """A response body that stops with ``AnswerTooLarge`` once it passes ``limit`` bytes."""
+
+    def __init__(self, inner: httpx2.AsyncByteStream, limit: int):
+        self.inner, self.limit = inner, limit
+
+    async def __aiter__(self):
+        seen = 0
+        async for chunk in self.inner:
+            seen += len(chunk)
+            if seen > self.limit:
+                raise AnswerTooLarge(f"a body over {self.limit:,} bytes (cut off there)")
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def capped_http_client(limit: int):
+    """The openai client's aiohttp transport, with a response hook that caps every body it reads
+    (answers and error bodies alike) at ``limit`` bytes: an announced length over it is refused
+    before reading, an unannounced one is cut off there."""
+    import openai
+
+    async def cap(response) -> None:
+        declared = (response.headers.get("content-length") or "").strip()
+        if declared.isdigit() and int(declared) > limit:
+            raise AnswerTooLarge(f"a body of {int(declared):,} bytes, over the {limit:,} read")
+        response.stream = _CappedStream(response.stream, limit)
+
+    return openai.DefaultAioHttpClient(event_hooks={"response": [cap]})
+
+
 def read_completion(raw: bytes, max_completion_tokens: int) -> dict:
     """The cache record of a chat completion body, or ``MalformedAnswer`` saying what is wrong
     with it."""
-    if len(raw) > 64 * max_answer_chars(max_completion_tokens) + 65536:
-        raise MalformedAnswer(
+    if len(raw) > max_body_bytes(max_completion_tokens):
+        raise AnswerTooLarge(
             f"answer of {len(raw):,} bytes for max_completion_tokens={max_completion_tokens}"
         )
     try:
@@ -153,9 +197,11 @@ class RequestLoop:
 
     async def run(self, todo, progress: bool = True) -> dict[str, Failure]:
         """Every item of ``todo`` (row id, messages, cache key) asked in up to ``ROUNDS`` rounds."""
-        self.client = self.conn.async_client().with_options(
-            max_retries=0
-        )  # retries here, where 429s teach
+        # retries here, where 429s teach; every body read is capped (capped_http_client)
+        base = self.conn.async_client()
+        http = capped_http_client(max_body_bytes(self.max_tokens))
+        self.client = base.with_options(max_retries=0, http_client=http)
+        await base.close()
         label = self.conn.display_name(self.model)[
             :48
         ]  # "stand-in for ..." where the stand-in answers
@@ -203,6 +249,12 @@ class RequestLoop:
             r, raw, latency = await self._post(
                 messages, int(size * self.token_ratio) + self.max_tokens
             )
+        except AnswerTooLarge as exc:  # the server's answer: asking again would bring it again
+            return self._fail(row_id, FailureKind.MALFORMED, f"malformed answer: {exc}")
+        except TimeoutError:  # the whole request's deadline, however slowly the bytes trickle
+            self.limiter.on_timeout()
+            message = f"timeout: no whole answer within {self.limiter.timeout():.0f} s"
+            return self._fail(row_id, FailureKind.TIMEOUT, message)
         except openai.RateLimitError as exc:
             self.limiter.on_throttled(retry_after(exc.response.headers), exc.response.headers)
             return self._fail(row_id, FailureKind.RATE_LIMITED, f"RateLimitError: {exc.message}")
@@ -234,13 +286,19 @@ class RequestLoop:
             if self.limiter.down:
                 return None, b"", 0.0
             self.attempts += 1
-            r = await self.client.post(
-                "/chat/completions",
-                cast_to=httpx.Response,
-                body={"model": self.model, "messages": messages, **self.params},
-                options={"timeout": self.limiter.timeout()},
-            )
-            return r, await r.aread(), time.monotonic() - t0
+            deadline = self.limiter.timeout()  # for the whole request: sending, waiting, reading
+            async with asyncio.timeout(deadline):
+                r = await self.client.post(
+                    "/chat/completions",
+                    cast_to=httpx.Response,
+                    body={
+                        "model": self.conn.serving_name(self.model),
+                        "messages": messages,
+                        **self.params,
+                    },
+                    options={"timeout": deadline},
+                )
+                return r, await r.aread(), time.monotonic() - t0
         finally:
             await self.limiter.release()
 
@@ -252,10 +310,11 @@ class RequestLoop:
             return self._fail(
                 row_id, FailureKind.REFUSED, f"connection refused at {self.conn.base_url}"
             )
-        self.limiter.on_overloaded()
         if isinstance(exc, openai.APITimeoutError):
+            self.limiter.on_timeout()
             message = f"APITimeoutError: {exc.message} after {self.limiter.timeout():.0f} s"
             return self._fail(row_id, FailureKind.TIMEOUT, message)
+        self.limiter.on_overloaded()
         return self._fail(row_id, FailureKind.CONNECTION, f"APIConnectionError: {exc.message}")
 
     def _answered(self, row_id: str, key: str, r, raw: bytes, latency: float, size: int):
@@ -281,6 +340,8 @@ class RequestLoop:
 
     @property
     def down_message(self) -> str:
+        if self.limiter.gave_up:
+            return f"not asked: {self.limiter.gave_up} ({self.conn.base_url})"
         return f"server down: connection refused at {self.conn.base_url}"
 
     def _fail(self, row_id: str, kind: FailureKind, message: str) -> FailureKind:
