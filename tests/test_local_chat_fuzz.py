@@ -4,6 +4,7 @@ schemas): never a 5xx, errors in OpenAI's shape, and every answer parses as the 
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import pytest
@@ -117,3 +118,108 @@ def test_random_chat_requests_get_typed_answers_or_openai_errors(fuzz_root, extr
     assert {p.name for p in root.iterdir()} == {
         "state"
     }  # nothing written beside the state directory
+
+
+def _strict(node):
+    """The same schema with every object closed and all its properties required (strict mode)."""
+    if isinstance(node, list):
+        return [_strict(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _strict(v) for k, v in node.items()}
+    if isinstance(out.get("properties"), dict):
+        out |= {"additionalProperties": False, "required": list(out["properties"])}
+    return out
+
+
+def _nested(levels: int, arrays: bool) -> dict:
+    schema: dict = {"type": "string"}
+    for i in range(levels):
+        wrap = arrays and i % 2
+        schema = (
+            {"type": "array", "items": schema}
+            if wrap
+            else {"type": "object", "properties": {"a": schema}}
+        )
+    return schema
+
+
+def _ref_dag(levels: int, width: int) -> dict:
+    defs = {
+        f"d{i}": {
+            "type": "object",
+            "properties": {f"k{j}": {"$ref": f"#/$defs/d{i + 1}"} for j in range(width)},
+        }
+        for i in range(levels)
+    }
+    return {"$defs": defs | {f"d{levels}": {"type": "string"}}, "$ref": "#/$defs/d0"}
+
+
+def _ref_cycle(width: int, name: int, nullable: bool) -> dict:
+    ref = {"$ref": "#/$defs/a"}
+    child = {"anyOf": [ref, {"type": "null"}]} if nullable else ref
+    props = {f"{i}{'n' * name}": child for i in range(width)}
+    return {"$defs": {"a": {"type": "object", "properties": props}}, "$ref": "#/$defs/a"}
+
+
+BOMBS = st.one_of(
+    st.builds(_nested, st.integers(1, 60), st.booleans()),
+    st.builds(_ref_dag, st.integers(1, 9), st.integers(1, 14)),
+    st.builds(_ref_cycle, st.integers(1, 400), st.integers(0, 60), st.booleans()),
+    st.builds(
+        lambda n, size: {"type": "string", "enum": [f"{i:0{size}d}" for i in range(n)]},
+        st.integers(0, 3000),
+        st.integers(1, 40),
+    ),
+    st.builds(
+        lambda n: {"type": "object", "properties": {f"k{i}": {"type": "string"} for i in range(n)}},
+        st.integers(0, 6000),
+    ),
+)
+BOMB_BYTES = 16 << 20  # an answer's bound: n x its completion limit of tokens, with logprobs
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    schema=BOMBS,
+    strict=st.booleans(),
+    as_tool=st.booleans(),
+    n=st.integers(1, 8),
+    logprobs=st.booleans(),
+    temperature=st.sampled_from([0, 1]),
+    limit=st.none() | st.integers(1, 4096),
+)
+def test_schema_bombs_are_refused_or_answered_within_bounds(
+    fuzz_root, schema, strict, as_tool, n, logprobs, temperature, limit
+):
+    """Deep, $ref-cyclic, $ref-exponential, huge-enum and wide schemas: a 400 naming the limit
+    before any work, or an answer within n x the completion limit, quickly."""
+    from emotune.local.schemas import STRUCTURED_COMPLETION_TOKENS
+
+    srv, _ = fuzz_root
+    schema = _strict(schema) if strict else schema
+    body = {"model": BASE, "messages": prompt_messages("so grateful and amused"), "n": n}
+    body |= {"temperature": temperature} | ({"max_completion_tokens": limit} if limit else {})
+    body |= {"logprobs": True, "top_logprobs": 20} if logprobs else {}
+    if as_tool:
+        function = {"name": "record", "parameters": schema, "strict": strict}
+        body |= {"tools": [{"type": "function", "function": function}], "tool_choice": "required"}
+    else:
+        rf = {"name": "out", "schema": schema, "strict": strict}
+        body |= {"response_format": {"type": "json_schema", "json_schema": rf}}
+    started = time.perf_counter()
+    r = httpx.post(f"{srv.base_url}/chat/completions", content=json.dumps(body), timeout=60)
+    assert time.perf_counter() - started < 20
+    assert r.status_code in (200, 400), (r.status_code, r.text[:300])
+    if r.status_code == 400:
+        error = r.json()["error"]
+        assert set(error) == {"message", "type", "param", "code"}
+        assert error["param"] in ("tools" if as_tool else "response_format", "n")
+        return
+    assert len(r.content) < BOMB_BYTES
+    completion = ChatCompletion.model_validate(r.json())
+    assert completion.usage.completion_tokens <= n * (limit or STRUCTURED_COMPLETION_TOKENS)
