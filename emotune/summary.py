@@ -41,12 +41,13 @@ def cmd_show(args) -> int:
 
 
 def shown(text: str) -> str:
-    """Text safe for a terminal: control characters (an ANSI escape, a carriage return) written
-    as escapes."""
+    """Text safe for a terminal: control characters (an ANSI escape, a carriage return) and the
+    invisible ones that reorder or hide text (bidi overrides, line separators) written as
+    escapes."""
     return "".join(
         ch
-        if ch in "\n\t" or unicodedata.category(ch) != "Cc"
-        else ch.encode("unicode_escape").decode()
+        if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cf", "Zl", "Zp", "Cs")
+        else ch.encode("unicode_escape", "backslashreplace").decode()
         for ch in text
     )
 
