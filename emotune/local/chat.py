@@ -172,9 +172,8 @@ class Chat:
 
     def check(self, req: ChatRequest) -> Bound:
         """The request's bound, or a 400 naming the limit it breaks, before any work: the prompt's
-        characters (before its tokens), every schema's size and expansion (:mod:`.structured`), ``n``
-        times the completion limit (the model's default when unset: a stand-in's answer is cut
-        there), the prompt's tokens."""
+        characters (then tokens), every schema (:mod:`.structured`), ``n`` x the completion limit
+        (the model's default when unset: a stand-in's answer is cut there)."""
         if req._bound is not None:
             return req._bound
         strings, _ = tokens.chat_token_parts(req.messages_as_dicts())
@@ -196,10 +195,10 @@ class Chat:
         )
         limit = req.limit or default
         if req.choices * limit > MAX_REQUEST_OUTPUT_TOKENS:
-            given = "max_completion_tokens" if req.limit else "the default completion limit"
             raise ApiError(
                 400,
-                f"n x {given} is {req.choices} x {limit:,} = {req.choices * limit:,} completion "
+                f"n x {'max_completion_tokens' if req.limit else 'the default limit'} is "
+                f"{req.choices} x {limit:,} = {req.choices * limit:,} completion "
                 f"tokens, over the limit of {MAX_REQUEST_OUTPUT_TOKENS:,} per request.",
                 param="n" if req.limit is None else "max_completion_tokens",
                 code="invalid_value",
