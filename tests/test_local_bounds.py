@@ -48,7 +48,8 @@ def _ref_dag(levels: int, width: int) -> dict:
 
 def _ref_cycle(width: int) -> dict:
     props = {f"p{i:04d}_{'x' * 20}": {"$ref": "#/$defs/a"} for i in range(width)}
-    return {"$defs": {"a": {"type": "object", "properties": props}}, "$ref": "#/$defs/a"}
+    a = {"type": "object", "properties": props, "additionalProperties": False}
+    return {"$defs": {"a": a | {"required": list(props)}}, "$ref": "#/$defs/a"}
 
 
 def _as_format(schema: dict) -> dict:
@@ -131,13 +132,12 @@ def test_schema_bombs_are_refused_before_any_work(server, body, param, names):
     assert seconds < 10
 
 
-def test_a_wide_ref_cycle_is_answered_within_the_stated_bound(server):
+@pytest.mark.parametrize("strict", [False, True])
+def test_a_wide_ref_cycle_is_answered_within_the_stated_bound(server, strict):
     """A cycle ends at its first repetition (null) and each answer stops at the default limit."""
-    r, _ = _chat(
-        server,
-        _as_format(_ref_cycle(300))
-        | {"n": 8, "temperature": 1, "logprobs": True, "top_logprobs": 20},
-    )
+    body = _as_format(_ref_cycle(300))
+    body["response_format"]["json_schema"]["strict"] = strict
+    r, _ = _chat(server, body | {"n": 8, "temperature": 1, "logprobs": True, "top_logprobs": 20})
     assert r.status_code == 200, r.text[:300]
     answer = r.json()
     assert answer["usage"]["completion_tokens"] <= 8 * STRUCTURED_COMPLETION_TOKENS

@@ -224,15 +224,16 @@ def fill(schema: dict, labels: Sequence[str], where: str = "response_format"):
 
 def check_strict(schema: dict, where: str) -> None:
     """OpenAI's rules for a strict schema: every object lists all its properties as required and
-    allows no
-    others."""
+    allows no others (each schema checked once on a path: a $ref cycle ends at its repetition)."""
     budget = [MAX_NODES]
     param = where.split(" ")[0]
 
-    def check(node, depth: int) -> None:
-        node = _resolve(node, schema)
+    def check(node, depth: int, seen: frozenset = frozenset()) -> None:
         budget[0] -= 1
         if depth > MAX_DEPTH or budget[0] < 0:
+            return
+        node, seen = _follow(node, schema, seen)
+        if node is None:
             return
         if _type(node) == "object":
             props = _props(node)
@@ -258,9 +259,9 @@ def check_strict(schema: dict, where: str) -> None:
                     code="invalid_value",
                 )
             for sub in props.values():
-                check(sub, depth + 1)
+                check(sub, depth + 1, seen)
         elif _type(node) == "array":
-            check(node.get("items"), depth + 1)
+            check(node.get("items"), depth + 1, seen)
 
     check(schema, 0)
 
