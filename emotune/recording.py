@@ -112,7 +112,7 @@ def refresh(dest: Path | None = None, *, fresh: bool = False, workdir: Path = Pa
     import os
 
     from .core import config
-    from .series import list_notebooks, refresh_committed
+    from .series import list_notebooks
 
     dest = Path(dest) if dest else default_recording()
 
@@ -147,3 +147,44 @@ def refresh(dest: Path | None = None, *, fresh: bool = False, workdir: Path = Pa
     record(workdir / "recorded", dest)
     render()
     return how
+
+
+def refresh_committed(notebooks: list[Path]) -> None:
+    """Re-execute notebooks in place with their default parameters (how the committed outputs are
+    made).
+
+    No parameters are injected, timing and papermill metadata are dropped, and widget state is
+    stripped, so the committed files hold only what a reader should see. Each notebook finds its run
+    directory with ``emotune.open_run`` (``EMOTUNE_RUN_DIR``, else ``runs/tutorial`` beside the
+    notebooks).
+    """
+    import nbformat
+    import papermill as pm
+
+    from .core import config
+    from .series import KERNEL_ARGUMENTS
+
+    for nb in notebooks:
+        tmp = nb.with_name(f".{nb.stem}.refresh.ipynb")
+        try:
+            with config.headless_kernels():
+                pm.execute_notebook(
+                    str(nb),
+                    str(tmp),
+                    cwd=str(nb.parent),
+                    progress_bar=False,
+                    record_timing=False,
+                    kernel_name="python3",
+                    extra_arguments=KERNEL_ARGUMENTS,
+                )
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # the committed notebook stays as it was
+            raise
+        out = nbformat.read(tmp, as_version=4)
+        out.metadata.pop("papermill", None)
+        out.metadata.pop("widgets", None)
+        for cell in out.cells:
+            cell.metadata.pop("papermill", None)
+            cell.metadata.pop("execution", None)
+        nbformat.write(out, tmp)
+        tmp.replace(nb)
