@@ -203,3 +203,84 @@ def test_a_suffix_is_refused_at_the_door_or_its_job_succeeds(fuzz_server, suffix
         assert c.models.retrieve(job.fine_tuned_model).id == job.fine_tuned_model
     else:
         assert response.json()["error"]["param"] == "suffix"
+
+
+# records on disk: any field missing or of another type is moved aside, never a 500 ---------------
+RECORD_ROUTES = {
+    "jobs": ("/v1/fine_tuning/jobs", "ftjob-fuzz"),
+    "batches": ("/v1/batches", "batch_fuzz"),
+    "files": ("/v1/files", "file-fuzz"),
+    "models": ("/v1/models", "ft:fuzz"),
+}
+GOOD = {
+    "jobs": {
+        "id": "ftjob-fuzz",
+        "object": "fine_tuning.job",
+        "created_at": 1,
+        "error": None,
+        "fine_tuned_model": None,
+        "finished_at": None,
+        "hyperparameters": {"n_epochs": 1, "batch_size": 1, "learning_rate_multiplier": 1.0},
+        "model": "stand-in",
+        "organization_id": "org",
+        "result_files": [],
+        "seed": 0,
+        "status": "succeeded",
+        "trained_tokens": None,
+        "training_file": "file-x",
+        "validation_file": None,
+    },
+    "batches": {
+        "id": "batch_fuzz",
+        "object": "batch",
+        "endpoint": "/v1/chat/completions",
+        "input_file_id": "file-x",
+        "completion_window": "24h",
+        "status": "completed",
+        "created_at": 1,
+    },
+    "files": {
+        "id": "file-fuzz",
+        "object": "file",
+        "bytes": 1,
+        "created_at": 1,
+        "filename": "x",
+        "purpose": "batch",
+        "status": "processed",
+    },
+    "models": {"id": "ft:fuzz", "object": "model", "created": 1, "owned_by": "emotune-local"},
+}
+
+
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    kind=st.sampled_from(sorted(GOOD)),
+    drop=st.lists(st.text(min_size=1, max_size=20), max_size=3),
+    change=st.dictionaries(
+        st.sampled_from(["_seq", "_restarts", "_suffix", "_checkpoints", "created_at", "status"])
+        | st.text(min_size=1, max_size=20),
+        JSON,
+        max_size=3,
+    ),
+    data=st.data(),
+)
+def test_damaged_records_on_disk_never_5xx(fuzz_server, kind, drop, change, data):
+    srv, _ = fuzz_server
+    record = dict(GOOD[kind])
+    drop = drop + data.draw(st.lists(st.sampled_from(sorted(record)), max_size=3))
+    for key in drop:
+        record.pop(key, None)
+    record |= {k: v for k, v in change.items() if k != "id"}
+    route, rid = RECORD_ROUTES[kind]
+    folder = srv.engine.store.root / kind
+    for leftover in folder.glob("*fuzz*"):
+        leftover.unlink()
+    (folder / f"{rid.replace(':', '~')}.json").write_text(json.dumps(record))
+    host = srv.base_url.removesuffix("/v1")
+    _check(httpx.get(host + route, timeout=30))
+    _check(httpx.get(host + f"{route}/{rid}", timeout=30))
+    if kind == "jobs":
+        _check(httpx.get(host + f"{route}/{rid}/checkpoints", timeout=30))
+        _check(httpx.get(host + f"{route}/{rid}/events", timeout=30))

@@ -22,6 +22,7 @@ from pathlib import Path
 from openai import BaseModel as _OpenAIType
 from openai.types import Batch, FileObject, Model
 from openai.types.fine_tuning import FineTuningJob
+from openai.types.fine_tuning.jobs import FineTuningJobCheckpoint
 from pydantic import ValidationError
 
 from ..core.errors import BackendError
@@ -36,6 +37,14 @@ SHAPES: dict[str, type[_OpenAIType]] = {
     "jobs": FineTuningJob,
     "batches": Batch,
     "models": Model,
+}
+# the store's own fields: what the server reads of them must have the type it reads
+PRIVATE = {
+    "_seq": (int,),
+    "_restarts": (int,),
+    "_suffix": (str, type(None)),
+    "_cancel_requested": (bool,),
+    "_checkpoints": (list,),
 }
 EVENT_BLOCK = (
     64 * 1024
@@ -221,9 +230,7 @@ class Store:
             records = [
                 r for p in (self.root / kind).glob("*.json") if (r := self._read(p)) is not None
             ]
-        return sorted(
-            records, key=lambda r: (r.get("created_at", 0), r.get("_seq", 0), r["id"]), reverse=True
-        )
+        return sorted(records, key=_newest_first, reverse=True)
 
     # blobs ----------------------------------------------------------------------------------
     def write_blob(self, rid: str, data: bytes) -> Path:
@@ -339,6 +346,13 @@ class Store:
         return path
 
 
+def _newest_first(record: dict) -> tuple:
+    """The sort key of :meth:`Store.all` (a model record's ``created_at`` is not the API's: only
+    an integer counts)."""
+    when = record.get("created_at", 0)
+    return (when if isinstance(when, int) else 0, record.get("_seq", 0), record["id"])
+
+
 def _real_folder(path: Path) -> bool:
     return stat.S_ISDIR(os.lstat(path).st_mode)
 
@@ -347,8 +361,13 @@ def _shape_problem(kind: str, record) -> str | None:
     """Why ``record`` cannot be served as a ``kind`` record, or None when it can."""
     if not isinstance(record, dict) or not isinstance(record.get("id"), str):
         return "not a record object"
+    for key, kinds in PRIVATE.items():
+        if key in record and not isinstance(record[key], kinds):
+            return f"{key}: not a {' or '.join(k.__name__ for k in kinds)}"
     try:
         SHAPES[kind].model_validate(public(record))
+        for checkpoint in record.get("_checkpoints", []):
+            FineTuningJobCheckpoint.model_validate(checkpoint)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "record"
