@@ -307,3 +307,9 @@ def test_the_rate_limiter_charges_what_a_request_can_cost_and_settles_after(tmp_
         # the stream was settled when it ended: most of its 50 answer tokens came back
         r, _ = _chat(srv, {"max_completion_tokens": 10})
         assert int(r.headers["x-ratelimit-remaining-tokens"]) >= left - (prompt + 10) + 30
+
+
+def test_an_integer_of_thousands_of_digits_is_a_400_not_a_500(server):
+    raw = '{"model": "%s", "n": %s, "messages": [{"role": "user", "content": "hi"}]}'
+    r = httpx.post(f"{server.base_url}/chat/completions", content=raw % (BASE, "9" * 5000))
+    _refused(r, 400, None)

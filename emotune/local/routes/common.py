@@ -79,7 +79,8 @@ async def json_body(request: Request) -> dict:
     raw = b"".join(parts)
     try:
         body = json.loads(raw or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+    # ValueError: also an integer of more digits than Python converts (4,300)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ApiError(
             400, f"We could not parse the JSON body of your request ({type(exc).__name__})."
         ) from None
