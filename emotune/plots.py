@@ -247,6 +247,13 @@ def plot_training_curves(
     return fig
 
 
+def _error_bars(value, low, high) -> np.ndarray:
+    """Matplotlib's ``yerr`` for estimates and their intervals: a BCa interval need not contain its
+    estimate (skewed resamples) and an undefined one is NaN, so no bar is below zero or undefined."""
+    value, low, high = (np.asarray(v, dtype=float) for v in (value, low, high))
+    return np.nan_to_num(np.vstack([value - low, high - value]), nan=0.0).clip(min=0)
+
+
 def plot_headline(
     scores: pd.DataFrame,
     level: str | None = None,
@@ -266,11 +273,7 @@ def plot_headline(
     width = 0.8 / len(models)
     for i, model in enumerate(models):
         rows = table[table["model"] == model].set_index("metric").loc[list(metrics)]
-        # a BCa interval need not contain the point estimate (skewed resamples): no bar below zero
-        # length
-        err = np.vstack([rows["value"] - rows["ci_low"], rows["ci_high"] - rows["value"]]).clip(
-            min=0
-        )
+        err = _error_bars(rows["value"], rows["ci_low"], rows["ci_high"])
         ax.bar(
             x + i * width - 0.4 + width / 2,
             rows["value"],
@@ -358,7 +361,7 @@ def plot_cost_vs_quality(
         ax.errorbar(
             row["cost"],
             row["macro_f1"],
-            yerr=[[row["macro_f1"] - row["ci_low"]], [row["ci_high"] - row["macro_f1"]]],
+            yerr=_error_bars([row["macro_f1"]], [row["ci_low"]], [row["ci_high"]]),
             fmt="o",
             capsize=4,
         )

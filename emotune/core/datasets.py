@@ -34,6 +34,7 @@ SPLIT_ALIASES = {
     "dev": "validation",
     "test": "test",
 }
+MAX_NAMES_BYTES = 1024 * 1024  # a label_names file: one name a line
 TEXT_GUESSES = ("text", "sentence", "content", "comment", "review", "body")
 LABEL_GUESSES = ("label", "labels", "category", "class", "target")
 
@@ -146,6 +147,11 @@ def _names(value: str) -> tuple[str, ...]:
     """Label names from ``a,b,c`` or from a file with one name per line."""
     path = Path(value).expanduser()
     if path.is_file():
+        if path.stat().st_size > MAX_NAMES_BYTES:
+            raise ConfigError(
+                f"label_names={value!r}: a file of {path.stat().st_size:,} bytes, over the "
+                f"{MAX_NAMES_BYTES:,} a list of label names may have"
+            )
         names = [line.strip() for line in path.read_text("utf-8-sig").splitlines()]
     else:
         names = [part.strip() for part in value.split(",")]
@@ -216,6 +222,10 @@ def resolve_spec(params: DatasetParams | str = "goemotions") -> DatasetSpec:
         return DatasetSpec(path.stem, "file", str(path.resolve()), **common)
     if path.is_dir():
         return DatasetSpec(path.name, "folder", str(path.resolve()), **common)
+    if path.exists():  # a FIFO would hang the read, a device never end
+        raise ConfigError(
+            f"dataset={dataset!r} is not a regular file (a FIFO or a device); give a data file"
+        )
     if "/" in dataset and not dataset.startswith((".", "/", "~")) and dataset.count("/") == 1:
         return DatasetSpec(dataset.split("/")[1], "hub", dataset, **common)
     raise ConfigError(

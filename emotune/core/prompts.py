@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .errors import ConfigError
-from .taxonomy import DEFAULT, Taxonomy, get_taxonomy
+from .taxonomy import DEFAULT, LABEL_PATTERN, Taxonomy, get_taxonomy
 
 LABEL_FORMATS = ("comma", "json")
 
@@ -262,11 +262,12 @@ class ParsedAnswer:
 
 
 _SPLIT = re.compile(r"[,;\n|]+")
-_WORD = re.compile(r"^\w[\w .&/+'-]{0,60}$")
 _STRIP = " \t\"'`.!?:*-[](){}"
 
 
-def _candidates(answer: str) -> tuple[list[str] | None, str]:
+def _candidates(answer: str, is_label=lambda word: False) -> tuple[list[str] | None, str]:
+    """The words of an answer: JSON's list, or the parts between separators (a part that is no
+    label, "joy and love", is split at its "and")."""
     text = answer.strip()
     if text.startswith("```"):
         text = text.strip("`").removeprefix("json").strip()
@@ -281,7 +282,11 @@ def _candidates(answer: str) -> tuple[list[str] | None, str]:
             return None, 'JSON without a "labels" list of strings'
         return obj, ""
     parts = [p.strip(_STRIP) for p in _SPLIT.split(text)]
-    words = [p for chunk in parts for p in re.split(r"\s+and\s+", chunk)]
+    words = [
+        p
+        for chunk in parts
+        for p in ([chunk] if is_label(chunk) else re.split(r"\s+and\s+", chunk))
+    ]
     return [w.strip(_STRIP) for w in words if w.strip(_STRIP)], ""
 
 
@@ -304,10 +309,15 @@ def parse_answer(
     """
     if answer is None or not answer.strip():
         return ParsedAnswer((), (), "unparseable", "empty answer")
-    words, problem = _candidates(answer)
+    tax = None if any_label else get_taxonomy(taxonomy)
+    words, problem = _candidates(
+        answer,
+        (lambda w: bool(LABEL_PATTERN.match(" ".join(w.split()))))
+        if tax is None
+        else (lambda w: tax.normalise(w) is not None),
+    )
     if words is None:
         return ParsedAnswer((), (), "unparseable", problem)
-    tax = None if any_label else get_taxonomy(taxonomy)
     whole = (
         tax.normalise(answer.strip().strip(_STRIP))
         if tax is not None and forgive_misspellings
@@ -319,7 +329,7 @@ def parse_answer(
     for word in words:
         key = " ".join(word.lower().split())
         if tax is None:
-            label = key if _WORD.match(key) else None
+            label = key if LABEL_PATTERN.match(key) else None
         else:
             label = (
                 tax.normalise(key) if forgive_misspellings else (key if key in tax.labels else None)

@@ -11,6 +11,7 @@ built-in label sets are looked up by name).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -21,6 +22,41 @@ from .errors import ConfigError
 # comment at most 5, and a cap stops a small model from repeating labels until its token limit cuts
 # the JSON.
 MAX_ANSWER_LABELS = 5
+
+# What a dataset's label may be: the one rule the answer formats, the training files and the answer
+# parser share. A comma, semicolon, bar or line break separates labels in an answer; quotes and
+# brackets at a word's ends are stripped from it; a quote or <...> breaks the formats and looks like
+# a special token to a model. So a label is a letter, digit or underscore, then at most 60 of those,
+# spaces and . & / + ' -, ending in one of \w & / +.
+LABEL_PATTERN = re.compile(r"^\w(?:[\w .&/+'-]{0,59}[\w&/+])?$")
+LABEL_RULE = (
+    "a label is 1 to 61 letters, digits, spaces and . & / + ' - _, starting with a letter, digit "
+    "or _ and ending with one (or & / +): no , ; | quote, <...> or line break"
+)
+
+
+def check_labels(name: str, labels: Iterable[str]) -> None:
+    """Raise ``ConfigError`` naming the first label that breaks :data:`LABEL_RULE`, or two labels
+    an answer cannot tell apart (they differ only in case or spacing)."""
+    seen: dict[str, str] = {}
+    for label in labels:
+        text = str(label)
+        if not LABEL_PATTERN.match(text) or "  " in text:
+            hint = (
+                "; if the cell lists several labels, set label_separator"
+                if any(c in text for c in ",;|")
+                else ""
+            )
+            raise ConfigError(
+                f"dataset {name!r}: label {text[:80]!r} is refused: {LABEL_RULE}{hint}"
+            )
+        key = " ".join(text.lower().split())
+        if key in seen:
+            raise ConfigError(
+                f"dataset {name!r}: labels {seen[key]!r} and {text!r} differ only in case or "
+                "spacing; an answer cannot tell them apart"
+            )
+        seen[key] = text
 
 
 @dataclass(frozen=True)
@@ -156,6 +192,7 @@ def from_labels(
     """A dataset's own label set, in the given order; one label only is an error (nothing to
     learn)."""
     labels = tuple(labels)
+    check_labels(name, labels)
     if len(labels) < 2:
         raise ConfigError(
             f"dataset {name!r} has {len(labels)} label(s) ({', '.join(labels) or 'none'}); "
