@@ -408,3 +408,35 @@ def test_a_state_folder_that_is_a_link_stops_the_start_with_one_line(tmp_path):
     with LocalServer(state):
         pass
     assert not list(outside.iterdir())
+
+
+def test_the_base_model_a_notebook_names_is_served_by_its_in_process_server(tmp_path):
+    """A notebook's own base_model (its configuration, never a request) is served by the server in
+    its process: through resolve_base_model (notebooks 01-04) or the run's job record (05)."""
+    from emotune import Run, resolve_base_model
+    from emotune.core.manifest import JobRecord
+    from emotune.local import models
+
+    named, recorded = tmp_path / "named-model", tmp_path / "recorded-model"
+    for folder in (named, recorded):
+        folder.mkdir()
+        (folder / "config.json").write_text("{}")
+    try:
+        with LocalServer(tmp_path / "s") as srv:
+            url = f"{srv.base_url}/models/"
+            assert httpx.get(url + str(named), timeout=30).status_code == 404
+            assert resolve_base_model(str(named), "local") == str(named)
+            assert httpx.get(url + str(named), timeout=30).status_code == 200
+        run = Run(tmp_path / "run")
+        run.put(JobRecord(id="ftjob-x", base_model=str(recorded)))
+        from emotune import connect
+        from emotune.providers import stop_local_servers
+
+        try:
+            conn = connect("local", run=run)
+            r = httpx.get(f"{conn.base_url}/models/{recorded}", timeout=30)
+            assert r.status_code == 200 and r.json()["owned_by"] == "open-weights"
+        finally:
+            stop_local_servers()
+    finally:
+        models.CONFIGURED.difference_update({str(named), str(recorded)})

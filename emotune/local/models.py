@@ -29,6 +29,19 @@ def owner_of(base: str) -> str:
     return f"{OWNER}-stand-in" if stand_in else OWNER
 
 
+# Open-weights bases this process's own code names as its configuration (a notebook's base_model,
+# through emotune.resolve_base_model or the run's job record): served by a server running in this
+# process, as --base-model is by `emotune serve`. A request never adds one.
+CONFIGURED: set[str] = set()
+
+
+def serve_base(name: str | None) -> None:
+    """Serve the open-weights base ``name`` from any server in this process (nothing for a name
+    that is not an open-weights folder, GGUF file or hub id, or one emotune knows already)."""
+    if name and known(name) is None and trainers.is_open_weights(name):
+        CONFIGURED.add(name)
+
+
 def unregistered_hint(name) -> str:
     """What to do when a request names an open-weights folder, GGUF or hub id the server was not
     started with (told from the name's shape alone: a request never makes the server look at a
@@ -72,7 +85,7 @@ class Models:
 
     def is_base(self, name: str) -> bool:
         """An open-weights base this server serves: registered, or one emotune knows by name."""
-        return name in self.bases or known(name) is not None
+        return name in self.bases or name in CONFIGURED or known(name) is not None
 
     def resolve(self, name: str) -> str:
         """The dated snapshot behind an alias (``gpt-4o-mini`` -> ``gpt-4o-mini-2024-07-18``); the
@@ -86,7 +99,7 @@ class Models:
         ]
         bases = [
             {"id": m, "object": "model", "created": 0, "owned_by": "open-weights"}
-            for m in sorted(self.bases)
+            for m in sorted(self.bases | CONFIGURED)
         ]
         return base + bases + [public(r) for r in self.store.all("models")]
 

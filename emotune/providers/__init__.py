@@ -88,6 +88,10 @@ def resolve_base_model(base_model: str, backend: str | None = "auto") -> str:
     (the local backend's is SmolLM2-135M-Instruct, a real LLM, which needs the open-weights extra).
     """
     if base_model not in ("", "auto"):
+        if _choose(backend) == "local":  # the owner's choice: an in-process server serves it
+            from ..local.models import serve_base
+
+            serve_base(base_model)
         return base_model
     name = _choose(backend)
     cls = _provider_class(name)

@@ -52,6 +52,14 @@ def _share_label_set(run) -> None:
         register_taxonomy(Taxonomy.from_record(record))
 
 
+def _serve_run_base(run) -> None:
+    """The base model the run's job was trained from (notebook 04's record) is served by a server
+    in this process: a request alone never names a folder the server loads."""
+    from ..local.models import serve_base
+
+    serve_base(run.get("job", "base_model"))
+
+
 @dataclass
 class RunningServer:
     """A local server another process (another notebook's kernel, ``emotune serve``) already runs
@@ -117,6 +125,7 @@ class LocalProvider(Provider):
         client = openai.OpenAI(api_key=LOCAL_API_KEY, base_url=server.base_url, **options)
         if run is not None:
             _share_label_set(run)
+            _serve_run_base(run)
         return cls(client, server.base_url, options, server=server)
 
     @classmethod
