@@ -87,14 +87,11 @@ def resolve_base_model(base_model: str, backend: str | None = "auto") -> str:
     """The model to fine-tune: ``base_model`` itself, or for ``auto`` the chosen backend's default
     (the local backend's is SmolLM2-135M-Instruct, a real LLM, which needs the open-weights extra).
     """
-    if base_model not in ("", "auto"):
-        if _choose(backend) == "local":  # the owner's choice: an in-process server serves it
-            from ..local.models import serve_base
-
-            serve_base(base_model)
-        return base_model
     name = _choose(backend)
     cls = _provider_class(name)
+    if base_model not in ("", "auto"):
+        cls.accept_base_model(base_model)  # the owner's choice (the local backend serves it)
+        return base_model
     if cls.default_base_model is None:
         raise ConfigError(
             f"base_model=auto: the {name} backend has no default model; name the model to "

@@ -63,6 +63,11 @@ class Provider:
         return cls(client, str(client.base_url), options)
 
     @classmethod
+    def accept_base_model(cls, model: str) -> None:
+        """Note that the run's owner named ``model`` as the base to fine-tune (a provider that
+        serves only the models it was given registers it here)."""
+
+    @classmethod
     def check_default_model(cls) -> None:
         """Raise when ``base_model=auto`` cannot use :attr:`default_base_model` on this machine."""
 

@@ -129,6 +129,14 @@ class LocalProvider(Provider):
         return cls(client, server.base_url, options, server=server)
 
     @classmethod
+    def accept_base_model(cls, model: str) -> None:
+        """An open-weights base the owner names is served by this process's server, as
+        ``--base-model`` is by ``emotune serve``; a request alone never names a folder."""
+        from ..local.models import serve_base
+
+        serve_base(model)
+
+    @classmethod
     def check_default_model(cls) -> None:
         """The default model needs the open-weights extra; without it, say how to get it."""
         from ..local.trainers.open_weights import INSTALL, missing_extra
