@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
+import importlib
 import json
 import time
 from dataclasses import dataclass
-
-import httpx2  # the openai client's HTTP layer
 
 from ..core.progress import progress_bar
 from .ratelimit import Limiter, retry_after
@@ -40,22 +40,27 @@ def max_body_bytes(max_completion_tokens: int) -> int:
     return 64 * max_answer_chars(max_completion_tokens) + 65536
 
 
-class _CappedStream(httpx2.AsyncByteStream):
-    """A response body that stops with ``AnswerTooLarge`` once it passes ``limit`` bytes."""
+@functools.cache
+def _capped_stream(byte_stream: type) -> type:
+    """A body stream of the client's own HTTP library (httpx, or httpx2 in newer openai clients)
+    that stops with ``AnswerTooLarge`` once it passes ``limit`` bytes."""
 
-    def __init__(self, inner: httpx2.AsyncByteStream, limit: int):
-        self.inner, self.limit = inner, limit
+    class CappedStream(byte_stream):
+        def __init__(self, inner, limit: int):
+            self.inner, self.limit = inner, limit
 
-    async def __aiter__(self):
-        seen = 0
-        async for chunk in self.inner:
-            seen += len(chunk)
-            if seen > self.limit:
-                raise AnswerTooLarge(f"a body over {self.limit:,} bytes (cut off there)")
-            yield chunk
+        async def __aiter__(self):
+            seen = 0
+            async for chunk in self.inner:
+                seen += len(chunk)
+                if seen > self.limit:
+                    raise AnswerTooLarge(f"a body over {self.limit:,} bytes (cut off there)")
+                yield chunk
 
-    async def aclose(self) -> None:
-        await self.inner.aclose()
+        async def aclose(self) -> None:
+            await self.inner.aclose()
+
+    return CappedStream
 
 
 def capped_http_client(limit: int):
@@ -68,7 +73,8 @@ def capped_http_client(limit: int):
         declared = (response.headers.get("content-length") or "").strip()
         if declared.isdigit() and int(declared) > limit:
             raise AnswerTooLarge(f"a body of {int(declared):,} bytes, over the {limit:,} read")
-        response.stream = _CappedStream(response.stream, limit)
+        library = importlib.import_module(type(response).__module__.split(".")[0])
+        response.stream = _capped_stream(library.AsyncByteStream)(response.stream, limit)
 
     return openai.DefaultAioHttpClient(event_hooks={"response": [cap]})
 
