@@ -440,3 +440,26 @@ def test_the_base_model_a_notebook_names_is_served_by_its_in_process_server(tmp_
             stop_local_servers()
     finally:
         models.CONFIGURED.difference_update({str(named), str(recorded)})
+
+
+def test_a_link_planted_where_weights_will_be_saved_fails_the_job_and_leaves_nothing(
+    client, server
+):
+    outside = server.engine.store.root.parent / "outside"
+    outside.mkdir()
+    train = client.files.create(file=("t.jsonl", jsonl(ROWS * 60)), purpose="fine-tune").id
+    blocker = client.fine_tuning.jobs.create(
+        model="stand-in", training_file=train, hyperparameters={"n_epochs": 50, "batch_size": 1}
+    )
+    job = client.fine_tuning.jobs.create(
+        model="stand-in", training_file=train, hyperparameters={"n_epochs": 1}
+    )
+    name = f"ft:stand-in:emotune-local::{job.id.removeprefix('ftjob-')[:8]}"
+    weights = server.engine.store.root / "weights"
+    (weights / name.replace(":", "~")).symlink_to(outside)  # where the final model will be saved
+    client.fine_tuning.jobs.cancel(blocker.id)
+    final = wait_job(client, job.id)
+    assert final.status == "failed" and final.fine_tuned_model is None
+    assert not list(outside.iterdir())  # nothing written through the link
+    assert not [p for p in weights.iterdir() if p.name.startswith(name.replace(":", "~"))]
+    assert not [m.id for m in client.models.list().data if m.id.startswith(name)]

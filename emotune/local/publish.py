@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,7 +59,7 @@ class Prepared:
     def discard(self) -> None:
         """Remove the weights and CSV of a fine-tune that will never be served."""
         for record in self.models:
-            shutil.rmtree(self.store.weights_dir(record["id"]), ignore_errors=True)
+            self.store.remove_weights(record["id"])
         if self.result_file:
             self.store.delete("files", self.result_file)
             self.store.delete_blob(self.result_file)
@@ -74,6 +73,8 @@ def prepare(
     hp: dict,
     train_bytes: bytes,
 ) -> Prepared:
+    """Write the fine-tune's weights and CSV; if writing fails part-way, what was written is
+    removed before the error goes on (the job fails without orphan weights)."""
     job_id = job["id"]
     name = fine_tune_name(job["model"], job.get("_suffix"), job_id)
     out = Prepared(store, files, name, last_step=result.checkpoints[-1][0])
@@ -83,11 +84,22 @@ def prepare(
         for line in train_bytes.decode("utf-8-sig").splitlines()
     )
     out.trained_tokens = result.trained_tokens or per_epoch * hp["n_epochs"]
+    try:
+        _write(store, files, job_id, name, result, out)
+    except BaseException:
+        out.discard()
+        raise
+    return out
+
+
+def _write(
+    store: Store, files: Files, job_id: str, name: str, result: trainers.TrainResult, out: Prepared
+) -> None:
     for step, model, metrics in result.checkpoints[-3:]:
         ckpt_name = f"{name}{CKPT}{step}" if step != out.last_step else name
-        model.save(store.weights_dir(ckpt_name))
         now = int(time.time())
         out.models.append({"id": ckpt_name, "object": "model", "created": now, "owned_by": OWNER})
+        model.save(store.weights_dir(ckpt_name))
         out.checkpoints.append(
             {
                 "id": new_id("ftckpt_"),
@@ -123,4 +135,3 @@ def prepare(
     out.result_file = files.create(
         "step_metrics.csv", "fine-tune-results", buf.getvalue().encode()
     )["id"]
-    return out

@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import secrets
+import shutil
 import stat
 import threading
 import time
@@ -335,6 +336,14 @@ class Store:
                 )
                 raise NotRegularFile(errno.ENOENT, "not a regular file", path.name)
         return folder
+
+    def remove_weights(self, name: str) -> None:
+        """Remove a model's weights folder (a link there is unlinked, never followed)."""
+        path = self._path("weights", name, "")
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        elif path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
 
     def weights_dir(self, name: str) -> Path:
         """The folder a trainer saves a model's weights in: a real folder, never through a link."""
