@@ -177,9 +177,9 @@ def test_a_cancel_survives_kill_9_and_nothing_cancelled_runs_again(tmp_path):
             ):
                 break
             time.sleep(0.02)
+        assert c.batches.cancel(waiting.id).status == "cancelling"  # still queued
         c.fine_tuning.jobs.cancel(job.id)
         c.batches.cancel(busy.id)
-        assert c.batches.cancel(waiting.id).status == "cancelling"
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
