@@ -14,6 +14,7 @@ from .core.errors import EmotuneError
 from .core.runs import Run, open_run
 from .series import DEFAULT_PARAMETERS, HYPERPARAMETERS, shown_value
 from .summary import cmd_show, shown
+from .tracking import begin_tracking
 
 
 def _parse_assignments(items: list[str]) -> dict:
@@ -88,6 +89,11 @@ def open_run_dir(explicit: str | None, params: dict) -> Run:
         ) from None
 
 
+def _say(text: object, file=None) -> None:
+    """Print for a terminal: control characters that data put into a line are shown escaped."""
+    print(shown(str(text)), file=file)
+
+
 def cmd_run(args) -> int:
     from .series import prepare, run_series
 
@@ -98,18 +104,24 @@ def cmd_run(args) -> int:
         params, start=args.from_, stop=args.to, notebooks_dir=notebooks_dir
     )  # rejects first
     run = open_run_dir(args.run_dir, plan.parameters)
-    print(f"run directory: {run.path}")
+    _say(f"run directory: {run.path}")
+    tracker = begin_tracking(run, DEFAULT_PARAMETERS | plan.parameters)  # MLflow; never stops a run
     started = time.perf_counter()
-    results = run_series(run, plan)
+    try:
+        results = run_series(run, plan, on_event=_say)
+    except BaseException as exc:
+        tracker.finish(time.perf_counter() - started, failed=str(exc) or type(exc).__name__)
+        raise
     wall = time.perf_counter() - started
     verdict = (run.manifest().get("evaluation") or {}).get("verdict")
     if verdict:
-        print(verdict["sentence"])
+        _say(verdict["sentence"])
     each = ", ".join(f"{r.notebook} {r.seconds:.0f} s" for r in results)
-    print(
+    _say(
         f"done: {len(results)} notebook(s) in {wall / 60:.1f} min wall time ({each}, and rendering)"
     )
-    print(f"manifest: {run.manifest_path}")
+    _say(f"manifest: {run.manifest_path}")
+    tracker.finish(wall)
     return 0
 
 
@@ -129,12 +141,12 @@ def cmd_validate(args) -> int:
     if len(reports) == 2:
         check_overlap(*reports)
     for report in reports:
-        print(report.summary())
+        _say(report.summary())
         frame = report.to_frame()
         if len(frame):
-            print(frame.drop(columns=["rule"]).to_string(index=False))
+            _say(frame.drop(columns=["rule"]).to_string(index=False))
             for issue in report.issues[: args.show]:
-                print(
+                _say(
                     f"  {report.path}:{issue.line}: {issue.severity} [{issue.code}] {issue.message}"
                 )
     return 1 if any(r.errors for r in reports) else 0
@@ -161,16 +173,16 @@ def cmd_estimate(args) -> int:
         token_limit=catalog.model(args.model).example_token_limit,
     )
     est = estimate_training(report.tokens, args.model, args.epochs, catalog)
-    print(
+    _say(
         f"{est.n_examples} examples x {est.n_epochs} epochs = {est.billed_tokens:,} billed "
         "tokens on "
         f"{est.model}: "
         f"${est.training_usd:,.2f} (prices as of {catalog.as_of})"
     )
-    print(lifecycle(args.model, catalog=catalog).message)
+    _say(lifecycle(args.model, catalog=catalog).message)
     if args.budget is not None:
         check_budget(est.training_usd, args.budget, "training")
-        print(f"within the budget of ${args.budget:,.2f}")
+        _say(f"within the budget of ${args.budget:,.2f}")
     return 0
 
 
@@ -369,14 +381,14 @@ def main(argv: list[str] | None = None) -> int:
         print(shown(f"emotune: error: {exc}"), file=sys.stderr)
         return 2
     except UnicodeDecodeError as exc:
-        print(
+        _say(
             f"emotune: error: a file is not UTF-8 text ({exc.reason} at byte {exc.start})",
             file=sys.stderr,
         )
         return 2
     except OSError as exc:  # a file we could not read or write
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"emotune: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        _say(f"emotune: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("emotune: interrupted", file=sys.stderr)

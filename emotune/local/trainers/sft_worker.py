@@ -19,10 +19,20 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
 MICRO_BATCH = 8  # examples per forward pass; a larger batch_size accumulates gradients over several
+# Set by `emotune run` while it tracks the run in MLflow (emotune/tracking.py): transformers' own
+# MLflowCallback then logs loss and learning rate per step into that store, under this run name.
+TRACKING_RUN = "EMOTUNE_MLFLOW_TRAINING_RUN"
+
+
+def _report_to() -> list[str]:
+    from importlib.util import find_spec
+
+    return ["mlflow"] if os.environ.get(TRACKING_RUN) and find_spec("mlflow") else []
 
 
 def _emit(kind: str, **data) -> None:
@@ -74,7 +84,8 @@ def main(job_dir: str) -> int:
         eval_steps=max(1, total // 5),  # five validation points: each costs a pass over it
         save_strategy="epoch",
         save_only_model=True,
-        report_to=[],
+        report_to=_report_to(),
+        run_name=os.environ.get(TRACKING_RUN),
         disable_tqdm=True,
         max_length=1024,
         completion_only_loss=True,

@@ -1,0 +1,307 @@
+"""Every ``emotune run`` logged to MLflow: parameters, scores with their intervals, the verdict,
+per-notebook timings, costs and artifacts (the manifest, the rendered tutorial and its plots).
+
+The store is ``MLFLOW_TRACKING_URI`` where it is set (a shared tracking server, or any store MLflow
+reads); otherwise a SQLite file beside the run: ``runs/mlflow.db`` for a run under ``runs/`` (sweeps
+under ``runs/sweeps/`` included), else ``mlflow.db`` in the run directory's parent. Browse it with
+``mlflow ui --backend-store-uri sqlite:///runs/mlflow.db``.
+
+Tracking never stops a run: when MLflow is not installed or its store fails, the run says so in one
+line and goes on. A run directory remembers its MLflow run (``tracking.json``), so running the series
+again on it (``--from 05``, or a sweep resuming) updates the same MLflow run instead of adding one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .core.config import DEFAULT_RUNS_ROOT
+from .core.runs import Run, atomic_write_json
+
+EXPERIMENT = "emotune"  # MLFLOW_EXPERIMENT_NAME overrides it
+STORE_FILE = "mlflow.db"
+MARKER = "tracking.json"  # in the run directory: which store and MLflow run hold this run
+SWEEP_ENV = "EMOTUNE_SWEEP"  # set by `emotune sweep`: the sweep (and shard) a run belongs to
+# The open-weights trainer's own MLflow logging (transformers' MLflowCallback, enabled in
+# local/trainers/sft_worker.py) names its run after this variable; the parent run adopts it.
+TRAINING_RUN_ENV = "EMOTUNE_MLFLOW_TRAINING_RUN"
+INSTALL = "pip install 'emotune[tracking]'"
+# A tracking server that does not answer must not hold a run for minutes (MLflow's defaults retry
+# with backoff for several minutes); set these yourself to wait longer.
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
+
+
+def store_uri(run_path: Path) -> str:
+    """``MLFLOW_TRACKING_URI``, else the SQLite store of the runs folder ``run_path`` lives in."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    run_path, root = Path(run_path).resolve(), DEFAULT_RUNS_ROOT.resolve()
+    folder = root if root in run_path.parents else run_path.parent
+    return f"sqlite:///{folder / STORE_FILE}"
+
+
+def _artifact_root(uri: str) -> str | None:
+    """Artifacts of a default SQLite store sit beside it (``mlartifacts/``), not in the working
+    directory's ``mlruns/``; a server or another store decides for itself."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
+
+
+@contextmanager
+def _quiet():
+    """MLflow and its SQL layer are chatty (INFO lines, deprecation warnings): a run's console shows
+    emotune's lines only."""
+    for name in ("mlflow", "alembic", "sqlalchemy"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _reason(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{type(exc).__name__}: {text[:200]}"
+
+
+@dataclass
+class Tracker:
+    """One emotune run's MLflow run; ``disabled`` once anything failed (said once, then silent)."""
+
+    run: Run
+    uri: str
+    say: Callable[[str], None] = print
+    run_id: str | None = None
+    disabled: bool = False
+    _saved_env: dict = field(default_factory=dict)
+
+    def _off(self, what: str, exc: BaseException) -> None:
+        if not self.disabled:
+            self.say(f"tracking off: {what} ({_reason(exc)}); the run goes on untracked")
+        self.disabled = True
+
+    def begin(self, parameters: dict) -> Tracker:
+        """Open (or resume) the MLflow run and let the open-weights trainer log into the store."""
+        for name, value in HTTP_DEFAULTS.items():
+            os.environ.setdefault(name, value)
+        try:
+            with _quiet():
+                import mlflow
+        except ImportError as exc:
+            self._off(f"MLflow is not installed ({INSTALL})", exc)
+            return self
+        try:
+            with _quiet():
+                self.run_id = self._open(mlflow, parameters)
+        except Exception as exc:  # any failure of the store: the run matters more than its log
+            self._off(f"MLflow store {self.uri} failed", exc)
+            return self
+        env = {
+            "MLFLOW_TRACKING_URI": self.uri,
+            "MLFLOW_EXPERIMENT_NAME": _experiment(),
+            TRAINING_RUN_ENV: self.training_run_name,
+        }
+        self._saved_env = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        return self
+
+    @property
+    def training_run_name(self) -> str:
+        return f"{self.run.name} training ({(self.run_id or '')[:8]})"
+
+    def _open(self, mlflow, parameters: dict) -> str:
+        mlflow.set_tracking_uri(self.uri)
+        name = _experiment()
+        if mlflow.get_experiment_by_name(name) is None:
+            try:
+                mlflow.create_experiment(name, artifact_location=_artifact_root(self.uri))
+            except Exception:  # another shard created it a moment ago
+                if mlflow.get_experiment_by_name(name) is None:
+                    raise
+        experiment = mlflow.set_experiment(name)
+        previous = _marker(self.run.path)
+        run_id = previous.get("run_id") if previous.get("uri") == self.uri else None
+        logged: dict = {}
+        if run_id:
+            try:
+                found = mlflow.get_run(run_id)
+                same = found.info.experiment_id == experiment.experiment_id
+                run_id, logged = (run_id, found.data.params) if same else (None, {})
+            except Exception:
+                run_id = None
+        tags = {"emotune.run_dir": str(self.run.path.resolve()), "emotune.run_id": self.run.id}
+        if os.environ.get(SWEEP_ENV):
+            tags["emotune.sweep"] = os.environ[SWEEP_ENV]
+        params = loggable_parameters(parameters | {"run_name": self.run.name})
+        changed = sorted(k for k, v in params.items() if k in logged and logged[k] != v)
+        if changed:  # MLflow params are write-once: a resumed run with new values says which
+            tags["emotune.parameters_changed_on_resume"] = ", ".join(changed)
+        with mlflow.start_run(run_id=run_id, run_name=None if run_id else self.run.name) as active:
+            mlflow.set_tags(tags)
+            mlflow.log_params({k: v for k, v in params.items() if k not in logged})
+            run_id = active.info.run_id
+        atomic_write_json(self.run.path / MARKER, {"uri": self.uri, "run_id": run_id})
+        return run_id
+
+    def finish(self, wall_seconds: float | None = None, failed: str | None = None) -> None:
+        """Log what the manifest holds now (scores, verdict, timings, costs) and the artifacts."""
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved_env = {}
+        if self.disabled or not self.run_id:
+            return
+        try:
+            with _quiet():
+                import mlflow
+
+                mlflow.set_tracking_uri(self.uri)
+                with mlflow.start_run(run_id=self.run_id):
+                    log_manifest(mlflow, self.run.manifest(), wall_seconds)
+                    if failed:
+                        mlflow.set_tag("emotune.failed", failed[:5000])
+                    log_artifacts(mlflow, self.run.path)
+                    _adopt_training_runs(mlflow, self.run_id, self.training_run_name)
+                if failed:
+                    mlflow.MlflowClient().set_terminated(self.run_id, "FAILED")
+        except Exception as exc:
+            self._off(f"logging to MLflow store {self.uri} failed", exc)
+            return
+        self.say(f"tracked in MLflow: {self.uri} (run {self.run_id})")
+
+
+def _experiment() -> str:
+    return os.environ.get("MLFLOW_EXPERIMENT_NAME") or EXPERIMENT
+
+
+def _marker(run_path: Path) -> dict:
+    try:
+        data = json.loads((run_path / MARKER).read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def tracked_in(run_path: Path) -> str | None:
+    """The MLflow run id this run directory was logged under in the current store, if any."""
+    data = _marker(Path(run_path))
+    return data.get("run_id") if data.get("uri") == store_uri(Path(run_path)) else None
+
+
+def loggable_parameters(parameters: dict) -> dict[str, str]:
+    """The series parameters as MLflow params (text, at most 6,000 characters; the machine's
+    ``run_dir`` left out, it is a tag)."""
+    return {k: str(v)[:6000] for k, v in parameters.items() if k != "run_dir"}
+
+
+def _metric_name(*parts: str) -> str:
+    """An MLflow metric name: letters, digits, ``_ - . / :`` and spaces; anything else becomes
+    ``_``."""
+    text = "/".join(parts)
+    return "".join(c if c.isalnum() or c in "_-./: " else "_" for c in text)
+
+
+def manifest_metrics(manifest: dict, wall_seconds: float | None = None) -> dict[str, float]:
+    """Scores with their 95% intervals (the run's own label level unprefixed, coarser levels under
+    their name), the primary comparisons, timings and costs, from a run's manifest."""
+    out: dict[str, float] = {}
+    evaluation = manifest.get("evaluation") or {}
+    verdict = evaluation.get("verdict") or {}
+    rows = evaluation.get("scores") or []
+    own = verdict.get("taxonomy") or (rows[0]["level"] if rows else "")
+    for row in rows:
+        prefix = () if row.get("level") == own else (str(row.get("level")),)
+        name = _metric_name(*prefix, str(row["model"]), str(row["metric"]))
+        for suffix, key in (("", "value"), ("/ci_low", "ci_low"), ("/ci_high", "ci_high")):
+            if isinstance(row.get(key), int | float):
+                out[name + suffix] = float(row[key])
+    for row in verdict.get("comparisons") or []:
+        if row.get("family") != "primary":
+            continue
+        name = _metric_name("difference", str(row["comparison"]), str(row.get("metric")))
+        for suffix, key in (
+            ("", "difference"),
+            ("/ci_low", "95% CI low (unadjusted)"),
+            ("/ci_high", "95% CI high (unadjusted)"),
+            ("/p_holm", "p (Holm, within family)"),
+        ):
+            if isinstance(row.get(key), int | float):
+                out[name + suffix] = float(row[key])
+    for stage, entry in (manifest.get("stages") or {}).items():
+        if isinstance(entry, dict) and isinstance(entry.get("seconds"), int | float):
+            out[_metric_name("seconds", stage)] = float(entry["seconds"])
+    if wall_seconds is not None:
+        out["seconds/series wall"] = float(wall_seconds)
+    costs = dict(verdict.get("costs") or {})
+    estimate = manifest.get("estimate") or {}
+    costs |= {f"estimate {k}": estimate.get(k) for k in ("training_usd", "billed_tokens")}
+    costs["trained_tokens"] = (manifest.get("job") or {}).get("trained_tokens")
+    for key, value in costs.items():
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out[_metric_name("cost", key)] = float(value)
+    return out
+
+
+def manifest_tags(manifest: dict) -> dict[str, str]:
+    """The verdict (its answer and sentence), the backend and the fine-tuned model, as MLflow
+    tags."""
+    verdict = (manifest.get("evaluation") or {}).get("verdict") or {}
+    tags = {
+        "verdict": verdict.get("answer"),
+        "verdict.key": verdict.get("answer_key"),
+        "verdict.sentence": verdict.get("sentence"),
+        "verdict.compared": verdict.get("compared"),
+        "backend": (manifest.get("backend") or {}).get("kind"),
+        "base_model": (manifest.get("parameters") or {}).get("base_model"),
+        "fine_tuned_model": (manifest.get("job") or {}).get("fine_tuned_model"),
+        "estimate.pricing": (manifest.get("estimate") or {}).get("pricing"),
+    }
+    return {k: str(v)[:5000] for k, v in tags.items() if v not in (None, "")}
+
+
+def log_manifest(mlflow, manifest: dict, wall_seconds: float | None = None) -> None:
+    mlflow.log_metrics(manifest_metrics(manifest, wall_seconds), synchronous=True)
+    mlflow.set_tags(manifest_tags(manifest))
+
+
+def log_artifacts(mlflow, run_path: Path) -> None:
+    """The manifest, the rendered tutorial (``html/``, its plots inline) and the saved answers."""
+    if (run_path / "manifest.json").is_file():
+        mlflow.log_artifact(str(run_path / "manifest.json"))
+    for folder in ("html", "predictions"):
+        if (run_path / folder).is_dir():
+            mlflow.log_artifacts(str(run_path / folder), artifact_path=folder)
+
+
+def _adopt_training_runs(mlflow, parent_id: str, name: str | None) -> None:
+    """The trainer's own MLflow runs (loss per step) become children of this run in the UI."""
+    if not name:
+        return
+    client = mlflow.MlflowClient()
+    parent = client.get_run(parent_id)
+    escaped = name.replace("'", "\\'")
+    for child in client.search_runs(
+        [parent.info.experiment_id], filter_string=f"attributes.run_name = '{escaped}'"
+    ):
+        client.set_tag(child.info.run_id, "mlflow.parentRunId", parent_id)
+
+
+def begin_tracking(run: Run, parameters: dict, say: Callable[[str], None] = print) -> Tracker:
+    """Start tracking ``run`` (never raises): call ``finish`` on the result when the series ends."""
+    return Tracker(run, store_uri(run.path), say).begin(parameters)
+
+
+def track_finished(run: Run, say: Callable[[str], None] = print) -> Tracker:
+    """Log a run that finished untracked (a sweep resuming in another store, say)."""
+    tracker = begin_tracking(run, run.get("parameters") or {}, say)
+    tracker.finish()
+    return tracker
