@@ -31,3 +31,11 @@ def test_show_of_a_deep_manifest_is_one_line(tmp_path, capsys):
     assert cli.main(["show", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+
+
+def test_validate_escapes_what_a_file_put_into_its_report(tmp_path, capsys):
+    path = tmp_path / "train\x1b[2J.jsonl"
+    path.write_text('{"messages": "\x1b]0;owned\x07"}\nnot json \x1b[31m\n')
+    assert cli.main(["validate", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out and "\\x1b[2J" in out, out
