@@ -109,8 +109,6 @@ def refresh(dest: Path | None = None, *, fresh: bool = False, workdir: Path = Pa
     """Bring the committed notebooks up to date, and say how: re-rendered from the recording (about
     a minute) when it holds every request they make, else (or with ``fresh``) re-recorded from
     scratch first (the full run) and then re-rendered."""
-    import os
-
     from .core import config
     from .series import list_notebooks
 
@@ -118,22 +116,8 @@ def refresh(dest: Path | None = None, *, fresh: bool = False, workdir: Path = Pa
 
     def render() -> None:
         restore_recording(dest, workdir / "tutorial")
-        settings = {  # as nbval replays them (the Makefile's REPLAY): no bars, one hash seed
-            config.REPLAY_ENV: "1",
-            "EMOTUNE_RUN_DIR": str((workdir / "tutorial").resolve()),
-            "TQDM_DISABLE": "1",
-            "PYTHONHASHSEED": "0",
-        }
-        before = {name: os.environ.get(name) for name in settings}
-        os.environ.update(settings)
-        try:
+        with config.replay_kernels(workdir / "tutorial"):
             refresh_committed(list_notebooks())
-        finally:
-            for name, value in before.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
 
     how = "re-recorded from scratch (asked for)"
     if not fresh:

@@ -122,8 +122,8 @@ def test_failures_name_no_server_path(tmp_path):
 
 def test_a_slow_request_does_not_stall_the_others(server):
     text = (
-        "thanks a lot for this, truly grateful " * 100_000
-    )  # a few seconds of tokenising and matching
+        "thanks a lot for this, truly grateful " * 15_000
+    )  # about 120,000 prompt tokens (under the 128,000 cap): seconds of tokenising and matching
     slow = {}
 
     def big_chat():

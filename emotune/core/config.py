@@ -124,10 +124,31 @@ def progress_disabled() -> bool:
 
 
 @contextmanager
+def replay_kernels(run_dir: Path) -> Iterator[None]:
+    """Within the block, kernels started for notebooks replay the recording copied into
+    ``run_dir``, as nbval does (the Makefile's REPLAY): no progress bars, one hash seed."""
+    settings = {
+        REPLAY_ENV: "1",
+        "EMOTUNE_RUN_DIR": str(Path(run_dir).resolve()),
+        "TQDM_DISABLE": "1",
+        "PYTHONHASHSEED": "0",
+    }
+    with _environment(settings):
+        yield
+
+
+@contextmanager
 def headless_kernels(progress_to: Path | None = None) -> Iterator[None]:
     """Within the block, kernels started for notebooks know they run headless (and where to copy
     progress)."""
     settings = {HEADLESS_ENV: "1", PROGRESS_ENV: str(progress_to) if progress_to else None}
+    with _environment(settings):
+        yield
+
+
+@contextmanager
+def _environment(settings: dict[str, str | None]) -> Iterator[None]:
+    """Set ``settings`` (a None value is left alone) for the block, then put everything back."""
     before = {name: os.environ.get(name) for name in settings}
     for name, value in settings.items():
         if value is not None:
