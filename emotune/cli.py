@@ -9,12 +9,13 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from . import compare, sweep
 from .core import config
 from .core.errors import EmotuneError
 from .core.runs import Run, open_run
 from .series import DEFAULT_PARAMETERS, HYPERPARAMETERS, shown_value
 from .summary import cmd_show, shown
-from .tracking import begin_tracking
+from .tracking import track_series
 
 
 def _parse_assignments(items: list[str]) -> dict:
@@ -105,13 +106,9 @@ def cmd_run(args) -> int:
     )  # rejects first
     run = open_run_dir(args.run_dir, plan.parameters)
     _say(f"run directory: {run.path}")
-    tracker = begin_tracking(run, DEFAULT_PARAMETERS | plan.parameters)  # MLflow; never stops a run
     started = time.perf_counter()
-    try:
+    with track_series(run, DEFAULT_PARAMETERS | plan.parameters, _say) as tracker:  # MLflow
         results = run_series(run, plan, on_event=_say)
-    except BaseException as exc:
-        tracker.finish(time.perf_counter() - started, failed=str(exc) or type(exc).__name__)
-        raise
     wall = time.perf_counter() - started
     verdict = (run.manifest().get("evaluation") or {}).get("verdict")
     if verdict:
@@ -368,6 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
         "a hub id (repeatable); a request can name no other path",
     )
     serve.set_defaults(func=cmd_serve)
+    sweep.add_parser(sub)  # emotune sweep and emotune compare: emotune/sweep.py, emotune/compare.py
+    compare.add_parser(sub)
     return parser
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -305,3 +306,15 @@ def track_finished(run: Run, say: Callable[[str], None] = print) -> Tracker:
     tracker = begin_tracking(run, run.get("parameters") or {}, say)
     tracker.finish()
     return tracker
+
+
+@contextmanager
+def track_series(run: Run, parameters: dict, say: Callable[[str], None] = print):
+    """Track the series run inside the block; a failure in it is logged as a failed MLflow run (and
+    re-raised). On success call ``finish(wall_seconds)`` on the tracker once the run has reported."""
+    tracker, started = begin_tracking(run, parameters, say), time.perf_counter()
+    try:
+        yield tracker
+    except BaseException as exc:
+        tracker.finish(time.perf_counter() - started, failed=str(exc) or type(exc).__name__)
+        raise
