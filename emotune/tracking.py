@@ -100,7 +100,7 @@ class Tracker:
             return self
         try:
             with _quiet():
-                self.run_id = self._open(mlflow, parameters)
+                self.run_id = _retry(lambda: self._open(mlflow, parameters))
         except Exception as exc:  # any failure of the store: the run matters more than its log
             self._off(f"MLflow store {self.uri} failed", exc)
             return self
@@ -151,6 +151,16 @@ class Tracker:
         atomic_write_json(self.run.path / MARKER, {"uri": self.uri, "run_id": run_id})
         return run_id
 
+    def _log(self, mlflow, wall_seconds: float | None, failed: str | None) -> None:
+        with mlflow.start_run(run_id=self.run_id):
+            log_manifest(mlflow, self.run.manifest(), wall_seconds)
+            if failed:
+                mlflow.set_tag("emotune.failed", failed[:5000])
+            log_artifacts(mlflow, self.run.path)
+            _adopt_training_runs(mlflow, self.run_id, self.training_run_name)
+        if failed:
+            mlflow.MlflowClient().set_terminated(self.run_id, "FAILED")
+
     def finish(self, wall_seconds: float | None = None, failed: str | None = None) -> None:
         """Log what the manifest holds now (scores, verdict, timings, costs) and the artifacts."""
         for key, value in self._saved_env.items():
@@ -166,18 +176,24 @@ class Tracker:
                 import mlflow
 
                 mlflow.set_tracking_uri(self.uri)
-                with mlflow.start_run(run_id=self.run_id):
-                    log_manifest(mlflow, self.run.manifest(), wall_seconds)
-                    if failed:
-                        mlflow.set_tag("emotune.failed", failed[:5000])
-                    log_artifacts(mlflow, self.run.path)
-                    _adopt_training_runs(mlflow, self.run_id, self.training_run_name)
-                if failed:
-                    mlflow.MlflowClient().set_terminated(self.run_id, "FAILED")
+                _retry(lambda: self._log(mlflow, wall_seconds, failed))
         except Exception as exc:
             self._off(f"logging to MLflow store {self.uri} failed", exc)
             return
         self.say(f"tracked in MLflow: {self.uri} (run {self.run_id})")
+
+
+def _retry(step: Callable[[], object], tries: int = 3, pause_s: float = 2.0):
+    """A step again after a pause: shards sharing one SQLite store meet its write lock, or create
+    its tables at the same moment; a lasting failure is raised (and said once by the caller)."""
+    for attempt in range(tries):
+        try:
+            return step()
+        except Exception as exc:
+            if attempt == tries - 1 or isinstance(exc, FileNotFoundError | PermissionError):
+                raise
+            time.sleep(pause_s * (attempt + 1))
+    return None
 
 
 def _experiment() -> str:

@@ -1,0 +1,184 @@
+"""emotune sweep, emotune compare and MLflow tracking, on real runs of the classical stand-in.
+
+One small sweep (2 training sizes x 2 seeds, tiny sizes) runs as two shards at once into one MLflow
+SQLite store; the whole sweep run again afterwards sends no request; compare tables the runs, tests
+pairs on the same comments and refuses a pair on different ones; a run whose MLflow store cannot be
+written finishes with one line saying so.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from emotune.core.errors import ConfigError
+from emotune.sweep import merge_cache
+from emotune.sweep_plan import build_plan, from_assignments, parse_shard
+
+SIZES = ["-p", "base_model=stand-in", "-p", "n_validation=20", "-p", "n_eval=60"]
+SIZES += ["-p", "baseline_seeds=2"]
+GRID = ["-p", "n_train=40,80", "-p", "seed=1,2"]
+N_EVAL = 60
+
+
+def emotune(*args: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "emotune.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=os.environ | {"TQDM_DISABLE": "1"} | (env or {}),
+    )
+
+
+def finish(proc: subprocess.Popen, timeout: float = 900) -> tuple[int, str]:
+    out, _ = proc.communicate(timeout=timeout)
+    return proc.returncode, out
+
+
+def posts(folder: Path) -> dict[str, Counter]:
+    """Each run's requests to its local backend, by route (the billable ones are POSTs)."""
+    return {
+        run.parent.parent.name: Counter(run.read_text().splitlines())
+        for run in sorted(folder.glob("*/local-backend/requests.log"))
+    }
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory, mirror):
+    root = tmp_path_factory.mktemp("sweep")
+    store = f"sqlite:///{root / 'store' / 'mlflow.db'}"
+    (root / "store").mkdir()
+    env = {"MLFLOW_TRACKING_URI": store}
+    args = ["sweep", "--sweep-dir", str(root / "sweep"), *SIZES, *GRID]
+    shards = [emotune(*args, "--shard", f"{i}/2", env=env) for i in range(2)]
+    outputs = [finish(p) for p in shards]
+    for code, out in outputs:
+        assert code == 0, out[-3000:]
+    after_shards = posts(root / "sweep")
+    again = finish(emotune(*args, env=env))
+    return {
+        "root": root,
+        "folder": root / "sweep",
+        "store": store,
+        "shards": outputs,
+        "again": again,
+        "after_shards": after_shards,
+        "after_again": posts(root / "sweep"),
+    }
+
+
+@pytest.mark.slow
+def test_two_shards_write_one_store_and_share_the_base_models_answers(sweep):
+    import mlflow
+
+    runs = sorted(p.name for p in sweep["folder"].iterdir() if (p / "manifest.json").is_file())
+    assert runs == [
+        "n_train-40_seed-1",
+        "n_train-40_seed-2",
+        "n_train-80_seed-1",
+        "n_train-80_seed-2",
+    ]
+    with warnings.catch_warnings():  # SQLAlchemy 2.1 deprecations inside MLflow's SQL store
+        warnings.simplefilter("ignore")
+        client = mlflow.MlflowClient(sweep["store"])
+        experiment = client.get_experiment_by_name("emotune")
+        found = client.search_runs([experiment.experiment_id])
+    assert sorted(r.info.run_name for r in found) == runs  # one MLflow run each, no duplicate
+    shards = {r.data.tags["emotune.sweep"].rsplit(" ", 1)[-1] for r in found}
+    assert shards == {"0/2", "1/2"}
+    for r in found:
+        assert r.info.status == "FINISHED"
+        assert r.data.params["n_train"] in ("40", "80") and r.data.params["seed"] in ("1", "2")
+        low, value, high = (
+            r.data.metrics[f"fine-tuned/macro_f1{s}"] for s in ("/ci_low", "", "/ci_high")
+        )
+        assert low <= value <= high
+        assert r.data.tags["verdict"] and "seconds/05_evaluate" in r.data.metrics
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}
+        assert {"manifest.json", "html", "predictions"} <= artifacts
+    # shard 0 ran n_train 40 then 80 on seed 1: the second asked the base model nothing
+    chats = {name: c["POST /v1/chat/completions"] for name, c in sweep["after_shards"].items()}
+    assert chats["n_train-40_seed-1"] == 3 * N_EVAL  # base, base on the training prompt, fine-tuned
+    assert chats["n_train-80_seed-1"] == N_EVAL  # the fine-tuned model only
+
+
+@pytest.mark.slow
+def test_the_whole_sweep_again_skips_finished_runs_and_sends_no_request(sweep):
+    code, out = sweep["again"]
+    assert code == 0, out[-3000:]
+    assert "0 ran, 4 skipped" in out
+    assert sweep["after_again"] == sweep["after_shards"]
+
+
+@pytest.mark.slow
+def test_compare_tables_runs_and_tests_pairs_on_the_same_comments(sweep):
+    folder = sweep["folder"]
+    code, out = finish(
+        emotune("compare", str(folder / "n_train-40_seed-1"), str(folder / "n_train-80_seed-1"))
+    )
+    assert code == 0, out
+    assert "paired tests on the same 60 test comments" in out and "p (Holm)" in out
+    assert "n_train-80_seed-1 - n_train-40_seed-1" in out
+    code, out = finish(emotune("compare", "--no-tests", str(folder)))
+    assert code == 0, out
+    assert all(name in out for name in ("n_train-40_seed-2", "n_train-80_seed-2", "verdict"))
+
+
+@pytest.mark.slow
+def test_compare_refuses_to_pair_runs_on_different_comments(sweep):
+    folder = sweep["folder"]
+    code, out = finish(
+        emotune("compare", str(folder / "n_train-40_seed-1"), str(folder / "n_train-40_seed-2"))
+    )
+    assert code == 2
+    lines = out.strip().splitlines()
+    assert len(lines) == 1 and "different test comments" in lines[0], out
+
+
+def test_a_run_whose_mlflow_store_fails_goes_on_and_says_so_once(tmp_path, mirror):
+    unwritable = "sqlite:////proc/emotune-no-such-dir/mlflow.db"
+    args = ["run", "--run-dir", str(tmp_path / "run"), *SIZES, "-p", "n_train=40", "--to", "01"]
+    code, out = finish(emotune(*args, env={"MLFLOW_TRACKING_URI": unwritable}))
+    assert code == 0, out[-3000:]
+    said = [line for line in out.splitlines() if "tracking" in line.lower()]
+    assert len(said) == 1 and said[0].startswith("tracking off:") and "goes on" in said[0], said
+    assert (tmp_path / "run" / "manifest.json").is_file()
+
+
+def test_grid_names_shards_and_the_checks_before_anything_is_written(tmp_path):
+    fixed, grid = from_assignments(["base_model=stand-in", "n_train=100,300", "seed=1,2"])
+    plan = build_plan(fixed, grid, folder=str(tmp_path / "s"))
+    names = [r.name for r in plan.runs]
+    assert names == [
+        "n_train-100_seed-1",
+        "n_train-100_seed-2",
+        "n_train-300_seed-1",
+        "n_train-300_seed-2",
+    ]
+    assert [r.name for r in plan.shard(*parse_shard("1/2"))] == names[1::2]
+    assert plan.runs[0].answers_key == plan.runs[2].answers_key  # same seed: same test comments
+    assert plan.runs[0].sample_key != plan.runs[2].sample_key
+    assert not (tmp_path / "s").exists()
+    with pytest.raises(ConfigError, match="n_train"):
+        build_plan(*from_assignments(["n_train=100,-3"]))
+    with pytest.raises(ConfigError, match="unknown parameter"):
+        build_plan(*from_assignments(["n_trian=1,2"]))
+    with pytest.raises(ConfigError, match="--shard"):
+        parse_shard("2/2")
+
+
+def test_merging_prediction_caches_keeps_each_answer_once(tmp_path):
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_text('{"key": "1", "content": "x"}\n{"key": "2", "content": "y"}\n{"key": \n')
+    b.write_text('{"key": "2", "content": "y"}\n')
+    assert merge_cache(a, b) == 1 and merge_cache(a, b) == 0
+    assert sorted(b.read_text().splitlines()) == sorted(a.read_text().splitlines()[:2])
