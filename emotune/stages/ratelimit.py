@@ -41,9 +41,10 @@ BREAKER_AFTER = 5  # consecutive connection failures that mean the server is dow
 # The longest a server's headers may hold requests back (a retry-after, a budget's reset, the pace
 # of a tiny budget): a longer wait gives the server up, every unanswered item reported as a failure.
 MAX_WAIT_S = 300.0
-# requests in a row that time out, none answered between them, that mean the server never finishes
-# an answer (a slowloris): the rest are given up instead of each waiting out its deadline
-TIMEOUT_BREAKER = 16
+# How long (in request deadlines) timeouts may go on, none answered between them, before the server
+# is taken to never finish an answer (a slowloris) and the rest are given up; one wave of requests
+# timing out together (a stall) is not enough.
+TIMEOUT_SPAN = 2.0
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 
@@ -110,6 +111,7 @@ class Limiter:
     throttled: int = 0  # 429s seen
     consecutive_connection_errors: int = 0
     consecutive_timeouts: int = 0
+    _timeouts_since: float = 0.0  # when the current run of timeouts began
     slow_start: bool = True  # until the first sign of a limit, concurrency grows fast
     fastest: float | None = None
     typical: float | None = None  # moving average of latency
@@ -281,13 +283,22 @@ class Limiter:
         self.concurrency = max(1.0, self.concurrency / 2)
 
     def on_timeout(self) -> None:
-        """A request got no whole answer within its deadline; many in a row give the server up."""
+        """A request got no whole answer within its deadline; at least ``breaker_after`` in a row
+        over ``TIMEOUT_SPAN`` deadlines give the server up."""
         self.on_overloaded()
+        now = time.monotonic()
+        if not self.consecutive_timeouts:
+            self._timeouts_since = now
         self.consecutive_timeouts += 1
-        if self.consecutive_timeouts >= TIMEOUT_BREAKER and self.gave_up is None:
+        span = now - self._timeouts_since
+        if (
+            self.gave_up is None
+            and self.consecutive_timeouts >= self.breaker_after
+            and span >= TIMEOUT_SPAN * self.timeout()
+        ):
             self.gave_up = (
-                f"{self.consecutive_timeouts} requests in a row got no whole answer within their "
-                f"{self.timeout():.0f} s deadline"
+                f"{self.consecutive_timeouts} requests in a row over {span:.0f} s got no whole "
+                f"answer within their {self.timeout():.0f} s deadline"
             )
 
     def on_connection_error(self) -> None:
