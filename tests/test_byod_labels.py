@@ -105,6 +105,16 @@ def test_a_dataset_that_is_a_pipe_or_a_device_is_refused_before_reading(tmp_path
         resolve_spec(DatasetParams.from_parameters({"dataset": str(fifo)}))
 
 
+def test_a_release_folder_whose_split_is_a_pipe_or_a_device_is_refused(tmp_path):
+    from emotune import DataError
+
+    os.mkfifo(tmp_path / "train.tsv")
+    (tmp_path / "dev.tsv").symlink_to("/dev/zero")
+    (tmp_path / "test.tsv").write_text("hi\t1\tx\n")
+    with pytest.raises(DataError, match="train.tsv.*not a regular file"):
+        data.load_local(tmp_path, verify=False)
+
+
 def test_a_huge_label_names_file_is_refused(tmp_path):
     names = tmp_path / "names.txt"
     with open(names, "wb") as f:

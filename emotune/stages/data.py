@@ -94,12 +94,13 @@ def load_local(
     checksums, frames = {}, {}
     for split, name in files.items():
         path = folder / name
-        if not path.is_file():
+        if not path.exists():
             raise DataError(
                 f"missing {name} (expected {', '.join(files.values())})",
                 path=str(folder),
                 rule="split-missing",
             )
+        check_data_file(path)  # a FIFO or a device is refused before its checksum is read
         digest = sha256_file(path)
         checksums[name] = digest
         if verify and name in known and digest != known[name]:
