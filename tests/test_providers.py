@@ -200,6 +200,49 @@ def test_a_chat_only_server_fine_tunes_nowhere_and_says_so_in_one_line(tmp_path,
         conn.check_can_fine_tune("my-vllm-model")
 
 
+def test_discovery_reads_a_bounded_answer_from_a_hostile_server(tmp_path, monkeypatch):
+    """An endless list of models and a server that never finishes its answer cost a bounded read
+    and a bounded wait: the capabilities are "not here", and the run goes on."""
+    import threading
+    import time as _time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from emotune.providers import compatible
+
+    class Hostile(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+            try:
+                while True:  # models: endless bytes; the others: one byte a second, forever
+                    self.wfile.write(b"x" * 65536 if "models" in self.path else b" ")
+                    self.wfile.flush()
+                    if "models" not in self.path:
+                        _time.sleep(1)
+            except OSError:
+                pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hostile)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(compatible, "PROBE_TIMEOUT_S", 2.0)
+    try:
+        monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{server.server_address[1]}/v1")
+        t0 = _time.monotonic()
+        conn = providers.connect("auto")
+        took = _time.monotonic() - t0
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (conn.fine_tuning, conn.batches) == (False, False)
+    assert "over 1048576 bytes" in conn.discovered["models"]
+    assert "still coming" in conn.discovered["fine_tuning"]
+    assert took < 3 * 2.0 + 5  # three probes, each bounded by its deadline
+
+
 def test_azure_reaches_the_local_server_through_azures_url_shapes(tmp_path, monkeypatch):
     from counting_proxy import CountingProxy
 

@@ -17,29 +17,47 @@ from .base import Provider
 
 PROBES = {"fine_tuning": "/fine_tuning/jobs?limit=1", "batches": "/batches?limit=1"}
 PROBE_TIMEOUT_S = 10.0
+PROBE_MAX_BYTES = 1024 * 1024  # a list of models fits; an endless answer is cut off
 MODELS_SHOWN = 20  # the manifest keeps this many of the server's model names
 
 
 def discover(client) -> dict:
-    """What the server behind ``client`` runs: each probe's HTTP status (or the connection error),
-    and the names of the models it lists."""
+    """What the server behind ``client`` runs: each probe's HTTP status (or why it gave none), and
+    the names of the models it lists. Each probe has its own deadline and reads at most
+    ``PROBE_MAX_BYTES`` of the answer, whatever the server sends."""
+    import json
+    import time
+
     import httpx
-    import openai
 
     found: dict = {}
-    for capability, path in [*PROBES.items(), ("models", "/models")]:
-        try:
-            response = client.with_options(max_retries=1, timeout=PROBE_TIMEOUT_S).get(
-                path, cast_to=httpx.Response
-            )
-            found[capability] = response.status_code
-            if capability == "models" and response.status_code == 200:
-                names = [m.get("id") for m in response.json().get("data", [])]
-                found["model_names"] = [str(n) for n in names if n][:MODELS_SHOWN]
-        except openai.APIStatusError as exc:  # 404: the server has no such route
-            found[capability] = exc.status_code
-        except Exception as exc:  # no answer at all means "not here" too; the reason is kept
-            found[capability] = f"{type(exc).__name__}: {str(exc)[:200]}"
+    base = str(client.base_url).rstrip("/")
+    headers = {"Authorization": f"Bearer {client.api_key}"}
+    with httpx.Client(timeout=PROBE_TIMEOUT_S, headers=headers) as http:
+        for capability, path in [*PROBES.items(), ("models", "/models")]:
+            deadline = time.monotonic() + PROBE_TIMEOUT_S
+            try:
+                with http.stream("GET", base + path) as response:
+                    found[capability] = response.status_code
+                    body = bytearray()
+                    for chunk in response.iter_bytes():
+                        body += chunk
+                        if len(body) > PROBE_MAX_BYTES:
+                            raise ValueError(f"answer over {PROBE_MAX_BYTES} bytes")
+                        if time.monotonic() > deadline:
+                            raise ValueError(f"answer still coming after {PROBE_TIMEOUT_S:.0f} s")
+            except (httpx.HTTPError, ValueError) as exc:  # no usable answer: "not here"
+                found[capability] = f"{type(exc).__name__}: {str(exc)[:200]}"
+                continue
+            if capability == "models" and found[capability] == 200:
+                try:
+                    listed = json.loads(body).get("data", [])
+                    names = [
+                        str(m.get("id")) for m in listed if isinstance(m, dict) and m.get("id")
+                    ]
+                except (ValueError, AttributeError):
+                    names = []
+                found["model_names"] = names[:MODELS_SHOWN]
     return found
 
 
