@@ -202,6 +202,8 @@ def _say(text: object) -> None:
 
 def cmd_compare(args) -> int:
     runs = [RunSummary.of(p) for p in resolve(args.runs)]
+    if not args.no_tests:
+        check_paired(runs)  # refused before anything is printed
     with pd.option_context("display.width", 200, "display.max_columns", 40):
         _say(table(runs, args.model).to_string())
         if args.no_tests or len(runs) < 2:

@@ -32,6 +32,7 @@ import yaml
 
 from .core.errors import ConfigError
 from .core.runs import Run, atomic_write_json
+from .stages.reuse import SHARED_ENV
 from .summary import shown
 from .sweep_plan import SweepPlan, SweepRun
 from .tracking import SWEEP_ENV, track_finished, tracked_in
@@ -208,7 +209,7 @@ class Sweep:
         cmd = [sys.executable, "-m", "emotune.cli", "run", "--run-dir", str(path)]
         cmd += ["--params", str(self.plan.folder / ".params" / f"{run.name}.yaml")]
         cmd += (["--from", start] if start else []) + (["--to", stop] if stop else [])
-        env = os.environ | {SWEEP_ENV: self.label}
+        env = os.environ | {SWEEP_ENV: self.label, SHARED_ENV: str(self.shared)}
         t0 = time.perf_counter()
         with open(log, "w", encoding="utf-8") as out:
             code = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env).returncode

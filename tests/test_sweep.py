@@ -8,6 +8,7 @@ written finishes with one line saying so.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -23,8 +24,15 @@ from emotune.sweep_plan import build_plan, from_assignments, parse_shard
 
 SIZES = ["-p", "base_model=stand-in", "-p", "n_validation=20", "-p", "n_eval=60"]
 SIZES += ["-p", "baseline_seeds=2"]
-GRID = ["-p", "n_train=40,80", "-p", "seed=1,2"]
 N_EVAL = 60
+# 2 training sizes x 2 seeds, and one more run equal to the first but for min_gain (what only
+# notebook 05's verdict reads): it shares the first's samples, base answers and free baseline
+SWEEP_FILE = """
+parameters: {base_model: stand-in, n_validation: 20, n_eval: 60, baseline_seeds: 2}
+grid: {n_train: [40, 80], seed: [1, 2]}
+runs: [{name: strict, n_train: 40, seed: 1, min_gain: 0.05}]
+"""
+FIRST = "n_train-40_seed-1_min_gain-0.02"
 
 
 def emotune(*args: str, env: dict | None = None) -> subprocess.Popen:
@@ -56,7 +64,8 @@ def sweep(tmp_path_factory, mirror):
     store = f"sqlite:///{root / 'store' / 'mlflow.db'}"
     (root / "store").mkdir()
     env = {"MLFLOW_TRACKING_URI": store}
-    args = ["sweep", "--sweep-dir", str(root / "sweep"), *SIZES, *GRID]
+    (root / "sweep.yaml").write_text(SWEEP_FILE)
+    args = ["sweep", "--sweep-dir", str(root / "sweep"), "--params", str(root / "sweep.yaml")]
     shards = [emotune(*args, "--shard", f"{i}/2", env=env) for i in range(2)]
     outputs = [finish(p) for p in shards]
     for code, out in outputs:
@@ -79,12 +88,8 @@ def test_two_shards_write_one_store_and_share_the_base_models_answers(sweep):
     import mlflow
 
     runs = sorted(p.name for p in sweep["folder"].iterdir() if (p / "manifest.json").is_file())
-    assert runs == [
-        "n_train-40_seed-1",
-        "n_train-40_seed-2",
-        "n_train-80_seed-1",
-        "n_train-80_seed-2",
-    ]
+    grid = [f"n_train-{n}_seed-{s}_min_gain-0.02" for n in (40, 80) for s in (1, 2)]
+    assert runs == sorted([*grid, "strict"])
     with warnings.catch_warnings():  # SQLAlchemy 2.1 deprecations inside MLflow's SQL store
         warnings.simplefilter("ignore")
         client = mlflow.MlflowClient(sweep["store"])
@@ -105,40 +110,52 @@ def test_two_shards_write_one_store_and_share_the_base_models_answers(sweep):
             warnings.simplefilter("ignore")
             artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}
         assert {"manifest.json", "html", "predictions"} <= artifacts
-    # shard 0 ran n_train 40 then 80 on seed 1: the second asked the base model nothing
+    # shard 0 ran n_train 40 then 80 on seed 1, then "strict": the later ones asked the base model
+    # nothing
     chats = {name: c["POST /v1/chat/completions"] for name, c in sweep["after_shards"].items()}
-    assert chats["n_train-40_seed-1"] == 3 * N_EVAL  # base, base on the training prompt, fine-tuned
-    assert chats["n_train-80_seed-1"] == N_EVAL  # the fine-tuned model only
+    assert chats[FIRST] == 3 * N_EVAL  # base, base on the training prompt, fine-tuned
+    assert chats["n_train-80_seed-1_min_gain-0.02"] == N_EVAL  # the fine-tuned model only
+    assert chats["strict"] == N_EVAL
+
+
+@pytest.mark.slow
+def test_a_run_differing_only_after_sampling_reuses_the_samples_and_the_free_baseline(sweep):
+    folder = sweep["folder"]
+    strict = json.loads((folder / "strict" / "manifest.json").read_text())
+    assert strict["stages"]["01_explore"]["shared_from"] == FIRST
+    assert "[1/4] 02_build_jsonl" in (folder / "logs" / "strict.log").read_text()
+    for name in ("eval_sample.jsonl", "train_sample.jsonl", "predictions/free-baseline.jsonl"):
+        assert (folder / "strict" / name).read_bytes() == (folder / FIRST / name).read_bytes(), name
+    # one file per training draw of the free baseline and per run's own sample: 2 draws x 4 grid runs
+    assert len(list((folder / "shared" / "free-baseline").glob("*.json"))) == 2 * 4
 
 
 @pytest.mark.slow
 def test_the_whole_sweep_again_skips_finished_runs_and_sends_no_request(sweep):
     code, out = sweep["again"]
     assert code == 0, out[-3000:]
-    assert "0 ran, 4 skipped" in out
+    assert "0 ran, 5 skipped" in out
     assert sweep["after_again"] == sweep["after_shards"]
 
 
 @pytest.mark.slow
 def test_compare_tables_runs_and_tests_pairs_on_the_same_comments(sweep):
     folder = sweep["folder"]
-    code, out = finish(
-        emotune("compare", str(folder / "n_train-40_seed-1"), str(folder / "n_train-80_seed-1"))
-    )
+    other = "n_train-80_seed-1_min_gain-0.02"
+    code, out = finish(emotune("compare", str(folder / FIRST), str(folder / other)))
     assert code == 0, out
     assert "paired tests on the same 60 test comments" in out and "p (Holm)" in out
-    assert "n_train-80_seed-1 - n_train-40_seed-1" in out
+    assert f"{other} - {FIRST}" in out and "n_train" in out.splitlines()[0]
     code, out = finish(emotune("compare", "--no-tests", str(folder)))
     assert code == 0, out
-    assert all(name in out for name in ("n_train-40_seed-2", "n_train-80_seed-2", "verdict"))
+    assert all(name in out for name in ("n_train-80_seed-2_min_gain-0.02", "strict", "verdict"))
 
 
 @pytest.mark.slow
 def test_compare_refuses_to_pair_runs_on_different_comments(sweep):
     folder = sweep["folder"]
-    code, out = finish(
-        emotune("compare", str(folder / "n_train-40_seed-1"), str(folder / "n_train-40_seed-2"))
-    )
+    other = "n_train-40_seed-2_min_gain-0.02"
+    code, out = finish(emotune("compare", str(folder / FIRST), str(folder / other)))
     assert code == 2
     lines = out.strip().splitlines()
     assert len(lines) == 1 and "different test comments" in lines[0], out

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from sklearn import __version__ as sklearn_version
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
@@ -28,6 +29,7 @@ from ..core.prompts import example_labels
 from ..core.taxonomy import Taxonomy
 from ..core.thresholds import tune_thresholds
 from .metrics import to_matrix
+from .reuse import content_key, reused
 from .statistics import point_scores
 
 # random answers averaged for the label-prior floor (its SE is then ~1/14 of one draw's)
@@ -86,10 +88,16 @@ def baselines_by_seed(
     """The baseline's answers on ``texts`` for the run's own sample (key ``seed``) and for every
     draw."""
     sets = {seed: samples} | draws
-    return {
-        s: train_baseline(d["train"], d["validation"], taxonomy=taxonomy, seed=s).predict(texts)
-        for s, d in sets.items()
-    }
+    texts = list(texts)
+
+    def answers(s: int, d: dict) -> list[list[str]]:  # computed once per sweep (stages/reuse.py)
+        def fit() -> list[list[str]]:
+            return train_baseline(d["train"], d["validation"], taxonomy, seed=s).predict(texts)
+
+        key = content_key(d["train"], d["validation"], texts, taxonomy.labels, s, sklearn_version)
+        return reused("free-baseline", key, fit)
+
+    return {s: answers(s, d) for s, d in sets.items()}
 
 
 @dataclass(frozen=True)
