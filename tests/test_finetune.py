@@ -266,3 +266,18 @@ def test_step_metrics_fall_back_to_events(tmp_path, client):
     pd.testing.assert_series_equal(
         from_events["train_loss"], from_csv["train_loss"], check_dtype=False, atol=1e-4
     )
+
+
+def test_a_server_file_is_read_only_up_to_its_cap(tmp_path, client):
+    """The job's results file is read through the same capped reader as a batch's output: within
+    the cap it is the CSV, over it one error naming the file, and never read whole."""
+    from emotune.core.errors import BackendError
+    from emotune.stages.batch import server_file_text
+
+    run = prepare_run(tmp_path / "run")
+    finetune.upload_training_files(P(client), run)
+    done = fast_watch(client, launch(client, run).id)
+    text = server_file_text(client, done.result_files[0], 1024 * 1024)
+    assert text.splitlines()[0].startswith("step,")
+    with pytest.raises(BackendError, match=f"{done.result_files[0]} is larger than the 64 bytes"):
+        server_file_text(client, done.result_files[0], 64)

@@ -85,6 +85,40 @@ def poll_batch(client, batch, *, poll_s: float, max_poll_s: float, timeout_s: fl
     return batch
 
 
+BYTES_PER_ANSWER = (
+    64 * 1024
+)  # one output line: an answer capped at a few dozen tokens, and its envelope
+RESULT_FILE_MAX_BYTES = 64 * 1024 * 1024  # a job's per-step metrics CSV
+
+
+def server_file_text(client, file_id: str, max_bytes: int) -> str:
+    """A file the server made (a batch's output, a job's results), read as text up to
+    ``max_bytes``: a larger one is an error naming it, never read whole."""
+    with client.files.with_streaming_response.content(file_id) as response:
+        body = bytearray()
+        for chunk in response.iter_bytes():
+            body += chunk
+            if len(body) > max_bytes:
+                raise BackendError(
+                    f"the server's file {file_id} is larger than the {max_bytes:,} bytes it can "
+                    "hold; it was not read further"
+                )
+    return body.decode("utf-8", errors="replace")
+
+
+def _lines(client, file_id: str, max_bytes: int) -> list[dict]:
+    """The JSON objects of a batch output or error file; a line that is not one is skipped."""
+    found = []
+    for line in server_file_text(client, file_id, max_bytes).splitlines():
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            found.append(value)
+    return found
+
+
 def collect_batch(
     client, batch, model: str, items, cache: PredictionCache, max_completion_tokens: int
 ):
@@ -94,11 +128,11 @@ def collect_batch(
     cached_before = {k for _, _, k in items if cache.get(k) is not None}
     fresh: set[str] = set()
     failures: dict[str, str] = {}
+    cap = BYTES_PER_ANSWER * (len(items) + 16)
     if batch.output_file_id:
-        for line in client.files.content(batch.output_file_id).text.splitlines():
-            out = json.loads(line)
-            k = by_id[out["custom_id"]]
-            if k in cached_before:
+        for out in _lines(client, batch.output_file_id, cap):
+            k = by_id.get(out.get("custom_id"))
+            if k is None or k in cached_before:  # not one of ours, or answered before
                 continue
             try:
                 record = read_completion(
@@ -110,8 +144,9 @@ def collect_batch(
             cache.put(k, {"model": model, **record, "via": "batch"})
             fresh.add(k)
     if batch.error_file_id:
-        for line in client.files.content(batch.error_file_id).text.splitlines():
-            err = json.loads(line)
+        for err in _lines(client, batch.error_file_id, cap):
+            if err.get("custom_id") not in by_id:
+                continue
             body = (err.get("response") or {}).get("body") or {}
             failures[err["custom_id"]] = (body.get("error") or err.get("error") or {}).get(
                 "message", "batch error"

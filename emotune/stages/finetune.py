@@ -27,6 +27,7 @@ from ..core.manifest import EstimateRecord, JobRecord, SeedJobRecord, UploadReco
 from ..core.openai_spec import JOB_TERMINAL
 from ..core.pricing import check_budget, wind_down_summary
 from ..core.progress import progress_bar
+from .batch import RESULT_FILE_MAX_BYTES, server_file_text
 
 
 @dataclass
@@ -284,7 +285,7 @@ def step_metrics(provider, job) -> pd.DataFrame:
     is none."""
     client = provider.client
     if job.result_files:
-        text = client.files.content(job.result_files[0]).text
+        text = server_file_text(client, job.result_files[0], RESULT_FILE_MAX_BYTES)
         frame = pd.read_csv(io.StringIO(text))
     else:
         rows = [
