@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,38 @@ def wait_job(client, job_id: str, timeout: float = 60):
             return job
         time.sleep(0.05)
     raise AssertionError(f"job {job_id} still {job.status} after {timeout} s")
+
+
+@contextmanager
+def serve_process(state_dir: Path, *options: str, timeout: float = 60):
+    """``emotune serve`` in its own process on a free port, answering ``/health``: yields its root
+    URL (``http://127.0.0.1:PORT``) and stops it afterwards."""
+    import subprocess
+    import sys
+
+    import httpx
+
+    from emotune.local.server import free_port
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "emotune.cli", "serve", "--port", str(port)]
+    proc = subprocess.Popen(
+        [*cmd, "--state-dir", str(state_dir), *options],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    root = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(f"{root}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise AssertionError(f"emotune serve did not answer on {root}") from None
+                time.sleep(0.1)
+        yield root
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -1,13 +1,10 @@
 """Providers: which one connect() builds, what each declares it can do, and how each prices a model."""
 
 import json
-import subprocess
-import sys
-import time
 
-import httpx
 import openai
 import pytest
+from conftest import serve_process
 
 from emotune import ConfigError, Run, providers
 from emotune.core.manifest import BackendRecord
@@ -293,37 +290,9 @@ def test_spending_is_announced_before_the_first_request(monkeypatch):
 
 
 def test_emotune_serve_runs_standalone(tmp_path):
-    from emotune.local.server import free_port
-
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "emotune.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--state-dir",
-            str(tmp_path / "s"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        c = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="whatever")
+    with serve_process(tmp_path / "s") as root:
+        c = openai.OpenAI(base_url=f"{root}/v1", api_key="whatever")
         assert c.models.retrieve("gpt-4.1").owned_by == "system"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        proc.stdout.close()
 
 
 def test_where_the_stand_in_answers_an_openai_name_the_shown_name_says_so():

@@ -17,16 +17,14 @@ import json
 import os
 import subprocess
 import sys
-import time
 from datetime import date
 from pathlib import Path
 
-import httpx
 import pytest
+from conftest import serve_process
 from counting_proxy import CountingProxy
 
 from emotune.core.pricing import load_catalog
-from emotune.local.server import free_port
 
 pytestmark = pytest.mark.slow  # three whole series and a re-run
 
@@ -39,33 +37,8 @@ JOBS = "POST /v1/fine_tuning/jobs"
 @pytest.fixture(scope="module")
 def serve(tmp_path_factory):
     """``emotune serve`` in its own process on its own port: the server "elsewhere"."""
-    state = tmp_path_factory.mktemp("elsewhere")
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "emotune.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--state-dir",
-            str(state),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    root = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{root}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    yield root
-    proc.terminate()
-    proc.wait(timeout=30)
+    with serve_process(tmp_path_factory.mktemp("elsewhere")) as root:
+        yield root
 
 
 def emotune_run(run_dir: Path, env: dict, *params: str) -> str:
@@ -105,7 +78,9 @@ def test_openai_through_a_gateway_uploads_once_launches_once_and_rebuys_nothing(
     assert "bills in dollars" in console and "budget_usd" in console
     assert first[UPLOADS] == 3 and first[JOBS] == 1  # training, validation, the batch's input
     assert second == first, f"a re-run sent new requests: {second - first}"
-    estimate = manifest(run_dir)["estimate"]  # priced from the catalogue, checked against the budget
+    estimate = manifest(run_dir)[
+        "estimate"
+    ]  # priced from the catalogue, checked against the budget
     assert estimate["pricing"] == "usd" and estimate["pricing_note"] == "billed by OpenAI"
     for path in run_dir.rglob("*"):
         assert not path.is_file() or KEY.encode() not in path.read_bytes(), path
