@@ -266,7 +266,8 @@ class Sweep:
     def _budgeted(self, todo: list[SweepRun], budget: float | None) -> list[Outcome]:
         """Notebooks 01-03 of every run (free: no request is paid before 04), then the sweep's sum
         of estimates against ``budget``."""
-        outcomes = [o for o in self._pass(todo, stop="03") if o.status == "failed"]
+        first = [r for r in todo if not _stage_done(self.path(r), "03_validate_cost")]
+        outcomes = [o for o in self._pass(first, stop="03") if o.status == "failed"]
         total, unpriced = 0.0, []
         for run in todo:
             est = Run(self.path(run)).get("estimate") or {}
@@ -328,7 +329,11 @@ def cmd_sweep(args) -> int:
         else:
             _say(
                 f"backend {name}: nothing is billed in dollars"
-                + ("; --budget checks what the estimates would cost" if args.budget else "")
+                + (
+                    "; --budget checks what the estimates would cost"
+                    if args.budget is not None
+                    else ""
+                )
             )
     outcomes = sweep.run(budget=args.budget, bills_dollars=bills)
     failed = [o for o in outcomes if o.status == "failed"]

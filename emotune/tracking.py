@@ -57,6 +57,30 @@ def _artifact_root(uri: str) -> str | None:
 
 
 @contextmanager
+def _store_lock(uri: str):
+    """One process at a time on a SQLite store (``<store>.lock`` beside it): MLflow creates and
+    migrates its tables on first use, and two processes doing so at once leave it broken (parallel
+    sweep jobs, shards on one machine). A server store needs no lock; nor does one we cannot lock."""
+    import fcntl
+
+    handle = None
+    if uri.startswith("sqlite:///"):
+        try:
+            path = Path(uri.removeprefix("sqlite:///"))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(path.with_name(path.name + ".lock"), "a")  # noqa: SIM115
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError:
+            handle = None  # MLflow then says what is wrong with the store
+    try:
+        yield
+    finally:
+        if handle is not None:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
+
+
+@contextmanager
 def _quiet():
     """MLflow and its SQL layer are chatty (INFO lines, deprecation warnings): a run's console shows
     emotune's lines only."""
@@ -99,7 +123,7 @@ class Tracker:
             self._off(f"MLflow is not installed ({INSTALL})", exc)
             return self
         try:
-            with _quiet():
+            with _quiet(), _store_lock(self.uri):
                 self.run_id = _retry(lambda: self._open(mlflow, parameters))
         except Exception as exc:  # any failure of the store: the run matters more than its log
             self._off(f"MLflow store {self.uri} failed", exc)
@@ -172,7 +196,7 @@ class Tracker:
         if self.disabled or not self.run_id:
             return
         try:
-            with _quiet():
+            with _quiet(), _store_lock(self.uri):
                 import mlflow
 
                 mlflow.set_tracking_uri(self.uri)

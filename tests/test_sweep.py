@@ -50,6 +50,15 @@ def finish(proc: subprocess.Popen, timeout: float = 900) -> tuple[int, str]:
     return proc.returncode, out
 
 
+def mlflow_runs(uri: str) -> list:
+    import mlflow
+
+    with warnings.catch_warnings():  # SQLAlchemy 2.1 deprecations inside MLflow's SQL store
+        warnings.simplefilter("ignore")
+        client = mlflow.MlflowClient(uri)
+        return client.search_runs([client.get_experiment_by_name("emotune").experiment_id])
+
+
 def posts(folder: Path) -> dict[str, Counter]:
     """Each run's requests to its local backend, by route (the billable ones are POSTs)."""
     return {
@@ -199,3 +208,28 @@ def test_merging_prediction_caches_keeps_each_answer_once(tmp_path):
     b.write_text('{"key": "2", "content": "y"}\n')
     assert merge_cache(a, b) == 1 and merge_cache(a, b) == 0
     assert sorted(b.read_text().splitlines()) == sorted(a.read_text().splitlines()[:2])
+
+
+@pytest.mark.slow
+def test_the_sweeps_budget_is_checked_before_the_first_paid_request(tmp_path, mirror):
+    """A rehearsal of OpenAI's prices on the local backend: two independent runs side by side
+    (--jobs 2) through notebook 03, then their summed estimate refused by --budget 0."""
+    args = ["sweep", "--sweep-dir", str(tmp_path / "s"), "--jobs", "2", "--budget", "0"]
+    args += ["-p", "base_model=gpt-4.1-mini-2025-04-14", "-p", "n_train=40", "-p", "seed=1,2"]
+    args += ["-p", "n_validation=20", "-p", "n_eval=60", "-p", "baseline_seeds=2"]
+    store = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    code, out = finish(emotune(*args, env=store))
+    assert code == 2, out[-3000:]
+    assert "backend local: nothing is billed in dollars" in out
+    assert "exceeds --budget $0.00" in out and "sweep estimate: $" in out
+    for seed in (1, 2):
+        run = tmp_path / "s" / f"seed-{seed}"
+        stages = json.loads((run / "manifest.json").read_text())["stages"]
+        assert stages["03_validate_cost"]["status"] == "done" and "04_launch_job" not in stages
+        log = run / "local-backend" / "requests.log"
+        assert not log.exists() or "POST" not in log.read_text()
+    # two runs began tracking at once on a fresh SQLite store: both are in it (no migration race)
+    assert "tracking off" not in out and "tracking off" not in "".join(
+        p.read_text() for p in (tmp_path / "s" / "logs").glob("*.log")
+    )
+    assert len(mlflow_runs(store["MLFLOW_TRACKING_URI"])) == 2
