@@ -74,7 +74,7 @@ def resume_point(path: Path) -> str | None:
     for stage in STAGES:
         if not _stage_done(path, stage):
             return None if stage == STAGES[0] else stage[:2]
-    return None
+    return STAGES[-1][:2]  # every notebook done, the rendering not: notebook 05 again renders it
 
 
 @contextmanager
@@ -238,7 +238,11 @@ class Sweep:
                 for future in finished_now:
                     run = running.pop(future)
                     done.add(run.name)
-                    outcome = future.result()
+                    try:
+                        outcome = future.result()
+                    except Exception as exc:  # a folder that cannot be written, say: this run only
+                        self.say(f"{run.name}: could not start ({type(exc).__name__}: {exc})")
+                        outcome = Outcome(run, "failed")
                     outcomes.append(outcome)
                     self.say(_line(outcome, self.path(run)))
         return outcomes

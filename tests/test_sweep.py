@@ -82,6 +82,7 @@ def sweep(tmp_path_factory, mirror):
     after_shards = posts(root / "sweep")
     again = finish(emotune(*args, env=env))
     return {
+        "args": args,
         "root": root,
         "folder": root / "sweep",
         "store": store,
@@ -145,6 +146,16 @@ def test_the_whole_sweep_again_skips_finished_runs_and_sends_no_request(sweep):
     assert code == 0, out[-3000:]
     assert "0 ran, 5 skipped" in out
     assert sweep["after_again"] == sweep["after_shards"]
+
+
+@pytest.mark.slow
+def test_a_finished_sweep_logs_its_runs_into_a_new_store_without_running_them(sweep, tmp_path):
+    other = f"sqlite:///{tmp_path / 'other' / 'mlflow.db'}"
+    code, out = finish(emotune(*sweep["args"], env={"MLFLOW_TRACKING_URI": other}))
+    assert code == 0 and "0 ran, 5 skipped" in out, out[-3000:]
+    assert posts(sweep["folder"]) == sweep["after_shards"]
+    names = sorted(p.parent.name for p in sweep["folder"].glob("*/manifest.json"))
+    assert sorted(r.info.run_name for r in mlflow_runs(other)) == names
 
 
 @pytest.mark.slow
