@@ -1,0 +1,60 @@
+"""The open-weights trainer's MLflow logging: transformers' own MLflowCallback, switched on by the
+variables `emotune run` sets while it tracks (emotune/tracking.py, local/trainers/sft_worker.py).
+
+SmolLM2 is never trained in the tests; a one-layer GPT-2 with random weights takes three steps of the
+same transformers Trainer, reporting to MLflow exactly as the worker's SFTConfig does.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import pytest
+
+from emotune.core.runs import open_run
+from emotune.tracking import TRAINING_RUN_ENV, begin_tracking
+
+
+def test_the_trainers_own_mlflow_run_lands_under_the_emotune_run(tmp_path, monkeypatch):
+    pytest.importorskip("mlflow")
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from emotune.local.trainers.sft_worker import TRACKING_RUN, _report_to
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    assert TRACKING_RUN == TRAINING_RUN_ENV and _report_to() == []  # off unless emotune run tracks
+    run = open_run(tmp_path / "run")
+    tracker = begin_tracking(run, {"seed": 1, "n_train": 8}, say=lambda line: None)
+    assert not tracker.disabled and _report_to() == ["mlflow"]
+    with warnings.catch_warnings():  # transformers', torch's and SQLAlchemy's own notices
+        warnings.simplefilter("ignore")
+        config = transformers.GPT2Config(
+            n_layer=1, n_head=2, n_embd=16, vocab_size=50, n_positions=16
+        )
+        model = transformers.GPT2LMHeadModel(config)
+        rows = [{"input_ids": torch.arange(8), "labels": torch.arange(8)} for _ in range(8)]
+        args = transformers.TrainingArguments(
+            output_dir=str(tmp_path / "out"),
+            max_steps=3,
+            per_device_train_batch_size=4,
+            logging_steps=1,
+            report_to=_report_to(),
+            run_name=os.environ.get(TRACKING_RUN),
+            use_cpu=True,
+            save_strategy="no",
+            disable_tqdm=True,
+        )
+        transformers.Trainer(model=model, args=args, train_dataset=rows).train()
+        tracker.finish(1.0)
+        import mlflow
+
+        client = mlflow.MlflowClient(tracker.uri)
+        found = client.search_runs([client.get_experiment_by_name("emotune").experiment_id])
+    by_name = {r.info.run_name: r for r in found}
+    training = by_name[tracker.training_run_name]
+    assert training.data.tags["mlflow.parentRunId"] == tracker.run_id
+    assert "loss" in training.data.metrics and "learning_rate" in training.data.metrics
+    assert by_name["run"].data.params["seed"] == "1"
+    assert os.environ.get(TRACKING_RUN) is None  # the variables end with the run
