@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import yaml
 
+from .core.config import child_environment, exported
 from .core.errors import ConfigError
 from .core.runs import Run, atomic_write_json
 from .stages.reuse import SHARED_ENV
@@ -209,7 +209,7 @@ class Sweep:
         cmd = [sys.executable, "-m", "emotune.cli", "run", "--run-dir", str(path)]
         cmd += ["--params", str(self.plan.folder / ".params" / f"{run.name}.yaml")]
         cmd += (["--from", start] if start else []) + (["--to", stop] if stop else [])
-        env = os.environ | {SWEEP_ENV: self.label, SHARED_ENV: str(self.shared)}
+        env = child_environment({SWEEP_ENV: self.label, SHARED_ENV: str(self.shared)})
         t0 = time.perf_counter()
         with open(log, "w", encoding="utf-8") as out:
             code = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env).returncode
@@ -256,8 +256,8 @@ class Sweep:
             if finished(self.path(run)):
                 outcomes.append(Outcome(run, "skipped"))
                 if tracked_in(self.path(run)) is None:
-                    os.environ[SWEEP_ENV] = self.label
-                    track_finished(Run(self.path(run)), say=lambda line: None)
+                    with exported({SWEEP_ENV: self.label}):
+                        track_finished(Run(self.path(run)), say=lambda line: None)
             else:
                 todo.append(run)
         if outcomes:

@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 import warnings
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .core.config import DEFAULT_RUNS_ROOT
+from .core.config import DEFAULT_RUNS_ROOT, env, exported
 from .core.runs import Run, atomic_write_json
 
 EXPERIMENT = "emotune"  # MLFLOW_EXPERIMENT_NAME overrides it
@@ -41,8 +40,8 @@ HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TI
 
 def store_uri(run_path: Path) -> str:
     """``MLFLOW_TRACKING_URI``, else the SQLite store of the runs folder ``run_path`` lives in."""
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
+    if env("MLFLOW_TRACKING_URI"):
+        return env("MLFLOW_TRACKING_URI")
     run_path, root = Path(run_path).resolve(), DEFAULT_RUNS_ROOT.resolve()
     folder = root if root in run_path.parents else run_path.parent
     return f"sqlite:///{folder / STORE_FILE}"
@@ -105,7 +104,7 @@ class Tracker:
     say: Callable[[str], None] = print
     run_id: str | None = None
     disabled: bool = False
-    _saved_env: dict = field(default_factory=dict)
+    _exported: ExitStack = field(default_factory=ExitStack)
 
     def _off(self, what: str, exc: BaseException) -> None:
         if not self.disabled:
@@ -114,8 +113,7 @@ class Tracker:
 
     def begin(self, parameters: dict) -> Tracker:
         """Open (or resume) the MLflow run and let the open-weights trainer log into the store."""
-        for name, value in HTTP_DEFAULTS.items():
-            os.environ.setdefault(name, value)
+        self._exported.enter_context(exported({k: env(k) or v for k, v in HTTP_DEFAULTS.items()}))
         try:
             with _quiet():
                 import mlflow
@@ -128,13 +126,12 @@ class Tracker:
         except Exception as exc:  # any failure of the store: the run matters more than its log
             self._off(f"MLflow store {self.uri} failed", exc)
             return self
-        env = {
+        for_the_trainer = {
             "MLFLOW_TRACKING_URI": self.uri,
             "MLFLOW_EXPERIMENT_NAME": _experiment(),
             TRAINING_RUN_ENV: self.training_run_name,
         }
-        self._saved_env = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
+        self._exported.enter_context(exported(for_the_trainer))
         return self
 
     @property
@@ -162,8 +159,8 @@ class Tracker:
             except Exception:
                 run_id = None
         tags = {"emotune.run_dir": str(self.run.path.resolve()), "emotune.run_id": self.run.id}
-        if os.environ.get(SWEEP_ENV):
-            tags["emotune.sweep"] = os.environ[SWEEP_ENV]
+        if env(SWEEP_ENV):
+            tags["emotune.sweep"] = env(SWEEP_ENV)
         params = loggable_parameters(parameters | {"run_name": self.run.name})
         changed = sorted(k for k, v in params.items() if k in logged and logged[k] != v)
         if changed:  # MLflow params are write-once: a resumed run with new values says which
@@ -187,15 +184,9 @@ class Tracker:
 
     def finish(self, wall_seconds: float | None = None, failed: str | None = None) -> None:
         """Log what the manifest holds now (scores, verdict, timings, costs) and the artifacts."""
-        for key, value in self._saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        self._saved_env = {}
-        if self.disabled or not self.run_id:
-            return
         try:
+            if self.disabled or not self.run_id:
+                return
             with _quiet(), _store_lock(self.uri):
                 import mlflow
 
@@ -204,6 +195,8 @@ class Tracker:
         except Exception as exc:
             self._off(f"logging to MLflow store {self.uri} failed", exc)
             return
+        finally:
+            self._exported.close()  # the variables begin set go back to what they were
         self.say(f"tracked in MLflow: {self.uri} (run {self.run_id})")
 
 
@@ -221,7 +214,7 @@ def _retry(step: Callable[[], object], tries: int = 3, pause_s: float = 2.0):
 
 
 def _experiment() -> str:
-    return os.environ.get("MLFLOW_EXPERIMENT_NAME") or EXPERIMENT
+    return env("MLFLOW_EXPERIMENT_NAME") or EXPERIMENT
 
 
 def _marker(run_path: Path) -> dict:

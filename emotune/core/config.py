@@ -14,6 +14,9 @@ Environment variables:
 - ``EMOTUNE_REPLAY``: set (``make notebooks``, ``make refresh-notebooks``) when the notebooks replay
   a recorded run: every upload, job, batch and answer must come from the recording, never be made
   anew.
+- ``MLFLOW_TRACKING_URI``, ``MLFLOW_EXPERIMENT_NAME``: where ``emotune run`` tracks (``tracking.py``;
+  default a SQLite store under ``runs/``). ``EMOTUNE_SWEEP`` and ``EMOTUNE_SHARED_DIR`` are set by
+  ``emotune sweep`` for its runs (their sweep, and the folder of what they share).
 """
 
 from __future__ import annotations
@@ -161,6 +164,19 @@ def _environment(settings: dict[str, str | None]) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+@contextmanager
+def exported(settings: dict[str, str | None]) -> Iterator[None]:
+    """Within the block, this process and those it starts see ``settings`` (a tracked run's MLflow
+    store for the trainer, a sweep's name); everything is put back after."""
+    with _environment(settings):
+        yield
+
+
+def child_environment(settings: dict[str, str]) -> dict[str, str]:
+    """The environment for a process started with ``settings`` added (a sweep's runs)."""
+    return dict(os.environ) | settings
 
 
 def azure_settings() -> dict[str, str | None]:

@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
+
+from ..core.config import env
+from ..core.runs import atomic_write_json
 
 SHARED_ENV = "EMOTUNE_SHARED_DIR"
 
 
 def shared_dir() -> Path | None:
-    value = os.environ.get(SHARED_ENV)
+    value = env(SHARED_ENV)
     return Path(value) if value else None
 
 
@@ -48,10 +51,6 @@ def reused(kind: str, key: str, compute: Callable[[], Any]) -> Any:
     except (OSError, ValueError):
         pass  # not computed yet (or cut short): compute it
     value = compute()
-    try:
-        from ..core.runs import atomic_write_json
-
+    with suppress(OSError):  # a folder that cannot be written costs the next run this computation
         atomic_write_json(path, value)
-    except OSError:
-        pass  # a folder that cannot be written costs the next run this computation, nothing more
     return value

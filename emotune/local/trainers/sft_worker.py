@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 from pathlib import Path
 
@@ -32,7 +31,15 @@ TRACKING_RUN = "EMOTUNE_MLFLOW_TRAINING_RUN"
 def _report_to() -> list[str]:
     from importlib.util import find_spec
 
-    return ["mlflow"] if os.environ.get(TRACKING_RUN) and find_spec("mlflow") else []
+    from emotune.core.config import env
+
+    return ["mlflow"] if env(TRACKING_RUN) and find_spec("mlflow") else []
+
+
+def _tracking_run() -> str | None:
+    from emotune.core.config import env
+
+    return env(TRACKING_RUN)
 
 
 def _emit(kind: str, **data) -> None:
@@ -85,7 +92,7 @@ def main(job_dir: str) -> int:
         save_strategy="epoch",
         save_only_model=True,
         report_to=_report_to(),
-        run_name=os.environ.get(TRACKING_RUN),
+        run_name=_tracking_run(),
         disable_tqdm=True,
         max_length=1024,
         completion_only_loss=True,
