@@ -13,12 +13,13 @@ again on it (``--from 05``, or a sweep resuming) updates the same MLflow run ins
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import time
 import warnings
 from collections.abc import Callable
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,7 +86,9 @@ def _quiet():
     emotune's lines only."""
     for name in ("mlflow", "alembic", "sqlalchemy"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    with warnings.catch_warnings():
+    # a tracking server makes MLflow print "View run ... at: <url>" for every call; emotune says
+    # once where the run went
+    with warnings.catch_warnings(), redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
         warnings.simplefilter("ignore")
         yield
 
