@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import fcntl
 import json
-import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -34,12 +34,10 @@ from .core.errors import ConfigError
 from .core.runs import Run, atomic_write_json
 from .stages.reuse import SHARED_ENV
 from .summary import shown
-from .sweep_plan import SweepPlan, SweepRun
+from .sweep_plan import CACHE, SweepPlan, SweepRun, merge_cache, share_samples
 from .tracking import SWEEP_ENV, track_finished, tracked_in
 
 SHARED = "shared"
-CACHE = "predictions/cache.jsonl"  # a run's prediction cache (emotune/stages/evaluate.py)
-SAMPLE_FILES = ("eval_sample.jsonl", "train_sample.jsonl", "validation_sample.jsonl", "draws")
 
 
 @dataclass
@@ -89,53 +87,6 @@ def _locked(folder: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _lines_by_key(path: Path) -> dict[str, str]:
-    out = {}
-    if path.is_file():
-        for line in path.read_text("utf-8").splitlines():
-            try:
-                key = json.loads(line).get("key")
-            except (ValueError, AttributeError):
-                continue  # a line cut short by a crash: that answer is asked again
-            if isinstance(key, str):
-                out.setdefault(key, line)
-    return out
-
-
-def merge_cache(source: Path, target: Path) -> int:
-    """Append the answers of ``source`` that ``target`` lacks; returns how many."""
-    have, new = _lines_by_key(target), _lines_by_key(source)
-    missing = [line for key, line in new.items() if key not in have]
-    if missing:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with open(target, "a", encoding="utf-8") as f:
-            f.write("".join(line + "\n" for line in missing))
-    return len(missing)
-
-
-def share_samples(source: Path, target: Path) -> None:
-    """Give ``target`` the samples, splits and draws notebook 01 wrote in ``source`` (with the
-    manifest sections that describe them and the executed notebook), so it starts at notebook 02."""
-    for name in SAMPLE_FILES:
-        src, dst = source / name, target / name
-        if src.is_dir():
-            shutil.copytree(src, dst, dirs_exist_ok=True)
-        elif src.is_file():
-            shutil.copy2(src, dst)
-    notebook = source / "notebooks" / "01_explore.ipynb"
-    if notebook.is_file():
-        (target / "notebooks").mkdir(parents=True, exist_ok=True)
-        shutil.copy2(notebook, target / "notebooks" / notebook.name)
-    src = Run(source)
-    stage = dict(src.get("stages", "01_explore") or {}) | {"shared_from": source.name}
-    Run(target).update(
-        parameters=src.get("parameters") or {},
-        data=src.get("data") or {},
-        samples=src.get("samples") or {},
-        stages={"01_explore": stage},
-    )
-
-
 class Sweep:
     """Executes a plan's runs (or one shard of them)."""
 
@@ -147,6 +98,7 @@ class Sweep:
         self.runs = plan.shard(*shard)
         self.shared = plan.folder / SHARED
         self.label = plan.name + (f" shard {self.index}/{self.count}" if self.count > 1 else "")
+        self._children: set[subprocess.Popen] = set()
 
     def path(self, run: SweepRun) -> Path:
         return self.plan.folder / run.name
@@ -211,8 +163,13 @@ class Sweep:
         cmd += (["--from", start] if start else []) + (["--to", stop] if stop else [])
         env = child_environment({SWEEP_ENV: self.label, SHARED_ENV: str(self.shared)})
         t0 = time.perf_counter()
-        with open(log, "w", encoding="utf-8") as out:
-            code = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env).returncode
+        with (
+            open(log, "w", encoding="utf-8") as out,
+            subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env) as child,
+        ):
+            self._children.add(child)
+            code = child.wait()
+            self._children.discard(child)
         with _locked(self.shared):
             merge_cache(path / CACHE, self.shared / "cache.jsonl")
         status = "ran" if code == 0 else "failed"
@@ -223,7 +180,7 @@ class Sweep:
         waits, done, outcomes = self._leaders(), set(), []
         pending = list(todo)
         names = {r.name for r in todo}
-        with ThreadPoolExecutor(self.jobs) as pool:
+        with ThreadPoolExecutor(self.jobs) as pool, self._interruptible():
             running: dict[Future, SweepRun] = {}
             while pending or running:
                 for run in list(pending):
@@ -246,6 +203,20 @@ class Sweep:
                     outcomes.append(outcome)
                     self.say(_line(outcome, self.path(run)))
         return outcomes
+
+    @contextmanager
+    def _interruptible(self):
+        """Ctrl-C (or SIGINT to the sweep alone) interrupts the runs in flight too: each stops as
+        ``emotune run`` stops on Ctrl-C, and the same command resumes them later."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            for child in list(self._children):
+                child.send_signal(signal.SIGINT)
+            self.say(
+                f"interrupted: {len(self._children)} run(s) in flight stopped; run again to resume"
+            )
+            raise
 
     def run(self, budget: float | None = None, bills_dollars: bool = False) -> list[Outcome]:
         """The sweep (or this shard of it): skips finished runs, checks the budget first where

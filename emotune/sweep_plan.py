@@ -1,6 +1,7 @@
 """What ``emotune sweep`` runs: parameter sets from a grid (``-p n_train=100,300 -p seed=1,2``) or
 a YAML file, each checked like ``emotune run``'s before anything is written, each with a stable name
-(its folder under the sweep folder) and the keys that say what two runs share.
+(its folder under the sweep folder) and the keys that say what two runs share; and how they share
+it (notebook 01's samples copied, prediction caches merged).
 
 A sweep file is YAML::
 
@@ -22,6 +23,7 @@ import hashlib
 import itertools
 import json
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +31,7 @@ import yaml
 
 from .core.config import DEFAULT_RUNS_ROOT
 from .core.errors import ConfigError
+from .core.runs import Run
 from .series import DEFAULT_PARAMETERS, HYPERPARAMETERS, coerce, prepare, shown_value
 
 # Parameters that hold a comma-separated list themselves: a comma in -p is theirs, not a grid axis.
@@ -223,3 +226,54 @@ def build_plan(
     name = name or f"sweep-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
     root = Path(folder) if folder else DEFAULT_RUNS_ROOT / "sweeps" / _slug(name)
     return SweepPlan(name, root.resolve(), tuple(runs), varying)
+
+
+CACHE = "predictions/cache.jsonl"  # a run's prediction cache (emotune/stages/evaluate.py)
+SAMPLE_FILES = ("eval_sample.jsonl", "train_sample.jsonl", "validation_sample.jsonl", "draws")
+
+
+def _lines_by_key(path: Path) -> dict[str, str]:
+    out = {}
+    if path.is_file():
+        for line in path.read_text("utf-8").splitlines():
+            try:
+                key = json.loads(line).get("key")
+            except (ValueError, AttributeError):
+                continue  # a line cut short by a crash: that answer is asked again
+            if isinstance(key, str):
+                out.setdefault(key, line)
+    return out
+
+
+def merge_cache(source: Path, target: Path) -> int:
+    """Append the answers of ``source`` that ``target`` lacks; returns how many."""
+    have, new = _lines_by_key(target), _lines_by_key(source)
+    missing = [line for key, line in new.items() if key not in have]
+    if missing:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target, "a", encoding="utf-8") as f:
+            f.write("".join(line + "\n" for line in missing))
+    return len(missing)
+
+
+def share_samples(source: Path, target: Path) -> None:
+    """Give ``target`` the samples, splits and draws notebook 01 wrote in ``source`` (with the
+    manifest sections that describe them and the executed notebook), so it starts at notebook 02."""
+    for name in SAMPLE_FILES:
+        src, dst = source / name, target / name
+        if src.is_dir():
+            shutil.copytree(src, dst, dirs_exist_ok=True)
+        elif src.is_file():
+            shutil.copy2(src, dst)
+    notebook = source / "notebooks" / "01_explore.ipynb"
+    if notebook.is_file():
+        (target / "notebooks").mkdir(parents=True, exist_ok=True)
+        shutil.copy2(notebook, target / "notebooks" / notebook.name)
+    src = Run(source)
+    stage = dict(src.get("stages", "01_explore") or {}) | {"shared_from": source.name}
+    Run(target).update(
+        parameters=src.get("parameters") or {},
+        data=src.get("data") or {},
+        samples=src.get("samples") or {},
+        stages={"01_explore": stage},
+    )

@@ -180,6 +180,8 @@ class Tracker:
             log_manifest(mlflow, self.run.manifest(), wall_seconds)
             if failed:
                 mlflow.set_tag("emotune.failed", failed[:5000])
+            elif "emotune.failed" in mlflow.get_run(self.run_id).data.tags:  # resumed and done
+                mlflow.MlflowClient().delete_tag(self.run_id, "emotune.failed")
             log_artifacts(mlflow, self.run.path)
             _adopt_training_runs(mlflow, self.run_id, self.training_run_name)
         if failed:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -19,8 +21,7 @@ from pathlib import Path
 import pytest
 
 from emotune.core.errors import ConfigError
-from emotune.sweep import merge_cache
-from emotune.sweep_plan import build_plan, from_assignments, parse_shard
+from emotune.sweep_plan import build_plan, from_assignments, merge_cache, parse_shard
 
 SIZES = ["-p", "base_model=stand-in", "-p", "n_validation=20", "-p", "n_eval=60"]
 SIZES += ["-p", "baseline_seeds=2"]
@@ -244,3 +245,28 @@ def test_the_sweeps_budget_is_checked_before_the_first_paid_request(tmp_path, mi
         p.read_text() for p in (tmp_path / "s" / "logs").glob("*.log")
     )
     assert len(mlflow_runs(store["MLFLOW_TRACKING_URI"])) == 2
+
+
+@pytest.mark.slow
+def test_an_interrupted_sweep_resumes_where_its_run_stopped(tmp_path, mirror):
+    store = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    args = ["sweep", "--sweep-dir", str(tmp_path / "s"), *SIZES, "-p", "n_train=40", "-p", "seed=9"]
+    manifest = tmp_path / "s" / "run" / "manifest.json"
+    first = emotune(*args, env=store)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:  # Ctrl-C once notebook 03 is done
+        stages = json.loads(manifest.read_text()).get("stages", {}) if manifest.is_file() else {}
+        if stages.get("03_validate_cost", {}).get("status") == "done":
+            break
+        time.sleep(0.5)
+    first.send_signal(signal.SIGINT)
+    code, out = finish(first)
+    assert code == 130 and "interrupted" in out, out[-3000:]
+    code, out = finish(emotune(*args, env=store))
+    assert code == 0 and "1 ran" in out, out[-3000:]
+    log = (tmp_path / "s" / "logs" / "run.log").read_text()
+    assert "01_explore" not in log and "05_evaluate done" in log  # resumed, not started again
+    (found,) = mlflow_runs(
+        store["MLFLOW_TRACKING_URI"]
+    )  # one MLflow run, finished, no failure left
+    assert found.info.status == "FINISHED" and "emotune.failed" not in found.data.tags
