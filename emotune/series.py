@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .core.config import headless_kernels
-from .core.errors import ConfigError, NotebookFailed
+from .core.errors import ConfigError, NotebookFailed, shown_value
 from .core.runs import Run, atomic_write_json, now_iso
 from .stages.passes import SWITCHES, parse_switch
 
@@ -165,12 +165,6 @@ MAXIMUMS = dict(seed=2**32 - 1, n_train=10**9, n_validation=10**9, n_eval=10**9,
 MAXIMUMS |= dict(budget_usd=1e6, baseline_seeds=1000, min_gain=1.0, n_epochs=50, batch_size=10**6)
 MAXIMUMS |= dict(learning_rate_multiplier=1000.0)
 WHOLE_HYPERPARAMETERS = ("n_epochs", "batch_size")  # they count; the multiplier may be fractional
-
-
-def shown_value(value: object) -> str:
-    """A value as an error line quotes it: its repr, cut to 80 characters."""
-    text = repr(value)
-    return text if len(text) <= 80 else f"{text[:60]}... ({len(text):,} characters)"
 
 
 def _refused(name: str, value: object, whole: bool, low: float) -> ConfigError:

@@ -23,7 +23,7 @@ from contextlib import ExitStack, contextmanager, redirect_stderr, redirect_stdo
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .core.config import DEFAULT_RUNS_ROOT, env, exported
+from .core.config import DEFAULT_RUNS_ROOT, TRACKING_ENV, env, exported, tracking_wanted
 from .core.runs import Run, atomic_write_json
 
 EXPERIMENT = "emotune"  # MLFLOW_EXPERIMENT_NAME overrides it
@@ -116,6 +116,10 @@ class Tracker:
 
     def begin(self, parameters: dict) -> Tracker:
         """Open (or resume) the MLflow run and let the open-weights trainer log into the store."""
+        if not tracking_wanted():
+            self.say(f"tracking off: {TRACKING_ENV}=off; the run goes on untracked")
+            self.disabled = True
+            return self
         self._exported.enter_context(exported({k: env(k) or v for k, v in HTTP_DEFAULTS.items()}))
         try:
             with _quiet():

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+# MLflow tracking costs seconds per `emotune run`: only the tests about it (test_sweep, test_tracking)
+# turn it on; set here, before any fixture, so that runs made by module-scoped fixtures are untracked too
+os.environ.setdefault("EMOTUNE_TRACKING", "off")
 MIRROR = os.environ.get("EMOTUNE_DATA_DIR", "")
 SEED_TUTORIAL = os.environ.get("EMOTUNE_SEED_TUTORIAL_DIR", "")
 

@@ -32,6 +32,7 @@ def test_a_thousand_labels_run_through_all_five_notebooks(tmp_path):
         "n_train=1000",
         "n_validation=50",
         "n_eval=200",
+        "baseline_seeds=2",  # the free baseline on 1,000 labels is the slow part: two draws
     )
     assert len(manifest["data"]["label_set"]["labels"]) == 1000
     assert set(manifest["stages"]) == {f"0{i}_" + n for i, n in enumerate(NAMES, 1)}

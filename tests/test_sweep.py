@@ -42,7 +42,7 @@ def emotune(*args: str, env: dict | None = None) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env=os.environ | {"TQDM_DISABLE": "1"} | (env or {}),
+        env=os.environ | {"TQDM_DISABLE": "1", "EMOTUNE_TRACKING": "on"} | (env or {}),
     )
 
 

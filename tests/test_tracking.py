@@ -24,6 +24,7 @@ def test_the_trainers_own_mlflow_run_lands_under_the_emotune_run(tmp_path, monke
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    monkeypatch.setenv("EMOTUNE_TRACKING", "on")  # the test suite turns it off elsewhere
     assert TRACKING_RUN == TRAINING_RUN_ENV and _report_to() == []  # off unless emotune run tracks
     run = open_run(tmp_path / "run")
     tracker = begin_tracking(run, {"seed": 1, "n_train": 8}, say=lambda line: None)
@@ -58,3 +59,15 @@ def test_the_trainers_own_mlflow_run_lands_under_the_emotune_run(tmp_path, monke
     assert "loss" in training.data.metrics and "learning_rate" in training.data.metrics
     assert by_name["run"].data.params["seed"] == "1"
     assert os.environ.get(TRACKING_RUN) is None  # the variables end with the run
+
+
+def test_tracking_turned_off_says_so_once_and_writes_no_store(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMOTUNE_TRACKING", "off")
+    run = open_run(tmp_path / "runs" / "run")
+    said: list[str] = []
+    tracker = begin_tracking(run, {"seed": 1}, say=said.append)
+    tracker.finish(1.0)
+    assert tracker.disabled and said == [
+        "tracking off: EMOTUNE_TRACKING=off; the run goes on untracked"
+    ]
+    assert not list(tmp_path.rglob("mlflow.db"))

@@ -17,6 +17,7 @@ Environment variables:
 - ``MLFLOW_TRACKING_URI``, ``MLFLOW_EXPERIMENT_NAME``: where ``emotune run`` tracks (``tracking.py``;
   default a SQLite store under ``runs/``). ``EMOTUNE_SWEEP`` and ``EMOTUNE_SHARED_DIR`` are set by
   ``emotune sweep`` for its runs (their sweep, and the folder of what they share).
+  ``EMOTUNE_TRACKING=off`` turns tracking off.
 """
 
 from __future__ import annotations
@@ -80,6 +81,14 @@ def fault_settings() -> dict[str, float]:
         "fail_429": float(env("EMOTUNE_LOCAL_FAIL_429", "0")),
         "fail_500": float(env("EMOTUNE_LOCAL_FAIL_500", "0")),
     }
+
+
+TRACKING_ENV = "EMOTUNE_TRACKING"
+
+
+def tracking_wanted() -> bool:
+    """Whether ``emotune run`` tracks in MLflow: yes unless ``EMOTUNE_TRACKING`` is off/0/false/no."""
+    return (env(TRACKING_ENV) or "on").strip().lower() not in ("off", "0", "false", "no")
 
 
 REPLAY_ENV = "EMOTUNE_REPLAY"

@@ -73,3 +73,9 @@ class PredictionError(BackendError):
 
 class NotebookFailed(EmotuneError):
     """A notebook in the series raised; the message names the notebook and the failing cell."""
+
+
+def shown_value(value: object) -> str:
+    """A value as an error line quotes it: its repr, cut to 80 characters."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(text):,} characters)"

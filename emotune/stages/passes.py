@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, shown_value
 from ..core.prompts import PromptSpec
 from ..core.roles import Role
 from .batch import classify_batch
@@ -39,7 +39,7 @@ def parse_switch(name: str, value: object) -> bool | str:
         return value
     word = _WORDS.get(str(value).strip().lower()) if isinstance(value, str | int) else None
     if word is None:
-        raise ConfigError(f"parameter {name}: {value!r} is not true, false or auto")
+        raise ConfigError(f"parameter {name}: {shown_value(value)} is not true, false or auto")
     return word
 
 
