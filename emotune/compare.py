@@ -72,7 +72,8 @@ class RunSummary:
     def cost(self) -> str:
         c = self.costs
         if c.get("usd_online") is not None or c.get("training_usd") is not None:
-            return f"${(c.get('training_usd') or 0):,.2f} training + ${c.get('usd_online') or 0:,.2f}/1k"
+            training, online = c.get("training_usd") or 0, c.get("usd_online") or 0
+            return f"${training:,.2f} training + ${online:,.2f}/1k"
         train, online = c.get("training_seconds"), c.get("seconds_online")
         parts = [f"{train:,.0f} s training" if isinstance(train, int | float) else ""]
         parts.append(f"{online:,.1f} s/1k answers" if isinstance(online, int | float) else "")

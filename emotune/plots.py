@@ -163,8 +163,8 @@ def plot_token_distribution(
             histtype="step",
             linewidth=1.6,
             weights=np.full(len(shown), 100 / len(tokens)),
-            label=f"{name} (median {int(np.median(tokens))}; {int((tokens > cut).sum())} above {cut:.0f}, "
-            f"max {tokens.max()})",
+            label=f"{name} (median {int(np.median(tokens))}; "
+            f"{int((tokens > cut).sum())} above {cut:.0f}, max {tokens.max()})",
         )
     ax.legend(fontsize=8)
     return _finish(
@@ -249,7 +249,8 @@ def plot_training_curves(
 
 def _error_bars(value, low, high) -> np.ndarray:
     """Matplotlib's ``yerr`` for estimates and their intervals: a BCa interval need not contain its
-    estimate (skewed resamples) and an undefined one is NaN, so no bar is below zero or undefined."""
+    estimate (skewed resamples) and an undefined one is NaN, so no bar is below zero or
+    undefined."""
     value, low, high = (np.asarray(v, dtype=float) for v in (value, low, high))
     return np.nan_to_num(np.vstack([value - low, high - value]), nan=0.0).clip(min=0)
 

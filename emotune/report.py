@@ -116,12 +116,13 @@ def render_html(run) -> Path:
     heads = "\n".join(f"<li>{html.escape(h)}</li>" for h in _headlines(manifest))
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>emotune run {html.escape(run.name)}</title>
-<style>body{{font-family:sans-serif;max-width:52rem;margin:2rem auto;line-height:1.5}}</style></head>
+<style>body{{font-family:sans-serif;max-width:52rem;margin:2rem auto;
+line-height:1.5}}</style></head>
 <body>
 <h1>emotune run <code>{html.escape(run.name)}</code></h1>
-<p>From a labelled dataset to a fine-tuned classifier, and whether it was worth its cost. Each notebook below
-was
-executed headless for this run; its manifest is <code>manifest.json</code> beside this folder.</p>
+<p>From a labelled dataset to a fine-tuned classifier, and whether it was worth its cost.
+Each notebook below was executed headless for this run; its manifest is
+<code>manifest.json</code> beside this folder.</p>
 <h2>Headline results</h2>
 <ul id="headlines">
 {heads}

@@ -143,7 +143,8 @@ class Sweep:
     def execute(
         self, run: SweepRun, *, start: str | None = None, stop: str | None = None
     ) -> Outcome:
-        """One ``emotune run`` of ``run`` in its own process, its answers shared before and after."""
+        """One ``emotune run`` of ``run`` in its own process, its answers shared before and
+        after."""
         path, logs = self.path(run), self.plan.folder / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         path.mkdir(parents=True, exist_ok=True)

@@ -54,7 +54,8 @@ AFTER_SAMPLING = (
     "batch_check",
 )
 # Only the training sample depends on these: runs equal in everything else ask the base model the
-# same questions on the same test comments (a run waits for the first of them, then reads its answers)
+# same questions on the same test comments (a run waits for the first of them, then reads its
+# answers)
 TRAINING_SIZE = ("n_train", "n_validation", "train_sampling", "baseline_seeds", "n_seeds")
 
 
@@ -117,7 +118,8 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 
 
 def _value(name: str, raw: str) -> object:
-    """One -p value as ``emotune run`` reads it: text parameters keep their text, others are YAML."""
+    """One -p value as ``emotune run`` reads it: text parameters keep their text, the others are
+    read as YAML."""
     text_param = isinstance(DEFAULT_PARAMETERS.get(name), str) and name not in HYPERPARAMETERS
     if text_param or not raw.strip():
         return raw

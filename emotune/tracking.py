@@ -6,9 +6,10 @@ reads); otherwise a SQLite file beside the run: ``runs/mlflow.db`` for a run und
 under ``runs/sweeps/`` included), else ``mlflow.db`` in the run directory's parent. Browse it with
 ``mlflow ui --backend-store-uri sqlite:///runs/mlflow.db``.
 
-Tracking never stops a run: when MLflow is not installed or its store fails, the run says so in one
-line and goes on. A run directory remembers its MLflow run (``tracking.json``), so running the series
-again on it (``--from 05``, or a sweep resuming) updates the same MLflow run instead of adding one.
+Tracking never stops a run: when MLflow is not installed or its store fails, the run says so in
+one line and goes on. A run directory remembers its MLflow run (``tracking.json``), so running the
+series again on it (``--from 05``, or a sweep resuming) updates the same MLflow run instead of
+adding one.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def _artifact_root(uri: str) -> str | None:
 def _store_lock(uri: str):
     """One process at a time on a SQLite store (``<store>.lock`` beside it): MLflow creates and
     migrates its tables on first use, and two processes doing so at once leave it broken (parallel
-    sweep jobs, shards on one machine). A server store needs no lock; nor does one we cannot lock."""
+    sweep jobs, shards on one machine). A server store needs no lock; nor does one we cannot
+    lock."""
     import fcntl
 
     handle = None
@@ -353,7 +355,8 @@ def track_finished(run: Run, say: Callable[[str], None] = print) -> Tracker:
 @contextmanager
 def track_series(run: Run, parameters: dict, say: Callable[[str], None] = print):
     """Track the series run inside the block; a failure in it is logged as a failed MLflow run (and
-    re-raised). On success call ``finish(wall_seconds)`` on the tracker once the run has reported."""
+    re-raised). On success call ``finish(wall_seconds)`` on the tracker once the run has
+    reported."""
     tracker, started = begin_tracking(run, parameters, say), time.perf_counter()
     try:
         yield tracker

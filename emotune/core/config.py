@@ -14,9 +14,10 @@ Environment variables:
 - ``EMOTUNE_REPLAY``: set (``make notebooks``, ``make refresh-notebooks``) when the notebooks replay
   a recorded run: every upload, job, batch and answer must come from the recording, never be made
   anew.
-- ``MLFLOW_TRACKING_URI``, ``MLFLOW_EXPERIMENT_NAME``: where ``emotune run`` tracks (``tracking.py``;
-  default a SQLite store under ``runs/``). ``EMOTUNE_SWEEP`` and ``EMOTUNE_SHARED_DIR`` are set by
-  ``emotune sweep`` for its runs (their sweep, and the folder of what they share).
+- ``MLFLOW_TRACKING_URI``, ``MLFLOW_EXPERIMENT_NAME``: where ``emotune run`` tracks
+  (``tracking.py``; default a SQLite store under ``runs/``). ``EMOTUNE_SWEEP`` and
+  ``EMOTUNE_SHARED_DIR`` are set by ``emotune sweep`` for its runs (their sweep, and the folder of
+  what they share).
   ``EMOTUNE_TRACKING=off`` turns tracking off.
 """
 
@@ -87,7 +88,8 @@ TRACKING_ENV = "EMOTUNE_TRACKING"
 
 
 def tracking_wanted() -> bool:
-    """Whether ``emotune run`` tracks in MLflow: yes unless ``EMOTUNE_TRACKING`` is off/0/false/no."""
+    """Whether ``emotune run`` tracks in MLflow: yes unless ``EMOTUNE_TRACKING`` is off, 0, false
+    or no."""
     return (env(TRACKING_ENV) or "on").strip().lower() not in ("off", "0", "false", "no")
 
 
@@ -189,10 +191,10 @@ def child_environment(settings: dict[str, str]) -> dict[str, str]:
 
 
 def azure_settings() -> dict[str, str | None]:
-    """Azure OpenAI's settings, under the names the official client reads: ``AZURE_OPENAI_ENDPOINT``,
-    ``AZURE_OPENAI_API_KEY`` (never stored or printed), ``OPENAI_API_VERSION``, and emotune's
-    ``AZURE_OPENAI_DEPLOYMENTS`` (``model=deployment,...``: where a deployment is not named after
-    its model)."""
+    """Azure OpenAI's settings, under the names the official client reads:
+    ``AZURE_OPENAI_ENDPOINT``, ``AZURE_OPENAI_API_KEY`` (never stored or printed),
+    ``OPENAI_API_VERSION``, and emotune's ``AZURE_OPENAI_DEPLOYMENTS`` (``model=deployment,...``:
+    where a deployment is not named after its model)."""
     return {
         "endpoint": env("AZURE_OPENAI_ENDPOINT"),
         "api_key": env("AZURE_OPENAI_API_KEY"),

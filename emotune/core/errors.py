@@ -1,15 +1,15 @@
 """The exception tree. Library code raises these; notebooks and the CLI show them.
 
     EmotuneError
-    ├── ConfigError             a setting is missing or wrong (names the variable or parameter)
+    ├── ConfigError             a setting is missing or wrong (names it)
     ├── DataError               input data breaks a rule (names file, line and rule)
     │   └── ChecksumError       a known file does not match its published sha256
     ├── BudgetError             an estimate exceeds the budget; nothing was spent
-    ├── LifecycleError          the model or date makes the request impossible (OpenAI's wind-down)
+    ├── LifecycleError          the model or date rules the request out (wind-down)
     ├── BackendError            the API answered with an error we cannot recover from
-    │   └── PredictionError     some predictions still failed after retries (what was answered is cached)
+    │   └── PredictionError     predictions failed after retries (answers are cached)
     ├── JobError                a fine-tuning job failed or was cancelled
-    └── NotebookFailed          a notebook of the series raised (names the notebook and the cell)
+    └── NotebookFailed          a notebook raised (names it and the cell)
 
 Every exception emotune raises on purpose is one of these; the CLI prints them as one line and exits
 2. The local server answers its own errors in OpenAI's wire shape and never raises them to a client.

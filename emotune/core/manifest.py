@@ -11,11 +11,11 @@ readable as fields are added.
     backend      BackendRecord     providers.connect                          show, report
     data         DataRecord        data.record_dataset (01)                   show, report
     samples      SamplesRecord     data.save_samples, save_draws (01)         every later notebook
-    jsonl        JsonlRecord       examples.build_training_files (02)         costs (03), evaluate (05)
+    jsonl        JsonlRecord       examples.build_training_files (02)         03, 05
     validation   ValidationRecord  costs.plan_costs (03)                      show
-    estimate     EstimateRecord    costs.plan_costs (03)                      finetune (04), evaluate (05)
+    estimate     EstimateRecord    costs.plan_costs (03)                      04, 05
     uploads.K    UploadRecord      finetune.upload_once (04)                  finetune (04)
-    job          JobRecord         finetune.launch_or_resume, reconcile (04)  evaluate (05), show, report
+    job          JobRecord         finetune.launch_or_resume, reconcile (04)  evaluate, show, report
     seed_jobs.K  SeedJobRecord     finetune.launch_or_resume,                 evaluate (05)
                                   seeds.train_seed_runs (04)
     batches.K    BatchRecord       batch.upload_batch, classify_batch (05)    batch (05)

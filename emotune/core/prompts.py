@@ -165,7 +165,10 @@ class PromptSpec:
 
     def describe(self) -> str:
         """One line naming the spec."""
-        return f"style={self.style.name!r}, label_format={self.label_format!r}, labels={self.taxonomy.name!r}"
+        return (
+            f"style={self.style.name!r}, label_format={self.label_format!r}, "
+            f"labels={self.taxonomy.name!r}"
+        )
 
 
 def prompt_spec(

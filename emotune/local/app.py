@@ -66,7 +66,8 @@ def create_app(
         dtype
     )  # open-weights models train and answer in it (auto: bf16 where native)
     engine = Engine(state_dir, max_upload_bytes=max_upload_bytes)
-    try:  # before serving: a link or FIFO planted as the request log stops the start with one clear line
+    # before serving: a link or FIFO planted as the request log stops the start with one clear line
+    try:
         append_regular(engine.store.root / REQUEST_LOG).close()
     except NotRegularFile:
         engine.close()

@@ -93,7 +93,8 @@ class Choice:
 
 @dataclass(frozen=True)
 class Bound:
-    """What a request may cost, decided before any work: prompt tokens, each choice's most tokens."""
+    """What a request may cost, decided before any work: its prompt tokens, and the most tokens
+    each choice may answer."""
 
     prompt_tokens: int
     limit: int

@@ -168,10 +168,11 @@ class Jobs:
                         error={
                             "code": "server_error",
                             "param": None,
-                            "message": f"The local backend stopped {restarts - 1} times while this job ran; "
-                            "it is not started again. Check the training file and "
-                            "hyperparameters, then "
-                            "create a new job.",
+                            "message": (
+                                f"The local backend stopped {restarts - 1} times while this job "
+                                "ran; it is not started again. Check the training file and "
+                                "hyperparameters, then create a new job."
+                            ),
                         },
                     )
                     continue

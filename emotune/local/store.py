@@ -142,7 +142,8 @@ class Store:
             if problem is None:
                 return record
         except NotRegularFile:
-            return None  # logged; a planted link is never followed, nor moved (that would follow it too)
+            # logged; a planted link is never followed, nor moved (that would follow it too)
+            return None
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             problem = f"{type(exc).__name__}: {exc}"
         aside = path.with_name(path.name + ".corrupt")

@@ -152,7 +152,10 @@ class Provider:
 
     def lifecycle_note(self, model: str, today: date | None = None) -> str:
         """What OpenAI's wind-down means for ``model`` on this provider, in one or two sentences."""
-        return f"{self.kind} server, not OpenAI: OpenAI's fine-tuning wind-down dates do not apply to it."
+        return (
+            f"{self.kind} server, not OpenAI: OpenAI's fine-tuning wind-down dates do not apply "
+            "to it."
+        )
 
     def record(self) -> dict:
         """What the manifest keeps about this provider (never the key)."""

@@ -88,9 +88,10 @@ class CompatibleProvider(Provider):
         if not self.fine_tuning:
             from ..core.errors import ConfigError
 
+            answered = (self.discovered or {}).get("fine_tuning", "nothing")
             raise ConfigError(
                 f"the server at {self.base_url} runs no fine-tuning jobs (asked: GET "
-                f"{PROBES['fine_tuning']} answered {(self.discovered or {}).get('fine_tuning', 'nothing')}); "
+                f"{PROBES['fine_tuning']} answered {answered}); "
                 "fine-tune with backend='local' (free, offline), on a server that runs jobs "
                 "(`emotune serve`), or with backend='openai', then evaluate here"
             )

@@ -33,9 +33,20 @@ from ..core.taxonomy import (
     resolve_level,
     taxonomy_names,
 )
-from .files import check_data_file, check_text_file, dataset_dict, read_split_tsv, sha256_file  # noqa: F401  (data.sha256_file)
+from .files import (  # noqa: F401  (data.sha256_file stays importable)
+    check_data_file,
+    check_text_file,
+    dataset_dict,
+    read_split_tsv,
+    sha256_file,
+)
 from .labels import DROP_REASONS, label_rows
-from .sampling import multi_hot, split_frame, stratified_sample, to_frame  # noqa: F401  (data.multi_hot, ...)
+from .sampling import (  # noqa: F401  (data.multi_hot, ... stay importable)
+    multi_hot,
+    split_frame,
+    stratified_sample,
+    to_frame,
+)
 
 SPLITS = ("train", "validation", "test")
 _BUILTIN = frozenset(taxonomy_names())  # label sets that ship with emotune (at import)

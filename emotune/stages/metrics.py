@@ -135,7 +135,8 @@ def single_label_report(
         note = pd.DataFrame(
             [
                 {
-                    "note": f"{tax.name} is multi-label: accuracy is exact match (above); no confusion matrix"
+                    "note": f"{tax.name} is multi-label: accuracy is exact match (above); "
+                    "no confusion matrix"
                 }
             ]
         )

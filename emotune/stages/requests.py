@@ -240,7 +240,8 @@ class RequestLoop:
                 return
             if kind is FailureKind.RATE_LIMITED:
                 throttled += 1
-                continue  # a 429 is the server's pacing, not the item's fault: it does not use up a retry
+                # a 429 is the server's pacing, not the item's fault: it does not use up a retry
+                continue
             n += 1
             if not last:
                 await asyncio.sleep(min(8.0, 0.25 * 2**n))

@@ -45,7 +45,8 @@ KNOWN = {
     ]
 }
 ALIASES = {
-    "huggingfacetb/smollm2-135m-instruct": "smollm2-135m-instruct",  # the hub id, and its ft: base name
+    # the hub id, and its ft: base name
+    "huggingfacetb/smollm2-135m-instruct": "smollm2-135m-instruct",
     "smollm2-135m-instruct": "smollm2-135m-instruct",
 }
 
