@@ -287,3 +287,41 @@ def test_cancel_kills_the_training_process(tiny_model, tmp_path):
     assert (
         tmp_path / "state" / "training" / job.id / "request.json"
     ).exists()  # in the state dir, not /tmp
+
+
+@pytest.mark.slow  # trains a LoRA adapter in a worker process
+def test_a_ctrl_c_reaching_the_training_process_does_not_fail_the_job(tiny_model, tmp_path):
+    """Ctrl-C in a terminal reaches every process of its group, the training worker too: the worker
+    leaves it to the backend, so the job trains on (and an interrupted `emotune run` resumes it)."""
+    import signal
+
+    import psutil
+
+    def workers():
+        return [
+            p
+            for p in psutil.process_iter(["cmdline"])
+            if str(tmp_path) in " ".join(p.info["cmdline"] or [])
+            and "emotune.local.trainers.sft_worker" in " ".join(p.info["cmdline"] or [])
+        ]
+
+    with LocalServer(tmp_path / "state", base_models=[str(tiny_model)]) as srv:
+        c = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0)
+        train = c.files.create(file=("t.jsonl", jsonl(DATA * 5)), purpose="fine-tune").id
+        job = c.fine_tuning.jobs.create(
+            model=str(tiny_model),
+            training_file=train,
+            seed=0,
+            hyperparameters={"n_epochs": 20, "batch_size": 1},
+        )
+        for _ in range(600):  # until the worker reports its first step
+            if any(e.type == "metrics" for e in c.fine_tuning.jobs.list_events(job.id).data):
+                break
+            time.sleep(0.1)
+        found = workers()
+        assert found, "the job trains in its own process"
+        for worker in found:
+            worker.send_signal(signal.SIGINT)
+        job = wait_job(c, job.id, 240)
+        assert job.status == "succeeded", job.error
+        assert len(c.fine_tuning.jobs.checkpoints.list(job.id).data) == 3

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import sys
 from pathlib import Path
 
@@ -155,4 +156,10 @@ def main(job_dir: str) -> int:
 
 
 if __name__ == "__main__":
+    # Ctrl-C in a terminal reaches every process of its group. The worker leaves it to the local
+    # backend that started it: a cancel kills the worker, and when the backend itself stops, the
+    # worker's output closes (it ends at its next line) and the job, still open in the state
+    # directory, trains again when the backend starts next. Were the worker to die of the Ctrl-C
+    # first, the backend would record the job as failed and an interrupted run could not resume.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     sys.exit(main(sys.argv[1]))
