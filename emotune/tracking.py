@@ -319,12 +319,34 @@ def log_manifest(mlflow, manifest: dict, wall_seconds: float | None = None) -> N
 
 
 def log_artifacts(mlflow, run_path: Path) -> None:
-    """The manifest, the rendered tutorial (``html/``, its plots inline) and the saved answers."""
+    """The manifest, the rendered tutorial (``html/``, its plots inline), the saved answers and, for
+    an open-weights fine-tune trained by the run's local backend, its LoRA adapter."""
     if (run_path / "manifest.json").is_file():
         mlflow.log_artifact(str(run_path / "manifest.json"))
     for folder in ("html", "predictions"):
         if (run_path / folder).is_dir():
             mlflow.log_artifacts(str(run_path / folder), artifact_path=folder)
+    adapter = trained_adapter(run_path)
+    if adapter is not None:
+        mlflow.log_artifacts(str(adapter), artifact_path="adapter")
+
+
+def trained_adapter(run_path: Path) -> Path | None:
+    """The fine-tune's adapter folder in the run's local backend (``local-backend/weights/<model>/
+    adapter``, a PEFT folder), or None: no fine-tune, another backend, or anything there a link."""
+    try:
+        job = json.loads((run_path / "manifest.json").read_text("utf-8")).get("job") or {}
+    except (OSError, ValueError):
+        return None
+    name = str(job.get("fine_tuned_model") or "")
+    if not name or "/" in name or ".." in name:
+        return None
+    folder = run_path / "local-backend" / "weights" / name.replace(":", "~") / "adapter"
+    if not folder.is_dir() or any(
+        p.is_symlink() for p in (folder, folder.parent, *folder.rglob("*"))
+    ):
+        return None
+    return folder
 
 
 def _adopt_training_runs(mlflow, parent_id: str, name: str | None) -> None:

@@ -20,6 +20,8 @@ def test_the_trainers_own_mlflow_run_lands_under_the_emotune_run(tmp_path, monke
     pytest.importorskip("mlflow")
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
+    peft = pytest.importorskip("peft")
+    from emotune.core.manifest import JobRecord
     from emotune.local.trainers.sft_worker import TRACKING_RUN, _report_to
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -48,11 +50,19 @@ def test_the_trainers_own_mlflow_run_lands_under_the_emotune_run(tmp_path, monke
             disable_tqdm=True,
         )
         transformers.Trainer(model=model, args=args, train_dataset=rows).train()
+        # the fine-tune the local backend published: a PEFT LoRA adapter folder in its weights
+        tuned = "ft:tiny:emotune-local:emotune:0123abcd"
+        run.put(JobRecord(id="ftjob-1", fine_tuned_model=tuned))
+        adapter = run.file("local-backend/weights/ft~tiny~emotune-local~emotune~0123abcd/adapter")
+        lora = peft.LoraConfig(r=2, target_modules=["c_attn"], task_type="CAUSAL_LM")
+        peft.get_peft_model(model, lora).save_pretrained(str(adapter))
         tracker.finish(1.0)
         import mlflow
 
         client = mlflow.MlflowClient(tracker.uri)
         found = client.search_runs([client.get_experiment_by_name("emotune").experiment_id])
+        logged = {a.path for a in client.list_artifacts(tracker.run_id, "adapter")}
+    assert {"adapter/adapter_config.json", "adapter/adapter_model.safetensors"} <= logged
     by_name = {r.info.run_name: r for r in found}
     training = by_name[tracker.training_run_name]
     assert training.data.tags["mlflow.parentRunId"] == tracker.run_id
