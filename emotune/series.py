@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,6 +13,7 @@ from pathlib import Path
 
 from .core.config import headless_kernels
 from .core.errors import ConfigError, NotebookFailed, shown_value
+from .core.progress import following
 from .core.runs import Run, atomic_write_json, now_iso
 from .stages.passes import SWITCHES, parse_switch
 
@@ -81,10 +81,15 @@ def default_notebooks_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "notebooks"
 
 
+# Notebook 06 reads a sweep (many runs), not one run: `emotune sweep` executes it for its sweep and
+# `emotune run` stops at 05 (emotune/curve.py).
+SWEEP_NOTEBOOK = "06_how_many_examples.ipynb"
+
+
 def list_notebooks(folder: Path | None = None) -> list[Path]:
-    """The numbered notebooks (``NN_name.ipynb``) in name order."""
+    """The numbered notebooks of one run (``NN_name.ipynb``, all but the sweep's) in name order."""
     folder = folder or default_notebooks_dir()
-    found = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+    found = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb") if p.name != SWEEP_NOTEBOOK)
     if not found:
         raise ConfigError(f"no numbered notebooks (NN_name.ipynb) in {folder}")
     return found
@@ -247,34 +252,12 @@ def check_parameters(params: dict, notebooks: list[Path]) -> set[str]:
 @contextmanager
 def _echo(progress: Path, on_event: Callable[[str], None], every_s: float = 2.0) -> Iterator[None]:
     """While a notebook runs, show the newest line of its progress bars (copied to ``progress``)
-    on the
-    console."""
-    stop = threading.Event()
-    shown = [""]
-
-    def newest() -> None:
-        try:
-            text = progress.read_text(encoding="utf-8", errors="replace")[-4096:]
-        except OSError:
-            return
-        lines = [part.strip() for part in text.replace("\r", "\n").split("\n") if part.strip()]
-        if lines and lines[-1] != shown[0]:
-            shown[0] = lines[-1]
-            on_event(f"    {lines[-1]}")
-
-    def follow() -> None:
-        while not stop.wait(every_s):
-            newest()
-
+    on the console."""
     progress.unlink(missing_ok=True)
-    thread = threading.Thread(target=follow, name="emotune-progress", daemon=True)
-    thread.start()
     try:
-        yield
+        with following(progress, lambda line: on_event(f"    {line}"), every_s):
+            yield
     finally:
-        stop.set()
-        thread.join()
-        newest()
         progress.unlink(missing_ok=True)
 
 

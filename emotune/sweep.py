@@ -16,7 +16,6 @@ folder under one sweep folder), sharing what is identical instead of recomputing
 
 from __future__ import annotations
 
-import fcntl
 import json
 import signal
 import subprocess
@@ -31,13 +30,16 @@ import yaml
 
 from .core.config import child_environment, exported
 from .core.errors import ConfigError
+from .core.progress import following
 from .core.runs import Run, atomic_write_json
 from .stages.reuse import SHARED_ENV
 from .summary import shown
-from .sweep_plan import CACHE, SweepPlan, SweepRun, merge_cache, share_samples
+from .sweep_notebook import render_for_sweep
+from .sweep_plan import CACHE, SweepPlan, SweepRun, locked, merge_cache, share_samples
 from .tracking import SWEEP_ENV, track_finished, tracked_in
 
 SHARED = "shared"
+ECHO_S = 10.0  # how often a running run's newest console line is shown
 
 
 @dataclass
@@ -75,18 +77,6 @@ def resume_point(path: Path) -> str | None:
     return STAGES[-1][:2]  # every notebook done, the rendering not: notebook 05 again renders it
 
 
-@contextmanager
-def _locked(folder: Path):
-    """One process at a time in the shared folder (shards on one machine, parallel jobs)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 class Sweep:
     """Executes a plan's runs (or one shard of them)."""
 
@@ -108,7 +98,7 @@ class Sweep:
         and other parameter sets is refused rather than mixed in."""
         self.plan.folder.mkdir(parents=True, exist_ok=True)
         path = self.plan.folder / "sweep.json"
-        with _locked(self.shared):
+        with locked(self.shared):
             if path.is_file():
                 before = json.loads(path.read_text("utf-8"))
                 if before.get("runs") != json.loads(json.dumps(self.plan.to_dict()["runs"])):
@@ -156,7 +146,7 @@ class Sweep:
                 shared_from = source.name
         if start is None:
             start = resume_point(path)
-        with _locked(self.shared):
+        with locked(self.shared):
             merge_cache(self.shared / "cache.jsonl", path / CACHE)
         log = logs / f"{run.name}{'.' + stop if stop else ''}.log"
         cmd = [sys.executable, "-m", "emotune.cli", "run", "--run-dir", str(path)]
@@ -167,14 +157,26 @@ class Sweep:
         with (
             open(log, "w", encoding="utf-8") as out,
             subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env) as child,
+            self._echoed(log, run.name),
         ):
             self._children.add(child)
             code = child.wait()
             self._children.discard(child)
-        with _locked(self.shared):
+        with locked(self.shared):
             merge_cache(path / CACHE, self.shared / "cache.jsonl")
         status = "ran" if code == 0 else "failed"
         return Outcome(run, status, time.perf_counter() - t0, log, shared_from)
+
+    @contextmanager
+    def _echoed(self, log: Path, name: str):
+        """One run at a time: its console's newest line (training steps, answers) shown here every
+        few seconds while it runs (all of it is in its log). Runs side by side: their start and end
+        lines only."""
+        if self.jobs > 1:
+            yield
+            return
+        with following(log, lambda line: self.say(f"    {name}: {line}"), every_s=ECHO_S):
+            yield
 
     def _pass(self, todo: list[SweepRun], stop: str | None = None) -> list[Outcome]:
         """Run ``todo`` at most ``jobs`` at a time, each after the runs it waits for."""
@@ -321,6 +323,7 @@ def cmd_sweep(args) -> int:
     for o in failed:
         _say(f"  failed: {o.run.name} (log: {o.log})")
     _say(f"compare: emotune compare {plan.folder}")
+    render_for_sweep(plan, SHARED, changed=ran > 0, say=_say)
     return 1 if failed else 0
 
 

@@ -19,11 +19,13 @@ A plain mapping of parameters is read as ``parameters:``, its lists as ``grid:``
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import itertools
 import json
 import re
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -279,3 +281,15 @@ def share_samples(source: Path, target: Path) -> None:
         samples=src.get("samples") or {},
         stages={"01_explore": stage},
     )
+
+
+@contextmanager
+def locked(folder: Path):
+    """One process at a time in the shared folder (shards on one machine, parallel jobs)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

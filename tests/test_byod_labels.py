@@ -124,7 +124,7 @@ def test_a_huge_label_names_file_is_refused(tmp_path):
 
 
 def test_error_bars_of_an_interval_that_misses_its_estimate_are_drawn():
-    from emotune.plots import _error_bars, plot_headline
+    from emotune.plots.run import _error_bars, plot_headline
 
     bars = _error_bars([0.5, 0.2, np.nan], [0.6, 0.1, 0.1], [0.55, np.nan, 0.3])
     assert (bars >= 0).all() and not np.isnan(bars).any()

@@ -312,7 +312,7 @@ def test_a_ctrl_c_reaching_the_training_process_does_not_fail_the_job(tiny_model
             model=str(tiny_model),
             training_file=train,
             seed=0,
-            hyperparameters={"n_epochs": 20, "batch_size": 1},
+            hyperparameters={"n_epochs": 5, "batch_size": 1},
         )
         for _ in range(600):  # until the worker reports its first step
             if any(e.type == "metrics" for e in c.fine_tuning.jobs.list_events(job.id).data):

@@ -12,6 +12,7 @@ PUBLIC = [
     "EmotuneError",
     "JobError",
     "LabelSets",
+    "LearningCurve",
     "LifecycleError",
     "NotebookFailed",
     "Passes",
@@ -64,6 +65,7 @@ PUBLIC = [
     "level_breakdown",
     "load",
     "load_catalog",
+    "load_curve",
     "load_draws",
     "load_samples",
     "make_samples",
@@ -127,6 +129,7 @@ PLOTS = [
     "plot_headline",
     "plot_label_frequency",
     "plot_labels_per_comment",
+    "plot_learning_curve",
     "plot_level_breakdowns",
     "plot_per_label_f1",
     "plot_prompt_tax",
@@ -161,7 +164,7 @@ def test_plots_are_a_namespace():
     defined = {
         n
         for n, f in vars(plots).items()
-        if inspect.isfunction(f) and f.__module__ == plots.__name__
+        if inspect.isfunction(f) and f.__module__.startswith(f"{plots.__name__}.")
     }
     assert {n for n in defined if not n.startswith("_")} == set(PLOTS)
     assert not [n for n in emotune.__all__ if n.startswith("plot_")]

@@ -123,6 +123,9 @@ def test_two_shards_write_one_store_and_share_the_base_models_answers(sweep):
         assert {"manifest.json", "html", "predictions"} <= artifacts
     # shard 0 ran n_train 40 then 80 on seed 1, then "strict": the later ones asked the base model
     # nothing
+    # one run at a time: each run's newest console line reached the sweep's console (its last at least)
+    consoles = "".join(out for _, out in sweep["shards"])
+    assert f"    {FIRST}: " in consoles and "    strict: " in consoles
     chats = {name: c["POST /v1/chat/completions"] for name, c in sweep["after_shards"].items()}
     assert chats[FIRST] == 3 * N_EVAL  # base, base on the training prompt, fine-tuned
     assert chats["n_train-80_seed-1_min_gain-0.02"] == N_EVAL  # the fine-tuned model only
@@ -157,6 +160,24 @@ def test_a_finished_sweep_logs_its_runs_into_a_new_store_without_running_them(sw
     assert posts(sweep["folder"]) == sweep["after_shards"]
     names = sorted(p.parent.name for p in sweep["folder"].glob("*/manifest.json"))
     assert sorted(r.info.run_name for r in mlflow_runs(other)) == names
+
+
+@pytest.mark.slow
+def test_the_sweep_renders_notebook_06_on_its_learning_curve(sweep):
+    import nbformat
+
+    from emotune.curve import load_curve
+
+    folder = sweep["folder"]
+    assert (folder / "html" / "06_how_many_examples.html").is_file()
+    curve = load_curve(folder)
+    assert curve.sizes == [40, 80] and curve.seeds == [1, 2] and len(curve.tests) == 4
+    assert curve.left_out == ("strict (min_gain 0.05 vs the curve's 0.02)",)
+    executed = nbformat.read(folder / "notebooks" / "06_how_many_examples.ipynb", as_version=4)
+    printed = "".join(o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
+    assert curve.sentence() in printed and "strict (min_gain" in printed
+    assert str(sweep["root"]) not in json.dumps(executed)  # the sweep is "." in its own notebook
+    assert "(no run finished since)" in sweep["again"][1]  # nothing ran: not rendered again
 
 
 @pytest.mark.slow

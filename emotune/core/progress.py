@@ -11,6 +11,10 @@ bar too. ``TQDM_DISABLE=1`` (CI, the committed notebooks) turns bars off everywh
 from __future__ import annotations
 
 import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 from .config import headless, progress_disabled, progress_file
 
@@ -53,3 +57,41 @@ def progress_bar(total: int, desc: str, unit: str, *, enabled: bool = True, init
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit=unit, initial=initial, disable=disable)
+
+
+def newest_line(path: Path, tail_bytes: int = 4096) -> str:
+    """The newest non-empty line of a console copy (a bar's redraws end in ``\\r``), or ""."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(f.seek(0, 2) - tail_bytes, 0))
+            text = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    lines = [part.strip() for part in text.replace("\r", "\n").split("\n") if part.strip()]
+    return lines[-1] if lines else ""
+
+
+@contextmanager
+def following(path: Path, on_line: Callable[[str], None], every_s: float = 2.0) -> Iterator[None]:
+    """While the block runs, pass the newest line of ``path`` to ``on_line`` whenever it changed
+    (checked every ``every_s`` seconds, and once more at the end)."""
+    stop, shown = threading.Event(), [""]
+
+    def newest() -> None:
+        line = newest_line(path)
+        if line and line != shown[0]:
+            shown[0] = line
+            on_line(line)
+
+    def follow() -> None:
+        while not stop.wait(every_s):
+            newest()
+
+    thread = threading.Thread(target=follow, name="emotune-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        newest()

@@ -1,6 +1,5 @@
-"""Every figure the notebooks show, as ``emotune.plots.plot_*``. Each function returns a Figure;
-none saves
-or shows it."""
+"""The figures of one run (notebooks 01-05). Each function returns a Figure; none saves or shows
+it."""
 
 from __future__ import annotations
 
@@ -11,23 +10,6 @@ matplotlib.rcParams.setdefault("figure.dpi", 100)
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-
-__all__ = [
-    "plot_confusions",
-    "plot_cooccurrence",
-    "plot_cost_vs_quality",
-    "plot_headline",
-    "plot_label_frequency",
-    "plot_labels_per_comment",
-    "plot_level_breakdowns",
-    "plot_per_label_f1",
-    "plot_prompt_tax",
-    "plot_prompt_tokens",
-    "plot_support_comparison",
-    "plot_token_distribution",
-    "plot_token_lengths",
-    "plot_training_curves",
-]
 
 
 def _finish(fig, ax, title: str, xlabel: str, ylabel: str):
