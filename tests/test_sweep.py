@@ -36,6 +36,12 @@ runs: [{name: strict, n_train: 40, seed: 1, min_gain: 0.05}]
 FIRST = "n_train-40_seed-1_min_gain-0.02"
 
 
+def _as_in_a_terminal() -> None:
+    """Ctrl-C's default action, whatever the suite inherited: a shell starts background jobs with
+    SIGINT ignored, and a process that starts ignoring it never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def emotune(*args: str, env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "emotune.cli", *args],
@@ -43,6 +49,7 @@ def emotune(*args: str, env: dict | None = None) -> subprocess.Popen:
         stderr=subprocess.STDOUT,
         text=True,
         env=os.environ | {"TQDM_DISABLE": "1", "EMOTUNE_TRACKING": "on"} | (env or {}),
+        preexec_fn=_as_in_a_terminal,
     )
 
 
