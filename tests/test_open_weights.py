@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -251,39 +252,48 @@ def test_a_missing_extra_names_the_install_command():
     assert "pip install 'emotune[open-weights]'" in out and "peft" in out
 
 
-@pytest.mark.slow  # trains a LoRA adapter in a worker process
-def test_cancel_kills_the_training_process(tiny_model, tmp_path):
+def training_workers(under: Path) -> list:
+    """The training processes of jobs whose state directory is under ``under``."""
     import psutil
 
-    def workers():
-        return [
-            p
-            for p in psutil.process_iter(["cmdline"])
-            if "emotune.local.trainers.sft_worker" in " ".join(p.info["cmdline"] or [])
-        ]
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        line = " ".join(p.info["cmdline"] or [])
+        if "emotune.local.trainers.sft_worker" in line and str(under) in line:
+            found.append(p)
+    return found
 
+
+def training_job(c, tiny_model, n_epochs: int):
+    """A job on the tiny model, returned once its worker has reported its first step."""
+    train = c.files.create(file=("t.jsonl", jsonl(DATA * 5)), purpose="fine-tune").id
+    job = c.fine_tuning.jobs.create(
+        model=str(tiny_model),
+        training_file=train,
+        seed=0,
+        hyperparameters={"n_epochs": n_epochs, "batch_size": 1},
+    )
+    for _ in range(600):
+        if any(e.type == "metrics" for e in c.fine_tuning.jobs.list_events(job.id).data):
+            break
+        time.sleep(0.1)
+    return job
+
+
+@pytest.mark.slow  # trains a LoRA adapter in a worker process
+def test_cancel_kills_the_training_process(tiny_model, tmp_path):
     with LocalServer(tmp_path / "state", base_models=[str(tiny_model)]) as srv:
         c = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0)
-        train = c.files.create(file=("t.jsonl", jsonl(DATA * 5)), purpose="fine-tune").id
-        job = c.fine_tuning.jobs.create(
-            model=str(tiny_model),
-            training_file=train,
-            seed=0,
-            hyperparameters={"n_epochs": 50, "batch_size": 1},
-        )
-        for _ in range(600):  # until the worker reports its first step
-            if any(e.type == "metrics" for e in c.fine_tuning.jobs.list_events(job.id).data):
-                break
-            time.sleep(0.1)
-        assert workers(), "the job trains in its own process"
+        job = training_job(c, tiny_model, n_epochs=50)
+        assert training_workers(tmp_path), "the job trains in its own process"
         c.fine_tuning.jobs.cancel(job.id)
         job = wait_job(c, job.id, 60)
         assert job.status == "cancelled"
         for _ in range(100):
-            if not workers():
+            if not training_workers(tmp_path):
                 break
             time.sleep(0.1)
-        assert not workers()  # the training process is gone, its memory with it
+        assert not training_workers(tmp_path)  # the training process is gone, its memory with it
     assert (
         tmp_path / "state" / "training" / job.id / "request.json"
     ).exists()  # in the state dir, not /tmp
@@ -295,30 +305,10 @@ def test_a_ctrl_c_reaching_the_training_process_does_not_fail_the_job(tiny_model
     leaves it to the backend, so the job trains on (and an interrupted `emotune run` resumes it)."""
     import signal
 
-    import psutil
-
-    def workers():
-        return [
-            p
-            for p in psutil.process_iter(["cmdline"])
-            if str(tmp_path) in " ".join(p.info["cmdline"] or [])
-            and "emotune.local.trainers.sft_worker" in " ".join(p.info["cmdline"] or [])
-        ]
-
     with LocalServer(tmp_path / "state", base_models=[str(tiny_model)]) as srv:
         c = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0)
-        train = c.files.create(file=("t.jsonl", jsonl(DATA * 5)), purpose="fine-tune").id
-        job = c.fine_tuning.jobs.create(
-            model=str(tiny_model),
-            training_file=train,
-            seed=0,
-            hyperparameters={"n_epochs": 5, "batch_size": 1},
-        )
-        for _ in range(600):  # until the worker reports its first step
-            if any(e.type == "metrics" for e in c.fine_tuning.jobs.list_events(job.id).data):
-                break
-            time.sleep(0.1)
-        found = workers()
+        job = training_job(c, tiny_model, n_epochs=5)
+        found = training_workers(tmp_path)
         assert found, "the job trains in its own process"
         for worker in found:
             worker.send_signal(signal.SIGINT)
